@@ -1,0 +1,310 @@
+/*
+ * leasehold.h — leader election for C services on Redis.
+ *
+ * Many processes campaign for one Redis key; at most one of them is leader at
+ * any moment.  The leader holds the key with a TTL (the lease) and renews it;
+ * when it dies, hangs or is cut off, the lease lapses and another process is
+ * elected.  Each term carries a fencing epoch that strictly increases from term
+ * to term.
+ *
+ * A minimal program (this is examples/minimal.c):
+ *
+ *     #include <leasehold.h>
+ *     #include <stdio.h>
+ *     #include <stdlib.h>
+ *
+ *     static int work(leasehold_token *t, void *arg)
+ *     {
+ *         (void)arg;
+ *         printf("leader, epoch %llu\n", (unsigned long long)leasehold_token_epoch(t));
+ *         while (leasehold_token_sleep(t, 1000))
+ *             puts("doing the leader's work");
+ *         return 0; // cancelled: we are no longer leader
+ *     }
+ *
+ *     int main(int argc, char **argv)
+ *     {
+ *         leasehold_config cfg;
+ *         leasehold_error err;
+ *         leasehold_config_init(&cfg);
+ *         const char *url = argc > 1 ? argv[1] : getenv("SNAKETRON_REDIS_URL");
+ *         cfg.url = url ? url : "redis://127.0.0.1:6379";
+ *         leasehold_client *c = leasehold_client_new(&cfg, &err);
+ *         if (!c || !leasehold_serve(c, "myapp:leader", work, NULL, &err)) {
+ *             fprintf(stderr, "leasehold: %s\n", err.msg);
+ *             return 1;
+ *         }
+ *         getchar();                // run until Enter
+ *         leasehold_client_free(c); // stops the service, releases the lease
+ *         return 0;
+ *     }
+ *
+ * Threads
+ * -------
+ * Each leasehold_client owns one background I/O thread that talks to Redis and
+ * drives every election of that client.  Callbacks (leasehold_callbacks, the
+ * log callback) run on that thread: they must return quickly and must not call
+ * leasehold_client_free() or leasehold_election_free() on their own election
+ * and wait for it.  A service given to leasehold_serve() runs in a thread of
+ * its own.  Each function below says whether it is safe to call from any
+ * thread.
+ *
+ * Errors
+ * ------
+ * Functions that can fail return NULL or a negative code and, when given a
+ * leasehold_error, fill it with the code and a message that names the cause
+ * and the thing ("redis://127.0.0.1:1: connection refused").  The library
+ * never prints, never exits and never installs signal handlers.
+ */
+#ifndef LEASEHOLD_H
+#define LEASEHOLD_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Error codes: 0 is success, every error is negative.  POSIX meanings are
+ * reused where they exist; the rest are leasehold's own band, below -1000.
+ * X(name, value, message)
+ */
+#define LEASEHOLD_ERRORS(X)                                                                        \
+    X(LEASEHOLD_EINVAL, -EINVAL, "invalid argument")                                               \
+    X(LEASEHOLD_ENOMEM, -ENOMEM, "out of memory")                                                  \
+    X(LEASEHOLD_ETIMEDOUT, -ETIMEDOUT, "timed out")                                                \
+    X(LEASEHOLD_ECONNREFUSED, -ECONNREFUSED, "connection refused")                                 \
+    X(LEASEHOLD_ECONNRESET, -ECONNRESET, "connection closed by Redis")                             \
+    X(LEASEHOLD_EIO, -EIO, "I/O error")                                                            \
+    X(LEASEHOLD_EDEADLK, -EDEADLK, "called from a callback where it would wait for itself")        \
+    X(LEASEHOLD_EURL, -1001, "malformed or unsupported URL")                                       \
+    X(LEASEHOLD_ERESOLVE, -1002, "host name did not resolve")                                      \
+    X(LEASEHOLD_EAUTH, -1003, "authentication refused")                                            \
+    X(LEASEHOLD_ENOPERM, -1004, "permission denied by Redis ACL")                                  \
+    X(LEASEHOLD_EDB, -1005, "database index rejected")                                             \
+    X(LEASEHOLD_EWRONGTYPE, -1006, "key holds a value of the wrong type")                          \
+    X(LEASEHOLD_EREADONLY, -1007, "Redis is a read-only replica")                                  \
+    X(LEASEHOLD_EPROTO, -1008, "unexpected reply from Redis")                                      \
+    X(LEASEHOLD_EREDIS, -1009, "error reply from Redis")                                           \
+    X(LEASEHOLD_ECLOSED, -1010, "client is shutting down")                                         \
+    X(LEASEHOLD_EEXIST, -1011, "this client already campaigns for that key")                       \
+    X(LEASEHOLD_ECONFIG, -1012, "invalid configuration")
+
+enum leasehold_errno {
+#define LEASEHOLD_ENUM_(name, value, msg) name = (value),
+    LEASEHOLD_ERRORS(LEASEHOLD_ENUM_)
+#undef LEASEHOLD_ENUM_
+};
+
+/* Detail of a failure: the code and a message naming the cause. */
+typedef struct leasehold_error {
+    int code;
+    char msg[256];
+} leasehold_error;
+
+/* The message for an error code ("connection refused"); never NULL.
+ * Thread-safe. */
+const char *leasehold_strerror(int code);
+
+/* The name of an error code ("LEASEHOLD_ECONNREFUSED"); never NULL.
+ * Thread-safe. */
+const char *leasehold_errname(int code);
+
+/* ---------------------------------------------------------------- config */
+
+typedef enum leasehold_log_level {
+    LEASEHOLD_LOG_ERROR = 0,
+    LEASEHOLD_LOG_WARN = 1,
+    LEASEHOLD_LOG_INFO = 2,
+    LEASEHOLD_LOG_DEBUG = 3,
+} leasehold_log_level;
+
+/* Receives the library's log lines (no trailing newline).  Runs on the I/O
+ * thread, or on the caller's thread inside leasehold_client_new(). */
+typedef void (*leasehold_log_fn)(leasehold_log_level level, const char *msg, void *arg);
+
+#define LEASEHOLD_CONFIG_VERSION 1
+
+/*
+ * Client configuration.  Always start from leasehold_config_init(): it sets
+ * every default, so a program built against this header keeps working when
+ * fields are added at the end.  Times are milliseconds.  Zero is never taken
+ * to mean "no time": leasehold_client_new() rejects a configuration that does
+ * not make sense (LEASEHOLD_ECONFIG, with the reason) and never corrects it.
+ */
+typedef struct leasehold_config {
+    int version;                 /* LEASEHOLD_CONFIG_VERSION, set by init */
+    const char *url;             /* redis://... or unix://...; required */
+    const char *identity;        /* first half of each token; NULL: "<hostname>:<pid>" */
+    uint32_t lease_ms;           /* TTL of the key: 2000 */
+    uint32_t renew_interval_ms;  /* the leader renews this often: 300 */
+    uint32_t retry_interval_ms;  /* a follower's longest wait between claims: 1000 */
+    uint32_t renew_deadline_ms;  /* a leader unrenewed this long steps down: 1500 */
+    uint32_t command_timeout_ms; /* unanswered this long resets the connection: 250 */
+    uint32_t connect_timeout_ms; /* 1000 */
+    uint32_t stop_timeout_ms;    /* how long a stopping service is waited for: 10000 */
+    bool lazy_connect;           /* false: leasehold_client_new() connects first and
+                                    fails with the reason; true: it returns at once and
+                                    the client keeps trying in the background */
+    uint64_t seed;               /* jitter seed; 0: drawn at random */
+    leasehold_log_fn log;        /* NULL: no logging */
+    void *log_arg;
+    leasehold_log_level log_level; /* lines above this level are not formatted: INFO */
+} leasehold_config;
+
+/* Fills cfg with the defaults above; cfg->url is NULL.  Thread-safe. */
+void leasehold_config_init(leasehold_config *cfg);
+
+/* ---------------------------------------------------------------- client */
+
+typedef struct leasehold_client leasehold_client;
+typedef struct leasehold_election leasehold_election;
+typedef struct leasehold_token leasehold_token;
+
+/*
+ * Validates cfg, parses the URL, resolves the host name and starts the I/O
+ * thread.  Unless cfg->lazy_connect, it first connects (AUTH and SELECT
+ * included) and returns NULL with the reason if that fails: LEASEHOLD_EURL,
+ * LEASEHOLD_ECONFIG, LEASEHOLD_ERESOLVE, LEASEHOLD_ECONNREFUSED,
+ * LEASEHOLD_ETIMEDOUT, LEASEHOLD_EAUTH, LEASEHOLD_ENOPERM, LEASEHOLD_EDB,
+ * LEASEHOLD_ENOMEM.  After that, a lost connection is re-established in the
+ * background with jittered exponential back-off.  cfg is copied (strings
+ * too).  err may be NULL.  Thread-safe.
+ */
+leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_error *err);
+
+/*
+ * Ends every election of the client as leasehold_election_free() does
+ * (services stopped, leases released), stops the I/O thread and frees the
+ * client, with every election not freed yet (their pointers become
+ * invalid).  Waits at most stop_timeout_ms for each service and
+ * command_timeout_ms for the releases.  Must not be called from a callback
+ * (it then logs an error and does nothing).
+ */
+void leasehold_client_free(leasehold_client *c);
+
+/* ------------------------------------------------------------- elections */
+
+/* Why a term ended. */
+typedef enum leasehold_reason {
+    LEASEHOLD_LOST = 1,         /* the key holds another process's token */
+    LEASEHOLD_EXPIRED = 2,      /* the key was gone, or the lease ran out before a renewal */
+    LEASEHOLD_DEADLINE = 3,     /* renewals failed for renew_deadline_ms */
+    LEASEHOLD_DISCONNECTED = 4, /* Redis closed or reset the connection */
+    LEASEHOLD_RESIGNED = 5,     /* leasehold_resign(), a service that returned, or shutdown */
+} leasehold_reason;
+
+/* "lost", "expired", ...; never NULL.  Thread-safe. */
+const char *leasehold_reason_name(leasehold_reason reason);
+
+/*
+ * Callbacks of one election; any may be NULL.  They run on the I/O thread,
+ * in the order the events happened, and must return quickly.
+ *
+ * elected:        this process became leader for the term `epoch`.
+ * revoked:        the term ended for `reason`; leasehold_is_leader() was
+ *                 already false before the call.
+ * leader_changed: the holder this process observes changed: `holder_token` is
+ *                 the new holder's token (this process's own on election) or
+ *                 NULL when nobody holds the key; `epoch` is the holder's
+ *                 epoch when known, else 0.
+ * error:          a condition the user should see and leasehold cannot fix by
+ *                 retrying alone (WRONGTYPE, NOPERM, READONLY, a service that
+ *                 overran its stop timeout...).  The election goes on trying.
+ */
+typedef struct leasehold_callbacks {
+    void (*elected)(leasehold_election *e, uint64_t epoch, void *arg);
+    void (*revoked)(leasehold_election *e, leasehold_reason reason, void *arg);
+    void (*leader_changed)(leasehold_election *e, const char *holder_token, uint64_t epoch,
+                           void *arg);
+    void (*error)(leasehold_election *e, const leasehold_error *err, void *arg);
+} leasehold_callbacks;
+
+/*
+ * Starts campaigning for `key`.  cb (copied) may be NULL.  Returns the
+ * election, or NULL with LEASEHOLD_EINVAL (empty key), LEASEHOLD_EEXIST,
+ * LEASEHOLD_ECLOSED or LEASEHOLD_ENOMEM.  Does not wait for Redis.
+ * Thread-safe, callbacks included.
+ */
+leasehold_election *leasehold_campaign(leasehold_client *c, const char *key,
+                                       const leasehold_callbacks *cb, void *arg,
+                                       leasehold_error *err);
+
+/*
+ * True only while this process certainly holds the lease: it is leader and
+ * the monotonic clock is before valid_until (see README, "The safety rule").
+ * Lock-free; thread-safe.
+ */
+bool leasehold_is_leader(const leasehold_election *e);
+
+/* This term's fencing epoch, or 0 when not leader.  Lock-free; thread-safe. */
+uint64_t leasehold_epoch(const leasehold_election *e);
+
+/* The election's key and this process's token for it ("<identity>/<nonce>").
+ * Valid until the election is freed.  Thread-safe. */
+const char *leasehold_key(const leasehold_election *e);
+const char *leasehold_token_string(const leasehold_election *e);
+
+/*
+ * Steps down if leader: leasehold_is_leader() is false when this returns; the
+ * service (if any) is stopped, then the lease is released so a successor
+ * need not wait for the TTL.  The election keeps campaigning, but waits
+ * retry_interval_ms before its next claim so that another candidate is
+ * preferred.  Returns 0, or LEASEHOLD_EINVAL.  Does not wait.  Thread-safe.
+ */
+int leasehold_resign(leasehold_election *e);
+
+/*
+ * Ends the campaign: resigns as above, waits for the service and the release
+ * (bounded by stop_timeout_ms and command_timeout_ms), and frees e.  From a
+ * callback of e's client it cannot wait: it then only schedules the end and
+ * e is freed by the I/O thread.  Thread-safe.
+ */
+void leasehold_election_free(leasehold_election *e);
+
+/* ------------------------------------------------------------- services */
+
+/*
+ * Campaigns for `key` and, during each term, runs service(token, arg) in a
+ * thread of its own.  When the term ends the token is cancelled at once and
+ * the thread is waited for up to stop_timeout_ms (an overrun is reported
+ * through the log and the error callback, and no new term starts until the
+ * service has returned).  A service that returns while still leader makes
+ * the election resign, so another process can lead, and campaign again after
+ * retry_interval_ms.  Returns the election (free it with
+ * leasehold_election_free()), or NULL as leasehold_campaign().  Thread-safe.
+ */
+leasehold_election *leasehold_serve(leasehold_client *c, const char *key,
+                                    int (*service)(leasehold_token *t, void *arg), void *arg,
+                                    leasehold_error *err);
+
+/* Like leasehold_serve(), with callbacks as well. */
+leasehold_election *leasehold_serve_cb(leasehold_client *c, const char *key,
+                                       int (*service)(leasehold_token *t, void *arg), void *arg,
+                                       const leasehold_callbacks *cb, leasehold_error *err);
+
+/* True once the term the service runs for has ended.  Thread-safe. */
+bool leasehold_token_cancelled(const leasehold_token *t);
+
+/* Sleeps up to ms; returns false as soon as the token is cancelled (at once
+ * if it already is), true when the time ran out.  Thread-safe. */
+bool leasehold_token_sleep(leasehold_token *t, uint32_t ms);
+
+/* A descriptor that becomes readable when the token is cancelled, for
+ * poll()-based services.  Owned by the token; do not read or close it. */
+int leasehold_token_fd(const leasehold_token *t);
+
+/* The fencing epoch of the service's term.  Thread-safe. */
+uint64_t leasehold_token_epoch(const leasehold_token *t);
+
+/* The election the token belongs to.  Thread-safe. */
+leasehold_election *leasehold_token_election(const leasehold_token *t);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LEASEHOLD_H */
