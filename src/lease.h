@@ -1,0 +1,185 @@
+/* lease.h — the election state machine for one key.
+ *
+ * Pure: it is fed events (the time, a reply, a lost connection, the user's
+ * requests) and answers with actions (commands to send, callbacks to fire)
+ * and the next instant it must be woken.  It never sleeps, reads a clock,
+ * touches a socket, allocates or calls user code, and its jitter comes from
+ * a generator seeded in the struct, so a run replays exactly.
+ *
+ * The safety rule (README, "The safety rule"):
+ *
+ *     valid_until = (now_ms of the input that emitted the successful
+ *                    acquire or renew) + lease_ms - drift,
+ *     drift       = lease_ms / 100 + 2
+ *
+ * and lease_is_leader(now) is state == LEADER && now < valid_until.  Because
+ * the caller sends a command only after the input that asked for it, the send
+ * happens at or after that now_ms: the lease on Redis cannot end before
+ * valid_until, whenever the reply arrives.
+ *
+ * Usage: after each lease_* input, drain lease_next_action() until it returns
+ * false, perform each action in order, then sleep until lease_wake_at() (or an
+ * earlier event) and call lease_tick().
+ */
+#ifndef LEASEHOLD_LEASE_H
+#define LEASEHOLD_LEASE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "leasehold.h"
+
+#define LEASE_HOLDER_MAX 256 /* a holder token longer than this is cut for display */
+#define LEASE_QUEUE_MAX  16  /* actions one input can produce, with room to spare */
+
+typedef struct lease_config {
+    uint32_t lease_ms;
+    uint32_t renew_interval_ms;
+    uint32_t retry_interval_ms;
+    uint32_t renew_deadline_ms;
+} lease_config;
+
+typedef enum lease_state {
+    LEASE_IDLE,      /* not campaigning: before lease_start, or after a stop finished */
+    LEASE_FOLLOWER,  /* waiting for the next claim */
+    LEASE_CLAIMING,  /* an acquire is in flight */
+    LEASE_LEADER,    /* holds the lease, renews it */
+    LEASE_DRAINING,  /* the term ended; waiting for lease_service_stopped() */
+    LEASE_RELEASING, /* a release is in flight */
+} lease_state;
+
+typedef enum lease_action_kind {
+    LEASE_SEND_ACQUIRE,   /* send the acquire script; the reply goes to lease_on_acquire */
+    LEASE_SEND_RENEW,     /* send the renew script; reply to lease_on_renew */
+    LEASE_SEND_RELEASE,   /* send the release script (with .epoch); reply to lease_on_release */
+    LEASE_ELECTED,        /* fire elected(.epoch); start the service */
+    LEASE_REVOKED,        /* fire revoked(.reason); stop the service, then call
+                             lease_service_stopped() (at once when there is none) */
+    LEASE_LEADER_CHANGED, /* fire leader_changed(.holder or NULL, .epoch) */
+    LEASE_ERROR,          /* report .error (a leasehold error code) to the user */
+    LEASE_STOPPED,        /* the campaign has ended (after lease_stop); state is IDLE */
+} lease_action_kind;
+
+typedef struct lease_action {
+    lease_action_kind kind;
+    uint32_t seq;            /* SEND_*: pass it back with the reply */
+    uint64_t epoch;          /* ELECTED, LEADER_CHANGED, SEND_RELEASE */
+    leasehold_reason reason; /* REVOKED */
+    int error;               /* ERROR */
+    const char *holder;      /* LEADER_CHANGED: NUL-terminated, or NULL for "nobody";
+                                valid until the next lease_* input */
+} lease_action;
+
+/* Reply to an acquire. */
+typedef enum lease_acquire_result {
+    LEASE_ACQUIRED,       /* the key is ours; .epoch is the new term's epoch */
+    LEASE_ACQUIRE_HELD,   /* someone holds it: .holder, .pttl_ms (-1: no TTL), .epoch (0 unknown) */
+    LEASE_ACQUIRE_FAILED, /* error reply: .error */
+} lease_acquire_result;
+
+/* Reply to a renew. */
+typedef enum lease_renew_result {
+    LEASE_RENEWED,       /* PEXPIRE done */
+    LEASE_RENEW_HELD,    /* the key holds another token: .holder */
+    LEASE_RENEW_MISSING, /* the key is gone */
+    LEASE_RENEW_FAILED,  /* error reply: .error (LEASEHOLD_EWRONGTYPE ends the term at once) */
+} lease_renew_result;
+
+typedef struct lease_reply {
+    int result; /* lease_acquire_result or lease_renew_result; release: 1 deleted,
+                   0 not ours, <0 a leasehold error */
+    uint64_t epoch;
+    int64_t pttl_ms;
+    const char *holder; /* not necessarily NUL-terminated */
+    size_t holder_len;
+    int error;
+} lease_reply;
+
+/*
+ * The whole state of one election.  Fields are private to lease.c; the
+ * struct is public only so the caller can embed it without allocation.
+ */
+typedef struct lease {
+    lease_config cfg;
+    lease_state state;
+    char token[LEASE_HOLDER_MAX]; /* our token, to recognise our own key */
+    size_t token_len;
+    uint64_t rng;                     /* jitter generator state */
+    bool connected;                   /* commands can be sent */
+    bool stopping;                    /* lease_stop() was called */
+    bool stopped;                     /* LEASE_STOPPED was emitted (it is, once per campaign) */
+    leasehold_reason drain_reason;    /* DRAINING: why the term ended */
+    bool service_stopped;             /* DRAINING: lease_service_stopped() was called */
+    uint64_t drain_epoch;             /* DRAINING: the ended term's epoch, for the release */
+    uint32_t seq;                     /* of the command in flight */
+    bool in_flight;                   /* a command is in flight (at most one at a time) */
+    lease_action_kind in_flight_kind; /* LEASE_SEND_ACQUIRE, _RENEW or _RELEASE */
+    uint64_t in_flight_sent_ms;
+    uint32_t claim_delay_ms;       /* RELEASING: the follower's wait before its next claim */
+    uint64_t epoch;                /* this term's epoch; 0 when not leader */
+    uint64_t valid_until_ms;       /* LEADER: the lease is certainly ours before this */
+    uint64_t last_renewed_ms;      /* LEADER: send time of the last successful acquire/renew */
+    uint64_t next_renew_ms;        /* LEADER: when to send the next renew */
+    uint64_t next_claim_ms;        /* FOLLOWER: when to claim */
+    char holder[LEASE_HOLDER_MAX]; /* the holder last observed, "" for none */
+    bool holder_known;
+    uint64_t holder_epoch;
+    lease_action queue[LEASE_QUEUE_MAX];
+    unsigned q_head, q_len;
+} lease;
+
+/* Checks a configuration: renew interval and deadline well below the lease
+ * and so on.  Returns 0, or LEASEHOLD_ECONFIG with the reason in err. */
+int lease_config_check(const lease_config *cfg, uint32_t command_timeout_ms, leasehold_error *err);
+
+/* Prepares l (IDLE).  token (our "<identity>/<nonce>") is copied; it must be
+ * shorter than LEASE_HOLDER_MAX. */
+void lease_init(lease *l, const lease_config *cfg, const char *token, uint64_t seed);
+
+/* Starts campaigning: the first claim is due at once (when connected). */
+void lease_start(lease *l, uint64_t now_ms);
+
+/* The connection is ready: commands may be sent again. */
+void lease_on_connected(lease *l, uint64_t now_ms);
+
+/* The connection went down; the command in flight, if any, is lost.
+ * by_peer: Redis closed or reset it, which ends a term at once. */
+void lease_on_disconnected(lease *l, uint64_t now_ms, bool by_peer);
+
+/* Replies to the command sent with seq; stale seqs are ignored. */
+void lease_on_acquire(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply *r);
+void lease_on_renew(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply *r);
+void lease_on_release(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply *r);
+
+/* Timers: claims, renewals, the renew deadline and the end of valid_until. */
+void lease_tick(lease *l, uint64_t now_ms);
+
+/* Steps down if leader (REVOKED with LEASEHOLD_RESIGNED), releases after the
+ * service stopped, then claims again no sooner than retry_interval_ms later. */
+void lease_resign(lease *l, uint64_t now_ms);
+
+/* Ends the campaign: as resign if leader, then LEASE_STOPPED once nothing is
+ * in flight.  A claim in flight that turns out to have won is released
+ * without ELECTED. */
+void lease_stop(lease *l, uint64_t now_ms);
+
+/* The service of the ended term has stopped (after LEASE_REVOKED). */
+void lease_service_stopped(lease *l, uint64_t now_ms);
+
+/* Pops the next action; false when there is none. */
+bool lease_next_action(lease *l, lease_action *out);
+
+/* The next instant lease_tick() has work; UINT64_MAX for none. */
+uint64_t lease_wake_at(const lease *l);
+
+/* The safety rule: LEADER and now_ms < valid_until. */
+bool lease_is_leader(const lease *l, uint64_t now_ms);
+
+/* valid_until while LEADER, else 0. */
+uint64_t lease_valid_until(const lease *l);
+
+lease_state lease_get_state(const lease *l);
+const char *lease_state_name(lease_state s);
+
+#endif

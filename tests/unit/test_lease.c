@@ -1,0 +1,755 @@
+/* test_lease.c — the election state machine, transition by transition.
+ *
+ * Each scenario is a table of inputs; after each input the driver renders
+ * the actions it produced as text ("changed(me/1,7) elected(7)") and checks
+ * them, the state, lease_is_leader(now) and, where given, valid_until and
+ * lease_wake_at().  After every input the driver also checks that
+ * lease_wake_at() is in the future, so the caller's loop cannot spin.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "lease.h"
+
+enum input {
+    START,
+    CONNECTED,
+    DISC_PEER,    /* lease_on_disconnected(by_peer = true) */
+    DISC_TIMEOUT, /* lease_on_disconnected(by_peer = false) */
+    ACQ_OK,
+    ACQ_HELD,
+    ACQ_FAILED,
+    RENEWED,
+    RENEW_HELD,
+    RENEW_MISSING,
+    RENEW_FAILED,
+    RELEASED,
+    TICK,
+    RESIGN,
+    STOP,
+    SERVICE_STOPPED,
+    CHECK, /* no input: only lease_is_leader(now) is checked */
+};
+
+#define AT_WAKE UINT64_MAX /* step.now: the instant lease_wake_at() named */
+#define NO_WAKE UINT64_MAX /* step.wake: lease_wake_at() is UINT64_MAX */
+
+typedef struct step {
+    enum input in;
+    uint64_t now;
+    const char *expect; /* the actions, rendered; NULL for CHECK */
+    lease_state state;
+    const char *holder;          /* ACQ_HELD, RENEW_HELD */
+    uint64_t epoch;              /* ACQ_OK, ACQ_HELD, RENEW_HELD */
+    int result;                  /* RELEASED: 1, 0 or an error; *_FAILED: the error */
+    uint32_t stale;              /* replies: answer the command sent this many sends ago */
+    bool leader;                 /* lease_is_leader(now) after the input */
+    uint64_t valid_until;        /* when nonzero: lease_valid_until() */
+    uint64_t wake;               /* when nonzero: lease_wake_at() exactly */
+    uint64_t wake_min, wake_max; /* when wake_max is nonzero: lease_wake_at() within */
+} step;
+
+typedef struct scenario {
+    const char *name;
+    const step *steps;
+    size_t n;
+} scenario;
+
+static const lease_config cfg = {.lease_ms = 2000,
+                                 .renew_interval_ms = 300,
+                                 .retry_interval_ms = 1000,
+                                 .renew_deadline_ms = 1500};
+
+/* drift = 2000/100 + 2 = 22: a command sent at s is ours until s + 1978. */
+
+static const char *reason_name(leasehold_reason reason)
+{
+    switch (reason) {
+    case LEASEHOLD_LOST:
+        return "lost";
+    case LEASEHOLD_EXPIRED:
+        return "expired";
+    case LEASEHOLD_DEADLINE:
+        return "deadline";
+    case LEASEHOLD_DISCONNECTED:
+        return "disconnected";
+    case LEASEHOLD_RESIGNED:
+        return "resigned";
+    }
+    return "?";
+}
+
+static void render(lease *l, char *out, size_t size)
+{
+    lease_action a;
+    size_t len = 0;
+    out[0] = '\0';
+    while (lease_next_action(l, &a)) {
+        char one[LEASE_HOLDER_MAX + 64];
+        switch (a.kind) {
+        case LEASE_SEND_ACQUIRE:
+            snprintf(one, sizeof one, "acquire");
+            break;
+        case LEASE_SEND_RENEW:
+            snprintf(one, sizeof one, "renew");
+            break;
+        case LEASE_SEND_RELEASE:
+            snprintf(one, sizeof one, "release(%llu)", (unsigned long long)a.epoch);
+            break;
+        case LEASE_ELECTED:
+            snprintf(one, sizeof one, "elected(%llu)", (unsigned long long)a.epoch);
+            break;
+        case LEASE_REVOKED:
+            snprintf(one, sizeof one, "revoked(%s)", reason_name(a.reason));
+            break;
+        case LEASE_LEADER_CHANGED:
+            if (a.holder)
+                snprintf(one, sizeof one, "changed(%s,%llu)", a.holder,
+                         (unsigned long long)a.epoch);
+            else
+                snprintf(one, sizeof one, "changed(-)");
+            break;
+        case LEASE_ERROR:
+            snprintf(one, sizeof one, "error(%s)", leasehold_errname(a.error));
+            break;
+        case LEASE_STOPPED:
+            snprintf(one, sizeof one, "stopped");
+            break;
+        }
+        len += (size_t)snprintf(out + len, size - len, "%s%s", len ? " " : "", one);
+        assert_true(len < size);
+    }
+}
+
+/* The seq of the last SEND action, as the caller would remember it. */
+static uint32_t last_seq(const lease *l)
+{
+    return l->seq;
+}
+
+static void feed(lease *l, const step *s, uint64_t now)
+{
+    lease_reply r = {0};
+    uint32_t seq = last_seq(l) - s->stale;
+    if (s->holder) {
+        r.holder = s->holder;
+        r.holder_len = strlen(s->holder);
+    }
+    r.epoch = s->epoch;
+    switch (s->in) {
+    case START:
+        lease_start(l, now);
+        break;
+    case CONNECTED:
+        lease_on_connected(l, now);
+        break;
+    case DISC_PEER:
+    case DISC_TIMEOUT:
+        lease_on_disconnected(l, now, s->in == DISC_PEER);
+        break;
+    case ACQ_OK:
+    case ACQ_HELD:
+    case ACQ_FAILED:
+        r.result = s->in == ACQ_OK     ? LEASE_ACQUIRED
+                   : s->in == ACQ_HELD ? LEASE_ACQUIRE_HELD
+                                       : LEASE_ACQUIRE_FAILED;
+        r.error = s->result;
+        lease_on_acquire(l, now, seq, &r);
+        break;
+    case RENEWED:
+    case RENEW_HELD:
+    case RENEW_MISSING:
+    case RENEW_FAILED:
+        r.result = s->in == RENEWED         ? LEASE_RENEWED
+                   : s->in == RENEW_HELD    ? LEASE_RENEW_HELD
+                   : s->in == RENEW_MISSING ? LEASE_RENEW_MISSING
+                                            : LEASE_RENEW_FAILED;
+        r.error = s->result;
+        lease_on_renew(l, now, seq, &r);
+        break;
+    case RELEASED:
+        r.result = s->result;
+        lease_on_release(l, now, seq, &r);
+        break;
+    case TICK:
+        lease_tick(l, now);
+        break;
+    case RESIGN:
+        lease_resign(l, now);
+        break;
+    case STOP:
+        lease_stop(l, now);
+        break;
+    case SERVICE_STOPPED:
+        lease_service_stopped(l, now);
+        break;
+    case CHECK:
+        break;
+    }
+}
+
+static void run_scenario(void **state)
+{
+    const scenario *sc = *state;
+    lease l;
+    lease_init(&l, &cfg, "me/1", 42);
+    for (size_t i = 0; i < sc->n; i++) {
+        const step *s = &sc->steps[i];
+        uint64_t now = s->now == AT_WAKE ? lease_wake_at(&l) : s->now;
+        char got[1024];
+        feed(&l, s, now);
+        if (s->in == CHECK) {
+            if (lease_is_leader(&l, now) != s->leader)
+                fail_msg("%s, step %zu: is_leader(%llu) should be %d", sc->name, i,
+                         (unsigned long long)now, s->leader);
+            continue;
+        }
+        render(&l, got, sizeof got);
+        if (strcmp(got, s->expect) != 0)
+            fail_msg("%s, step %zu at %llu: actions \"%s\", expected \"%s\"", sc->name, i,
+                     (unsigned long long)now, got, s->expect);
+        if (lease_get_state(&l) != s->state)
+            fail_msg("%s, step %zu: state %s, expected %s", sc->name, i,
+                     lease_state_name(lease_get_state(&l)), lease_state_name(s->state));
+        if (lease_is_leader(&l, now) != s->leader)
+            fail_msg("%s, step %zu: is_leader should be %d", sc->name, i, s->leader);
+        uint64_t wake = lease_wake_at(&l);
+        if (wake <= now)
+            fail_msg("%s, step %zu at %llu: wake_at %llu is not in the future", sc->name, i,
+                     (unsigned long long)now, (unsigned long long)wake);
+        if (s->valid_until && lease_valid_until(&l) != s->valid_until)
+            fail_msg("%s, step %zu: valid_until %llu, expected %llu", sc->name, i,
+                     (unsigned long long)lease_valid_until(&l), (unsigned long long)s->valid_until);
+        if (s->wake && wake != s->wake)
+            fail_msg("%s, step %zu: wake_at %llu, expected %llu", sc->name, i,
+                     (unsigned long long)wake, (unsigned long long)s->wake);
+        if (s->wake_max && (wake < s->wake_min || wake > s->wake_max))
+            fail_msg("%s, step %zu: wake_at %llu, expected within [%llu, %llu]", sc->name, i,
+                     (unsigned long long)wake, (unsigned long long)s->wake_min,
+                     (unsigned long long)s->wake_max);
+    }
+}
+
+/* Elected at 1010 for a claim sent at 1000: valid until 2978, renew at 1300,
+ * deadline at 2500. */
+#define ELECT                                                                                      \
+    {START, 1000, "", LEASE_FOLLOWER, .wake = NO_WAKE},                                            \
+        {CONNECTED, 1000, "acquire", LEASE_CLAIMING, .wake = NO_WAKE},                             \
+    {                                                                                              \
+        ACQ_OK, 1010, "changed(me/1,7) elected(7)", LEASE_LEADER,                                  \
+            .epoch = 7, .leader = true, .valid_until = 2978, .wake = 1300                          \
+    }
+
+static const step renewals[] = {
+    ELECT,
+    {TICK, 1299, "", LEASE_LEADER, .leader = true, .wake = 1300},
+    {TICK, 1300, "renew", LEASE_LEADER, .leader = true, .wake = 2500},
+    {RENEWED, 1320, "", LEASE_LEADER, .leader = true, .valid_until = 3278, .wake = 1600},
+    {TICK, AT_WAKE, "renew", LEASE_LEADER, .leader = true, .wake = 2800},
+    {RENEWED, 1610, "", LEASE_LEADER, .leader = true, .valid_until = 3578, .wake = 1900},
+};
+
+static const step renew_errors_then_deadline[] = {
+    ELECT,
+    {TICK, 1300, "renew", LEASE_LEADER, .leader = true},
+    {RENEW_FAILED, 1310, "error(LEASEHOLD_EREDIS)", LEASE_LEADER, .result = LEASEHOLD_EREDIS,
+     .leader = true, .valid_until = 2978, .wake = 1600},
+    {TICK, 1600, "renew", LEASE_LEADER, .leader = true, .wake = 2500},
+    {DISC_TIMEOUT, 1850, "", LEASE_LEADER, .leader = true, .wake = 2500},
+    {TICK, 1900, "", LEASE_LEADER, .leader = true, .wake = 2500},
+    {CONNECTED, 2000, "renew", LEASE_LEADER, .leader = true, .wake = 2500},
+    {TICK, 2499, "", LEASE_LEADER, .leader = true, .wake = 2500},
+    {TICK, 2500, "revoked(deadline)", LEASE_DRAINING, .wake = NO_WAKE},
+    /* the renew sent at 2000 comes back: it only frees the slot */
+    {RENEWED, 2510, "", LEASE_DRAINING},
+    {SERVICE_STOPPED, 2600, "release(7)", LEASE_RELEASING},
+    {RELEASED, 2610, "changed(-)", LEASE_FOLLOWER, .result = 1, .wake_min = 3360, .wake_max = 3610},
+    {TICK, AT_WAKE, "acquire", LEASE_CLAIMING},
+};
+
+static const step drain_waits_for_renew_in_flight[] = {
+    ELECT,
+    {TICK, 1300, "renew", LEASE_LEADER, .leader = true},
+    {RESIGN, 1310, "revoked(resigned)", LEASE_DRAINING},
+    {SERVICE_STOPPED, 1320, "", LEASE_DRAINING},
+    {RENEWED, 1330, "release(7)", LEASE_RELEASING},
+    {RELEASED, 1340, "changed(-)", LEASE_FOLLOWER, .result = 1, .wake = 2340},
+};
+
+static const step renew_held_by_another[] = {
+    ELECT,
+    {TICK, 1300, "renew", LEASE_LEADER, .leader = true},
+    {RENEW_HELD, 1310, "revoked(lost) changed(other/2,9)", LEASE_DRAINING, .holder = "other/2",
+     .epoch = 9},
+    {SERVICE_STOPPED, 1400, "", LEASE_FOLLOWER, .wake_min = 2150, .wake_max = 2400},
+};
+
+static const step renew_missing[] = {
+    ELECT,
+    {TICK, 1300, "renew", LEASE_LEADER, .leader = true},
+    {RENEW_MISSING, 1310, "revoked(expired) changed(-)", LEASE_DRAINING},
+    {SERVICE_STOPPED, 1400, "", LEASE_FOLLOWER, .wake_min = 2150, .wake_max = 2400},
+};
+
+static const step renew_wrongtype[] = {
+    ELECT,
+    {TICK, 1300, "renew", LEASE_LEADER, .leader = true},
+    {RENEW_FAILED, 1310, "revoked(lost) error(LEASEHOLD_EWRONGTYPE)", LEASE_DRAINING,
+     .result = LEASEHOLD_EWRONGTYPE},
+    {SERVICE_STOPPED, 1400, "", LEASE_FOLLOWER},
+};
+
+static const step stale_replies_ignored[] = {
+    ELECT,
+    {TICK, 1300, "renew", LEASE_LEADER, .leader = true},
+    /* the acquire's seq, answered again */
+    {RENEWED, 1305, "", LEASE_LEADER, .stale = 1, .leader = true, .valid_until = 2978},
+    /* the right seq, the wrong kind of reply */
+    {ACQ_OK, 1306, "", LEASE_LEADER, .epoch = 8, .leader = true, .valid_until = 2978},
+    {RELEASED, 1307, "", LEASE_LEADER, .result = 1, .leader = true, .valid_until = 2978},
+    {RENEW_MISSING, 1308, "", LEASE_LEADER, .stale = 1, .leader = true},
+    {RENEWED, 1320, "", LEASE_LEADER, .leader = true, .valid_until = 3278},
+    /* the same reply twice */
+    {RENEW_MISSING, 1330, "", LEASE_LEADER, .leader = true, .valid_until = 3278},
+};
+
+static const step reply_dropped_by_disconnect_is_stale[] = {
+    {START, 1000, "", LEASE_FOLLOWER},
+    {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
+    {DISC_TIMEOUT, 1100, "", LEASE_FOLLOWER, .wake = NO_WAKE},
+    {ACQ_OK, 1110, "", LEASE_FOLLOWER, .epoch = 7},
+    /* the claim may have won: it is retried at once */
+    {CONNECTED, 1200, "acquire", LEASE_CLAIMING},
+};
+
+static const step slow_acquire_past_valid_until[] = {
+    {START, 1000, "", LEASE_FOLLOWER},
+    {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
+    {ACQ_OK, 2978, "release(7)", LEASE_RELEASING, .epoch = 7},
+    {RELEASED, 2990, "changed(-)", LEASE_FOLLOWER, .result = 1, .wake_min = 3740, .wake_max = 3990},
+};
+
+/* A reply later than the renew deadline is no term either: it would be
+ * revoked in the same breath. */
+static const step slow_acquire_past_deadline[] = {
+    {START, 1000, "", LEASE_FOLLOWER},
+    {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
+    {ACQ_OK, 2500, "release(7)", LEASE_RELEASING, .epoch = 7},
+    {RELEASED, 2510, "changed(-)", LEASE_FOLLOWER, .result = 1},
+};
+
+static const step slow_acquire_just_in_time[] = {
+    {START, 1000, "", LEASE_FOLLOWER},
+    {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
+    /* the renew due at 1300 goes at once */
+    {ACQ_OK, 2499, "changed(me/1,7) elected(7) renew", LEASE_LEADER, .epoch = 7, .leader = true,
+     .valid_until = 2978, .wake = 2500},
+    {TICK, 2500, "revoked(deadline)", LEASE_DRAINING},
+};
+
+static const step stop_while_claiming_wins[] = {
+    {START, 1000, "", LEASE_FOLLOWER},
+    {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
+    {STOP, 1005, "", LEASE_CLAIMING},
+    {ACQ_OK, 1010, "release(7)", LEASE_RELEASING, .epoch = 7},
+    {RELEASED, 1020, "changed(-) stopped", LEASE_IDLE, .result = 1, .wake = NO_WAKE},
+    {STOP, 1030, "", LEASE_IDLE},
+    {TICK, 5000, "", LEASE_IDLE},
+    {CONNECTED, 5000, "", LEASE_IDLE},
+};
+
+static const step stop_while_claiming_held[] = {
+    {START, 1000, "", LEASE_FOLLOWER},
+    {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
+    {STOP, 1005, "", LEASE_CLAIMING},
+    {STOP, 1006, "", LEASE_CLAIMING},
+    {ACQ_HELD, 1010, "changed(other/2,5) stopped", LEASE_IDLE, .holder = "other/2", .epoch = 5},
+};
+
+static const step stop_while_claiming_disconnected[] = {
+    {START, 1000, "", LEASE_FOLLOWER}, {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
+    {STOP, 1005, "", LEASE_CLAIMING},  {DISC_TIMEOUT, 1255, "stopped", LEASE_IDLE},
+    {CONNECTED, 1300, "", LEASE_IDLE},
+};
+
+static const step own_token_seen_as_holder[] = {
+    {START, 1000, "", LEASE_FOLLOWER},
+    {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
+    {ACQ_HELD, 1010, "release(6)", LEASE_RELEASING, .holder = "me/1", .epoch = 6},
+    {RELEASED, 1020, "changed(-) acquire", LEASE_CLAIMING, .result = 1},
+    {ACQ_OK, 1030, "changed(me/1,8) elected(8)", LEASE_LEADER, .epoch = 8, .leader = true,
+     .valid_until = 1020 + 1978},
+};
+
+static const step paused_past_valid_until[] = {
+    ELECT,
+    /* no input between 1010 and 2978: the process was stopped */
+    {CHECK, 2977, NULL, .leader = true},
+    {CHECK, 2978, NULL, .leader = false},
+    {TICK, 2978, "revoked(expired)", LEASE_DRAINING, .valid_until = 0},
+    {SERVICE_STOPPED, 2990, "", LEASE_FOLLOWER},
+};
+
+static const step reply_after_pause_is_no_renewal[] = {
+    ELECT,
+    {TICK, 1300, "renew", LEASE_LEADER, .leader = true},
+    {RENEWED, 3000, "revoked(expired)", LEASE_DRAINING},
+    {SERVICE_STOPPED, 3010, "", LEASE_FOLLOWER},
+};
+
+static const step disconnect_by_peer[] = {
+    ELECT,
+    {DISC_PEER, 1100, "revoked(disconnected)", LEASE_DRAINING, .wake = NO_WAKE},
+    /* not connected: nothing to release */
+    {SERVICE_STOPPED, 1200, "", LEASE_FOLLOWER, .wake = NO_WAKE},
+    {CONNECTED, 1300, "", LEASE_FOLLOWER, .wake_min = 1950, .wake_max = 2200},
+    {TICK, AT_WAKE, "acquire", LEASE_CLAIMING},
+};
+
+static const step disconnect_by_peer_reconnected_then_released[] = {
+    ELECT,
+    {DISC_PEER, 1100, "revoked(disconnected)", LEASE_DRAINING},
+    {CONNECTED, 1150, "", LEASE_DRAINING},
+    {SERVICE_STOPPED, 1200, "release(7)", LEASE_RELEASING},
+    {RELEASED, 1210, "", LEASE_FOLLOWER, .result = 0, .wake_min = 1960, .wake_max = 2210},
+};
+
+static const step disconnect_timeout_keeps_leader[] = {
+    ELECT,
+    {TICK, 1300, "renew", LEASE_LEADER, .leader = true},
+    {DISC_TIMEOUT, 1550, "", LEASE_LEADER, .leader = true, .valid_until = 2978, .wake = 2500},
+    {CONNECTED, 1560, "renew", LEASE_LEADER, .leader = true},
+    {RENEWED, 1570, "", LEASE_LEADER, .leader = true, .valid_until = 1560 + 1978, .wake = 1860},
+};
+
+static const step never_two_renews_in_flight[] = {
+    ELECT,
+    {TICK, 1300, "renew", LEASE_LEADER, .leader = true},
+    {TICK, 1600, "", LEASE_LEADER, .leader = true, .wake = 2500},
+    /* the renew due at 1600 goes as soon as the slot is free */
+    {RENEWED, 1650, "renew", LEASE_LEADER, .leader = true, .valid_until = 3278, .wake = 2800},
+};
+
+static const step resign_as_leader[] = {
+    ELECT,
+    {RESIGN, 1100, "revoked(resigned)", LEASE_DRAINING, .valid_until = 0},
+    {RESIGN, 1150, "", LEASE_DRAINING},
+    {SERVICE_STOPPED, 1200, "release(7)", LEASE_RELEASING},
+    /* the next claim waits a whole retry interval, so another is preferred */
+    {RELEASED, 1210, "changed(-)", LEASE_FOLLOWER, .result = 1, .wake = 2210},
+    {TICK, 2209, "", LEASE_FOLLOWER},
+    {TICK, 2210, "acquire", LEASE_CLAIMING},
+};
+
+static const step resign_as_follower[] = {
+    {START, 1000, "", LEASE_FOLLOWER},
+    {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
+    {RESIGN, 1005, "", LEASE_CLAIMING},
+    {ACQ_HELD, 1010, "changed(other/2,5)", LEASE_FOLLOWER, .holder = "other/2", .epoch = 5,
+     .wake_min = 1760, .wake_max = 2010},
+    {RESIGN, 1500, "", LEASE_FOLLOWER, .wake = 2500},
+};
+
+static const step stop_as_leader[] = {
+    ELECT,
+    {STOP, 1100, "revoked(resigned)", LEASE_DRAINING},
+    {STOP, 1150, "", LEASE_DRAINING},
+    {SERVICE_STOPPED, 1200, "release(7)", LEASE_RELEASING},
+    {RELEASED, 1210, "changed(-) stopped", LEASE_IDLE, .result = 1},
+    {STOP, 1220, "", LEASE_IDLE},
+};
+
+static const step stop_while_draining_after_loss[] = {
+    ELECT,
+    {TICK, 1300, "renew", LEASE_LEADER, .leader = true},
+    {RENEW_HELD, 1310, "revoked(lost) changed(other/2,9)", LEASE_DRAINING, .holder = "other/2",
+     .epoch = 9},
+    {STOP, 1320, "", LEASE_DRAINING},
+    {SERVICE_STOPPED, 1400, "stopped", LEASE_IDLE},
+};
+
+static const step stop_while_releasing_disconnected[] = {
+    ELECT,
+    {STOP, 1100, "revoked(resigned)", LEASE_DRAINING},
+    {SERVICE_STOPPED, 1200, "release(7)", LEASE_RELEASING},
+    {DISC_PEER, 1210, "stopped", LEASE_IDLE},
+    {RELEASED, 1220, "", LEASE_IDLE, .result = 1},
+};
+
+static const step stop_as_follower_and_idle[] = {
+    {STOP, 900, "stopped", LEASE_IDLE}, {STOP, 950, "", LEASE_IDLE},
+    {START, 1000, "", LEASE_FOLLOWER},  {STOP, 1010, "stopped", LEASE_IDLE},
+    {STOP, 1020, "", LEASE_IDLE},       {TICK, 1030, "", LEASE_IDLE},
+};
+
+static const step acquire_failed[] = {
+    {START, 1000, "", LEASE_FOLLOWER},
+    {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
+    {ACQ_FAILED, 1010, "error(LEASEHOLD_EREADONLY)", LEASE_FOLLOWER, .result = LEASEHOLD_EREADONLY,
+     .wake_min = 1760, .wake_max = 2010},
+    {TICK, AT_WAKE, "acquire", LEASE_CLAIMING},
+};
+
+static const step holder_reported_on_change_only[] = {
+    {START, 1000, "", LEASE_FOLLOWER},
+    {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
+    {ACQ_HELD, 1010, "changed(other/2,5)", LEASE_FOLLOWER, .holder = "other/2", .epoch = 5},
+    {TICK, AT_WAKE, "acquire", LEASE_CLAIMING},
+    {ACQ_HELD, 2500, "", LEASE_FOLLOWER, .holder = "other/2", .epoch = 5},
+    {TICK, AT_WAKE, "acquire", LEASE_CLAIMING},
+    {ACQ_HELD, 4000, "changed(other/2,6)", LEASE_FOLLOWER, .holder = "other/2", .epoch = 6},
+    {TICK, AT_WAKE, "acquire", LEASE_CLAIMING},
+    {ACQ_HELD, 5500, "changed(other/3,6)", LEASE_FOLLOWER, .holder = "other/3", .epoch = 6},
+};
+
+static const step claim_due_while_disconnected[] = {
+    {START, 1000, "", LEASE_FOLLOWER},
+    {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
+    {ACQ_HELD, 1010, "changed(other/2,5)", LEASE_FOLLOWER, .holder = "other/2", .epoch = 5},
+    {DISC_TIMEOUT, 1100, "", LEASE_FOLLOWER, .wake = NO_WAKE},
+    {TICK, 3000, "", LEASE_FOLLOWER, .wake = NO_WAKE},
+    {CONNECTED, 3000, "acquire", LEASE_CLAIMING},
+};
+
+#define SCENARIO(s)                                                                                \
+    {                                                                                              \
+#s, s, sizeof s / sizeof s[0]                                                              \
+    }
+
+static const scenario scenarios[] = {
+    SCENARIO(renewals),
+    SCENARIO(renew_errors_then_deadline),
+    SCENARIO(drain_waits_for_renew_in_flight),
+    SCENARIO(renew_held_by_another),
+    SCENARIO(renew_missing),
+    SCENARIO(renew_wrongtype),
+    SCENARIO(stale_replies_ignored),
+    SCENARIO(reply_dropped_by_disconnect_is_stale),
+    SCENARIO(slow_acquire_past_valid_until),
+    SCENARIO(slow_acquire_past_deadline),
+    SCENARIO(slow_acquire_just_in_time),
+    SCENARIO(stop_while_claiming_wins),
+    SCENARIO(stop_while_claiming_held),
+    SCENARIO(stop_while_claiming_disconnected),
+    SCENARIO(own_token_seen_as_holder),
+    SCENARIO(paused_past_valid_until),
+    SCENARIO(reply_after_pause_is_no_renewal),
+    SCENARIO(disconnect_by_peer),
+    SCENARIO(disconnect_by_peer_reconnected_then_released),
+    SCENARIO(disconnect_timeout_keeps_leader),
+    SCENARIO(never_two_renews_in_flight),
+    SCENARIO(resign_as_leader),
+    SCENARIO(resign_as_follower),
+    SCENARIO(stop_as_leader),
+    SCENARIO(stop_while_draining_after_loss),
+    SCENARIO(stop_while_releasing_disconnected),
+    SCENARIO(stop_as_follower_and_idle),
+    SCENARIO(acquire_failed),
+    SCENARIO(holder_reported_on_change_only),
+    SCENARIO(claim_due_while_disconnected),
+};
+
+/* ------------------------------------------------------------ config check */
+
+typedef struct config_case {
+    lease_config cfg;
+    uint32_t command_timeout_ms;
+    const char *msg; /* NULL: accepted */
+} config_case;
+
+static void test_config_check(void **state)
+{
+    (void)state;
+    static const config_case cases[] = {
+        {{2000, 300, 1000, 1500}, 250, NULL},
+        {{500, 100, 250, 350}, 60, NULL},
+        {{0, 300, 1000, 1500}, 250, "lease_ms must be positive, not 0"},
+        {{2000, 0, 1000, 1500}, 250, "renew_interval_ms must be positive, not 0"},
+        {{2000, 300, 0, 1500}, 250, "retry_interval_ms must be positive, not 0"},
+        {{2000, 300, 1000, 0}, 250, "renew_deadline_ms must be positive, not 0"},
+        {{2000, 300, 1000, 1500}, 0, "command_timeout_ms must be positive, not 0"},
+        {{2000, 1001, 1000, 1500},
+         250,
+         "renew_interval_ms (1001) must be at most half of lease_ms (2000)"},
+        {{2000, 300, 1000, 2500},
+         250,
+         "renew_deadline_ms (2500) must be below lease_ms - drift (1978)"},
+        {{2000, 300, 1000, 1978},
+         250,
+         "renew_deadline_ms (1978) must be below lease_ms - drift (1978)"},
+        {{2, 1, 1, 1}, 1, "renew_deadline_ms (1) must be below lease_ms - drift (0)"},
+        {{2000, 300, 1000, 300},
+         250,
+         "renew_interval_ms (300) must be below renew_deadline_ms (300)"},
+        {{2000, 200, 1000, 1500}, 250, NULL}, /* a renewal may outlast the interval */
+        {{2000, 1000, 1000, 1200},
+         700,
+         "command_timeout_ms (700) must be at most half of renew_deadline_ms (1200)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        leasehold_error err = {.code = 99, .msg = "stale"};
+        int rc = lease_config_check(&cases[i].cfg, cases[i].command_timeout_ms, &err);
+        if (!cases[i].msg) {
+            if (rc != 0)
+                fail_msg("case %zu rejected: %s", i, err.msg);
+            assert_int_equal(err.code, 0);
+            continue;
+        }
+        assert_int_equal(rc, LEASEHOLD_ECONFIG);
+        assert_int_equal(err.code, LEASEHOLD_ECONFIG);
+        assert_string_equal(err.msg, cases[i].msg);
+        assert_int_equal(lease_config_check(&cases[i].cfg, cases[i].command_timeout_ms, NULL),
+                         LEASEHOLD_ECONFIG);
+    }
+}
+
+/* ------------------------------------------------------------------- fuzz */
+
+static uint64_t fuzz_rng;
+
+static uint64_t fuzz_next(void)
+{
+    fuzz_rng ^= fuzz_rng << 13;
+    fuzz_rng ^= fuzz_rng >> 7;
+    fuzz_rng ^= fuzz_rng << 17;
+    return fuzz_rng;
+}
+
+/*
+ * Random inputs in any order, answered at random.  After each: wake_at in
+ * the future, at most one command in flight, is_leader only before the
+ * bound the driver computes itself from the send time of the last
+ * successful acquire or renew, STOPPED at most once per campaign, ELECTED
+ * only when not already leader.
+ */
+static void test_fuzz(void **state)
+{
+    (void)state;
+    for (uint64_t seed = 1; seed <= 20; seed++) {
+        lease l;
+        lease_init(&l, &cfg, "me/1", seed);
+        fuzz_rng = seed * 0x9e3779b97f4a7c15ULL;
+        uint64_t now = 1000, bound = 0;
+        bool outstanding = false, started = false, stopped = false, elected = false;
+        lease_action_kind kind = LEASE_SEND_ACQUIRE;
+        uint32_t seq = 0;
+        uint64_t sent = 0;
+        for (int i = 0; i < 5000; i++) {
+            now += fuzz_next() % 200;
+            lease_reply r = {0};
+            uint32_t answer_seq = fuzz_next() % 8 == 0 ? seq - 1 : seq;
+            unsigned what = (unsigned)(fuzz_next() % 12);
+            if (!started) {
+                lease_init(&l, &cfg, "me/1", seed + (uint64_t)i);
+                lease_start(&l, now);
+                started = true;
+                stopped = false;
+                elected = false;
+                outstanding = false;
+            } else if (what <= 3 && outstanding) {
+                bool ok = fuzz_next() % 4 != 0;
+                if (kind == LEASE_SEND_ACQUIRE) {
+                    r.result = ok ? LEASE_ACQUIRED : (int)(fuzz_next() % 3);
+                    r.epoch = (uint64_t)i;
+                    r.holder = fuzz_next() % 2 ? "me/1" : "other/2";
+                    r.holder_len = strlen(r.holder);
+                    r.error = LEASEHOLD_EREDIS;
+                    if (r.result == LEASE_ACQUIRED && answer_seq == seq && now < sent + 1978)
+                        bound = sent + 1978;
+                    lease_on_acquire(&l, now, answer_seq, &r);
+                } else if (kind == LEASE_SEND_RENEW) {
+                    r.result = ok ? LEASE_RENEWED : (int)(fuzz_next() % 4);
+                    r.holder = "other/2";
+                    r.holder_len = 7;
+                    r.error = fuzz_next() % 2 ? LEASEHOLD_EREDIS : LEASEHOLD_EWRONGTYPE;
+                    if (r.result == LEASE_RENEWED && answer_seq == seq)
+                        bound = sent + 1978;
+                    lease_on_renew(&l, now, answer_seq, &r);
+                } else {
+                    r.result = (int)(fuzz_next() % 2);
+                    lease_on_release(&l, now, answer_seq, &r);
+                }
+                if (answer_seq == seq)
+                    outstanding = false;
+            } else if (what == 4) {
+                bool peer = fuzz_next() % 2;
+                lease_on_disconnected(&l, now, peer);
+                outstanding = false;
+            } else if (what == 5) {
+                lease_on_connected(&l, now);
+            } else if (what == 6 && fuzz_next() % 4 == 0) {
+                lease_resign(&l, now);
+            } else if (what == 7 && fuzz_next() % 8 == 0) {
+                lease_stop(&l, now);
+            } else if (what == 8) {
+                lease_service_stopped(&l, now);
+            } else {
+                lease_tick(&l, now);
+            }
+            lease_action a;
+            while (lease_next_action(&l, &a)) {
+                switch (a.kind) {
+                case LEASE_SEND_ACQUIRE:
+                case LEASE_SEND_RENEW:
+                case LEASE_SEND_RELEASE:
+                    if (outstanding)
+                        fail_msg("seed %llu step %d: a second command in flight",
+                                 (unsigned long long)seed, i);
+                    outstanding = true;
+                    kind = a.kind;
+                    seq = a.seq;
+                    sent = now;
+                    break;
+                case LEASE_ELECTED:
+                    assert_false(elected);
+                    elected = true;
+                    break;
+                case LEASE_REVOKED:
+                    assert_true(elected);
+                    elected = false;
+                    break;
+                case LEASE_STOPPED:
+                    assert_false(stopped);
+                    stopped = true;
+                    break;
+                default:
+                    break;
+                }
+            }
+            if (stopped && lease_get_state(&l) == LEASE_IDLE && fuzz_next() % 4 == 0)
+                started = false;
+            if (lease_wake_at(&l) <= now)
+                fail_msg("seed %llu step %d: wake_at %llu <= now %llu", (unsigned long long)seed, i,
+                         (unsigned long long)lease_wake_at(&l), (unsigned long long)now);
+            if (lease_is_leader(&l, now) && now >= bound)
+                fail_msg("seed %llu step %d: leader at %llu past %llu", (unsigned long long)seed, i,
+                         (unsigned long long)now, (unsigned long long)bound);
+            if (lease_get_state(&l) != LEASE_LEADER && (l.epoch || lease_valid_until(&l)))
+                fail_msg("seed %llu step %d: epoch or valid_until kept outside a term",
+                         (unsigned long long)seed, i);
+            if (elected != (lease_get_state(&l) == LEASE_LEADER))
+                fail_msg("seed %llu step %d: elected %d but state %s", (unsigned long long)seed, i,
+                         elected, lease_state_name(lease_get_state(&l)));
+        }
+    }
+}
+
+int main(void)
+{
+    enum { N = sizeof scenarios / sizeof scenarios[0] };
+    struct CMUnitTest tests[N + 2];
+    for (size_t i = 0; i < N; i++)
+        tests[i] = (struct CMUnitTest){.name = scenarios[i].name,
+                                       .test_func = run_scenario,
+                                       .initial_state = (void *)&scenarios[i]};
+    tests[N] = (struct CMUnitTest){.name = "config_check", .test_func = test_config_check};
+    tests[N + 1] = (struct CMUnitTest){.name = "fuzz", .test_func = test_fuzz};
+    return _cmocka_run_group_tests("lease", tests, N + 2, NULL, NULL);
+}
