@@ -1,0 +1,906 @@
+/* conn.c — one Redis connection: our socket, hiredis's encoder and parser.
+ *
+ * The connection never blocks and never reads a clock: every entry point is
+ * given now_ms, and conn_wake_at() says when it next needs conn_tick().  It
+ * moves DOWN -> CONNECTING -> HANDSHAKE -> READY and back to DOWN on any
+ * failure, which it reports once through on_down and follows with a
+ * reconnect (at once the first time, then with jittered exponential
+ * back-off) unless conn_close() was called.
+ *
+ * Re-entrancy.  Handlers run inside conn_on_io, conn_tick, conn_connect and
+ * conn_adopt_fd.  From a handler it is allowed to call conn_send (after
+ * on_ready), conn_close, conn_connect, conn_free and every getter.  The
+ * connection guards itself: each teardown bumps `generation`, and code that
+ * called a handler checks it afterwards and stops touching the old socket;
+ * conn_free from inside a handler only closes, and the outermost entry point
+ * frees when it returns.
+ */
+#include "conn.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "error.h"
+
+#define READ_CHUNK 16384
+#define READS_PER_CALL                                                                             \
+    16 /* bounded work per conn_on_io, so one busy peer cannot starve the loop                     \
+        */
+
+/* What a pending command is, so its reply goes to the right place. */
+enum pending_kind { PENDING_USER, PENDING_AUTH, PENDING_SELECT };
+
+typedef struct pending {
+    enum pending_kind kind;
+    uint64_t tag;
+    uint64_t sent_ms;
+} pending;
+
+struct conn {
+    url u;
+    conn_options opt;
+    conn_handler h;
+    void *arg;
+
+    conn_state state;
+    int fd;
+    redisReader *reader;
+    struct addrinfo *addrs;     /* from conn_resolve; kept for every reconnect */
+    struct addrinfo *next_addr; /* the next address this attempt will try */
+    int last_connect_errno;     /* why the previous address of this attempt failed */
+
+    char *out; /* encoded commands not yet written: out[out_off..out_len) */
+    size_t out_len, out_off, out_cap;
+
+    pending *queue; /* ring: queue[(head + i) % queue_cap], i < queue_len */
+    size_t queue_head, queue_len, queue_cap;
+
+    uint64_t connect_deadline_ms; /* CONNECTING / HANDSHAKE */
+    uint64_t reconnect_at_ms;     /* DOWN: next attempt, UINT64_MAX if none */
+    unsigned retries;             /* attempts since the last successful handshake */
+    uint64_t rng;                 /* jitter generator state */
+    int write_errno;              /* a send() failure seen by conn_send, handled by tick */
+
+    unsigned generation; /* bumped by every teardown */
+    unsigned downs;      /* on_down reports so far */
+    int last_down_code;  /* the code of the latest one */
+    unsigned depth;      /* entry points currently on the stack */
+    bool free_requested; /* conn_free was called from a handler */
+};
+
+/* ------------------------------------------------------------- replies */
+
+/* hiredis builds our conn_reply tree directly: each object it asks for is
+ * either a root (allocated) or an entry of its parent's element array (which
+ * createArray allocated whole).  Only roots are ever passed to freeObject. */
+static conn_reply *reply_slot(const redisReadTask *task)
+{
+    if (task->parent) {
+        conn_reply *parent = task->parent->obj;
+        return (conn_reply *)&parent->element[task->idx];
+    }
+    return calloc(1, sizeof(conn_reply));
+}
+
+static void *reply_string(const redisReadTask *task, char *str, size_t len)
+{
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return NULL;
+    conn_reply *r = reply_slot(task);
+    if (!r) {
+        free(copy);
+        return NULL;
+    }
+    memcpy(copy, str, len);
+    copy[len] = '\0';
+    r->type = task->type == REDIS_REPLY_ERROR    ? CONN_REPLY_ERROR
+              : task->type == REDIS_REPLY_STATUS ? CONN_REPLY_STATUS
+                                                 : CONN_REPLY_STRING;
+    r->str = copy;
+    r->len = len;
+    return r;
+}
+
+static void *reply_array(const redisReadTask *task, int elements)
+{
+    conn_reply *children = NULL;
+    if (elements > 0) {
+        children = calloc((size_t)elements, sizeof(conn_reply));
+        if (!children)
+            return NULL;
+    }
+    conn_reply *r = reply_slot(task);
+    if (!r) {
+        free(children);
+        return NULL;
+    }
+    r->type = CONN_REPLY_ARRAY;
+    r->elements = elements > 0 ? (size_t)elements : 0;
+    r->element = children;
+    return r;
+}
+
+static void *reply_integer(const redisReadTask *task, long long value)
+{
+    conn_reply *r = reply_slot(task);
+    if (r) {
+        r->type = CONN_REPLY_INTEGER;
+        r->integer = value;
+    }
+    return r;
+}
+
+static void *reply_nil(const redisReadTask *task)
+{
+    conn_reply *r = reply_slot(task);
+    if (r)
+        r->type = CONN_REPLY_NIL;
+    return r;
+}
+
+/* Frees what r owns (strings, element arrays), not r itself. */
+static void reply_release(conn_reply *r)
+{
+    free((char *)r->str);
+    if (r->type == CONN_REPLY_ARRAY) {
+        for (size_t i = 0; i < r->elements; i++)
+            reply_release((conn_reply *)&r->element[i]);
+        free((conn_reply *)r->element);
+    }
+}
+
+static void reply_free(void *obj)
+{
+    if (obj) {
+        reply_release(obj);
+        free(obj);
+    }
+}
+
+static redisReplyObjectFunctions reply_functions = {
+    .createString = reply_string,
+    .createArray = reply_array,
+    .createInteger = reply_integer,
+    .createNil = reply_nil,
+    .freeObject = reply_free,
+};
+
+static size_t first_word_len(const conn_reply *r)
+{
+    size_t n = 0;
+    while (n < r->len && r->str[n] != ' ')
+        n++;
+    return n;
+}
+
+bool conn_reply_is_error(const conn_reply *r, const char *word)
+{
+    if (!r || r->type != CONN_REPLY_ERROR || !r->str)
+        return false;
+    size_t n = strlen(word);
+    return first_word_len(r) == n && memcmp(r->str, word, n) == 0;
+}
+
+int conn_error_code(const conn_reply *r)
+{
+    if (conn_reply_is_error(r, "WRONGTYPE"))
+        return LEASEHOLD_EWRONGTYPE;
+    if (conn_reply_is_error(r, "NOPERM"))
+        return LEASEHOLD_ENOPERM;
+    if (conn_reply_is_error(r, "READONLY"))
+        return LEASEHOLD_EREADONLY;
+    if (conn_reply_is_error(r, "WRONGPASS") || conn_reply_is_error(r, "NOAUTH") ||
+        (r && r->type == CONN_REPLY_ERROR && strncmp(r->str, "ERR invalid password", 20) == 0))
+        return LEASEHOLD_EAUTH;
+    return LEASEHOLD_EREDIS;
+}
+
+/* ------------------------------------------------------------- helpers */
+
+/* splitmix64: a small seeded generator, so a run's delays replay exactly. */
+static uint64_t next_random(conn *c)
+{
+    uint64_t z = (c->rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static bool queue_push(conn *c, enum pending_kind kind, uint64_t tag, uint64_t now_ms)
+{
+    if (c->queue_len == c->queue_cap) {
+        size_t cap = c->queue_cap ? c->queue_cap * 2 : 16;
+        pending *q = malloc(cap * sizeof *q);
+        if (!q)
+            return false;
+        for (size_t i = 0; i < c->queue_len; i++)
+            q[i] = c->queue[(c->queue_head + i) % c->queue_cap];
+        free(c->queue);
+        c->queue = q;
+        c->queue_cap = cap;
+        c->queue_head = 0;
+    }
+    c->queue[(c->queue_head + c->queue_len) % c->queue_cap] =
+        (pending){.kind = kind, .tag = tag, .sent_ms = now_ms};
+    c->queue_len++;
+    return true;
+}
+
+static pending queue_pop(conn *c)
+{
+    pending p = c->queue[c->queue_head];
+    c->queue_head = (c->queue_head + 1) % c->queue_cap;
+    c->queue_len--;
+    return p;
+}
+
+/* Appends an encoded command to the output buffer. */
+static int out_append(conn *c, int argc, const char **argv, const size_t *argvlen)
+{
+    char *cmd;
+    int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
+    if (len < 0)
+        return LEASEHOLD_ENOMEM;
+    if (c->out_off > 0 && c->out_off == c->out_len)
+        c->out_off = c->out_len = 0;
+    if (c->out_len + (size_t)len > c->out_cap) {
+        if (c->out_off > 0) {
+            memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+            c->out_len -= c->out_off;
+            c->out_off = 0;
+        }
+        size_t cap = c->out_cap ? c->out_cap : 1024;
+        while (cap < c->out_len + (size_t)len)
+            cap *= 2;
+        if (cap != c->out_cap) {
+            char *grown = realloc(c->out, cap);
+            if (!grown) {
+                redisFreeCommand(cmd);
+                return LEASEHOLD_ENOMEM;
+            }
+            c->out = grown;
+            c->out_cap = cap;
+        }
+    }
+    memcpy(c->out + c->out_len, cmd, (size_t)len);
+    c->out_len += (size_t)len;
+    redisFreeCommand(cmd);
+    return 0;
+}
+
+/* Writes as much of the output buffer as the socket takes.  Returns 0, or
+ * the errno of a failed send(). */
+static int flush(conn *c)
+{
+    while (c->out_off < c->out_len) {
+        ssize_t n =
+            send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            c->out_off += (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return 0;
+        } else {
+            return n < 0 ? errno : EIO;
+        }
+    }
+    c->out_off = c->out_len = 0;
+    return 0;
+}
+
+/* Closes the socket and forgets everything tied to it. */
+static void drop_socket(conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    if (c->reader)
+        redisReaderFree(c->reader);
+    c->reader = NULL;
+    c->out_len = c->out_off = 0;
+    c->queue_head = c->queue_len = 0;
+    c->write_errno = 0;
+    c->generation++;
+}
+
+/* The delay before the next attempt: none the first time after going down,
+ * then backoff_min_ms doubling up to backoff_max_ms, each drawn uniformly
+ * from [d/2, d]. */
+static uint64_t backoff_delay(conn *c)
+{
+    unsigned n = c->retries++;
+    if (n == 0)
+        return 0;
+    uint64_t d = c->opt.backoff_min_ms;
+    for (unsigned i = 1; i < n && d < c->opt.backoff_max_ms; i++)
+        d *= 2;
+    if (d > c->opt.backoff_max_ms)
+        d = c->opt.backoff_max_ms;
+    uint64_t lo = d / 2;
+    return lo + next_random(c) % (d - lo + 1);
+}
+
+/* Ends the connection or the attempt: drops the socket and every pending
+ * command, schedules the reconnect and tells the handler.  The caller must
+ * not touch the old socket's state afterwards (the handler may even have
+ * started a new one). */
+static void report_down(conn *c, int code, bool by_peer, uint64_t now_ms, const char *msg)
+{
+    drop_socket(c);
+    c->state = CONN_DOWN;
+    c->reconnect_at_ms = now_ms + backoff_delay(c);
+    c->downs++;
+    c->last_down_code = code;
+    if (c->h.on_down)
+        c->h.on_down(c->arg, c, code, by_peer, msg, now_ms);
+}
+
+/* report_down with the message "<display url>: <fmt...>". */
+__attribute__((format(printf, 5, 6))) static void go_down(conn *c, int code, bool by_peer,
+                                                          uint64_t now_ms, const char *fmt, ...)
+{
+    char msg[768];
+    int n = snprintf(msg, sizeof msg, "%s: ", c->u.display);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
+    va_end(ap);
+    report_down(c, code, by_peer, now_ms, msg);
+}
+
+static void enter(conn *c)
+{
+    c->depth++;
+}
+
+/* Leaves an entry point; the outermost one carries out a conn_free that a
+ * handler asked for. */
+static void leave(conn *c)
+{
+    if (--c->depth == 0 && c->free_requested) {
+        c->free_requested = false;
+        conn_free(c);
+    }
+}
+
+/* ----------------------------------------------------------- handshake */
+
+static void become_ready(conn *c, uint64_t now_ms)
+{
+    c->state = CONN_READY;
+    c->retries = 0;
+    if (c->h.on_ready)
+        c->h.on_ready(c->arg, c, now_ms);
+}
+
+/* The socket is connected: send AUTH and SELECT (pipelined) if the URL asks
+ * for them, else the connection is ready at once. */
+static void start_handshake(conn *c, uint64_t now_ms)
+{
+    c->reader = redisReaderCreateWithFunctions(&reply_functions);
+    if (!c->reader) {
+        go_down(c, LEASEHOLD_ENOMEM, false, now_ms, "out of memory");
+        return;
+    }
+    int rc = 0;
+    if (c->u.has_password) {
+        const char *argv[3] = {"AUTH", c->u.user, c->u.password};
+        if (c->u.user[0])
+            rc = out_append(c, 3, argv, NULL);
+        else {
+            argv[1] = c->u.password;
+            rc = out_append(c, 2, argv, NULL);
+        }
+        if (rc == 0 && !queue_push(c, PENDING_AUTH, 0, now_ms))
+            rc = LEASEHOLD_ENOMEM;
+    }
+    if (rc == 0 && c->u.db != 0) {
+        char db[16];
+        snprintf(db, sizeof db, "%d", c->u.db);
+        const char *argv[2] = {"SELECT", db};
+        rc = out_append(c, 2, argv, NULL);
+        if (rc == 0 && !queue_push(c, PENDING_SELECT, 0, now_ms))
+            rc = LEASEHOLD_ENOMEM;
+    }
+    if (rc) {
+        go_down(c, rc, false, now_ms, "out of memory");
+        return;
+    }
+    if (c->queue_len == 0) {
+        become_ready(c, now_ms);
+        return;
+    }
+    c->state = CONN_HANDSHAKE;
+    int e = flush(c);
+    if (e)
+        go_down(c, LEASEHOLD_EIO, false, now_ms, "sending AUTH/SELECT failed: %s", strerror(e));
+}
+
+/* Handles the reply to AUTH or SELECT: an error ends the attempt, the
+ * last +OK makes the connection ready. */
+static void handshake_reply(conn *c, enum pending_kind kind, const conn_reply *r, uint64_t now_ms)
+{
+    const char *what = kind == PENDING_AUTH ? "AUTH" : "SELECT";
+    if (r->type == CONN_REPLY_ERROR) {
+        int code = conn_error_code(r);
+        if (code == LEASEHOLD_EREDIS)
+            code = kind == PENDING_AUTH ? LEASEHOLD_EAUTH : LEASEHOLD_EDB;
+        if (code == LEASEHOLD_EAUTH)
+            go_down(c, code, false, now_ms, "authentication refused: %s", r->str);
+        else if (code == LEASEHOLD_ENOPERM)
+            go_down(c, code, false, now_ms, "permission denied for %s: %s", what, r->str);
+        else if (code == LEASEHOLD_EDB)
+            go_down(c, code, false, now_ms, "database %d rejected: %s", c->u.db, r->str);
+        else
+            go_down(c, code, false, now_ms, "%s refused: %s", what, r->str);
+        return;
+    }
+    if (r->type != CONN_REPLY_STATUS || strcmp(r->str, "OK") != 0) {
+        go_down(c, LEASEHOLD_EPROTO, false, now_ms, "unexpected reply to %s (expected +OK)", what);
+        return;
+    }
+    if (c->queue_len == 0)
+        become_ready(c, now_ms);
+}
+
+/* ------------------------------------------------------------- connect */
+
+static int errno_code(int e)
+{
+    switch (e) {
+    case ECONNREFUSED:
+    case ENOENT: /* unix socket file missing: nobody listens there */
+        return LEASEHOLD_ECONNREFUSED;
+    case ETIMEDOUT:
+        return LEASEHOLD_ETIMEDOUT;
+    case ECONNRESET:
+    case EPIPE:
+        return LEASEHOLD_ECONNRESET;
+    case ENOMEM:
+    case ENOBUFS:
+        return LEASEHOLD_ENOMEM;
+    default:
+        return LEASEHOLD_EIO;
+    }
+}
+
+static void connect_failed(conn *c, int e, uint64_t now_ms)
+{
+    if (e == ECONNREFUSED)
+        go_down(c, LEASEHOLD_ECONNREFUSED, false, now_ms, "connection refused");
+    else
+        go_down(c, errno_code(e), false, now_ms, "cannot connect: %s", strerror(e));
+}
+
+static void socket_ready(conn *c, uint64_t now_ms)
+{
+    if (c->u.kind == URL_TCP) {
+        int one = 1;
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    start_handshake(c, now_ms);
+}
+
+/* Tries the remaining addresses in turn until a connect() is under way or
+ * done; reports the attempt as failed when none is left. */
+static void try_next_address(conn *c, uint64_t now_ms)
+{
+    while (true) {
+        struct sockaddr_un sun;
+        const struct sockaddr *sa;
+        socklen_t salen;
+        int family;
+        if (c->u.kind == URL_UNIX) {
+            if (c->last_connect_errno) {
+                connect_failed(c, c->last_connect_errno, now_ms);
+                return;
+            }
+            memset(&sun, 0, sizeof sun);
+            sun.sun_family = AF_UNIX;
+            memcpy(sun.sun_path, c->u.path, strlen(c->u.path) + 1);
+            sa = (const struct sockaddr *)&sun;
+            salen = sizeof sun;
+            family = AF_UNIX;
+        } else {
+            if (!c->next_addr) {
+                connect_failed(c, c->last_connect_errno ? c->last_connect_errno : EHOSTUNREACH,
+                               now_ms);
+                return;
+            }
+            sa = c->next_addr->ai_addr;
+            salen = c->next_addr->ai_addrlen;
+            family = c->next_addr->ai_family;
+            c->next_addr = c->next_addr->ai_next;
+        }
+
+        c->fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (c->fd < 0) {
+            c->last_connect_errno = errno;
+            continue;
+        }
+        int rc;
+        do
+            rc = connect(c->fd, sa, salen);
+        while (rc < 0 && errno == EINTR);
+        if (rc == 0) {
+            socket_ready(c, now_ms);
+            return;
+        }
+        /* (A unix socket's EAGAIN means a full backlog: a failure, not
+         * "in progress".) */
+        if (errno == EINPROGRESS) {
+            c->state = CONN_CONNECTING;
+            return;
+        }
+        c->last_connect_errno = errno;
+        close(c->fd);
+        c->fd = -1;
+    }
+}
+
+int conn_resolve(conn *c, leasehold_error *err)
+{
+    if (c->u.kind == URL_UNIX)
+        return 0;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *list = NULL;
+    char port[8];
+    snprintf(port, sizeof port, "%u", c->u.port);
+    int rc = getaddrinfo(c->u.host, port, &hints, &list);
+    if (rc != 0) {
+        const char *why = rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc);
+        return error_set(err, LEASEHOLD_ERESOLVE, "%s: host name did not resolve: %s", c->u.display,
+                         why);
+    }
+    if (c->addrs)
+        freeaddrinfo(c->addrs);
+    c->addrs = list;
+    c->next_addr = NULL; /* an attempt under way must not walk the freed list */
+    return 0;
+}
+
+/* Starts one attempt over every address.  Resolves first if conn_resolve()
+ * was never called (which blocks). */
+static int start_attempt(conn *c, uint64_t now_ms)
+{
+    unsigned downs = c->downs;
+    c->reconnect_at_ms = UINT64_MAX;
+    c->connect_deadline_ms = now_ms + c->opt.connect_timeout_ms;
+    c->last_connect_errno = 0;
+    if (c->u.kind == URL_TCP && !c->addrs) {
+        leasehold_error err;
+        int rc = conn_resolve(c, &err);
+        if (rc) {
+            report_down(c, rc, false, now_ms, err.msg);
+            return rc;
+        }
+    }
+    c->next_addr = c->addrs;
+    c->state = CONN_CONNECTING;
+    try_next_address(c, now_ms);
+    /* A failure that happened at once (a refused unix socket...) is also
+     * returned. */
+    return c->downs != downs ? c->last_down_code : 0;
+}
+
+int conn_connect(conn *c, uint64_t now_ms)
+{
+    if (c->state != CONN_DOWN && c->state != CONN_CLOSED)
+        return -EISCONN;
+    enter(c);
+    int rc = start_attempt(c, now_ms);
+    leave(c);
+    return rc;
+}
+
+int conn_adopt_fd(conn *c, int fd, uint64_t now_ms)
+{
+    if (c->state != CONN_DOWN && c->state != CONN_CLOSED)
+        return -EISCONN;
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return -errno;
+    enter(c);
+    c->fd = fd;
+    c->reconnect_at_ms = UINT64_MAX;
+    c->connect_deadline_ms = now_ms + c->opt.connect_timeout_ms;
+    start_handshake(c, now_ms);
+    leave(c);
+    return 0;
+}
+
+/* The non-blocking connect() finished: SO_ERROR says how. */
+static void connect_done(conn *c, uint64_t now_ms)
+{
+    int e = 0;
+    socklen_t len = sizeof e;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
+        e = errno;
+    if (e == 0) {
+        socket_ready(c, now_ms);
+        return;
+    }
+    c->last_connect_errno = e;
+    close(c->fd);
+    c->fd = -1;
+    try_next_address(c, now_ms);
+}
+
+/* ---------------------------------------------------------------- I/O */
+
+/* Hands every complete reply in the reader to its command.  Returns false
+ * if the connection went down meanwhile. */
+static bool deliver_replies(conn *c, uint64_t now_ms)
+{
+    unsigned gen = c->generation;
+    while (true) {
+        void *obj = NULL;
+        if (redisReaderGetReply(c->reader, &obj) != REDIS_OK) {
+            go_down(c, LEASEHOLD_EPROTO, false, now_ms, "protocol error in reply: %s",
+                    c->reader->errstr);
+            return false;
+        }
+        if (!obj)
+            return true;
+        conn_reply *r = obj;
+        if (c->queue_len == 0) {
+            char head[48] = "";
+            if (r->str)
+                snprintf(head, sizeof head, "%s", r->str);
+            reply_free(r);
+            go_down(c, LEASEHOLD_EPROTO, false, now_ms,
+                    "reply with no command pending (\"%s\"): out of step with Redis", head);
+            return false;
+        }
+        pending p = queue_pop(c);
+        if (p.kind == PENDING_USER) {
+            if (c->h.on_reply)
+                c->h.on_reply(c->arg, c, p.tag, r, now_ms);
+        } else {
+            handshake_reply(c, p.kind, r, now_ms);
+        }
+        reply_free(r);
+        if (c->generation != gen)
+            return false;
+    }
+}
+
+/* Reads what the socket has, up to a bound, and delivers the replies.
+ * Returns false if the connection went down. */
+static bool read_socket(conn *c, short revents, uint64_t now_ms)
+{
+    char buf[READ_CHUNK];
+    for (int i = 0; i < READS_PER_CALL; i++) {
+        ssize_t n = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n > 0) {
+            if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK) {
+                go_down(c, LEASEHOLD_ENOMEM, false, now_ms, "out of memory reading a reply");
+                return false;
+            }
+            if (!deliver_replies(c, now_ms))
+                return false;
+            continue;
+        }
+        if (n == 0) {
+            go_down(c, LEASEHOLD_ECONNRESET, true, now_ms, "connection closed by Redis");
+            return false;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (!(revents & POLLERR))
+                return true;
+            int e = 0;
+            socklen_t len = sizeof e;
+            getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &len);
+            if (e == 0)
+                return true;
+            errno = e;
+        }
+        if (errno == ECONNRESET)
+            go_down(c, LEASEHOLD_ECONNRESET, true, now_ms, "connection reset by Redis");
+        else
+            go_down(c, errno_code(errno), false, now_ms, "read failed: %s", strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+/* A send() failure on an established connection: the peer is gone. */
+static void write_failed(conn *c, int e, uint64_t now_ms)
+{
+    if (e == EPIPE || e == ECONNRESET)
+        go_down(c, LEASEHOLD_ECONNRESET, true, now_ms, "connection closed by Redis");
+    else
+        go_down(c, errno_code(e), false, now_ms, "write failed: %s", strerror(e));
+}
+
+void conn_on_io(conn *c, short revents, uint64_t now_ms)
+{
+    if (c->fd < 0 || revents == 0)
+        return;
+    enter(c);
+    unsigned gen = c->generation;
+    if (revents & POLLNVAL) {
+        go_down(c, LEASEHOLD_EIO, false, now_ms, "socket is no longer valid");
+    } else if (c->state == CONN_CONNECTING) {
+        if (revents & (POLLOUT | POLLERR | POLLHUP))
+            connect_done(c, now_ms);
+    } else {
+        int e = 0;
+        if (revents & (POLLIN | POLLHUP | POLLERR))
+            read_socket(c, revents, now_ms);
+        if (c->generation == gen && c->fd >= 0)
+            e = c->write_errno ? c->write_errno : flush(c);
+        if (e)
+            write_failed(c, e, now_ms);
+    }
+    leave(c);
+}
+
+/* ------------------------------------------------------------- timers */
+
+uint64_t conn_wake_at(const conn *c)
+{
+    switch (c->state) {
+    case CONN_DOWN:
+        return c->reconnect_at_ms;
+    case CONN_CONNECTING:
+    case CONN_HANDSHAKE:
+        return c->connect_deadline_ms;
+    case CONN_READY:
+        if (c->write_errno)
+            return 0;
+        if (c->queue_len == 0)
+            return UINT64_MAX;
+        return c->queue[c->queue_head].sent_ms + c->opt.command_timeout_ms;
+    case CONN_CLOSED:
+    default:
+        return UINT64_MAX;
+    }
+}
+
+void conn_tick(conn *c, uint64_t now_ms)
+{
+    if (now_ms < conn_wake_at(c))
+        return;
+    enter(c);
+    switch (c->state) {
+    case CONN_DOWN:
+        start_attempt(c, now_ms);
+        break;
+    case CONN_CONNECTING:
+        go_down(c, LEASEHOLD_ETIMEDOUT, false, now_ms, "connect timed out after %u ms",
+                c->opt.connect_timeout_ms);
+        break;
+    case CONN_HANDSHAKE:
+        go_down(c, LEASEHOLD_ETIMEDOUT, false, now_ms,
+                "no answer to AUTH/SELECT: handshake timed out after %u ms",
+                c->opt.connect_timeout_ms);
+        break;
+    case CONN_READY:
+        if (c->write_errno)
+            write_failed(c, c->write_errno, now_ms);
+        else
+            go_down(c, LEASEHOLD_ETIMEDOUT, false, now_ms, "command timed out after %u ms",
+                    c->opt.command_timeout_ms);
+        break;
+    case CONN_CLOSED:
+        break;
+    }
+    leave(c);
+}
+
+/* ------------------------------------------------------------ the rest */
+
+conn *conn_new(const url *u, const conn_options *opt, const conn_handler *h, void *arg)
+{
+    assert(opt->connect_timeout_ms > 0 && opt->command_timeout_ms > 0 && opt->backoff_min_ms > 0);
+    conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->u = *u;
+    c->opt = *opt;
+    if (c->opt.backoff_max_ms < c->opt.backoff_min_ms)
+        c->opt.backoff_max_ms = c->opt.backoff_min_ms;
+    c->h = *h;
+    c->arg = arg;
+    c->state = CONN_DOWN;
+    c->fd = -1;
+    c->reconnect_at_ms = UINT64_MAX;
+    c->rng = opt->seed;
+    return c;
+}
+
+int conn_send(conn *c, int argc, const char **argv, const size_t *argvlen, uint64_t tag,
+              uint64_t now_ms)
+{
+    if (c->state != CONN_READY)
+        return -ENOTCONN;
+    if (!queue_push(c, PENDING_USER, tag, now_ms))
+        return LEASEHOLD_ENOMEM;
+    int rc = out_append(c, argc, argv, argvlen);
+    if (rc) {
+        c->queue_len--; /* keep the queue in step with the bytes sent */
+        return rc;
+    }
+    if (!c->write_errno)
+        c->write_errno = flush(c);
+    return 0;
+}
+
+conn_state conn_get_state(const conn *c)
+{
+    return c->state;
+}
+
+int conn_fd(const conn *c)
+{
+    return c->fd;
+}
+
+short conn_poll_events(const conn *c)
+{
+    switch (c->state) {
+    case CONN_CONNECTING:
+        return POLLOUT;
+    case CONN_HANDSHAKE:
+    case CONN_READY:
+        return (short)(POLLIN | (c->out_off < c->out_len && !c->write_errno ? POLLOUT : 0));
+    default:
+        return 0;
+    }
+}
+
+size_t conn_pending(const conn *c)
+{
+    return c->queue_len;
+}
+
+const char *conn_display(const conn *c)
+{
+    return c->u.display;
+}
+
+void conn_close(conn *c)
+{
+    drop_socket(c);
+    c->state = CONN_CLOSED;
+    c->reconnect_at_ms = UINT64_MAX;
+}
+
+void conn_free(conn *c)
+{
+    if (!c)
+        return;
+    if (c->depth > 0) {
+        conn_close(c);
+        c->free_requested = true;
+        return;
+    }
+    drop_socket(c);
+    if (c->addrs)
+        freeaddrinfo(c->addrs);
+    explicit_bzero(c->u.password, sizeof c->u.password);
+    if (c->out)
+        explicit_bzero(c->out, c->out_cap); /* it held AUTH's password */
+    free(c->out);
+    free(c->queue);
+    free(c);
+}

@@ -1,0 +1,444 @@
+/* url.c — parsing redis:// and unix:// URLs into a struct url.
+ *
+ * The parser is strict: anything it does not understand is an error that
+ * names the URL and the problem, never a guess.  Every message shows the URL
+ * with its password replaced by "***" (and control characters escaped), so a
+ * secret never reaches a log, whatever is wrong with the URL.
+ */
+#include "url.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "error.h"
+
+#define URL_MAX_LEN     2048    /* longer input is refused before parsing */
+#define URL_SHOWN_MAX   120     /* characters of a bad URL quoted in a message */
+#define URL_TIMEOUT_MAX 600000u /* ten minutes */
+
+/* What the parser works on: the input and where its password lies, so that
+ * every message can hide it. */
+typedef struct parse {
+    const char *s;
+    size_t pass_begin, pass_end; /* the password's bytes in s; empty if none */
+    leasehold_error *err;
+} parse;
+
+/* Finds the password in s by the URL grammar alone, before anything is
+ * validated: after "scheme://", the userinfo ends at the last '@' and the
+ * password is what follows its first ':'.  The last '@' (not the first) so
+ * that a password holding a raw '@' or '/' is still hidden. */
+static void locate_password(parse *p)
+{
+    p->pass_begin = p->pass_end = 0;
+    const char *sep = strstr(p->s, "://");
+    if (!sep)
+        return;
+    const char *auth = sep + 3;
+    const char *at = strrchr(auth, '@');
+    if (!at)
+        return;
+    const char *colon = memchr(auth, ':', (size_t)(at - auth));
+    if (!colon)
+        return;
+    p->pass_begin = (size_t)(colon + 1 - p->s);
+    p->pass_end = (size_t)(at - p->s);
+}
+
+/* Writes s[from..to) to out (of size cap) as it may be shown: the password
+ * as "***", bytes outside printable ASCII as \xNN, cut with "..." after
+ * `limit` input characters.  Always NUL-terminates. */
+static void show(const parse *p, size_t from, size_t to, size_t limit, char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (size_t i = from; i < to && n + 8 < cap; i++) {
+        if (i - from >= limit) {
+            n += (size_t)snprintf(out + n, cap - n, "...");
+            break;
+        }
+        unsigned char ch = (unsigned char)p->s[i];
+        if (p->pass_end > p->pass_begin && i == p->pass_begin) {
+            n += (size_t)snprintf(out + n, cap - n, "***");
+            i = p->pass_end - 1;
+        } else if (ch < 0x20 || ch >= 0x7f) {
+            n += (size_t)snprintf(out + n, cap - n, "\\x%02x", ch);
+        } else {
+            out[n++] = (char)ch;
+            out[n] = '\0';
+        }
+    }
+}
+
+/* Fails the parse with LEASEHOLD_EURL: `invalid URL "<shown>": <problem>`. */
+__attribute__((format(printf, 2, 3))) static int fail(const parse *p, const char *fmt, ...)
+{
+    char shown[URL_SHOWN_MAX * 4 + 8];
+    char problem[200];
+    show(p, 0, strlen(p->s), URL_SHOWN_MAX, shown, sizeof shown);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(problem, sizeof problem, fmt, ap);
+    va_end(ap);
+    return error_set(p->err, LEASEHOLD_EURL, "invalid URL \"%s\": %s", shown, problem);
+}
+
+/* Quotes a piece of the URL that holds no password (a port, a parameter
+ * name...) for a message, escaped and cut like the URL itself. */
+static const char *quote(const char *piece, size_t len, char *buf, size_t cap)
+{
+    parse sub = {.s = piece};
+    show(&sub, 0, len, 40, buf, cap);
+    return buf;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes s[0..len) into out (cap bytes with the NUL).  `what`
+ * names the field in messages; a password's bytes are never quoted. */
+static int decode(const parse *p, const char *s, size_t len, char *out, size_t cap,
+                  const char *what, bool secret)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '%') {
+            int hi = i + 1 < len ? hexval(s[i + 1]) : -1;
+            int lo = i + 2 < len ? hexval(s[i + 2]) : -1;
+            if (hi < 0 || lo < 0) {
+                if (secret)
+                    return fail(p,
+                                "bad percent-encoding in the %s ('%%' must be followed by "
+                                "two hex digits)",
+                                what);
+                char q[200];
+                return fail(p,
+                            "bad percent-encoding in the %s at \"%s\" ('%%' must be followed "
+                            "by two hex digits)",
+                            what, quote(s + i, len - i < 3 ? len - i : 3, q, sizeof q));
+            }
+            c = (char)(hi * 16 + lo);
+            if (c == '\0')
+                return fail(p, "the %s contains a percent-encoded NUL (%%00)", what);
+            i += 2;
+        }
+        if (n + 1 >= cap)
+            return fail(p, "the %s is too long (at most %zu bytes)", what, cap - 1);
+        out[n++] = c;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+/* Parses a decimal number made of digits only (no sign, no spaces) into
+ * *v; false if empty, not all digits, or above max. */
+static bool parse_uint(const char *s, size_t len, unsigned long long max, unsigned long long *v)
+{
+    if (len == 0)
+        return false;
+    unsigned long long acc = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        unsigned d = (unsigned)(s[i] - '0');
+        if (acc > (max - d) / 10)
+            return false;
+        acc = acc * 10 + d;
+    }
+    *v = acc;
+    return true;
+}
+
+static bool all_digits(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return len > 0;
+}
+
+/* The database index: digits only, 0 to INT_MAX. */
+static int parse_db(const parse *p, const char *s, size_t len, int *db)
+{
+    char q[200];
+    unsigned long long v;
+    if (!all_digits(s, len))
+        return fail(p, "database \"%s\" is not a non-negative whole number",
+                    quote(s, len, q, sizeof q));
+    if (!parse_uint(s, len, INT_MAX, &v))
+        return fail(p, "database %s is out of range (0 to %d)", quote(s, len, q, sizeof q),
+                    INT_MAX);
+    *db = (int)v;
+    return 0;
+}
+
+/* A timeout parameter: milliseconds, 1 to URL_TIMEOUT_MAX. */
+static int parse_timeout(const parse *p, const char *name, const char *s, size_t len, uint32_t *ms)
+{
+    char q[200];
+    unsigned long long v;
+    if (!parse_uint(s, len, URL_TIMEOUT_MAX, &v) || v == 0)
+        return fail(p, "%s must be a whole number of milliseconds from 1 to %u, not \"%s\"", name,
+                    URL_TIMEOUT_MAX, quote(s, len, q, sizeof q));
+    *ms = (uint32_t)v;
+    return 0;
+}
+
+/* Parses "name=value&..." (after the '?', up to the end).  unix:// URLs
+ * also take db=N, redis:// URLs carry the database in the path. */
+static int parse_query(const parse *p, const char *q, url *out)
+{
+    char buf[200];
+    bool seen_db = false, seen_connect = false, seen_command = false;
+    if (*q == '\0')
+        return fail(p, "empty query after '?'");
+    while (true) {
+        size_t len = strcspn(q, "&");
+        const char *eq = memchr(q, '=', len);
+        if (len == 0)
+            return fail(p, "empty query parameter (stray '&')");
+        if (!eq)
+            return fail(p, "query parameter \"%s\" has no value (expected name=value)",
+                        quote(q, len, buf, sizeof buf));
+        size_t name_len = (size_t)(eq - q);
+        const char *val = eq + 1;
+        size_t val_len = len - name_len - 1;
+        bool *seen;
+        int rc;
+        if (name_len == 18 && memcmp(q, "connect_timeout_ms", 18) == 0) {
+            seen = &seen_connect;
+            rc = parse_timeout(p, "connect_timeout_ms", val, val_len, &out->connect_timeout_ms);
+        } else if (name_len == 18 && memcmp(q, "command_timeout_ms", 18) == 0) {
+            seen = &seen_command;
+            rc = parse_timeout(p, "command_timeout_ms", val, val_len, &out->command_timeout_ms);
+        } else if (name_len == 2 && memcmp(q, "db", 2) == 0 && out->kind == URL_UNIX) {
+            seen = &seen_db;
+            rc = parse_db(p, val, val_len, &out->db);
+        } else if (name_len == 2 && memcmp(q, "db", 2) == 0) {
+            return fail(p, "unknown query parameter \"db\" (a redis:// URL gives the database "
+                           "in its path: redis://host:port/N)");
+        } else {
+            return fail(p,
+                        "unknown query parameter \"%s\" (known: %sconnect_timeout_ms, "
+                        "command_timeout_ms)",
+                        quote(q, name_len, buf, sizeof buf), out->kind == URL_UNIX ? "db, " : "");
+        }
+        if (*seen)
+            return fail(p, "query parameter \"%s\" is given twice",
+                        quote(q, name_len, buf, sizeof buf));
+        if (rc)
+            return rc;
+        *seen = true;
+        if (q[len] == '\0')
+            return 0;
+        q += len + 1;
+    }
+}
+
+/* user[:password] before the '@'.  A user without a password cannot be
+ * sent in AUTH, so it is refused rather than silently ignored. */
+static int parse_userinfo(const parse *p, const char *s, size_t len, url *out)
+{
+    char q[200];
+    if (len == 0)
+        return fail(p, "nothing before '@' (expected user:password@ or :password@)");
+    const char *colon = memchr(s, ':', len);
+    if (!colon)
+        return fail(p,
+                    "user \"%s\" is given without a password (write user:password@ or "
+                    ":password@)",
+                    quote(s, len, q, sizeof q));
+    size_t user_len = (size_t)(colon - s);
+    int rc = decode(p, s, user_len, out->user, sizeof out->user, "user name", false);
+    if (rc)
+        return rc;
+    rc = decode(p, colon + 1, len - user_len - 1, out->password, sizeof out->password, "password",
+                true);
+    if (rc)
+        return rc;
+    out->has_password = out->user[0] != '\0' || out->password[0] != '\0';
+    return 0;
+}
+
+static bool host_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '-' || c == '.' || c == '_';
+}
+
+/* host[:port][/db] of a redis:// URL, s[0..len) (the query excluded). */
+static int parse_hostport(const parse *p, const char *s, size_t len, url *out)
+{
+    char q[200];
+    const char *end = s + len;
+    const char *rest;
+    if (len > 0 && s[0] == '[') {
+        const char *close = memchr(s, ']', len);
+        if (!close)
+            return fail(p, "'[' opens an IPv6 address that is never closed with ']'");
+        size_t host_len = (size_t)(close - s - 1);
+        if (host_len == 0)
+            return fail(p, "empty host (nothing between '[' and ']')");
+        if (host_len >= sizeof out->host)
+            return fail(p, "host is too long");
+        memcpy(out->host, s + 1, host_len);
+        out->host[host_len] = '\0';
+        struct in6_addr addr;
+        if (inet_pton(AF_INET6, out->host, &addr) != 1)
+            return fail(p, "\"%s\" between '[' and ']' is not an IPv6 address",
+                        quote(s + 1, host_len, q, sizeof q));
+        rest = close + 1;
+        if (rest < end && *rest != ':' && *rest != '/')
+            return fail(p, "unexpected \"%s\" after the IPv6 address (expected :port or /db)",
+                        quote(rest, (size_t)(end - rest), q, sizeof q));
+    } else {
+        size_t host_len = strcspn(s, ":/");
+        if (host_len > len)
+            host_len = len;
+        if (host_len == 0)
+            return fail(p, "empty host");
+        if (host_len >= sizeof out->host)
+            return fail(p, "host is too long (at most %zu bytes)", sizeof out->host - 1);
+        for (size_t i = 0; i < host_len; i++)
+            if (!host_char(s[i]))
+                return fail(p,
+                            "host \"%s\" contains '%c', which no host name or IPv4 "
+                            "address has (IPv6 goes in brackets: [::1])",
+                            quote(s, host_len, q, sizeof q), s[i]);
+        memcpy(out->host, s, host_len);
+        out->host[host_len] = '\0';
+        rest = s + host_len;
+    }
+
+    out->port = 6379;
+    if (rest < end && *rest == ':') {
+        rest++;
+        size_t port_len = strcspn(rest, "/");
+        if (port_len > (size_t)(end - rest))
+            port_len = (size_t)(end - rest);
+        unsigned long long v;
+        if (!all_digits(rest, port_len))
+            return fail(p, "port \"%s\" is not a number", quote(rest, port_len, q, sizeof q));
+        if (!parse_uint(rest, port_len, 65535, &v) || v == 0)
+            return fail(p, "port %s is out of range (1 to 65535)",
+                        quote(rest, port_len, q, sizeof q));
+        out->port = (uint16_t)v;
+        rest += port_len;
+    }
+    if (rest < end && *rest == '/') {
+        rest++;
+        if (rest < end)
+            return parse_db(p, rest, (size_t)(end - rest), &out->db);
+    }
+    return 0;
+}
+
+/* redis://[user[:password]@]host[:port][/db][?query] after "redis://". */
+static int parse_redis(const parse *p, const char *rest, url *out)
+{
+    out->kind = URL_TCP;
+    const char *query = strchr(rest, '?');
+    const char *end = query ? query : rest + strlen(rest);
+    const char *at = NULL;
+    for (const char *c = rest; c < end; c++)
+        if (*c == '@')
+            at = c;
+    if (at) {
+        int rc = parse_userinfo(p, rest, (size_t)(at - rest), out);
+        if (rc)
+            return rc;
+        rest = at + 1;
+    }
+    int rc = parse_hostport(p, rest, (size_t)(end - rest), out);
+    if (rc)
+        return rc;
+    return query ? parse_query(p, query + 1, out) : 0;
+}
+
+/* unix:///absolute/path[?query] after "unix://". */
+static int parse_unix(const parse *p, const char *rest, url *out)
+{
+    out->kind = URL_UNIX;
+    size_t len = strcspn(rest, "?");
+    if (len == 0)
+        return fail(p, "no socket path (expected unix:///path/to/redis.sock)");
+    if (rest[0] != '/') {
+        if (memchr(rest, '@', len))
+            return fail(p, "unix:// URLs take no user or password");
+        return fail(p, "unix:// URLs take no host; the path must be absolute "
+                       "(unix:///path/to/redis.sock, three slashes)");
+    }
+    int rc = decode(p, rest, len, out->path, sizeof out->path, "socket path", false);
+    if (rc)
+        return rc;
+    return rest[len] == '?' ? parse_query(p, rest + len + 1, out) : 0;
+}
+
+/* The display form of a parsed URL: as written, without its query, with
+ * the password hidden. */
+static void make_display(const parse *p, url *out)
+{
+    size_t len = strcspn(p->s, "?");
+    show(p, 0, len, sizeof out->display, out->display, sizeof out->display);
+}
+
+int url_parse(const char *s, url *out, leasehold_error *err)
+{
+    parse p = {.s = s ? s : "", .err = err};
+    memset(out, 0, sizeof *out);
+    if (!s)
+        return error_set(err, LEASEHOLD_EURL, "no URL given (NULL)");
+    if (*s == '\0')
+        return fail(&p, "the URL is empty (expected redis://host:port or unix:///path)");
+    size_t len = strnlen(s, URL_MAX_LEN + 1);
+    if (len > URL_MAX_LEN)
+        return error_set(err, LEASEHOLD_EURL, "invalid URL: longer than %d characters",
+                         URL_MAX_LEN);
+    locate_password(&p);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == ' ')
+            return fail(&p, "contains a space at character %zu (percent-encode it as %%20)", i + 1);
+        if (ch < 0x20 || ch == 0x7f)
+            return fail(&p, "contains control character 0x%02x at character %zu", ch, i + 1);
+    }
+
+    const char *sep = strstr(s, "://");
+    size_t scheme_len = sep ? (size_t)(sep - s) : 0;
+    int rc;
+    if (!sep)
+        rc = fail(&p, "no scheme (expected redis://host:port or unix:///path)");
+    else if (scheme_len == 5 && strncasecmp(s, "redis", 5) == 0)
+        rc = parse_redis(&p, sep + 3, out);
+    else if (scheme_len == 4 && strncasecmp(s, "unix", 4) == 0)
+        rc = parse_unix(&p, sep + 3, out);
+    else if (scheme_len == 6 && strncasecmp(s, "rediss", 6) == 0)
+        rc = fail(&p, "TLS is not supported yet (rediss://); use redis:// or unix://");
+    else {
+        char q[200];
+        rc = fail(&p, "unknown scheme \"%s\" (expected redis:// or unix://)",
+                  quote(s, scheme_len, q, sizeof q));
+    }
+    if (rc) {
+        int code = rc;
+        memset(out, 0, sizeof *out);
+        return code;
+    }
+    make_display(&p, out);
+    error_clear(err);
+    return 0;
+}

@@ -1,0 +1,41 @@
+/* url.h — parsing redis:// and unix:// URLs. */
+#ifndef LEASEHOLD_URL_H
+#define LEASEHOLD_URL_H
+
+#include <stdint.h>
+
+#include "leasehold.h"
+
+enum url_kind { URL_TCP, URL_UNIX };
+
+/*
+ * A parsed URL.  Fields not given in the URL are empty / zero:
+ * port defaults to 6379, db to 0, the timeouts to 0 ("not given").
+ * `display` is the URL as messages show it, with the password replaced by
+ * "***", so a message never leaks a secret.
+ */
+typedef struct url {
+    enum url_kind kind;
+    char host[256];     /* TCP: name or address, IPv6 without brackets */
+    uint16_t port;      /* TCP */
+    char path[108];     /* unix: socket path (sun_path limit) */
+    char user[128];     /* empty: no user (AUTH <password> only) */
+    char password[512]; /* empty: no AUTH */
+    bool has_password;
+    int db;                      /* SELECT db when non-zero */
+    uint32_t connect_timeout_ms; /* from ?connect_timeout_ms=, 0 if absent */
+    uint32_t command_timeout_ms; /* from ?command_timeout_ms=, 0 if absent */
+    char display[512];
+} url;
+
+/*
+ * Parses
+ *   redis://[user[:password]@]host[:port][/db][?connect_timeout_ms=N&command_timeout_ms=N]
+ *   unix:///path/to/redis.sock[?db=N&connect_timeout_ms=N&command_timeout_ms=N]
+ * Userinfo and path may be percent-encoded.  host may be [IPv6].  On error
+ * returns LEASEHOLD_EURL with a message naming the URL (password hidden) and
+ * what is wrong with it; never reads past the string.  Thread-safe.
+ */
+int url_parse(const char *s, url *out, leasehold_error *err);
+
+#endif
