@@ -1,0 +1,38 @@
+/* service.h — a leader-only service in a thread of its own, with its token. */
+#ifndef LEASEHOLD_SERVICE_H
+#define LEASEHOLD_SERVICE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "leasehold.h"
+
+typedef struct service service;
+typedef int (*service_fn)(leasehold_token *t, void *arg);
+
+/*
+ * Runs fn(token, arg) in a new thread for the term `epoch` of e.  When the
+ * thread ends it writes to wake_fd (an eventfd the I/O thread polls), so the
+ * loop learns of it without polling.  Returns NULL and sets *code
+ * (LEASEHOLD_ENOMEM, or the negative errno of pthread_create/eventfd) on
+ * failure.
+ */
+service *service_start(leasehold_election *e, service_fn fn, void *arg, uint64_t epoch,
+                       int wake_fd, int *code);
+
+/* Cancels the token: leasehold_token_cancelled() turns true, sleeps end and
+ * the token's fd becomes readable.  Idempotent. */
+void service_cancel(service *s);
+
+/* True once fn has returned. */
+bool service_has_exited(const service *s);
+
+/* Joins the thread (fn must have returned), frees s, returns fn's value. */
+int service_join(service *s);
+
+/* Gives up on a service that will not return: the thread is detached and s
+ * (with its token) is deliberately leaked, so the still-running function
+ * never touches freed memory. */
+void service_abandon(service *s);
+
+#endif
