@@ -1,0 +1,414 @@
+/* test_faults.c — faults against a real redis-server: a leader killed or
+ * frozen, Redis frozen or restarted, the leader's connection killed.
+ *
+ * Candidates that must be killed or stopped run in child processes: this
+ * binary re-executed as `test_faults candidate URL KEY WHO`, reporting its
+ * events as lines on stdout (see events.h). */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "events.h"
+#include "redis_server.h"
+#include "testutil.h"
+
+#define MAX_CANDIDATES 3
+
+typedef struct fixture {
+    redis_server *srv;
+    event_queue *q;
+    candidate cand[MAX_CANDIDATES];
+    int n;
+    events_child *child[MAX_CANDIDATES];
+    bool fresh;
+} fixture;
+
+static fixture fx;
+
+/* ------------------------------------------------------------ child mode */
+
+/*
+ * A candidate in a child process.  Besides the callbacks' events it samples
+ * leasehold_is_leader() every 5 ms: it reports each change (EV_SAMPLE), and
+ * when two samples are more than 200 ms apart (it was stopped) it reports
+ * the first sample after waking (EV_WOKE).  The time is read before
+ * is_leader(), so a sample stamped after SIGCONT was taken after SIGCONT.
+ */
+static int candidate_main(int argc, char **argv)
+{
+    if (argc != 5)
+        return 2;
+    leasehold_config cfg;
+    test_config(&cfg, argv[2]);
+    event_sink sink = {NULL, STDOUT_FILENO, atoi(argv[4])};
+    cfg.log = events_log;
+    cfg.log_arg = &sink;
+    leasehold_error err;
+    leasehold_client *c = leasehold_client_new(&cfg, &err);
+    if (!c) {
+        fprintf(stderr, "candidate: %s\n", err.msg);
+        return 1;
+    }
+    leasehold_election *e = leasehold_campaign(c, argv[3], &events_callbacks, &sink, &err);
+    if (!e) {
+        fprintf(stderr, "candidate: %s\n", err.msg);
+        return 1;
+    }
+    uint64_t prev_ms = test_now_ms();
+    bool prev = false;
+    for (;;) {
+        uint64_t now = test_now_ms();
+        bool leader = leasehold_is_leader(e);
+        if (now - prev_ms > 200) {
+            event ev = {.kind = EV_WOKE, .value = leader, .at_ms = now};
+            events_emit(&sink, &ev);
+        }
+        if (leader != prev) {
+            event ev = {.kind = EV_SAMPLE, .value = leader, .at_ms = now};
+            events_emit(&sink, &ev);
+        }
+        prev = leader;
+        prev_ms = now;
+        test_sleep_ms(5);
+    }
+}
+
+/* ------------------------------------------------------------- fixtures */
+
+static int group_setup(void **state)
+{
+    (void)state;
+    fx.srv = redis_server_start(NULL);
+    fx.fresh = true;
+    return fx.srv ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    redis_server_stop(fx.srv);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    fx.q = events_new();
+    fx.n = 0;
+    return fx.q ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    for (int i = 0; i < MAX_CANDIDATES; i++) {
+        events_child_stop(fx.child[i]);
+        fx.child[i] = NULL;
+    }
+    for (int i = 0; i < fx.n; i++)
+        candidate_stop(&fx.cand[i]);
+    events_free(fx.q);
+    fx.q = NULL;
+    return 0;
+}
+
+static uint64_t first_election_ms(const leasehold_config *cfg)
+{
+    uint64_t ms = cfg->lease_ms + cfg->retry_interval_ms + 1000;
+    if (fx.fresh)
+        ms += TEST_FRESH_REDIS_MS;
+    fx.fresh = false;
+    return ms;
+}
+
+static void start_children(const char *key, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char who[16];
+        snprintf(who, sizeof who, "%d", i);
+        char *argv[] = {
+            (char *)test_process_self(), "candidate", fx.srv->url, (char *)key, who, NULL};
+        fx.child[i] = events_child_start(fx.q, i, argv);
+        assert_non_null(fx.child[i]);
+    }
+}
+
+/* A service that reports its start and the moment its token is cancelled. */
+static int noting_service(leasehold_token *t, void *arg)
+{
+    event ev = {.kind = EV_NOTE, .value = 1, .epoch = leasehold_token_epoch(t)};
+    events_emit(arg, &ev);
+    while (leasehold_token_sleep(t, 10000)) {
+    }
+    event done = {.kind = EV_NOTE, .value = 0, .epoch = leasehold_token_epoch(t)};
+    events_emit(arg, &done);
+    return 0;
+}
+
+/* Starts n in-process candidates; with a service when `serve`. */
+static void start_candidates(const leasehold_config *cfg, const char *key, int n, bool serve)
+{
+    for (int i = 0; i < n; i++) {
+        candidate *cd = &fx.cand[i];
+        if (!serve) {
+            assert_int_equal(candidate_start(cd, cfg, key, fx.q, i), 0);
+            fx.n = i + 1;
+            continue;
+        }
+        memset(cd, 0, sizeof *cd);
+        cd->sink = (event_sink){fx.q, -1, i};
+        leasehold_config c = *cfg;
+        c.log = events_log;
+        c.log_arg = &cd->sink;
+        leasehold_error err;
+        cd->client = leasehold_client_new(&c, &err);
+        if (!cd->client)
+            fail_msg("leasehold_client_new: %s", err.msg);
+        fx.n = i + 1;
+        cd->election =
+            leasehold_serve_cb(cd->client, key, noting_service, &cd->sink, &events_callbacks, &err);
+        if (!cd->election)
+            fail_msg("leasehold_serve_cb: %s", err.msg);
+    }
+}
+
+static int count_leaders(int *which)
+{
+    int n = 0;
+    for (int i = 0; i < fx.n; i++) {
+        if (fx.cand[i].election && leasehold_is_leader(fx.cand[i].election)) {
+            n++;
+            *which = i;
+        }
+    }
+    return n;
+}
+
+/* -------------------------------------------------------------- tests */
+
+/* The leader's process is SIGKILLed: its key runs out and another candidate
+ * is elected within lease + retry + margin, with a larger epoch. */
+static void test_leader_killed(void **state)
+{
+    (void)state;
+    leasehold_config cfg;
+    test_config(&cfg, fx.srv->url);
+    start_children("lh:faults:kill", 3);
+    event first;
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1), first_election_ms(&cfg), &first));
+
+    uint64_t t0 = test_now_ms();
+    events_child_stop(fx.child[first.who]);
+    fx.child[first.who] = NULL;
+    event next;
+    event_filter f = {EV_ELECTED, -1, first.who, NULL};
+    if (!events_wait(fx.q, f, cfg.lease_ms + cfg.retry_interval_ms + 700, &next))
+        fail_msg("no successor within lease %u + retry %u + 700 ms (x%.1f)", cfg.lease_ms,
+                 cfg.retry_interval_ms, test_multiplier());
+    printf("# successor of a killed leader elected after %llu ms\n",
+           (unsigned long long)(next.at_ms - t0));
+    assert_true(next.epoch > first.epoch);
+}
+
+/*
+ * Redis frozen for 3 s: the leader's renewals go unanswered, so it steps
+ * down by itself and cancels its service's token before the key could have
+ * expired (the key lives at least lease_ms from the last renewal Redis
+ * processed, sent no earlier than renew_interval before the freeze).  That
+ * bound is a safety property and is not scaled.  After SIGCONT exactly one
+ * candidate leads again.
+ */
+static void test_redis_paused(void **state)
+{
+    (void)state;
+    leasehold_config cfg;
+    test_config(&cfg, fx.srv->url);
+    cfg.lease_ms = 2000;
+    cfg.renew_deadline_ms = 1000;
+    start_candidates(&cfg, "lh:faults:redis-paused", 3, true);
+    event el;
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1), first_election_ms(&cfg), &el));
+    int w = el.who;
+    event started;
+    assert_true(events_wait(fx.q, events_of(EV_NOTE, w), 1000, &started));
+    assert_int_equal(started.value, 1);
+    assert_int_equal(started.epoch, el.epoch);
+
+    uint64_t t_stop = test_now_ms();
+    redis_server_pause(fx.srv);
+    event rv, cancelled;
+    bool revoked = events_wait(fx.q, events_of(EV_REVOKED, w), cfg.lease_ms, &rv);
+    bool leader_after = leasehold_is_leader(fx.cand[w].election);
+    bool was_cancelled = events_wait(fx.q, events_of(EV_NOTE, w), cfg.lease_ms, &cancelled);
+    uint64_t key_safe_until = t_stop + cfg.lease_ms - cfg.renew_interval_ms - 150;
+
+    /* The freeze lasts 3 s whatever happened: this is the fault, not a wait. */
+    uint64_t now = test_now_ms();
+    if (now < t_stop + 3000)
+        test_sleep_ms(t_stop + 3000 - now);
+    redis_server_resume(fx.srv);
+
+    assert_true(revoked);
+    assert_false(leader_after);
+    assert_true(was_cancelled);
+    printf("# Redis frozen: revoked (%s) after %llu ms, service cancelled after %llu ms; "
+           "the key was safe until %llu ms\n",
+           leasehold_reason_name((leasehold_reason)rv.value),
+           (unsigned long long)(rv.at_ms - t_stop), (unsigned long long)(cancelled.at_ms - t_stop),
+           (unsigned long long)(key_safe_until - t_stop));
+    if (rv.at_ms >= key_safe_until || cancelled.at_ms >= key_safe_until)
+        fail_msg("the leader stepped down too late: the key could have expired already");
+
+    event again;
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1),
+                            cfg.lease_ms + cfg.retry_interval_ms + 1500, &again));
+    assert_true(again.epoch > el.epoch);
+    uint64_t end = test_now_ms() + 1000;
+    while (test_now_ms() < end) {
+        int who = -1;
+        int n = count_leaders(&who);
+        if (n != 1)
+            fail_msg("%d leaders after the freeze, expected exactly one", n);
+        test_sleep_ms(5);
+    }
+}
+
+/* The leader's process stopped past its lease: another is elected while it
+ * sleeps; on SIGCONT its first sample says "not leader", it steps down and
+ * the successor keeps the lead. */
+static void test_leader_paused_past_lease(void **state)
+{
+    (void)state;
+    leasehold_config cfg;
+    test_config(&cfg, fx.srv->url);
+    start_children("lh:faults:leader-paused", 3);
+    event el;
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1), first_election_ms(&cfg), &el));
+    int w = el.who;
+    /* The child's sampler has seen itself leader before it is stopped. */
+    event s;
+    assert_true(events_wait(fx.q, events_of(EV_SAMPLE, w), 1000, &s));
+    assert_int_equal(s.value, 1);
+
+    pid_t pid = events_child_pid(fx.child[w]);
+    test_process_signal(pid, SIGSTOP);
+    event next;
+    event_filter f = {EV_ELECTED, -1, w, NULL};
+    bool elected = events_wait(fx.q, f, cfg.lease_ms + cfg.retry_interval_ms + 1000, &next);
+    uint64_t t_cont = test_now_ms();
+    test_process_signal(pid, SIGCONT);
+    assert_true(elected);
+    assert_true(next.epoch > el.epoch);
+
+    event woke;
+    assert_true(events_wait(fx.q, events_of(EV_WOKE, w), 2000, &woke));
+    assert_true(woke.at_ms >= t_cont);
+    if (woke.value != 0)
+        fail_msg("the stopped leader still said is_leader() after SIGCONT");
+    event rv;
+    assert_true(events_wait(fx.q, events_of(EV_REVOKED, w), 2000, &rv));
+    printf("# paused leader: revoked (%s) %llu ms after SIGCONT\n",
+           leasehold_reason_name((leasehold_reason)rv.value),
+           (unsigned long long)(rv.at_ms - t_cont));
+    /* The successor keeps leading (a lower bound: not scaled). */
+    assert_false(events_wait(fx.q, events_of(EV_REVOKED, next.who), 1000, NULL));
+    assert_int_equal(events_count(fx.q, events_of(EV_ELECTED, w)), 0);
+}
+
+/* CLIENT KILL of the leader's connections: it steps down at once (closed by
+ * the peer) and someone leads again. */
+static void test_client_kill(void **state)
+{
+    (void)state;
+    leasehold_config cfg;
+    test_config(&cfg, fx.srv->url);
+    start_candidates(&cfg, "lh:faults:client-kill", 1, false);
+    event el;
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, 0), first_election_ms(&cfg), &el));
+
+    /* Every connection but ours belongs to the only candidate so far. */
+    redisReply *me = redis_server_cmd(fx.srv, "CLIENT ID");
+    assert_non_null(me);
+    long long my_id = me->integer;
+    freeReplyObject(me);
+    redisReply *list = redis_server_cmd(fx.srv, "CLIENT LIST");
+    assert_non_null(list);
+    assert_int_equal(list->type, REDIS_REPLY_STRING);
+    long long ids[8];
+    int n_ids = 0;
+    for (const char *p = list->str; (p = strstr(p, "id=")) != NULL && n_ids < 8; p += 3) {
+        long long id = atoll(p + 3);
+        if (id != my_id)
+            ids[n_ids++] = id;
+    }
+    freeReplyObject(list);
+    assert_true(n_ids >= 1);
+
+    for (int i = 1; i < 3; i++) {
+        assert_int_equal(candidate_start(&fx.cand[i], &cfg, "lh:faults:client-kill", fx.q, i), 0);
+        fx.n = i + 1;
+    }
+    uint64_t t0 = test_now_ms();
+    for (int i = 0; i < n_ids; i++) {
+        redisReply *r = redis_server_cmd(fx.srv, "CLIENT KILL ID %lld", ids[i]);
+        assert_non_null(r);
+        freeReplyObject(r);
+    }
+    event rv;
+    assert_true(events_wait(fx.q, events_of(EV_REVOKED, 0), 1000, &rv));
+    assert_int_equal(rv.value, LEASEHOLD_DISCONNECTED);
+    if (rv.at_ms - t0 >= test_ms(cfg.renew_interval_ms + 150))
+        fail_msg("stepped down %llu ms after its connection was killed; expected at once",
+                 (unsigned long long)(rv.at_ms - t0));
+    event next;
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1),
+                            cfg.lease_ms + cfg.retry_interval_ms + 1500, &next));
+    assert_true(next.epoch > el.epoch);
+}
+
+/* Redis killed and started again empty on the same port: the leader steps
+ * down (DISCONNECTED) and, once the new Redis has been up for a lease, a
+ * leader is elected with a larger epoch. */
+static void test_redis_restart(void **state)
+{
+    (void)state;
+    leasehold_config cfg;
+    test_config(&cfg, fx.srv->url);
+    start_candidates(&cfg, "lh:faults:restart", 2, false);
+    event el;
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1), first_election_ms(&cfg), &el));
+
+    uint64_t t0 = test_now_ms();
+    assert_int_equal(redis_server_restart(fx.srv, false), 0);
+    event rv;
+    assert_true(events_wait(fx.q, events_of(EV_REVOKED, el.who), 1000, &rv));
+    assert_int_equal(rv.value, LEASEHOLD_DISCONNECTED);
+    event next;
+    if (!events_wait(fx.q, events_of(EV_ELECTED, -1),
+                     TEST_FRESH_REDIS_MS + cfg.lease_ms + cfg.retry_interval_ms + 2000, &next))
+        fail_msg("no leader after the restart");
+    printf("# Redis restarted: stepped down after %llu ms, new leader after %llu ms\n",
+           (unsigned long long)(rv.at_ms - t0), (unsigned long long)(next.at_ms - t0));
+    assert_true(next.epoch > el.epoch);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "candidate") == 0)
+        return candidate_main(argc, argv);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_leader_killed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redis_paused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leader_paused_past_lease, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_kill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redis_restart, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,370 @@
+/* test_service.c — leasehold_serve: a service runs only while leader, is
+ * cancelled through its token on loss, resigns by returning, is reported
+ * when it overruns its stop timeout, and is stopped by leasehold_client_free. */
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "events.h"
+#include "redis_server.h"
+#include "testutil.h"
+
+#define MAX_CANDIDATES 3
+
+/* What a service does; every service reports through its candidate's sink. */
+typedef enum behaviour {
+    SLEEP_ON_TOKEN, /* leasehold_token_sleep until cancelled */
+    POLL_ON_FD,     /* poll() on leasehold_token_fd until readable */
+    RETURN_SOON,    /* return after 200 ms while still leader */
+    IGNORE_TOKEN,   /* ignore the token until the test releases it */
+} behaviour;
+
+/* Notes a service emits: EV_NOTE with value one of these. */
+enum note {
+    NOTE_STARTED = 1, /* epoch: token epoch; text: "leader" if is_leader() at start */
+    NOTE_STOPPED = 2, /* text: how it noticed ("sleep", "fd", "returned", "released") */
+    NOTE_OVERLAP = 3, /* another service was running at the same time */
+};
+
+/* leasehold_serve_cb gives the service and the callbacks the same arg: the
+ * sink comes first, so a pointer to the candidate is one to its sink. */
+typedef struct svc_candidate {
+    event_sink sink;
+    leasehold_client *client;
+    leasehold_election *election;
+    behaviour how;
+} svc_candidate;
+
+typedef struct fixture {
+    redis_server *srv;
+    event_queue *q;
+    svc_candidate cand[MAX_CANDIDATES];
+    int n;
+    bool fresh;
+    atomic_int running;  /* services running now, across candidates */
+    atomic_bool release; /* lets an IGNORE_TOKEN service return */
+} fixture;
+
+static fixture fx;
+
+static void note(svc_candidate *sc, enum note what, uint64_t epoch, const char *text)
+{
+    event ev = {.kind = EV_NOTE, .value = what, .epoch = epoch, .has_text = text != NULL};
+    snprintf(ev.text, sizeof ev.text, "%s", text ? text : "");
+    events_emit(&sc->sink, &ev);
+}
+
+static int service(leasehold_token *t, void *arg)
+{
+    svc_candidate *sc = arg;
+    uint64_t epoch = leasehold_token_epoch(t);
+    if (atomic_fetch_add(&fx.running, 1) != 0)
+        note(sc, NOTE_OVERLAP, epoch, NULL);
+    bool leader = leasehold_is_leader(leasehold_token_election(t));
+    note(sc, NOTE_STARTED, epoch, leader ? "leader" : "follower");
+    const char *how = "";
+    switch (sc->how) {
+    case SLEEP_ON_TOKEN:
+        while (leasehold_token_sleep(t, 10000)) {
+        }
+        how = leasehold_token_cancelled(t) ? "sleep" : "sleep-uncancelled";
+        break;
+    case POLL_ON_FD: {
+        struct pollfd p = {leasehold_token_fd(t), POLLIN, 0};
+        while (poll(&p, 1, 10000) == 0) {
+        }
+        uint64_t t0 = test_now_ms();
+        bool slept = leasehold_token_sleep(t, 1000);
+        how = !slept && test_now_ms() - t0 < 100 && leasehold_token_cancelled(t) ? "fd"
+                                                                                 : "fd-but-sleep";
+        break;
+    }
+    case RETURN_SOON:
+        how = leasehold_token_sleep(t, 200) ? "returned" : "cancelled";
+        break;
+    case IGNORE_TOKEN:
+        while (!atomic_load(&fx.release))
+            test_sleep_ms(10);
+        how = "released";
+        break;
+    }
+    atomic_fetch_sub(&fx.running, 1);
+    note(sc, NOTE_STOPPED, epoch, how);
+    return 0;
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    fx.srv = redis_server_start(NULL);
+    fx.fresh = true;
+    return fx.srv ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    redis_server_stop(fx.srv);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    fx.q = events_new();
+    fx.n = 0;
+    atomic_store(&fx.running, 0);
+    atomic_store(&fx.release, false);
+    return fx.q ? 0 : -1;
+}
+
+static void stop_candidate(svc_candidate *sc)
+{
+    if (sc->client)
+        leasehold_client_free(sc->client);
+    sc->client = NULL;
+    sc->election = NULL;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    atomic_store(&fx.release, true);
+    for (int i = 0; i < fx.n; i++)
+        stop_candidate(&fx.cand[i]);
+    events_free(fx.q);
+    fx.q = NULL;
+    return 0;
+}
+
+static void start_candidates(const leasehold_config *cfg, const char *key, int n, behaviour how)
+{
+    for (int i = 0; i < n; i++) {
+        svc_candidate *sc = &fx.cand[i];
+        memset(sc, 0, sizeof *sc);
+        sc->sink = (event_sink){fx.q, -1, i};
+        sc->how = how;
+        leasehold_config c = *cfg;
+        c.log = events_log;
+        c.log_arg = &sc->sink;
+        leasehold_error err;
+        sc->client = leasehold_client_new(&c, &err);
+        if (!sc->client)
+            fail_msg("leasehold_client_new: %s", err.msg);
+        fx.n = i + 1;
+        sc->election = leasehold_serve_cb(sc->client, key, service, sc, &events_callbacks, &err);
+        if (!sc->election)
+            fail_msg("leasehold_serve_cb: %s", err.msg);
+    }
+}
+
+static uint64_t first_election_ms(const leasehold_config *cfg)
+{
+    uint64_t ms = cfg->lease_ms + cfg->retry_interval_ms + 1000;
+    if (fx.fresh)
+        ms += TEST_FRESH_REDIS_MS;
+    fx.fresh = false;
+    return ms;
+}
+
+static event_filter note_of(int who)
+{
+    return events_of(EV_NOTE, who);
+}
+
+/* Waits for candidate `who`'s next note and checks it is `what`. */
+static event expect_note(int who, enum note what, uint64_t max_ms)
+{
+    event ev;
+    if (!events_wait(fx.q, note_of(who), max_ms, &ev))
+        fail_msg("candidate %d: no service note %d", who, what);
+    if (ev.value != what)
+        fail_msg("candidate %d: service note %lld, expected %d", who, ev.value, what);
+    return ev;
+}
+
+/* Overwrites key with a foreign token, so the leader loses at its next
+ * renewal; returns when it was sent. */
+static uint64_t steal_key(const char *key)
+{
+    uint64_t t0 = test_now_ms();
+    redisReply *r = redis_server_cmd(fx.srv, "SET %s %s PX %d", key, "thief/1", 1500);
+    assert_non_null(r);
+    freeReplyObject(r);
+    return t0;
+}
+
+/* The service starts when elected, as leader, with the term's epoch; it
+ * runs alone; on loss its leasehold_token_sleep returns false at once. */
+static void test_runs_only_while_leader(void **state)
+{
+    (void)state;
+    leasehold_config cfg;
+    test_config(&cfg, fx.srv->url);
+    start_candidates(&cfg, "lh:service:only-leader", 2, SLEEP_ON_TOKEN);
+    event el;
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1), first_election_ms(&cfg), &el));
+    event st = expect_note(el.who, NOTE_STARTED, 1000);
+    assert_string_equal(st.text, "leader");
+    assert_int_equal(st.epoch, el.epoch);
+    assert_int_equal(leasehold_epoch(fx.cand[el.who].election), el.epoch);
+    assert_true(st.at_ms >= el.at_ms);
+
+    uint64_t t0 = steal_key("lh:service:only-leader");
+    event rv;
+    assert_true(events_wait(fx.q, events_of(EV_REVOKED, el.who), 1000, &rv));
+    event sp = expect_note(el.who, NOTE_STOPPED, 1000);
+    assert_string_equal(sp.text, "sleep");
+    if (sp.at_ms - t0 >= test_ms(cfg.renew_interval_ms + 400))
+        fail_msg("service stopped %llu ms after the key was stolen",
+                 (unsigned long long)(sp.at_ms - t0));
+    assert_true(sp.at_ms >= rv.at_ms);
+
+    /* After the stolen key expires someone leads again, with a new service. */
+    event el2;
+    assert_true(
+        events_wait(fx.q, events_of(EV_ELECTED, -1), 1500 + cfg.retry_interval_ms + 1000, &el2));
+    assert_true(el2.epoch > el.epoch);
+    event st2 = expect_note(el2.who, NOTE_STARTED, 1000);
+    assert_int_equal(st2.epoch, el2.epoch);
+    assert_int_equal(events_count(fx.q, events_of(EV_NOTE, -1)), 0);
+}
+
+/* A poll()-based service: the token's fd becomes readable on loss, and
+ * leasehold_token_sleep then returns false at once. */
+static void test_token_fd_readable_on_loss(void **state)
+{
+    (void)state;
+    leasehold_config cfg;
+    test_config(&cfg, fx.srv->url);
+    start_candidates(&cfg, "lh:service:fd", 1, POLL_ON_FD);
+    event el;
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, 0), first_election_ms(&cfg), &el));
+    expect_note(0, NOTE_STARTED, 1000);
+    uint64_t t0 = steal_key("lh:service:fd");
+    event sp = expect_note(0, NOTE_STOPPED, 1000);
+    assert_string_equal(sp.text, "fd");
+    if (sp.at_ms - t0 >= test_ms(cfg.renew_interval_ms + 400))
+        fail_msg("fd readable %llu ms after the key was stolen",
+                 (unsigned long long)(sp.at_ms - t0));
+}
+
+/* A service that returns while leader: the election resigns, the other
+ * candidate leads, and the first campaigns again and leads later. */
+static void test_returning_service_resigns(void **state)
+{
+    (void)state;
+    leasehold_config cfg;
+    test_config(&cfg, fx.srv->url);
+    start_candidates(&cfg, "lh:service:return", 2, RETURN_SOON);
+    event el;
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1), first_election_ms(&cfg), &el));
+    int a = el.who, b = 1 - el.who;
+    expect_note(a, NOTE_STARTED, 1000);
+    event sp = expect_note(a, NOTE_STOPPED, 1000);
+    assert_string_equal(sp.text, "returned");
+    event rv;
+    assert_true(events_wait(fx.q, events_of(EV_REVOKED, a), 1000, &rv));
+    assert_int_equal(rv.value, LEASEHOLD_RESIGNED);
+    event next;
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1), cfg.lease_ms / 2, &next));
+    if (next.who != b)
+        fail_msg("the resigning candidate %d was elected again before %d", a, b);
+    assert_true(next.epoch > el.epoch);
+    /* b's service returns too, and a leads again: it kept campaigning. */
+    event again;
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, a), 2000, &again));
+    assert_true(again.epoch > next.epoch);
+    event_filter overlap = {EV_NOTE, -1, -1, NULL};
+    event ev;
+    while (events_wait(fx.q, overlap, 0, &ev))
+        assert_int_not_equal(ev.value, NOTE_OVERLAP);
+}
+
+/* A service that ignores its token past stop_timeout_ms: the overrun is
+ * reported (error callback and a warning in the log), and no new term
+ * starts until the service returns. */
+static void test_overrunning_service(void **state)
+{
+    (void)state;
+    leasehold_config cfg;
+    test_config(&cfg, fx.srv->url);
+    cfg.stop_timeout_ms = 300;
+    start_candidates(&cfg, "lh:service:overrun", 1, IGNORE_TOKEN);
+    event el;
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, 0), first_election_ms(&cfg), &el));
+    expect_note(0, NOTE_STARTED, 1000);
+
+    steal_key("lh:service:overrun");
+    assert_true(events_wait(fx.q, events_of(EV_REVOKED, 0), 1000, NULL));
+    event err;
+    if (!events_wait(fx.q, events_of(EV_ERROR, 0), cfg.stop_timeout_ms + 1000, &err))
+        fail_msg("no error callback reported the overrun");
+    printf("# overrun reported: %s: %s\n", leasehold_errname((int)err.value), err.text);
+    bool warned = false;
+    event line;
+    while (!warned && events_wait(fx.q, events_of(EV_LOG, 0), 0, &line))
+        warned = line.value <= LEASEHOLD_LOG_WARN;
+    assert_true(warned);
+
+    /* The key is free now, yet no term may start while the service runs
+     * (a lower bound: not scaled). */
+    redisReply *r = redis_server_cmd(fx.srv, "DEL %s", "lh:service:overrun");
+    assert_non_null(r);
+    freeReplyObject(r);
+    assert_false(events_wait(fx.q, events_of(EV_ELECTED, 0), 1500, NULL));
+    atomic_store(&fx.release, true);
+    event sp = expect_note(0, NOTE_STOPPED, 1000);
+    assert_string_equal(sp.text, "released");
+    event el2;
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, 0), cfg.retry_interval_ms + 1500, &el2));
+    assert_true(el2.at_ms >= sp.at_ms);
+}
+
+/* leasehold_client_free stops the service before it returns and releases
+ * the lease, so the other candidate leads well before the TTL runs out. */
+static void test_client_free_stops_and_releases(void **state)
+{
+    (void)state;
+    leasehold_config cfg;
+    test_config(&cfg, fx.srv->url);
+    cfg.lease_ms = 2000;
+    cfg.renew_deadline_ms = 1500;
+    start_candidates(&cfg, "lh:service:free", 2, SLEEP_ON_TOKEN);
+    event el;
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1), first_election_ms(&cfg), &el));
+    expect_note(el.who, NOTE_STARTED, 1000);
+
+    uint64_t t0 = test_now_ms();
+    stop_candidate(&fx.cand[el.who]);
+    uint64_t freed = test_now_ms();
+    /* Its service had returned before leasehold_client_free did. */
+    event sp;
+    assert_true(events_wait(fx.q, note_of(el.who), 0, &sp));
+    assert_int_equal(sp.value, NOTE_STOPPED);
+    assert_true(sp.at_ms <= freed);
+    event next;
+    event_filter f = {EV_ELECTED, -1, el.who, NULL};
+    assert_true(events_wait(fx.q, f, cfg.lease_ms, &next));
+    if (next.at_ms - t0 >= test_ms(cfg.lease_ms / 2))
+        fail_msg("successor after leasehold_client_free took %llu ms",
+                 (unsigned long long)(next.at_ms - t0));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_runs_only_while_leader, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_token_fd_readable_on_loss, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_returning_service_resigns, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_overrunning_service, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_client_free_stops_and_releases, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

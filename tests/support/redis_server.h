@@ -1,0 +1,92 @@
+/* redis_server.h — processes an integration test starts: redis-server
+ * instances and children of the test binary itself.
+ *
+ * After Redis's tests/support/server.tcl: each server gets a free loopback
+ * port and a fresh temporary directory, and is waited for until PING
+ * answers.  Every process started here is stopped by its pid on every exit
+ * path: by the functions below, by an atexit hook for whatever a failed test
+ * left running, and by PR_SET_PDEATHSIG if the test binary itself dies.
+ * Nothing here touches a port or a process it did not create.
+ *
+ * Not thread-safe: call it from the test's main thread (the thread that
+ * forks is the one whose death PR_SET_PDEATHSIG follows).
+ */
+#ifndef LEASEHOLD_REDIS_SERVER_H
+#define LEASEHOLD_REDIS_SERVER_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include <hiredis/hiredis.h>
+
+typedef struct redis_server_opts {
+    const char *const *args; /* extra redis-server arguments, NULL-terminated; may be NULL */
+    const char *password;    /* NULL, or passed as --requirepass and used by redis_server_cmd */
+    bool unix_socket;        /* also listen on <dir>/redis.sock (see unix_path) */
+} redis_server_opts;
+
+typedef struct redis_server {
+    pid_t pid;           /* 0 while killed/stopped */
+    int port;            /* 127.0.0.1:port */
+    char dir[256];       /* the temporary directory: --dir, redis.log, redis.sock */
+    char url[600];       /* redis://[:password@]127.0.0.1:port */
+    char unix_path[300]; /* <dir>/redis.sock when opts.unix_socket, else empty */
+    /* private */
+    char **argv;
+    char *password;
+    redisContext *admin;
+} redis_server;
+
+/* Starts redis-server from PATH (opts may be NULL) and waits until it
+ * answers PING.  Returns NULL, having printed why to stderr, if it could
+ * not (after retrying with other ports when one was taken). */
+redis_server *redis_server_start(const redis_server_opts *opts);
+
+/* SIGTERM, then SIGKILL if it has not exited within 2 s; reaps the pid,
+ * removes the temporary directory and frees s.  NULL is ignored. */
+void redis_server_stop(redis_server *s);
+
+/* SIGKILL and reap: the server is gone as by a crash; s stays valid for
+ * redis_server_restart() and redis_server_stop(). */
+void redis_server_kill(redis_server *s);
+
+/* SIGSTOP / SIGCONT: the server hangs, with its sockets open, and goes on. */
+void redis_server_pause(redis_server *s);
+void redis_server_resume(redis_server *s);
+
+/* Kills the server (if running) and starts it again on the same port and
+ * directory.  keep_data: SAVE first and load it again; otherwise the new
+ * server starts empty.  Returns 0, or -1 (printed) if it did not answer. */
+int redis_server_restart(redis_server *s, bool keep_data);
+
+/* Runs a command (hiredis printf-style format) on an admin connection of
+ * the test's own, with a 2 s timeout.  Returns the reply (free it with
+ * freeReplyObject), or NULL if the server did not answer; the connection is
+ * then re-opened for the next call.  Error replies are returned as replies. */
+redisReply *redis_server_cmd(redis_server *s, const char *fmt, ...);
+
+/* A port on 127.0.0.1 nothing listened on a moment ago (for "connection
+ * refused" tests), or -1. */
+int redis_server_free_port(void);
+
+/* ---------------------------------------------------- child processes */
+
+/*
+ * Starts argv[0] with argv (NULL-terminated) as a child: signals blocked
+ * across fork, default signal dispositions in the child, PR_SET_PDEATHSIG
+ * SIGKILL, stdout redirected to stdout_fd when stdout_fd >= 0, exec at
+ * once; an exec failure is reported through a close-on-exec pipe.  Returns
+ * the pid, or -1 (printed).  The pid is killed at exit if still registered.
+ */
+pid_t test_process_spawn(char *const argv[], int stdout_fd);
+
+/* Sends sig to pid (a process started by test_process_spawn). */
+void test_process_signal(pid_t pid, int sig);
+
+/* SIGKILL (after SIGCONT, in case it is stopped), reap, forget. */
+void test_process_kill(pid_t pid);
+
+/* Path of the running test binary, to re-exec it in a child mode. */
+const char *test_process_self(void);
+
+#endif
