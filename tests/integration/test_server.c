@@ -1,0 +1,567 @@
+/*
+ * test_server.c — the `server` binary, run as a user runs it, against a
+ * redis-server of this test's own.
+ *
+ * Each server is started through `env` (to set or clear SNAKETRON_*) and
+ * `sh -c 'exec "$0" "$@" 2>&1'` (to merge its stderr, where it logs, into
+ * the pipe the harness gives its stdout); both exec, so the pid the harness
+ * returns is the server's own.  The test reads that pipe on its own thread
+ * and waits for lines with deadlines.  Every test campaigns for a key of its
+ * own, so a server left behind by a failed test cannot disturb the next.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <regex.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "redis_server.h"
+#include "testutil.h"
+
+#define LEADER_LINE "This server is now the leader!"
+#define OUTPUT_MAX  65536
+#define MAX_PROCS   8
+
+/* Timing of the servers that campaign: short, so failovers are quick. */
+#define LEASE_MS 1000
+static const char *const fast_timing[][2] = {
+    {"--lease-ms", "1000"},           {"--renew-ms", "300"},
+    {"--renew-deadline-ms", "700"},   {"--retry-ms", "300"},
+    {"--service-interval-ms", "200"},
+};
+
+static redis_server *redis;
+
+/* A running server and everything it has printed so far. */
+typedef struct proc {
+    pid_t pid; /* 0 once reaped */
+    int fd;    /* read end of its stdout + stderr */
+    bool eof;
+    size_t len;
+    char out[OUTPUT_MAX]; /* NUL-terminated */
+} proc;
+
+static proc *live[MAX_PROCS]; /* every proc not yet freed, for the teardown */
+
+static const char *server_path(void)
+{
+    static char path[4096];
+    const char *dir = getenv("LEASEHOLD_BUILD_DIR");
+    snprintf(path, sizeof path, "%s/server", dir ? dir : ".");
+    return path;
+}
+
+/*
+ * Starts the server with `env` assignments (NULL-terminated, may be NULL)
+ * and arguments (NULL-terminated).  SNAKETRON_REDIS_URL and SNAKETRON_REGION
+ * are cleared first, so only what the test gives counts.
+ */
+static proc *proc_start(const char *const env[], const char *const args[])
+{
+    const char *argv[64];
+    size_t n = 0;
+    argv[n++] = "env";
+    argv[n++] = "-u";
+    argv[n++] = "SNAKETRON_REDIS_URL";
+    argv[n++] = "-u";
+    argv[n++] = "SNAKETRON_REGION";
+    for (size_t i = 0; env && env[i]; i++)
+        argv[n++] = env[i];
+    argv[n++] = "/bin/sh";
+    argv[n++] = "-c";
+    argv[n++] = "exec \"$0\" \"$@\" 2>&1";
+    argv[n++] = server_path();
+    for (size_t i = 0; args[i]; i++) {
+        assert_true(n < 63);
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+
+    int fds[2];
+    assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+    proc *p = calloc(1, sizeof *p);
+    assert_non_null(p);
+    p->pid = test_process_spawn((char *const *)argv, fds[1]);
+    close(fds[1]);
+    p->fd = fds[0];
+    assert_true(p->pid > 0);
+    for (int i = 0; i < MAX_PROCS; i++) {
+        if (!live[i]) {
+            live[i] = p;
+            return p;
+        }
+    }
+    fail_msg("more than %d servers at once", MAX_PROCS);
+    return NULL;
+}
+
+/* Kills the server if it still runs, reaps it and frees p. */
+static void proc_free(proc *p)
+{
+    if (!p)
+        return;
+    if (p->pid > 0)
+        test_process_kill(p->pid);
+    close(p->fd);
+    for (int i = 0; i < MAX_PROCS; i++)
+        if (live[i] == p)
+            live[i] = NULL;
+    free(p);
+}
+
+/* Appends what is readable on p's pipe (p->eof at end of file). */
+static void proc_drain(proc *p)
+{
+    while (!p->eof) {
+        if (p->len == OUTPUT_MAX - 1) { /* full: keep the first lines, drop the rest */
+            char sink[4096];
+            ssize_t n = read(p->fd, sink, sizeof sink);
+            if (n > 0 || (n < 0 && errno == EINTR))
+                continue;
+            p->eof = n == 0;
+            return;
+        }
+        ssize_t n = read(p->fd, p->out + p->len, OUTPUT_MAX - 1 - p->len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            p->eof = n == 0;
+            return;
+        }
+        p->len += (size_t)n;
+        p->out[p->len] = '\0';
+        struct pollfd pfd = {.fd = p->fd, .events = POLLIN};
+        if (poll(&pfd, 1, 0) <= 0)
+            return;
+    }
+}
+
+/*
+ * Reads from every proc in ps until pred(p, arg) holds for one of them
+ * (returns its index), or until deadline_ms of the monotonic clock (-1).
+ */
+typedef bool (*proc_pred)(const proc *p, const void *arg);
+
+static int procs_wait(proc *const ps[], int n, proc_pred pred, const void *arg,
+                      uint64_t deadline_ms)
+{
+    for (;;) {
+        struct pollfd pfds[MAX_PROCS];
+        int open = 0;
+        for (int i = 0; i < n; i++) {
+            if (ps[i] && pred(ps[i], arg))
+                return i;
+            if (ps[i] && !ps[i]->eof)
+                pfds[open++] = (struct pollfd){.fd = ps[i]->fd, .events = POLLIN};
+        }
+        uint64_t now = test_now_ms();
+        if (now >= deadline_ms || open == 0)
+            return -1;
+        if (poll(pfds, (nfds_t)open, (int)(deadline_ms - now)) < 0 && errno != EINTR)
+            return -1;
+        for (int i = 0; i < n; i++) {
+            struct pollfd q = {.fd = ps[i] ? ps[i]->fd : -1, .events = POLLIN};
+            if (ps[i] && !ps[i]->eof && poll(&q, 1, 0) > 0)
+                proc_drain(ps[i]);
+        }
+    }
+}
+
+static bool has_text(const proc *p, const void *needle)
+{
+    return strstr(p->out, needle) != NULL;
+}
+
+/* A text and how many times it should have been printed. */
+typedef struct text_count {
+    const char *text;
+    int times;
+} text_count;
+
+static bool prints_n_times(const proc *p, const void *arg)
+{
+    const text_count *tc = arg;
+    int n = 0;
+    for (const char *c = strstr(p->out, tc->text); c; c = strstr(c + 1, tc->text))
+        n++;
+    return n >= tc->times;
+}
+
+static bool at_eof(const proc *p, const void *unused)
+{
+    (void)unused;
+    return p->eof;
+}
+
+/* Waits up to test_ms(max_ms) for p to print needle; on timeout fails the
+ * test, showing what p printed. */
+static void expect_output(proc *p, const char *needle, uint64_t max_ms)
+{
+    proc *ps[] = {p};
+    if (procs_wait(ps, 1, has_text, needle, test_now_ms() + test_ms(max_ms)) != 0) {
+        fprintf(stderr, "--- output:\n%s--- end of output\n", p->out);
+        fail_msg("no \"%s\" within %llu ms", needle, (unsigned long long)test_ms(max_ms));
+    }
+}
+
+/* Index of the first of ps to print needle within test_ms(max_ms); on
+ * timeout fails the test, showing what each printed. */
+static int first_to_print(proc *const ps[], int n, const char *needle, uint64_t max_ms)
+{
+    int i = procs_wait(ps, n, has_text, needle, test_now_ms() + test_ms(max_ms));
+    if (i < 0) {
+        for (int k = 0; k < n; k++)
+            fprintf(stderr, "--- server %d printed:\n%s", k, ps[k]->out);
+        fail_msg("none of %d servers printed \"%s\" within %llu ms", n, needle,
+                 (unsigned long long)test_ms(max_ms));
+    }
+    return i;
+}
+
+/* A child that may have exited: filled in by exited(). */
+typedef struct exit_probe {
+    pid_t pid;
+    siginfo_t info;
+} exit_probe;
+
+static bool exited(void *arg)
+{
+    exit_probe *e = arg;
+    memset(&e->info, 0, sizeof e->info);
+    return waitid(P_PID, (id_t)e->pid, &e->info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+           e->info.si_pid == e->pid;
+}
+
+/*
+ * Waits up to test_ms(max_ms) for p to exit, reading its output to the end,
+ * and returns its exit code (128 + signal if killed), then reaps it.
+ * waitid(WNOWAIT) looks without reaping, so the pid stays ours until
+ * test_process_kill() reaps it and the harness forgets it.
+ */
+static int proc_exit_code(proc *p, uint64_t max_ms)
+{
+    proc *ps[] = {p};
+    procs_wait(ps, 1, at_eof, NULL, test_now_ms() + test_ms(max_ms));
+    exit_probe e = {.pid = p->pid};
+    if (!wait_until(exited, &e, 1000)) {
+        fprintf(stderr, "--- output:\n%s--- end of output\n", p->out);
+        fail_msg("server pid %d did not exit within %llu ms", (int)p->pid,
+                 (unsigned long long)test_ms(max_ms));
+    }
+    test_process_kill(p->pid);
+    p->pid = 0;
+    return e.info.si_code == CLD_EXITED ? e.info.si_status : 128 + e.info.si_status;
+}
+
+/* Waits for p to exit (see proc_exit_code); fails the test, showing what p
+ * printed, unless its exit code is `code`. */
+static void expect_exit(proc *p, int code, uint64_t max_ms)
+{
+    int got = proc_exit_code(p, max_ms);
+    if (got != code) {
+        fprintf(stderr, "--- output:\n%s--- end of output\n", p->out);
+        fail_msg("exit code %d, expected %d", got, code);
+    }
+}
+
+/* The number of lines p printed. */
+static int line_count(const proc *p)
+{
+    int n = 0;
+    for (const char *c = p->out; *c; c++)
+        n += *c == '\n';
+    return n;
+}
+
+/* Fills args (room for 20) with the test Redis's URL, the key, the
+ * identity and the fast timing. */
+static void campaign_args(const char *args[20], const char *key, const char *id)
+{
+    size_t n = 0;
+    args[n++] = "--url";
+    args[n++] = redis->url;
+    args[n++] = "--key";
+    args[n++] = key;
+    args[n++] = "--id";
+    args[n++] = id;
+    for (size_t i = 0; i < sizeof fast_timing / sizeof fast_timing[0]; i++) {
+        args[n++] = fast_timing[i][0];
+        args[n++] = fast_timing[i][1];
+    }
+    args[n] = NULL;
+}
+
+/* The value of `key` on the test's Redis, or "" when it is missing. */
+static void redis_get(const char *key, char *out, size_t size)
+{
+    redisReply *r = redis_server_cmd(redis, "GET %s", key);
+    assert_non_null(r);
+    snprintf(out, size, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
+}
+
+/* The full line of p's output that contains needle (cut to size). */
+static void line_with(const proc *p, const char *needle, char *out, size_t size)
+{
+    const char *hit = strstr(p->out, needle);
+    assert_non_null(hit);
+    const char *start = hit;
+    while (start > p->out && start[-1] != '\n')
+        start--;
+    const char *end = strchr(hit, '\n');
+    size_t len = end ? (size_t)(end - start) : strlen(start);
+    snprintf(out, size, "%.*s", (int)len, start);
+}
+
+/* ------------------------------------------------------------------ tests */
+
+/*
+ * Three servers: exactly one leads, with a well-formed log line and its
+ * token in the key; SIGTERM hands over at once (no waiting for the TTL) and
+ * exits 0 after releasing; SIGKILL hands over once the lease lapses.
+ */
+static void test_three_servers_failover(void **state)
+{
+    (void)state;
+    const char *key = "test_server:three";
+    const char *ids[3] = {"s0", "s1", "s2"};
+    proc *ps[3];
+    for (int i = 0; i < 3; i++) {
+        const char *args[20];
+        campaign_args(args, key, ids[i]);
+        ps[i] = proc_start(NULL, args);
+    }
+
+    int leader = first_to_print(ps, 3, LEADER_LINE, 10000);
+    assert_true(leader >= 0);
+    /* It has led for a while (two service periods); nobody else claims to. */
+    const text_count twice = {"Leader service is running...", 2};
+    proc *leader_only[] = {ps[leader]};
+    assert_int_equal(
+        procs_wait(leader_only, 1, prints_n_times, &twice, test_now_ms() + test_ms(3000)), 0);
+    for (int i = 0; i < 3; i++)
+        if (i != leader)
+            assert_null(strstr(ps[i]->out, LEADER_LINE));
+
+    char line[1024];
+    line_with(ps[leader], LEADER_LINE, line, sizeof line);
+    regex_t re;
+    assert_int_equal(regcomp(&re,
+                             "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}Z "
+                             "INFO  test_server:three epoch=[1-9][0-9]* token=s[0-2]/[^ ]+: "
+                             "This server is now the leader!$",
+                             REG_EXTENDED | REG_NOSUB),
+                     0);
+    int match = regexec(&re, line, 0, NULL, 0);
+    regfree(&re);
+    if (match != 0)
+        fail_msg("malformed leader line: %s", line);
+    char holder[512], expected[16];
+    redis_get(key, holder, sizeof holder);
+    snprintf(expected, sizeof expected, "%s/", ids[leader]);
+    assert_true(strncmp(holder, expected, strlen(expected)) == 0);
+    assert_non_null(strstr(line, holder)); /* the token in the log is the key's */
+
+    /* Graceful: SIGTERM -> exit 0 after releasing; a successor well within a lease. */
+    uint64_t stopped_at = test_now_ms();
+    test_process_signal(ps[leader]->pid, SIGTERM);
+    proc *rest[2];
+    for (int i = 0, j = 0; i < 3; i++)
+        if (i != leader)
+            rest[j++] = ps[i];
+    int heir = first_to_print(rest, 2, LEADER_LINE, 5000);
+    uint64_t handover_ms = test_now_ms() - stopped_at;
+    assert_true(heir >= 0);
+    if (handover_ms >= test_ms(LEASE_MS * 7 / 10))
+        fail_msg("graceful handover took %llu ms: the lease was not released",
+                 (unsigned long long)handover_ms);
+    expect_exit(ps[leader], 0, 5000);
+    assert_non_null(strstr(ps[leader]->out, "received SIGTERM"));
+    assert_non_null(strstr(ps[leader]->out, "releasing the lease"));
+
+    /* Crash: SIGKILL -> the last one leads once the lease has lapsed. */
+    proc *last = rest[1 - heir];
+    test_process_signal(rest[heir]->pid, SIGKILL);
+    expect_exit(rest[heir], 128 + SIGKILL, 5000);
+    expect_output(last, LEADER_LINE, LEASE_MS + 3000);
+    assert_non_null(strstr(last->out, "new leader ")); /* it saw the others lead */
+
+    test_process_signal(last->pid, SIGTERM);
+    expect_exit(last, 0, 5000);
+    redis_get(key, holder, sizeof holder);
+    assert_string_equal(holder, ""); /* released on the way out */
+    for (int i = 0; i < 3; i++)
+        proc_free(ps[i]);
+}
+
+/* The key comes from SNAKETRON_REGION when --key is not given. */
+static void test_region_from_environment(void **state)
+{
+    (void)state;
+    char url_env[700];
+    snprintf(url_env, sizeof url_env, "SNAKETRON_REDIS_URL=%s", redis->url);
+    const char *env[] = {url_env, "SNAKETRON_REGION=test-region", NULL};
+    const char *args[] = {"--lease-ms",          "1000", "--renew-ms", "300",
+                          "--renew-deadline-ms", "700",  NULL};
+    proc *p = proc_start(env, args);
+    expect_output(p, LEADER_LINE, 10000);
+    char line[1024], holder[512];
+    line_with(p, LEADER_LINE, line, sizeof line);
+    assert_non_null(strstr(line, " snaketron:leader:test-region "));
+    redis_get("snaketron:leader:test-region", holder, sizeof holder);
+    assert_true(holder[0] != '\0');
+    assert_non_null(strstr(line, holder));
+    test_process_signal(p->pid, SIGINT);
+    expect_exit(p, 0, 5000);
+    assert_non_null(strstr(p->out, "received SIGINT"));
+    proc_free(p);
+}
+
+/* Without SNAKETRON_REDIS_URL the server runs, says so, and exits 0 on SIGTERM. */
+static void test_election_disabled(void **state)
+{
+    (void)state;
+    const char *args[] = {NULL};
+    proc *p = proc_start(NULL, args);
+    expect_output(p, "leader election disabled (SNAKETRON_REDIS_URL is not set)", 5000);
+    test_process_signal(p->pid, SIGTERM);
+    expect_exit(p, 0, 5000);
+    assert_null(strstr(p->out, LEADER_LINE));
+    proc_free(p);
+}
+
+/* Each bad option or configuration: exit 64, one line that says what is wrong. */
+static void test_bad_options(void **state)
+{
+    (void)state;
+    static const char *const cases[][6] = {
+        {"--lease-ms", "abc"},
+        {"--lease-ms", "4294967296"},
+        {"--lease-ms", "99999999999999999999999"},
+        {"--lease-ms", "-1"},
+        {"--lease-ms", " 5"},
+        {"--lease-ms", "5x"},
+        {"--lease-ms", ""},
+        {"--lease-ms"},
+        {"--bogus"},
+        {"-x"},
+        {"--log-level", "loud"},
+        {"--service-interval-ms", "0"},
+        {"--region", ""},
+        {"--key", ""},
+        {"stray-argument"},
+        {"--url", "http://127.0.0.1/"},
+        {"--url", "@REDIS", "--lease-ms", "100", "--renew-ms", "300"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *args[8] = {0};
+        for (size_t j = 0; j < 6 && cases[i][j]; j++)
+            args[j] = strcmp(cases[i][j], "@REDIS") == 0 ? redis->url : cases[i][j];
+        proc *p = proc_start(NULL, args);
+        int code = proc_exit_code(p, 5000);
+        if (code != 64 || line_count(p) != 1 || strncmp(p->out, "server: ", 8) != 0) {
+            fprintf(stderr, "--- output:\n%s--- end of output\n", p->out);
+            fail_msg("case %zu (%s %s): exit %d", i, cases[i][0], cases[i][1] ? cases[i][1] : "",
+                     code);
+        }
+        proc_free(p);
+    }
+}
+
+/* Redis refusing connections: exit 69 with a message naming the URL. */
+static void test_unreachable_redis(void **state)
+{
+    (void)state;
+    int port = redis_server_free_port();
+    assert_true(port > 0);
+    char env_url[128], url[100];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+    snprintf(env_url, sizeof env_url, "SNAKETRON_REDIS_URL=%s", url);
+    const char *env[] = {env_url, NULL};
+    const char *args[] = {NULL};
+    proc *p = proc_start(env, args);
+    int code = proc_exit_code(p, 5000);
+    if (code != 69 || !strstr(p->out, url + strlen("redis://"))) {
+        fprintf(stderr, "--- output:\n%s--- end of output\n", p->out);
+        fail_msg("exit %d, expected 69 and a message naming %s", code, url);
+    }
+    proc_free(p);
+}
+
+/* --help exits 0 and documents every option and variable. */
+static void test_help(void **state)
+{
+    (void)state;
+    const char *args[] = {"--help", NULL};
+    proc *p = proc_start(NULL, args);
+    expect_exit(p, 0, 5000);
+    static const char *const mentions[] = {
+        "SNAKETRON_REDIS_URL",
+        "SNAKETRON_REGION",
+        "--url",
+        "--region",
+        "--key",
+        "--id",
+        "--lease-ms",
+        "--renew-ms",
+        "--retry-ms",
+        "--renew-deadline-ms",
+        "--command-timeout-ms",
+        "--connect-timeout-ms",
+        "--stop-timeout-ms",
+        "--log-level",
+        "--service-interval-ms",
+        "snaketron:leader:",
+        "--help",
+    };
+    for (size_t i = 0; i < sizeof mentions / sizeof mentions[0]; i++)
+        if (!strstr(p->out, mentions[i]))
+            fail_msg("--help does not mention %s:\n%s", mentions[i], p->out);
+    proc_free(p);
+}
+
+/* Kills and frees whatever a failed test left running. */
+static int free_leftovers(void **state)
+{
+    (void)state;
+    for (int i = 0; i < MAX_PROCS; i++)
+        proc_free(live[i]);
+    return 0;
+}
+
+static int start_redis(void **state)
+{
+    (void)state;
+    redis = redis_server_start(NULL);
+    return redis ? 0 : -1;
+}
+
+static int stop_redis(void **state)
+{
+    (void)state;
+    redis_server_stop(redis);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_help, free_leftovers),
+        cmocka_unit_test_teardown(test_bad_options, free_leftovers),
+        cmocka_unit_test_teardown(test_election_disabled, free_leftovers),
+        cmocka_unit_test_teardown(test_unreachable_redis, free_leftovers),
+        cmocka_unit_test_teardown(test_three_servers_failover, free_leftovers),
+        cmocka_unit_test_teardown(test_region_from_environment, free_leftovers),
+    };
+    return cmocka_run_group_tests(tests, start_redis, stop_redis);
+}
