@@ -5,17 +5,21 @@
  * moves DOWN -> CONNECTING -> HANDSHAKE -> READY and back to DOWN on any
  * failure, which it reports once through on_down and follows with a
  * reconnect (at once the first time, then with jittered exponential
- * back-off) unless conn_close() was called.
+ * back-off) unless conn_close() was called.  The handshake always ends with
+ * a PING, and only its +PONG makes the connection READY and starts the
+ * back-off over.
  *
- * Re-entrancy.  Handlers run inside conn_on_io, conn_tick, conn_connect and
- * conn_adopt_fd.  From a handler it is allowed to call conn_send (after
- * on_ready), conn_close, conn_connect, conn_free and every getter.  The
- * connection guards itself: each teardown bumps `generation`, and code that
- * called a handler checks it afterwards and stops touching the old socket;
- * conn_free from inside a handler only closes, and the outermost entry point
- * frees when it returns.
+ * Re-entrancy.  Handlers run inside conn_on_io, conn_tick, conn_connect,
+ * conn_adopt_fd and conn_fail.  From a handler it is allowed to call
+ * conn_send (after on_ready), conn_fail, conn_close, conn_connect, conn_free
+ * and every getter.  The connection guards itself: each teardown bumps
+ * `generation`, and code that called a handler checks it afterwards and
+ * stops touching the old socket; conn_free from inside a handler only
+ * closes, and the outermost entry point frees when it returns.
  */
 #include "conn.h"
+
+#include "random.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -37,12 +41,12 @@
 #include "error.h"
 
 #define READ_CHUNK 16384
-#define READS_PER_CALL                                                                             \
-    16 /* bounded work per conn_on_io, so one busy peer cannot starve the loop                     \
-        */
+/* Reads per conn_on_io: bounded work, so one busy peer cannot starve the
+ * loop. */
+#define READS_PER_CALL 16
 
 /* What a pending command is, so its reply goes to the right place. */
-enum pending_kind { PENDING_USER, PENDING_AUTH, PENDING_SELECT };
+enum pending_kind { PENDING_USER, PENDING_AUTH, PENDING_SELECT, PENDING_PING };
 
 typedef struct pending {
     enum pending_kind kind;
@@ -212,13 +216,9 @@ int conn_error_code(const conn_reply *r)
 
 /* ------------------------------------------------------------- helpers */
 
-/* splitmix64: a small seeded generator, so a run's delays replay exactly. */
 static uint64_t next_random(conn *c)
 {
-    uint64_t z = (c->rng += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    return random_next(&c->rng);
 }
 
 static bool queue_push(conn *c, enum pending_kind kind, uint64_t tag, uint64_t now_ms)
@@ -304,6 +304,26 @@ static int flush(conn *c)
     return 0;
 }
 
+/* The leasehold code for a socket errno. */
+static int errno_code(int e)
+{
+    switch (e) {
+    case ECONNREFUSED:
+    case ENOENT: /* unix socket file missing: nobody listens there */
+        return LEASEHOLD_ECONNREFUSED;
+    case ETIMEDOUT:
+        return LEASEHOLD_ETIMEDOUT;
+    case ECONNRESET:
+    case EPIPE:
+        return LEASEHOLD_ECONNRESET;
+    case ENOMEM:
+    case ENOBUFS:
+        return LEASEHOLD_ENOMEM;
+    default:
+        return LEASEHOLD_EIO;
+    }
+}
+
 /* Closes the socket and forgets everything tied to it. */
 static void drop_socket(conn *c)
 {
@@ -351,9 +371,11 @@ static void report_down(conn *c, int code, bool by_peer, uint64_t now_ms, const 
         c->h.on_down(c->arg, c, code, by_peer, msg, now_ms);
 }
 
+static void go_down(conn *c, int code, bool by_peer, uint64_t now_ms, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
 /* report_down with the message "<display url>: <fmt...>". */
-__attribute__((format(printf, 5, 6))) static void go_down(conn *c, int code, bool by_peer,
-                                                          uint64_t now_ms, const char *fmt, ...)
+static void go_down(conn *c, int code, bool by_peer, uint64_t now_ms, const char *fmt, ...)
 {
     char msg[768];
     int n = snprintf(msg, sizeof msg, "%s: ", c->u.display);
@@ -381,6 +403,9 @@ static void leave(conn *c)
 
 /* ----------------------------------------------------------- handshake */
 
+/* PING's +PONG ended the handshake.  Only here does the back-off start
+ * over: a bare TCP connect proves nothing (a stopped Redis's kernel still
+ * accepts connections), so a server that never answers keeps backing off. */
 static void become_ready(conn *c, uint64_t now_ms)
 {
     c->state = CONN_READY;
@@ -389,10 +414,37 @@ static void become_ready(conn *c, uint64_t now_ms)
         c->h.on_ready(c->arg, c, now_ms);
 }
 
-/* The socket is connected: send AUTH and SELECT (pipelined) if the URL asks
- * for them, else the connection is ready at once. */
+static const char *handshake_name(enum pending_kind kind)
+{
+    switch (kind) {
+    case PENDING_AUTH:
+        return "AUTH";
+    case PENDING_SELECT:
+        return "SELECT";
+    default:
+        return "PING";
+    }
+}
+
+/* Queues one handshake command: its bytes and its pending entry. */
+static int handshake_command(conn *c, enum pending_kind kind, int argc, const char **argv,
+                             uint64_t now_ms)
+{
+    int rc = out_append(c, argc, argv, NULL);
+    if (rc == 0 && !queue_push(c, kind, 0, now_ms))
+        rc = LEASEHOLD_ENOMEM;
+    return rc;
+}
+
+/* The socket is connected: send AUTH and SELECT if the URL asks for them,
+ * then PING, all pipelined.  The connection stays in CONN_HANDSHAKE until
+ * PING is answered, so a Redis that accepts connections but does not run
+ * (stopped, paused) never looks ready and no command of the owner's is left
+ * on its socket; connect_timeout_ms, counted from the start of the attempt,
+ * covers the whole handshake. */
 static void start_handshake(conn *c, uint64_t now_ms)
 {
+    c->state = CONN_HANDSHAKE;
     c->reader = redisReaderCreateWithFunctions(&reply_functions);
     if (!c->reader) {
         go_down(c, LEASEHOLD_ENOMEM, false, now_ms, "out of memory");
@@ -402,46 +454,49 @@ static void start_handshake(conn *c, uint64_t now_ms)
     if (c->u.has_password) {
         const char *argv[3] = {"AUTH", c->u.user, c->u.password};
         if (c->u.user[0])
-            rc = out_append(c, 3, argv, NULL);
+            rc = handshake_command(c, PENDING_AUTH, 3, argv, now_ms);
         else {
             argv[1] = c->u.password;
-            rc = out_append(c, 2, argv, NULL);
+            rc = handshake_command(c, PENDING_AUTH, 2, argv, now_ms);
         }
-        if (rc == 0 && !queue_push(c, PENDING_AUTH, 0, now_ms))
-            rc = LEASEHOLD_ENOMEM;
     }
     if (rc == 0 && c->u.db != 0) {
         char db[16];
         snprintf(db, sizeof db, "%d", c->u.db);
         const char *argv[2] = {"SELECT", db};
-        rc = out_append(c, 2, argv, NULL);
-        if (rc == 0 && !queue_push(c, PENDING_SELECT, 0, now_ms))
-            rc = LEASEHOLD_ENOMEM;
+        rc = handshake_command(c, PENDING_SELECT, 2, argv, now_ms);
+    }
+    if (rc == 0) {
+        const char *argv[1] = {"PING"};
+        rc = handshake_command(c, PENDING_PING, 1, argv, now_ms);
     }
     if (rc) {
         go_down(c, rc, false, now_ms, "out of memory");
         return;
     }
-    if (c->queue_len == 0) {
-        become_ready(c, now_ms);
-        return;
-    }
-    c->state = CONN_HANDSHAKE;
     int e = flush(c);
     if (e)
-        go_down(c, LEASEHOLD_EIO, false, now_ms, "sending AUTH/SELECT failed: %s", strerror(e));
+        go_down(c, errno_code(e), false, now_ms, "sending the handshake failed: %s", strerror(e));
 }
 
-/* Handles the reply to AUTH or SELECT: an error ends the attempt, the
- * last +OK makes the connection ready. */
+/* Handles the reply to AUTH, SELECT or PING.  An error ends the attempt with
+ * the code its first word maps to (AUTH's and SELECT's own refusals become
+ * LEASEHOLD_EAUTH and LEASEHOLD_EDB); a NOAUTH to a URL without password
+ * says that the URL lacks one.  PING's +PONG, always the last answer, makes
+ * the connection ready. */
 static void handshake_reply(conn *c, enum pending_kind kind, const conn_reply *r, uint64_t now_ms)
 {
-    const char *what = kind == PENDING_AUTH ? "AUTH" : "SELECT";
+    const char *what = handshake_name(kind);
     if (r->type == CONN_REPLY_ERROR) {
         int code = conn_error_code(r);
-        if (code == LEASEHOLD_EREDIS)
-            code = kind == PENDING_AUTH ? LEASEHOLD_EAUTH : LEASEHOLD_EDB;
-        if (code == LEASEHOLD_EAUTH)
+        if (code == LEASEHOLD_EREDIS && kind == PENDING_AUTH)
+            code = LEASEHOLD_EAUTH;
+        else if (code == LEASEHOLD_EREDIS && kind == PENDING_SELECT)
+            code = LEASEHOLD_EDB;
+        if (code == LEASEHOLD_EAUTH && !c->u.has_password)
+            go_down(c, code, false, now_ms,
+                    "authentication required and the URL has no password: %s", r->str);
+        else if (code == LEASEHOLD_EAUTH)
             go_down(c, code, false, now_ms, "authentication refused: %s", r->str);
         else if (code == LEASEHOLD_ENOPERM)
             go_down(c, code, false, now_ms, "permission denied for %s: %s", what, r->str);
@@ -451,34 +506,19 @@ static void handshake_reply(conn *c, enum pending_kind kind, const conn_reply *r
             go_down(c, code, false, now_ms, "%s refused: %s", what, r->str);
         return;
     }
-    if (r->type != CONN_REPLY_STATUS || strcmp(r->str, "OK") != 0) {
-        go_down(c, LEASEHOLD_EPROTO, false, now_ms, "unexpected reply to %s (expected +OK)", what);
+    const char *want = kind == PENDING_PING ? "PONG" : "OK";
+    if (r->type != CONN_REPLY_STATUS || strcmp(r->str, want) != 0) {
+        go_down(c, LEASEHOLD_EPROTO, false, now_ms, "unexpected reply to %s (expected +%s)", what,
+                want);
         return;
     }
-    if (c->queue_len == 0)
+    if (kind == PENDING_PING) {
+        assert(c->queue_len == 0);
         become_ready(c, now_ms);
+    }
 }
 
 /* ------------------------------------------------------------- connect */
-
-static int errno_code(int e)
-{
-    switch (e) {
-    case ECONNREFUSED:
-    case ENOENT: /* unix socket file missing: nobody listens there */
-        return LEASEHOLD_ECONNREFUSED;
-    case ETIMEDOUT:
-        return LEASEHOLD_ETIMEDOUT;
-    case ECONNRESET:
-    case EPIPE:
-        return LEASEHOLD_ECONNRESET;
-    case ENOMEM:
-    case ENOBUFS:
-        return LEASEHOLD_ENOMEM;
-    default:
-        return LEASEHOLD_EIO;
-    }
-}
 
 static void connect_failed(conn *c, int e, uint64_t now_ms)
 {
@@ -659,6 +699,12 @@ static bool deliver_replies(conn *c, uint64_t now_ms)
         if (!obj)
             return true;
         conn_reply *r = obj;
+        if (c->h.on_push && c->h.on_push(c->arg, c, r, now_ms)) {
+            reply_free(r);
+            if (c->generation != gen)
+                return false;
+            continue;
+        }
         if (c->queue_len == 0) {
             char head[48] = "";
             if (r->str)
@@ -791,8 +837,8 @@ void conn_tick(conn *c, uint64_t now_ms)
         break;
     case CONN_HANDSHAKE:
         go_down(c, LEASEHOLD_ETIMEDOUT, false, now_ms,
-                "no answer to AUTH/SELECT: handshake timed out after %u ms",
-                c->opt.connect_timeout_ms);
+                "no answer to %s: handshake timed out after %u ms",
+                handshake_name(c->queue[c->queue_head].kind), c->opt.connect_timeout_ms);
         break;
     case CONN_READY:
         if (c->write_errno)
@@ -876,6 +922,16 @@ size_t conn_pending(const conn *c)
 const char *conn_display(const conn *c)
 {
     return c->u.display;
+}
+
+void conn_fail(conn *c, int code, const char *msg, uint64_t now_ms)
+{
+    assert(code < 0);
+    if (c->state == CONN_DOWN || c->state == CONN_CLOSED)
+        return; /* no connection to fail */
+    enter(c);
+    go_down(c, code, false, now_ms, "%s", msg);
+    leave(c);
 }
 
 void conn_close(conn *c)

@@ -8,13 +8,14 @@
  *
  * Not thread-safe: one thread (the client's I/O thread) owns a conn.
  *
- * Handlers run inside conn_connect, conn_adopt_fd, conn_on_io and conn_tick.
- * From a handler it is safe to call conn_send (once on_ready has run for the
- * current connection), conn_close, conn_connect, conn_free and the getters:
- * the conn notices and stops using the old socket; conn_free from a handler
- * only closes, and the memory is freed when the outermost conn_* call
- * returns.  After conn_free, do not touch the conn again (even from the rest
- * of that handler).  Handlers must not call conn_on_io or conn_tick.
+ * Handlers run inside conn_connect, conn_adopt_fd, conn_on_io, conn_tick and
+ * conn_fail.  From a handler it is safe to call conn_send (once on_ready has
+ * run for the current connection), conn_fail, conn_close, conn_connect,
+ * conn_free and the getters: the conn notices and stops using the old
+ * socket; conn_free from a handler only closes, and the memory is freed when
+ * the outermost conn_* call returns.  After conn_free, do not touch the conn
+ * again (even from the rest of that handler).  Handlers must not call
+ * conn_on_io or conn_tick.
  */
 #ifndef LEASEHOLD_CONN_H
 #define LEASEHOLD_CONN_H
@@ -50,13 +51,14 @@ typedef struct conn_reply {
 typedef enum conn_state {
     CONN_DOWN,       /* no socket; reconnects at conn_wake_at() unless closed */
     CONN_CONNECTING, /* non-blocking connect under way */
-    CONN_HANDSHAKE,  /* AUTH / SELECT sent, answers pending */
-    CONN_READY,      /* commands may be sent */
+    CONN_HANDSHAKE,  /* [AUTH] [SELECT] PING sent, answers pending */
+    CONN_READY,      /* PING answered: commands may be sent */
     CONN_CLOSED,     /* conn_close() was called; stays down */
 } conn_state;
 
 typedef struct conn_handler {
-    /* Connected, AUTH and SELECT accepted: commands may be sent. */
+    /* Connected, AUTH and SELECT (when the URL asks for them) accepted and
+     * PING answered +PONG: commands may be sent. */
     void (*on_ready)(void *arg, conn *c, uint64_t now_ms);
     /* The reply to the command sent with `tag`, in sending order. */
     void (*on_reply)(void *arg, conn *c, uint64_t tag, const conn_reply *r, uint64_t now_ms);
@@ -68,14 +70,18 @@ typedef struct conn_handler {
      * ECONNRESET), as opposed to a timeout, a failed attempt or a local
      * decision.  Called also for failed attempts while reconnecting. */
     void (*on_down)(void *arg, conn *c, int code, bool by_peer, const char *msg, uint64_t now_ms);
+    /* Optional, for a connection in pub/sub mode: offered every reply before
+     * it is matched to a command; returns true when r is a push (a published
+     * message) that it has taken, which then answers no command. */
+    bool (*on_push)(void *arg, conn *c, const conn_reply *r, uint64_t now_ms);
 } conn_handler;
 
 /* All times must be > 0 (asserted): the caller validates its configuration
  * and merges in the URL's connect_timeout_ms / command_timeout_ms, which
  * conn itself ignores.  The reconnect schedule after going down: the first
  * attempt at once, then delays of backoff_min_ms, 2x, 4x... up to
- * backoff_max_ms, each drawn uniformly from [d/2, d]; it starts over after a
- * successful handshake. */
+ * backoff_max_ms, each drawn uniformly from [d/2, d]; it starts over only
+ * when a handshake ends with PING's +PONG, not when TCP connects. */
 typedef struct conn_options {
     uint32_t connect_timeout_ms; /* a connect + handshake that takes longer fails */
     uint32_t command_timeout_ms; /* a command unanswered this long resets the connection */
@@ -102,16 +108,20 @@ int conn_resolve(conn *c, leasehold_error *err);
 int conn_connect(conn *c, uint64_t now_ms);
 
 /* Uses fd, an already connected stream socket (a test's socketpair end), as
- * the connection: the handshake, if the URL asks for one, starts at once
- * (on_ready is called from here when there is none).  The conn owns fd from
- * then on and closes it.  Returns 0, -EISCONN or -errno of fcntl. */
+ * the connection: the handshake ([AUTH] [SELECT] PING) is sent at once and
+ * on_ready comes with PING's answer.  When this returns 0 the conn owns fd
+ * and closes it.  Returns 0, -EISCONN or -errno of fcntl. */
 int conn_adopt_fd(conn *c, int fd, uint64_t now_ms);
 
 /* Queues a command (hiredis-encoded) to be written at once or when the socket
- * allows.  Only in CONN_READY; otherwise returns -ENOTCONN.  tag comes back
- * with the reply.  argvlen may be NULL (strlen of each argv).  Never calls a
- * handler: a write failure is reported by the next conn_on_io/conn_tick
- * (conn_wake_at() becomes 0).  Returns 0 or LEASEHOLD_ENOMEM. */
+ * allows; tag comes back with its reply.  argvlen may be NULL (strlen of
+ * each argv).  Never calls a handler: a write failure is reported by the
+ * next conn_on_io/conn_tick (conn_wake_at() becomes 0).  Returns
+ *   0                 queued;
+ *   -ENOTCONN         not CONN_READY (down, connecting, in the handshake or
+ *                     closed): nothing queued;
+ *   LEASEHOLD_ENOMEM  no memory to encode or queue it: nothing queued, the
+ *                     connection unchanged. */
 int conn_send(conn *c, int argc, const char **argv, const size_t *argvlen, uint64_t tag,
               uint64_t now_ms);
 
@@ -136,6 +146,18 @@ size_t conn_pending(const conn *c);
 
 /* The URL as shown in messages (password hidden). */
 const char *conn_display(const conn *c);
+
+/* Resets the connection on the owner's behalf, exactly as a command timeout
+ * does: closes the socket, drops every pending command (no on_reply for
+ * them), calls on_down(code, by_peer = false, "<URL>: msg") and reconnects
+ * on the usual back-off schedule.  For an owner that cannot keep its own
+ * bookkeeping in step with the connection (a send that failed for lack of
+ * memory, a reply that matches no command it sent).  code is a leasehold
+ * error (< 0, asserted); msg names the cause, the conn prefixes its URL
+ * (password hidden).  While connecting or in the handshake it fails the
+ * attempt; with no socket (CONN_DOWN, CONN_CLOSED) it does nothing.  Safe
+ * to call from a handler. */
+void conn_fail(conn *c, int code, const char *msg, uint64_t now_ms);
 
 /* Closes the socket, drops pending commands (on_down is not called) and stays
  * down: no reconnect. */

@@ -40,7 +40,7 @@ typedef struct event {
 } event;
 
 /* What happens inside a handler, for the re-entrancy tests. */
-enum reaction { REACT_NONE, REACT_CLOSE, REACT_FREE, REACT_SEND };
+enum reaction { REACT_NONE, REACT_CLOSE, REACT_FREE, REACT_SEND, REACT_FAIL };
 
 typedef struct harness {
     conn *c;
@@ -104,6 +104,8 @@ static void react(harness *t, conn *c, enum reaction what, uint64_t now_ms)
     } else if (what == REACT_SEND) {
         const char *argv[] = {"PING"};
         assert_int_equal(conn_send(c, 1, argv, NULL, 99, now_ms), 0);
+    } else if (what == REACT_FAIL) {
+        conn_fail(c, LEASEHOLD_EPROTO, "reply matches no command", now_ms);
     }
 }
 
@@ -166,12 +168,17 @@ static void make_paired(harness *t, const char *url_s, uint64_t now_ms)
     assert_int_equal(conn_adopt_fd(t->c, sv[0], now_ms), 0);
 }
 
-static void destroy(harness *t)
+/* Everything the conn has written to the peer so far. */
+static void peer_read(harness *t, char *out, size_t cap)
 {
-    if (!t->freed)
-        conn_free(t->c);
-    if (t->peer >= 0)
-        close(t->peer);
+    size_t n = 0;
+    while (n + 1 < cap) {
+        ssize_t r = recv(t->peer, out + n, cap - 1 - n, MSG_DONTWAIT);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    out[n] = '\0';
 }
 
 static void peer_write(harness *t, const char *s, size_t len)
@@ -184,6 +191,31 @@ static void peer_write(harness *t, const char *s, size_t len)
     }
 }
 
+/* A conn on a socketpair for a URL without AUTH or SELECT, its handshake
+ * PING read and answered at now_ms: READY, no events recorded. */
+static void make_ready(harness *t, const char *url_s, uint64_t now_ms)
+{
+    make_paired(t, url_s, now_ms);
+    assert_int_equal(conn_get_state(t->c), CONN_HANDSHAKE);
+    char got[64];
+    peer_read(t, got, sizeof got);
+    assert_string_equal(got, "*1\r\n$4\r\nPING\r\n");
+    peer_write(t, "+PONG\r\n", 7);
+    conn_on_io(t->c, POLLIN, now_ms);
+    assert_int_equal(t->n, 1);
+    assert_int_equal(t->ev[0].kind, EV_READY);
+    assert_int_equal(conn_get_state(t->c), CONN_READY);
+    t->n = 0;
+}
+
+static void destroy(harness *t)
+{
+    if (!t->freed)
+        conn_free(t->c);
+    if (t->peer >= 0)
+        close(t->peer);
+}
+
 /* Feeds bytes from the peer and lets the conn read them. */
 static void feed(harness *t, const char *s, size_t len, uint64_t now_ms)
 {
@@ -194,19 +226,6 @@ static void feed(harness *t, const char *s, size_t len, uint64_t now_ms)
 static void feed_str(harness *t, const char *s, uint64_t now_ms)
 {
     feed(t, s, strlen(s), now_ms);
-}
-
-/* Everything the conn has written to the peer so far. */
-static void peer_read(harness *t, char *out, size_t cap)
-{
-    size_t n = 0;
-    while (n + 1 < cap) {
-        ssize_t r = recv(t->peer, out + n, cap - 1 - n, MSG_DONTWAIT);
-        if (r <= 0)
-            break;
-        n += (size_t)r;
-    }
-    out[n] = '\0';
 }
 
 static void send_ping(harness *t, uint64_t tag, uint64_t now_ms)
@@ -280,10 +299,7 @@ static void test_replies_split_at_every_byte(void **state)
     size_t len = script_wire(wire);
     for (size_t cut = 1; cut < len; cut++) {
         harness t;
-        make_paired(&t, "redis://127.0.0.1:6390", 0);
-        assert_int_equal(t.n, 1);
-        assert_int_equal(t.ev[0].kind, EV_READY);
-        t.n = 0;
+        make_ready(&t, "redis://127.0.0.1:6390", 0);
         for (size_t i = 0; i < SCRIPT_LEN; i++)
             send_ping(&t, 100 + i, 1);
 
@@ -309,8 +325,7 @@ static void test_replies_bytewise_and_all_at_once(void **state)
     char wire[1024];
     size_t len = script_wire(wire);
     harness t;
-    make_paired(&t, "redis://127.0.0.1:6390", 0);
-    t.n = 0;
+    make_ready(&t, "redis://127.0.0.1:6390", 0);
     for (size_t i = 0; i < SCRIPT_LEN; i++)
         send_ping(&t, 100 + i, 1);
     for (size_t i = 0; i < len; i++)
@@ -318,8 +333,7 @@ static void test_replies_bytewise_and_all_at_once(void **state)
     assert_script_replies(&t, SCRIPT_LEN);
     destroy(&t);
 
-    make_paired(&t, "redis://127.0.0.1:6390", 0);
-    t.n = 0;
+    make_ready(&t, "redis://127.0.0.1:6390", 0);
     for (size_t i = 0; i < SCRIPT_LEN; i++)
         send_ping(&t, 100 + i, 1);
     feed(&t, wire, len, 2);
@@ -338,8 +352,7 @@ static void test_large_reply(void **state)
     memset(wire + head, 'x', size);
     memcpy(wire + head + size, "\r\n", 2);
     harness t;
-    make_paired(&t, "redis://127.0.0.1:6390", 0);
-    t.n = 0;
+    make_ready(&t, "redis://127.0.0.1:6390", 0);
     send_ping(&t, 7, 1);
     feed(&t, wire, (size_t)head + size + 2, 2);
     assert_int_equal(t.n, 1);
@@ -353,7 +366,7 @@ static void test_commands_encoded_and_pipelined(void **state)
 {
     (void)state;
     harness t;
-    make_paired(&t, "redis://127.0.0.1:6390", 0);
+    make_ready(&t, "redis://127.0.0.1:6390", 0);
     const char *argv[] = {"SET", "k", "a\0b", "PX", "2000"};
     size_t argvlen[] = {3, 1, 3, 2, 4};
     assert_int_equal(conn_send(t.c, 5, argv, argvlen, 1, 10), 0);
@@ -374,8 +387,7 @@ static void test_garbage_resets_with_eproto(void **state)
 {
     (void)state;
     harness t;
-    make_paired(&t, "redis://127.0.0.1:6390", 0);
-    t.n = 0;
+    make_ready(&t, "redis://127.0.0.1:6390", 0);
     send_ping(&t, 1, 1);
     send_ping(&t, 2, 1);
     feed_str(&t, "+OK\r\n?garbage\r\n", 5);
@@ -394,8 +406,7 @@ static void test_unsolicited_reply_resets_with_eproto(void **state)
 {
     (void)state;
     harness t;
-    make_paired(&t, "redis://127.0.0.1:6390", 0);
-    t.n = 0;
+    make_ready(&t, "redis://127.0.0.1:6390", 0);
     send_ping(&t, 1, 1);
     feed_str(&t, "+PONG\r\n+EXTRA\r\n", 2);
     assert_int_equal(t.n, 2);
@@ -408,8 +419,7 @@ static void test_eof_mid_reply_is_down_by_peer(void **state)
 {
     (void)state;
     harness t;
-    make_paired(&t, "redis://127.0.0.1:6390", 0);
-    t.n = 0;
+    make_ready(&t, "redis://127.0.0.1:6390", 0);
     send_ping(&t, 1, 1);
     send_ping(&t, 2, 1);
     char sent[128];
@@ -432,8 +442,7 @@ static void test_reset_is_down_by_peer(void **state)
 {
     (void)state;
     harness t;
-    make_paired(&t, "redis://127.0.0.1:6390", 0);
-    t.n = 0;
+    make_ready(&t, "redis://127.0.0.1:6390", 0);
     send_ping(&t, 1, 1);
     close(t.peer);
     t.peer = -1;
@@ -449,8 +458,7 @@ static void test_silent_peer_times_out(void **state)
 {
     (void)state;
     harness t;
-    make_paired(&t, "redis://127.0.0.1:6390", 0);
-    t.n = 0;
+    make_ready(&t, "redis://127.0.0.1:6390", 0);
     assert_int_equal(conn_wake_at(t.c), UINT64_MAX); /* idle: no timer */
     send_ping(&t, 1, 1000);
     send_ping(&t, 2, 1100);
@@ -475,8 +483,7 @@ static void test_write_to_closed_peer(void **state)
 {
     (void)state;
     harness t;
-    make_paired(&t, "redis://127.0.0.1:6390", 0);
-    t.n = 0;
+    make_ready(&t, "redis://127.0.0.1:6390", 0);
     close(t.peer);
     t.peer = -1;
     send_ping(&t, 1, 10);
@@ -508,6 +515,33 @@ static void test_send_when_not_ready(void **state)
 
 /* ---------------------------------------------------------- handshake */
 
+/* With neither AUTH nor SELECT in the URL the handshake is a PING: the
+ * connection is not ready (and refuses commands) until +PONG comes back. */
+static void test_handshake_ping_only(void **state)
+{
+    (void)state;
+    harness t;
+    make_paired(&t, "redis://127.0.0.1:6390", 0);
+    assert_int_equal(t.n, 0);
+    assert_int_equal(conn_get_state(t.c), CONN_HANDSHAKE);
+    assert_int_equal(conn_poll_events(t.c), POLLIN);
+    assert_int_equal(conn_wake_at(t.c), 1000); /* the connect timeout covers it */
+    const char *argv[] = {"PING"};
+    assert_int_equal(conn_send(t.c, 1, argv, NULL, 1, 0), -ENOTCONN);
+    char got[64];
+    peer_read(&t, got, sizeof got);
+    assert_string_equal(got, "*1\r\n$4\r\nPING\r\n");
+    feed_str(&t, "+PO", 5);
+    assert_int_equal(conn_get_state(t.c), CONN_HANDSHAKE);
+    feed_str(&t, "NG\r\n", 6);
+    assert_int_equal(conn_get_state(t.c), CONN_READY);
+    assert_int_equal(t.n, 1);
+    assert_int_equal(t.ev[0].kind, EV_READY);
+    assert_int_equal(t.ev[0].now_ms, 6);
+    assert_int_equal(conn_wake_at(t.c), UINT64_MAX);
+    destroy(&t);
+}
+
 static void test_handshake_auth_user_and_select(void **state)
 {
     (void)state;
@@ -515,17 +549,22 @@ static void test_handshake_auth_user_and_select(void **state)
     make_paired(&t, "redis://alice:s3cr3t@127.0.0.1:6390/3", 0);
     assert_int_equal(t.n, 0);
     assert_int_equal(conn_get_state(t.c), CONN_HANDSHAKE);
-    assert_int_equal(conn_wake_at(t.c), 1000); /* the connect timeout covers it */
+    assert_int_equal(conn_wake_at(t.c), 1000);
     const char *argv[] = {"PING"};
     assert_int_equal(conn_send(t.c, 1, argv, NULL, 1, 0), -ENOTCONN);
 
     char got[256];
     peer_read(&t, got, sizeof got);
     assert_string_equal(got, "*3\r\n$4\r\nAUTH\r\n$5\r\nalice\r\n$6\r\ns3cr3t\r\n"
-                             "*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n");
+                             "*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n"
+                             "*1\r\n$4\r\nPING\r\n");
     feed_str(&t, "+OK\r\n", 5);
     assert_int_equal(conn_get_state(t.c), CONN_HANDSHAKE);
     feed_str(&t, "+OK\r\n", 6);
+    assert_int_equal(conn_get_state(t.c), CONN_HANDSHAKE); /* PING still unanswered */
+    assert_int_equal(conn_send(t.c, 1, argv, NULL, 1, 6), -ENOTCONN);
+    assert_int_equal(t.n, 0);
+    feed_str(&t, "+PONG\r\n", 7);
     assert_int_equal(conn_get_state(t.c), CONN_READY);
     assert_int_equal(t.n, 1);
     assert_int_equal(t.ev[0].kind, EV_READY);
@@ -543,14 +582,16 @@ static void test_handshake_password_only(void **state)
     make_paired(&t, "redis://:pw@127.0.0.1:6390", 0);
     char got[256];
     peer_read(&t, got, sizeof got);
-    assert_string_equal(got, "*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n");
+    assert_string_equal(got, "*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n*1\r\n$4\r\nPING\r\n");
     feed_str(&t, "+OK\r\n", 5);
+    assert_int_equal(conn_get_state(t.c), CONN_HANDSHAKE);
+    feed_str(&t, "+PONG\r\n", 6);
     assert_int_equal(conn_get_state(t.c), CONN_READY);
 
     destroy(&t);
     make_paired(&t, "redis://127.0.0.1:6390/15", 0);
     peer_read(&t, got, sizeof got);
-    assert_string_equal(got, "*2\r\n$6\r\nSELECT\r\n$2\r\n15\r\n");
+    assert_string_equal(got, "*2\r\n$6\r\nSELECT\r\n$2\r\n15\r\n*1\r\n$4\r\nPING\r\n");
     destroy(&t);
 }
 
@@ -574,7 +615,8 @@ static void test_handshake_failures(void **state)
          "Are you sure your configuration is correct?\r\n",
          LEASEHOLD_EAUTH, "authentication refused: ERR AUTH <password> called without"},
         {"redis://127.0.0.1:6390/2", "-NOAUTH Authentication required.\r\n", LEASEHOLD_EAUTH,
-         "redis://127.0.0.1:6390/2: authentication refused: NOAUTH Authentication required."},
+         "redis://127.0.0.1:6390/2: authentication required and the URL has no password: "
+         "NOAUTH Authentication required."},
         {"redis://127.0.0.1:6390/16", "-ERR DB index is out of range\r\n", LEASEHOLD_EDB,
          "redis://127.0.0.1:6390/16: database 16 rejected: ERR DB index is out of range"},
         {"redis://bob:s3cr3t@127.0.0.1:6390/1",
@@ -582,17 +624,37 @@ static void test_handshake_failures(void **state)
          LEASEHOLD_ENOPERM,
          "redis://bob:***@127.0.0.1:6390/1: permission denied for SELECT: NOPERM this user"},
         {"redis://:s3cr3t@127.0.0.1:6390", "$2\r\nOK\r\n", LEASEHOLD_EPROTO,
-         "unexpected reply to AUTH"},
-        {"redis://:s3cr3t@127.0.0.1:6390", "+OK\r\n+OK\r\n", LEASEHOLD_EPROTO,
+         "unexpected reply to AUTH (expected +OK)"},
+        {"redis://:s3cr3t@127.0.0.1:6390", "+OK\r\n+PONG\r\n+OK\r\n", LEASEHOLD_EPROTO,
          "no command pending"},
+        /* PING's answer: a Redis that wants a password the URL lacks... */
+        {"redis://127.0.0.1:6390", "-NOAUTH Authentication required.\r\n", LEASEHOLD_EAUTH,
+         "redis://127.0.0.1:6390: authentication required and the URL has no password: "
+         "NOAUTH Authentication required."},
+        /* ...a user who may not PING... */
+        {"redis://bob:s3cr3t@127.0.0.1:6390",
+         "+OK\r\n-NOPERM User bob has no permissions to run the 'ping' command\r\n",
+         LEASEHOLD_ENOPERM,
+         "redis://bob:***@127.0.0.1:6390: permission denied for PING: NOPERM User bob"},
+        /* ...a Redis still loading its data set... */
+        {"redis://127.0.0.1:6390", "-LOADING Redis is loading the dataset in memory\r\n",
+         LEASEHOLD_EREDIS,
+         "redis://127.0.0.1:6390: PING refused: LOADING Redis is loading the dataset in memory"},
+        /* ...and something that is not +PONG. */
+        {"redis://127.0.0.1:6390", "+OK\r\n", LEASEHOLD_EPROTO,
+         "redis://127.0.0.1:6390: unexpected reply to PING (expected +PONG)"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         harness t;
         make_paired(&t, cases[i].url, 0);
         feed_str(&t, cases[i].replies, 5);
-        /* The last case: the stray +OK arrives after on_ready. */
-        event *down = &t.ev[t.n - 1];
+        /* The "no command pending" case: the stray +OK arrives after
+         * on_ready; in every other case nothing comes before the failure. */
         assert_true(t.n >= 1);
+        event *down = &t.ev[t.n - 1];
+        if (t.n > 1)
+            assert_int_equal(t.ev[0].kind, EV_READY);
+        assert_int_equal(t.n, strstr(cases[i].says, "no command pending") ? 2 : 1);
         assert_down(down, cases[i].code, false, cases[i].says);
         assert_null(strstr(down->msg, "s3cr3t"));
         assert_int_equal(conn_get_state(t.c), CONN_DOWN);
@@ -600,6 +662,8 @@ static void test_handshake_failures(void **state)
     }
 }
 
+/* The connect timeout runs through the handshake, and the message names
+ * the command left unanswered. */
 static void test_handshake_timeout(void **state)
 {
     (void)state;
@@ -609,7 +673,20 @@ static void test_handshake_timeout(void **state)
     assert_int_equal(t.n, 0);
     conn_tick(t.c, 1500);
     assert_int_equal(t.n, 1);
-    assert_down(&t.ev[0], LEASEHOLD_ETIMEDOUT, false, "handshake timed out after 1000 ms");
+    assert_down(&t.ev[0], LEASEHOLD_ETIMEDOUT, false,
+                "redis://:***@127.0.0.1:6390: no answer to AUTH: handshake timed out after "
+                "1000 ms");
+    destroy(&t);
+
+    make_paired(&t, "redis://:pw@127.0.0.1:6390", 500);
+    feed_str(&t, "+OK\r\n", 900); /* AUTH answered, PING not */
+    conn_tick(t.c, 1499);
+    assert_int_equal(t.n, 0);
+    conn_tick(t.c, 1500);
+    assert_int_equal(t.n, 1);
+    assert_down(&t.ev[0], LEASEHOLD_ETIMEDOUT, false,
+                "no answer to PING: handshake timed out after 1000 ms");
+    assert_int_equal(conn_pending(t.c), 0);
     destroy(&t);
 }
 
@@ -619,8 +696,7 @@ static void test_close_inside_on_reply(void **state)
 {
     (void)state;
     harness t;
-    make_paired(&t, "redis://127.0.0.1:6390", 0);
-    t.n = 0;
+    make_ready(&t, "redis://127.0.0.1:6390", 0);
     t.on_reply_do = REACT_CLOSE;
     send_ping(&t, 1, 1);
     send_ping(&t, 2, 1);
@@ -639,8 +715,7 @@ static void test_free_inside_handlers(void **state)
 {
     (void)state;
     harness t;
-    make_paired(&t, "redis://127.0.0.1:6390", 0);
-    t.n = 0;
+    make_ready(&t, "redis://127.0.0.1:6390", 0);
     t.on_reply_do = REACT_FREE;
     send_ping(&t, 1, 1);
     send_ping(&t, 2, 1);
@@ -649,16 +724,14 @@ static void test_free_inside_handlers(void **state)
     assert_true(t.freed);
     destroy(&t);
 
-    make_paired(&t, "redis://127.0.0.1:6390", 0);
-    t.n = 0;
+    make_ready(&t, "redis://127.0.0.1:6390", 0);
     t.on_down_do = REACT_FREE;
     feed_str(&t, "!bad\r\n", 2);
     assert_int_equal(t.n, 1);
     assert_true(t.freed);
     destroy(&t);
 
-    make_paired(&t, "redis://127.0.0.1:6390", 0);
-    t.n = 0;
+    make_ready(&t, "redis://127.0.0.1:6390", 0);
     t.on_down_do = REACT_FREE;
     send_ping(&t, 1, 1);
     conn_tick(t.c, 251);
@@ -678,14 +751,134 @@ static void test_send_inside_on_ready(void **state)
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     t.peer = sv[1];
     assert_int_equal(conn_adopt_fd(t.c, sv[0], 0), 0);
-    feed_str(&t, "+OK\r\n+PONG\r\n", 1);
+    feed_str(&t, "+OK\r\n+PONG\r\n+PONG\r\n", 1);
     assert_int_equal(t.n, 2);
     assert_int_equal(t.ev[0].kind, EV_READY);
     assert_int_equal(t.ev[1].tag, 99);
     assert_string_equal(t.ev[1].reply, "+PONG");
     char got[256];
     peer_read(&t, got, sizeof got);
-    assert_string_equal(got, "*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n*1\r\n$4\r\nPING\r\n");
+    assert_string_equal(got, "*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n*1\r\n$4\r\nPING\r\n"
+                             "*1\r\n$4\r\nPING\r\n");
+    destroy(&t);
+}
+
+/* ---------------------------------------------------------- conn_fail */
+
+/* The owner's reset is a command timeout in all but the message: socket
+ * closed, pending commands dropped without a reply, one on_down, an
+ * immediate first reconnect, then the usual back-off. */
+static void test_fail_resets_like_a_timeout(void **state)
+{
+    (void)state;
+    harness t;
+    make_ready(&t, "redis://127.0.0.1:6390", 0);
+    send_ping(&t, 1, 10);
+    send_ping(&t, 2, 11);
+    conn_fail(t.c, LEASEHOLD_ENOMEM, "out of memory tracking a command", 20);
+    assert_int_equal(t.n, 1);
+    assert_down(&t.ev[0], LEASEHOLD_ENOMEM, false, "");
+    assert_string_equal(t.ev[0].msg, "redis://127.0.0.1:6390: out of memory tracking a command");
+    assert_int_equal(t.ev[0].now_ms, 20);
+    assert_int_equal(conn_get_state(t.c), CONN_DOWN);
+    assert_int_equal(conn_pending(t.c), 0);
+    assert_int_equal(conn_fd(t.c), -1);
+    assert_int_equal(conn_wake_at(t.c), 20); /* first reconnect at once */
+    char buf[64];
+    assert_int_equal(recv(t.peer, buf, sizeof buf, MSG_DONTWAIT), 28); /* the two PINGs */
+    assert_int_equal(recv(t.peer, buf, sizeof buf, MSG_DONTWAIT), 0);  /* then EOF */
+
+    /* Failing again before a handshake completes backs off. */
+    close(t.peer);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    t.peer = sv[1];
+    assert_int_equal(conn_adopt_fd(t.c, sv[0], 30), 0);
+    assert_int_equal(conn_get_state(t.c), CONN_HANDSHAKE);
+    conn_fail(t.c, LEASEHOLD_EPROTO, "gave up", 40);
+    assert_int_equal(t.n, 2);
+    assert_down(&t.ev[1], LEASEHOLD_EPROTO, false, "redis://127.0.0.1:6390: gave up");
+    uint64_t at = conn_wake_at(t.c);
+    assert_true(at >= 40 + 50 && at <= 40 + 100);
+    destroy(&t);
+}
+
+/* With no socket there is nothing to fail: no event, no timer change. */
+static void test_fail_without_connection_does_nothing(void **state)
+{
+    (void)state;
+    harness t;
+    conn_options opt = options();
+    make(&t, "redis://127.0.0.1:6390", &opt);
+    conn_fail(t.c, LEASEHOLD_EPROTO, "nothing to fail", 5);
+    assert_int_equal(t.n, 0);
+    assert_int_equal(conn_get_state(t.c), CONN_DOWN);
+    assert_int_equal(conn_wake_at(t.c), UINT64_MAX);
+    destroy(&t);
+
+    make_ready(&t, "redis://127.0.0.1:6390", 0);
+    conn_close(t.c);
+    conn_fail(t.c, LEASEHOLD_EPROTO, "nothing to fail", 5);
+    assert_int_equal(t.n, 0);
+    assert_int_equal(conn_get_state(t.c), CONN_CLOSED);
+    assert_int_equal(conn_wake_at(t.c), UINT64_MAX);
+    destroy(&t);
+
+    /* From on_down the connection is already down: still one report. */
+    make_ready(&t, "redis://127.0.0.1:6390", 0);
+    t.on_down_do = REACT_FAIL;
+    send_ping(&t, 1, 1);
+    conn_tick(t.c, 251);
+    assert_int_equal(t.n, 1);
+    assert_down(&t.ev[0], LEASEHOLD_ETIMEDOUT, false, "command timed out");
+    assert_int_equal(conn_wake_at(t.c), 251);
+    destroy(&t);
+}
+
+/* conn_fail from on_reply stops the delivery: the replies after it are
+ * dropped with the socket. */
+static void test_fail_inside_on_reply(void **state)
+{
+    (void)state;
+    harness t;
+    make_ready(&t, "redis://127.0.0.1:6390", 0);
+    t.on_reply_do = REACT_FAIL;
+    send_ping(&t, 1, 1);
+    send_ping(&t, 2, 1);
+    send_ping(&t, 3, 1);
+    feed_str(&t, ":1\r\n:2\r\n:3\r\n", 2);
+    assert_int_equal(t.n, 2);
+    assert_int_equal(t.ev[0].kind, EV_REPLY);
+    assert_int_equal(t.ev[0].tag, 1);
+    assert_down(&t.ev[1], LEASEHOLD_EPROTO, false,
+                "redis://127.0.0.1:6390: reply matches no command");
+    assert_int_equal(conn_get_state(t.c), CONN_DOWN);
+    assert_int_equal(conn_pending(t.c), 0);
+    assert_int_equal(conn_fd(t.c), -1);
+    assert_int_equal(conn_wake_at(t.c), 2);
+    destroy(&t);
+}
+
+/* From on_ready, and with conn_free in the on_down it causes. */
+static void test_fail_inside_on_ready_and_free_in_on_down(void **state)
+{
+    (void)state;
+    harness t;
+    make_paired(&t, "redis://127.0.0.1:6390", 0);
+    t.on_ready_do = REACT_FAIL;
+    feed_str(&t, "+PONG\r\n", 3);
+    assert_int_equal(t.n, 2);
+    assert_int_equal(t.ev[0].kind, EV_READY);
+    assert_down(&t.ev[1], LEASEHOLD_EPROTO, false, "reply matches no command");
+    assert_int_equal(conn_get_state(t.c), CONN_DOWN);
+    destroy(&t);
+
+    make_ready(&t, "redis://127.0.0.1:6390", 0);
+    t.on_down_do = REACT_FREE;
+    send_ping(&t, 1, 1);
+    conn_fail(t.c, LEASEHOLD_EPROTO, "reset", 2);
+    assert_int_equal(t.n, 1);
+    assert_true(t.freed);
     destroy(&t);
 }
 
@@ -755,6 +948,23 @@ static void drive(harness *t, size_t events, uint64_t now_ms)
     assert_true(t->n >= events);
 }
 
+/* Reads from the peer (blocking, bounded by a 5 s poll) until exactly
+ * `want` has arrived. */
+static void peer_expect(harness *t, const char *want)
+{
+    char got[256] = "";
+    size_t n = 0, len = strlen(want);
+    assert_true(len < sizeof got);
+    while (n < len) {
+        struct pollfd p = {.fd = t->peer, .events = POLLIN};
+        assert_int_equal(poll(&p, 1, 5000), 1);
+        ssize_t r = recv(t->peer, got + n, len - n, 0);
+        assert_true(r > 0);
+        n += (size_t)r;
+    }
+    assert_string_equal(got, want);
+}
+
 static void test_tcp_connect_and_talk(void **state)
 {
     (void)state;
@@ -778,10 +988,11 @@ static void test_tcp_connect_and_talk(void **state)
     if (conn_get_state(t.c) == CONN_CONNECTING) {
         assert_int_equal(conn_poll_events(t.c), POLLOUT);
         assert_int_equal(conn_wake_at(t.c), 1100);
-        drive(&t, 1, 100);
+        drive(&t, 0, 100);
     }
-    assert_int_equal(conn_get_state(t.c), CONN_READY);
-    assert_int_equal(t.ev[0].kind, EV_READY);
+    assert_int_equal(conn_get_state(t.c), CONN_HANDSHAKE);
+    assert_int_equal(conn_wake_at(t.c), 1100);
+    assert_int_equal(t.n, 0);
     int fd = conn_fd(t.c);
     int flags = fcntl(fd, F_GETFL);
     assert_true(flags & O_NONBLOCK);
@@ -789,19 +1000,70 @@ static void test_tcp_connect_and_talk(void **state)
 
     t.peer = accept(lfd, NULL, NULL);
     assert_true(t.peer >= 0);
+    peer_expect(&t, "*1\r\n$4\r\nPING\r\n"); /* the handshake */
+    peer_write(&t, "+PONG\r\n", 7);
+    drive(&t, 1, 150);
+    assert_int_equal(conn_get_state(t.c), CONN_READY);
+    assert_int_equal(t.ev[0].kind, EV_READY);
+
     send_ping(&t, 5, 200);
-    char got[64] = "";
-    size_t n = 0;
-    while (n < 14) {
-        ssize_t r = read(t.peer, got + n, sizeof got - 1 - n);
-        assert_true(r > 0);
-        n += (size_t)r;
-    }
-    assert_string_equal(got, "*1\r\n$4\r\nPING\r\n");
+    peer_expect(&t, "*1\r\n$4\r\nPING\r\n");
     peer_write(&t, "+PONG\r\n", 7);
     drive(&t, 2, 200);
     assert_int_equal(t.ev[1].tag, 5);
     assert_string_equal(t.ev[1].reply, "+PONG");
+    destroy(&t);
+    close(lfd);
+}
+
+/* A listener that never answers, like a stopped Redis whose kernel still
+ * completes connections: each attempt connects, sends PING and times out in
+ * the handshake, never READY, and the delays between attempts grow. */
+static void test_tcp_silent_server_backs_off(void **state)
+{
+    (void)state;
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(lfd, 8), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+    char url_s[64];
+    snprintf(url_s, sizeof url_s, "redis://127.0.0.1:%u", ntohs(a.sin_port));
+    harness t;
+    conn_options opt = options();
+    make(&t, url_s, &opt);
+
+    uint64_t now = 100, delays[4];
+    conn_connect(t.c, now);
+    for (size_t i = 0; i < 4; i++) {
+        drive(&t, i, now);
+        assert_int_equal(conn_get_state(t.c), CONN_HANDSHAKE);
+        assert_int_equal(t.n, i); /* no on_ready */
+        const char *argv[] = {"GET", "k"};
+        assert_int_equal(conn_send(t.c, 2, argv, NULL, 1, now), -ENOTCONN);
+        uint64_t deadline = conn_wake_at(t.c);
+        assert_int_equal(deadline, now + 1000);
+        conn_tick(t.c, deadline);
+        assert_int_equal(t.n, i + 1);
+        assert_down(&t.ev[i], LEASEHOLD_ETIMEDOUT, false, "no answer to PING");
+        delays[i] = conn_wake_at(t.c) - deadline;
+        now = conn_wake_at(t.c);
+        conn_tick(t.c, now);
+    }
+    assert_int_equal(delays[0], 0);
+    assert_true(delays[1] >= 50 && delays[1] <= 100);
+    assert_true(delays[2] >= 100 && delays[2] <= 200);
+    assert_true(delays[3] >= 200 && delays[3] <= 400);
+
+    /* What reached the server: a PING on each connection, nothing else. */
+    for (int i = 0; i < 4; i++) {
+        t.peer = accept(lfd, NULL, NULL);
+        assert_true(t.peer >= 0);
+        peer_expect(&t, "*1\r\n$4\r\nPING\r\n");
+        close(t.peer);
+    }
+    t.peer = -1;
     destroy(&t);
     close(lfd);
 }
@@ -884,8 +1146,8 @@ static void test_backoff_schedule(void **state)
     assert_memory_not_equal(d, again, sizeof d);
 }
 
-/* A successful handshake starts the schedule over: the next loss is
- * retried at once. */
+/* Only a handshake answered to the end (PING's +PONG) starts the schedule
+ * over, not a connect: then the next loss is retried at once. */
 static void test_backoff_resets_after_ready(void **state)
 {
     (void)state;
@@ -899,12 +1161,25 @@ static void test_backoff_resets_after_ready(void **state)
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     t.peer = sv[1];
     assert_int_equal(conn_adopt_fd(t.c, sv[0], 10), 0);
+    assert_int_equal(conn_get_state(t.c), CONN_HANDSHAKE);
+
+    /* Connected, but closed before PING's answer: still backing off. */
+    close(t.peer);
+    conn_on_io(t.c, POLLIN | POLLHUP, 20);
+    assert_down(&t.ev[t.n - 1], LEASEHOLD_ECONNRESET, true, "connection "); /* PING unread */
+    assert_true(conn_wake_at(t.c) >= 20 + 100); /* the third delay: [100, 200] */
+
+    /* +PONG: the next loss is retried at once. */
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    t.peer = sv[1];
+    assert_int_equal(conn_adopt_fd(t.c, sv[0], 30), 0);
+    feed_str(&t, "+PONG\r\n", 31);
     assert_int_equal(conn_get_state(t.c), CONN_READY);
     close(t.peer);
     t.peer = -1;
-    conn_on_io(t.c, POLLIN | POLLHUP, 20);
-    assert_down(&t.ev[t.n - 1], LEASEHOLD_ECONNRESET, true, "connection closed by Redis");
-    assert_int_equal(conn_wake_at(t.c), 20);
+    conn_on_io(t.c, POLLIN | POLLHUP, 40);
+    assert_down(&t.ev[t.n - 1], LEASEHOLD_ECONNRESET, true, "connection ");
+    assert_int_equal(conn_wake_at(t.c), 40);
     destroy(&t);
 }
 
@@ -922,6 +1197,7 @@ int main(void)
         cmocka_unit_test(test_silent_peer_times_out),
         cmocka_unit_test(test_write_to_closed_peer),
         cmocka_unit_test(test_send_when_not_ready),
+        cmocka_unit_test(test_handshake_ping_only),
         cmocka_unit_test(test_handshake_auth_user_and_select),
         cmocka_unit_test(test_handshake_password_only),
         cmocka_unit_test(test_handshake_failures),
@@ -929,8 +1205,13 @@ int main(void)
         cmocka_unit_test(test_close_inside_on_reply),
         cmocka_unit_test(test_free_inside_handlers),
         cmocka_unit_test(test_send_inside_on_ready),
+        cmocka_unit_test(test_fail_resets_like_a_timeout),
+        cmocka_unit_test(test_fail_without_connection_does_nothing),
+        cmocka_unit_test(test_fail_inside_on_reply),
+        cmocka_unit_test(test_fail_inside_on_ready_and_free_in_on_down),
         cmocka_unit_test(test_error_codes),
         cmocka_unit_test(test_tcp_connect_and_talk),
+        cmocka_unit_test(test_tcp_silent_server_backs_off),
         cmocka_unit_test(test_tcp_connect_refused),
         cmocka_unit_test(test_unix_connect_missing_socket),
         cmocka_unit_test(test_backoff_schedule),
