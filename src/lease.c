@@ -1,6 +1,8 @@
 /* lease.c — the election state machine for one key (see lease.h). */
 #include "lease.h"
 
+#include "random.h"
+
 #include <assert.h>
 #include <string.h>
 
@@ -65,13 +67,9 @@ int lease_config_check(const lease_config *cfg, uint32_t command_timeout_ms, lea
     return 0;
 }
 
-/* splitmix64: the jitter generator.  Seeded once, so a run replays exactly. */
 static uint64_t next_random(lease *l)
 {
-    uint64_t z = (l->rng += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    return random_next(&l->rng);
 }
 
 /* A wait in [3/4, 1] x base_ms, so that candidates that failed together do
@@ -122,8 +120,11 @@ static bool is_own_token(const lease *l, const char *holder, size_t len)
 }
 
 /* Records the holder seen on Redis (NULL: nobody) and reports it when it
- * differs from the one seen before (another token, or another known epoch). */
-static void observe_holder(lease *l, const char *holder, size_t len, uint64_t epoch)
+ * differs from the one seen before (another token, or another known epoch).
+ * `gone` says how a term that is no longer there ended, when the key is seen
+ * free: LEASEHOLD_CHANGE_RELEASED (its holder said so) or _EXPIRED. */
+static void observe_holder(lease *l, const char *holder, size_t len, uint64_t epoch,
+                           leasehold_change gone)
 {
     if (!holder) {
         holder = "";
@@ -131,18 +132,36 @@ static void observe_holder(lease *l, const char *holder, size_t len, uint64_t ep
     }
     if (len >= LEASE_HOLDER_MAX)
         len = LEASE_HOLDER_MAX - 1;
+    /* Replies and events travel on two connections and can arrive out of
+     * order: an observation older than what we know is no news.  Epochs
+     * order them (0: unknown, e.g. a holder that speaks only the original
+     * protocol).  A free key seen at epoch E means term E has ended. */
+    if (l->holder_known && epoch && l->holder_epoch) {
+        bool known_free = l->holder[0] == '\0';
+        if (epoch < l->holder_epoch || (len && known_free && epoch == l->holder_epoch))
+            return;
+    }
     bool same = l->holder_known && strlen(l->holder) == len && memcmp(l->holder, holder, len) == 0;
     if (same && (epoch == 0 || l->holder_epoch == 0 || epoch == l->holder_epoch)) {
         if (epoch)
             l->holder_epoch = epoch;
         return;
     }
+    lease_action a = {.kind = LEASE_LEADER_CHANGED, .change = LEASEHOLD_CHANGE_ELECTED};
+    if (len == 0) {
+        /* The term that ended is the one we knew of, if any. */
+        memcpy(l->ended, l->holder, sizeof l->ended);
+        a.change = gone;
+        a.ended = l->ended;
+        a.ended_epoch = l->holder_epoch;
+    }
     memcpy(l->holder, holder, len);
     l->holder[len] = '\0';
     l->holder_known = true;
     l->holder_epoch = epoch;
-    push(l, (lease_action){
-                .kind = LEASE_LEADER_CHANGED, .holder = len ? l->holder : NULL, .epoch = epoch});
+    a.holder = len ? l->holder : NULL;
+    a.epoch = len ? epoch : 0; /* nobody holds the key: no holder's epoch */
+    push(l, a);
 }
 
 static void emit_stopped(lease *l)
@@ -156,43 +175,72 @@ static void emit_stopped(lease *l)
  * ending, IDLE with LEASE_STOPPED. */
 static void become_follower(lease *l, uint64_t now_ms, uint32_t delay_ms)
 {
+    l->drain_renewing = false;
     if (l->stopping) {
         l->state = LEASE_IDLE;
         emit_stopped(l);
         return;
     }
+    /* A resign asked for while claiming, draining or releasing: give the
+     * other candidates their turn first. */
+    bool draining = l->state == LEASE_RELEASING || l->state == LEASE_DRAINING;
+    bool resigned = l->back_off || (draining && l->drain_reason == LEASEHOLD_RESIGNED);
+    if (l->back_off && delay_ms < l->cfg.retry_interval_ms)
+        delay_ms = l->cfg.retry_interval_ms;
+    l->back_off = false;
     l->state = LEASE_FOLLOWER;
     l->next_claim_ms = now_ms + delay_ms;
+    l->claim_not_before_ms = resigned ? l->next_claim_ms : 0;
 }
 
 /* Sends the compare-and-delete for `epoch` and waits for its answer; then
  * the follower claims claim_delay_ms later. */
 static void release(lease *l, uint64_t now_ms, uint64_t epoch, uint32_t claim_delay_ms)
 {
+    l->release_epoch = epoch;
     l->claim_delay_ms = claim_delay_ms;
     l->state = LEASE_RELEASING;
     send(l, now_ms, LEASE_SEND_RELEASE, epoch);
 }
 
 /* Ends the term: is_leader is false from this input on. */
-static void revoke(lease *l, leasehold_reason reason)
+/* Ends the term: is_leader is false from this input on.  A term given up
+ * on purpose (resign, shutdown) keeps its key renewed while the service
+ * stops, for up to stop_timeout_ms: nobody else can be elected until the
+ * service is done and the key released, so the two never overlap. */
+static void revoke(lease *l, uint64_t now_ms, leasehold_reason reason)
 {
     l->state = LEASE_DRAINING;
     l->drain_reason = reason;
     l->service_stopped = false;
+    l->service_abandoned = false;
     l->drain_epoch = l->epoch;
     l->epoch = 0;
     l->valid_until_ms = 0;
+    l->drain_renewing = reason == LEASEHOLD_RESIGNED;
+    l->drain_renew_until_ms = now_ms + l->cfg.stop_timeout_ms;
     push(l, (lease_action){.kind = LEASE_REVOKED, .reason = reason});
 }
 
-/* When a follower claims again after an acquire that did not win.  This is
- * the one place that decides it: today a jittered retry interval; the PTTL
- * in the reply will let it claim as the key expires (a later change). */
-static uint32_t claim_delay_after(lease *l, const lease_reply *r)
+/* When a follower claims (or an observer reads the key) again after a reply
+ * that showed a holder.  The reply's PTTL says when the key will expire: a
+ * holder that stopped renewing is replaced within milliseconds of that, plus
+ * a jitter of up to lease_ms / 400 so that followers do not all arrive in the
+ * same instant.  A healthy holder renews before then, so the wait is bounded
+ * by retry_interval_ms: one claim per interval is what an idle follower
+ * costs.  Without a usable PTTL (an error, a key without TTL) the wait is
+ * the jittered retry interval. */
+static uint32_t claim_delay_after(lease *l, const lease_reply *r, bool held)
 {
-    (void)r;
-    return jittered(l, l->cfg.retry_interval_ms);
+    uint32_t retry = l->cfg.retry_interval_ms;
+    if (l->cfg.original_timing)
+        return retry;
+    if (!held || r->pttl_ms < 0)
+        return jittered(l, retry);
+    if (r->pttl_ms >= (int64_t)retry)
+        return retry;
+    uint32_t spread = l->cfg.lease_ms / 400 + 1;
+    return (uint32_t)r->pttl_ms + 1 + (uint32_t)(next_random(l) % spread);
 }
 
 /*
@@ -222,9 +270,9 @@ static void check_term(lease *l, uint64_t now_ms)
     if (l->state != LEASE_LEADER)
         return;
     if (now_ms >= l->valid_until_ms)
-        revoke(l, LEASEHOLD_EXPIRED);
+        revoke(l, now_ms, LEASEHOLD_EXPIRED);
     else if (now_ms >= l->last_renewed_ms + l->cfg.renew_deadline_ms)
-        revoke(l, LEASEHOLD_DEADLINE);
+        revoke(l, now_ms, LEASEHOLD_DEADLINE);
 }
 
 /* The service of the ended term has stopped and nothing is in flight: release
@@ -237,10 +285,30 @@ static void end_drain(lease *l, uint64_t now_ms)
                                                : jittered(l, l->cfg.retry_interval_ms);
     bool may_be_ours =
         why == LEASEHOLD_DEADLINE || why == LEASEHOLD_DISCONNECTED || why == LEASEHOLD_RESIGNED;
-    if (may_be_ours && l->connected)
+    /* A service that was abandoned still runs: the key is left to lapse. */
+    if (may_be_ours && l->connected && !l->service_abandoned && !l->cfg.original_timing)
         release(l, now_ms, l->drain_epoch, delay);
     else
         become_follower(l, now_ms, delay);
+}
+
+/* True when a renewal may be sent at or after now_ms, once its time comes:
+ * a leader's, or a resigning term's while its service stops (until
+ * stop_timeout_ms has passed or renewals have failed for the deadline). */
+static bool renew_possible(const lease *l)
+{
+    if (!l->connected || l->in_flight)
+        return false;
+    return l->state == LEASE_LEADER || (l->state == LEASE_DRAINING && l->drain_renewing);
+}
+
+static bool renew_due(lease *l, uint64_t now_ms)
+{
+    if (l->state == LEASE_DRAINING && l->drain_renewing &&
+        (now_ms >= l->drain_renew_until_ms ||
+         now_ms >= l->last_renewed_ms + l->cfg.renew_deadline_ms))
+        l->drain_renewing = false; /* the service took too long, or Redis is away */
+    return renew_possible(l) && now_ms >= l->next_renew_ms;
 }
 
 /* Runs the timers that are due and the steps an input made possible, so that
@@ -252,9 +320,9 @@ static void advance(lease *l, uint64_t now_ms)
         end_drain(l, now_ms);
     if (l->state == LEASE_FOLLOWER && l->connected && now_ms >= l->next_claim_ms) {
         l->state = LEASE_CLAIMING;
-        send(l, now_ms, LEASE_SEND_ACQUIRE, 0);
+        send(l, now_ms, l->observer ? LEASE_SEND_QUERY : LEASE_SEND_ACQUIRE, 0);
     }
-    if (l->state == LEASE_LEADER && l->connected && !l->in_flight && now_ms >= l->next_renew_ms) {
+    if (renew_due(l, now_ms)) {
         l->next_renew_ms = now_ms + l->cfg.renew_interval_ms;
         send(l, now_ms, LEASE_SEND_RENEW, 0);
     }
@@ -267,19 +335,18 @@ static void advance(lease *l, uint64_t now_ms)
 static void won(lease *l, uint64_t now_ms, uint64_t sent_ms, uint64_t epoch)
 {
     uint64_t valid_until = sent_ms + l->cfg.lease_ms - drift_ms(&l->cfg);
-    if (l->stopping || now_ms >= sent_ms + l->cfg.renew_deadline_ms || now_ms >= valid_until) {
+    if (l->stopping || l->back_off || now_ms >= sent_ms + l->cfg.renew_deadline_ms ||
+        now_ms >= valid_until) {
         release(l, now_ms, epoch, jittered(l, l->cfg.retry_interval_ms));
         return;
     }
     l->state = LEASE_LEADER;
+    l->hold_until_ms = valid_until;
     l->epoch = epoch;
     l->last_renewed_ms = sent_ms;
     l->valid_until_ms = valid_until;
     l->next_renew_ms = sent_ms + l->cfg.renew_interval_ms;
-    memcpy(l->holder, l->token, l->token_len + 1);
-    l->holder_known = true;
-    l->holder_epoch = epoch;
-    push(l, (lease_action){.kind = LEASE_LEADER_CHANGED, .holder = l->holder, .epoch = epoch});
+    observe_holder(l, l->token, l->token_len, epoch, LEASEHOLD_CHANGE_EXPIRED);
     push(l, (lease_action){.kind = LEASE_ELECTED, .epoch = epoch});
 }
 
@@ -293,6 +360,12 @@ void lease_init(lease *l, const lease_config *cfg, const char *token, uint64_t s
     l->token_len = len;
     l->rng = seed;
     l->state = LEASE_IDLE;
+}
+
+void lease_observe(lease *l, uint64_t now_ms)
+{
+    l->observer = true;
+    lease_start(l, now_ms);
 }
 
 void lease_start(lease *l, uint64_t now_ms)
@@ -333,7 +406,7 @@ void lease_on_disconnected(lease *l, uint64_t now_ms, bool by_peer)
         break;
     case LEASE_LEADER:
         if (by_peer)
-            revoke(l, LEASEHOLD_DISCONNECTED);
+            revoke(l, now_ms, LEASEHOLD_DISCONNECTED);
         break;
     case LEASE_RELEASING:
         become_follower(l, now_ms, l->claim_delay_ms);
@@ -353,18 +426,25 @@ void lease_on_acquire(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply
             won(l, now_ms, l->in_flight_sent_ms, r->epoch);
             break;
         case LEASE_ACQUIRE_HELD:
+            if (is_own_token(l, r->holder, r->holder_len) && l->service_abandoned &&
+                r->epoch == l->drain_epoch) {
+                /* The key of a term whose service was abandoned and still
+                 * runs: it must lapse, not be released. */
+                become_follower(l, now_ms, claim_delay_after(l, r, true));
+                break;
+            }
             if (is_own_token(l, r->holder, r->holder_len)) {
                 /* A claim of ours won earlier but its reply was lost: give
                  * the key back and claim again as soon as that is done. */
                 release(l, now_ms, r->epoch, 0);
                 break;
             }
-            observe_holder(l, r->holder, r->holder_len, r->epoch);
-            become_follower(l, now_ms, claim_delay_after(l, r));
+            observe_holder(l, r->holder, r->holder_len, r->epoch, LEASEHOLD_CHANGE_EXPIRED);
+            become_follower(l, now_ms, claim_delay_after(l, r, true));
             break;
         default:
             push_error(l, r->error);
-            become_follower(l, now_ms, claim_delay_after(l, r));
+            become_follower(l, now_ms, claim_delay_after(l, r, false));
             break;
         }
     }
@@ -376,23 +456,33 @@ void lease_on_acquire(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply
 void lease_on_renew(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply *r)
 {
     check_term(l, now_ms);
-    if (take_reply(l, seq, LEASE_SEND_RENEW) && l->state == LEASE_LEADER) {
+    bool mine = take_reply(l, seq, LEASE_SEND_RENEW);
+    if (mine && l->state == LEASE_DRAINING && l->drain_renewing) {
+        if (r->result == LEASE_RENEWED) {
+            l->last_renewed_ms = l->in_flight_sent_ms;
+            l->hold_until_ms = l->in_flight_sent_ms + l->cfg.lease_ms - drift_ms(&l->cfg);
+        } else if (r->result != LEASE_RENEW_FAILED) {
+            l->drain_renewing = false; /* no longer ours: nothing to hold */
+        }
+    }
+    if (mine && l->state == LEASE_LEADER) {
         switch (r->result) {
         case LEASE_RENEWED:
             l->last_renewed_ms = l->in_flight_sent_ms;
             l->valid_until_ms = l->in_flight_sent_ms + l->cfg.lease_ms - drift_ms(&l->cfg);
+            l->hold_until_ms = l->valid_until_ms;
             break;
         case LEASE_RENEW_HELD:
-            revoke(l, LEASEHOLD_LOST);
-            observe_holder(l, r->holder, r->holder_len, r->epoch);
+            revoke(l, now_ms, LEASEHOLD_LOST);
+            observe_holder(l, r->holder, r->holder_len, r->epoch, LEASEHOLD_CHANGE_EXPIRED);
             break;
         case LEASE_RENEW_MISSING:
-            revoke(l, LEASEHOLD_EXPIRED);
-            observe_holder(l, NULL, 0, 0);
+            revoke(l, now_ms, LEASEHOLD_EXPIRED);
+            observe_holder(l, NULL, 0, 0, LEASEHOLD_CHANGE_EXPIRED);
             break;
         default:
             if (r->error == LEASEHOLD_EWRONGTYPE)
-                revoke(l, LEASEHOLD_LOST);
+                revoke(l, now_ms, LEASEHOLD_LOST);
             push_error(l, r->error);
             break;
         }
@@ -407,8 +497,68 @@ void lease_on_release(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply
         if (r->result < 0)
             push_error(l, r->result);
         else if (r->result == 1)
-            observe_holder(l, NULL, 0, 0);
+            observe_holder(l, NULL, 0, l->release_epoch, LEASEHOLD_CHANGE_RELEASED);
         become_follower(l, now_ms, l->claim_delay_ms);
+    }
+    advance(l, now_ms);
+}
+
+void lease_on_query(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply *r)
+{
+    check_term(l, now_ms);
+    if (take_reply(l, seq, LEASE_SEND_QUERY)) {
+        switch (r->result) {
+        case LEASE_QUERY_HELD:
+            observe_holder(l, r->holder, r->holder_len, r->epoch, LEASEHOLD_CHANGE_EXPIRED);
+            become_follower(l, now_ms, claim_delay_after(l, r, true));
+            break;
+        case LEASE_QUERY_FREE:
+            observe_holder(l, NULL, 0, r->epoch, LEASEHOLD_CHANGE_EXPIRED);
+            become_follower(l, now_ms, l->cfg.retry_interval_ms);
+            break;
+        default:
+            push_error(l, r->error);
+            become_follower(l, now_ms, claim_delay_after(l, r, false));
+            break;
+        }
+    }
+    advance(l, now_ms);
+}
+
+void lease_on_event(lease *l, uint64_t now_ms, lease_event_kind kind, const char *token,
+                    size_t token_len, uint64_t epoch)
+{
+    check_term(l, now_ms);
+    if (l->cfg.original_timing) {
+        advance(l, now_ms);
+        return;
+    }
+    bool own = is_own_token(l, token, token_len);
+    if (kind == LEASE_EVENT_ELECTED) {
+        observe_holder(l, token, token_len, epoch, LEASEHOLD_CHANGE_EXPIRED);
+        /* Someone else says it won while we lead: renew now to learn the
+         * truth from the key (only its answer can end our term). */
+        if (l->state == LEASE_LEADER && !own)
+            l->next_renew_ms = now_ms;
+    } else {
+        /* A release of the holder we know of (a stale one, for an older
+         * term, is ignored); and a follower claims at once. */
+        size_t cut = token_len < LEASE_HOLDER_MAX ? token_len : LEASE_HOLDER_MAX - 1;
+        if (!l->holder_known) { /* the news names the holder we had not seen */
+            memcpy(l->holder, token, cut);
+            l->holder[cut] = '\0';
+            l->holder_epoch = epoch;
+            l->holder_known = true;
+        }
+        bool same_term = !epoch || !l->holder_epoch || epoch == l->holder_epoch;
+        if (same_term && strlen(l->holder) == cut && memcmp(l->holder, token, cut) == 0) {
+            observe_holder(l, NULL, 0, epoch, LEASEHOLD_CHANGE_RELEASED);
+            /* A follower claims at once, unless it resigned a moment ago
+             * and owes the others their turn. */
+            if (l->state == LEASE_FOLLOWER && !own)
+                l->next_claim_ms =
+                    now_ms > l->claim_not_before_ms ? now_ms : l->claim_not_before_ms;
+        }
     }
     advance(l, now_ms);
 }
@@ -422,11 +572,14 @@ void lease_resign(lease *l, uint64_t now_ms)
 {
     check_term(l, now_ms);
     if (l->state == LEASE_LEADER) {
-        revoke(l, LEASEHOLD_RESIGNED);
+        revoke(l, now_ms, LEASEHOLD_RESIGNED);
     } else if (l->state == LEASE_FOLLOWER) {
         uint64_t later = now_ms + l->cfg.retry_interval_ms;
         if (l->next_claim_ms < later)
             l->next_claim_ms = later;
+        l->claim_not_before_ms = later;
+    } else if (l->state != LEASE_IDLE) {
+        l->back_off = true; /* a claim that wins is given back; the next one waits */
     }
     advance(l, now_ms);
 }
@@ -447,13 +600,20 @@ void lease_stop(lease *l, uint64_t now_ms)
         break;
     case LEASE_LEADER:
         l->stopping = true;
-        revoke(l, LEASEHOLD_RESIGNED);
+        revoke(l, now_ms, LEASEHOLD_RESIGNED);
         break;
     default:
         l->stopping = true;
         break;
     }
     advance(l, now_ms);
+}
+
+void lease_service_abandoned(lease *l, uint64_t now_ms)
+{
+    if (l->state == LEASE_DRAINING)
+        l->service_abandoned = true;
+    lease_service_stopped(l, now_ms);
 }
 
 void lease_service_stopped(lease *l, uint64_t now_ms)
@@ -491,6 +651,8 @@ uint64_t lease_wake_at(const lease *l)
         uint64_t at = earliest(l->valid_until_ms, l->last_renewed_ms + l->cfg.renew_deadline_ms);
         return can_send ? earliest(at, l->next_renew_ms) : at;
     }
+    case LEASE_DRAINING: /* a resigning term renews while its service stops */
+        return renew_possible(l) ? l->next_renew_ms : UINT64_MAX;
     default:
         return UINT64_MAX;
     }
@@ -499,6 +661,11 @@ uint64_t lease_wake_at(const lease *l)
 bool lease_is_leader(const lease *l, uint64_t now_ms)
 {
     return l->state == LEASE_LEADER && now_ms < l->valid_until_ms;
+}
+
+uint64_t lease_hold_until(const lease *l)
+{
+    return l->hold_until_ms;
 }
 
 uint64_t lease_valid_until(const lease *l)

@@ -38,6 +38,10 @@ typedef struct lease_config {
     uint32_t renew_interval_ms;
     uint32_t retry_interval_ms;
     uint32_t renew_deadline_ms;
+    uint32_t stop_timeout_ms; /* a resigning term holds its key this long at most */
+    bool original_timing;     /* behave as the original module did, for comparison:
+                                 blind claims every retry_interval_ms, events ignored,
+                                 no release */
 } lease_config;
 
 typedef enum lease_state {
@@ -53,10 +57,12 @@ typedef enum lease_action_kind {
     LEASE_SEND_ACQUIRE,   /* send the acquire script; the reply goes to lease_on_acquire */
     LEASE_SEND_RENEW,     /* send the renew script; reply to lease_on_renew */
     LEASE_SEND_RELEASE,   /* send the release script (with .epoch); reply to lease_on_release */
+    LEASE_SEND_QUERY,     /* observers: read the key; reply to lease_on_query */
     LEASE_ELECTED,        /* fire elected(.epoch); start the service */
     LEASE_REVOKED,        /* fire revoked(.reason); stop the service, then call
                              lease_service_stopped() (at once when there is none) */
-    LEASE_LEADER_CHANGED, /* fire leader_changed(.holder or NULL, .epoch) */
+    LEASE_LEADER_CHANGED, /* fire leader_changed(.holder or NULL, .epoch) and
+                             observed(.change, .holder or .ended, ...) */
     LEASE_ERROR,          /* report .error (a leasehold error code) to the user */
     LEASE_STOPPED,        /* the campaign has ended (after lease_stop); state is IDLE */
 } lease_action_kind;
@@ -69,6 +75,10 @@ typedef struct lease_action {
     int error;               /* ERROR */
     const char *holder;      /* LEADER_CHANGED: NUL-terminated, or NULL for "nobody";
                                 valid until the next lease_* input */
+    leasehold_change change; /* LEADER_CHANGED: what happened */
+    const char *ended;       /* LEADER_CHANGED, RELEASED / EXPIRED: the token whose term
+                                ended ("" when unknown); valid as .holder */
+    uint64_t ended_epoch;    /* LEADER_CHANGED, RELEASED / EXPIRED: its epoch, 0 unknown */
 } lease_action;
 
 /* Reply to an acquire. */
@@ -86,9 +96,22 @@ typedef enum lease_renew_result {
     LEASE_RENEW_FAILED,  /* error reply: .error (LEASEHOLD_EWRONGTYPE ends the term at once) */
 } lease_renew_result;
 
+/* Reply to a query (observers). */
+typedef enum lease_query_result {
+    LEASE_QUERY_HELD,   /* .holder, .pttl_ms (-1: no TTL), .epoch */
+    LEASE_QUERY_FREE,   /* nobody holds the key; .epoch is the last one handed out */
+    LEASE_QUERY_FAILED, /* error reply: .error */
+} lease_query_result;
+
+/* What the key's events channel said. */
+typedef enum lease_event_kind {
+    LEASE_EVENT_ELECTED,  /* "elected <epoch> <token>" */
+    LEASE_EVENT_RELEASED, /* "released <epoch> <token>" */
+} lease_event_kind;
+
 typedef struct lease_reply {
-    int result; /* lease_acquire_result or lease_renew_result; release: 1 deleted,
-                   0 not ours, <0 a leasehold error */
+    int result; /* lease_acquire_result, lease_renew_result or lease_query_result;
+                   release: 1 deleted, 0 not ours, <0 a leasehold error */
     uint64_t epoch;
     int64_t pttl_ms;
     const char *holder; /* not necessarily NUL-terminated */
@@ -125,6 +148,15 @@ typedef struct lease {
     char holder[LEASE_HOLDER_MAX]; /* the holder last observed, "" for none */
     bool holder_known;
     uint64_t holder_epoch;
+    char ended[LEASE_HOLDER_MAX];  /* the holder whose term ended, for LEADER_CHANGED */
+    bool observer;                 /* lease_observe(): reads the key, never claims */
+    bool drain_renewing;           /* DRAINING after a resign: the key is still renewed */
+    uint64_t drain_renew_until_ms; /* ... until the service stops or this instant */
+    bool service_abandoned;        /* DRAINING: the service was given up, still running */
+    bool back_off;                 /* resign while claiming/draining: no term, then wait */
+    uint64_t hold_until_ms;        /* the key is certainly ours before this (never cleared) */
+    uint64_t release_epoch;        /* RELEASING: the term being released */
+    uint64_t claim_not_before_ms;  /* FOLLOWER after a resign: no claim before this */
     lease_action queue[LEASE_QUEUE_MAX];
     unsigned q_head, q_len;
 } lease;
@@ -140,6 +172,11 @@ void lease_init(lease *l, const lease_config *cfg, const char *token, uint64_t s
 /* Starts campaigning: the first claim is due at once (when connected). */
 void lease_start(lease *l, uint64_t now_ms);
 
+/* Starts observing instead: the key is read (LEASE_SEND_QUERY) at once, then
+ * again when its holder's TTL runs out, at least every retry_interval_ms;
+ * LEADER_CHANGED reports every change.  Never claims. */
+void lease_observe(lease *l, uint64_t now_ms);
+
 /* The connection is ready: commands may be sent again. */
 void lease_on_connected(lease *l, uint64_t now_ms);
 
@@ -151,6 +188,14 @@ void lease_on_disconnected(lease *l, uint64_t now_ms, bool by_peer);
 void lease_on_acquire(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply *r);
 void lease_on_renew(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply *r);
 void lease_on_release(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply *r);
+void lease_on_query(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply *r);
+
+/* A message on the key's events channel.  It is news, never proof: it only
+ * reports a change and hastens the next claim (after `released`) or renewal
+ * (a leader that hears of another's election); only the key decides who
+ * leads. */
+void lease_on_event(lease *l, uint64_t now_ms, lease_event_kind kind, const char *token,
+                    size_t token_len, uint64_t epoch);
 
 /* Timers: claims, renewals, the renew deadline and the end of valid_until. */
 void lease_tick(lease *l, uint64_t now_ms);
@@ -167,6 +212,11 @@ void lease_stop(lease *l, uint64_t now_ms);
 /* The service of the ended term has stopped (after LEASE_REVOKED). */
 void lease_service_stopped(lease *l, uint64_t now_ms);
 
+/* The service of the ended term will not stop and was given up: the term
+ * ends without a release, so its key lapses with its TTL rather than at
+ * once while the service still runs. */
+void lease_service_abandoned(lease *l, uint64_t now_ms);
+
 /* Pops the next action; false when there is none. */
 bool lease_next_action(lease *l, lease_action *out);
 
@@ -178,6 +228,12 @@ bool lease_is_leader(const lease *l, uint64_t now_ms);
 
 /* valid_until while LEADER, else 0. */
 uint64_t lease_valid_until(const lease *l);
+
+/* The instant before which the key is certainly ours: valid_until while
+ * leader, extended by the renewals of a resigning term; after that the last
+ * such instant (0 before the first term).  What a term started must be
+ * stopped before it. */
+uint64_t lease_hold_until(const lease *l);
 
 lease_state lease_get_state(const lease *l);
 const char *lease_state_name(lease_state s);

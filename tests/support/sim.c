@@ -1,12 +1,14 @@
 /* sim.c — lease machines around one simulated Redis, in simulated time (sim.h).
  *
  * Everything happens in whole milliseconds of sim time.  Messages (connects,
- * commands, replies, closes) travel with a random latency and keep their order
- * within one connection; a message is delivered at the first step at or after
- * its time.  A frozen machine processes nothing, so messages wait for it; a
- * paused Redis holds what reaches it; a partition drops what would cross it.
- * Each machine reads its own clock (offset, rate within +-0.5%), and the
- * lease machine sees only that clock.
+ * commands, replies, closes, events) travel with a random latency and keep
+ * their order within one connection; a message is delivered at the first step
+ * at or after its time.  A frozen machine processes nothing, so messages wait
+ * for it; a paused Redis holds what reaches it; a partition drops what would
+ * cross it, except the stale commands of a connection already given up (they
+ * were sent; whether they arrive was decided when it was given up).  Each
+ * machine reads its own clock (offset, rate within +-0.5%), and the lease
+ * machine sees only that clock.
  */
 #include "sim.h"
 
@@ -17,8 +19,10 @@
 
 #define TOKEN_MAX          32
 #define PENDING_MAX        4
+#define SERVICES_MAX       8   /* per machine: the term's, and abandoned ones still running */
 #define LATENCY_MAX_MS     30  /* usual one-way latency: 1..30 ms */
 #define LATENCY_LARGE_MS   400 /* now and then: 50..400 ms, past the command timeout */
+#define STALE_DELAY_MAX_MS 400 /* a stale command runs up to this much later */
 #define CONNECT_TIMEOUT_MS 1000
 #define EPOCH_TIME_BASE_US 1700000000000000ULL /* Redis TIME at sim time 0 */
 
@@ -29,6 +33,7 @@ typedef enum msg_kind {
     MSG_REFUSED,   /* Redis -> machine: Redis is down */
     MSG_REPLY,     /* Redis -> machine */
     MSG_CLOSED,    /* Redis -> machine: Redis closed the connection */
+    MSG_EVENT,     /* Redis -> machine, on its subscription */
 } msg_kind;
 
 typedef struct msg {
@@ -37,11 +42,14 @@ typedef struct msg {
     bool to_redis;
     msg_kind kind;
     uint32_t conn_id;
+    uint32_t redis_gen;        /* CONNECTED, COMMAND: the Redis run the connection is on */
+    bool stale;                /* COMMAND: its connection was given up */
+    uint32_t stale_delay_ms;   /* COMMAND, stale: still to wait once it reaches Redis */
     lease_action_kind command; /* COMMAND, REPLY */
     uint32_t seq;              /* COMMAND, REPLY */
-    char token[TOKEN_MAX];     /* COMMAND: the sender's token; REPLY: the holder, or "" */
-    int result;                /* REPLY: as lease_reply.result */
-    uint64_t epoch;
+    char token[TOKEN_MAX];     /* COMMAND: the sender's; REPLY: the holder, or ""; EVENT */
+    int result;                /* REPLY: as lease_reply.result; EVENT: lease_event_kind */
+    uint64_t epoch;            /* COMMAND (release), REPLY, EVENT */
     int64_t pttl_ms;
     int error;
 } msg;
@@ -54,35 +62,48 @@ typedef struct pending {
     uint64_t sent_local_ms;
 } pending;
 
+/* A term's service, from ELECTED until it returns. */
+typedef struct service {
+    bool running;
+    uint64_t epoch;
+    bool revoked;        /* REVOKED was emitted for its term */
+    bool resigned;       /* ... with LEASEHOLD_RESIGNED */
+    bool abandoned;      /* lease_service_abandoned() was called for it */
+    uint64_t stop_at;    /* sim time it returns; UINT64_MAX: not asked yet */
+    uint64_t abandon_at; /* sim time the client gives up on it; UINT64_MAX: never */
+} service;
+
 typedef struct machine {
     lease l;
     char token[TOKEN_MAX];
     int64_t clock_ppm;
     uint64_t clock_offset_ms;
-    uint64_t frozen_until, partitioned_until; /* sim time */
+    uint64_t frozen_until, partitioned_until, sub_down_until; /* sim time */
     link_state link;
     uint32_t conn_id;
+    uint32_t conn_gen;     /* the Redis run that accepted the connection */
     uint64_t reconnect_at; /* LINK_DOWN: sim time of the next attempt */
     uint64_t connect_started_local;
     pending pending[PENDING_MAX]; /* commands sent on this connection, oldest first */
     unsigned npending;
-    uint64_t fifo_to_machine, fifo_to_redis; /* last delivery time on this connection */
-    uint64_t service_stop_at;                /* UINT64_MAX: no service is stopping */
-    uint64_t campaign_at;                    /* UINT64_MAX: none planned */
-    bool service_running;                    /* from ELECTED to lease_service_stopped() */
+    uint64_t fifo_to_machine, fifo_to_redis, fifo_events; /* last delivery time */
+    service svc[SERVICES_MAX];
+    uint64_t campaign_at;       /* UINT64_MAX: none planned */
+    uint64_t resign_service_ms; /* UINT64_MAX: none; the next REVOKED's service time */
     bool ever_elected;
     uint64_t bound_local; /* the checker's valid_until, on this machine's clock */
 } machine;
 
 typedef struct redis {
     bool up;
+    uint32_t gen;          /* its run: a restart starts a new one */
     uint64_t up_at;        /* down: when it accepts connections again */
     uint64_t paused_until; /* holds every message until then */
-    uint64_t quiet_until;  /* after a restart: no new freeze or partition before */
+    uint64_t quiet_until;  /* after a restart: no new freeze, partition or resign before */
     bool has_key;
     char value[TOKEN_MAX];
     uint64_t expire_at;
-    uint64_t epoch_counter;              /* {K}:epoch */
+    uint64_t epoch_key;                  /* {K}:epoch, 0: missing */
     uint32_t accepted[SIM_MAX_MACHINES]; /* each machine's connection Redis knows, 0: none */
 } redis;
 
@@ -95,10 +116,11 @@ struct sim {
     redis r;
     msg *q; /* in flight, by delivery time, then by sending order */
     size_t nq, capq;
-    uint64_t last_epoch;
+    uint64_t last_elected_epoch; /* checker: the last epoch ELECTED reported */
+    uint64_t last_redis_epoch;   /* checker: the last epoch Redis handed out */
     sim_stats stats;
     bool violated;
-    char violation[512];
+    char violation[640];
 };
 
 /* ------------------------------------------------------------ randomness */
@@ -169,16 +191,14 @@ static bool cut_off(const sim *s, const machine *m)
     return m->partitioned_until > s->now;
 }
 
-/* Queues mg for delivery `delay` ms from now, after everything sent earlier
- * on the same connection in the same direction. */
-static void post(sim *s, msg *mg, uint64_t delay)
+static bool sub_down(const sim *s, const machine *m)
 {
-    machine *m = &s->m[mg->machine];
-    uint64_t *fifo = mg->to_redis ? &m->fifo_to_redis : &m->fifo_to_machine;
-    mg->at = s->now + delay;
-    if (mg->at < *fifo)
-        mg->at = *fifo;
-    *fifo = mg->at;
+    return m->sub_down_until > s->now;
+}
+
+/* Inserts mg in the queue at mg->at, after everything due at the same time. */
+static void enqueue(sim *s, const msg *mg)
+{
     if (s->nq == s->capq) {
         s->capq = s->capq ? s->capq * 2 : 64;
         s->q = realloc(s->q, s->capq * sizeof *s->q);
@@ -193,6 +213,21 @@ static void post(sim *s, msg *mg, uint64_t delay)
     s->nq++;
 }
 
+/* Queues mg for delivery `delay` ms from now, after everything sent earlier
+ * on the same connection (or subscription) in the same direction. */
+static void post(sim *s, msg *mg, uint64_t delay)
+{
+    machine *m = &s->m[mg->machine];
+    uint64_t *fifo = mg->kind == MSG_EVENT ? &m->fifo_events
+                     : mg->to_redis        ? &m->fifo_to_redis
+                                           : &m->fifo_to_machine;
+    mg->at = s->now + delay;
+    if (mg->at < *fifo)
+        mg->at = *fifo;
+    *fifo = mg->at;
+    enqueue(s, mg);
+}
+
 /* ----------------------------------------------------------------- Redis */
 
 static void redis_expire(sim *s)
@@ -201,12 +236,83 @@ static void redis_expire(sim *s)
         s->r.has_key = false;
 }
 
+/* PUBLISH on the events channel: each subscription that is up gets it with
+ * its own latency; one that is down (or cut off) misses it. */
+static void publish(sim *s, lease_event_kind kind, uint64_t epoch, const char *token)
+{
+    for (unsigned i = 0; i < s->o.machines; i++) {
+        machine *m = &s->m[i];
+        if (sub_down(s, m) || cut_off(s, m)) {
+            s->stats.events_lost++;
+            continue;
+        }
+        msg ev = {.machine = i, .kind = MSG_EVENT, .result = (int)kind, .epoch = epoch};
+        snprintf(ev.token, sizeof ev.token, "%s", token);
+        post(s, &ev, latency(s));
+    }
+}
+
+/* The acquire script: the epoch is read first, then SET NX PX; on success
+ * epoch = max(last + 1, TIME in us), stored and published; on failure
+ * {GET K, PTTL K, GET K:epoch}. */
+static void redis_acquire(sim *s, const msg *cmd, msg *reply)
+{
+    redis *r = &s->r;
+    uint64_t last = r->epoch_key;
+    if (r->has_key) {
+        reply->result = LEASE_ACQUIRE_HELD;
+        snprintf(reply->token, sizeof reply->token, "%s", r->value);
+        reply->pttl_ms = (int64_t)(r->expire_at - s->now);
+        reply->epoch = last;
+        return;
+    }
+    uint64_t time_us = EPOCH_TIME_BASE_US + s->now * 1000;
+    uint64_t epoch = last + 1 > time_us ? last + 1 : time_us;
+    if ((s->o.checks & SIM_CHECK_EPOCHS) && epoch <= s->last_redis_epoch)
+        violate(s, "Redis handed out epoch %llu, not above the last one %llu",
+                (unsigned long long)epoch, (unsigned long long)s->last_redis_epoch);
+    s->last_redis_epoch = epoch;
+    r->has_key = true;
+    snprintf(r->value, sizeof r->value, "%s", cmd->token);
+    r->expire_at = s->now + s->o.lease.lease_ms;
+    r->epoch_key = epoch;
+    reply->result = LEASE_ACQUIRED;
+    reply->epoch = epoch;
+    if (cmd->stale)
+        s->stats.ghost_claims++;
+    publish(s, LEASE_EVENT_ELECTED, epoch, cmd->token);
+}
+
+/* The release script: DEL only when the key holds the token and the epoch
+ * key the term's epoch (the token alone with SIM_BUG_RELEASE_TOKEN_ONLY). */
+static void redis_release(sim *s, const msg *cmd, msg *reply)
+{
+    redis *r = &s->r;
+    bool token = r->has_key && strcmp(r->value, cmd->token) == 0;
+    bool epoch = r->epoch_key == cmd->epoch;
+    if (token && !epoch)
+        s->stats.stale_releases++;
+    if (!token || !(epoch || s->o.bug == SIM_BUG_RELEASE_TOKEN_ONLY)) {
+        reply->result = 0;
+        return;
+    }
+    /* The key's epoch is the epoch key's: only the acquire sets either. */
+    if ((s->o.checks & SIM_CHECK_RELEASE) && r->epoch_key != cmd->epoch)
+        violate(s,
+                "a%s release for epoch %llu deleted the key holding %s with epoch %llu (sent "
+                "by machine %u)",
+                cmd->stale ? " stale" : "", (unsigned long long)cmd->epoch, r->value,
+                (unsigned long long)r->epoch_key, cmd->machine);
+    r->has_key = false;
+    reply->result = 1;
+    publish(s, LEASE_EVENT_RELEASED, cmd->epoch, cmd->token);
+}
+
 /* Runs one command as the Lua scripts do, atomically, and fills the reply. */
 static void redis_execute(sim *s, const msg *cmd, msg *reply)
 {
     redis *r = &s->r;
     redis_expire(s);
-    bool ours = r->has_key && strcmp(r->value, cmd->token) == 0;
     if (one_in(s, 500)) { /* an error reply, the script not run */
         reply->error = LEASEHOLD_EREDIS;
         reply->result = cmd->command == LEASE_SEND_ACQUIRE ? LEASE_ACQUIRE_FAILED
@@ -216,37 +322,21 @@ static void redis_execute(sim *s, const msg *cmd, msg *reply)
     }
     switch (cmd->command) {
     case LEASE_SEND_ACQUIRE:
-        if (!r->has_key) {
-            uint64_t time_us = EPOCH_TIME_BASE_US + s->now * 1000;
-            r->has_key = true;
-            snprintf(r->value, sizeof r->value, "%s", cmd->token);
-            r->expire_at = s->now + s->o.lease.lease_ms;
-            r->epoch_counter = r->epoch_counter + 1 > time_us ? r->epoch_counter + 1 : time_us;
-            reply->result = LEASE_ACQUIRED;
-            reply->epoch = r->epoch_counter;
-        } else {
-            reply->result = LEASE_ACQUIRE_HELD;
-            snprintf(reply->token, sizeof reply->token, "%s", r->value);
-            reply->pttl_ms = (int64_t)(r->expire_at - s->now);
-            reply->epoch = r->epoch_counter;
-        }
+        redis_acquire(s, cmd, reply);
         break;
     case LEASE_SEND_RENEW:
-        if (ours) {
+        if (r->has_key && strcmp(r->value, cmd->token) == 0) {
             r->expire_at = s->now + s->o.lease.lease_ms;
             reply->result = LEASE_RENEWED;
         } else if (r->has_key) {
             reply->result = LEASE_RENEW_HELD;
             snprintf(reply->token, sizeof reply->token, "%s", r->value);
-            reply->epoch = r->epoch_counter;
         } else {
             reply->result = LEASE_RENEW_MISSING;
         }
         break;
     default:
-        reply->result = ours;
-        if (ours)
-            r->has_key = false;
+        redis_release(s, cmd, reply);
         break;
     }
 }
@@ -264,7 +354,24 @@ static void redis_receive(sim *s, const msg *in)
     if (in->kind == MSG_CONNECT) {
         s->r.accepted[in->machine] = in->conn_id;
         out.kind = MSG_CONNECTED;
+        out.redis_gen = s->r.gen;
         post(s, &out, latency(s));
+        return;
+    }
+    if (in->stale) {
+        /* A connection its client gave up: what it sent still runs, unless
+         * Redis restarted since, and nobody reads the reply. */
+        if (in->stale_delay_ms) {
+            msg later = *in;
+            later.at = s->now + in->stale_delay_ms;
+            later.stale_delay_ms = 0;
+            enqueue(s, &later);
+            return;
+        }
+        if (in->redis_gen != s->r.gen)
+            return;
+        s->stats.stale_run++;
+        redis_execute(s, in, &out);
         return;
     }
     if (s->r.accepted[in->machine] != in->conn_id)
@@ -278,14 +385,101 @@ static void redis_receive(sim *s, const msg *in)
 
 /* -------------------------------------------------------------- machines */
 
+/* How long a service takes to return once told to stop.  Some never do in
+ * time: past stop_timeout_ms the client abandons them. */
 static uint64_t service_stop_delay(sim *s)
 {
     uint64_t dice = rnd(s, 100);
+    uint64_t timeout = s->o.lease.stop_timeout_ms;
     if (dice < 70)
         return rnd(s, 20);
-    if (dice < 95)
+    if (dice < 90)
         return rnd(s, 300);
-    return rnd(s, 1500);
+    if (dice < 96)
+        return rnd(s, timeout + 1);
+    return timeout + 1 + rnd(s, 2 * (uint64_t)s->o.lease.lease_ms);
+}
+
+static service *running_service(machine *m, uint64_t epoch)
+{
+    for (unsigned k = 0; k < SERVICES_MAX; k++)
+        if (m->svc[k].running && m->svc[k].epoch == epoch)
+            return &m->svc[k];
+    return NULL;
+}
+
+/* The term's service, the one REVOKED is about: running, not yet revoked. */
+static service *term_service(machine *m)
+{
+    for (unsigned k = 0; k < SERVICES_MAX; k++)
+        if (m->svc[k].running && !m->svc[k].revoked)
+            return &m->svc[k];
+    return NULL;
+}
+
+static void start_service(sim *s, unsigned i, uint64_t epoch)
+{
+    machine *m = &s->m[i];
+    if (term_service(m)) {
+        violate(s, "machine %u got ELECTED while the service of its last term was not revoked", i);
+        return;
+    }
+    for (unsigned k = 0; k < SERVICES_MAX; k++) {
+        if (!m->svc[k].running) {
+            m->svc[k] = (service){
+                .running = true, .epoch = epoch, .stop_at = UINT64_MAX, .abandon_at = UINT64_MAX};
+            return;
+        }
+    }
+    violate(s, "sim: machine %u runs more than %d services", i, SERVICES_MAX);
+}
+
+/* REVOKED: the service is told to stop.  It returns after its stop delay,
+ * or, when that is longer than stop_timeout_ms, the client abandons it then
+ * and it keeps running until it returns. */
+static void stop_service(sim *s, unsigned i, leasehold_reason reason)
+{
+    machine *m = &s->m[i];
+    service *sv = term_service(m);
+    if (!sv) {
+        violate(s, "machine %u got REVOKED without a running term", i);
+        return;
+    }
+    uint64_t delay = service_stop_delay(s);
+    if (m->resign_service_ms != UINT64_MAX) {
+        delay = m->resign_service_ms;
+        m->resign_service_ms = UINT64_MAX;
+    }
+    sv->revoked = true;
+    sv->resigned = reason == LEASEHOLD_RESIGNED;
+    sv->stop_at = s->now + delay;
+    if (delay > s->o.lease.stop_timeout_ms)
+        sv->abandon_at = s->now + s->o.lease.stop_timeout_ms;
+}
+
+/* A release is checked against the services still running: the term it
+ * names must have stopped (or the key must not be released at all when it
+ * was abandoned). */
+static void check_release(sim *s, unsigned i, uint64_t epoch)
+{
+    const service *sv = running_service(&s->m[i], epoch);
+    if (!sv || !(s->o.checks & SIM_CHECK_RELEASE))
+        return;
+    violate(s, "machine %u released epoch %llu while the term's service still runs%s", i,
+            (unsigned long long)epoch,
+            sv->abandoned ? " (lease_service_abandoned() was called: the key must lapse)" : "");
+}
+
+/* Faults aimed where stale commands matter: now and then Redis stalls just
+ * as a claim or a release is sent, so that it times out and its connection
+ * is given up while the command may still run. */
+static void stall_at_send(sim *s, lease_action_kind kind)
+{
+    uint64_t lease_ms = s->o.lease.lease_ms;
+    if (kind == LEASE_SEND_ACQUIRE && one_in(s, 50))
+        sim_redis_pause(s, 20 + rnd(s, lease_ms / 2));
+    else if (kind == LEASE_SEND_RELEASE && one_in(s, 4))
+        sim_redis_pause(s, 20 + rnd(s, 2 * lease_ms));
 }
 
 /* Performs the actions of the last input, as the client's loop does. */
@@ -294,8 +488,11 @@ static void drain(sim *s, unsigned i)
     machine *m = &s->m[i];
     uint64_t local = local_now(m, s->now);
     lease_action a;
-    while (lease_next_action(&m->l, &a)) {
+    while (!s->violated && lease_next_action(&m->l, &a)) {
         switch (a.kind) {
+        case LEASE_SEND_QUERY:
+            violate(s, "machine %u, a candidate, sent an observer's query", i);
+            return;
         case LEASE_SEND_ACQUIRE:
         case LEASE_SEND_RENEW:
         case LEASE_SEND_RELEASE: {
@@ -307,17 +504,19 @@ static void drain(sim *s, unsigned i)
                 violate(s, "machine %u sent a second command while one is in flight", i);
                 return;
             }
-            if (a.kind == LEASE_SEND_RELEASE && m->service_running) {
-                violate(s, "machine %u released the lease while its service still runs", i);
-                return;
-            }
+            if (a.kind == LEASE_SEND_RELEASE)
+                check_release(s, i, a.epoch);
+            if (s->o.faults)
+                stall_at_send(s, a.kind);
             m->pending[m->npending++] = (pending){a.seq, a.kind, local};
             msg cmd = {.machine = i,
                        .to_redis = true,
                        .kind = MSG_COMMAND,
                        .conn_id = m->conn_id,
+                       .redis_gen = m->conn_gen,
                        .command = a.kind,
-                       .seq = a.seq};
+                       .seq = a.seq,
+                       .epoch = a.kind == LEASE_SEND_RELEASE ? a.epoch : 0};
             snprintf(cmd.token, sizeof cmd.token, "%s", m->token);
             post(s, &cmd, latency(s));
             break;
@@ -327,16 +526,16 @@ static void drain(sim *s, unsigned i)
             if (!m->ever_elected)
                 s->stats.distinct_leaders++;
             m->ever_elected = true;
-            m->service_running = true;
             if (!lease_is_leader(&m->l, local))
                 violate(s, "machine %u got ELECTED but is not leader", i);
-            if (a.epoch <= s->last_epoch)
+            if ((s->o.checks & SIM_CHECK_EPOCHS) && a.epoch <= s->last_elected_epoch)
                 violate(s, "machine %u elected with epoch %llu, not above the last one %llu", i,
-                        (unsigned long long)a.epoch, (unsigned long long)s->last_epoch);
-            s->last_epoch = a.epoch;
+                        (unsigned long long)a.epoch, (unsigned long long)s->last_elected_epoch);
+            s->last_elected_epoch = a.epoch;
+            start_service(s, i, a.epoch);
             break;
         case LEASE_REVOKED:
-            m->service_stop_at = s->now + service_stop_delay(s);
+            stop_service(s, i, a.reason);
             break;
         case LEASE_STOPPED:
             m->campaign_at = s->now + 100 + rnd(s, 2000);
@@ -364,9 +563,36 @@ static void after_input(sim *s, unsigned i)
                 (unsigned long long)lease_wake_at(&m->l), (unsigned long long)local);
 }
 
+/* The client gave up on connection conn_id: each command still on its way
+ * is lost, or runs later (its bytes were sent), after up to
+ * STALE_DELAY_MAX_MS more once it reaches Redis. */
+static void strand_commands(sim *s, unsigned i, uint32_t conn_id)
+{
+    size_t k = 0;
+    while (k < s->nq) {
+        msg *mg = &s->q[k];
+        if (mg->machine != i || !mg->to_redis || mg->kind != MSG_COMMAND ||
+            mg->conn_id != conn_id || mg->stale) {
+            k++;
+            continue;
+        }
+        if (one_in(s, 2)) {
+            s->stats.stale_lost++;
+            memmove(&s->q[k], &s->q[k + 1], (s->nq - k - 1) * sizeof *mg);
+            s->nq--;
+            continue;
+        }
+        mg->stale = true;
+        mg->stale_delay_ms = 1 + (uint32_t)rnd(s, STALE_DELAY_MAX_MS);
+        k++;
+    }
+}
+
 static void close_link(sim *s, unsigned i, bool by_peer)
 {
     machine *m = &s->m[i];
+    if (!by_peer)
+        strand_commands(s, i, m->conn_id);
     m->link = LINK_DOWN;
     m->npending = 0;
     m->reconnect_at = s->now + 20 + rnd(s, 80);
@@ -426,12 +652,24 @@ static void machine_receive(sim *s, const msg *in)
 {
     unsigned i = in->machine;
     machine *m = &s->m[i];
+    if (in->kind == MSG_EVENT) {
+        if (sub_down(s, m)) {
+            s->stats.events_lost++;
+            return;
+        }
+        s->stats.events++;
+        lease_on_event(&m->l, local_now(m, s->now), (lease_event_kind)in->result, in->token,
+                       strlen(in->token), in->epoch);
+        after_input(s, i);
+        return;
+    }
     if (in->conn_id != m->conn_id)
         return; /* an old connection's */
     switch (in->kind) {
     case MSG_CONNECTED:
         if (m->link == LINK_CONNECTING) {
             m->link = LINK_UP;
+            m->conn_gen = in->redis_gen;
             lease_on_connected(&m->l, local_now(m, s->now));
             after_input(s, i);
         }
@@ -456,13 +694,14 @@ static void machine_receive(sim *s, const msg *in)
 }
 
 /* Delivers what is due.  Messages for a frozen machine or a paused Redis
- * wait in place (order kept); those across a partition are dropped. */
+ * wait in place (order kept); those across a partition are dropped, except
+ * stale commands. */
 static void deliver(sim *s)
 {
     size_t i = 0;
     while (!s->violated && i < s->nq && s->q[i].at <= s->now) {
         const machine *m = &s->m[s->q[i].machine];
-        bool cut = cut_off(s, m);
+        bool cut = cut_off(s, m) && !s->q[i].stale;
         bool wait = s->q[i].to_redis ? s->r.up && s->r.paused_until > s->now : frozen(s, m);
         if (wait && !cut) {
             i++;
@@ -471,8 +710,11 @@ static void deliver(sim *s)
         msg mg = s->q[i];
         memmove(&s->q[i], &s->q[i + 1], (s->nq - i - 1) * sizeof mg);
         s->nq--;
-        if (cut)
+        if (cut) {
+            if (mg.kind == MSG_EVENT)
+                s->stats.events_lost++;
             continue;
+        }
         if (mg.to_redis)
             redis_receive(s, &mg);
         else
@@ -492,19 +734,37 @@ static void new_campaign(sim *s, unsigned i)
     after_input(s, i);
 }
 
-/* The machine's own timers: its service, its connection, its lease. */
+/* The services' ends and abandonments that are due. */
+static void service_timers(sim *s, unsigned i)
+{
+    machine *m = &s->m[i];
+    for (unsigned k = 0; k < SERVICES_MAX && !s->violated; k++) {
+        service *sv = &m->svc[k];
+        if (!sv->running)
+            continue;
+        if (sv->stop_at <= s->now) {
+            sv->running = false;
+            if (!sv->abandoned) {
+                lease_service_stopped(&m->l, local_now(m, s->now));
+                after_input(s, i);
+            }
+        } else if (sv->abandon_at <= s->now && !sv->abandoned) {
+            sv->abandoned = true;
+            s->stats.abandons++;
+            lease_service_abandoned(&m->l, local_now(m, s->now));
+            after_input(s, i);
+        }
+    }
+}
+
+/* The machine's own timers: its services, its connection, its lease. */
 static void machine_timers(sim *s, unsigned i)
 {
     machine *m = &s->m[i];
     if (frozen(s, m))
         return;
+    service_timers(s, i);
     uint64_t local = local_now(m, s->now);
-    if (m->service_stop_at <= s->now) {
-        m->service_stop_at = UINT64_MAX;
-        m->service_running = false;
-        lease_service_stopped(&m->l, local);
-        after_input(s, i);
-    }
     if (m->campaign_at <= s->now) {
         m->campaign_at = UINT64_MAX;
         new_campaign(s, i);
@@ -545,11 +805,17 @@ static unsigned pick_machine(sim *s)
     return (unsigned)rnd(s, s->o.machines);
 }
 
+/* A frozen process's subscription is dropped by Redis now and then (its
+ * output buffer overflows); otherwise its events wait for it. */
 void sim_freeze(sim *s, unsigned index, uint64_t ms)
 {
     machine *m = &s->m[index];
     if (m->frozen_until < s->now + ms)
         m->frozen_until = s->now + ms;
+    if (one_in(s, 2) && m->sub_down_until < m->frozen_until + 1) {
+        m->sub_down_until = m->frozen_until + 1 + rnd(s, 200);
+        s->stats.sub_drops++;
+    }
     s->stats.freezes++;
 }
 
@@ -568,6 +834,30 @@ void sim_redis_pause(sim *s, uint64_t ms)
     s->stats.pauses++;
 }
 
+bool sim_resign(sim *s, unsigned index, uint64_t service_ms)
+{
+    machine *m = &s->m[index];
+    if (frozen(s, m))
+        return false;
+    m->resign_service_ms = service_ms;
+    s->stats.resigns++;
+    lease_resign(&m->l, local_now(m, s->now));
+    after_input(s, index);
+    m->resign_service_ms = UINT64_MAX; /* only for the term this resign ended */
+    return true;
+}
+
+/* True while a term ended by a resign holds its key for a service that still
+ * runs: what the resign hold promises. */
+static bool resign_holds(const sim *s, const machine *m)
+{
+    for (unsigned k = 0; k < SERVICES_MAX; k++)
+        if (m->svc[k].running && m->svc[k].resigned &&
+            local_now(m, s->now) < lease_hold_until(&m->l))
+            return true;
+    return false;
+}
+
 /* Every leader must hear the close before Redis comes back (see sim.h).  The
  * close travels on the connection after what is already on it; a leader
  * with nothing in flight has nothing ahead of it, so it hears the close
@@ -578,6 +868,8 @@ bool sim_redis_restart(sim *s)
         return false;
     for (unsigned i = 0; i < s->o.machines; i++) {
         const machine *m = &s->m[i];
+        if (resign_holds(s, m))
+            return false;
         if (m->l.state != LEASE_LEADER)
             continue;
         if (frozen(s, m) || cut_off(s, m) || m->link != LINK_UP || m->npending ||
@@ -595,8 +887,9 @@ bool sim_redis_restart(sim *s)
         s->r.accepted[i] = 0;
     }
     s->r.up = false;
+    s->r.gen++;
     s->r.has_key = false;
-    s->r.epoch_counter = 0;
+    s->r.epoch_key = 0;
     s->r.paused_until = 0;
     s->r.up_at = last + 1 + rnd(s, 500);
     s->r.quiet_until = s->r.up_at;
@@ -604,33 +897,42 @@ bool sim_redis_restart(sim *s)
     return true;
 }
 
+/* From a restart until Redis is up again. */
+static bool restarting(const sim *s)
+{
+    return s->now < s->r.quiet_until;
+}
+
 /*
- * Rates per ms, for runs of about 100 s: a dozen partitions and freezes,
- * a few pauses, restarts, resigns and stops.  No freeze or partition starts
- * while Redis restarts (see sim_redis_restart).
+ * Rates per ms, for runs of about 100 s: a dozen partitions, freezes and
+ * dropped subscriptions, a few pauses, restarts, resigns and stops.  No
+ * freeze, partition, resign or stop starts while Redis restarts (see
+ * sim_redis_restart).
  */
 static void inject_faults(sim *s)
 {
     uint32_t lease_ms = s->o.lease.lease_ms;
-    bool quiet = s->now < s->r.quiet_until;
-    if (!quiet && one_in(s, 8000))
+    if (!restarting(s) && one_in(s, 8000))
         sim_partition(s, pick_machine(s), 100 + rnd(s, 3 * (uint64_t)lease_ms));
-    if (!quiet && one_in(s, 8000))
+    if (!restarting(s) && one_in(s, 8000))
         sim_freeze(s, pick_machine(s), rnd(s, 3 * (uint64_t)lease_ms + 1));
+    if (one_in(s, 8000)) {
+        machine *m = &s->m[pick_machine(s)];
+        m->sub_down_until = s->now + 50 + rnd(s, 3 * (uint64_t)lease_ms);
+        s->stats.sub_drops++;
+    }
     if (one_in(s, 25000))
         sim_redis_pause(s, 50 + rnd(s, 2 * (uint64_t)lease_ms));
+    if (one_in(s, 4000)) /* a stall: a slow command, a fork */
+        sim_redis_pause(s, 20 + rnd(s, lease_ms / 3));
     if (one_in(s, 30000))
         sim_redis_restart(s);
-    if (one_in(s, 15000)) {
+    if (!restarting(s) && one_in(s, 15000)) {
         int leader = sim_leader(s);
-        if (leader >= 0 && !frozen(s, &s->m[leader])) {
-            machine *m = &s->m[leader];
-            s->stats.resigns++;
-            lease_resign(&m->l, local_now(m, s->now));
-            after_input(s, (unsigned)leader);
-        }
+        if (leader >= 0)
+            sim_resign(s, (unsigned)leader, service_stop_delay(s));
     }
-    if (one_in(s, 40000)) {
+    if (!restarting(s) && one_in(s, 40000)) {
         unsigned i = (unsigned)rnd(s, s->o.machines);
         machine *m = &s->m[i];
         if (!frozen(s, m) && m->l.state != LEASE_IDLE && !m->l.stopping) {
@@ -646,7 +948,7 @@ static void inject_faults(sim *s)
 static void check(sim *s)
 {
     int leader = -1;
-    for (unsigned i = 0; i < s->o.machines; i++) {
+    for (unsigned i = 0; i < s->o.machines && !s->violated; i++) {
         machine *m = &s->m[i];
         uint64_t local = local_now(m, s->now);
         if (!lease_is_leader(&m->l, local))
@@ -660,6 +962,15 @@ static void check(sim *s)
         if ((s->o.checks & SIM_CHECK_ONE_LEADER) && leader >= 0)
             violate(s, "machines %d and %u are both leader (Redis holds %s)", leader, i,
                     s->r.has_key ? s->r.value : "nothing");
+        for (unsigned j = 0; j < s->o.machines && (s->o.checks & SIM_CHECK_RESIGN_HOLD); j++)
+            if (j != i && resign_holds(s, &s->m[j]))
+                violate(s,
+                        "machine %u is leader while machine %u, which resigned, still runs its "
+                        "service and holds the key until %llu (now %llu on its clock; Redis "
+                        "holds %s)",
+                        i, j, (unsigned long long)lease_hold_until(&s->m[j].l),
+                        (unsigned long long)local_now(&s->m[j], s->now),
+                        s->r.has_key ? s->r.value : "nothing");
         leader = (int)i;
     }
     if (leader >= 0)
@@ -676,7 +987,8 @@ void sim_options_init(sim_options *o, uint64_t seed, unsigned machines)
         .lease = {.lease_ms = 2000,
                   .renew_interval_ms = 300,
                   .retry_interval_ms = 1000,
-                  .renew_deadline_ms = 1500},
+                  .renew_deadline_ms = 1500,
+                  .stop_timeout_ms = 1000},
         .command_timeout_ms = 250,
         .faults = false,
         .bug = SIM_BUG_NONE,
@@ -694,13 +1006,14 @@ sim *sim_new(const sim_options *o)
     s->o = *o;
     s->rng = o->seed;
     s->r.up = true;
+    s->r.gen = 1;
     for (unsigned i = 0; i < o->machines; i++) {
         machine *m = &s->m[i];
         m->clock_ppm = (int64_t)rnd(s, 10001) - 5000;
         m->clock_offset_ms = 1000 + rnd(s, 1000000);
         m->link = LINK_DOWN;
-        m->service_stop_at = UINT64_MAX;
         m->campaign_at = UINT64_MAX;
+        m->resign_service_ms = UINT64_MAX;
         new_campaign(s, i);
     }
     return s;

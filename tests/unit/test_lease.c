@@ -35,7 +35,13 @@ enum input {
     RESIGN,
     STOP,
     SERVICE_STOPPED,
-    CHECK, /* no input: only lease_is_leader(now) is checked */
+    SERVICE_ABANDONED, /* lease_service_abandoned() */
+    OBSERVE,           /* lease_observe() */
+    QUERY_HELD,        /* lease_on_query(LEASE_QUERY_HELD) */
+    QUERY_FREE,        /* lease_on_query(LEASE_QUERY_FREE) */
+    EV_ELECTED,        /* lease_on_event(LEASE_EVENT_ELECTED, holder, epoch) */
+    EV_RELEASED,       /* lease_on_event(LEASE_EVENT_RELEASED, holder, epoch) */
+    CHECK,             /* no input: only lease_is_leader(now) is checked */
 };
 
 #define AT_WAKE UINT64_MAX /* step.now: the instant lease_wake_at() named */
@@ -46,12 +52,14 @@ typedef struct step {
     uint64_t now;
     const char *expect; /* the actions, rendered; NULL for CHECK */
     lease_state state;
-    const char *holder;          /* ACQ_HELD, RENEW_HELD */
+    const char *holder;          /* ACQ_HELD, RENEW_HELD, QUERY_HELD, EV_* */
+    int64_t pttl;                /* ACQ_HELD, QUERY_HELD: the key's PTTL; 0: -1 (none) */
     uint64_t epoch;              /* ACQ_OK, ACQ_HELD, RENEW_HELD */
     int result;                  /* RELEASED: 1, 0 or an error; *_FAILED: the error */
     uint32_t stale;              /* replies: answer the command sent this many sends ago */
     bool leader;                 /* lease_is_leader(now) after the input */
     uint64_t valid_until;        /* when nonzero: lease_valid_until() */
+    uint64_t hold_until;         /* when nonzero: lease_hold_until() */
     uint64_t wake;               /* when nonzero: lease_wake_at() exactly */
     uint64_t wake_min, wake_max; /* when wake_max is nonzero: lease_wake_at() within */
 } step;
@@ -65,7 +73,8 @@ typedef struct scenario {
 static const lease_config cfg = {.lease_ms = 2000,
                                  .renew_interval_ms = 300,
                                  .retry_interval_ms = 1000,
-                                 .renew_deadline_ms = 1500};
+                                 .renew_deadline_ms = 1500,
+                                 .stop_timeout_ms = 1000};
 
 /* drift = 2000/100 + 2 = 22: a command sent at s is ours until s + 1978. */
 
@@ -103,6 +112,9 @@ static void render(lease *l, char *out, size_t size)
         case LEASE_SEND_RELEASE:
             snprintf(one, sizeof one, "release(%llu)", (unsigned long long)a.epoch);
             break;
+        case LEASE_SEND_QUERY:
+            snprintf(one, sizeof one, "query");
+            break;
         case LEASE_ELECTED:
             snprintf(one, sizeof one, "elected(%llu)", (unsigned long long)a.epoch);
             break;
@@ -114,7 +126,8 @@ static void render(lease *l, char *out, size_t size)
                 snprintf(one, sizeof one, "changed(%s,%llu)", a.holder,
                          (unsigned long long)a.epoch);
             else
-                snprintf(one, sizeof one, "changed(-)");
+                snprintf(one, sizeof one, "changed(-:%s:%s)", leasehold_change_name(a.change),
+                         a.ended && a.ended[0] ? a.ended : "?");
             break;
         case LEASE_ERROR:
             snprintf(one, sizeof one, "error(%s)", leasehold_errname(a.error));
@@ -143,6 +156,7 @@ static void feed(lease *l, const step *s, uint64_t now)
         r.holder_len = strlen(s->holder);
     }
     r.epoch = s->epoch;
+    r.pttl_ms = s->pttl ? s->pttl : -1;
     switch (s->in) {
     case START:
         lease_start(l, now);
@@ -190,6 +204,22 @@ static void feed(lease *l, const step *s, uint64_t now)
     case SERVICE_STOPPED:
         lease_service_stopped(l, now);
         break;
+    case SERVICE_ABANDONED:
+        lease_service_abandoned(l, now);
+        break;
+    case OBSERVE:
+        lease_observe(l, now);
+        break;
+    case QUERY_HELD:
+    case QUERY_FREE:
+        r.result = s->in == QUERY_HELD ? LEASE_QUERY_HELD : LEASE_QUERY_FREE;
+        lease_on_query(l, now, seq, &r);
+        break;
+    case EV_ELECTED:
+    case EV_RELEASED:
+        lease_on_event(l, now, s->in == EV_ELECTED ? LEASE_EVENT_ELECTED : LEASE_EVENT_RELEASED,
+                       s->holder, strlen(s->holder), s->epoch);
+        break;
     case CHECK:
         break;
     }
@@ -227,6 +257,9 @@ static void run_scenario(void **state)
         if (s->valid_until && lease_valid_until(&l) != s->valid_until)
             fail_msg("%s, step %zu: valid_until %llu, expected %llu", sc->name, i,
                      (unsigned long long)lease_valid_until(&l), (unsigned long long)s->valid_until);
+        if (s->hold_until && lease_hold_until(&l) != s->hold_until)
+            fail_msg("%s, step %zu: hold_until %llu, expected %llu", sc->name, i,
+                     (unsigned long long)lease_hold_until(&l), (unsigned long long)s->hold_until);
         if (s->wake && wake != s->wake)
             fail_msg("%s, step %zu: wake_at %llu, expected %llu", sc->name, i,
                      (unsigned long long)wake, (unsigned long long)s->wake);
@@ -270,7 +303,8 @@ static const step renew_errors_then_deadline[] = {
     /* the renew sent at 2000 comes back: it only frees the slot */
     {RENEWED, 2510, "", LEASE_DRAINING},
     {SERVICE_STOPPED, 2600, "release(7)", LEASE_RELEASING},
-    {RELEASED, 2610, "changed(-)", LEASE_FOLLOWER, .result = 1, .wake_min = 3360, .wake_max = 3610},
+    {RELEASED, 2610, "changed(-:released:me/1)", LEASE_FOLLOWER, .result = 1, .wake_min = 3360,
+     .wake_max = 3610},
     {TICK, AT_WAKE, "acquire", LEASE_CLAIMING},
 };
 
@@ -280,7 +314,7 @@ static const step drain_waits_for_renew_in_flight[] = {
     {RESIGN, 1310, "revoked(resigned)", LEASE_DRAINING},
     {SERVICE_STOPPED, 1320, "", LEASE_DRAINING},
     {RENEWED, 1330, "release(7)", LEASE_RELEASING},
-    {RELEASED, 1340, "changed(-)", LEASE_FOLLOWER, .result = 1, .wake = 2340},
+    {RELEASED, 1340, "changed(-:released:me/1)", LEASE_FOLLOWER, .result = 1, .wake = 2340},
 };
 
 static const step renew_held_by_another[] = {
@@ -294,7 +328,7 @@ static const step renew_held_by_another[] = {
 static const step renew_missing[] = {
     ELECT,
     {TICK, 1300, "renew", LEASE_LEADER, .leader = true},
-    {RENEW_MISSING, 1310, "revoked(expired) changed(-)", LEASE_DRAINING},
+    {RENEW_MISSING, 1310, "revoked(expired) changed(-:expired:me/1)", LEASE_DRAINING},
     {SERVICE_STOPPED, 1400, "", LEASE_FOLLOWER, .wake_min = 2150, .wake_max = 2400},
 };
 
@@ -333,7 +367,8 @@ static const step slow_acquire_past_valid_until[] = {
     {START, 1000, "", LEASE_FOLLOWER},
     {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
     {ACQ_OK, 2978, "release(7)", LEASE_RELEASING, .epoch = 7},
-    {RELEASED, 2990, "changed(-)", LEASE_FOLLOWER, .result = 1, .wake_min = 3740, .wake_max = 3990},
+    {RELEASED, 2990, "changed(-:released:?)", LEASE_FOLLOWER, .result = 1, .wake_min = 3740,
+     .wake_max = 3990},
 };
 
 /* A reply later than the renew deadline is no term either: it would be
@@ -342,7 +377,7 @@ static const step slow_acquire_past_deadline[] = {
     {START, 1000, "", LEASE_FOLLOWER},
     {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
     {ACQ_OK, 2500, "release(7)", LEASE_RELEASING, .epoch = 7},
-    {RELEASED, 2510, "changed(-)", LEASE_FOLLOWER, .result = 1},
+    {RELEASED, 2510, "changed(-:released:?)", LEASE_FOLLOWER, .result = 1},
 };
 
 static const step slow_acquire_just_in_time[] = {
@@ -359,7 +394,7 @@ static const step stop_while_claiming_wins[] = {
     {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
     {STOP, 1005, "", LEASE_CLAIMING},
     {ACQ_OK, 1010, "release(7)", LEASE_RELEASING, .epoch = 7},
-    {RELEASED, 1020, "changed(-) stopped", LEASE_IDLE, .result = 1, .wake = NO_WAKE},
+    {RELEASED, 1020, "changed(-:released:?) stopped", LEASE_IDLE, .result = 1, .wake = NO_WAKE},
     {STOP, 1030, "", LEASE_IDLE},
     {TICK, 5000, "", LEASE_IDLE},
     {CONNECTED, 5000, "", LEASE_IDLE},
@@ -383,7 +418,7 @@ static const step own_token_seen_as_holder[] = {
     {START, 1000, "", LEASE_FOLLOWER},
     {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
     {ACQ_HELD, 1010, "release(6)", LEASE_RELEASING, .holder = "me/1", .epoch = 6},
-    {RELEASED, 1020, "changed(-) acquire", LEASE_CLAIMING, .result = 1},
+    {RELEASED, 1020, "changed(-:released:?) acquire", LEASE_CLAIMING, .result = 1},
     {ACQ_OK, 1030, "changed(me/1,8) elected(8)", LEASE_LEADER, .epoch = 8, .leader = true,
      .valid_until = 1020 + 1978},
 };
@@ -443,9 +478,57 @@ static const step resign_as_leader[] = {
     {RESIGN, 1150, "", LEASE_DRAINING},
     {SERVICE_STOPPED, 1200, "release(7)", LEASE_RELEASING},
     /* the next claim waits a whole retry interval, so another is preferred */
-    {RELEASED, 1210, "changed(-)", LEASE_FOLLOWER, .result = 1, .wake = 2210},
+    {RELEASED, 1210, "changed(-:released:me/1)", LEASE_FOLLOWER, .result = 1, .wake = 2210},
     {TICK, 2209, "", LEASE_FOLLOWER},
     {TICK, 2210, "acquire", LEASE_CLAIMING},
+};
+
+/* A resigning leader keeps its key renewed (while no longer leader) until
+ * its service has stopped, for stop_timeout_ms at most, then releases it:
+ * the service and a successor never overlap. */
+static const step resign_holds_key_while_service_stops[] = {
+    ELECT,
+    {RESIGN, 1100, "revoked(resigned)", LEASE_DRAINING, .hold_until = 2978, .wake = 1300},
+    {TICK, 1300, "renew", LEASE_DRAINING, .wake = NO_WAKE},
+    {RENEWED, 1310, "", LEASE_DRAINING, .hold_until = 3278, .wake = 1600},
+    {TICK, 1600, "renew", LEASE_DRAINING},
+    {RENEWED, 1605, "", LEASE_DRAINING, .hold_until = 3578, .wake = 1900},
+    {TICK, 1900, "renew", LEASE_DRAINING},
+    {RENEWED, 1905, "", LEASE_DRAINING, .hold_until = 3878, .wake = 2200},
+    /* stop_timeout_ms (1000) after the resign: renewing ends, the key lapses */
+    {TICK, 2200, "", LEASE_DRAINING, .hold_until = 3878, .wake = NO_WAKE},
+    {SERVICE_STOPPED, 2500, "release(7)", LEASE_RELEASING},
+    {RELEASED, 2510, "changed(-:released:me/1)", LEASE_FOLLOWER, .result = 1, .wake = 3510},
+};
+
+/* A renewal that finds the key gone ends the holding at once. */
+static const step resign_hold_ends_when_key_lost[] = {
+    ELECT,
+    {RESIGN, 1100, "revoked(resigned)", LEASE_DRAINING, .wake = 1300},
+    {TICK, 1300, "renew", LEASE_DRAINING},
+    {RENEW_MISSING, 1310, "", LEASE_DRAINING, .wake = NO_WAKE},
+};
+
+/* A resign while a claim is in flight: if the claim wins, the key is given
+ * back without a term, and the next claim waits a retry interval. */
+static const step resign_while_claiming[] = {
+    {START, 1000, "", LEASE_FOLLOWER},
+    {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
+    {RESIGN, 1005, "", LEASE_CLAIMING},
+    {ACQ_OK, 1010, "release(7)", LEASE_RELEASING, .epoch = 7},
+    {RELEASED, 1020, "changed(-:released:?)", LEASE_FOLLOWER, .result = 1, .wake = 2020},
+};
+
+/* A service that was abandoned still runs: no release, the key lapses. */
+static const step abandoned_service_keeps_key_unreleased[] = {
+    ELECT,
+    {DISC_PEER, 1100, "revoked(disconnected)", LEASE_DRAINING},
+    {CONNECTED, 1150, "", LEASE_DRAINING},
+    {SERVICE_ABANDONED, 1200, "", LEASE_FOLLOWER, .wake_min = 1950, .wake_max = 2200},
+    /* its own key, of that term, is seen again: still not released */
+    {TICK, AT_WAKE, "acquire", LEASE_CLAIMING},
+    {ACQ_HELD, 2210, "", LEASE_FOLLOWER, .holder = "me/1", .epoch = 7, .pttl = 700,
+     .wake_min = 2911, .wake_max = 2916},
 };
 
 static const step resign_as_follower[] = {
@@ -462,7 +545,7 @@ static const step stop_as_leader[] = {
     {STOP, 1100, "revoked(resigned)", LEASE_DRAINING},
     {STOP, 1150, "", LEASE_DRAINING},
     {SERVICE_STOPPED, 1200, "release(7)", LEASE_RELEASING},
-    {RELEASED, 1210, "changed(-) stopped", LEASE_IDLE, .result = 1},
+    {RELEASED, 1210, "changed(-:released:me/1) stopped", LEASE_IDLE, .result = 1},
     {STOP, 1220, "", LEASE_IDLE},
 };
 
@@ -507,6 +590,97 @@ static const step holder_reported_on_change_only[] = {
     {ACQ_HELD, 4000, "changed(other/2,6)", LEASE_FOLLOWER, .holder = "other/2", .epoch = 6},
     {TICK, AT_WAKE, "acquire", LEASE_CLAIMING},
     {ACQ_HELD, 5500, "changed(other/3,6)", LEASE_FOLLOWER, .holder = "other/3", .epoch = 6},
+};
+
+/* A failed claim learns when the key expires: a holder that stops renewing
+ * is replaced at once; a healthy one is asked again one retry interval later
+ * (never sooner: that is an idle follower's whole cost). */
+static const step claims_timed_by_pttl[] = {
+    {START, 1000, "", LEASE_FOLLOWER},
+    {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
+    {ACQ_HELD, 1010, "changed(other/2,5)", LEASE_FOLLOWER, .holder = "other/2", .epoch = 5,
+     .pttl = 1900, .wake = 2010},
+    {TICK, 2010, "acquire", LEASE_CLAIMING},
+    {ACQ_HELD, 2012, "", LEASE_FOLLOWER, .holder = "other/2", .epoch = 5, .pttl = 400,
+     .wake_min = 2413, .wake_max = 2418},
+    {TICK, AT_WAKE, "acquire", LEASE_CLAIMING},
+    {ACQ_OK, 2420, "changed(me/1,6) elected(6)", LEASE_LEADER, .epoch = 6, .leader = true},
+};
+
+/* `released` makes a follower claim at once; `elected` reports the holder;
+ * neither decides anything by itself. */
+static const step events_hasten_claims[] = {
+    {START, 1000, "", LEASE_FOLLOWER},
+    {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
+    {ACQ_HELD, 1010, "changed(other/2,5)", LEASE_FOLLOWER, .holder = "other/2", .epoch = 5,
+     .pttl = 1900, .wake = 2010},
+    {EV_ELECTED, 1100, "", LEASE_FOLLOWER, .holder = "other/2", .epoch = 5, .wake = 2010},
+    {EV_RELEASED, 1200, "changed(-:released:other/2) acquire", LEASE_CLAIMING, .holder = "other/2",
+     .epoch = 5},
+    {ACQ_HELD, 1202, "changed(other/3,6)", LEASE_FOLLOWER, .holder = "other/3", .epoch = 6,
+     .pttl = 1999, .wake = 2202},
+    /* a stale release, for a term that is over, changes nothing */
+    {EV_RELEASED, 1300, "", LEASE_FOLLOWER, .holder = "other/2", .epoch = 5, .wake = 2202},
+};
+
+/* A leader that hears of another's election renews at once: the key's
+ * answer, not the message, ends its term. */
+static const step leader_hears_another_elected[] = {
+    ELECT,
+    {EV_ELECTED, 1100, "changed(other/2,9) renew", LEASE_LEADER, .holder = "other/2", .epoch = 9,
+     .leader = true},
+    {RENEW_HELD, 1105, "revoked(lost)", LEASE_DRAINING, .holder = "other/2", .epoch = 9},
+};
+
+/* An observer reads the key and reports every change, never claims. */
+static const step observer_reports_changes[] = {
+    {OBSERVE, 1000, "", LEASE_FOLLOWER},
+    {CONNECTED, 1000, "query", LEASE_CLAIMING},
+    {QUERY_HELD, 1010, "changed(other/2,5)", LEASE_FOLLOWER, .holder = "other/2", .epoch = 5,
+     .pttl = 300, .wake_min = 1311, .wake_max = 1316},
+    {TICK, AT_WAKE, "query", LEASE_CLAIMING},
+    {QUERY_FREE, 1320, "changed(-:expired:other/2)", LEASE_FOLLOWER, .wake = 2320},
+    {EV_ELECTED, 1400, "changed(other/3,6)", LEASE_FOLLOWER, .holder = "other/3", .epoch = 6},
+    {EV_RELEASED, 1500, "changed(-:released:other/3) query", LEASE_CLAIMING, .holder = "other/3",
+     .epoch = 6},
+    {QUERY_FREE, 1502, "", LEASE_FOLLOWER, .wake = 2502},
+    {STOP, 1600, "stopped", LEASE_IDLE, .wake = NO_WAKE},
+};
+
+/* Replies and events come on two connections, in no fixed order: epochs
+ * put them in order, and an observation older than what is known is no news. */
+static const step stale_observations_ignored[] = {
+    {OBSERVE, 1000, "", LEASE_FOLLOWER},
+    {CONNECTED, 1000, "query", LEASE_CLAIMING},
+    /* the announcement of term 5 overtakes the answer to a read made before it */
+    {EV_ELECTED, 1001, "changed(other/2,5)", LEASE_CLAIMING, .holder = "other/2", .epoch = 5},
+    {QUERY_FREE, 1002, "", LEASE_FOLLOWER, .epoch = 4},
+    /* a release of an earlier term of the same token */
+    {EV_RELEASED, 1003, "", LEASE_FOLLOWER, .holder = "other/2", .epoch = 3},
+    {EV_RELEASED, 1004, "changed(-:released:other/2) query", LEASE_CLAIMING, .holder = "other/2",
+     .epoch = 5},
+    /* once term 5 is known over, its late announcement is no news either */
+    {EV_ELECTED, 1005, "", LEASE_CLAIMING, .holder = "other/2", .epoch = 5},
+};
+
+/* Our own announcement can arrive before the reply to our claim. */
+static const step own_election_announced_first[] = {
+    {START, 1000, "", LEASE_FOLLOWER},
+    {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
+    {EV_ELECTED, 1004, "changed(me/1,7)", LEASE_CLAIMING, .holder = "me/1", .epoch = 7},
+    {ACQ_OK, 1005, "elected(7)", LEASE_LEADER, .epoch = 7, .leader = true},
+};
+
+/* A follower that just resigned lets the others claim first, even when it
+ * hears a release. */
+static const step resigned_follower_waits_on_release[] = {
+    ELECT,
+    {RESIGN, 1100, "revoked(resigned)", LEASE_DRAINING},
+    {SERVICE_STOPPED, 1200, "release(7)", LEASE_RELEASING},
+    {RELEASED, 1210, "changed(-:released:me/1)", LEASE_FOLLOWER, .result = 1, .wake = 2210},
+    {EV_ELECTED, 1220, "changed(other/2,8)", LEASE_FOLLOWER, .holder = "other/2", .epoch = 8},
+    {EV_RELEASED, 1300, "changed(-:released:other/2)", LEASE_FOLLOWER, .holder = "other/2",
+     .epoch = 8, .wake = 2210},
 };
 
 static const step claim_due_while_disconnected[] = {
@@ -554,6 +728,17 @@ static const scenario scenarios[] = {
     SCENARIO(acquire_failed),
     SCENARIO(holder_reported_on_change_only),
     SCENARIO(claim_due_while_disconnected),
+    SCENARIO(claims_timed_by_pttl),
+    SCENARIO(stale_observations_ignored),
+    SCENARIO(own_election_announced_first),
+    SCENARIO(resigned_follower_waits_on_release),
+    SCENARIO(resign_holds_key_while_service_stops),
+    SCENARIO(resign_hold_ends_when_key_lost),
+    SCENARIO(resign_while_claiming),
+    SCENARIO(abandoned_service_keeps_key_unreleased),
+    SCENARIO(events_hasten_claims),
+    SCENARIO(leader_hears_another_elected),
+    SCENARIO(observer_reports_changes),
 };
 
 /* ------------------------------------------------------------ config check */

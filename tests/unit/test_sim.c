@@ -1,5 +1,7 @@
 /* test_sim.c — the election in simulation: safety after every step, under
- * faults, for several seeds; and proof that the checker can fail.
+ * faults (stale commands, lost events, abandoned services included), for
+ * several seeds; the resign hold in two directed runs; and proof that the
+ * checker can fail (broken machines, a Redis whose release ignores the epoch).
  *
  * LEASEHOLD_SIM_SEED=n runs only seed n in the fault tests (the default
  * timings with 3 + n % 5 machines, and the short lease with 5);
@@ -33,14 +35,20 @@ static void print_stats(const sim_options *o, const sim_stats *st)
 {
     print_message("seed %llu, %u machines: %llu ms, %llu elections by %u machines, leader "
                   "%llu%% of the time; %llu partitions, %llu freezes, %llu pauses, %llu "
-                  "restarts, %llu resigns, %llu stops, %llu timeouts, %llu errors\n",
+                  "restarts, %llu resigns, %llu stops, %llu abandons, %llu timeouts (%llu stale "
+                  "commands run, %llu lost; %llu ghost claims, %llu stale releases), %llu events "
+                  "(%llu lost, %llu dropped subscriptions), %llu errors\n",
                   (unsigned long long)o->seed, o->machines, (unsigned long long)st->steps,
                   (unsigned long long)st->elections, st->distinct_leaders,
                   (unsigned long long)(st->steps ? st->leader_ms * 100 / st->steps : 0),
                   (unsigned long long)st->partitions, (unsigned long long)st->freezes,
                   (unsigned long long)st->pauses, (unsigned long long)st->restarts,
                   (unsigned long long)st->resigns, (unsigned long long)st->stops,
-                  (unsigned long long)st->timeouts, (unsigned long long)st->errors);
+                  (unsigned long long)st->abandons, (unsigned long long)st->timeouts,
+                  (unsigned long long)st->stale_run, (unsigned long long)st->stale_lost,
+                  (unsigned long long)st->ghost_claims, (unsigned long long)st->stale_releases,
+                  (unsigned long long)st->events, (unsigned long long)st->events_lost,
+                  (unsigned long long)st->sub_drops, (unsigned long long)st->errors);
 }
 
 /* Runs one seeded simulation with faults and checks safety and progress. */
@@ -101,7 +109,8 @@ static void test_faults_short_lease(void **state)
         o.lease = (lease_config){.lease_ms = 500,
                                  .renew_interval_ms = 100,
                                  .retry_interval_ms = 250,
-                                 .renew_deadline_ms = 350};
+                                 .renew_deadline_ms = 350,
+                                 .stop_timeout_ms = 250};
         o.command_timeout_ms = 60;
         run_with_faults(&o, steps);
     }
@@ -136,8 +145,6 @@ static void test_restart_hands_over(void **state)
         assert_true(sim_step(s));
         assert_true(++tries < 1000);
     }
-    assert_true(sim_run(s, 200));
-    assert_int_equal(sim_leader(s), -1);
     if (!sim_run(s, 10000))
         fail_msg("%s", sim_violation(s));
     assert_int_equal(sim_get_stats(s)->elections, 2);
@@ -179,29 +186,96 @@ static void test_checker_catches_two_leaders(void **state)
     expect_violation(SIM_BUG_TRUST_STATE, SIM_CHECK_ONE_LEADER, "both leader");
 }
 
-/* Taking Redis's close for a timeout keeps a leader leading on a Redis that
- * restarted without its key: over the default seeds, some run must show two
- * leaders. */
-static void test_checker_catches_ignored_close(void **state)
+/* Runs the fault simulation over the default seeds with `bug`: some run must
+ * report a violation naming `what`, and no run another one. */
+static void expect_violation_in_some_seed(sim_bug bug, const char *what)
 {
-    (void)state;
-    unsigned caught = 0;
-    for (uint64_t seed = 1; seed <= 8; seed++) {
+    unsigned caught = 0, runs = 32;
+    for (uint64_t seed = 1; seed <= runs; seed++) {
         sim_options o;
         sim_options_init(&o, seed, 3 + (unsigned)(seed % 5));
         o.faults = true;
-        o.bug = SIM_BUG_IGNORE_PEER_CLOSE;
+        o.bug = bug;
         sim *s = sim_new(&o);
         if (!sim_run(s, 100000)) {
             const char *v = sim_violation(s);
-            if (!strstr(v, "both leader"))
-                fail_msg("expected two leaders, got: %s", v);
+            if (!strstr(v, what))
+                fail_msg("expected \"%s\", got: %s", what, v);
+            if (!caught)
+                print_message("reported as it should: %s\n", v);
             caught++;
         }
         sim_free(s);
     }
-    print_message("%u of 8 runs caught it\n", caught);
+    print_message("%u of %u runs caught it\n", caught, runs);
     assert_true(caught > 0);
+}
+
+/* Taking Redis's close for a timeout keeps a leader leading on a Redis that
+ * restarted without its key: some run must show two leaders. */
+static void test_checker_catches_ignored_close(void **state)
+{
+    (void)state;
+    expect_violation_in_some_seed(SIM_BUG_IGNORE_PEER_CLOSE, "both leader");
+}
+
+/* A release script that compares the token only (the old one) lets a stale
+ * release, run after its machine won a later term with the same token,
+ * delete that term. */
+static void test_checker_catches_release_by_token_only(void **state)
+{
+    (void)state;
+    expect_violation_in_some_seed(SIM_BUG_RELEASE_TOKEN_ONLY, "deleted the key");
+}
+
+/* Runs until a leader is elected and returns it. */
+static unsigned elect(sim *s)
+{
+    if (!sim_run(s, 3000))
+        fail_msg("%s", sim_violation(s));
+    int leader = sim_leader(s);
+    assert_true(leader >= 0);
+    return (unsigned)leader;
+}
+
+/* A resign whose service takes most of stop_timeout_ms to stop: the key is
+ * renewed meanwhile and released after, so the successor is elected only
+ * once the service has stopped (the checker holds it to that). */
+static void test_resign_holds_until_service_stops(void **state)
+{
+    (void)state;
+    sim_options o;
+    sim_options_init(&o, 5, 4);
+    sim *s = sim_new(&o);
+    unsigned leader = elect(s);
+    assert_true(sim_resign(s, leader, o.lease.stop_timeout_ms - 100));
+    if (!sim_run(s, o.lease.stop_timeout_ms - 100))
+        fail_msg("%s", sim_violation(s));
+    assert_int_equal(sim_get_stats(s)->elections, 1);
+    if (!sim_run(s, 2000))
+        fail_msg("%s", sim_violation(s));
+    assert_int_equal(sim_get_stats(s)->elections, 2);
+    assert_true(sim_leader(s) >= 0 && (unsigned)sim_leader(s) != leader);
+    sim_free(s);
+}
+
+/* A resign whose service never stops in time: the client abandons it at
+ * stop_timeout_ms, the key is not released but left to lapse (the checker
+ * fails any release of that term while its service runs, and any election
+ * before the resigner's hold ends), and a successor is elected after. */
+static void test_abandoned_service_key_lapses(void **state)
+{
+    (void)state;
+    sim_options o;
+    sim_options_init(&o, 9, 4);
+    sim *s = sim_new(&o);
+    unsigned leader = elect(s);
+    assert_true(sim_resign(s, leader, 3 * (uint64_t)o.lease.lease_ms));
+    if (!sim_run(s, 3 * (uint64_t)o.lease.lease_ms + 2000))
+        fail_msg("%s", sim_violation(s));
+    assert_int_equal(sim_get_stats(s)->abandons, 1);
+    assert_true(sim_get_stats(s)->elections >= 2);
+    sim_free(s);
 }
 
 /* The same freeze without a bug is safe: the frozen leader's lease lapses
@@ -231,6 +305,9 @@ int main(void)
         cmocka_unit_test(test_checker_catches_valid_until_from_arrival),
         cmocka_unit_test(test_checker_catches_two_leaders),
         cmocka_unit_test(test_checker_catches_ignored_close),
+        cmocka_unit_test(test_checker_catches_release_by_token_only),
+        cmocka_unit_test(test_resign_holds_until_service_stops),
+        cmocka_unit_test(test_abandoned_service_key_lapses),
         cmocka_unit_test(test_faults_many_seeds),
         cmocka_unit_test(test_faults_short_lease),
     };
