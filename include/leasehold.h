@@ -43,11 +43,12 @@
  * -------
  * Each leasehold_client owns one background I/O thread that talks to Redis and
  * drives every election of that client.  Callbacks (leasehold_callbacks, the
- * log callback) run on that thread: they must return quickly and must not call
- * leasehold_client_free() or leasehold_election_free() on their own election
- * and wait for it.  A service given to leasehold_serve() runs in a thread of
- * its own.  Each function below says whether it is safe to call from any
- * thread.
+ * log callback) run on that thread: they must return quickly.  From a
+ * callback, leasehold_client_free() of the same client is refused (it would
+ * wait for itself) and leasehold_election_free() only schedules the end.  A
+ * service given to leasehold_serve() runs in a thread of its own; it must not
+ * free its own election or client (that waits for the service to return).
+ * Each function below says whether it is safe to call from any thread.
  *
  * Errors
  * ------
@@ -130,10 +131,12 @@ typedef void (*leasehold_log_fn)(leasehold_log_level level, const char *msg, voi
 
 /*
  * Client configuration.  Always start from leasehold_config_init(): it sets
- * every default, so a program built against this header keeps working when
- * fields are added at the end.  Times are milliseconds.  Zero is never taken
- * to mean "no time": leasehold_client_new() rejects a configuration that does
- * not make sense (LEASEHOLD_ECONFIG, with the reason) and never corrects it.
+ * every default and the version, which leasehold_client_new() checks, so a
+ * program built against another version of this header is told so
+ * (LEASEHOLD_ECONFIG) instead of being misread.  Times are milliseconds.
+ * Zero is never taken to mean "no time": leasehold_client_new() rejects a
+ * configuration that does not make sense (LEASEHOLD_ECONFIG, with the
+ * reason) and never corrects it.
  */
 typedef struct leasehold_config {
     int version;                 /* LEASEHOLD_CONFIG_VERSION, set by init */
@@ -147,9 +150,13 @@ typedef struct leasehold_config {
     uint32_t connect_timeout_ms; /* 1000 */
     uint32_t stop_timeout_ms;    /* how long a stopping service is waited for: 10000 */
     bool lazy_connect;           /* false: leasehold_client_new() connects first and
-                                    fails with the reason; true: it returns at once and
-                                    the client keeps trying in the background */
+                                    fails with the reason; true: it resolves the host
+                                    name, then returns and keeps trying to connect in
+                                    the background */
     uint64_t seed;               /* jitter seed; 0: drawn at random */
+    bool original_timing;        /* for comparisons only: behave as the original module
+                                    did (a blind claim every retry_interval_ms, no
+                                    events channel, no release on resign or shutdown) */
     leasehold_log_fn log;        /* NULL: no logging */
     void *log_arg;
     leasehold_log_level log_level; /* lines above this level are not formatted: INFO */
@@ -214,13 +221,36 @@ const char *leasehold_reason_name(leasehold_reason reason);
  * error:          a condition the user should see and leasehold cannot fix by
  *                 retrying alone (WRONGTYPE, NOPERM, READONLY, a service that
  *                 overran its stop timeout...).  The election goes on trying.
+ * observed:       the same changes as leader_changed, with what ended or began
+ *                 a term (see leasehold_observation); for tools that report
+ *                 them, such as `leasehold watch`.
  */
+typedef enum leasehold_change {
+    LEASEHOLD_CHANGE_ELECTED = 1,  /* a new holder: .token, .epoch (a previous
+                                      holder, if any, is gone) */
+    LEASEHOLD_CHANGE_RELEASED = 2, /* the holder released the key: .token, .epoch
+                                      of the ended term */
+    LEASEHOLD_CHANGE_EXPIRED = 3,  /* the key vanished without a release (its
+                                      holder stopped renewing): .token, .epoch of
+                                      the ended term, when known */
+} leasehold_change;
+
+/* "elected", "released", "expired"; never NULL.  Thread-safe. */
+const char *leasehold_change_name(leasehold_change change);
+
+typedef struct leasehold_observation {
+    leasehold_change change;
+    const char *token; /* NUL-terminated; "" when unknown */
+    uint64_t epoch;    /* 0 when unknown */
+} leasehold_observation;
+
 typedef struct leasehold_callbacks {
     void (*elected)(leasehold_election *e, uint64_t epoch, void *arg);
     void (*revoked)(leasehold_election *e, leasehold_reason reason, void *arg);
     void (*leader_changed)(leasehold_election *e, const char *holder_token, uint64_t epoch,
                            void *arg);
     void (*error)(leasehold_election *e, const leasehold_error *err, void *arg);
+    void (*observed)(leasehold_election *e, const leasehold_observation *o, void *arg);
 } leasehold_callbacks;
 
 /*
@@ -243,6 +273,24 @@ bool leasehold_is_leader(const leasehold_election *e);
 /* This term's fencing epoch, or 0 when not leader.  Lock-free; thread-safe. */
 uint64_t leasehold_epoch(const leasehold_election *e);
 
+/*
+ * The instant, on leasehold_now_ms()'s clock, until which the current term,
+ * or the last one once it has ended, certainly holds the key: valid_until of
+ * the safety rule, extended while a resigning term keeps its key for its
+ * stopping service.  Anything a term started must be stopped before it
+ * (`leasehold run` kills its command shortly before).  0 before the first
+ * term.  Lock-free; thread-safe.
+ */
+uint64_t leasehold_term_deadline_ms(const leasehold_election *e);
+
+/*
+ * The clock leases are measured with, in milliseconds: CLOCK_BOOTTIME, which
+ * never steps back, ignores the wall clock and, unlike CLOCK_MONOTONIC, keeps
+ * counting while the machine is suspended (Redis's TTL does too).
+ * Thread-safe.
+ */
+uint64_t leasehold_now_ms(void);
+
 /* The election's key and this process's token for it ("<identity>/<nonce>").
  * Valid until the election is freed.  Thread-safe. */
 const char *leasehold_key(const leasehold_election *e);
@@ -264,6 +312,39 @@ int leasehold_resign(leasehold_election *e);
  * e is freed by the I/O thread.  Thread-safe.
  */
 void leasehold_election_free(leasehold_election *e);
+
+/* ------------------------------------------------------------ observing */
+
+/* What a key holds at one instant. */
+typedef struct leasehold_holder {
+    char token[256]; /* the holder's token (cut to 255 bytes); "" when nobody holds the key */
+    uint64_t epoch;  /* the key's last fencing epoch ({K}:epoch), 0 if none was handed out */
+    int64_t ttl_ms;  /* the lease's remaining time; -1 when the key has no TTL; 0 when free */
+} leasehold_holder;
+
+/*
+ * Asks Redis who holds `key`, in one atomic read of the key, its TTL and its
+ * epoch.  Waits at most command_timeout_ms, or connect_timeout_ms more when
+ * the connection is being re-established.  Returns 0, or LEASEHOLD_EINVAL,
+ * LEASEHOLD_ETIMEDOUT (Redis unreachable), LEASEHOLD_EWRONGTYPE (the key is
+ * not a string), LEASEHOLD_ENOPERM, LEASEHOLD_EREDIS, LEASEHOLD_ECLOSED,
+ * LEASEHOLD_EDEADLK (called from a callback).  Thread-safe.
+ */
+int leasehold_holder_get(leasehold_client *c, const char *key, leasehold_holder *out,
+                         leasehold_error *err);
+
+/*
+ * Watches `key` without campaigning: leader_changed and observed fire for
+ * every change of holder, as it happens (from the key's events channel) and
+ * also when the key is read (so a holder that vanished without a word is
+ * noticed when its TTL runs out).  elected and revoked never fire, and
+ * leasehold_is_leader() is always false.  Free it with
+ * leasehold_election_free().  Returns NULL as leasehold_campaign().
+ * Thread-safe.
+ */
+leasehold_election *leasehold_observe(leasehold_client *c, const char *key,
+                                      const leasehold_callbacks *cb, void *arg,
+                                      leasehold_error *err);
 
 /* ------------------------------------------------------------- services */
 

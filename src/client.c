@@ -30,74 +30,47 @@
 #include "conn.h"
 #include "error.h"
 #include "lease.h"
+#include "random.h"
+#include "protocol.h"
 #include "service.h"
 #include "sha1.h"
 #include "url.h"
-
-/* ------------------------------------------------------------- scripts */
-
-/* Acquire: SET NX PX; on success the next fencing epoch (strictly above the
- * last one, and at least Redis's TIME in microseconds so it keeps growing
- * across a restart that lost the epoch key), stored and announced; on failure
- * {holder, PTTL, epoch}.  Lua numbers are doubles: exact up to 2^53, far above
- * microseconds since 1970. */
-static const char SCRIPT_ACQUIRE[] =
-    "if redis.replicate_commands then redis.replicate_commands() end\n"
-    "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
-    "  local t = redis.call('TIME')\n"
-    "  local epoch = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
-    "  local last = tonumber(redis.call('GET', KEYS[2]) or '0') or 0\n"
-    "  if last + 1 > epoch then epoch = last + 1 end\n"
-    "  local s = string.format('%.0f', epoch)\n"
-    "  redis.call('SET', KEYS[2], s)\n"
-    "  redis.call('PUBLISH', ARGV[3], 'elected ' .. s .. ' ' .. ARGV[1])\n"
-    "  return epoch\n"
-    "end\n"
-    "return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1]), redis.call('GET', "
-    "KEYS[2])}\n";
-
-/* Renew: the original module's compare-and-PEXPIRE, answering distinctly:
- * 1 renewed, 0 the key is gone, a string: the token that holds it instead. */
-static const char SCRIPT_RENEW[] = "local v = redis.call('GET', KEYS[1])\n"
-                                   "if v == ARGV[1] then\n"
-                                   "  return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
-                                   "end\n"
-                                   "if v then return v end\n"
-                                   "return 0\n";
-
-/* Release: compare-and-DEL, then announce it.  1 deleted, 0 not ours. */
-static const char SCRIPT_RELEASE[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then\n"
-    "  redis.call('DEL', KEYS[1])\n"
-    "  redis.call('PUBLISH', ARGV[2], 'released ' .. ARGV[3] .. ' ' .. ARGV[1])\n"
-    "  return 1\n"
-    "end\n"
-    "return 0\n";
-
-enum script_kind { SCRIPT_KIND_ACQUIRE, SCRIPT_KIND_RENEW, SCRIPT_KIND_RELEASE, SCRIPT_KINDS };
-
-static const char *const script_text[SCRIPT_KINDS] = {SCRIPT_ACQUIRE, SCRIPT_RENEW, SCRIPT_RELEASE};
-static const char *const script_name[SCRIPT_KINDS] = {"acquire", "renew", "release"};
 
 /* ---------------------------------------------------------------- types */
 
 /* A command sent and not yet answered.  Replies come back in order, so these
  * form a FIFO that mirrors the connection's. */
+typedef struct query query;
+
 typedef struct pending {
     struct pending *next;
     leasehold_election *e; /* NULL once the election has gone */
+    query *q;              /* or the leasehold_holder_get() it answers */
     enum script_kind kind;
     uint32_t seq;
     uint64_t epoch; /* release */
     bool eval;      /* sent as EVAL (after NOSCRIPT) */
 } pending;
 
-typedef enum request_kind { REQ_CAMPAIGN, REQ_RESIGN, REQ_END } request_kind;
+/* A leasehold_holder_get() under way.  The asking thread and the I/O thread
+ * share it under client->mu; whichever is last to let go of it frees it. */
+struct query {
+    query *next; /* in the list of queries waiting for the connection */
+    char *key, *epoch_key;
+    bool done;      /* answered: code, msg and holder are set */
+    bool abandoned; /* the asker gave up waiting: the I/O thread frees it */
+    int code;
+    char msg[256];
+    leasehold_holder holder;
+};
+
+typedef enum request_kind { REQ_CAMPAIGN, REQ_RESIGN, REQ_END, REQ_QUERY } request_kind;
 
 typedef struct request {
     struct request *next;
     request_kind kind;
     leasehold_election *e;
+    query *q;
 } request;
 
 struct leasehold_election {
@@ -110,10 +83,13 @@ struct leasehold_election {
     service_fn service;
     void *service_arg;
 
+    bool observer; /* leasehold_observe(): never claims */
+
     /* Read by any thread. */
-    _Atomic uint64_t valid_until_ms; /* 0 when not leader */
+    _Atomic uint64_t valid_until_ms;   /* 0 when not leader */
+    _Atomic uint64_t term_deadline_ms; /* valid_until of this or the last term */
     _Atomic uint64_t epoch;
-    atomic_bool resign_pending; /* leasehold_resign() called, not yet carried out */
+    atomic_uint resign_pending; /* leasehold_resign() calls not yet carried out */
 
     /* I/O thread only. */
     service *svc; /* the running (or stopping) service */
@@ -126,16 +102,20 @@ struct leasehold_election {
     char last_error[256];    /* the text behind the next LEASE_ERROR */
     char last_reported[256]; /* the last error text logged at ERROR level */
 
+    request *end_req; /* made at campaign, so that ending needs no memory */
+
     /* Guarded by client->mu. */
-    bool unlinked;   /* the loop has let go of it; the ending thread may free it */
-    bool waited_for; /* a thread waits in leasehold_election_free() to free it */
+    leasehold_election *reg_next; /* in client->registry */
+    bool unlinked;                /* the loop has let go of it; the ending thread may free it */
+    bool waited_for;              /* a thread waits in leasehold_election_free() to free it */
 };
 
 struct leasehold_client {
     leasehold_config cfg; /* strings point into the copies below */
     char *url_copy, *identity;
     url u;
-    conn *conn;
+    conn *conn; /* scripts */
+    conn *sub;  /* SUBSCRIBEd to the elections' events channels */
     char sha[SCRIPT_KINDS][41];
     uint64_t rng;
 
@@ -144,13 +124,19 @@ struct leasehold_client {
     int wake_fd;
 
     pthread_mutex_t mu;
-    pthread_cond_t cond; /* signalled when an election is unlinked */
+    pthread_cond_t cond; /* CLOCK_MONOTONIC; an election unlinked, a query answered */
     request *req_head, *req_tail;
-    bool closing; /* leasehold_client_free() has begun: no new campaigns */
+    bool closing;                 /* leasehold_client_free() has begun: no new campaigns */
+    bool shut_down;               /* ... and the I/O thread is to end every election */
+    unsigned waiters;             /* threads inside leasehold_election_free() */
+    leasehold_election *registry; /* every election not yet unlinked, for EEXIST */
 
     /* I/O thread only. */
     leasehold_election *elections;
     pending *pend_head, *pend_tail;
+    query *unsent;  /* queries waiting for the connection */
+    int reset_code; /* nonzero: the connection must be reset (see reset_later) */
+    char reset_why[128];
     bool shutting_down;
     uint64_t shutdown_deadline_ms;
     char last_conn_error[256];
@@ -189,13 +175,10 @@ static uint64_t random_u64(void)
     return x;
 }
 
-/* splitmix64: a seed for each election's and the connection's jitter. */
+/* A seed for each election's and each connection's jitter. */
 static uint64_t next_seed(leasehold_client *c)
 {
-    uint64_t z = (c->rng += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    return random_next(&c->rng);
 }
 
 static void wake(leasehold_client *c)
@@ -203,15 +186,6 @@ static void wake(leasehold_client *c)
     uint64_t one = 1;
     ssize_t n = write(c->wake_fd, &one, sizeof one);
     (void)n; /* fails only on overflow, when it is readable anyway */
-}
-
-static char *dup_str(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
 }
 
 static char *format_str(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -227,96 +201,112 @@ static char *format_str(const char *fmt, ...)
     return s;
 }
 
-/* True when key holds a Redis Cluster hash tag: a '{' followed, later, by a
- * '}' with at least one byte between them. */
-static bool has_hash_tag(const char *key)
-{
-    const char *open = strchr(key, '{');
-    if (!open)
-        return false;
-    const char *close = strchr(open + 1, '}');
-    return close && close > open + 1;
-}
-
 /* ------------------------------------------------------------ publishing */
 
 /* Makes what other threads read agree with the state machine. */
 static void publish(leasehold_election *e)
 {
+    uint64_t valid_until = lease_valid_until(&e->lease);
     atomic_store(&e->epoch, e->lease.epoch);
-    atomic_store(&e->valid_until_ms, lease_valid_until(&e->lease));
+    atomic_store(&e->valid_until_ms, valid_until);
+    atomic_store(&e->term_deadline_ms, lease_hold_until(&e->lease));
+    if (e->svc && valid_until)
+        service_extend(e->svc, valid_until);
 }
 
 /* ---------------------------------------------------------------- sending */
 
-/* Sends script `kind` for e as EVALSHA (or EVAL after a NOSCRIPT) and queues
- * the matching pending entry.  A failure to queue means the connection is not
- * ready; the state machine learns of that through on_down. */
-static void send_script(leasehold_election *e, enum script_kind kind, uint32_t seq, uint64_t epoch,
-                        bool eval, uint64_t now_ms)
+/* Our bookkeeping and the connection's no longer agree (a command we could
+ * not queue, a reply we cannot match): the only sound way on is a new
+ * connection, on which every election learns what it must.  Done by the loop
+ * once the current callback has returned. */
+static void reset_later(leasehold_client *c, int code, const char *why)
 {
-    leasehold_client *c = e->client;
+    if (c->reset_code)
+        return;
+    c->reset_code = code;
+    snprintf(c->reset_why, sizeof c->reset_why, "%s", why);
+}
+
+/* Sends p's script as EVALSHA (or EVAL after a NOSCRIPT) with the names it
+ * needs, and queues p in the pending FIFO.  A failure to send means the
+ * connection is not ready (the state machine learns of that through
+ * on_down) or memory ran out; p is then freed and false returned. */
+static bool send_script(leasehold_client *c, pending *p, const char *key, const char *epoch_key,
+                        const char *token, const char *channel, uint64_t now_ms)
+{
     char lease_ms[24], epoch_s[24];
     snprintf(lease_ms, sizeof lease_ms, "%" PRIu32, c->cfg.lease_ms);
-    snprintf(epoch_s, sizeof epoch_s, "%" PRIu64, epoch);
+    snprintf(epoch_s, sizeof epoch_s, "%" PRIu64, p->epoch);
 
     const char *argv[9];
     int argc = 0;
-    argv[argc++] = eval ? "EVAL" : "EVALSHA";
-    argv[argc++] = eval ? script_text[kind] : c->sha[kind];
-    switch (kind) {
-    case SCRIPT_KIND_ACQUIRE:
+    argv[argc++] = p->eval ? "EVAL" : "EVALSHA";
+    argv[argc++] = p->eval ? protocol_script(p->kind) : c->sha[p->kind];
+    switch (p->kind) {
+    case SCRIPT_ACQUIRE:
         argv[argc++] = "2";
-        argv[argc++] = e->key;
-        argv[argc++] = e->epoch_key;
-        argv[argc++] = e->token;
+        argv[argc++] = key;
+        argv[argc++] = epoch_key;
+        argv[argc++] = token;
         argv[argc++] = lease_ms;
-        argv[argc++] = e->channel;
+        argv[argc++] = channel;
         break;
-    case SCRIPT_KIND_RENEW:
+    case SCRIPT_RENEW:
         argv[argc++] = "1";
-        argv[argc++] = e->key;
-        argv[argc++] = e->token;
+        argv[argc++] = key;
+        argv[argc++] = token;
         argv[argc++] = lease_ms;
         break;
-    case SCRIPT_KIND_RELEASE:
-        argv[argc++] = "1";
-        argv[argc++] = e->key;
-        argv[argc++] = e->token;
-        argv[argc++] = e->channel;
+    case SCRIPT_RELEASE:
+        argv[argc++] = "2";
+        argv[argc++] = key;
+        argv[argc++] = epoch_key;
+        argv[argc++] = token;
+        argv[argc++] = channel;
         argv[argc++] = epoch_s;
         break;
+    case SCRIPT_QUERY:
+        argv[argc++] = "2";
+        argv[argc++] = key;
+        argv[argc++] = epoch_key;
+        break;
     default:
-        return;
+        free(p);
+        return false;
     }
-    size_t argvlen[9];
-    for (int i = 0; i < argc; i++)
-        argvlen[i] = strlen(argv[i]);
-
-    pending *p = calloc(1, sizeof *p);
-    if (!p) {
-        client_log(c, LEASEHOLD_LOG_ERROR, "%s: out of memory sending %s", e->key,
-                   script_name[kind]);
-        return;
-    }
-    p->e = e;
-    p->kind = kind;
-    p->seq = seq;
-    p->epoch = epoch;
-    p->eval = eval;
-    int rc = conn_send(c->conn, argc, argv, argvlen, (uint64_t)(uintptr_t)p, now_ms);
+    int rc = conn_send(c->conn, argc, argv, NULL, (uint64_t)(uintptr_t)p, now_ms);
     if (rc < 0) {
-        client_log(c, LEASEHOLD_LOG_DEBUG, "%s: %s not sent: %s", e->key, script_name[kind],
+        client_log(c, LEASEHOLD_LOG_WARN, "%s: %s not sent: %s", key, protocol_script_name(p->kind),
                    rc == -ENOTCONN ? "not connected" : leasehold_strerror(rc));
         free(p);
-        return;
+        reset_later(c, rc == -ENOTCONN ? LEASEHOLD_EIO : rc, "a command could not be sent");
+        return false;
     }
-    e->pending_count++;
+    p->next = NULL;
     if (c->pend_tail)
         c->pend_tail->next = p;
     else
         c->pend_head = p;
     c->pend_tail = p;
+    return true;
+}
+
+/* Sends script `kind` for election e; the reply comes back to e's state
+ * machine with seq. */
+static void send_for_election(leasehold_election *e, enum script_kind kind, uint32_t seq,
+                              uint64_t epoch, bool eval, uint64_t now_ms)
+{
+    pending *p = calloc(1, sizeof *p);
+    if (!p) {
+        client_log(e->client, LEASEHOLD_LOG_ERROR, "%s: out of memory sending %s", e->key,
+                   protocol_script_name(kind));
+        reset_later(e->client, LEASEHOLD_ENOMEM, "out of memory sending a command");
+        return;
+    }
+    *p = (pending){.e = e, .kind = kind, .seq = seq, .epoch = epoch, .eval = eval};
+    if (send_script(e->client, p, e->key, e->epoch_key, e->token, e->channel, now_ms))
+        e->pending_count++;
 }
 
 /* ------------------------------------------------------------ the drive */
@@ -352,13 +342,16 @@ static void drive(leasehold_election *e, uint64_t now_ms)
             break;
         switch (a.kind) {
         case LEASE_SEND_ACQUIRE:
-            send_script(e, SCRIPT_KIND_ACQUIRE, a.seq, 0, false, now_ms);
+            send_for_election(e, SCRIPT_ACQUIRE, a.seq, 0, false, now_ms);
             break;
         case LEASE_SEND_RENEW:
-            send_script(e, SCRIPT_KIND_RENEW, a.seq, 0, false, now_ms);
+            send_for_election(e, SCRIPT_RENEW, a.seq, 0, false, now_ms);
             break;
         case LEASE_SEND_RELEASE:
-            send_script(e, SCRIPT_KIND_RELEASE, a.seq, a.epoch, false, now_ms);
+            send_for_election(e, SCRIPT_RELEASE, a.seq, a.epoch, false, now_ms);
+            break;
+        case LEASE_SEND_QUERY:
+            send_for_election(e, SCRIPT_QUERY, a.seq, 0, false, now_ms);
             break;
         case LEASE_ELECTED:
             e->last_reported[0] = '\0';
@@ -384,6 +377,14 @@ static void drive(leasehold_election *e, uint64_t now_ms)
                        a.holder ? a.holder : "nobody", a.epoch);
             if (e->cb.leader_changed)
                 e->cb.leader_changed(e, a.holder, a.epoch, e->arg);
+            if (e->cb.observed) {
+                bool began = a.change == LEASEHOLD_CHANGE_ELECTED;
+                leasehold_observation o = {.change = a.change,
+                                           .token = began ? a.holder : a.ended,
+                                           .epoch = began ? a.epoch : a.ended_epoch};
+                if (o.token && o.token[0]) /* an end of a term we never saw begin is no news */
+                    e->cb.observed(e, &o, e->arg);
+            }
             break;
         case LEASE_ERROR:
             report_error(e, a.error);
@@ -401,7 +402,8 @@ static void start_service(leasehold_election *e, uint64_t epoch, uint64_t now_ms
 {
     leasehold_client *c = e->client;
     int code = 0;
-    e->svc = service_start(e, e->service, e->service_arg, epoch, c->wake_fd, &code);
+    e->svc = service_start(e, e->service, e->service_arg, epoch, lease_valid_until(&e->lease),
+                           c->wake_fd, &code);
     if (!e->svc) {
         snprintf(e->last_error, sizeof e->last_error, "cannot start the service thread: %s",
                  strerror(-code));
@@ -462,91 +464,76 @@ static void check_service(leasehold_election *e, uint64_t now_ms)
                    e->key);
         service_abandon(e->svc);
         e->svc = NULL;
-        lease_service_stopped(&e->lease, now_ms);
+        lease_service_abandoned(&e->lease, now_ms);
         drive(e, now_ms);
     }
 }
 
-/* ------------------------------------------------------- reply handling */
+/* ------------------------------------------------------------- queries */
 
-static void copy_error(leasehold_election *e, const conn_reply *r)
+/* Hands a query its answer (code 0 and r) or its failure, and wakes the
+ * asker; frees it when the asker has given up. */
+static void finish_query(leasehold_client *c, query *q, int code, const char *msg,
+                         const conn_reply *r)
 {
-    snprintf(e->last_error, sizeof e->last_error, "%s", r->str ? r->str : "error reply");
-}
-
-/* Turns the acquire script's reply into a lease_reply. */
-static void on_acquire_reply(leasehold_election *e, const conn_reply *r, lease_reply *out)
-{
-    memset(out, 0, sizeof *out);
-    if (r->type == CONN_REPLY_INTEGER && r->integer > 0) {
-        out->result = LEASE_ACQUIRED;
-        out->epoch = (uint64_t)r->integer;
-        return;
-    }
-    if (r->type == CONN_REPLY_ARRAY && r->elements == 3) {
-        const conn_reply *h = &r->element[0], *t = &r->element[1], *ep = &r->element[2];
-        out->result = LEASE_ACQUIRE_HELD;
-        if (h->type == CONN_REPLY_STRING) {
-            out->holder = h->str;
-            out->holder_len = h->len;
+    pthread_mutex_lock(&c->mu);
+    bool abandoned = q->abandoned;
+    if (!abandoned) {
+        q->code = code;
+        snprintf(q->msg, sizeof q->msg, "%s", msg ? msg : "");
+        if (code == 0 && r) {
+            lease_reply lr;
+            char why[200] = "";
+            protocol_query_reply(r, q->epoch_key, &lr, why, sizeof why);
+            if (lr.result == LEASE_QUERY_FAILED) {
+                q->code = lr.error;
+                snprintf(q->msg, sizeof q->msg, "key %s: %s", q->key, why);
+            } else if (lr.result == LEASE_QUERY_HELD) {
+                size_t n = lr.holder_len < sizeof q->holder.token ? lr.holder_len
+                                                                  : sizeof q->holder.token - 1;
+                memcpy(q->holder.token, lr.holder, n);
+                q->holder.token[n] = '\0';
+                q->holder.ttl_ms = lr.pttl_ms;
+            }
+            q->holder.epoch = lr.epoch;
         }
-        out->pttl_ms = t->type == CONN_REPLY_INTEGER ? t->integer : -1;
-        if (ep->type == CONN_REPLY_STRING)
-            out->epoch = strtoull(ep->str, NULL, 10);
+        q->done = true;
+        pthread_cond_broadcast(&c->cond);
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (abandoned) {
+        free(q->key);
+        free(q->epoch_key);
+        free(q);
+    }
+}
+
+static void send_query(leasehold_client *c, query *q, bool eval, uint64_t now_ms)
+{
+    pending *p = calloc(1, sizeof *p);
+    if (!p) {
+        finish_query(c, q, LEASEHOLD_ENOMEM, "out of memory", NULL);
         return;
     }
-    out->result = LEASE_ACQUIRE_FAILED;
-    if (r->type == CONN_REPLY_ERROR) {
-        out->error = conn_error_code(r);
-        copy_error(e, r);
-        if (out->error == LEASEHOLD_EWRONGTYPE)
-            snprintf(e->last_error, sizeof e->last_error,
-                     "the key (or %s) holds a value that is not a string; another program uses "
-                     "it (%s)",
-                     e->epoch_key, r->str);
-    } else {
-        out->error = LEASEHOLD_EPROTO;
-        snprintf(e->last_error, sizeof e->last_error, "unexpected reply to the acquire script");
+    *p = (pending){.q = q, .kind = SCRIPT_QUERY, .eval = eval};
+    if (!send_script(c, p, q->key, q->epoch_key, NULL, NULL, now_ms))
+        finish_query(c, q, LEASEHOLD_ECONNRESET, "the connection to Redis went down", NULL);
+}
+
+/* Sends the queries that waited for the connection. */
+static void send_unsent_queries(leasehold_client *c, uint64_t now_ms)
+{
+    query *q = c->unsent;
+    c->unsent = NULL;
+    while (q) {
+        query *next = q->next;
+        q->next = NULL;
+        send_query(c, q, false, now_ms);
+        q = next;
     }
 }
 
-/* Turns the renew script's reply into a lease_reply. */
-static void on_renew_reply(leasehold_election *e, const conn_reply *r, lease_reply *out)
-{
-    memset(out, 0, sizeof *out);
-    if (r->type == CONN_REPLY_INTEGER && r->integer == 1) {
-        out->result = LEASE_RENEWED;
-    } else if (r->type == CONN_REPLY_INTEGER && r->integer == 0) {
-        out->result = LEASE_RENEW_MISSING;
-    } else if (r->type == CONN_REPLY_STRING) {
-        out->result = LEASE_RENEW_HELD;
-        out->holder = r->str;
-        out->holder_len = r->len;
-    } else if (r->type == CONN_REPLY_ERROR) {
-        out->result = LEASE_RENEW_FAILED;
-        out->error = conn_error_code(r);
-        copy_error(e, r);
-    } else {
-        out->result = LEASE_RENEW_FAILED;
-        out->error = LEASEHOLD_EPROTO;
-        snprintf(e->last_error, sizeof e->last_error, "unexpected reply to the renew script");
-    }
-}
-
-static void on_release_reply(leasehold_election *e, const conn_reply *r, lease_reply *out)
-{
-    memset(out, 0, sizeof *out);
-    if (r->type == CONN_REPLY_INTEGER) {
-        out->result = r->integer == 1 ? 1 : 0;
-    } else if (r->type == CONN_REPLY_ERROR) {
-        out->result = conn_error_code(r);
-        out->error = out->result;
-        copy_error(e, r);
-    } else {
-        out->result = LEASEHOLD_EPROTO;
-        out->error = LEASEHOLD_EPROTO;
-    }
-}
+/* ------------------------------------------------------- reply handling */
 
 static void handle_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r, uint64_t now_ms)
 {
@@ -554,13 +541,20 @@ static void handle_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r,
     (void)cn;
     pending *p = c->pend_head;
     if (!p || (uint64_t)(uintptr_t)p != tag) {
-        client_log(c, LEASEHOLD_LOG_ERROR, "%s: reply does not match the command sent",
-                   conn_display(c->conn));
+        reset_later(c, LEASEHOLD_EPROTO, "a reply does not match the command sent");
         return;
     }
     c->pend_head = p->next;
     if (!c->pend_head)
         c->pend_tail = NULL;
+    if (p->q) {
+        if (!p->eval && conn_reply_is_error(r, "NOSCRIPT"))
+            send_query(c, p->q, true, now_ms);
+        else
+            finish_query(c, p->q, 0, NULL, r);
+        free(p);
+        return;
+    }
     leasehold_election *e = p->e;
     if (!e) {
         free(p);
@@ -570,19 +564,20 @@ static void handle_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r,
     if (!p->eval && conn_reply_is_error(r, "NOSCRIPT")) {
         /* SCRIPT FLUSH or a restarted Redis: send the script itself. */
         client_log(c, LEASEHOLD_LOG_DEBUG, "%s: %s script not cached, sending it", e->key,
-                   script_name[p->kind]);
-        send_script(e, p->kind, p->seq, p->epoch, true, now_ms);
+                   protocol_script_name(p->kind));
+        send_for_election(e, p->kind, p->seq, p->epoch, true, now_ms);
         free(p);
         return;
     }
     lease_reply lr;
+    e->last_error[0] = '\0';
     switch (p->kind) {
-    case SCRIPT_KIND_ACQUIRE:
-        on_acquire_reply(e, r, &lr);
+    case SCRIPT_ACQUIRE:
+        protocol_acquire_reply(r, e->epoch_key, &lr, e->last_error, sizeof e->last_error);
         lease_on_acquire(&e->lease, now_ms, p->seq, &lr);
         break;
-    case SCRIPT_KIND_RENEW:
-        on_renew_reply(e, r, &lr);
+    case SCRIPT_RENEW:
+        protocol_renew_reply(r, &lr, e->last_error, sizeof e->last_error);
         if (lr.result == LEASE_RENEW_MISSING || lr.result == LEASE_RENEW_HELD)
             client_log(c, LEASEHOLD_LOG_WARN, "%s: renewal refused: the key %s%.*s", e->key,
                        lr.result == LEASE_RENEW_MISSING ? "is gone" : "is held by ",
@@ -591,13 +586,17 @@ static void handle_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r,
             client_log(c, LEASEHOLD_LOG_WARN, "%s: renewal failed: %s", e->key, e->last_error);
         lease_on_renew(&e->lease, now_ms, p->seq, &lr);
         break;
-    case SCRIPT_KIND_RELEASE:
-        on_release_reply(e, r, &lr);
-        client_log(c, LEASEHOLD_LOG_DEBUG, "%s: release %s", e->key,
-                   lr.result == 1   ? "done"
-                   : lr.result == 0 ? "found the key not ours"
-                                    : "failed");
+    case SCRIPT_RELEASE:
+        protocol_release_reply(r, &lr, e->last_error, sizeof e->last_error);
+        client_log(c, lr.result == 1 ? LEASEHOLD_LOG_INFO : LEASEHOLD_LOG_DEBUG, "%s: %s", e->key,
+                   lr.result == 1   ? "lease released"
+                   : lr.result == 0 ? "release found the key not ours"
+                                    : "release failed");
         lease_on_release(&e->lease, now_ms, p->seq, &lr);
+        break;
+    case SCRIPT_QUERY:
+        protocol_query_reply(r, e->epoch_key, &lr, e->last_error, sizeof e->last_error);
+        lease_on_query(&e->lease, now_ms, p->seq, &lr);
         break;
     default:
         break;
@@ -606,13 +605,17 @@ static void handle_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r,
     drive(e, now_ms);
 }
 
-static void drop_pending(leasehold_client *c)
+/* Forgets every command in flight (the connection that carried them is
+ * gone); a query among them fails with code and msg. */
+static void drop_pending(leasehold_client *c, int code, const char *msg)
 {
     while (c->pend_head) {
         pending *p = c->pend_head;
         c->pend_head = p->next;
         if (p->e)
             p->e->pending_count--;
+        if (p->q)
+            finish_query(c, p->q, code, msg, NULL);
         free(p);
     }
     c->pend_tail = NULL;
@@ -629,6 +632,7 @@ static void handle_ready(void *arg, conn *cn, uint64_t now_ms)
     if (c->last_conn_error[0])
         client_log(c, LEASEHOLD_LOG_INFO, "%s: connected", conn_display(c->conn));
     c->last_conn_error[0] = '\0';
+    send_unsent_queries(c, now_ms);
     for (leasehold_election *e = c->elections; e; e = e->next) {
         lease_on_connected(&e->lease, now_ms);
         drive(e, now_ms);
@@ -640,7 +644,7 @@ static void handle_down(void *arg, conn *cn, int code, bool by_peer, const char 
 {
     leasehold_client *c = arg;
     (void)cn;
-    drop_pending(c);
+    drop_pending(c, code, msg);
     if (c->first_connect) {
         if (c->first_code == 0) {
             c->first_code = code;
@@ -658,10 +662,80 @@ static void handle_down(void *arg, conn *cn, int code, bool by_peer, const char 
     }
 }
 
+/* --------------------------------------------------------- subscription */
+
+/* The events channels are news that hastens claims and reports changes;
+ * nothing about leadership is ever concluded from them, so losing the
+ * subscription costs speed, never safety.  One connection carries the
+ * channels of every election of the client. */
+
+static void subscribe(leasehold_client *c, const char *channel, const char *verb, uint64_t now_ms)
+{
+    if (conn_get_state(c->sub) != CONN_READY)
+        return; /* sub_ready subscribes to everything */
+    const char *argv[2] = {verb, channel};
+    conn_send(c->sub, 2, argv, NULL, 0, now_ms);
+}
+
+static void sub_ready(void *arg, conn *cn, uint64_t now_ms)
+{
+    leasehold_client *c = arg;
+    (void)cn;
+    client_log(c, LEASEHOLD_LOG_DEBUG, "%s: events subscription connected", conn_display(c->sub));
+    for (leasehold_election *e = c->elections; e; e = e->next)
+        if (!e->stopped)
+            subscribe(c, e->channel, "SUBSCRIBE", now_ms);
+}
+
+/* The answers to SUBSCRIBE and UNSUBSCRIBE: only a refusal is news. */
+static void sub_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r, uint64_t now_ms)
+{
+    leasehold_client *c = arg;
+    (void)cn, (void)tag, (void)now_ms;
+    if (r->type == CONN_REPLY_ERROR)
+        client_log(c, LEASEHOLD_LOG_WARN,
+                   "%s: events subscription refused (%s); followers claim on their timers only",
+                   conn_display(c->sub), r->str);
+}
+
+static void sub_down(void *arg, conn *cn, int code, bool by_peer, const char *msg, uint64_t now_ms)
+{
+    leasehold_client *c = arg;
+    (void)cn, (void)code, (void)by_peer, (void)now_ms;
+    client_log(c, LEASEHOLD_LOG_DEBUG, "events subscription: %s", msg);
+}
+
+/* A published message: ["message", channel, payload].  Handed to every
+ * election on that channel. */
+static bool sub_push(void *arg, conn *cn, const conn_reply *r, uint64_t now_ms)
+{
+    leasehold_client *c = arg;
+    (void)cn;
+    if (r->type != CONN_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0].type != CONN_REPLY_STRING || strcmp(r->element[0].str, "message") != 0)
+        return false;
+    const conn_reply *ch = &r->element[1], *msg = &r->element[2];
+    lease_event_kind kind;
+    uint64_t epoch;
+    const char *token;
+    size_t token_len;
+    if (ch->type != CONN_REPLY_STRING || msg->type != CONN_REPLY_STRING ||
+        protocol_parse_event(msg->str, msg->len, &kind, &epoch, &token, &token_len) < 0)
+        return true; /* not ours to understand: ignored */
+    for (leasehold_election *e = c->elections; e; e = e->next) {
+        if (strcmp(e->channel, ch->str) != 0)
+            continue;
+        lease_on_event(&e->lease, now_ms, kind, token, token_len, epoch);
+        drive(e, now_ms);
+    }
+    return true;
+}
+
 /* ------------------------------------------------------------- requests */
 
 static void election_destroy(leasehold_election *e)
 {
+    free(e->end_req);
     free(e->key);
     free(e->epoch_key);
     free(e->channel);
@@ -673,6 +747,11 @@ static void election_destroy(leasehold_election *e)
  * waits in leasehold_election_free().  Pending entries forget it. */
 static void unlink_election(leasehold_client *c, leasehold_election *e)
 {
+    bool shared = false;
+    for (leasehold_election *o = c->elections; o; o = o->next)
+        shared |= o != e && strcmp(o->channel, e->channel) == 0;
+    if (!shared)
+        subscribe(c, e->channel, "UNSUBSCRIBE", clock_now_ms());
     for (pending *p = c->pend_head; p; p = p->next)
         if (p->e == e)
             p->e = NULL;
@@ -687,6 +766,28 @@ static void unlink_election(leasehold_client *c, leasehold_election *e)
      * leasehold_client_free() ends: those are the loop's to free. */
     bool free_here = e->free_by_loop || (c->closing && !e->waited_for);
     e->unlinked = true;
+    /* Requests still queued for it (a resign from its service thread, say)
+     * must not outlive it. */
+    request **qp = &c->req_head, *last = NULL;
+    while (*qp) {
+        request *r = *qp;
+        if (r->e == e) {
+            *qp = r->next;
+            if (r->kind == REQ_RESIGN)
+                atomic_fetch_sub(&e->resign_pending, 1);
+            if (r != e->end_req)
+                free(r);
+        } else {
+            last = r;
+            qp = &r->next;
+        }
+    }
+    c->req_tail = last;
+    leasehold_election **rp = &c->registry;
+    while (*rp && *rp != e)
+        rp = &(*rp)->reg_next;
+    if (*rp)
+        *rp = e->reg_next;
     pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->mu);
     if (free_here)
@@ -716,12 +817,20 @@ static void handle_requests(leasehold_client *c, uint64_t now_ms)
     pthread_mutex_lock(&c->mu);
     request *r = c->req_head;
     c->req_head = c->req_tail = NULL;
+    bool shut_down = c->shut_down;
     pthread_mutex_unlock(&c->mu);
+    if (shut_down)
+        begin_shutdown(c, now_ms);
     while (r) {
         request *next = r->next;
         leasehold_election *e = r->e;
-        if (!e) { /* leasehold_client_free(): end every election */
-            begin_shutdown(c, now_ms);
+        if (r->kind == REQ_QUERY) {
+            if (conn_get_state(c->conn) == CONN_READY) {
+                send_query(c, r->q, false, now_ms);
+            } else {
+                r->q->next = c->unsent;
+                c->unsent = r->q;
+            }
             free(r);
             r = next;
             continue;
@@ -730,7 +839,11 @@ static void handle_requests(leasehold_client *c, uint64_t now_ms)
         case REQ_CAMPAIGN:
             e->next = c->elections;
             c->elections = e;
-            lease_start(&e->lease, now_ms);
+            subscribe(c, e->channel, "SUBSCRIBE", now_ms);
+            if (e->observer)
+                lease_observe(&e->lease, now_ms);
+            else
+                lease_start(&e->lease, now_ms);
             if (conn_get_state(c->conn) == CONN_READY)
                 lease_on_connected(&e->lease, now_ms);
             if (c->shutting_down) {
@@ -748,22 +861,22 @@ static void handle_requests(leasehold_client *c, uint64_t now_ms)
                 lease_stop(&e->lease, now_ms);
             }
             break;
+        case REQ_QUERY:
+            break;
         }
         drive(e, now_ms);
         if (r->kind == REQ_RESIGN)
-            atomic_store(&e->resign_pending, false);
-        free(r);
+            atomic_fetch_sub(&e->resign_pending, 1);
+        if (r != e->end_req)
+            free(r);
         r = next;
     }
 }
 
-static int enqueue(leasehold_client *c, request_kind kind, leasehold_election *e)
+/* Hands r to the I/O thread. */
+static void push_request(leasehold_client *c, request *r)
 {
-    request *r = calloc(1, sizeof *r);
-    if (!r)
-        return LEASEHOLD_ENOMEM;
-    r->kind = kind;
-    r->e = e;
+    r->next = NULL;
     pthread_mutex_lock(&c->mu);
     if (c->req_tail)
         c->req_tail->next = r;
@@ -772,6 +885,15 @@ static int enqueue(leasehold_client *c, request_kind kind, leasehold_election *e
     c->req_tail = r;
     pthread_mutex_unlock(&c->mu);
     wake(c);
+}
+
+static int enqueue(leasehold_client *c, request_kind kind, leasehold_election *e, query *q)
+{
+    request *r = calloc(1, sizeof *r);
+    if (!r)
+        return LEASEHOLD_ENOMEM;
+    *r = (request){.kind = kind, .e = e, .q = q};
+    push_request(c, r);
     return 0;
 }
 
@@ -781,6 +903,9 @@ static int enqueue(leasehold_client *c, request_kind kind, leasehold_election *e
 static uint64_t next_wake(leasehold_client *c)
 {
     uint64_t at = conn_wake_at(c->conn);
+    uint64_t sub_at = conn_wake_at(c->sub);
+    if (sub_at < at)
+        at = sub_at;
     for (leasehold_election *e = c->elections; e; e = e->next) {
         uint64_t w = lease_wake_at(&e->lease);
         if (w < at)
@@ -798,6 +923,7 @@ static uint64_t next_wake(leasehold_client *c)
 static void run_due(leasehold_client *c, uint64_t now_ms)
 {
     conn_tick(c->conn, now_ms);
+    conn_tick(c->sub, now_ms);
     leasehold_election *e = c->elections;
     while (e) {
         leasehold_election *next = e->next;
@@ -812,6 +938,15 @@ static void run_due(leasehold_client *c, uint64_t now_ms)
     }
 }
 
+static void apply_reset(leasehold_client *c)
+{
+    if (c->reset_code) {
+        int code = c->reset_code;
+        c->reset_code = 0;
+        conn_fail(c->conn, code, c->reset_why, clock_now_ms());
+    }
+}
+
 static void *loop_main(void *arg)
 {
     leasehold_client *c = arg;
@@ -820,6 +955,7 @@ static void *loop_main(void *arg)
         uint64_t now = clock_now_ms();
         handle_requests(c, now);
         run_due(c, now);
+        apply_reset(c);
         if (c->shutting_down && (!c->elections || now >= c->shutdown_deadline_ms))
             break;
 
@@ -829,9 +965,10 @@ static void *loop_main(void *arg)
                       : at <= now        ? 0
                       : at - now > 60000 ? 60000
                                          : (int)(at - now);
-        struct pollfd pfd[2] = {{.fd = c->wake_fd, .events = POLLIN},
-                                {.fd = conn_fd(c->conn), .events = conn_poll_events(c->conn)}};
-        int n = poll(pfd, pfd[1].fd >= 0 ? 2 : 1, timeout);
+        struct pollfd pfd[3] = {{.fd = c->wake_fd, .events = POLLIN},
+                                {.fd = conn_fd(c->conn), .events = conn_poll_events(c->conn)},
+                                {.fd = conn_fd(c->sub), .events = conn_poll_events(c->sub)}};
+        int n = poll(pfd, 3, timeout); /* a negative fd is skipped */
         if (n < 0 && errno != EINTR)
             client_log(c, LEASEHOLD_LOG_ERROR, "poll: %s", strerror(errno));
         now = clock_now_ms();
@@ -842,6 +979,9 @@ static void *loop_main(void *arg)
         }
         if (n > 0 && pfd[1].fd >= 0 && pfd[1].revents)
             conn_on_io(c->conn, pfd[1].revents, now);
+        if (n > 0 && pfd[2].fd >= 0 && pfd[2].revents && pfd[2].fd == conn_fd(c->sub))
+            conn_on_io(c->sub, pfd[2].revents, now);
+        apply_reset(c);
     }
     /* Anything still here is past every deadline. */
     while (c->elections) {
@@ -856,23 +996,6 @@ static void *loop_main(void *arg)
 }
 
 /* --------------------------------------------------------------- public */
-
-const char *leasehold_reason_name(leasehold_reason reason)
-{
-    switch (reason) {
-    case LEASEHOLD_LOST:
-        return "lost";
-    case LEASEHOLD_EXPIRED:
-        return "expired";
-    case LEASEHOLD_DEADLINE:
-        return "renew deadline passed";
-    case LEASEHOLD_DISCONNECTED:
-        return "disconnected";
-    case LEASEHOLD_RESIGNED:
-        return "resigned";
-    }
-    return "unknown";
-}
 
 void leasehold_config_init(leasehold_config *cfg)
 {
@@ -936,7 +1059,14 @@ static void client_destroy(leasehold_client *c)
 {
     if (c->conn)
         conn_free(c->conn);
-    drop_pending(c);
+    if (c->sub)
+        conn_free(c->sub);
+    drop_pending(c, LEASEHOLD_ECLOSED, "the client is shutting down");
+    while (c->unsent) {
+        query *q = c->unsent;
+        c->unsent = q->next;
+        finish_query(c, q, LEASEHOLD_ECLOSED, "the client is shutting down", NULL);
+    }
     while (c->req_head) {
         request *r = c->req_head;
         c->req_head = r->next;
@@ -999,7 +1129,9 @@ leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_er
     lease_config lc = {.lease_ms = cfg->lease_ms,
                        .renew_interval_ms = cfg->renew_interval_ms,
                        .retry_interval_ms = cfg->retry_interval_ms,
-                       .renew_deadline_ms = cfg->renew_deadline_ms};
+                       .renew_deadline_ms = cfg->renew_deadline_ms,
+                       .stop_timeout_ms = cfg->stop_timeout_ms,
+                       .original_timing = cfg->original_timing};
     if (lease_config_check(&lc, command_timeout_ms, err) < 0)
         return NULL;
 
@@ -1010,18 +1142,22 @@ leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_er
     }
     c->wake_fd = -1;
     pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cond, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cond, &ca);
+    pthread_condattr_destroy(&ca);
     c->cfg = *cfg;
     c->cfg.command_timeout_ms = command_timeout_ms;
     c->cfg.connect_timeout_ms = connect_timeout_ms;
     c->u = u;
-    c->url_copy = dup_str(cfg->url);
-    c->identity = cfg->identity ? dup_str(cfg->identity) : default_identity();
+    c->url_copy = strdup(cfg->url);
+    c->identity = cfg->identity ? strdup(cfg->identity) : default_identity();
     c->cfg.url = c->url_copy;
     c->cfg.identity = c->identity;
     c->rng = cfg->seed ? cfg->seed : random_u64();
     for (int k = 0; k < SCRIPT_KINDS; k++)
-        sha1_hex(script_text[k], strlen(script_text[k]), c->sha[k]);
+        sha1_hex(protocol_script(k), strlen(protocol_script(k)), c->sha[k]);
     c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (!c->url_copy || !c->identity || c->wake_fd < 0) {
         error_set(err, c->wake_fd < 0 ? -errno : LEASEHOLD_ENOMEM, "cannot set up the client: %s",
@@ -1042,7 +1178,17 @@ leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_er
         client_destroy(c);
         return NULL;
     }
-    if (conn_resolve(c->conn, err) < 0) {
+    conn_options sub_opt = opt;
+    sub_opt.seed = next_seed(c);
+    conn_handler sub_h = {
+        .on_ready = sub_ready, .on_reply = sub_reply, .on_down = sub_down, .on_push = sub_push};
+    c->sub = conn_new(&c->u, &sub_opt, &sub_h, c);
+    if (!c->sub) {
+        error_set(err, LEASEHOLD_ENOMEM, "out of memory");
+        client_destroy(c);
+        return NULL;
+    }
+    if (conn_resolve(c->conn, err) < 0 || conn_resolve(c->sub, err) < 0) {
         client_destroy(c);
         return NULL;
     }
@@ -1055,6 +1201,10 @@ leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_er
     } else {
         conn_connect(c->conn, clock_now_ms());
     }
+    if (cfg->original_timing)
+        conn_close(c->sub); /* the original module had no events channel */
+    else
+        conn_connect(c->sub, clock_now_ms());
 
     int rc = pthread_create(&c->thread, NULL, loop_main, c);
     if (rc != 0) {
@@ -1077,18 +1227,24 @@ void leasehold_client_free(leasehold_client *c)
     }
     pthread_mutex_lock(&c->mu);
     c->closing = true;
+    c->shut_down = true;
     pthread_mutex_unlock(&c->mu);
     if (atomic_load(&c->thread_running)) {
-        /* The loop ends every election itself: mark them from its side. */
-        enqueue(c, REQ_END, NULL);
+        wake(c); /* the loop ends every election itself */
         pthread_join(c->thread, NULL);
     }
+    /* A thread still inside leasehold_election_free() waits on the client's
+     * condition: let it leave before the two are destroyed. */
+    pthread_mutex_lock(&c->mu);
+    while (c->waiters > 0)
+        pthread_cond_wait(&c->cond, &c->mu);
+    pthread_mutex_unlock(&c->mu);
     client_destroy(c);
 }
 
 static leasehold_election *campaign(leasehold_client *c, const char *key,
                                     const leasehold_callbacks *cb, void *arg, service_fn fn,
-                                    void *service_arg, leasehold_error *err)
+                                    void *service_arg, bool observer, leasehold_error *err)
 {
     error_clear(err);
     if (!c || !key || !key[0]) {
@@ -1101,37 +1257,52 @@ static leasehold_election *campaign(leasehold_client *c, const char *key,
         return NULL;
     }
     e->client = c;
-    e->key = dup_str(key);
-    bool tagged = has_hash_tag(key);
-    e->epoch_key = format_str(tagged ? "%s:epoch" : "{%s}:epoch", key);
-    e->channel = format_str(tagged ? "%s:events" : "{%s}:events", key);
+    e->key = strdup(key);
+    e->epoch_key = protocol_epoch_key(key);
+    e->channel = protocol_channel(key);
     e->token = format_str("%s/%016" PRIx64, c->identity, random_u64());
     if (cb)
         e->cb = *cb;
     e->arg = arg;
     e->service = fn;
     e->service_arg = service_arg;
+    e->observer = observer;
+    e->end_req = calloc(1, sizeof *e->end_req);
     atomic_init(&e->valid_until_ms, 0);
+    atomic_init(&e->term_deadline_ms, 0);
     atomic_init(&e->epoch, 0);
-    atomic_init(&e->resign_pending, false);
-    if (!e->key || !e->epoch_key || !e->channel || !e->token) {
+    atomic_init(&e->resign_pending, 0);
+    if (!e->key || !e->epoch_key || !e->channel || !e->token || !e->end_req) {
         error_set(err, LEASEHOLD_ENOMEM, "out of memory");
         goto fail;
     }
     lease_config lc = {.lease_ms = c->cfg.lease_ms,
                        .renew_interval_ms = c->cfg.renew_interval_ms,
                        .retry_interval_ms = c->cfg.retry_interval_ms,
-                       .renew_deadline_ms = c->cfg.renew_deadline_ms};
+                       .renew_deadline_ms = c->cfg.renew_deadline_ms,
+                       .stop_timeout_ms = c->cfg.stop_timeout_ms,
+                       .original_timing = c->cfg.original_timing};
     pthread_mutex_lock(&c->mu);
     uint64_t seed = next_seed(c);
-    bool closing = c->closing;
-    pthread_mutex_unlock(&c->mu);
-    if (closing) {
-        error_set(err, LEASEHOLD_ECLOSED, "the client is shutting down");
-        goto fail;
+    int code = 0;
+    if (c->closing)
+        code = error_set(err, LEASEHOLD_ECLOSED, "the client is shutting down");
+    for (leasehold_election *o = c->registry; o && !code && !observer; o = o->reg_next)
+        if (!o->observer && strcmp(o->key, key) == 0)
+            code = error_set(err, LEASEHOLD_EEXIST,
+                             "this client already campaigns for %s: end that campaign first", key);
+    if (!code) {
+        lease_init(&e->lease, &lc, e->token, seed);
+        e->reg_next = c->registry;
+        c->registry = e;
     }
-    lease_init(&e->lease, &lc, e->token, seed);
-    if (enqueue(c, REQ_CAMPAIGN, e) < 0) {
+    pthread_mutex_unlock(&c->mu);
+    if (code)
+        goto fail;
+    if (enqueue(c, REQ_CAMPAIGN, e, NULL) < 0) {
+        pthread_mutex_lock(&c->mu);
+        c->registry = e->reg_next; /* e is still the head: nothing else links it */
+        pthread_mutex_unlock(&c->mu);
         error_set(err, LEASEHOLD_ENOMEM, "out of memory");
         goto fail;
     }
@@ -1145,7 +1316,7 @@ leasehold_election *leasehold_campaign(leasehold_client *c, const char *key,
                                        const leasehold_callbacks *cb, void *arg,
                                        leasehold_error *err)
 {
-    return campaign(c, key, cb, arg, NULL, NULL, err);
+    return campaign(c, key, cb, arg, NULL, NULL, false, err);
 }
 
 leasehold_election *leasehold_serve_cb(leasehold_client *c, const char *key, service_fn fn,
@@ -1156,7 +1327,7 @@ leasehold_election *leasehold_serve_cb(leasehold_client *c, const char *key, ser
         error_set(err, LEASEHOLD_EINVAL, "no service function given");
         return NULL;
     }
-    return campaign(c, key, cb, arg, fn, arg, err);
+    return campaign(c, key, cb, arg, fn, arg, false, err);
 }
 
 leasehold_election *leasehold_serve(leasehold_client *c, const char *key, service_fn fn, void *arg,
@@ -1165,10 +1336,80 @@ leasehold_election *leasehold_serve(leasehold_client *c, const char *key, servic
     return leasehold_serve_cb(c, key, fn, arg, NULL, err);
 }
 
+leasehold_election *leasehold_observe(leasehold_client *c, const char *key,
+                                      const leasehold_callbacks *cb, void *arg,
+                                      leasehold_error *err)
+{
+    return campaign(c, key, cb, arg, NULL, NULL, true, err);
+}
+
+uint64_t leasehold_term_deadline_ms(const leasehold_election *e)
+{
+    return e ? atomic_load(&((leasehold_election *)e)->term_deadline_ms) : 0;
+}
+
+int leasehold_holder_get(leasehold_client *c, const char *key, leasehold_holder *out,
+                         leasehold_error *err)
+{
+    error_clear(err);
+    if (!c || !key || !key[0] || !out)
+        return error_set(err, LEASEHOLD_EINVAL, "%s",
+                         !c     ? "no client given"
+                         : !out ? "no result given"
+                                : "the key is empty");
+    if (loop_thread_client == c)
+        return error_set(err, LEASEHOLD_EDEADLK,
+                         "leasehold_holder_get() called from a callback would wait for itself");
+    memset(out, 0, sizeof *out);
+    query *q = calloc(1, sizeof *q);
+    if (q) {
+        q->key = strdup(key);
+        q->epoch_key = protocol_epoch_key(key);
+    }
+    if (!q || !q->key || !q->epoch_key || enqueue(c, REQ_QUERY, NULL, q) < 0) {
+        if (q) {
+            free(q->key);
+            free(q->epoch_key);
+        }
+        free(q);
+        return error_set(err, LEASEHOLD_ENOMEM, "out of memory");
+    }
+    uint32_t wait_ms = c->cfg.command_timeout_ms + c->cfg.connect_timeout_ms;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += wait_ms / 1000;
+    until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&c->mu);
+    while (!q->done)
+        if (pthread_cond_timedwait(&c->cond, &c->mu, &until) == ETIMEDOUT)
+            break;
+    bool done = q->done;
+    if (!done)
+        q->abandoned = true; /* the I/O thread frees it */
+    pthread_mutex_unlock(&c->mu);
+    if (!done)
+        return error_set(err, LEASEHOLD_ETIMEDOUT,
+                         "%s: no answer about key %s within %" PRIu32 " ms", conn_display(c->conn),
+                         key, wait_ms);
+    int code = q->code;
+    if (code == 0)
+        *out = q->holder;
+    else
+        error_set(err, code, "%s", q->msg);
+    free(q->key);
+    free(q->epoch_key);
+    free(q);
+    return code;
+}
+
 bool leasehold_is_leader(const leasehold_election *e)
 {
     leasehold_election *m = (leasehold_election *)e;
-    if (!e || atomic_load(&m->resign_pending))
+    if (!e || atomic_load(&m->resign_pending) > 0)
         return false;
     return clock_now_ms() < atomic_load(&m->valid_until_ms);
 }
@@ -1194,10 +1435,10 @@ int leasehold_resign(leasehold_election *e)
 {
     if (!e)
         return LEASEHOLD_EINVAL;
-    atomic_store(&e->resign_pending, true);
-    int rc = enqueue(e->client, REQ_RESIGN, e);
+    atomic_fetch_add(&e->resign_pending, 1);
+    int rc = enqueue(e->client, REQ_RESIGN, e, NULL);
     if (rc < 0)
-        atomic_store(&e->resign_pending, false);
+        atomic_fetch_sub(&e->resign_pending, 1);
     return rc;
 }
 
@@ -1206,21 +1447,23 @@ void leasehold_election_free(leasehold_election *e)
     if (!e)
         return;
     leasehold_client *c = e->client;
-    atomic_store(&e->resign_pending, true); /* not leader from now on */
+    atomic_fetch_add(&e->resign_pending, 1); /* not leader from now on, for good */
     bool on_loop = loop_thread_client == c;
     pthread_mutex_lock(&c->mu);
     e->free_by_loop = on_loop;
     e->waited_for = !on_loop;
+    c->waiters += !on_loop;
     pthread_mutex_unlock(&c->mu);
-    if (enqueue(c, REQ_END, e) < 0) {
-        /* Out of memory: the election keeps running until the client ends. */
-        return;
-    }
+    request *r = e->end_req;
+    *r = (request){.kind = REQ_END, .e = e};
+    push_request(c, r);
     if (on_loop)
         return;
     pthread_mutex_lock(&c->mu);
     while (!e->unlinked)
         pthread_cond_wait(&c->cond, &c->mu);
+    c->waiters--;
+    pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->mu);
     election_destroy(e);
 }

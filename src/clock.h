@@ -4,8 +4,9 @@
 
 #include <stdint.h>
 
-/* Milliseconds of CLOCK_MONOTONIC: never steps back, never jumps with the
- * wall clock.  Leadership is decided from this and nothing else. */
+/* Milliseconds of CLOCK_BOOTTIME: never steps back, never jumps with the
+ * wall clock, and counts time suspended.  Leadership is decided from this and
+ * nothing else. */
 uint64_t clock_now_ms(void);
 
 /* The same clock in nanoseconds, for measurements. */

@@ -3,12 +3,15 @@
  *
  * The token is how the I/O thread tells the service that its term has ended:
  * an atomic flag for polling, a condition variable for leasehold_token_sleep()
- * and an eventfd for services built around poll().  The service thread tells
- * the I/O thread that it has returned through the client's wake eventfd.
+ * and an eventfd for services built around poll().  It also carries the end
+ * of the term (valid_until), so a service never works past the lease even
+ * when the I/O thread is late to cancel it.  The service thread tells the I/O
+ * thread that it has returned through the client's wake eventfd.
  */
 #include "service.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -16,11 +19,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 struct leasehold_token {
     leasehold_election *election;
     uint64_t epoch;
     atomic_bool cancelled;
-    int fd; /* eventfd: readable once cancelled */
+    _Atomic uint64_t valid_until_ms; /* the term is certainly ours before this (clock.h) */
+    int fd;                          /* eventfd: readable once cancelled */
     pthread_mutex_t mu;
     pthread_cond_t cond; /* signalled on cancel; uses CLOCK_MONOTONIC */
 };
@@ -29,7 +35,7 @@ struct service {
     leasehold_token token;
     service_fn fn;
     void *arg;
-    int wake_fd;
+    int wake_fd; /* our own dup of the client's: valid even after the client is gone */
     pthread_t thread;
     atomic_bool exited;
     int result;
@@ -39,15 +45,17 @@ static void *service_main(void *p)
 {
     service *s = p;
     s->result = s->fn(&s->token, s->arg);
-    atomic_store(&s->exited, true);
+    int fd = s->wake_fd;
+    atomic_store(&s->exited, true); /* from here on s may be freed by service_join */
     uint64_t one = 1;
-    ssize_t n = write(s->wake_fd, &one, sizeof one);
+    ssize_t n = write(fd, &one, sizeof one);
     (void)n; /* an eventfd write only fails on overflow, which leaves it readable */
+    close(fd);
     return NULL;
 }
 
-service *service_start(leasehold_election *e, service_fn fn, void *arg, uint64_t epoch, int wake_fd,
-                       int *code)
+service *service_start(leasehold_election *e, service_fn fn, void *arg, uint64_t epoch,
+                       uint64_t valid_until_ms, int wake_fd, int *code)
 {
     service *s = calloc(1, sizeof *s);
     if (!s) {
@@ -57,13 +65,18 @@ service *service_start(leasehold_election *e, service_fn fn, void *arg, uint64_t
     s->token.election = e;
     s->token.epoch = epoch;
     atomic_init(&s->token.cancelled, false);
+    atomic_init(&s->token.valid_until_ms, valid_until_ms);
     atomic_init(&s->exited, false);
     s->fn = fn;
     s->arg = arg;
-    s->wake_fd = wake_fd;
+    s->wake_fd = fcntl(wake_fd, F_DUPFD_CLOEXEC, 0);
     s->token.fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (s->token.fd < 0) {
+    if (s->token.fd < 0 || s->wake_fd < 0) {
         *code = -errno;
+        if (s->token.fd >= 0)
+            close(s->token.fd);
+        if (s->wake_fd >= 0)
+            close(s->wake_fd);
         free(s);
         return NULL;
     }
@@ -77,12 +90,18 @@ service *service_start(leasehold_election *e, service_fn fn, void *arg, uint64_t
     if (rc != 0) {
         *code = -rc;
         close(s->token.fd);
+        close(s->wake_fd);
         pthread_cond_destroy(&s->token.cond);
         pthread_mutex_destroy(&s->token.mu);
         free(s);
         return NULL;
     }
     return s;
+}
+
+void service_extend(service *s, uint64_t valid_until_ms)
+{
+    atomic_store(&s->token.valid_until_ms, valid_until_ms);
 }
 
 void service_cancel(service *s)
@@ -120,27 +139,43 @@ void service_abandon(service *s)
     pthread_detach(s->thread);
 }
 
+/* Cancelled by the I/O thread when the term ends, and in any case once the
+ * clock passes valid_until. */
 bool leasehold_token_cancelled(const leasehold_token *t)
 {
-    return atomic_load(&((leasehold_token *)t)->cancelled);
+    leasehold_token *m = (leasehold_token *)t;
+    return atomic_load(&m->cancelled) || clock_now_ms() >= atomic_load(&m->valid_until_ms);
+}
+
+/* The CLOCK_MONOTONIC instant ms from now, for pthread_cond_timedwait. */
+static struct timespec monotonic_in(uint64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
 }
 
 bool leasehold_token_sleep(leasehold_token *t, uint32_t ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    uint64_t end = clock_now_ms() + ms;
     pthread_mutex_lock(&t->mu);
-    while (!atomic_load(&t->cancelled)) {
-        if (pthread_cond_timedwait(&t->cond, &t->mu, &until) == ETIMEDOUT)
+    for (;;) {
+        uint64_t now = clock_now_ms();
+        if (leasehold_token_cancelled(t) || now >= end)
             break;
+        /* Wake at the end of the sleep or of the term, whichever is first;
+         * renewals move the latter, so look again then. */
+        uint64_t until = atomic_load(&t->valid_until_ms);
+        struct timespec ts = monotonic_in((until < end ? until : end) - now);
+        pthread_cond_timedwait(&t->cond, &t->mu, &ts);
     }
-    bool cancelled = atomic_load(&t->cancelled);
+    bool cancelled = leasehold_token_cancelled(t);
     pthread_mutex_unlock(&t->mu);
     return !cancelled;
 }

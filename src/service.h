@@ -11,14 +11,19 @@ typedef struct service service;
 typedef int (*service_fn)(leasehold_token *t, void *arg);
 
 /*
- * Runs fn(token, arg) in a new thread for the term `epoch` of e.  When the
- * thread ends it writes to wake_fd (an eventfd the I/O thread polls), so the
- * loop learns of it without polling.  Returns NULL and sets *code
- * (LEASEHOLD_ENOMEM, or the negative errno of pthread_create/eventfd) on
- * failure.
+ * Runs fn(token, arg) in a new thread for the term `epoch` of e, which is
+ * certainly ours until valid_until_ms (clock.h).  When the thread ends it
+ * writes to (its own duplicate of) wake_fd, an eventfd the I/O thread polls,
+ * so the loop learns of it without polling.  Returns NULL and sets *code
+ * (LEASEHOLD_ENOMEM, or the negative errno of pthread_create, eventfd or
+ * fcntl) on failure.
  */
 service *service_start(leasehold_election *e, service_fn fn, void *arg, uint64_t epoch,
-                       int wake_fd, int *code);
+                       uint64_t valid_until_ms, int wake_fd, int *code);
+
+/* A renewal moved the end of the term: the token stays uncancelled until
+ * then. */
+void service_extend(service *s, uint64_t valid_until_ms);
 
 /* Cancels the token: leasehold_token_cancelled() turns true, sleeps end and
  * the token's fd becomes readable.  Idempotent. */

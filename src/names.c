@@ -1,0 +1,32 @@
+/* names.c — the names of the public enums, for logs and tools. */
+#include "leasehold.h"
+
+const char *leasehold_reason_name(leasehold_reason reason)
+{
+    switch (reason) {
+    case LEASEHOLD_LOST:
+        return "lost";
+    case LEASEHOLD_EXPIRED:
+        return "expired";
+    case LEASEHOLD_DEADLINE:
+        return "renew deadline passed";
+    case LEASEHOLD_DISCONNECTED:
+        return "disconnected";
+    case LEASEHOLD_RESIGNED:
+        return "resigned";
+    }
+    return "unknown";
+}
+
+const char *leasehold_change_name(leasehold_change change)
+{
+    switch (change) {
+    case LEASEHOLD_CHANGE_ELECTED:
+        return "elected";
+    case LEASEHOLD_CHANGE_RELEASED:
+        return "released";
+    case LEASEHOLD_CHANGE_EXPIRED:
+        return "expired";
+    }
+    return "unknown";
+}

@@ -1,0 +1,48 @@
+/* protocol.h — leasehold's wire protocol on Redis: the Lua scripts, their
+ * arguments, and what their replies and the events channel's messages mean.
+ * Pure: no I/O, no state. */
+#ifndef LEASEHOLD_PROTOCOL_H
+#define LEASEHOLD_PROTOCOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conn.h"
+#include "lease.h"
+
+enum script_kind {
+    SCRIPT_ACQUIRE, /* KEYS: K, K:epoch  ARGV: token, lease_ms, channel */
+    SCRIPT_RENEW,   /* KEYS: K           ARGV: token, lease_ms */
+    SCRIPT_RELEASE, /* KEYS: K, K:epoch  ARGV: token, channel, epoch */
+    SCRIPT_QUERY,   /* KEYS: K, K:epoch */
+    SCRIPT_KINDS
+};
+
+/* The names of the side keys of `key` (DESIGN.md): "{K}:epoch" and
+ * "{K}:events", or "K:epoch" and "K:events" when K already holds a {tag}.
+ * Return malloc'd strings, NULL when out of memory. */
+char *protocol_epoch_key(const char *key);
+char *protocol_channel(const char *key);
+
+/* The Lua source of a script, and its name for messages. */
+const char *protocol_script(enum script_kind kind);
+const char *protocol_script_name(enum script_kind kind);
+
+/* The replies of the scripts as the state machine takes them.  On an error
+ * reply (or one that makes no sense) the reply's error is set and a message
+ * naming the cause is written to why (why_size bytes).  Pointers in out point
+ * into r. */
+void protocol_acquire_reply(const conn_reply *r, const char *epoch_key, lease_reply *out, char *why,
+                            size_t why_size);
+void protocol_renew_reply(const conn_reply *r, lease_reply *out, char *why, size_t why_size);
+void protocol_release_reply(const conn_reply *r, lease_reply *out, char *why, size_t why_size);
+void protocol_query_reply(const conn_reply *r, const char *epoch_key, lease_reply *out, char *why,
+                          size_t why_size);
+
+/* Parses a message of the events channel, "elected <epoch> <token>" or
+ * "released <epoch> <token>".  Returns 0, or -1 for anything else (which is
+ * ignored: the channel is news, never proof).  *token points into payload. */
+int protocol_parse_event(const char *payload, size_t len, lease_event_kind *kind, uint64_t *epoch,
+                         const char **token, size_t *token_len);
+
+#endif
