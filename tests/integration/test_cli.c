@@ -1,0 +1,976 @@
+/*
+ * test_cli.c — the `leasehold` command-line tool, run as a user runs it,
+ * against a redis-server of this test's own.
+ *
+ * Each leasehold is started through `env` (to clear SNAKETRON_*) and
+ * `sh -c 'exec "$0" "$@" 2>&1'` (stderr into the pipe the harness reads);
+ * both exec, so the harness's pid is leasehold's own.  CMD is mostly this
+ * test binary in its "beat" mode: it appends "<pid> <epoch> <monotonic ms>"
+ * to a file every 10 ms while it runs, so the test sees, from the file
+ * alone, which CMD ran when, and checks that no two ever overlapped.  Every
+ * test uses a key of its own, so one left behind cannot disturb the next.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "redis_server.h"
+#include "testutil.h"
+
+#define OUTPUT_MAX  65536
+#define MAX_PROCS   8
+#define MAX_BEATERS 32
+
+static redis_server *redis;
+static char tmpdir[256];
+
+/* ------------------------------------------------------------ CMD modes */
+
+static volatile sig_atomic_t got_term, got_hup;
+static void on_term(int sig)
+{
+    (void)sig;
+    got_term = 1;
+}
+static void on_hup(int sig)
+{
+    (void)sig;
+    got_hup = 1;
+}
+
+static void beat_write(int fd, const char *what)
+{
+    char line[128];
+    int n = snprintf(line, sizeof line, "%d %s %llu\n", (int)getpid(), what,
+                     (unsigned long long)test_now_ms());
+    if (write(fd, line, (size_t)n) < 0)
+        _exit(1);
+}
+
+/* `test_cli beat FILE [stubborn]`: a beat every 10 ms; "term" and exit 0 on
+ * SIGTERM (stubborn: SIGTERM ignored), "hup" on SIGHUP. */
+static int beat_main(const char *path, bool stubborn)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return 1;
+    const char *epoch = getenv("LEASEHOLD_EPOCH");
+    signal(SIGTERM, stubborn ? SIG_IGN : on_term);
+    signal(SIGHUP, on_hup);
+    for (;;) {
+        if (got_term) {
+            beat_write(fd, "term");
+            return 0;
+        }
+        if (got_hup) {
+            got_hup = 0;
+            beat_write(fd, "hup");
+        }
+        beat_write(fd, epoch ? epoch : "none");
+        test_sleep_ms(10);
+    }
+}
+
+/* ---------------------------------------------------------- processes */
+
+typedef struct proc {
+    pid_t pid; /* 0 once reaped */
+    int fd;
+    bool eof;
+    size_t len;
+    char out[OUTPUT_MAX];
+} proc;
+
+static proc *live[MAX_PROCS];
+
+static const char *cli_path(void)
+{
+    static char path[4096];
+    const char *dir = getenv("LEASEHOLD_BUILD_DIR");
+    snprintf(path, sizeof path, "%s/leasehold", dir ? dir : ".");
+    return path;
+}
+
+/* Starts leasehold with args (NULL-terminated) and env assignments (may be
+ * NULL); SNAKETRON_* cleared first. */
+static proc *proc_start_env(const char *const env[], const char *const args[])
+{
+    const char *argv[80];
+    size_t n = 0;
+    argv[n++] = "env";
+    argv[n++] = "-u";
+    argv[n++] = "SNAKETRON_REDIS_URL";
+    argv[n++] = "-u";
+    argv[n++] = "SNAKETRON_REGION";
+    for (size_t i = 0; env && env[i]; i++)
+        argv[n++] = env[i];
+    argv[n++] = "/bin/sh";
+    argv[n++] = "-c";
+    argv[n++] = "exec \"$0\" \"$@\" 2>&1";
+    argv[n++] = cli_path();
+    for (size_t i = 0; args[i]; i++) {
+        assert_true(n < 79);
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    int fds[2];
+    assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
+    proc *p = calloc(1, sizeof *p);
+    assert_non_null(p);
+    p->pid = test_process_spawn((char *const *)argv, fds[1]);
+    close(fds[1]);
+    p->fd = fds[0];
+    assert_true(p->pid > 0);
+    for (int i = 0; i < MAX_PROCS; i++) {
+        if (!live[i]) {
+            live[i] = p;
+            return p;
+        }
+    }
+    fail_msg("more than %d processes at once", MAX_PROCS);
+    return NULL;
+}
+
+static proc *proc_start(const char *const args[])
+{
+    return proc_start_env(NULL, args);
+}
+
+static void proc_free(proc *p)
+{
+    if (!p)
+        return;
+    if (p->pid > 0)
+        test_process_kill(p->pid);
+    close(p->fd);
+    for (int i = 0; i < MAX_PROCS; i++)
+        if (live[i] == p)
+            live[i] = NULL;
+    free(p);
+}
+
+/* Reads what p has printed, waiting up to wait_ms for something. */
+static void proc_read(proc *p, int wait_ms)
+{
+    struct pollfd pfd = {.fd = p->fd, .events = POLLIN};
+    while (!p->eof && poll(&pfd, 1, wait_ms) > 0) {
+        if (p->len >= OUTPUT_MAX - 1) {
+            char sink[4096];
+            ssize_t n = read(p->fd, sink, sizeof sink);
+            p->eof = n == 0;
+            if (n <= 0)
+                return;
+            continue;
+        }
+        ssize_t n = read(p->fd, p->out + p->len, OUTPUT_MAX - 1 - p->len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            p->eof = true;
+            return;
+        }
+        p->len += (size_t)n;
+        p->out[p->len] = '\0';
+        wait_ms = 0;
+    }
+}
+
+static void show(const proc *p, const char *what)
+{
+    fprintf(stderr, "--- %s printed:\n%s--- end\n", what, p->out);
+}
+
+/* Waits up to test_ms(max_ms) for p to print needle. */
+static void expect_output(proc *p, const char *needle, uint64_t max_ms)
+{
+    uint64_t deadline = test_now_ms() + test_ms(max_ms);
+    while (!strstr(p->out, needle)) {
+        if (test_now_ms() >= deadline || p->eof) {
+            show(p, "leasehold");
+            fail_msg("no \"%s\" within %llu ms", needle, (unsigned long long)test_ms(max_ms));
+        }
+        proc_read(p, 20);
+    }
+}
+
+/* Waits up to test_ms(max_ms) for p to exit; its code (128+N if killed),
+ * having read all its output and reaped it. */
+static int proc_exit_code(proc *p, uint64_t max_ms)
+{
+    uint64_t deadline = test_now_ms() + test_ms(max_ms);
+    siginfo_t info;
+    for (;;) {
+        proc_read(p, 20);
+        memset(&info, 0, sizeof info);
+        if (waitid(P_PID, (id_t)p->pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+            info.si_pid == p->pid)
+            break;
+        if (test_now_ms() >= deadline) {
+            show(p, "leasehold");
+            fail_msg("pid %d did not exit within %llu ms", (int)p->pid,
+                     (unsigned long long)test_ms(max_ms));
+        }
+    }
+    proc_read(p, 200);
+    test_process_kill(p->pid);
+    p->pid = 0;
+    return info.si_code == CLD_EXITED ? info.si_status : 128 + info.si_status;
+}
+
+static void expect_exit(proc *p, int code, uint64_t max_ms)
+{
+    int got = proc_exit_code(p, max_ms);
+    if (got != code) {
+        show(p, "leasehold");
+        fail_msg("exit code %d, expected %d", got, code);
+    }
+}
+
+/* Fills args with run, the URL, the key, fast timing and extra (NULL-
+ * terminated), then "--" and cmd (NULL-terminated). */
+static void run_args(const char **args, size_t room, const char *key, const char *const extra[],
+                     const char *const cmd[])
+{
+    size_t n = 0;
+    const char *base[] = {"run",   "--url",   redis->url, "--key",   key,     "--lease",
+                          "1s",    "--renew", "100ms",    "--retry", "300ms", "--renew-deadline",
+                          "700ms", NULL};
+    for (size_t i = 0; base[i]; i++)
+        args[n++] = base[i];
+    for (size_t i = 0; extra && extra[i]; i++)
+        args[n++] = extra[i];
+    args[n++] = "--";
+    for (size_t i = 0; cmd[i]; i++)
+        args[n++] = cmd[i];
+    args[n] = NULL;
+    assert_true(n < room);
+}
+
+/* A path in this test's temporary directory. */
+static const char *tmp_path(const char *name)
+{
+    static char paths[8][512];
+    static int next;
+    char *p = paths[next++ % 8];
+    snprintf(p, 512, "%s/%s", tmpdir, name);
+    unlink(p);
+    return p;
+}
+
+static void redis_get(const char *key, char *out, size_t size)
+{
+    redisReply *r = redis_server_cmd(redis, "GET %s", key);
+    assert_non_null(r);
+    snprintf(out, size, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
+}
+
+static void redis_do(const char *fmt, const char *a, const char *b)
+{
+    redisReply *r = redis_server_cmd(redis, fmt, a, b);
+    assert_non_null(r);
+    freeReplyObject(r);
+}
+
+/* ----------------------------------------------------------- the beats */
+
+/* One CMD as its beats show it. */
+typedef struct beater {
+    int pid;
+    char epoch[64];
+    uint64_t first_ms, last_ms;
+    bool term, hup;
+} beater;
+
+/* Reads the beat file into bs (room for MAX_BEATERS); their number. */
+static int read_beats(const char *path, beater bs[MAX_BEATERS])
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    int n = 0;
+    char what[64];
+    int pid;
+    unsigned long long ms;
+    while (fscanf(f, "%d %63s %llu", &pid, what, &ms) == 3) {
+        int i = 0;
+        while (i < n && bs[i].pid != pid)
+            i++;
+        if (i == n) {
+            assert_true(n < MAX_BEATERS);
+            bs[n++] = (beater){.pid = pid, .first_ms = ms};
+        }
+        if (strcmp(what, "term") == 0)
+            bs[i].term = true;
+        else if (strcmp(what, "hup") == 0)
+            bs[i].hup = true;
+        else
+            snprintf(bs[i].epoch, sizeof bs[i].epoch, "%s", what);
+        bs[i].last_ms = ms;
+    }
+    fclose(f);
+    return n;
+}
+
+/* No two CMDs' [first beat, last beat] overlap, and epochs increase. */
+static void check_no_overlap(const char *path)
+{
+    beater bs[MAX_BEATERS];
+    int n = read_beats(path, bs);
+    for (int i = 1; i < n; i++) {
+        if (bs[i].first_ms <= bs[i - 1].last_ms)
+            fail_msg("CMD %d started at %llu while CMD %d ran until %llu", bs[i].pid,
+                     (unsigned long long)bs[i].first_ms, bs[i - 1].pid,
+                     (unsigned long long)bs[i - 1].last_ms);
+        if (strtoull(bs[i].epoch, NULL, 10) <= strtoull(bs[i - 1].epoch, NULL, 10))
+            fail_msg("epoch %s after %s", bs[i].epoch, bs[i - 1].epoch);
+    }
+}
+
+/* Waits for the beat file to show `count` CMDs; fills *last with the newest. */
+static void wait_beaters(const char *path, int count, uint64_t max_ms, beater *last)
+{
+    uint64_t deadline = test_now_ms() + test_ms(max_ms);
+    beater bs[MAX_BEATERS];
+    int n;
+    while ((n = read_beats(path, bs)) < count) {
+        if (test_now_ms() >= deadline) {
+            for (int i = 0; i < MAX_PROCS; i++)
+                if (live[i])
+                    show(live[i], "a leasehold");
+            fail_msg("%d CMD(s) ran within %llu ms, expected %d", n,
+                     (unsigned long long)test_ms(max_ms), count);
+        }
+        test_sleep_ms(10);
+    }
+    if (last)
+        *last = bs[n - 1];
+}
+
+/* True if pid is alive and not a zombie. */
+static bool pid_alive(int pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
+static bool pid_dead(void *arg)
+{
+    return !pid_alive(*(int *)arg);
+}
+
+/* Reads the pid a CMD wrote to path, waiting for it. */
+static int read_pid_file(const char *path)
+{
+    uint64_t deadline = test_now_ms() + test_ms(5000);
+    for (;;) {
+        FILE *f = fopen(path, "r");
+        int pid = 0;
+        if (f) {
+            if (fscanf(f, "%d", &pid) != 1)
+                pid = 0;
+            fclose(f);
+        }
+        if (pid > 0)
+            return pid;
+        if (test_now_ms() >= deadline)
+            fail_msg("no pid in %s", path);
+        test_sleep_ms(10);
+    }
+}
+
+/* A shell command: start `sleep 1000` in the background (its pid to
+ * gpid_path), then exec this binary's beat mode (extra: "stubborn" or ""). */
+static void grandchild_cmd(char *out, size_t size, const char *gpid_path, const char *beats,
+                           const char *extra)
+{
+    snprintf(out, size, "sleep 1000 & echo $! > %s; exec %s beat %s %s", gpid_path,
+             test_process_self(), beats, extra);
+}
+
+/* ------------------------------------------------------------------ tests */
+
+/* CMD's environment; exit status and signal propagation; exec failures. */
+static void test_env_and_exit_status(void **state)
+{
+    (void)state;
+    const char *out = tmp_path("env.out");
+    char script[700];
+    snprintf(script, sizeof script,
+             "echo \"$LEASEHOLD_KEY $LEASEHOLD_EPOCH $LEASEHOLD_TOKEN\" > %s; exit 7", out);
+    const char *cmd[] = {"sh", "-c", script, NULL};
+    const char *extra[] = {"--id", "envtest", NULL};
+    const char *args[40];
+    run_args(args, 40, "cli:env", extra, cmd);
+    const char *env[] = {"LEASEHOLD_EPOCH=stale", NULL};
+    proc *p = proc_start_env(env, args);
+    expect_exit(p, 7, 10000);
+    char key[64], epoch[64], token[256];
+    FILE *f = fopen(out, "r");
+    assert_non_null(f);
+    assert_int_equal(fscanf(f, "%63s %63s %255s", key, epoch, token), 3);
+    fclose(f);
+    assert_string_equal(key, "cli:env");
+    assert_true(strtoull(epoch, NULL, 10) > 0);
+    char stored[64];
+    redis_get("{cli:env}:epoch", stored, sizeof stored);
+    assert_string_equal(epoch, stored);
+    assert_true(strncmp(token, "envtest/", 8) == 0);
+    assert_non_null(strstr(p->out, token)); /* the log names the same token */
+    redis_get("cli:env", stored, sizeof stored);
+    assert_string_equal(stored, ""); /* released on exit */
+    proc_free(p);
+
+    /* Killed by a signal: 128 + N. */
+    const char *cmd_sig[] = {"sh", "-c", "kill -USR1 $$", NULL};
+    run_args(args, 40, "cli:env", NULL, cmd_sig);
+    p = proc_start(args);
+    expect_exit(p, 128 + SIGUSR1, 10000);
+    proc_free(p);
+
+    /* Not found: 127; not executable: 126. */
+    const char *cmd_missing[] = {"/nonexistent/cmd", NULL};
+    run_args(args, 40, "cli:env", NULL, cmd_missing);
+    p = proc_start(args);
+    expect_exit(p, 127, 10000);
+    proc_free(p);
+    const char *noexec = tmp_path("not-executable");
+    FILE *nf = fopen(noexec, "w");
+    assert_non_null(nf);
+    fclose(nf);
+    assert_int_equal(chmod(noexec, 0644), 0);
+    const char *cmd_noexec[] = {noexec, NULL};
+    run_args(args, 40, "cli:env", NULL, cmd_noexec);
+    p = proc_start(args);
+    expect_exit(p, 126, 10000);
+    proc_free(p);
+}
+
+/*
+ * Three instances on one key, each CMD beating into one file: exactly one
+ * runs at a time.  SIGTERM to the leader's leasehold stops its CMD (which
+ * exits 0, so leasehold does) and hands over at once; SIGKILL of the next
+ * leader's leasehold kills its CMD and CMD's grandchild at once, and the
+ * last instance's CMD starts once the lease has lapsed.
+ */
+static void test_three_instances_no_overlap(void **state)
+{
+    (void)state;
+    const char *beats = tmp_path("three.beats");
+    char gpid_paths[3][512], scripts[3][1400];
+    proc *ps[3];
+    for (int i = 0; i < 3; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "three.gpid%d", i);
+        snprintf(gpid_paths[i], sizeof gpid_paths[i], "%s", tmp_path(name));
+        grandchild_cmd(scripts[i], sizeof scripts[i], gpid_paths[i], beats, "");
+        const char *cmd[] = {"sh", "-c", scripts[i], NULL};
+        const char *args[40];
+        run_args(args, 40, "cli:three", NULL, cmd);
+        ps[i] = proc_start(args);
+    }
+    beater first;
+    wait_beaters(beats, 1, TEST_FRESH_REDIS_MS + 5000, &first);
+    test_sleep_ms(300); /* let the others try to claim meanwhile */
+    int leader = -1;
+    for (int i = 0; i < 3; i++) {
+        proc_read(ps[i], 0);
+        if (strstr(ps[i]->out, "leader: started"))
+            leader = leader < 0 ? i : 99;
+    }
+    assert_true(leader >= 0 && leader < 3);
+
+    /* Graceful: CMD gets SIGTERM, exits 0; leasehold exits 0; the next CMD
+     * starts well within a lease (the key was released). */
+    uint64_t t0 = test_now_ms();
+    test_process_signal(ps[leader]->pid, SIGTERM);
+    expect_exit(ps[leader], 0, 5000);
+    beater second;
+    wait_beaters(beats, 2, 3000, &second);
+    assert_true(second.first_ms - t0 < test_ms(900));
+    int gpid = read_pid_file(gpid_paths[leader]);
+    assert_true(wait_until(pid_dead, &gpid, 1000)); /* the grandchild went with its group */
+
+    /* Crash: SIGKILL the new leader's leasehold. */
+    int heir = -1;
+    for (int i = 0; i < 3; i++) {
+        if (i == leader)
+            continue;
+        proc_read(ps[i], 0);
+        if (strstr(ps[i]->out, "leader: started"))
+            heir = i;
+    }
+    assert_true(heir >= 0);
+    int heir_gpid = read_pid_file(gpid_paths[heir]);
+    uint64_t t1 = test_now_ms();
+    test_process_signal(ps[heir]->pid, SIGKILL);
+    expect_exit(ps[heir], 128 + SIGKILL, 2000);
+    assert_true(wait_until(pid_dead, &second.pid, 500));
+    assert_true(wait_until(pid_dead, &heir_gpid, 500));
+    assert_true(test_now_ms() - t1 < test_ms(900)); /* long before the lease lapses */
+    beater third;
+    wait_beaters(beats, 3, 4000, &third);
+    check_no_overlap(beats);
+
+    int last = 3 - leader - heir;
+    test_process_signal(ps[last]->pid, SIGTERM);
+    expect_exit(ps[last], 0, 5000);
+    assert_true(wait_until(pid_dead, &third.pid, 500));
+    for (int i = 0; i < 3; i++)
+        proc_free(ps[i]);
+}
+
+/*
+ * Redis hangs (SIGSTOP) while CMD, which ignores SIGTERM and has a
+ * grandchild that does too, runs: leasehold steps down at the renew
+ * deadline and SIGKILLs the group before the key could expire.  The key's
+ * expiry is read exactly with PEXPIRETIME after CLIENT PAUSE WRITE, which
+ * stops every renewal from that instant.
+ */
+static void test_redis_paused_kills_before_expiry(void **state)
+{
+    (void)state;
+    const char *beats = tmp_path("pause.beats");
+    const char *gpid_path = tmp_path("pause.gpid");
+    char script[1400];
+    snprintf(script, sizeof script,
+             "trap '' TERM; sleep 1000 & echo $! > %s; exec %s beat %s stubborn", gpid_path,
+             test_process_self(), beats);
+    const char *cmd[] = {"sh", "-c", script, NULL};
+    const char *args[40];
+    run_args(args, 40, "cli:pause", NULL, cmd);
+    proc *p = proc_start(args);
+    beater b;
+    wait_beaters(beats, 1, TEST_FRESH_REDIS_MS + 5000, &b);
+    int gpid = read_pid_file(gpid_path);
+    test_sleep_ms(200);
+
+    redis_do("CLIENT PAUSE 10000 WRITE", NULL, NULL);
+    redisReply *r = redis_server_cmd(redis, "PEXPIRETIME cli:pause");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    long long expiry_ms = r->integer; /* Unix ms */
+    freeReplyObject(r);
+    assert_true(expiry_ms > 0);
+    redis_server_pause(redis);
+
+    bool dead = wait_until(pid_dead, &b.pid, 3000) && wait_until(pid_dead, &gpid, 500);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    long long dead_at_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    redis_server_resume(redis);
+    redis_do("CLIENT UNPAUSE", NULL, NULL);
+    if (!dead) {
+        show(p, "leasehold");
+        fail_msg("CMD still alive 3 s after Redis hung");
+    }
+    if (dead_at_ms >= expiry_ms) {
+        show(p, "leasehold");
+        fail_msg("CMD's group was gone only %lld ms after the key could expire",
+                 dead_at_ms - expiry_ms);
+    }
+    expect_output(p, "SIGKILL to CMD's process group", 1000);
+    test_process_signal(p->pid, SIGTERM);
+    proc_exit_code(p, 5000);
+    proc_free(p);
+}
+
+/* --restart keeps the lease and restarts CMD with a back-off; SIGTERM then
+ * ends it. */
+static void test_restart(void **state)
+{
+    (void)state;
+    const char *out = tmp_path("restart.out");
+    char script[700];
+    snprintf(script, sizeof script, "echo \"$LEASEHOLD_EPOCH\" >> %s; exit 1", out);
+    const char *cmd[] = {"sh", "-c", script, NULL};
+    const char *extra[] = {"--restart", NULL};
+    const char *args[40];
+    run_args(args, 40, "cli:restart", extra, cmd);
+    proc *p = proc_start(args);
+    expect_output(p, "restarting sh in 1000 ms", 10000); /* 500, then 1000: twice started */
+    char holder[256];
+    redis_get("cli:restart", holder, sizeof holder);
+    expect_output(p, "restarting sh in 2000 ms", 3000);
+    char still[256];
+    redis_get("cli:restart", still, sizeof still);
+    assert_string_equal(holder, still); /* one term all along */
+    FILE *f = fopen(out, "r");
+    assert_non_null(f);
+    char e1[32], e2[32], e3[32];
+    assert_int_equal(fscanf(f, "%31s %31s %31s", e1, e2, e3), 3);
+    fclose(f);
+    assert_string_equal(e1, e2);
+    assert_string_equal(e2, e3);
+    test_process_signal(p->pid, SIGTERM);
+    expect_exit(p, 128 + SIGTERM, 5000);
+    redis_get("cli:restart", still, sizeof still);
+    assert_string_equal(still, "");
+    proc_free(p);
+}
+
+/* --exit-on-loss: another token in the key ends the term: exit 76, CMD gone. */
+static void test_exit_on_loss(void **state)
+{
+    (void)state;
+    const char *beats = tmp_path("loss.beats");
+    const char *cmd[] = {test_process_self(), "beat", beats, NULL};
+    const char *extra[] = {"--exit-on-loss", NULL};
+    const char *args[40];
+    run_args(args, 40, "cli:loss", extra, cmd);
+    proc *p = proc_start(args);
+    beater b;
+    wait_beaters(beats, 1, 10000, &b);
+    redis_do("SET %s %s PX 60000", "cli:loss", "intruder/1");
+    expect_exit(p, 76, 3000);
+    assert_false(pid_alive(b.pid));
+    beater bs[MAX_BEATERS];
+    read_beats(beats, bs);
+    assert_true(bs[0].term); /* SIGTERM came first */
+    proc_free(p);
+    redis_do("DEL %s", "cli:loss", NULL);
+}
+
+/* --wait-timeout: a key held by someone else; exit 75 in about that time. */
+static void test_wait_timeout(void **state)
+{
+    (void)state;
+    redis_do("SET %s %s PX 60000", "cli:wait", "other/1");
+    const char *cmd[] = {"true", NULL};
+    const char *extra[] = {"--wait-timeout", "500ms", NULL};
+    const char *args[40];
+    run_args(args, 40, "cli:wait", extra, cmd);
+    uint64_t t0 = test_now_ms();
+    proc *p = proc_start(args);
+    expect_exit(p, 75, 3000);
+    assert_true(test_now_ms() - t0 >= 500);
+    assert_non_null(strstr(p->out, "not elected within 500 ms"));
+    proc_free(p);
+    redis_do("DEL %s", "cli:wait", NULL);
+}
+
+/* SIGHUP is forwarded as it is; SIGTERM to a CMD that ignores it ends in
+ * SIGKILL after --grace, exit 128+9, and only then the lease is released. */
+static void test_signals_and_grace(void **state)
+{
+    (void)state;
+    const char *beats = tmp_path("grace.beats");
+    const char *cmd[] = {test_process_self(), "beat", beats, "stubborn", NULL};
+    const char *extra[] = {"--grace", "400ms", NULL};
+    const char *args[40];
+    run_args(args, 40, "cli:grace", extra, cmd);
+    proc *p = proc_start(args);
+    beater b;
+    wait_beaters(beats, 1, 10000, &b);
+    test_process_signal(p->pid, SIGHUP);
+    uint64_t deadline = test_now_ms() + test_ms(2000);
+    beater bs[MAX_BEATERS];
+    while (read_beats(beats, bs) && !bs[0].hup && test_now_ms() < deadline)
+        test_sleep_ms(10);
+    assert_true(bs[0].hup);
+
+    uint64_t t0 = test_now_ms();
+    test_process_signal(p->pid, SIGTERM);
+    test_sleep_ms(200); /* within the grace: CMD runs and the lease is held */
+    char holder[256];
+    redis_get("cli:grace", holder, sizeof holder);
+    assert_true(holder[0] != '\0');
+    assert_true(pid_alive(b.pid));
+    expect_exit(p, 128 + SIGKILL, 3000);
+    assert_true(test_now_ms() - t0 >= 400);
+    assert_false(pid_alive(b.pid));
+    redis_get("cli:grace", holder, sizeof holder);
+    assert_string_equal(holder, "");
+    proc_free(p);
+}
+
+/* Redis unreachable at start: 69, naming the URL. */
+static void test_unreachable(void **state)
+{
+    (void)state;
+    int port = redis_server_free_port();
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+    const char *run[] = {"run", "--url", url, "--", "true", NULL};
+    const char *status[] = {"status", "--url", url, NULL};
+    const char *watch[] = {"watch", "--url", url, NULL};
+    const char *const *cases[] = {run, status, watch};
+    for (int i = 0; i < 3; i++) {
+        proc *p = proc_start(cases[i]);
+        expect_exit(p, 69, 5000);
+        assert_non_null(strstr(p->out, url + 8));
+        proc_free(p);
+    }
+}
+
+/* Every usage error: exit 64 and one line, "leasehold: ...". */
+static void test_usage_errors(void **state)
+{
+    (void)state;
+    static const char *const cases[][9] = {
+        {NULL},
+        {"frobnicate"},
+        {"run", "--url", "@R"},
+        {"run", "--url", "@R", "--"},
+        {"run", "--url", "@R", "--lease", "2000", "--", "true"},
+        {"run", "--url", "@R", "--lease", "abc", "--", "true"},
+        {"run", "--url", "@R", "--lease", "2x", "--", "true"},
+        {"run", "--url", "@R", "--lease", "0ms", "--", "true"},
+        {"run", "--url", "@R", "--lease", "-1s", "--", "true"},
+        {"run", "--url", "@R", "--lease", "1.0005s", "--", "true"},
+        {"run", "--url", "@R", "--lease", "9999999h", "--", "true"},
+        {"run", "--url", "@R", "--renew", "", "--", "true"},
+        {"run", "--url", "@R", "--retry", "s", "--", "true"},
+        {"run", "--url", "@R", "--renew-deadline", "1990ms", "--", "true"},
+        {"run", "--url", "@R", "--grace", "ten", "--", "true"},
+        {"run", "--url", "@R", "--wait-timeout", "0s", "--", "true"},
+        {"run", "--url", "@R", "--renew", "5s", "--", "true"},
+        {"run", "--url", "@R", "--lease"},
+        {"run", "--url", "@R", "--bogus", "--", "true"},
+        {"run", "--url", "@R", "-x", "--", "true"},
+        {"run", "--url", "@R", "--json", "--", "true"},
+        {"run", "--url", "@R", "--log-format", "xml", "--", "true"},
+        {"run", "--url", "@R", "--key", "", "--", "true"},
+        {"run", "--url", "@R", "--region", "", "--", "true"},
+        {"run", "--url", "@R", "--id", "", "--", "true"},
+        {"run", "--url", "@R", "--key", "k", "--region", "r", "--", "true"},
+        {"run", "--url", "@R", "-q", "-v", "--", "true"},
+        {"run", "--url", "", "--", "true"},
+        {"run", "--", "true"},
+        {"run", "--url", "http://127.0.0.1/", "--", "true"},
+        {"status", "--url", "@R", "extra"},
+        {"status", "--url", "@R", "--lease", "1s"},
+        {"status"},
+        {"watch", "--url", "@R", "--restart"},
+        {"watch", "--url", "@R", "--json", "x"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *args[10] = {0};
+        for (size_t j = 0; j < 9 && cases[i][j]; j++)
+            args[j] = strcmp(cases[i][j], "@R") == 0 ? redis->url : cases[i][j];
+        proc *p = proc_start(args);
+        int code = proc_exit_code(p, 5000);
+        int lines = 0;
+        for (const char *c = p->out; *c; c++)
+            lines += *c == '\n';
+        if (code != 64 || lines != 1 || strncmp(p->out, "leasehold: ", 11) != 0) {
+            show(p, "leasehold");
+            fail_msg("case %zu (%s %s %s %s): exit %d, %d lines", i, args[0] ? args[0] : "",
+                     args[1] ? args[1] : "", args[3] ? args[3] : "", args[4] ? args[4] : "", code,
+                     lines);
+        }
+        proc_free(p);
+    }
+    const char *help[] = {"--help", NULL};
+    proc *p = proc_start(help);
+    expect_exit(p, 0, 5000);
+    static const char *const mentions[] = {
+        "--url",
+        "--key",
+        "--region",
+        "--id",
+        "--lease",
+        "--renew",
+        "--retry",
+        "--renew-deadline",
+        "--grace",
+        "--wait-timeout",
+        "--restart",
+        "--exit-on-loss",
+        "--quiet",
+        "--verbose",
+        "--log-format",
+        "--json",
+        "LEASEHOLD_EPOCH",
+        "LEASEHOLD_TOKEN",
+        "LEASEHOLD_KEY",
+        "SNAKETRON_REDIS_URL",
+        "SNAKETRON_REGION",
+        " 75 ",
+        " 76 ",
+        " 64 ",
+        " 69 ",
+        "128+N",
+    };
+    for (size_t i = 0; i < sizeof mentions / sizeof mentions[0]; i++)
+        if (!strstr(p->out, mentions[i]))
+            fail_msg("--help does not mention %s", mentions[i]);
+    proc_free(p);
+}
+
+/* status in text and JSON, with nobody and with a leader; the key from
+ * SNAKETRON_REGION and the URL from SNAKETRON_REDIS_URL. */
+static void test_status(void **state)
+{
+    (void)state;
+    char url_env[700];
+    snprintf(url_env, sizeof url_env, "SNAKETRON_REDIS_URL=%s", redis->url);
+    const char *env[] = {url_env, "SNAKETRON_REGION=cli-status", NULL};
+    const char *text[] = {"status", NULL};
+    const char *json[] = {"status", "--json", NULL};
+    proc *p = proc_start_env(env, text);
+    expect_exit(p, 3, 5000);
+    assert_non_null(strstr(p->out, "snaketron:leader:cli-status: no leader"));
+    proc_free(p);
+    p = proc_start_env(env, json);
+    expect_exit(p, 3, 5000);
+    assert_non_null(strstr(p->out, "{\"key\":\"snaketron:leader:cli-status\",\"leader\":false,"
+                                   "\"token\":null,\"epoch\":0,\"ttl_ms\":0}\n"));
+    proc_free(p);
+
+    const char *beats = tmp_path("status.beats");
+    const char *cmd[] = {test_process_self(), "beat", beats, NULL};
+    const char *extra[] = {"--id", "st", NULL};
+    const char *args[40];
+    run_args(args, 40, "snaketron:leader:cli-status", extra, cmd);
+    proc *leader = proc_start(args);
+    beater b;
+    wait_beaters(beats, 1, 10000, &b);
+    char token[256], line[700];
+    redis_get("snaketron:leader:cli-status", token, sizeof token);
+    p = proc_start_env(env, text);
+    expect_exit(p, 0, 5000);
+    snprintf(line, sizeof line, "snaketron:leader:cli-status: leader %s, epoch %s, expires in ",
+             token, b.epoch);
+    if (!strstr(p->out, line))
+        fail_msg("expected \"%s\" in: %s", line, p->out);
+    proc_free(p);
+    p = proc_start_env(env, json);
+    expect_exit(p, 0, 5000);
+    snprintf(line, sizeof line,
+             "{\"key\":\"snaketron:leader:cli-status\",\"leader\":true,\"token\":\"%s\","
+             "\"epoch\":%s,\"ttl_ms\":",
+             token, b.epoch);
+    if (!strstr(p->out, line))
+        fail_msg("expected \"%s\" in: %s", line, p->out);
+    proc_free(p);
+    test_process_signal(leader->pid, SIGTERM);
+    expect_exit(leader, 0, 5000);
+    proc_free(leader);
+}
+
+/* watch, text and JSON side by side, against a graceful leader (elected,
+ * released) and a crashed one (elected, expired). */
+static void test_watch(void **state)
+{
+    (void)state;
+    const char *text[] = {"watch", "--url", redis->url, "--key", "cli:watch", NULL};
+    const char *json[] = {"watch", "--url", redis->url, "--key", "cli:watch", "--json", NULL};
+    proc *wt = proc_start(text);
+    proc *wj = proc_start(json);
+    test_sleep_ms(300); /* let both subscribe */
+
+    const char *beats = tmp_path("watch.beats");
+    const char *cmd[] = {test_process_self(), "beat", beats, NULL};
+    const char *extra[] = {"--log-format", "json", NULL};
+    const char *args[40];
+    run_args(args, 40, "cli:watch", extra, cmd);
+    proc *a = proc_start(args);
+    beater b;
+    wait_beaters(beats, 1, 10000, &b);
+    char line[600];
+    snprintf(line, sizeof line, " cli:watch elected epoch=%s token=", b.epoch);
+    expect_output(wt, line, 2000);
+    snprintf(line, sizeof line, "\"key\":\"cli:watch\",\"event\":\"elected\",\"epoch\":%s,",
+             b.epoch);
+    expect_output(wj, line, 2000);
+    expect_output(a, "{\"ts\":\"", 1000); /* its own log is JSON */
+    assert_non_null(strstr(a->out, "\"prog\":\"leasehold\",\"key\":\"cli:watch\""));
+    test_process_signal(a->pid, SIGTERM);
+    expect_exit(a, 0, 5000);
+    snprintf(line, sizeof line, " cli:watch released epoch=%s token=", b.epoch);
+    expect_output(wt, line, 2000);
+    snprintf(line, sizeof line, "\"event\":\"released\",\"epoch\":%s,", b.epoch);
+    expect_output(wj, line, 2000);
+
+    proc *c = proc_start(args);
+    beater b2;
+    wait_beaters(beats, 2, 5000, &b2);
+    snprintf(line, sizeof line, " cli:watch elected epoch=%s token=", b2.epoch);
+    expect_output(wt, line, 2000);
+    test_process_signal(c->pid, SIGKILL);
+    expect_exit(c, 128 + SIGKILL, 2000);
+    snprintf(line, sizeof line, " cli:watch expired epoch=%s", b2.epoch);
+    expect_output(wt, line, 3000);
+    snprintf(line, sizeof line, "\"event\":\"expired\",\"epoch\":%s", b2.epoch);
+    expect_output(wj, line, 3000);
+    /* Each text line: "<UTC> key change ..." */
+    assert_true(strlen(wt->out) > 25 && wt->out[10] == 'T' && wt->out[23] == 'Z');
+
+    test_process_signal(wt->pid, SIGINT);
+    expect_exit(wt, 0, 3000);
+    test_process_signal(wj->pid, SIGTERM);
+    expect_exit(wj, 0, 3000);
+    proc_free(wt);
+    proc_free(wj);
+    proc_free(a);
+    proc_free(c);
+}
+
+static int free_leftovers(void **state)
+{
+    (void)state;
+    for (int i = 0; i < MAX_PROCS; i++)
+        proc_free(live[i]);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(tmpdir, sizeof tmpdir, "%s/leasehold-cli-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(tmpdir))
+        return -1;
+    redis = redis_server_start(NULL);
+    return redis ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    redis_server_stop(redis);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 3 && strcmp(argv[1], "beat") == 0)
+        return beat_main(argv[2], argc >= 4 && strcmp(argv[3], "stubborn") == 0);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_usage_errors, free_leftovers),
+        cmocka_unit_test_teardown(test_unreachable, free_leftovers),
+        cmocka_unit_test_teardown(test_three_instances_no_overlap, free_leftovers),
+        cmocka_unit_test_teardown(test_env_and_exit_status, free_leftovers),
+        cmocka_unit_test_teardown(test_redis_paused_kills_before_expiry, free_leftovers),
+        cmocka_unit_test_teardown(test_restart, free_leftovers),
+        cmocka_unit_test_teardown(test_exit_on_loss, free_leftovers),
+        cmocka_unit_test_teardown(test_wait_timeout, free_leftovers),
+        cmocka_unit_test_teardown(test_signals_and_grace, free_leftovers),
+        cmocka_unit_test_teardown(test_status, free_leftovers),
+        cmocka_unit_test_teardown(test_watch, free_leftovers),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,174 @@
+/*
+ * leasehold_cli.h — the parts of the `leasehold` command-line tool, and
+ * what they promise each other.
+ *
+ *   leasehold.c          main(): the subcommand and its exit status
+ *   leasehold_options.c  the command line and the environment -> cli_options
+ *   leasehold_log.c      log lines on stderr (text or JSON), UTC stamps, JSON strings
+ *   leasehold_child.c    CMD as a child: own process group, guardian, reaping
+ *   leasehold_run.c      `leasehold run`: CMD only while leader
+ *   leasehold_observe.c  `leasehold status` and `leasehold watch`
+ */
+#ifndef LEASEHOLD_CLI_H
+#define LEASEHOLD_CLI_H
+
+#include <leasehold.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+/* ------------------------------------------------------------ exit codes */
+
+enum cli_exit {
+    EXIT_NO_LEADER = 3,     /* status: nobody holds the key */
+    EXIT_USAGE = 64,        /* a bad command line (EX_USAGE) */
+    EXIT_DATAERR = 65,      /* the key holds something that is not a lease (EX_DATAERR) */
+    EXIT_UNAVAILABLE = 69,  /* Redis unreachable or refusing us (EX_UNAVAILABLE) */
+    EXIT_SOFTWARE = 70,     /* an internal error (EX_SOFTWARE) */
+    EXIT_OSERR = 71,        /* the system refused a pipe, a fork... (EX_OSERR) */
+    EXIT_IOERR = 74,        /* stdout could not be written (EX_IOERR) */
+    EXIT_NOT_ELECTED = 75,  /* run: not elected within --wait-timeout (EX_TEMPFAIL) */
+    EXIT_LOST = 76,         /* run --exit-on-loss: leadership was lost */
+    EXIT_CANNOT_EXEC = 126, /* CMD exists but cannot be executed */
+    EXIT_NOT_FOUND = 127,   /* CMD not found */
+};
+
+/* --------------------------------------------------------------- options */
+
+typedef enum cli_command { CLI_RUN, CLI_STATUS, CLI_WATCH } cli_command;
+typedef enum cli_log_format { CLI_LOG_TEXT, CLI_LOG_JSON } cli_log_format;
+
+#define CLI_KEY_MAX 512
+
+typedef struct cli_options {
+    cli_command command;
+    const char *url;
+    const char *url_source; /* "--url" or "SNAKETRON_REDIS_URL", for messages */
+    char key[CLI_KEY_MAX];
+    const char *identity; /* NULL: the library's <hostname>:<pid> */
+    uint32_t lease_ms, renew_ms, retry_ms, renew_deadline_ms;
+    uint64_t grace_ms;        /* run: SIGTERM/SIGINT -> SIGKILL after this */
+    uint64_t wait_timeout_ms; /* run: 0 = wait for leadership forever */
+    bool restart;             /* run: CMD exiting while leader is restarted */
+    bool exit_on_loss;        /* run: exit EXIT_LOST instead of campaigning again */
+    bool json;                /* status, watch: JSON lines on stdout */
+    leasehold_log_level log_level;
+    cli_log_format log_format;
+    char **cmd; /* run: CMD and its arguments, NULL-terminated */
+} cli_options;
+
+/*
+ * Fills o from the defaults, the environment (SNAKETRON_REDIS_URL,
+ * SNAKETRON_REGION) and argv.  Returns 0, -1 after printing help (exit 0),
+ * or EXIT_USAGE after printing one line that says what is wrong.
+ */
+int cli_parse_options(int argc, char **argv, cli_options *o);
+
+/* How long before a term's valid_until CMD's group is SIGKILLed:
+ * max(50 ms, 5 % of the lease). */
+uint64_t cli_kill_margin_ms(uint32_t lease_ms);
+
+/* The library's configuration for o (timings, identity, logging). */
+void cli_config(const cli_options *o, leasehold_config *cfg);
+
+/* ------------------------------------------------------------------- log */
+
+/* Sets where log lines go and what they carry; call once, before any
+ * thread starts. */
+void cli_log_init(leasehold_log_level level, cli_log_format format, const char *key);
+
+/* Logs one line to stderr in one write(): UTC time, level, key, then
+ * epoch and token when given (0 and NULL are left out), then the message.
+ * Lines above the configured level are not formatted.  Thread-safe. */
+void cli_log(leasehold_log_level level, uint64_t epoch, const char *token, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* A leasehold_log_fn routing the library's lines into cli_log(). */
+void cli_library_log(leasehold_log_level level, const char *msg, void *arg);
+
+/* Writes ts as "2026-11-26T07:50:18.205Z" into out (at least 32 bytes). */
+void cli_utc_stamp(const struct timespec *ts, char *out, size_t size);
+
+/* Appends s to out (of size bytes, holding a NUL-terminated string) as a
+ * JSON string with its quotes; cut, still a valid string, when out is
+ * full.  Returns the new length. */
+size_t cli_json_append(char *out, size_t size, const char *s);
+
+/* Writes all of buf to fd, retrying short writes and EINTR.  0, or errno. */
+int cli_write_all(int fd, const char *buf, size_t len);
+
+/* ----------------------------------------------------------------- child */
+
+/*
+ * The guardian: a small process forked at start-up, outside CMD's group,
+ * with every signal blocked, that holds the read end of a pipe whose write
+ * end only leasehold holds.  leasehold tells it the process group of the
+ * running CMD (or 0).  When the pipe reaches end of file (leasehold exited
+ * or was killed, even with SIGKILL) it SIGKILLs that group, so CMD's
+ * grandchildren, which PR_SET_PDEATHSIG does not cover, die too.
+ */
+typedef struct cli_guard {
+    pid_t pid; /* 0 when not running */
+    int fd;    /* write end; -1 when not running */
+} cli_guard;
+
+/* Starts the guardian.  0, or errno.  Call before any thread starts. */
+int cli_guard_start(cli_guard *g);
+
+/* Tells the guardian which group to kill if leasehold dies (0: none).
+ * 0, or errno (the guardian is gone). */
+int cli_guard_arm(cli_guard *g, pid_t pgid);
+
+/* True, having reaped it, if the guardian has exited.  Checks only its pid. */
+bool cli_guard_reap_if_gone(cli_guard *g);
+
+/* Disarms the guardian, closes the pipe and reaps it. */
+void cli_guard_stop(cli_guard *g);
+
+/*
+ * Starts argv (PATH searched) with envp as the leader of a new process
+ * group, stdin/stdout/stderr inherited.  The child resets every signal
+ * disposition and unblocks every signal, dies with this thread
+ * (PR_SET_PDEATHSIG), and execs only once the guardian knows its group.
+ * Returns 0 with *pid set; on an exec failure, the child's errno as a
+ * positive number with the child already reaped (*pid 0); -1 with errno
+ * set when no child could be made.
+ */
+int cli_child_spawn(char *const argv[], char *const envp[], cli_guard *g, pid_t *pid);
+
+/* Sends sig to every process in the group pgid; SIGCONT follows SIGTERM
+ * and SIGHUP so a stopped process gets to handle it. */
+void cli_child_signal_group(pid_t pgid, int sig);
+
+/* True if CMD (pid) has exited; *code is its exit status, or 128+N when
+ * killed by signal N.  Does not reap: the pid, which names the group,
+ * stays reserved until cli_child_reap(). */
+bool cli_child_exited(pid_t pid, int *code);
+
+/*
+ * Ends CMD's group after CMD itself exited: SIGKILL to what is left of the
+ * group, waits up to max_wait_ms for none of it to be alive (zombies do not
+ * count), disarms the guardian, then reaps pid.  Returns the number of
+ * processes still alive at the deadline (0 when the group is gone).
+ */
+int cli_child_reap(pid_t pid, cli_guard *g, uint64_t max_wait_ms);
+
+/* The processes of group pgid that are alive (not zombies), from /proc. */
+int cli_group_live_count(pid_t pgid);
+
+/* CLOCK_MONOTONIC in milliseconds, the clock the library decides by. */
+uint64_t cli_now_ms(void);
+
+/* -------------------------------------------------------------- commands */
+
+/* `leasehold run`: returns the exit status. */
+int cli_run(const cli_options *o);
+
+/* `leasehold status` and `leasehold watch`: return the exit status. */
+int cli_status(const cli_options *o);
+int cli_watch(const cli_options *o);
+
+#endif

@@ -1,0 +1,177 @@
+/*
+ * leasehold_log.c — the tool's log lines on stderr.
+ *
+ * CMD shares leasehold's stderr, so every line names leasehold and is
+ * written with one write(): lines from the library's I/O thread and the
+ * main thread never mix with each other, nor, below PIPE_BUF, with CMD's.
+ *
+ *   text: 2026-11-26T07:50:18.205Z INFO  leasehold KEY epoch=E token=T: message
+ *   json: {"ts":"2026-...Z","level":"info","prog":"leasehold","key":"KEY",
+ *          "epoch":E,"token":"T","msg":"message"}
+ */
+#include "leasehold_cli.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define LOG_LINE_MAX 2048
+
+/* Set once by cli_log_init() before any thread starts; read-only after. */
+static leasehold_log_level log_level = LEASEHOLD_LOG_INFO;
+static cli_log_format log_format = CLI_LOG_TEXT;
+static char log_key[CLI_KEY_MAX];
+
+void cli_log_init(leasehold_log_level level, cli_log_format format, const char *key)
+{
+    log_level = level;
+    log_format = format;
+    snprintf(log_key, sizeof log_key, "%s", key);
+}
+
+int cli_write_all(int fd, const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno;
+        if (n == 0)
+            return EIO;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+void cli_utc_stamp(const struct timespec *ts, char *out, size_t size)
+{
+    struct tm tm;
+    gmtime_r(&ts->tv_sec, &tm);
+    size_t len = strftime(out, size, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + len, size - len, ".%03ldZ", ts->tv_nsec / 1000000);
+}
+
+size_t cli_json_append(char *out, size_t size, const char *s)
+{
+    size_t len = strlen(out);
+    /* Room for the closing quote and the NUL is kept at every step. */
+    if (len + 3 > size)
+        return len;
+    out[len++] = '"';
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char esc[8];
+        size_t n;
+        if (*p == '"' || *p == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)*p;
+            n = 2;
+        } else if (*p == '\n') {
+            memcpy(esc, "\\n", 2);
+            n = 2;
+        } else if (*p == '\t') {
+            memcpy(esc, "\\t", 2);
+            n = 2;
+        } else if (*p < 0x20 || *p == 0x7f) {
+            n = (size_t)snprintf(esc, sizeof esc, "\\u%04x", *p);
+        } else {
+            esc[0] = (char)*p;
+            n = 1;
+        }
+        if (len + n + 2 > size)
+            break;
+        memcpy(out + len, esc, n);
+        len += n;
+    }
+    out[len++] = '"';
+    out[len] = '\0';
+    return len;
+}
+
+static const char *level_name(leasehold_log_level level, bool json)
+{
+    static const char *const text[] = {"ERROR", "WARN ", "INFO ", "DEBUG"};
+    static const char *const lower[] = {"error", "warn", "info", "debug"};
+    if ((unsigned)level > LEASEHOLD_LOG_DEBUG)
+        return json ? "info" : "INFO ";
+    return json ? lower[level] : text[level];
+}
+
+/* Appends a formatted string to line (size bytes, NUL-terminated), cut
+ * when full.  Returns the new length. */
+static size_t appendf(char *line, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static size_t appendf(char *line, size_t size, const char *fmt, ...)
+{
+    size_t len = strlen(line);
+    if (len + 1 < size) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(line + len, size - len, fmt, ap);
+        va_end(ap);
+    }
+    return strlen(line);
+}
+
+/* One log line of msg into line (size bytes), without the newline. */
+static void format_line(char *line, size_t size, leasehold_log_level level, uint64_t epoch,
+                        const char *token, const char *msg)
+{
+    char stamp[40];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    cli_utc_stamp(&ts, stamp, sizeof stamp);
+    line[0] = '\0';
+    if (log_format == CLI_LOG_JSON) {
+        appendf(line, size,
+                "{\"ts\":\"%s\",\"level\":\"%s\",\"prog\":\"leasehold\",\"key\":", stamp,
+                level_name(level, true));
+        cli_json_append(line, size, log_key);
+        if (epoch != 0)
+            appendf(line, size, ",\"epoch\":%" PRIu64, epoch);
+        if (token) {
+            appendf(line, size, ",\"token\":");
+            cli_json_append(line, size, token);
+        }
+        appendf(line, size, ",\"msg\":");
+        cli_json_append(line, size, msg);
+        appendf(line, size, "}");
+        return;
+    }
+    appendf(line, size, "%s %s leasehold %s", stamp, level_name(level, false), log_key);
+    if (epoch != 0)
+        appendf(line, size, " epoch=%" PRIu64, epoch);
+    if (token)
+        appendf(line, size, " token=%s", token);
+    appendf(line, size, ": %s", msg);
+}
+
+void cli_log(leasehold_log_level level, uint64_t epoch, const char *token, const char *fmt, ...)
+{
+    if (level > log_level)
+        return;
+    char msg[LOG_LINE_MAX / 2];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    char line[LOG_LINE_MAX];
+    format_line(line, sizeof line - 1, level, epoch, token, msg);
+    size_t len = strlen(line); /* at most sizeof line - 2: room for the newline */
+    line[len++] = '\n';
+    cli_write_all(STDERR_FILENO, line, len); /* a failing stderr is not worth dying for */
+}
+
+void cli_library_log(leasehold_log_level level, const char *msg, void *arg)
+{
+    (void)arg;
+    /* The key is in every line already: drop the library's "<key>: ". */
+    size_t key_len = strlen(log_key);
+    if (strncmp(msg, log_key, key_len) == 0 && strncmp(msg + key_len, ": ", 2) == 0)
+        msg += key_len + 2;
+    cli_log(level, 0, NULL, "%s", msg);
+}

@@ -1,0 +1,260 @@
+/*
+ * leasehold_observe.c — `leasehold status` and `leasehold watch`: who holds
+ * a key, now and as it changes, without campaigning for it.
+ *
+ * status reads the key, its TTL and its epoch in one request
+ * (leasehold_holder_get).  watch observes the key (leasehold_observe): the
+ * library reports each change from the key's events channel as it happens
+ * and from reading the key, so a holder that vanished without a word shows
+ * as "expired".  Its callback runs on the library's I/O thread and only
+ * hands the change to the main thread through a pipe; the main thread
+ * prints, so a slow reader of stdout never stalls the library.
+ */
+#include "leasehold_cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#define OUT_LINE_MAX 1024
+
+/* Creates a client for o; prints why and returns NULL on failure, with the
+ * exit status in *code. */
+static leasehold_client *connect_client(const cli_options *o, int *code)
+{
+    leasehold_config cfg;
+    cli_config(o, &cfg);
+    leasehold_error err;
+    leasehold_client *c = leasehold_client_new(&cfg, &err);
+    if (!c) {
+        bool usage = err.code == LEASEHOLD_ECONFIG || err.code == LEASEHOLD_EURL;
+        fprintf(stderr, "leasehold: cannot connect to Redis (%s): %s\n", o->url_source, err.msg);
+        *code = usage ? EXIT_USAGE : EXIT_UNAVAILABLE;
+    }
+    return c;
+}
+
+/* Appends `"name":` and s as a JSON string, or null when s is empty. */
+static size_t json_field(char *line, size_t size, const char *name, const char *s)
+{
+    size_t len = strlen(line);
+    len += (size_t)snprintf(line + len, size - len, ",\"%s\":", name);
+    if (len >= size)
+        return size - 1;
+    if (!s[0])
+        return len + (size_t)snprintf(line + len, size - len, "null");
+    return cli_json_append(line, size, s);
+}
+
+/* Writes line (with its newline added) to stdout; 0, or errno. */
+static int print_line(char *line, size_t len, size_t size)
+{
+    if (len >= size - 1)
+        len = size - 2;
+    line[len++] = '\n';
+    return cli_write_all(STDOUT_FILENO, line, len);
+}
+
+/* --------------------------------------------------------------- status */
+
+int cli_status(const cli_options *o)
+{
+    int code;
+    leasehold_client *c = connect_client(o, &code);
+    if (!c)
+        return code;
+    leasehold_holder h;
+    leasehold_error err;
+    int rc = leasehold_holder_get(c, o->key, &h, &err);
+    leasehold_client_free(c);
+    if (rc != 0) {
+        fprintf(stderr, "leasehold: cannot read %s: %s\n", o->key, err.msg);
+        return rc == LEASEHOLD_EWRONGTYPE ? EXIT_DATAERR : EXIT_UNAVAILABLE;
+    }
+
+    bool held = h.token[0] != '\0';
+    char line[OUT_LINE_MAX] = "";
+    size_t len;
+    if (o->json) {
+        snprintf(line, sizeof line, "{\"key\":");
+        cli_json_append(line, sizeof line, o->key);
+        len = strlen(line);
+        len += (size_t)snprintf(line + len, sizeof line - len, ",\"leader\":%s",
+                                held ? "true" : "false");
+        len = json_field(line, sizeof line, "token", h.token);
+        len += (size_t)snprintf(line + len, sizeof line - len,
+                                ",\"epoch\":%" PRIu64 ",\"ttl_ms\":%" PRId64 "}", h.epoch,
+                                held ? h.ttl_ms : 0);
+    } else if (held && h.ttl_ms < 0) {
+        len = (size_t)snprintf(line, sizeof line, "%s: leader %s, epoch %" PRIu64 ", no expiry",
+                               o->key, h.token, h.epoch);
+    } else if (held) {
+        len = (size_t)snprintf(line, sizeof line,
+                               "%s: leader %s, epoch %" PRIu64 ", expires in %" PRId64 " ms",
+                               o->key, h.token, h.epoch, h.ttl_ms);
+    } else {
+        len = (size_t)snprintf(line, sizeof line, "%s: no leader (last epoch %" PRIu64 ")", o->key,
+                               h.epoch);
+    }
+    if (len >= sizeof line)
+        len = sizeof line - 1;
+    rc = print_line(line, len, sizeof line);
+    if (rc != 0 && rc != EPIPE) {
+        fprintf(stderr, "leasehold: cannot write to stdout: %s\n", strerror(rc));
+        return EXIT_IOERR;
+    }
+    return held ? 0 : EXIT_NO_LEADER;
+}
+
+/* ---------------------------------------------------------------- watch */
+
+/* One change, as the I/O thread hands it over: one atomic pipe write. */
+typedef struct watch_event {
+    struct timespec at; /* CLOCK_REALTIME when reported */
+    leasehold_change change;
+    uint64_t epoch;
+    char token[256];
+} watch_event;
+
+typedef struct watcher {
+    int ev_wr;
+    atomic_uint dropped; /* changes lost to a full pipe */
+} watcher;
+
+/* Runs on the I/O thread: never blocks (the pipe is non-blocking). */
+static void on_observed(leasehold_election *e, const leasehold_observation *obs, void *arg)
+{
+    (void)e;
+    watcher *w = arg;
+    watch_event ev = {.change = obs->change, .epoch = obs->epoch};
+    clock_gettime(CLOCK_REALTIME, &ev.at);
+    snprintf(ev.token, sizeof ev.token, "%s", obs->token ? obs->token : "");
+    if (write(w->ev_wr, &ev, sizeof ev) != (ssize_t)sizeof ev)
+        atomic_fetch_add(&w->dropped, 1);
+}
+
+static void on_watch_error(leasehold_election *e, const leasehold_error *err, void *arg)
+{
+    (void)e;
+    (void)arg;
+    cli_log(LEASEHOLD_LOG_ERROR, 0, NULL, "%s", err->msg);
+}
+
+/* Prints one change: text "<UTC> <key> <change> epoch=E token=T" (unknown
+ * parts left out) or a JSON object.  0, or errno of the write. */
+static int print_change(const cli_options *o, const watch_event *ev)
+{
+    char stamp[40], line[OUT_LINE_MAX] = "";
+    cli_utc_stamp(&ev->at, stamp, sizeof stamp);
+    const char *change = leasehold_change_name(ev->change);
+    size_t len;
+    if (o->json) {
+        snprintf(line, sizeof line, "{\"ts\":\"%s\",\"key\":", stamp);
+        cli_json_append(line, sizeof line, o->key);
+        len = strlen(line);
+        len +=
+            (size_t)snprintf(line + len, sizeof line - len, ",\"event\":\"%s\",\"epoch\":", change);
+        if (ev->epoch != 0)
+            len += (size_t)snprintf(line + len, sizeof line - len, "%" PRIu64, ev->epoch);
+        else
+            len += (size_t)snprintf(line + len, sizeof line - len, "null");
+        len = json_field(line, sizeof line, "token", ev->token);
+        if (len + 1 < sizeof line)
+            line[len++] = '}';
+    } else {
+        len = (size_t)snprintf(line, sizeof line, "%s %s %s", stamp, o->key, change);
+        if (ev->epoch != 0 && len < sizeof line)
+            len += (size_t)snprintf(line + len, sizeof line - len, " epoch=%" PRIu64, ev->epoch);
+        if (ev->token[0] && len < sizeof line)
+            len += (size_t)snprintf(line + len, sizeof line - len, " token=%s", ev->token);
+    }
+    if (len >= sizeof line)
+        len = sizeof line - 1;
+    return print_line(line, len, sizeof line);
+}
+
+/* Prints changes until SIGINT/SIGTERM or stdout closes; the exit status. */
+static int watch_loop(const cli_options *o, watcher *w, int sig_fd, int ev_rd)
+{
+    unsigned reported_drops = 0;
+    for (;;) {
+        struct pollfd pfds[2] = {{.fd = sig_fd, .events = POLLIN}, {.fd = ev_rd, .events = POLLIN}};
+        if (poll(pfds, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            cli_log(LEASEHOLD_LOG_ERROR, 0, NULL, "poll: %s", strerror(errno));
+            return EXIT_OSERR;
+        }
+        if (pfds[0].revents & POLLIN) {
+            struct signalfd_siginfo si;
+            if (read(sig_fd, &si, sizeof si) == (ssize_t)sizeof si) {
+                cli_log(LEASEHOLD_LOG_DEBUG, 0, NULL, "received SIG%s: exiting",
+                        sigabbrev_np((int)si.ssi_signo));
+                return 0;
+            }
+        }
+        watch_event ev;
+        while ((pfds[1].revents & POLLIN) && read(ev_rd, &ev, sizeof ev) == (ssize_t)sizeof ev) {
+            int rc = print_change(o, &ev);
+            if (rc == EPIPE)
+                return 0; /* the reader is done (`leasehold watch | head -1`) */
+            if (rc != 0) {
+                cli_log(LEASEHOLD_LOG_ERROR, 0, NULL, "cannot write to stdout: %s", strerror(rc));
+                return EXIT_IOERR;
+            }
+        }
+        unsigned dropped = atomic_load(&w->dropped);
+        if (dropped != reported_drops) {
+            cli_log(LEASEHOLD_LOG_WARN, 0, NULL,
+                    "%u change(s) not shown: stdout was read too slowly", dropped - reported_drops);
+            reported_drops = dropped;
+        }
+    }
+}
+
+int cli_watch(const cli_options *o)
+{
+    /* Before any thread exists, so only the signalfd sees them. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    int rc = pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN); /* a closed stdout shows as EPIPE */
+    int sig_fd = rc == 0 ? signalfd(-1, &stop, SFD_CLOEXEC) : -1;
+    int fds[2];
+    if (sig_fd < 0 || pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) {
+        fprintf(stderr, "leasehold: cannot set up signals and pipes: %s\n",
+                strerror(rc ? rc : errno));
+        return EXIT_OSERR;
+    }
+    static watcher w; /* the callbacks' arg: lives as long as the client */
+    w.ev_wr = fds[1];
+
+    int code = 0;
+    leasehold_client *c = connect_client(o, &code);
+    if (c) {
+        const leasehold_callbacks cbs = {.observed = on_observed, .error = on_watch_error};
+        leasehold_error err;
+        leasehold_election *e = leasehold_observe(c, o->key, &cbs, &w, &err);
+        if (e) {
+            cli_log(LEASEHOLD_LOG_DEBUG, 0, NULL, "watching");
+            code = watch_loop(o, &w, sig_fd, fds[0]);
+        } else {
+            fprintf(stderr, "leasehold: cannot watch %s: %s\n", o->key, err.msg);
+            code = err.code == LEASEHOLD_EINVAL ? EXIT_USAGE : EXIT_UNAVAILABLE;
+        }
+        leasehold_client_free(c);
+    }
+    close(fds[0]);
+    close(fds[1]);
+    close(sig_fd);
+    return code;
+}

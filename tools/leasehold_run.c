@@ -1,0 +1,561 @@
+/*
+ * leasehold_run.c — `leasehold run`: CMD runs only while this process is
+ * the leader.
+ *
+ * One thread decides: the main thread, in a poll() loop over a signalfd
+ * (SIGCHLD and the signals leasehold forwards) and a pipe from the
+ * library's callbacks, which run on the library's I/O thread and only
+ * write a small record to that pipe.  All process work (spawning, signals,
+ * reaping) happens here.
+ *
+ * The safety rule for CMD: while CMD runs, the loop always has a SIGKILL
+ * time, kill_at = (the term's valid_until) - margin, and wakes up for it.
+ * While the term goes on, each pass moves kill_at to the latest
+ * valid_until, so a term that stops being renewed is enforced here even if
+ * the library's revoked callback never came.  When the term ends (revoked,
+ * or the loop sees leasehold_is_leader() false or a new epoch) CMD's group
+ * gets SIGTERM at once and SIGKILL at kill_at at the latest.  The lease is
+ * released (leasehold_client_free) only after CMD and its group are gone.
+ */
+#include "leasehold_cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#define BACKOFF_MIN_MS     500u
+#define BACKOFF_MAX_MS     30000u
+#define GROUP_GONE_WAIT_MS 2000u /* how long killed group members are waited for */
+
+extern char **environ;
+
+/* What a library callback hands to the main thread: one atomic pipe write. */
+typedef struct run_event {
+    enum { RUN_ELECTED = 1, RUN_REVOKED } kind;
+    leasehold_reason reason;   /* RUN_REVOKED */
+    uint64_t epoch;            /* RUN_ELECTED */
+    uint64_t term_deadline_ms; /* RUN_REVOKED: the ended term's valid_until */
+} run_event;
+
+typedef struct runner {
+    const cli_options *o;
+    leasehold_client *client;
+    leasehold_election *e;
+    int sig_fd;       /* signalfd */
+    int ev_rd, ev_wr; /* callbacks -> main thread */
+    cli_guard guard;
+    uint64_t margin_ms;     /* SIGKILL this long before valid_until */
+    uint64_t elected_epoch; /* of the last RUN_ELECTED read */
+
+    pid_t cmd_pid;      /* 0 when CMD does not run; also its pgid */
+    uint64_t cmd_epoch; /* the term CMD runs for */
+    uint64_t cmd_started_ms;
+    bool cmd_term_over;  /* its term ended: SIGTERM sent */
+    bool cmd_killed;     /* SIGKILL sent */
+    uint64_t kill_at_ms; /* SIGKILL CMD's group by then (UINT64_MAX: none) */
+
+    int stop_signal;        /* SIGTERM/SIGINT received, or 0 */
+    uint64_t grace_at_ms;   /* SIGKILL by then once stopping (UINT64_MAX: none) */
+    uint64_t restart_at_ms; /* --restart: start CMD again then (0: no restart due) */
+    uint32_t backoff_ms;
+    uint64_t wait_until_ms; /* --wait-timeout: give up then (UINT64_MAX: never) */
+    int exit_code;          /* -1 while running */
+} runner;
+
+/* ------------------------------------------------------------- callbacks */
+
+/* Runs on the I/O thread: one non-blocking write, nothing else. */
+static void push_event(runner *r, const run_event *ev)
+{
+    if (cli_write_all(r->ev_wr, (const char *)ev, sizeof *ev) != 0)
+        cli_log(LEASEHOLD_LOG_ERROR, 0, NULL, "cannot hand an event to the main thread: %s",
+                strerror(errno));
+}
+
+static void on_elected(leasehold_election *e, uint64_t epoch, void *arg)
+{
+    (void)e;
+    push_event(arg, &(run_event){.kind = RUN_ELECTED, .epoch = epoch});
+}
+
+static void on_revoked(leasehold_election *e, leasehold_reason reason, void *arg)
+{
+    /* On the I/O thread no new term can start during this call, so the
+     * deadline read here is the ended term's. */
+    push_event(arg, &(run_event){.kind = RUN_REVOKED,
+                                 .reason = reason,
+                                 .term_deadline_ms = leasehold_term_deadline_ms(e)});
+}
+
+static void on_leader_changed(leasehold_election *e, const char *holder, uint64_t epoch, void *arg)
+{
+    (void)arg;
+    if (!holder)
+        cli_log(LEASEHOLD_LOG_INFO, 0, NULL, "no leader: the key is free");
+    else if (strcmp(holder, leasehold_token_string(e)) != 0)
+        cli_log(LEASEHOLD_LOG_INFO, epoch, holder, "new leader");
+}
+
+static void on_error(leasehold_election *e, const leasehold_error *err, void *arg)
+{
+    (void)arg;
+    cli_log(LEASEHOLD_LOG_ERROR, 0, leasehold_token_string(e), "%s", err->msg);
+}
+
+/* ------------------------------------------------------------------- CMD */
+
+/* Frees what build_env() allocated: its last three strings and the array. */
+static void free_env(char **env)
+{
+    size_t n = 0;
+    while (env[n])
+        n++;
+    for (size_t i = n - 3; i < n; i++)
+        free(env[i]);
+    free(env);
+}
+
+/* environ without LEASEHOLD_KEY/EPOCH/TOKEN, then this term's three, last.
+ * NULL when out of memory. */
+static char **build_env(const runner *r, uint64_t epoch)
+{
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **env = calloc(n + 4, sizeof *env);
+    if (!env)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(environ[i], "LEASEHOLD_KEY=", 14) != 0 &&
+            strncmp(environ[i], "LEASEHOLD_EPOCH=", 16) != 0 &&
+            strncmp(environ[i], "LEASEHOLD_TOKEN=", 16) != 0)
+            env[k++] = environ[i];
+    }
+    char *own[3] = {NULL, NULL, NULL};
+    if (asprintf(&own[0], "LEASEHOLD_KEY=%s", r->o->key) < 0)
+        own[0] = NULL;
+    if (asprintf(&own[1], "LEASEHOLD_EPOCH=%" PRIu64, epoch) < 0)
+        own[1] = NULL;
+    if (asprintf(&own[2], "LEASEHOLD_TOKEN=%s", leasehold_token_string(r->e)) < 0)
+        own[2] = NULL;
+    if (!own[0] || !own[1] || !own[2]) {
+        for (int i = 0; i < 3; i++)
+            free(own[i]);
+        free(env);
+        return NULL;
+    }
+    for (int i = 0; i < 3; i++)
+        env[k++] = own[i];
+    env[k] = NULL;
+    return env;
+}
+
+/* The epoch of the term this process certainly leads now, or 0. */
+static uint64_t current_term(const runner *r)
+{
+    uint64_t epoch = leasehold_epoch(r->e);
+    if (epoch == 0 || !leasehold_is_leader(r->e) || leasehold_epoch(r->e) != epoch)
+        return 0;
+    return epoch;
+}
+
+/* CMD's term is over: SIGTERM to its group now; SIGKILL comes at kill_at. */
+static void end_term(runner *r, const char *why, uint64_t now)
+{
+    r->cmd_term_over = true;
+    uint64_t left = r->kill_at_ms > now ? r->kill_at_ms - now : 0;
+    cli_log(LEASEHOLD_LOG_WARN, r->cmd_epoch, leasehold_token_string(r->e),
+            "no longer the leader (%s): SIGTERM to CMD's process group %d, SIGKILL in at most "
+            "%" PRIu64 " ms",
+            why, (int)r->cmd_pid, left);
+    cli_child_signal_group(r->cmd_pid, SIGTERM);
+}
+
+/* While CMD's term goes on, moves kill_at to the term's latest valid_until
+ * less the margin; once it has ended, ends CMD's term (kill_at stays the
+ * last value taken while it certainly ran, which is never too late). */
+static void check_term(runner *r, uint64_t now)
+{
+    uint64_t epoch = leasehold_epoch(r->e);
+    uint64_t deadline = leasehold_term_deadline_ms(r->e);
+    if (leasehold_is_leader(r->e) && epoch == r->cmd_epoch && leasehold_epoch(r->e) == epoch) {
+        r->kill_at_ms = deadline > r->margin_ms ? deadline - r->margin_ms : 0;
+        return;
+    }
+    end_term(r, "the term has ended", now);
+}
+
+/* Starts CMD for the term `epoch`; sets exit_code when it cannot. */
+static void start_cmd(runner *r, uint64_t epoch, uint64_t now)
+{
+    const char *token = leasehold_token_string(r->e);
+    char **env = build_env(r, epoch);
+    if (!env) {
+        cli_log(LEASEHOLD_LOG_ERROR, epoch, token, "cannot start CMD: out of memory");
+        r->exit_code = EXIT_OSERR;
+        return;
+    }
+    pid_t pid;
+    int rc = cli_child_spawn(r->o->cmd, env, &r->guard, &pid);
+    int spawn_errno = errno;
+    free_env(env);
+    if (rc < 0) {
+        cli_log(LEASEHOLD_LOG_ERROR, epoch, token, "cannot start %s: %s", r->o->cmd[0],
+                strerror(spawn_errno));
+        r->exit_code = EXIT_OSERR;
+        return;
+    }
+    if (rc > 0) {
+        cli_log(LEASEHOLD_LOG_ERROR, epoch, token, "cannot run %s: %s", r->o->cmd[0], strerror(rc));
+        r->exit_code = rc == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC;
+        return;
+    }
+    r->cmd_pid = pid;
+    r->cmd_epoch = epoch;
+    r->cmd_started_ms = now;
+    r->cmd_term_over = false;
+    r->cmd_killed = false;
+    r->kill_at_ms = UINT64_MAX;
+    r->wait_until_ms = UINT64_MAX;
+    cli_log(LEASEHOLD_LOG_INFO, epoch, token, "leader: started %s (pid %d)", r->o->cmd[0],
+            (int)pid);
+    check_term(r, now);
+}
+
+/* CMD has exited with `code` (not reaped yet): ends its group, reaps it,
+ * and decides what comes next. */
+static void on_cmd_exit(runner *r, int code, uint64_t now)
+{
+    int left = cli_child_reap(r->cmd_pid, &r->guard, GROUP_GONE_WAIT_MS);
+    const char *token = leasehold_token_string(r->e);
+    if (left > 0)
+        cli_log(LEASEHOLD_LOG_ERROR, r->cmd_epoch, token,
+                "%d process(es) of CMD's group still alive %u ms after SIGKILL", left,
+                GROUP_GONE_WAIT_MS);
+    if (code > 128)
+        cli_log(LEASEHOLD_LOG_INFO, r->cmd_epoch, token, "%s (pid %d) was killed by signal %d",
+                r->o->cmd[0], (int)r->cmd_pid, code - 128);
+    else
+        cli_log(LEASEHOLD_LOG_INFO, r->cmd_epoch, token, "%s (pid %d) exited with status %d",
+                r->o->cmd[0], (int)r->cmd_pid, code);
+    uint64_t epoch = r->cmd_epoch;
+    r->cmd_pid = 0;
+    r->grace_at_ms = UINT64_MAX;
+    if (r->stop_signal) {
+        r->exit_code = code;
+    } else if (r->cmd_term_over) {
+        if (r->o->exit_on_loss) {
+            cli_log(LEASEHOLD_LOG_WARN, epoch, token, "leadership lost: exiting (--exit-on-loss)");
+            r->exit_code = EXIT_LOST;
+        } else {
+            cli_log(LEASEHOLD_LOG_INFO, 0, token, "campaigning again");
+        }
+    } else if (r->o->restart) {
+        uint32_t delay = now - r->cmd_started_ms >= BACKOFF_MAX_MS ? BACKOFF_MIN_MS : r->backoff_ms;
+        r->backoff_ms = delay * 2u < BACKOFF_MAX_MS ? delay * 2u : BACKOFF_MAX_MS;
+        r->restart_at_ms = now + delay;
+        cli_log(LEASEHOLD_LOG_INFO, epoch, token, "restarting %s in %u ms (--restart)",
+                r->o->cmd[0], delay);
+    } else {
+        r->exit_code = code;
+    }
+}
+
+/* Timers and the decision to start CMD; run after every wake-up. */
+static void supervise(runner *r, uint64_t now)
+{
+    if (r->cmd_pid) {
+        if (!r->cmd_term_over)
+            check_term(r, now);
+        uint64_t kill_at = r->kill_at_ms < r->grace_at_ms ? r->kill_at_ms : r->grace_at_ms;
+        if (!r->cmd_killed && now >= kill_at) {
+            if (!r->cmd_term_over) {
+                /* Still leader by the library, but past our margin: the
+                 * renewals are late.  Step down rather than run unsafely. */
+                end_term(r, "the lease runs out without a renewal", now);
+                leasehold_resign(r->e);
+            }
+            cli_log(LEASEHOLD_LOG_WARN, r->cmd_epoch, leasehold_token_string(r->e),
+                    "SIGKILL to CMD's process group %d (%s)", (int)r->cmd_pid,
+                    kill_at == r->grace_at_ms ? "--grace has run out"
+                                              : "the lease could pass to another process");
+            cli_child_signal_group(r->cmd_pid, SIGKILL);
+            r->cmd_killed = true;
+        }
+        return;
+    }
+    if (r->stop_signal) {
+        r->exit_code = 128 + r->stop_signal;
+        return;
+    }
+    uint64_t epoch = current_term(r);
+    if (r->restart_at_ms != 0) {
+        if (epoch == 0 || epoch != r->cmd_epoch)
+            r->restart_at_ms = 0; /* the term ended during the back-off */
+        else if (now < r->restart_at_ms)
+            return;
+        else
+            r->restart_at_ms = 0;
+    }
+    if (epoch != 0) {
+        start_cmd(r, epoch, now);
+        return;
+    }
+    if (r->o->wait_timeout_ms == 0)
+        return;
+    if (r->wait_until_ms == UINT64_MAX)
+        r->wait_until_ms = now + r->o->wait_timeout_ms;
+    if (now >= r->wait_until_ms) {
+        cli_log(LEASEHOLD_LOG_WARN, 0, NULL, "not elected within %" PRIu64 " ms (--wait-timeout)",
+                r->o->wait_timeout_ms);
+        r->exit_code = EXIT_NOT_ELECTED;
+    }
+}
+
+/* The next instant supervise() must run at, if nothing else happens. */
+static uint64_t next_wake(const runner *r)
+{
+    uint64_t wake = UINT64_MAX;
+    if (r->cmd_pid && !r->cmd_killed) {
+        wake = r->kill_at_ms < r->grace_at_ms ? r->kill_at_ms : r->grace_at_ms;
+    } else if (!r->cmd_pid) {
+        if (r->restart_at_ms != 0)
+            wake = r->restart_at_ms;
+        if (r->wait_until_ms < wake)
+            wake = r->wait_until_ms;
+    }
+    return wake;
+}
+
+/* The guardian died (someone killed it): start another. */
+static void replace_guard(runner *r)
+{
+    cli_log(LEASEHOLD_LOG_WARN, 0, NULL, "the guardian process died: starting another");
+    int rc = cli_guard_start(&r->guard);
+    if (rc == 0 && r->cmd_pid)
+        rc = cli_guard_arm(&r->guard, r->cmd_pid);
+    if (rc != 0)
+        cli_log(LEASEHOLD_LOG_ERROR, 0, NULL,
+                "cannot start the guardian process (%s): if leasehold is killed, CMD's "
+                "children may outlive it",
+                strerror(rc));
+}
+
+static void on_signal(runner *r, int sig, uint64_t now)
+{
+    const char *name = sigabbrev_np(sig);
+    if (sig == SIGCHLD) {
+        int code;
+        if (r->cmd_pid && cli_child_exited(r->cmd_pid, &code))
+            on_cmd_exit(r, code, now);
+        if (cli_guard_reap_if_gone(&r->guard))
+            replace_guard(r);
+        return;
+    }
+    if (!r->cmd_pid) {
+        if (sig == SIGTERM || sig == SIGINT) {
+            cli_log(LEASEHOLD_LOG_INFO, 0, NULL, "received SIG%s: exiting", name);
+            r->stop_signal = sig;
+        } else {
+            cli_log(LEASEHOLD_LOG_INFO, 0, NULL, "received SIG%s: no CMD runs, ignored", name);
+        }
+        return;
+    }
+    if ((sig == SIGTERM || sig == SIGINT) && !r->stop_signal) {
+        r->stop_signal = sig;
+        r->grace_at_ms = now + r->o->grace_ms;
+        cli_log(LEASEHOLD_LOG_INFO, r->cmd_epoch, leasehold_token_string(r->e),
+                "received SIG%s: forwarded to CMD's process group %d, SIGKILL in %" PRIu64
+                " ms; the lease is released once it has exited",
+                name, (int)r->cmd_pid, r->o->grace_ms);
+    } else {
+        cli_log(LEASEHOLD_LOG_DEBUG, r->cmd_epoch, NULL,
+                "received SIG%s: forwarded to CMD's process group %d", name, (int)r->cmd_pid);
+    }
+    cli_child_signal_group(r->cmd_pid, sig);
+}
+
+static void on_event(runner *r, const run_event *ev, uint64_t now)
+{
+    const char *token = leasehold_token_string(r->e);
+    if (ev->kind == RUN_ELECTED) {
+        r->elected_epoch = ev->epoch;
+        cli_log(LEASEHOLD_LOG_DEBUG, ev->epoch, token, "elected");
+        return;
+    }
+    if (r->cmd_pid && r->cmd_epoch == r->elected_epoch) {
+        /* The exact valid_until of CMD's term, which the loop's last
+         * reading may trail. */
+        uint64_t dl = ev->term_deadline_ms;
+        r->kill_at_ms = dl > r->margin_ms ? dl - r->margin_ms : 0;
+        if (!r->cmd_term_over)
+            end_term(r, leasehold_reason_name(ev->reason), now);
+        return;
+    }
+    cli_log(ev->reason == LEASEHOLD_RESIGNED ? LEASEHOLD_LOG_INFO : LEASEHOLD_LOG_WARN,
+            r->elected_epoch, token, "no longer the leader (%s)",
+            leasehold_reason_name(ev->reason));
+    if (r->o->exit_on_loss && !r->stop_signal && r->exit_code < 0) {
+        cli_log(LEASEHOLD_LOG_WARN, r->elected_epoch, token,
+                "leadership lost: exiting (--exit-on-loss)");
+        r->exit_code = EXIT_LOST;
+    }
+}
+
+/* Reads every signal and event that is ready. */
+static void drain(runner *r, const struct pollfd pfds[2])
+{
+    if (pfds[0].revents & POLLIN) {
+        struct signalfd_siginfo si;
+        while (read(r->sig_fd, &si, sizeof si) == (ssize_t)sizeof si)
+            on_signal(r, (int)si.ssi_signo, cli_now_ms());
+    }
+    if (pfds[1].revents & POLLIN) {
+        run_event ev;
+        while (read(r->ev_rd, &ev, sizeof ev) == (ssize_t)sizeof ev)
+            on_event(r, &ev, cli_now_ms());
+    }
+}
+
+static int loop(runner *r)
+{
+    while (r->exit_code < 0) {
+        uint64_t now = cli_now_ms();
+        supervise(r, now);
+        if (r->exit_code >= 0)
+            break;
+        uint64_t wake = next_wake(r);
+        int timeout = wake == UINT64_MAX   ? -1
+                      : wake <= now        ? 0
+                      : wake - now > 60000 ? 60000
+                                           : (int)(wake - now);
+        struct pollfd pfds[2] = {{.fd = r->sig_fd, .events = POLLIN},
+                                 {.fd = r->ev_rd, .events = POLLIN}};
+        if (poll(pfds, 2, timeout) < 0) {
+            if (errno == EINTR)
+                continue;
+            cli_log(LEASEHOLD_LOG_ERROR, 0, NULL, "poll: %s", strerror(errno));
+            return EXIT_OSERR;
+        }
+        drain(r, pfds);
+    }
+    return r->exit_code;
+}
+
+/* Every path out of `run` with CMD still running ends here first: the
+ * group is killed and CMD reaped before the lease can be released. */
+static void kill_cmd_now(runner *r)
+{
+    if (!r->cmd_pid)
+        return;
+    cli_child_signal_group(r->cmd_pid, SIGKILL);
+    int code;
+    while (!cli_child_exited(r->cmd_pid, &code)) {
+        struct timespec pause = {0, 5 * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+    cli_child_reap(r->cmd_pid, &r->guard, GROUP_GONE_WAIT_MS);
+    r->cmd_pid = 0;
+}
+
+/* Blocks the signals leasehold handles (in every thread to come) and
+ * opens a signalfd for them.  The fd, or -1 with errno. */
+static int open_signal_fd(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        sigaddset(&set, sigs[i]);
+    int rc = pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (rc != 0) {
+        errno = rc;
+        return -1;
+    }
+    signal(SIGPIPE, SIG_IGN); /* a closed stderr or guardian pipe is an error, not a death */
+    return signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
+/* Creates the client and the campaign; an exit status on failure, else 0. */
+static int start_campaign(runner *r)
+{
+    leasehold_config cfg;
+    cli_config(r->o, &cfg);
+    leasehold_error err;
+    r->client = leasehold_client_new(&cfg, &err);
+    if (!r->client) {
+        bool usage = err.code == LEASEHOLD_ECONFIG || err.code == LEASEHOLD_EURL;
+        fprintf(stderr, "leasehold: cannot start leader election (%s): %s\n", r->o->url_source,
+                err.msg);
+        return usage ? EXIT_USAGE : EXIT_UNAVAILABLE;
+    }
+    const leasehold_callbacks cbs = {
+        .elected = on_elected,
+        .revoked = on_revoked,
+        .leader_changed = on_leader_changed,
+        .error = on_error,
+    };
+    r->e = leasehold_campaign(r->client, r->o->key, &cbs, r, &err);
+    if (!r->e) {
+        fprintf(stderr, "leasehold: cannot campaign for %s: %s\n", r->o->key, err.msg);
+        return err.code == LEASEHOLD_EINVAL ? EXIT_USAGE : EXIT_UNAVAILABLE;
+    }
+    cli_log(LEASEHOLD_LOG_INFO, 0, leasehold_token_string(r->e),
+            "campaigning to run %s (lease %" PRIu32 " ms)", r->o->cmd[0], r->o->lease_ms);
+    return 0;
+}
+
+int cli_run(const cli_options *o)
+{
+    static runner r; /* the callbacks' arg: lives as long as the client */
+    r = (runner){
+        .o = o,
+        .sig_fd = -1,
+        .ev_rd = -1,
+        .ev_wr = -1,
+        .guard = {.pid = 0, .fd = -1},
+        .margin_ms = cli_kill_margin_ms(o->lease_ms),
+        .kill_at_ms = UINT64_MAX,
+        .grace_at_ms = UINT64_MAX,
+        .backoff_ms = BACKOFF_MIN_MS,
+        .wait_until_ms = UINT64_MAX,
+        .exit_code = -1,
+    };
+    /* Before any thread exists: the mask is inherited, the fork is clean. */
+    r.sig_fd = open_signal_fd();
+    int fds[2];
+    int rc = r.sig_fd < 0 ? errno : pipe2(fds, O_CLOEXEC) != 0 ? errno : 0;
+    if (rc == 0) {
+        r.ev_rd = fds[0];
+        r.ev_wr = fds[1];
+        fcntl(r.ev_rd, F_SETFL, O_NONBLOCK);
+        rc = cli_guard_start(&r.guard);
+    }
+    if (rc != 0) {
+        fprintf(stderr, "leasehold: cannot set up signals, pipes and the guardian: %s\n",
+                strerror(rc));
+        return EXIT_OSERR;
+    }
+
+    int code = start_campaign(&r);
+    if (code == 0)
+        code = loop(&r);
+    kill_cmd_now(&r);
+    cli_guard_stop(&r.guard);
+    if (r.client) {
+        leasehold_client_free(r.client); /* ends the campaign, releases the lease */
+        cli_log(LEASEHOLD_LOG_DEBUG, 0, NULL, "campaign ended, lease released if held");
+    }
+    close(r.ev_rd);
+    close(r.ev_wr);
+    close(r.sig_fd);
+    return code;
+}
