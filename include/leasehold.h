@@ -154,6 +154,9 @@ typedef struct leasehold_config {
                                     name, then returns and keeps trying to connect in
                                     the background */
     uint64_t seed;               /* jitter seed; 0: drawn at random */
+    bool restart_guard;          /* true (default): no claim on a Redis that has been up for less
+                                    than the lease: it may have restarted and lost a key that
+                                    another process still believes it holds */
     bool original_timing;        /* for comparisons only: behave as the original module
                                     did (a blind claim every retry_interval_ms, no
                                     events channel, no release on resign or shutdown) */

@@ -46,6 +46,7 @@ typedef struct pending {
     struct pending *next;
     leasehold_election *e; /* NULL once the election has gone */
     query *q;              /* or the leasehold_holder_get() it answers */
+    bool info;             /* or the restart guard's INFO server */
     enum script_kind kind;
     uint32_t seq;
     uint64_t epoch; /* release */
@@ -134,8 +135,10 @@ struct leasehold_client {
     /* I/O thread only. */
     leasehold_election *elections;
     pending *pend_head, *pend_tail;
-    query *unsent;  /* queries waiting for the connection */
-    int reset_code; /* nonzero: the connection must be reset (see reset_later) */
+    query *unsent;          /* queries waiting for the connection */
+    bool need_info;         /* the restart guard has yet to ask this connection */
+    uint64_t claim_gate_ms; /* the restart guard: no claim before (UINT64_MAX: unknown) */
+    int reset_code;         /* nonzero: the connection must be reset (see reset_later) */
     char reset_why[128];
     bool shutting_down;
     uint64_t shutdown_deadline_ms;
@@ -535,6 +538,8 @@ static void send_unsent_queries(leasehold_client *c, uint64_t now_ms)
 
 /* ------------------------------------------------------- reply handling */
 
+static void guard_answer(leasehold_client *c, const conn_reply *r, uint64_t now_ms);
+
 static void handle_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r, uint64_t now_ms)
 {
     leasehold_client *c = arg;
@@ -547,6 +552,11 @@ static void handle_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r,
     c->pend_head = p->next;
     if (!c->pend_head)
         c->pend_tail = NULL;
+    if (p->info) {
+        free(p);
+        guard_answer(c, r, now_ms);
+        return;
+    }
     if (p->q) {
         if (!p->eval && conn_reply_is_error(r, "NOSCRIPT"))
             send_query(c, p->q, true, now_ms);
@@ -621,10 +631,86 @@ static void drop_pending(leasehold_client *c, int code, const char *msg)
     c->pend_tail = NULL;
 }
 
+/* ---------------------------------------------------------- restart guard */
+
+/* A Redis that restarted without persistence has lost every key: a lease
+ * another process still believes it holds would go to a second process if
+ * we claimed at once.  So no claim goes out on a Redis that has been up for
+ * less than the lease; a new connection may be to a new Redis, so each one
+ * asks INFO server first.  Renewals are not held back: a key that is gone
+ * answers so. */
+
+/* Holds every claim back until the new connection's Redis is known. */
+static void guard_connected(leasehold_client *c, uint64_t now_ms)
+{
+    if (!c->cfg.restart_guard)
+        return;
+    c->claim_gate_ms = UINT64_MAX;
+    c->need_info = true;
+    for (leasehold_election *e = c->elections; e; e = e->next)
+        lease_gate_claims(&e->lease, now_ms, UINT64_MAX);
+}
+
+/* Asks the connection's Redis how long it has been up, once per connection. */
+static void guard_ask(leasehold_client *c, uint64_t now_ms)
+{
+    if (!c->need_info || conn_get_state(c->conn) != CONN_READY)
+        return;
+    c->need_info = false;
+    pending *p = calloc(1, sizeof *p);
+    if (!p) {
+        reset_later(c, LEASEHOLD_ENOMEM, "out of memory asking INFO server");
+        return;
+    }
+    p->info = true;
+    const char *argv[2] = {"INFO", "server"};
+    if (conn_send(c->conn, 2, argv, NULL, (uint64_t)(uintptr_t)p, now_ms) < 0) {
+        free(p);
+        reset_later(c, LEASEHOLD_EIO, "INFO server could not be sent");
+        return;
+    }
+    if (c->pend_tail)
+        c->pend_tail->next = p;
+    else
+        c->pend_head = p;
+    c->pend_tail = p;
+}
+
+/* INFO server's answer: claims may go out once Redis has been up for the
+ * lease.  uptime_in_seconds is a difference of whole wall-clock seconds and
+ * can read up to 1 s high, so it is counted one second short.  A Redis that
+ * will not say (ACL) is taken to have just started. */
+static void guard_answer(leasehold_client *c, const conn_reply *r, uint64_t now_ms)
+{
+    const char *field = r->type == CONN_REPLY_STRING ? strstr(r->str, "uptime_in_seconds:") : NULL;
+    uint64_t up_ms = 0;
+    if (field) {
+        unsigned long long s = strtoull(field + strlen("uptime_in_seconds:"), NULL, 10);
+        up_ms = s > 1 ? (s - 1) * 1000 : 0;
+    } else {
+        client_log(c, LEASEHOLD_LOG_WARN,
+                   "%s: INFO server gave no uptime (%s); the restart guard assumes Redis has "
+                   "just started",
+                   conn_display(c->conn), r->type == CONN_REPLY_ERROR ? r->str : "no such field");
+    }
+    uint64_t wait_ms = up_ms < c->cfg.lease_ms ? c->cfg.lease_ms - up_ms : 0;
+    c->claim_gate_ms = now_ms + wait_ms;
+    if (wait_ms > 0)
+        client_log(c, LEASEHOLD_LOG_INFO,
+                   "%s: Redis has been up for less than the lease (%" PRIu64
+                   " ms counted): no claim for %" PRIu64 " ms (restart guard)",
+                   conn_display(c->conn), up_ms, wait_ms);
+    for (leasehold_election *e = c->elections; e; e = e->next) {
+        lease_gate_claims(&e->lease, now_ms, c->claim_gate_ms);
+        drive(e, now_ms);
+    }
+}
+
 static void handle_ready(void *arg, conn *cn, uint64_t now_ms)
 {
     leasehold_client *c = arg;
     (void)cn;
+    guard_connected(c, now_ms);
     if (c->first_connect) {
         c->first_code = 1; /* ready */
         return;
@@ -633,6 +719,7 @@ static void handle_ready(void *arg, conn *cn, uint64_t now_ms)
         client_log(c, LEASEHOLD_LOG_INFO, "%s: connected", conn_display(c->conn));
     c->last_conn_error[0] = '\0';
     send_unsent_queries(c, now_ms);
+    guard_ask(c, now_ms);
     for (leasehold_election *e = c->elections; e; e = e->next) {
         lease_on_connected(&e->lease, now_ms);
         drive(e, now_ms);
@@ -840,6 +927,7 @@ static void handle_requests(leasehold_client *c, uint64_t now_ms)
             e->next = c->elections;
             c->elections = e;
             subscribe(c, e->channel, "SUBSCRIBE", now_ms);
+            lease_gate_claims(&e->lease, now_ms, c->claim_gate_ms);
             if (e->observer)
                 lease_observe(&e->lease, now_ms);
             else
@@ -953,6 +1041,7 @@ static void *loop_main(void *arg)
     loop_thread_client = c;
     for (;;) {
         uint64_t now = clock_now_ms();
+        guard_ask(c, now); /* the first connection was made before the loop ran */
         handle_requests(c, now);
         run_due(c, now);
         apply_reset(c);
@@ -1009,6 +1098,7 @@ void leasehold_config_init(leasehold_config *cfg)
     cfg->connect_timeout_ms = 1000;
     cfg->stop_timeout_ms = 10000;
     cfg->log_level = LEASEHOLD_LOG_INFO;
+    cfg->restart_guard = true;
 }
 
 /* Checks what lease.c does not: the connection's and the service's times,

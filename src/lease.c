@@ -311,6 +311,15 @@ static bool renew_due(lease *l, uint64_t now_ms)
     return renew_possible(l) && now_ms >= l->next_renew_ms;
 }
 
+/* When the next claim (or an observer's read) may go out: its own timer, and
+ * for a claim no sooner than the restart guard allows. */
+static uint64_t claim_time(const lease *l)
+{
+    if (l->observer || l->next_claim_ms >= l->claim_gate_ms)
+        return l->next_claim_ms;
+    return l->claim_gate_ms;
+}
+
 /* Runs the timers that are due and the steps an input made possible, so that
  * after any input lease_wake_at() is in the future. */
 static void advance(lease *l, uint64_t now_ms)
@@ -318,7 +327,7 @@ static void advance(lease *l, uint64_t now_ms)
     check_term(l, now_ms);
     if (l->state == LEASE_DRAINING && l->service_stopped && !l->in_flight)
         end_drain(l, now_ms);
-    if (l->state == LEASE_FOLLOWER && l->connected && now_ms >= l->next_claim_ms) {
+    if (l->state == LEASE_FOLLOWER && l->connected && now_ms >= claim_time(l)) {
         l->state = LEASE_CLAIMING;
         send(l, now_ms, l->observer ? LEASE_SEND_QUERY : LEASE_SEND_ACQUIRE, 0);
     }
@@ -646,7 +655,7 @@ uint64_t lease_wake_at(const lease *l)
     bool can_send = l->connected && !l->in_flight;
     switch (l->state) {
     case LEASE_FOLLOWER:
-        return can_send ? l->next_claim_ms : UINT64_MAX;
+        return can_send ? claim_time(l) : UINT64_MAX;
     case LEASE_LEADER: {
         uint64_t at = earliest(l->valid_until_ms, l->last_renewed_ms + l->cfg.renew_deadline_ms);
         return can_send ? earliest(at, l->next_renew_ms) : at;
@@ -661,6 +670,13 @@ uint64_t lease_wake_at(const lease *l)
 bool lease_is_leader(const lease *l, uint64_t now_ms)
 {
     return l->state == LEASE_LEADER && now_ms < l->valid_until_ms;
+}
+
+void lease_gate_claims(lease *l, uint64_t now_ms, uint64_t not_before_ms)
+{
+    check_term(l, now_ms);
+    l->claim_gate_ms = not_before_ms;
+    advance(l, now_ms);
 }
 
 uint64_t lease_hold_until(const lease *l)

@@ -157,6 +157,7 @@ typedef struct lease {
     uint64_t hold_until_ms;        /* the key is certainly ours before this (never cleared) */
     uint64_t release_epoch;        /* RELEASING: the term being released */
     uint64_t claim_not_before_ms;  /* FOLLOWER after a resign: no claim before this */
+    uint64_t claim_gate_ms;        /* the restart guard: no claim before this */
     lease_action queue[LEASE_QUEUE_MAX];
     unsigned q_head, q_len;
 } lease;
@@ -216,6 +217,11 @@ void lease_service_stopped(lease *l, uint64_t now_ms);
  * ends without a release, so its key lapses with its TTL rather than at
  * once while the service still runs. */
 void lease_service_abandoned(lease *l, uint64_t now_ms);
+
+/* The restart guard: no claim goes out before not_before_ms (UINT64_MAX:
+ * not until told otherwise; 0: no limit).  Renewals and observers' reads are
+ * not held back. */
+void lease_gate_claims(lease *l, uint64_t now_ms, uint64_t not_before_ms);
 
 /* Pops the next action; false when there is none. */
 bool lease_next_action(lease *l, lease_action *out);

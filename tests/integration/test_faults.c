@@ -387,6 +387,7 @@ static void test_redis_restart(void **state)
 
     uint64_t t0 = test_now_ms();
     assert_int_equal(redis_server_restart(fx.srv, false), 0);
+    uint64_t t_up = test_now_ms();
     event rv;
     assert_true(events_wait(fx.q, events_of(EV_REVOKED, el.who), 1000, &rv));
     assert_int_equal(rv.value, LEASEHOLD_DISCONNECTED);
@@ -396,6 +397,35 @@ static void test_redis_restart(void **state)
         fail_msg("no leader after the restart");
     printf("# Redis restarted: stepped down after %llu ms, new leader after %llu ms\n",
            (unsigned long long)(rv.at_ms - t0), (unsigned long long)(next.at_ms - t0));
+    assert_true(next.epoch > el.epoch);
+    /* The restart guard: the new Redis lost the key, so nobody may claim on
+     * it before it has been up for a lease (while the old leader could still
+     * believe it holds the old key).  A lower bound, not scaled; the margin
+     * is the time the harness took to see the new server answer. */
+    if (next.at_ms + 200 < t_up + cfg.lease_ms)
+        fail_msg("elected %llu ms after Redis restarted empty: the restart guard must hold "
+                 "claims for the lease (%u ms)",
+                 (unsigned long long)(next.at_ms - t_up), cfg.lease_ms);
+}
+
+/* With the guard off, the same restart is followed by an election at once:
+ * what the guard is for (README, "Safety testing"). */
+static void test_redis_restart_unguarded(void **state)
+{
+    (void)state;
+    leasehold_config cfg;
+    test_config(&cfg, fx.srv->url);
+    cfg.restart_guard = false;
+    start_candidates(&cfg, "lh:faults:unguarded", 2, false);
+    event el;
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1), first_election_ms(&cfg), &el));
+    assert_int_equal(redis_server_restart(fx.srv, false), 0);
+    uint64_t t_up = test_now_ms();
+    event next;
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1),
+                            cfg.lease_ms + cfg.retry_interval_ms + 2000, &next));
+    printf("# without the guard: new leader %lld ms after Redis came back\n",
+           (long long)next.at_ms - (long long)t_up);
     assert_true(next.epoch > el.epoch);
 }
 
@@ -409,6 +439,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_leader_paused_past_lease, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_kill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_redis_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_redis_restart_unguarded, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

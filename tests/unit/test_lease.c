@@ -36,6 +36,7 @@ enum input {
     STOP,
     SERVICE_STOPPED,
     SERVICE_ABANDONED, /* lease_service_abandoned() */
+    GATE,              /* lease_gate_claims(.epoch as the instant; 0: UINT64_MAX) */
     OBSERVE,           /* lease_observe() */
     QUERY_HELD,        /* lease_on_query(LEASE_QUERY_HELD) */
     QUERY_FREE,        /* lease_on_query(LEASE_QUERY_FREE) */
@@ -206,6 +207,9 @@ static void feed(lease *l, const step *s, uint64_t now)
         break;
     case SERVICE_ABANDONED:
         lease_service_abandoned(l, now);
+        break;
+    case GATE:
+        lease_gate_claims(l, now, s->epoch ? s->epoch : UINT64_MAX);
         break;
     case OBSERVE:
         lease_observe(l, now);
@@ -683,6 +687,23 @@ static const step resigned_follower_waits_on_release[] = {
      .epoch = 8, .wake = 2210},
 };
 
+/* The restart guard holds claims (not renewals) until the new Redis has been
+ * up for the lease. */
+static const step restart_guard_holds_claims[] = {
+    {START, 1000, "", LEASE_FOLLOWER},
+    {GATE, 1000, "", LEASE_FOLLOWER, .wake = NO_WAKE},
+    {CONNECTED, 1001, "", LEASE_FOLLOWER, .wake = NO_WAKE},
+    {GATE, 1005, "", LEASE_FOLLOWER, .epoch = 3005, .wake = 3005},
+    {TICK, 3004, "", LEASE_FOLLOWER, .wake = 3005},
+    {TICK, 3005, "acquire", LEASE_CLAIMING},
+    {ACQ_OK, 3010, "changed(me/1,7) elected(7)", LEASE_LEADER, .epoch = 7, .leader = true,
+     .wake = 3305},
+    /* a new connection, not yet asked: the leader still renews */
+    {DISC_TIMEOUT, 3100, "", LEASE_LEADER, .leader = true},
+    {GATE, 3101, "", LEASE_LEADER, .leader = true},
+    {CONNECTED, 3102, "renew", LEASE_LEADER, .leader = true},
+};
+
 static const step claim_due_while_disconnected[] = {
     {START, 1000, "", LEASE_FOLLOWER},
     {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
@@ -729,6 +750,7 @@ static const scenario scenarios[] = {
     SCENARIO(holder_reported_on_change_only),
     SCENARIO(claim_due_while_disconnected),
     SCENARIO(claims_timed_by_pttl),
+    SCENARIO(restart_guard_holds_claims),
     SCENARIO(stale_observations_ignored),
     SCENARIO(own_election_announced_first),
     SCENARIO(resigned_follower_waits_on_release),
