@@ -68,6 +68,13 @@
 extern "C" {
 #endif
 
+/* The library exports these functions and nothing else. */
+#if defined(__GNUC__)
+#define LEASEHOLD_API __attribute__((visibility("default")))
+#else
+#define LEASEHOLD_API
+#endif
+
 /*
  * Error codes: 0 is success, every error is negative.  POSIX meanings are
  * reused where they exist; the rest are leasehold's own band, below -1000.
@@ -108,11 +115,11 @@ typedef struct leasehold_error {
 
 /* The message for an error code ("connection refused"); never NULL.
  * Thread-safe. */
-const char *leasehold_strerror(int code);
+LEASEHOLD_API const char *leasehold_strerror(int code);
 
 /* The name of an error code ("LEASEHOLD_ECONNREFUSED"); never NULL.
  * Thread-safe. */
-const char *leasehold_errname(int code);
+LEASEHOLD_API const char *leasehold_errname(int code);
 
 /* ---------------------------------------------------------------- config */
 
@@ -166,7 +173,7 @@ typedef struct leasehold_config {
 } leasehold_config;
 
 /* Fills cfg with the defaults above; cfg->url is NULL.  Thread-safe. */
-void leasehold_config_init(leasehold_config *cfg);
+LEASEHOLD_API void leasehold_config_init(leasehold_config *cfg);
 
 /* ---------------------------------------------------------------- client */
 
@@ -184,7 +191,8 @@ typedef struct leasehold_token leasehold_token;
  * background with jittered exponential back-off.  cfg is copied (strings
  * too).  err may be NULL.  Thread-safe.
  */
-leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_error *err);
+LEASEHOLD_API leasehold_client *leasehold_client_new(const leasehold_config *cfg,
+                                                     leasehold_error *err);
 
 /*
  * Ends every election of the client as leasehold_election_free() does
@@ -194,7 +202,7 @@ leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_er
  * command_timeout_ms for the releases.  Must not be called from a callback
  * (it then logs an error and does nothing).
  */
-void leasehold_client_free(leasehold_client *c);
+LEASEHOLD_API void leasehold_client_free(leasehold_client *c);
 
 /* ------------------------------------------------------------- elections */
 
@@ -208,7 +216,7 @@ typedef enum leasehold_reason {
 } leasehold_reason;
 
 /* "lost", "expired", ...; never NULL.  Thread-safe. */
-const char *leasehold_reason_name(leasehold_reason reason);
+LEASEHOLD_API const char *leasehold_reason_name(leasehold_reason reason);
 
 /*
  * Callbacks of one election; any may be NULL.  They run on the I/O thread,
@@ -239,7 +247,7 @@ typedef enum leasehold_change {
 } leasehold_change;
 
 /* "elected", "released", "expired"; never NULL.  Thread-safe. */
-const char *leasehold_change_name(leasehold_change change);
+LEASEHOLD_API const char *leasehold_change_name(leasehold_change change);
 
 typedef struct leasehold_observation {
     leasehold_change change;
@@ -262,19 +270,19 @@ typedef struct leasehold_callbacks {
  * LEASEHOLD_ECLOSED or LEASEHOLD_ENOMEM.  Does not wait for Redis.
  * Thread-safe, callbacks included.
  */
-leasehold_election *leasehold_campaign(leasehold_client *c, const char *key,
-                                       const leasehold_callbacks *cb, void *arg,
-                                       leasehold_error *err);
+LEASEHOLD_API leasehold_election *leasehold_campaign(leasehold_client *c, const char *key,
+                                                     const leasehold_callbacks *cb, void *arg,
+                                                     leasehold_error *err);
 
 /*
  * True only while this process certainly holds the lease: it is leader and
  * the monotonic clock is before valid_until (see README, "The safety rule").
  * Lock-free; thread-safe.
  */
-bool leasehold_is_leader(const leasehold_election *e);
+LEASEHOLD_API bool leasehold_is_leader(const leasehold_election *e);
 
 /* This term's fencing epoch, or 0 when not leader.  Lock-free; thread-safe. */
-uint64_t leasehold_epoch(const leasehold_election *e);
+LEASEHOLD_API uint64_t leasehold_epoch(const leasehold_election *e);
 
 /*
  * The instant, on leasehold_now_ms()'s clock, until which the current term,
@@ -284,7 +292,7 @@ uint64_t leasehold_epoch(const leasehold_election *e);
  * (`leasehold run` kills its command shortly before).  0 before the first
  * term.  Lock-free; thread-safe.
  */
-uint64_t leasehold_term_deadline_ms(const leasehold_election *e);
+LEASEHOLD_API uint64_t leasehold_term_deadline_ms(const leasehold_election *e);
 
 /*
  * The clock leases are measured with, in milliseconds: CLOCK_BOOTTIME, which
@@ -292,12 +300,12 @@ uint64_t leasehold_term_deadline_ms(const leasehold_election *e);
  * counting while the machine is suspended (Redis's TTL does too).
  * Thread-safe.
  */
-uint64_t leasehold_now_ms(void);
+LEASEHOLD_API uint64_t leasehold_now_ms(void);
 
 /* The election's key and this process's token for it ("<identity>/<nonce>").
  * Valid until the election is freed.  Thread-safe. */
-const char *leasehold_key(const leasehold_election *e);
-const char *leasehold_token_string(const leasehold_election *e);
+LEASEHOLD_API const char *leasehold_key(const leasehold_election *e);
+LEASEHOLD_API const char *leasehold_token_string(const leasehold_election *e);
 
 /*
  * Steps down if leader: leasehold_is_leader() is false when this returns; the
@@ -306,7 +314,7 @@ const char *leasehold_token_string(const leasehold_election *e);
  * retry_interval_ms before its next claim so that another candidate is
  * preferred.  Returns 0, or LEASEHOLD_EINVAL.  Does not wait.  Thread-safe.
  */
-int leasehold_resign(leasehold_election *e);
+LEASEHOLD_API int leasehold_resign(leasehold_election *e);
 
 /*
  * Ends the campaign: resigns as above, waits for the service and the release
@@ -314,7 +322,7 @@ int leasehold_resign(leasehold_election *e);
  * callback of e's client it cannot wait: it then only schedules the end and
  * e is freed by the I/O thread.  Thread-safe.
  */
-void leasehold_election_free(leasehold_election *e);
+LEASEHOLD_API void leasehold_election_free(leasehold_election *e);
 
 /* ------------------------------------------------------------ observing */
 
@@ -333,8 +341,8 @@ typedef struct leasehold_holder {
  * not a string), LEASEHOLD_ENOPERM, LEASEHOLD_EREDIS, LEASEHOLD_ECLOSED,
  * LEASEHOLD_EDEADLK (called from a callback).  Thread-safe.
  */
-int leasehold_holder_get(leasehold_client *c, const char *key, leasehold_holder *out,
-                         leasehold_error *err);
+LEASEHOLD_API int leasehold_holder_get(leasehold_client *c, const char *key, leasehold_holder *out,
+                                       leasehold_error *err);
 
 /*
  * Watches `key` without campaigning: leader_changed and observed fire for
@@ -345,9 +353,9 @@ int leasehold_holder_get(leasehold_client *c, const char *key, leasehold_holder 
  * leasehold_election_free().  Returns NULL as leasehold_campaign().
  * Thread-safe.
  */
-leasehold_election *leasehold_observe(leasehold_client *c, const char *key,
-                                      const leasehold_callbacks *cb, void *arg,
-                                      leasehold_error *err);
+LEASEHOLD_API leasehold_election *leasehold_observe(leasehold_client *c, const char *key,
+                                                    const leasehold_callbacks *cb, void *arg,
+                                                    leasehold_error *err);
 
 /* ------------------------------------------------------------- services */
 
@@ -361,31 +369,32 @@ leasehold_election *leasehold_observe(leasehold_client *c, const char *key,
  * retry_interval_ms.  Returns the election (free it with
  * leasehold_election_free()), or NULL as leasehold_campaign().  Thread-safe.
  */
-leasehold_election *leasehold_serve(leasehold_client *c, const char *key,
-                                    int (*service)(leasehold_token *t, void *arg), void *arg,
-                                    leasehold_error *err);
+LEASEHOLD_API leasehold_election *leasehold_serve(leasehold_client *c, const char *key,
+                                                  int (*service)(leasehold_token *t, void *arg),
+                                                  void *arg, leasehold_error *err);
 
 /* Like leasehold_serve(), with callbacks as well. */
-leasehold_election *leasehold_serve_cb(leasehold_client *c, const char *key,
-                                       int (*service)(leasehold_token *t, void *arg), void *arg,
-                                       const leasehold_callbacks *cb, leasehold_error *err);
+LEASEHOLD_API leasehold_election *leasehold_serve_cb(leasehold_client *c, const char *key,
+                                                     int (*service)(leasehold_token *t, void *arg),
+                                                     void *arg, const leasehold_callbacks *cb,
+                                                     leasehold_error *err);
 
 /* True once the term the service runs for has ended.  Thread-safe. */
-bool leasehold_token_cancelled(const leasehold_token *t);
+LEASEHOLD_API bool leasehold_token_cancelled(const leasehold_token *t);
 
 /* Sleeps up to ms; returns false as soon as the token is cancelled (at once
  * if it already is), true when the time ran out.  Thread-safe. */
-bool leasehold_token_sleep(leasehold_token *t, uint32_t ms);
+LEASEHOLD_API bool leasehold_token_sleep(leasehold_token *t, uint32_t ms);
 
 /* A descriptor that becomes readable when the token is cancelled, for
  * poll()-based services.  Owned by the token; do not read or close it. */
-int leasehold_token_fd(const leasehold_token *t);
+LEASEHOLD_API int leasehold_token_fd(const leasehold_token *t);
 
 /* The fencing epoch of the service's term.  Thread-safe. */
-uint64_t leasehold_token_epoch(const leasehold_token *t);
+LEASEHOLD_API uint64_t leasehold_token_epoch(const leasehold_token *t);
 
 /* The election the token belongs to.  Thread-safe. */
-leasehold_election *leasehold_token_election(const leasehold_token *t);
+LEASEHOLD_API leasehold_election *leasehold_token_election(const leasehold_token *t);
 
 #ifdef __cplusplus
 }

@@ -21,6 +21,8 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 
 run plain build "" 1
+echo "== install: checking make install from the plain build"
+scripts/check-install.sh build
 run "ASan+UBSan" build-asan address 3
 run TSan build-tsan thread 3
 echo "== all tests passed in $(( $(date +%s) - start )) s"
