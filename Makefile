@@ -6,6 +6,9 @@
 #   make demo     election, crash failover and graceful handover, live
 #   make install  header, libraries, leasehold.pc, tools (PREFIX=/usr/local)
 #   make bench    the failover benchmark (by hand; not part of make test)
+#   make fuzz     each libFuzzer target for FUZZ_SECONDS (30)     (build-fuzz/)
+#   make valgrind the integration tests under valgrind memcheck (by hand; slow)
+#   make chaos    a seeded fault schedule and its safety check (SECONDS=90 SEED=1)
 
 PREFIX ?= /usr/local
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
@@ -37,8 +40,29 @@ install: build
 bench: build
 	@$(BUILD)/bench/failover
 
+# The chaos schedule of tests/chaos/driver.c against five candidates, then the
+# checker's report; `make test` runs the same for 90 s with seed 1.
+#   make chaos SECONDS=600 SEED=7
+SECONDS ?= 90
+SEED    ?= 1
+.PHONY: chaos
+chaos: build
+	@$(BUILD)/tests/chaos_driver --seconds $(SECONDS) --seed $(SEED)
+
+# libFuzzer (clang) on the URL parser, the reply handling and the state
+# machine, FUZZ_SECONDS each; `make test` runs it with the default.
+FUZZ_SECONDS ?= 30
+.PHONY: fuzz valgrind
+fuzz:
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
+
+# The integration tests and the processes they start, under memcheck: no
+# error and no leak.  Not part of make test (minutes).
+valgrind: build
+	@scripts/valgrind.sh $(BUILD)
+
 format:
 	clang-format -i include/*.h src/*.[ch] tools/*.c examples/*.c tests/*/*.[ch] bench/*.c
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-asan build-tsan build-fuzz build-vg

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds leasehold three ways and runs every test in each: a plain build, an
-# ASan+UBSan build and a TSan build.  Fails on the first failing build.
+# ASan+UBSan build and a TSan build, then runs each fuzz target for
+# FUZZ_SECONDS (30).  Fails on the first failing build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v redis-server >/dev/null || { echo "test: redis-server is missing (make deps)" >&2; exit 1; }
@@ -25,4 +26,6 @@ echo "== install: checking make install from the plain build"
 scripts/check-install.sh build
 run "ASan+UBSan" build-asan address 3
 run TSan build-tsan thread 3
+echo "== fuzzing: each libFuzzer target for ${FUZZ_SECONDS:-30} s (build-fuzz)"
+scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
 echo "== all tests passed in $(( $(date +%s) - start )) s"

@@ -118,7 +118,7 @@ const char *test_process_self(void)
 }
 
 /* Runs in the child between fork and exec: only async-signal-safe calls. */
-static void exec_child(char *const argv[], int stdout_fd, int report_fd, const sigset_t *mask,
+static void exec_child(char *const argv[], const int fds[3], int report_fd, const sigset_t *mask,
                        pid_t parent)
 {
     for (int sig = 1; sig < NSIG; sig++)
@@ -126,8 +126,9 @@ static void exec_child(char *const argv[], int stdout_fd, int report_fd, const s
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent)
         _exit(127);
-    if (stdout_fd >= 0 && stdout_fd != STDOUT_FILENO)
-        dup2(stdout_fd, STDOUT_FILENO);
+    for (int i = 0; i < 3; i++)
+        if (fds[i] >= 0 && fds[i] != i)
+            dup2(fds[i], i);
     sigprocmask(SIG_SETMASK, mask, NULL);
     execvp(argv[0], argv);
     int e = errno;
@@ -138,18 +139,24 @@ static void exec_child(char *const argv[], int stdout_fd, int report_fd, const s
 
 pid_t test_process_spawn(char *const argv[], int stdout_fd)
 {
+    return test_process_spawn_stdio(argv, -1, stdout_fd, -1);
+}
+
+pid_t test_process_spawn_stdio(char *const argv[], int stdin_fd, int stdout_fd, int stderr_fd)
+{
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) {
         perror("test_process_spawn: pipe2");
         return -1;
     }
+    const int fds[3] = {stdin_fd, stdout_fd, stderr_fd};
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0)
-        exec_child(argv, stdout_fd, report[1], &old, parent);
+        exec_child(argv, fds, report[1], &old, parent);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     close(report[1]);
     if (pid < 0) {
@@ -171,6 +178,24 @@ pid_t test_process_spawn(char *const argv[], int stdout_fd)
     return pid;
 }
 
+bool test_process_wait(pid_t pid, uint64_t max_ms, int *status)
+{
+    uint64_t deadline = test_now_ms() + max_ms;
+    for (;;) {
+        int st = 0;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid || (r < 0 && errno == ECHILD)) {
+            untrack_pid(pid);
+            if (status)
+                *status = r == pid ? st : 0;
+            return true;
+        }
+        if (test_now_ms() >= deadline)
+            return false;
+        test_sleep_ms(5);
+    }
+}
+
 int redis_server_free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -186,6 +211,7 @@ int redis_server_free_port(void)
     return port;
 }
 
+/* Removes dir and everything in it (Redis's appendonlydir included). */
 static void remove_dir(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -197,7 +223,8 @@ static void remove_dir(const char *dir)
         if (strcmp(ent->d_name, ".") == 0 || strcmp(ent->d_name, "..") == 0)
             continue;
         snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
-        unlink(path);
+        if (unlink(path) != 0 && errno == EISDIR)
+            remove_dir(path);
     }
     closedir(d);
     rmdir(dir);
@@ -221,6 +248,8 @@ static bool admin_open(redis_server *s)
             redisFree(c);
         return false;
     }
+    /* hiredis's socket is not close-on-exec: children must not inherit it */
+    fcntl(c->fd, F_SETFD, FD_CLOEXEC);
     struct timeval cmd_tv = {2, 0};
     redisSetTimeout(c, cmd_tv);
     if (s->password) {
@@ -296,13 +325,18 @@ static char **build_argv(const redis_server *s, const redis_server_opts *o)
     char buf[600];
     argv[n++] = strdup("redis-server");
     snprintf(buf, sizeof buf, "%d", s->port);
-    const char *fixed[] = {"--port",       buf,  "--bind",      "127.0.0.1", "--save", "",
-                           "--appendonly", "no", "--daemonize", "no",        "--dir",  s->dir};
+    const char *aof = o && o->appendonly ? "yes" : "no";
+    const char *fixed[] = {"--port",       buf, "--bind",      "127.0.0.1", "--save", "",
+                           "--appendonly", aof, "--daemonize", "no",        "--dir",  s->dir};
     for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
         argv[n++] = strdup(fixed[i]);
     argv[n++] = strdup("--logfile");
     snprintf(buf, sizeof buf, "%s/redis.log", s->dir);
     argv[n++] = strdup(buf);
+    if (o && o->appendonly) {
+        argv[n++] = strdup("--appendfsync");
+        argv[n++] = strdup("always");
+    }
     if (o && o->password) {
         argv[n++] = strdup("--requirepass");
         argv[n++] = strdup(o->password);
@@ -403,6 +437,8 @@ int redis_server_restart(redis_server *s, bool keep_data)
         char path[600];
         snprintf(path, sizeof path, "%s/dump.rdb", s->dir);
         unlink(path);
+        snprintf(path, sizeof path, "%s/appendonlydir", s->dir);
+        remove_dir(path);
     }
     /* The port may be briefly unavailable; launch() notices an early exit. */
     for (int attempt = 0; attempt < 5; attempt++)

@@ -15,6 +15,7 @@
 #define LEASEHOLD_REDIS_SERVER_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include <hiredis/hiredis.h>
@@ -23,6 +24,8 @@ typedef struct redis_server_opts {
     const char *const *args; /* extra redis-server arguments, NULL-terminated; may be NULL */
     const char *password;    /* NULL, or passed as --requirepass and used by redis_server_cmd */
     bool unix_socket;        /* also listen on <dir>/redis.sock (see unix_path) */
+    bool appendonly;         /* --appendonly yes --appendfsync always: every write is on
+                                disk before it is answered, so a crash loses nothing */
 } redis_server_opts;
 
 typedef struct redis_server {
@@ -55,8 +58,11 @@ void redis_server_pause(redis_server *s);
 void redis_server_resume(redis_server *s);
 
 /* Kills the server (if running) and starts it again on the same port and
- * directory.  keep_data: SAVE first and load it again; otherwise the new
- * server starts empty.  Returns 0, or -1 (printed) if it did not answer. */
+ * directory.  keep_data: SAVE first (if running) and load what is on disk
+ * again, the append-only file when opts.appendonly; so redis_server_kill()
+ * then keep_data is a crash and recovery.  Otherwise the data files are
+ * removed and the new server starts empty.  Returns 0, or -1 (printed) if
+ * it did not answer. */
 int redis_server_restart(redis_server *s, bool keep_data);
 
 /* Runs a command (hiredis printf-style format) on an admin connection of
@@ -79,6 +85,16 @@ int redis_server_free_port(void);
  * the pid, or -1 (printed).  The pid is killed at exit if still registered.
  */
 pid_t test_process_spawn(char *const argv[], int stdout_fd);
+
+/* The same, with stdin, stdout and stderr each redirected to the given
+ * descriptor when it is >= 0 (e.g. the ends of a pipe, which may be
+ * close-on-exec: the child's copies on 0, 1 and 2 are not). */
+pid_t test_process_spawn_stdio(char *const argv[], int stdin_fd, int stdout_fd, int stderr_fd);
+
+/* Waits up to max_ms (0: just looks) for pid to exit.  If it did: reaps it,
+ * forgets it, stores its wait status in *status (may be NULL) and returns
+ * true.  Otherwise returns false and the pid stays registered. */
+bool test_process_wait(pid_t pid, uint64_t max_ms, int *status);
 
 /* Sends sig to pid (a process started by test_process_spawn). */
 void test_process_signal(pid_t pid, int sig);

@@ -1,0 +1,1033 @@
+/*
+ * chaos_driver — runs a seeded schedule of faults against N election
+ * candidates and has chaos_check judge what they printed.
+ *
+ *     chaos_driver [--seconds N] [--seed N] [--probes N] [--out DIR]
+ *                  [--lease-ms N] [--renew-ms N] [--retry-ms N]
+ *                  [--renew-deadline-ms N] [--command-timeout-ms N]
+ *                  [--no-restart-guard]
+ *
+ * It starts one redis-server (appendonly, fsync always), one chaos_proxy per
+ * probe and N chaos_probe candidates, each reaching Redis through its own
+ * proxy and printing to DIR/probe-<id>.log.  Then, until the time is up, it
+ * picks a fault, logs it to DIR/faults.log, holds it, heals it, logs the heal
+ * and lets the election settle for lease + retry + 1 s before the next.  The
+ * faults aimed at "the leader" hit the probe whose log last said it acts.  At
+ * the end it stops everything, writes `end`, runs chaos_check on the logs,
+ * and exits with its status (1 also if a probe died on its own or the run
+ * could not go on).  Without --out, DIR is a fresh temporary directory,
+ * removed when the check passes.
+ *
+ * The two Redis restarts (from the append-only file, and empty) cut the
+ * leader's link (its proxy blackholed) across the restart and for a lease
+ * after it, so the leader does not learn of the restart from a reset
+ * connection: then only the restart guard, or the data kept, stands between
+ * a follower's claim on the new Redis and the old leader's lease.  Run with
+ * --no-restart-guard, the empty restart shows the overlap.
+ *
+ * The seed fixes the faults, their order and their durations; which probe a
+ * fault hits depends on who leads then, which the timing decides.  The
+ * schedule deals the fault types from a shuffled deck, so every type comes up
+ * once in each round of nine.
+ *
+ * Every process started here is a registered child of the test support
+ * (tests/support/redis_server.c): stopped by its pid on the way out, killed
+ * by its atexit hook on any other exit, and by PR_SET_PDEATHSIG if the driver
+ * itself dies.  SIGINT and SIGTERM only set a flag; the current fault is
+ * healed and everything is torn down in order.  chaos_proxy, chaos_probe and
+ * chaos_check are taken from the driver's own directory.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "redis_server.h"
+#include "testutil.h"
+
+#define MAX_PROBES            16
+#define PROBE_KEY             "chaos:leader"
+#define LINE_MAX_LEN          512
+#define ACTING_FRESH_NS       500000000ull /* an `action` line this recent means "acts now" */
+#define GRACEFUL_EXIT_MS      10000u       /* a probe's SIGTERM exit, service stop included */
+#define PROXY_ANSWER_MS       2000u
+#define CHECK_MAX_MS          120000u
+#define TCP_ESTABLISHED_STATE 1u /* the "st" column of /proc/net/tcp */
+
+typedef enum fault_type {
+    FAULT_KILL,
+    FAULT_STOP,
+    FAULT_REDIS_STOP,
+    FAULT_BLACKHOLE,
+    FAULT_LATENCY,
+    FAULT_RESTART_AOF,
+    FAULT_RESTART_EMPTY,
+    FAULT_CLIENT_KILL,
+    FAULT_TERM,
+    FAULT_COUNT
+} fault_type;
+
+/* The names the fault log and chaos_check use. */
+static const char *const fault_names[FAULT_COUNT] = {
+    "kill",        "stop",          "redis-stop",  "blackhole", "latency",
+    "restart-aof", "restart-empty", "client-kill", "term",
+};
+
+typedef struct options {
+    unsigned seconds;
+    uint64_t seed;
+    int probes;
+    const char *out; /* NULL: a fresh temporary directory, removed if the check passes */
+    uint32_t lease_ms, renew_ms, retry_ms, renew_deadline_ms, command_timeout_ms;
+    bool restart_guard;
+} options;
+
+/* One fault as the schedule drew it. */
+typedef struct fault_plan {
+    fault_type type;
+    uint32_t hold_ms;    /* how long the fault lasts before it is healed */
+    uint32_t latency_ms; /* FAULT_LATENCY: the delay added to every chunk */
+    uint32_t cut_ms;     /* Redis restarts: the leader stays cut off this long after */
+} fault_plan;
+
+/* A chaos_proxy: its stdin takes commands, its stdout answers. */
+typedef struct proxy {
+    pid_t pid;
+    int port;
+    int cmd_fd, answer_fd;
+    char buf[LINE_MAX_LEN];
+    size_t len;
+} proxy;
+
+/* A chaos_probe and what its log says so far. */
+typedef struct probe {
+    int id;
+    pid_t pid;    /* 0 while it is down */
+    bool stopped; /* SIGSTOPped by us */
+    int log_fd;   /* reads DIR/probe-<id>.log as it grows */
+    char pending[LINE_MAX_LEN];
+    size_t pending_len;
+    bool acting; /* its latest line is `elected` or `action` */
+    uint64_t epoch, last_ns;
+} probe;
+
+typedef struct chaos {
+    options opt;
+    char dir[PATH_MAX];
+    char bindir[PATH_MAX];
+    redis_server *redis;
+    proxy proxies[MAX_PROBES];
+    probe probes[MAX_PROBES];
+    int fault_fd;
+    uint64_t rng;
+    int deck[FAULT_COUNT];
+    int deck_left;
+    uint64_t start_ns;
+    unsigned injected[FAULT_COUNT], skipped[FAULT_COUNT];
+    unsigned unexpected_exits;
+    bool broken; /* something the run needs failed: stop the schedule, fail the run */
+} chaos;
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* splitmix64: the schedule's only source of randomness, so a seed replays. */
+static uint64_t rng_next(chaos *c)
+{
+    uint64_t z = (c->rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [lo, hi]. */
+static uint32_t rng_range(chaos *c, uint32_t lo, uint32_t hi)
+{
+    return lo + (uint32_t)(rng_next(c) % ((uint64_t)hi - lo + 1));
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: chaos_driver [--seconds N] [--seed N] [--probes N (>=5)] [--out DIR]\n"
+               "                    [--lease-ms N] [--renew-ms N] [--retry-ms N]\n"
+               "                    [--renew-deadline-ms N] [--command-timeout-ms N]\n"
+               "                    [--no-restart-guard]\n");
+}
+
+/* Parses a whole decimal number in [min, max] into *out; false if it is not. */
+static bool parse_number(const char *name, const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = s ? strtoull(s, &end, 10) : 0;
+    if (!s || errno || end == s || *end || s[0] == '-' || v < min || v > max) {
+        fprintf(stderr,
+                "chaos_driver: %s wants a number from %" PRIu64 " to %" PRIu64 ", not '%s'\n", name,
+                min, max, s ? s : "(nothing)");
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* Fills o from argv; the timing defaults are the library's. */
+static bool parse_options(int argc, char **argv, options *o)
+{
+    *o = (options){.seconds = 90,
+                   .seed = 1,
+                   .probes = 5,
+                   .lease_ms = 2000,
+                   .renew_ms = 300,
+                   .retry_ms = 1000,
+                   .renew_deadline_ms = 1500,
+                   .command_timeout_ms = 250,
+                   .restart_guard = true};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        uint64_t n;
+        if (strcmp(a, "--no-restart-guard") == 0) {
+            o->restart_guard = false;
+            continue;
+        }
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            exit(0);
+        }
+        if (strcmp(a, "--out") == 0) {
+            if (!v) {
+                fprintf(stderr, "chaos_driver: --out wants a directory\n");
+                return false;
+            }
+            o->out = v;
+        } else if (strcmp(a, "--seconds") == 0) {
+            if (!parse_number(a, v, 1, 86400, &n))
+                return false;
+            o->seconds = (unsigned)n;
+        } else if (strcmp(a, "--seed") == 0) {
+            if (!parse_number(a, v, 0, UINT64_MAX, &n))
+                return false;
+            o->seed = n;
+        } else if (strcmp(a, "--probes") == 0) {
+            if (!parse_number(a, v, 5, MAX_PROBES, &n))
+                return false;
+            o->probes = (int)n;
+        } else {
+            uint32_t *t = strcmp(a, "--lease-ms") == 0             ? &o->lease_ms
+                          : strcmp(a, "--renew-ms") == 0           ? &o->renew_ms
+                          : strcmp(a, "--retry-ms") == 0           ? &o->retry_ms
+                          : strcmp(a, "--renew-deadline-ms") == 0  ? &o->renew_deadline_ms
+                          : strcmp(a, "--command-timeout-ms") == 0 ? &o->command_timeout_ms
+                                                                   : NULL;
+            if (!t) {
+                fprintf(stderr, "chaos_driver: unknown option '%s'\n", a);
+                usage(stderr);
+                return false;
+            }
+            if (!parse_number(a, v, 1, 600000, &n))
+                return false;
+            *t = (uint32_t)n;
+        }
+        i++;
+    }
+    return true;
+}
+
+/* ------------------------------------------------------------ the logs */
+
+/* Appends "<kind> <ns> <what>" to the fault log, ns of CLOCK_MONOTONIC. */
+__attribute__((format(printf, 3, 4))) static void log_line(chaos *c, const char *kind,
+                                                           const char *fmt, ...)
+{
+    char what[LINE_MAX_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    dprintf(c->fault_fd, "%s %" PRIu64 "%s%s\n", kind, now_ns(), what[0] ? " " : "", what);
+}
+
+/* Applies one complete line of a probe's log to what we know of it. */
+static void probe_apply_line(probe *p, const char *line)
+{
+    char kind[16];
+    uint64_t ns, epoch;
+    if (sscanf(line, "%15s %" SCNu64, kind, &ns) != 2)
+        return;
+    if (strcmp(kind, "elected") == 0 || strcmp(kind, "action") == 0) {
+        if (sscanf(line, "%*s %*s %" SCNu64, &epoch) != 1)
+            return;
+        p->acting = true;
+        p->epoch = epoch;
+        p->last_ns = ns;
+    } else if (strcmp(kind, "revoked") == 0) {
+        p->acting = false;
+        p->last_ns = ns;
+    }
+}
+
+/* Reads what the probe's log gained since the last call. */
+static void probe_read_log(probe *p)
+{
+    char buf[8192];
+    ssize_t n;
+    while ((n = read(p->log_fd, buf, sizeof buf)) > 0) {
+        for (ssize_t i = 0; i < n; i++) {
+            if (buf[i] != '\n') {
+                if (p->pending_len < sizeof p->pending - 1)
+                    p->pending[p->pending_len++] = buf[i];
+                continue;
+            }
+            p->pending[p->pending_len] = '\0';
+            probe_apply_line(p, p->pending);
+            p->pending_len = 0;
+        }
+    }
+}
+
+/* The probe that acts as leader now: running, its latest line `elected` or
+ * `action` and recent, the highest epoch if several say so; or NULL. */
+static probe *current_leader(chaos *c)
+{
+    probe *best = NULL;
+    uint64_t now = now_ns();
+    for (int i = 0; i < c->opt.probes; i++) {
+        probe *p = &c->probes[i];
+        probe_read_log(p);
+        if (p->pid > 0 && !p->stopped && p->acting && now - p->last_ns < ACTING_FRESH_NS &&
+            (!best || p->epoch > best->epoch))
+            best = p;
+    }
+    return best;
+}
+
+/* --------------------------------------------------------- the processes */
+
+/* Reads one line from a proxy's answers into line (no newline), waiting up
+ * to max_ms; false on EOF, error or timeout. */
+static bool proxy_read_line(proxy *px, char *line, size_t size, uint64_t max_ms)
+{
+    uint64_t deadline = test_now_ms() + max_ms;
+    for (;;) {
+        char *nl = memchr(px->buf, '\n', px->len);
+        if (nl) {
+            size_t n = (size_t)(nl - px->buf);
+            snprintf(line, size, "%.*s", (int)n, px->buf);
+            memmove(px->buf, nl + 1, px->len - n - 1);
+            px->len -= n + 1;
+            return true;
+        }
+        uint64_t now = test_now_ms();
+        if (now >= deadline || px->len == sizeof px->buf)
+            return false;
+        struct pollfd pfd = {.fd = px->answer_fd, .events = POLLIN};
+        int r = poll(&pfd, 1, (int)(deadline - now));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return false;
+        ssize_t got = read(px->answer_fd, px->buf + px->len, sizeof px->buf - px->len);
+        if (got <= 0)
+            return false;
+        px->len += (size_t)got;
+    }
+}
+
+/* Sends one command to a proxy and waits for its "ok"; false (printed) if
+ * it answered anything else or nothing. */
+static bool proxy_command(chaos *c, proxy *px, const char *cmd)
+{
+    char answer[LINE_MAX_LEN];
+    if (dprintf(px->cmd_fd, "%s\n", cmd) < 0 ||
+        !proxy_read_line(px, answer, sizeof answer, test_ms(PROXY_ANSWER_MS))) {
+        fprintf(stderr, "chaos_driver: proxy pid %d did not answer '%s'\n", (int)px->pid, cmd);
+        c->broken = true;
+        return false;
+    }
+    if (strcmp(answer, "ok") != 0) {
+        fprintf(stderr, "chaos_driver: proxy pid %d answered '%s' to '%s'\n", (int)px->pid, answer,
+                cmd);
+        c->broken = true;
+        return false;
+    }
+    return true;
+}
+
+/* Opens DIR/name for appending (truncated first when fresh); -1 printed. */
+static int open_out(chaos *c, const char *name, bool fresh)
+{
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", c->dir, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | (fresh ? O_TRUNC : 0), 0644);
+    if (fd < 0)
+        fprintf(stderr, "chaos_driver: cannot open %s: %s\n", path, strerror(errno));
+    return fd;
+}
+
+/* Starts proxy i towards Redis and reads the port it listens on. */
+static bool start_proxy(chaos *c, int i)
+{
+    proxy *px = &c->proxies[i];
+    int to[2], from[2];
+    if (pipe2(to, O_CLOEXEC) != 0 || pipe2(from, O_CLOEXEC) != 0) {
+        perror("chaos_driver: pipe2");
+        return false;
+    }
+    char name[64], exe[PATH_MAX + 32], target[16];
+    snprintf(name, sizeof name, "proxy-%d.err", i + 1);
+    snprintf(exe, sizeof exe, "%s/chaos_proxy", c->bindir);
+    snprintf(target, sizeof target, "%d", c->redis->port);
+    int err_fd = open_out(c, name, true);
+    char *argv[] = {exe, target, NULL};
+    px->pid = test_process_spawn_stdio(argv, to[0], from[1], err_fd);
+    close(to[0]);
+    close(from[1]);
+    if (err_fd >= 0)
+        close(err_fd);
+    px->cmd_fd = to[1];
+    px->answer_fd = from[0];
+    px->len = 0;
+    if (px->pid < 0) {
+        px->pid = 0;
+        return false;
+    }
+    char line[LINE_MAX_LEN];
+    if (!proxy_read_line(px, line, sizeof line, test_ms(5000)) ||
+        sscanf(line, "port %d", &px->port) != 1) {
+        fprintf(stderr, "chaos_driver: %s did not say its port (see %s/%s)\n", exe, c->dir, name);
+        return false;
+    }
+    return true;
+}
+
+/* Starts (or restarts) probe p behind its proxy; its lines are appended to
+ * DIR/probe-<id>.log. */
+static bool start_probe(chaos *c, probe *p, bool fresh)
+{
+    char log_name[64], err_name[64];
+    snprintf(log_name, sizeof log_name, "probe-%d.log", p->id);
+    snprintf(err_name, sizeof err_name, "probe-%d.err", p->id);
+    int out_fd = open_out(c, log_name, fresh);
+    int err_fd = open_out(c, err_name, fresh);
+    if (out_fd < 0 || err_fd < 0) {
+        if (out_fd >= 0)
+            close(out_fd);
+        if (err_fd >= 0)
+            close(err_fd);
+        c->broken = true;
+        return false;
+    }
+    char exe[PATH_MAX + 32], url[64], id[16], lease[16], renew[16], retry[16], deadline[16],
+        timeout[16];
+    snprintf(exe, sizeof exe, "%s/chaos_probe", c->bindir);
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", c->proxies[p->id - 1].port);
+    snprintf(id, sizeof id, "%d", p->id);
+    snprintf(lease, sizeof lease, "%" PRIu32, c->opt.lease_ms);
+    snprintf(renew, sizeof renew, "%" PRIu32, c->opt.renew_ms);
+    snprintf(retry, sizeof retry, "%" PRIu32, c->opt.retry_ms);
+    snprintf(deadline, sizeof deadline, "%" PRIu32, c->opt.renew_deadline_ms);
+    snprintf(timeout, sizeof timeout, "%" PRIu32, c->opt.command_timeout_ms);
+    char *argv[24];
+    int n = 0;
+    argv[n++] = exe;
+    argv[n++] = "--url";
+    argv[n++] = url;
+    argv[n++] = "--key";
+    argv[n++] = PROBE_KEY;
+    argv[n++] = "--id";
+    argv[n++] = id;
+    argv[n++] = "--lease-ms";
+    argv[n++] = lease;
+    argv[n++] = "--renew-ms";
+    argv[n++] = renew;
+    argv[n++] = "--retry-ms";
+    argv[n++] = retry;
+    argv[n++] = "--renew-deadline-ms";
+    argv[n++] = deadline;
+    argv[n++] = "--command-timeout-ms";
+    argv[n++] = timeout;
+    if (!c->opt.restart_guard)
+        argv[n++] = "--no-restart-guard";
+    argv[n] = NULL;
+    if (fresh) {
+        char path[PATH_MAX + 64];
+        snprintf(path, sizeof path, "%s/%s", c->dir, log_name);
+        p->log_fd = open(path, O_RDONLY | O_CLOEXEC);
+    }
+    p->pid = test_process_spawn_stdio(argv, -1, out_fd, err_fd);
+    close(out_fd);
+    close(err_fd);
+    p->stopped = false;
+    if (p->pid < 0 || p->log_fd < 0) {
+        p->pid = 0;
+        c->broken = true;
+        return false;
+    }
+    return true;
+}
+
+/* The probe is gone: what its log said before is history. */
+static void probe_down(probe *p)
+{
+    probe_read_log(p);
+    p->pid = 0;
+    p->stopped = false;
+    p->acting = false;
+}
+
+/* Notices children that exited on their own: a probe is reported and
+ * restarted (the run fails at the end), a proxy or Redis breaks the run. */
+static void check_children(chaos *c)
+{
+    int st;
+    for (int i = 0; i < c->opt.probes; i++) {
+        probe *p = &c->probes[i];
+        if (p->pid > 0 && test_process_wait(p->pid, 0, &st)) {
+            fprintf(stderr,
+                    "chaos_driver: probe %d (pid %d) exited on its own, status 0x%x; "
+                    "see %s/probe-%d.err; restarting it\n",
+                    p->id, (int)p->pid, st, c->dir, p->id);
+            c->unexpected_exits++;
+            probe_down(p);
+            start_probe(c, p, false);
+        }
+        proxy *px = &c->proxies[i];
+        if (px->pid > 0 && test_process_wait(px->pid, 0, &st)) {
+            fprintf(stderr,
+                    "chaos_driver: proxy %d (pid %d) exited, status 0x%x; see %s/proxy-%d.err\n",
+                    i + 1, (int)px->pid, st, c->dir, i + 1);
+            px->pid = 0;
+            c->broken = true;
+        }
+    }
+    if (c->redis && c->redis->pid > 0 && test_process_wait(c->redis->pid, 0, &st)) {
+        fprintf(stderr, "chaos_driver: redis-server (pid %d) exited, status 0x%x\n",
+                (int)c->redis->pid, st);
+        c->redis->pid = 0;
+        c->broken = true;
+    }
+}
+
+/* Lets ms pass while watching the children; returns early once
+ * interrupted. */
+static void pass_time(chaos *c, uint64_t ms)
+{
+    uint64_t deadline = test_now_ms() + ms;
+    while (!interrupted) {
+        check_children(c);
+        uint64_t now = test_now_ms();
+        if (now >= deadline)
+            return;
+        test_sleep_ms(deadline - now < 20 ? deadline - now : 20);
+    }
+}
+
+/* Waits up to max_ms for a probe to act as leader; NULL if none did. */
+static probe *wait_leader(chaos *c, uint64_t max_ms)
+{
+    uint64_t deadline = test_now_ms() + max_ms;
+    for (;;) {
+        probe *p = current_leader(c);
+        if (p || interrupted || c->broken || test_now_ms() >= deadline)
+            return p;
+        pass_time(c, 20);
+    }
+}
+
+/* Stops a probe gracefully (SIGTERM, as an operator would), killing it if
+ * it has not exited within GRACEFUL_EXIT_MS. */
+static void stop_probe(chaos *c, probe *p)
+{
+    if (p->pid <= 0)
+        return;
+    test_process_signal(p->pid, SIGCONT);
+    test_process_signal(p->pid, SIGTERM);
+    int st;
+    if (!test_process_wait(p->pid, test_ms(GRACEFUL_EXIT_MS), &st)) {
+        fprintf(stderr, "chaos_driver: probe %d did not exit within %u ms of SIGTERM; killed\n",
+                p->id, GRACEFUL_EXIT_MS);
+        test_process_kill(p->pid);
+        c->unexpected_exits++;
+    } else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "chaos_driver: probe %d exited with status 0x%x after SIGTERM\n", p->id,
+                st);
+        c->unexpected_exits++;
+    }
+    probe_down(p);
+}
+
+/* Ends a proxy: EOF on its stdin, then SIGKILL if it lingers. */
+static void stop_proxy(proxy *px)
+{
+    if (px->cmd_fd >= 0)
+        close(px->cmd_fd);
+    if (px->answer_fd >= 0)
+        close(px->answer_fd);
+    px->cmd_fd = px->answer_fd = -1;
+    if (px->pid > 0 && !test_process_wait(px->pid, test_ms(2000), NULL))
+        test_process_kill(px->pid);
+    px->pid = 0;
+}
+
+/* Stops everything this run started, probes first, by pid. */
+static void stop_all(chaos *c)
+{
+    for (int i = 0; i < c->opt.probes; i++)
+        stop_probe(c, &c->probes[i]);
+    for (int i = 0; i < c->opt.probes; i++)
+        stop_proxy(&c->proxies[i]);
+    redis_server_stop(c->redis);
+    c->redis = NULL;
+}
+
+/* ------------------------------------------------------------ the faults */
+
+/* The local ports of the connections proxy pid holds to Redis: its sockets
+ * (/proc/<pid>/fd) that /proc/net/tcp shows with Redis's port as the remote
+ * end.  CLIENT LIST shows the same ports as addr=127.0.0.1:<port>. */
+static int proxy_upstream_ports(pid_t pid, int redis_port, int *ports, int max)
+{
+    unsigned long inodes[256];
+    int n_inodes = 0;
+    char path[64], link[128];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return 0;
+    struct dirent *ent;
+    while ((ent = readdir(d)) != NULL && n_inodes < 256) {
+        char fd_path[PATH_MAX];
+        snprintf(fd_path, sizeof fd_path, "%s/%s", path, ent->d_name);
+        ssize_t len = readlink(fd_path, link, sizeof link - 1);
+        if (len <= 0)
+            continue;
+        link[len] = '\0';
+        if (sscanf(link, "socket:[%lu]", &inodes[n_inodes]) == 1)
+            n_inodes++;
+    }
+    closedir(d);
+    FILE *f = fopen("/proc/net/tcp", "r");
+    if (!f)
+        return 0;
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof line, f) && n < max) {
+        unsigned lport, rport, state;
+        unsigned long inode;
+        if (sscanf(line, " %*d: %*x:%x %*x:%x %x %*x:%*x %*x:%*x %*x %*u %*u %lu", &lport, &rport,
+                   &state, &inode) != 4 ||
+            state != TCP_ESTABLISHED_STATE || (int)rport != redis_port)
+            continue;
+        for (int i = 0; i < n_inodes; i++)
+            if (inodes[i] == inode)
+                ports[n++] = (int)lport;
+    }
+    fclose(f);
+    return n;
+}
+
+/* CLIENT KILL of every connection the leader's proxy holds to Redis;
+ * returns how many Redis closed. */
+static int kill_connections(chaos *c, const int *ports, int n)
+{
+    int killed = 0;
+    for (int i = 0; i < n; i++) {
+        redisReply *r = redis_server_cmd(c->redis, "CLIENT KILL ADDR 127.0.0.1:%d", ports[i]);
+        if (r && r->type == REDIS_REPLY_INTEGER)
+            killed += (int)r->integer;
+        if (r)
+            freeReplyObject(r);
+    }
+    return killed;
+}
+
+/* Prints one line of the schedule: seconds since the start, the fault, what. */
+__attribute__((format(printf, 3, 4))) static void say(const chaos *c, const char *fault,
+                                                      const char *fmt, ...)
+{
+    char what[LINE_MAX_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    printf("%7.1f s  %-14s %s\n", (double)(now_ns() - c->start_ns) / 1e9, fault, what);
+}
+
+/* Draws the next fault: its type from the deck (reshuffled when empty), and
+ * always the same number of draws for its durations, so that a seed gives
+ * the same schedule whatever happens in between. */
+static fault_plan draw_fault(chaos *c)
+{
+    if (c->deck_left == 0) {
+        for (int i = 0; i < FAULT_COUNT; i++)
+            c->deck[i] = i;
+        for (int i = FAULT_COUNT - 1; i > 0; i--) {
+            int j = (int)(rng_next(c) % (uint64_t)(i + 1));
+            int t = c->deck[i];
+            c->deck[i] = c->deck[j];
+            c->deck[j] = t;
+        }
+        c->deck_left = FAULT_COUNT;
+    }
+    fault_plan f = {.type = (fault_type)c->deck[--c->deck_left]};
+    uint32_t a = rng_range(c, 0, 1000), b = rng_range(c, 0, 1000);
+    const options *o = &c->opt;
+    switch (f.type) {
+    case FAULT_KILL:
+    case FAULT_TERM: /* down for 0.2–1.5 s, then restarted */
+        f.hold_ms = 200 + a * 1300 / 1000;
+        break;
+    case FAULT_STOP: /* longer than the lease: 0.2–2 s past it */
+        f.hold_ms = o->lease_ms + 200 + a * 1800 / 1000;
+        break;
+    case FAULT_REDIS_STOP:
+        f.hold_ms = 1000 + a * 3;
+        break;
+    case FAULT_BLACKHOLE:
+        f.hold_ms = 1000 + a * 4;
+        break;
+    case FAULT_LATENCY: /* 1–4 s of 1.2–2× the command timeout */
+        f.hold_ms = 1000 + a * 3;
+        f.latency_ms = o->command_timeout_ms + o->command_timeout_ms / 5 +
+                       b * (o->command_timeout_ms * 4 / 5) / 1000;
+        break;
+    case FAULT_RESTART_AOF:
+    case FAULT_RESTART_EMPTY: /* Redis down for 0.1–0.5 s; the leader cut off a lease more */
+        f.hold_ms = 100 + a * 400 / 1000;
+        f.cut_ms = o->lease_ms;
+        break;
+    case FAULT_CLIENT_KILL:
+    case FAULT_COUNT:
+        f.hold_ms = 0;
+        break;
+    }
+    return f;
+}
+
+/* True for the faults that cannot be done without a leader. */
+static bool needs_leader(fault_type t)
+{
+    return t != FAULT_REDIS_STOP && t != FAULT_RESTART_AOF && t != FAULT_RESTART_EMPTY;
+}
+
+/* True for the faults that involve the leader when there is one. */
+static bool wants_leader(fault_type t)
+{
+    return t != FAULT_REDIS_STOP;
+}
+
+/* Restarts Redis after a crash (SIGKILL) with its append-only file, or with
+ * nothing on disk. */
+static void redis_crash_restart(chaos *c, bool keep_data)
+{
+    if (redis_server_restart(c->redis, keep_data) != 0)
+        c->broken = true;
+}
+
+/* Injects f, holds it, heals it; the fault log gets `fault` just before
+ * the damage and `heal` once it is undone.  An interrupt cuts the hold
+ * short; the heal is done anyway. */
+static void inject(chaos *c, const fault_plan *f, probe *leader)
+{
+    const char *name = fault_names[f->type];
+    proxy *px = leader ? &c->proxies[leader->id - 1] : NULL;
+    int id = leader ? leader->id : 0;
+    switch (f->type) {
+    case FAULT_KILL:
+        say(c, name, "probe %d (epoch %" PRIu64 "), down %u ms", id, leader->epoch, f->hold_ms);
+        log_line(c, "fault", "kill probe=%d,down_ms=%u", id, f->hold_ms);
+        test_process_kill(leader->pid);
+        probe_down(leader);
+        pass_time(c, f->hold_ms);
+        start_probe(c, leader, false);
+        break;
+    case FAULT_TERM:
+        say(c, name, "probe %d (epoch %" PRIu64 "), down %u ms", id, leader->epoch, f->hold_ms);
+        log_line(c, "fault", "term probe=%d,down_ms=%u", id, f->hold_ms);
+        stop_probe(c, leader);
+        pass_time(c, f->hold_ms);
+        start_probe(c, leader, false);
+        break;
+    case FAULT_STOP:
+        say(c, name, "probe %d (epoch %" PRIu64 ") for %u ms", id, leader->epoch, f->hold_ms);
+        log_line(c, "fault", "stop probe=%d,ms=%u", id, f->hold_ms);
+        leader->stopped = true;
+        test_process_signal(leader->pid, SIGSTOP);
+        pass_time(c, f->hold_ms);
+        test_process_signal(leader->pid, SIGCONT);
+        leader->stopped = false;
+        break;
+    case FAULT_REDIS_STOP:
+        say(c, name, "Redis for %u ms", f->hold_ms);
+        log_line(c, "fault", "redis-stop ms=%u", f->hold_ms);
+        redis_server_pause(c->redis);
+        pass_time(c, f->hold_ms);
+        redis_server_resume(c->redis);
+        break;
+    case FAULT_BLACKHOLE:
+        say(c, name, "probe %d's proxy for %u ms", id, f->hold_ms);
+        log_line(c, "fault", "blackhole probe=%d,ms=%u", id, f->hold_ms);
+        if (proxy_command(c, px, "blackhole"))
+            pass_time(c, f->hold_ms);
+        proxy_command(c, px, "pass");
+        break;
+    case FAULT_LATENCY: {
+        char cmd[32];
+        snprintf(cmd, sizeof cmd, "latency %u", f->latency_ms);
+        say(c, name, "%u ms on probe %d's proxy for %u ms", f->latency_ms, id, f->hold_ms);
+        log_line(c, "fault", "latency probe=%d,latency_ms=%u,ms=%u", id, f->latency_ms, f->hold_ms);
+        if (proxy_command(c, px, cmd))
+            pass_time(c, f->hold_ms);
+        proxy_command(c, px, "pass");
+        break;
+    }
+    case FAULT_RESTART_AOF:
+    case FAULT_RESTART_EMPTY: {
+        /* The leader's link is cut across the restart and for cut_ms after
+         * it, so it learns of the restart from no reset: the case the
+         * restart guard is for (the others see their connections reset). */
+        bool keep = f->type == FAULT_RESTART_AOF;
+        say(c, name, "Redis killed, down %u ms, restarted %s; probe %d cut off until %u ms after",
+            f->hold_ms, keep ? "from its append-only file" : "empty", id, f->cut_ms);
+        log_line(c, "fault", "%s probe=%d,down_ms=%u,cut_ms=%u", name, id, f->hold_ms, f->cut_ms);
+        bool cut = px && proxy_command(c, px, "blackhole");
+        redis_server_kill(c->redis);
+        pass_time(c, f->hold_ms);
+        redis_crash_restart(c, keep);
+        if (cut) {
+            pass_time(c, f->cut_ms);
+            proxy_command(c, px, "pass");
+        }
+        break;
+    }
+    case FAULT_CLIENT_KILL: {
+        int ports[16];
+        int n = proxy_upstream_ports(px->pid, c->redis->port, ports, 16);
+        say(c, name, "probe %d's %d connection%s", id, n, n == 1 ? "" : "s");
+        log_line(c, "fault", "client-kill probe=%d,connections=%d", id, n);
+        int killed = kill_connections(c, ports, n);
+        if (killed != n)
+            say(c, name, "Redis closed %d of them (the others had ended)", killed);
+        break;
+    }
+    case FAULT_COUNT:
+        break;
+    }
+    log_line(c, "heal", "%s", name);
+    c->injected[f->type]++;
+}
+
+/* Runs faults until the next one would not end (heal and settle included)
+ * before the time is up. */
+static void run_schedule(chaos *c)
+{
+    const options *o = &c->opt;
+    uint64_t settle_ms = (uint64_t)o->lease_ms + o->retry_ms + 1000;
+    uint64_t end_ms = test_now_ms() + (uint64_t)o->seconds * 1000;
+    while (!interrupted && !c->broken) {
+        fault_plan f = draw_fault(c);
+        /* 2 s of room for restarts and graceful exits */
+        if (test_now_ms() + f.hold_ms + f.cut_ms + settle_ms + 2000 > end_ms)
+            break;
+        probe *leader = NULL;
+        if (wants_leader(f.type)) {
+            leader = wait_leader(c, settle_ms);
+            if (!leader && needs_leader(f.type)) {
+                if (!interrupted && !c->broken) {
+                    say(c, fault_names[f.type], "skipped: no probe acts as leader");
+                    c->skipped[f.type]++;
+                }
+                continue;
+            }
+        }
+        inject(c, &f, leader);
+        pass_time(c, settle_ms);
+    }
+}
+
+/* ------------------------------------------------------------ the run */
+
+/* Creates the output directory (or takes --out) and opens the fault log. */
+static bool prepare_dir(chaos *c)
+{
+    if (c->opt.out) {
+        if (mkdir(c->opt.out, 0755) != 0 && errno != EEXIST) {
+            fprintf(stderr, "chaos_driver: cannot create %s: %s\n", c->opt.out, strerror(errno));
+            return false;
+        }
+        snprintf(c->dir, sizeof c->dir, "%s", c->opt.out);
+    } else {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(c->dir, sizeof c->dir, "%s/leasehold-chaos-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(c->dir)) {
+            fprintf(stderr, "chaos_driver: cannot create %s: %s\n", c->dir, strerror(errno));
+            return false;
+        }
+    }
+    c->fault_fd = open_out(c, "faults.log", true);
+    return c->fault_fd >= 0;
+}
+
+/* Removes the files this run wrote in its temporary directory, and it. */
+static void remove_out_dir(chaos *c)
+{
+    DIR *d = opendir(c->dir);
+    if (!d)
+        return;
+    struct dirent *ent;
+    while ((ent = readdir(d)) != NULL) {
+        char path[PATH_MAX + 300];
+        snprintf(path, sizeof path, "%s/%s", c->dir, ent->d_name);
+        if (ent->d_name[0] != '.')
+            unlink(path);
+    }
+    closedir(d);
+    rmdir(c->dir);
+}
+
+/* Redis, the proxies and the probes, then the first election. */
+static bool start_all(chaos *c)
+{
+    for (int i = 0; i < c->opt.probes; i++) {
+        c->proxies[i] = (proxy){.cmd_fd = -1, .answer_fd = -1};
+        c->probes[i] = (probe){.id = i + 1, .log_fd = -1};
+    }
+    redis_server_opts ro = {.appendonly = true};
+    c->redis = redis_server_start(&ro);
+    if (!c->redis)
+        return false;
+    for (int i = 0; i < c->opt.probes; i++)
+        if (!start_proxy(c, i))
+            return false;
+    for (int i = 0; i < c->opt.probes; i++)
+        if (!start_probe(c, &c->probes[i], true))
+            return false;
+    /* a fresh Redis: the restart guard waits out the lease (+1 s) first */
+    uint64_t first_ms = 2ull * c->opt.lease_ms + c->opt.retry_ms + 3000;
+    if (!wait_leader(c, test_ms(first_ms))) {
+        if (!interrupted)
+            fprintf(stderr,
+                    "chaos_driver: no probe became leader within %" PRIu64
+                    " ms of the start; see %s\n",
+                    test_ms(first_ms), c->dir);
+        return false;
+    }
+    return true;
+}
+
+/* Runs chaos_check on the logs; its status, or 1 if it could not run. */
+static int run_checker(chaos *c)
+{
+    char exe[PATH_MAX + 32], lease[16], retry[16], faults[PATH_MAX + 32];
+    char logs[MAX_PROBES][PATH_MAX + 32];
+    snprintf(exe, sizeof exe, "%s/chaos_check", c->bindir);
+    snprintf(lease, sizeof lease, "%" PRIu32, c->opt.lease_ms);
+    snprintf(retry, sizeof retry, "%" PRIu32, c->opt.retry_ms);
+    snprintf(faults, sizeof faults, "%s/faults.log", c->dir);
+    char *argv[8 + MAX_PROBES] = {exe, "--lease-ms", lease, "--retry-ms", retry, faults};
+    int n = 6;
+    for (int i = 0; i < c->opt.probes; i++) {
+        snprintf(logs[i], sizeof logs[i], "%s/probe-%d.log", c->dir, i + 1);
+        argv[n++] = logs[i];
+    }
+    argv[n] = NULL;
+    fflush(stdout);
+    pid_t pid = test_process_spawn(argv, -1);
+    int st;
+    if (pid < 0)
+        return 1;
+    if (!test_process_wait(pid, test_ms(CHECK_MAX_MS), &st)) {
+        fprintf(stderr, "chaos_driver: chaos_check took more than %u ms; killed\n", CHECK_MAX_MS);
+        test_process_kill(pid);
+        return 1;
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+}
+
+/* The faults injected (and skipped) by type, one line. */
+static void print_counts(const chaos *c)
+{
+    printf("faults injected:");
+    for (int t = 0; t < FAULT_COUNT; t++)
+        if (c->injected[t] || c->skipped[t])
+            printf(" %s %u%s", fault_names[t], c->injected[t],
+                   c->skipped[t] ? " (skipped: no leader)" : "");
+    printf("\n");
+}
+
+int main(int argc, char **argv)
+{
+    static chaos c;
+    if (!parse_options(argc, argv, &c.opt))
+        return 2;
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    c.rng = c.opt.seed;
+    c.fault_fd = -1;
+
+    const char *self = test_process_self();
+    const char *slash = strrchr(self, '/');
+    snprintf(c.bindir, sizeof c.bindir, "%.*s", slash ? (int)(slash - self) : 1,
+             slash ? self : ".");
+    if (!prepare_dir(&c))
+        return 1;
+    printf("chaos: seed %" PRIu64 ", %u s, %d probes; lease %u ms, renew %u, retry %u, "
+           "renew deadline %u, command timeout %u; restart guard %s\n"
+           "chaos: logs in %s\n",
+           c.opt.seed, c.opt.seconds, c.opt.probes, c.opt.lease_ms, c.opt.renew_ms, c.opt.retry_ms,
+           c.opt.renew_deadline_ms, c.opt.command_timeout_ms, c.opt.restart_guard ? "on" : "off",
+           c.dir);
+
+    c.start_ns = now_ns();
+    bool started = start_all(&c);
+    if (started)
+        run_schedule(&c);
+    log_line(&c, "end", "%s", "");
+    stop_all(&c);
+    close(c.fault_fd);
+    print_counts(&c);
+    if (interrupted) {
+        printf("chaos: interrupted; logs kept in %s\n", c.dir);
+        return 130;
+    }
+    int status = started && !c.broken ? run_checker(&c) : 1;
+    if (c.unexpected_exits) {
+        printf("chaos: %u probe exit%s not asked for (see the .err files)\n", c.unexpected_exits,
+               c.unexpected_exits == 1 ? "" : "s");
+        status = status ? status : 1;
+    }
+    if (status == 0 && !c.opt.out)
+        remove_out_dir(&c);
+    else
+        printf("chaos: logs kept in %s; replay with --seed %" PRIu64 " --seconds %u\n", c.dir,
+               c.opt.seed, c.opt.seconds);
+    return status;
+}

@@ -1,0 +1,302 @@
+/*
+ * chaos_probe — a candidate for the chaos test, on the public API only.
+ *
+ *     chaos_probe --url URL --key KEY --id ID [--lease-ms N --renew-ms N
+ *                 --retry-ms N --renew-deadline-ms N --command-timeout-ms N]
+ *                 [--no-restart-guard] [--broken]
+ *
+ * Campaigns for KEY with identity ID and prints, one line each, flushed,
+ * stamped with CLOCK_MONOTONIC nanoseconds:
+ *
+ *     elected <ns> <epoch> <id>    a term began
+ *     revoked <ns> <reason>        it ended: "lost", "expired",
+ *                                  "renew-deadline-passed", ... (one word)
+ *     action <ns> <epoch> <id>     every ~10 ms while leader (see act())
+ *     exit <ns>                    after SIGTERM, once the client is freed
+ *
+ * --broken makes a probe that believes it leads forever once elected: it
+ * prints action lines with its first epoch until killed, whatever
+ * leasehold_is_leader() says, so that the checker can be shown to fail.
+ * Library log lines (warnings and errors) go to stderr.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "leasehold.h"
+
+#define ACTION_INTERVAL_NS 10000000L
+
+static volatile sig_atomic_t terminated;
+static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic uint64_t first_epoch; /* --broken: the epoch of the first term, 0 before */
+
+/* Nanoseconds of CLOCK_MONOTONIC: the one clock every probe, the driver and
+ * the checker share. */
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Prints one whole line and flushes it, from any thread: a line is never
+ * torn, so a probe killed at any instant leaves only whole lines. */
+__attribute__((format(printf, 1, 2))) static void emit(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    pthread_mutex_lock(&out_lock);
+    vprintf(fmt, ap);
+    fflush(stdout);
+    pthread_mutex_unlock(&out_lock);
+    va_end(ap);
+}
+
+static void on_elected(leasehold_election *e, uint64_t epoch, void *arg)
+{
+    (void)e;
+    uint64_t none = 0;
+    atomic_compare_exchange_strong(&first_epoch, &none, epoch);
+    emit("elected %" PRIu64 " %" PRIu64 " %s\n", now_ns(), epoch, (const char *)arg);
+}
+
+/* The reason is printed as one word ("renew-deadline-passed"), so that
+ * every field of every line splits at spaces. */
+static void on_revoked(leasehold_election *e, leasehold_reason reason, void *arg)
+{
+    (void)e;
+    (void)arg;
+    uint64_t ns = now_ns();
+    char word[64];
+    snprintf(word, sizeof word, "%s", leasehold_reason_name(reason));
+    for (char *p = word; *p; p++)
+        if (*p == ' ')
+            *p = '-';
+    emit("revoked %" PRIu64 " %s\n", ns, word);
+}
+
+static void on_log(leasehold_log_level level, const char *msg, void *arg)
+{
+    (void)level;
+    fprintf(stderr, "chaos_probe %s: %s\n", (const char *)arg, msg);
+}
+
+static void on_term(int sig)
+{
+    (void)sig;
+    terminated = 1;
+}
+
+/*
+ * Prints one action line if, and only if, the lease certainly held at the
+ * instant printed.
+ *
+ * The order is: read the epoch, check leasehold_is_leader(), take the stamp,
+ * check leasehold_is_leader() again, read the epoch again, and print only
+ * if both checks were true and both epochs are the same, non-zero one.
+ * - The first check, made before the stamp, shows that the term had begun
+ *   by the stamp.  Stamping first and checking after would not: a term that
+ *   began between the stamp and the check would be credited with an instant
+ *   at which it did not yet exist, possibly one inside its predecessor's.
+ * - The second check, made after the stamp, shows that the term was still
+ *   valid at the stamp: is_leader() is true only before valid_until, and a
+ *   term's valid_until never moves backwards, so stamp <= now < valid_until.
+ *   Checking only before the stamp would not: the thread may be descheduled
+ *   (or the process stopped) between check and stamp for longer than the
+ *   lease, and the stamp would then fall after valid_until.
+ * - The equal epochs show both checks saw the same term (epochs strictly
+ *   increase, so a term that ended and another that began between the reads
+ *   cannot show the same epoch twice).
+ * The argument rests on the order of the three readings in real time, not
+ * on their clocks: is_leader() measures on CLOCK_BOOTTIME, the stamp is
+ * CLOCK_MONOTONIC, and the two only part while the machine is suspended.
+ * A line held up after the second check is printed late but stamped
+ * truthfully; the checker sorts by stamp, not by order of arrival.
+ */
+static void act(const leasehold_election *e, const char *id)
+{
+    uint64_t epoch = leasehold_epoch(e);
+    if (epoch == 0 || !leasehold_is_leader(e))
+        return;
+    uint64_t ns = now_ns();
+    if (!leasehold_is_leader(e) || leasehold_epoch(e) != epoch)
+        return;
+    emit("action %" PRIu64 " %" PRIu64 " %s\n", ns, epoch, id);
+}
+
+/* --broken: once elected, acts for its first term forever. */
+static void act_broken(const char *id)
+{
+    uint64_t epoch = atomic_load(&first_epoch);
+    if (epoch != 0)
+        emit("action %" PRIu64 " %" PRIu64 " %s\n", now_ns(), epoch, id);
+}
+
+/* The option values, validated. */
+typedef struct probe_opts {
+    const char *url, *key, *id;
+    uint32_t lease_ms, renew_ms, retry_ms, renew_deadline_ms, command_timeout_ms;
+    bool restart_guard, broken;
+} probe_opts;
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: chaos_probe --url URL --key KEY --id ID [--lease-ms N --renew-ms N "
+                    "--retry-ms N --renew-deadline-ms N --command-timeout-ms N] "
+                    "[--no-restart-guard] [--broken]\n");
+}
+
+/* Parses a millisecond count in [1, 3600000] into *out; false with a message
+ * naming the option otherwise. */
+static bool parse_ms(const char *name, const char *s, uint32_t *out)
+{
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (end == s || *end != '\0' || s[0] == '-' || v < 1 || v > 3600000) {
+        fprintf(stderr, "chaos_probe: --%s wants milliseconds from 1 to 3600000, not '%s'\n", name,
+                s);
+        return false;
+    }
+    *out = (uint32_t)v;
+    return true;
+}
+
+/* Reads argv into o (timings left at 0 mean the library's default).
+ * Returns false, having said why, on anything it does not understand. */
+static bool parse_args(int argc, char **argv, probe_opts *o)
+{
+    static const struct option longopts[] = {
+        {"url", required_argument, NULL, 'u'},
+        {"key", required_argument, NULL, 'k'},
+        {"id", required_argument, NULL, 'i'},
+        {"lease-ms", required_argument, NULL, 'l'},
+        {"renew-ms", required_argument, NULL, 'r'},
+        {"retry-ms", required_argument, NULL, 't'},
+        {"renew-deadline-ms", required_argument, NULL, 'd'},
+        {"command-timeout-ms", required_argument, NULL, 'c'},
+        {"no-restart-guard", no_argument, NULL, 'g'},
+        {"broken", no_argument, NULL, 'b'},
+        {NULL, 0, NULL, 0},
+    };
+    *o = (probe_opts){.restart_guard = true};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        bool ok = true;
+        switch (ch) {
+        case 'u':
+            o->url = optarg;
+            break;
+        case 'k':
+            o->key = optarg;
+            break;
+        case 'i':
+            o->id = optarg;
+            break;
+        case 'l':
+            ok = parse_ms("lease-ms", optarg, &o->lease_ms);
+            break;
+        case 'r':
+            ok = parse_ms("renew-ms", optarg, &o->renew_ms);
+            break;
+        case 't':
+            ok = parse_ms("retry-ms", optarg, &o->retry_ms);
+            break;
+        case 'd':
+            ok = parse_ms("renew-deadline-ms", optarg, &o->renew_deadline_ms);
+            break;
+        case 'c':
+            ok = parse_ms("command-timeout-ms", optarg, &o->command_timeout_ms);
+            break;
+        case 'g':
+            o->restart_guard = false;
+            break;
+        case 'b':
+            o->broken = true;
+            break;
+        default:
+            ok = false;
+        }
+        if (!ok) {
+            usage();
+            return false;
+        }
+    }
+    if (optind != argc || !o->url || !o->key || !o->id || !o->id[0] || strchr(o->id, ' ')) {
+        fprintf(stderr, "chaos_probe: --url, --key and --id (one word) are required\n");
+        usage();
+        return false;
+    }
+    return true;
+}
+
+/* The client configuration the options ask for; unset timings keep the
+ * library's defaults.  Connecting lazily lets a probe restarted while Redis
+ * is down or cut off start anyway and campaign once it can. */
+static void configure(const probe_opts *o, leasehold_config *cfg)
+{
+    leasehold_config_init(cfg);
+    cfg->url = o->url;
+    cfg->identity = o->id;
+    cfg->lazy_connect = true;
+    cfg->restart_guard = o->restart_guard;
+    if (o->lease_ms)
+        cfg->lease_ms = o->lease_ms;
+    if (o->renew_ms)
+        cfg->renew_interval_ms = o->renew_ms;
+    if (o->retry_ms)
+        cfg->retry_interval_ms = o->retry_ms;
+    if (o->renew_deadline_ms)
+        cfg->renew_deadline_ms = o->renew_deadline_ms;
+    if (o->command_timeout_ms)
+        cfg->command_timeout_ms = o->command_timeout_ms;
+    cfg->log = on_log;
+    cfg->log_arg = (void *)o->id;
+    cfg->log_level = LEASEHOLD_LOG_WARN;
+}
+
+int main(int argc, char **argv)
+{
+    probe_opts o;
+    if (!parse_args(argc, argv, &o))
+        return 2;
+    struct sigaction sa = {.sa_handler = on_term};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
+    leasehold_config cfg;
+    configure(&o, &cfg);
+    leasehold_error err;
+    leasehold_client *c = leasehold_client_new(&cfg, &err);
+    if (!c) {
+        fprintf(stderr, "chaos_probe %s: %s\n", o.id, err.msg);
+        return 1;
+    }
+    const leasehold_callbacks cb = {.elected = on_elected, .revoked = on_revoked};
+    leasehold_election *e = leasehold_campaign(c, o.key, &cb, (void *)o.id, &err);
+    if (!e) {
+        fprintf(stderr, "chaos_probe %s: campaign for %s: %s\n", o.id, o.key, err.msg);
+        leasehold_client_free(c);
+        return 1;
+    }
+    const struct timespec interval = {0, ACTION_INTERVAL_NS};
+    while (!terminated) {
+        if (o.broken)
+            act_broken(o.id);
+        else
+            act(e, o.id);
+        nanosleep(&interval, NULL);
+    }
+    leasehold_client_free(c);
+    emit("exit %" PRIu64 "\n", now_ns());
+    return 0;
+}
