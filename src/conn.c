@@ -63,6 +63,7 @@ struct conn {
     conn_state state;
     int fd;
     redisReader *reader;
+    int oversized_array;        /* an array header asked for this many elements: refused */
     struct addrinfo *addrs;     /* from conn_resolve; kept for every reconnect */
     struct addrinfo *next_addr; /* the next address this attempt will try */
     int last_connect_errno;     /* why the previous address of this attempt failed */
@@ -120,8 +121,19 @@ static void *reply_string(const redisReadTask *task, char *str, size_t len)
     return r;
 }
 
+/* No reply of ours has more than a handful of elements: an array header
+ * announcing more is a Redis out of step (or not Redis), and allocating what
+ * it announces would let one line ask for gigabytes. */
+#define REPLY_ARRAY_MAX 1024
+
 static void *reply_array(const redisReadTask *task, int elements)
 {
+    if (elements > REPLY_ARRAY_MAX) {
+        conn *c = task->privdata;
+        if (c)
+            c->oversized_array = elements;
+        return NULL; /* the reader stops with an error; deliver_replies says why */
+    }
     conn_reply *children = NULL;
     if (elements > 0) {
         children = calloc((size_t)elements, sizeof(conn_reply));
@@ -446,6 +458,8 @@ static void start_handshake(conn *c, uint64_t now_ms)
 {
     c->state = CONN_HANDSHAKE;
     c->reader = redisReaderCreateWithFunctions(&reply_functions);
+    if (c->reader)
+        c->reader->privdata = c;
     if (!c->reader) {
         go_down(c, LEASEHOLD_ENOMEM, false, now_ms, "out of memory");
         return;
@@ -692,8 +706,15 @@ static bool deliver_replies(conn *c, uint64_t now_ms)
     while (true) {
         void *obj = NULL;
         if (redisReaderGetReply(c->reader, &obj) != REDIS_OK) {
-            go_down(c, LEASEHOLD_EPROTO, false, now_ms, "protocol error in reply: %s",
-                    c->reader->errstr);
+            if (c->oversized_array)
+                go_down(c, LEASEHOLD_EPROTO, false, now_ms,
+                        "a reply announced an array of %d elements, more than any reply "
+                        "leasehold expects (%d): out of step with Redis",
+                        c->oversized_array, REPLY_ARRAY_MAX);
+            else
+                go_down(c, LEASEHOLD_EPROTO, false, now_ms, "protocol error in reply: %s",
+                        c->reader->errstr);
+            c->oversized_array = 0;
             return false;
         }
         if (!obj)

@@ -379,8 +379,10 @@ void lease_observe(lease *l, uint64_t now_ms)
 
 void lease_start(lease *l, uint64_t now_ms)
 {
-    if (l->state != LEASE_IDLE)
+    if (l->state != LEASE_IDLE) {
+        advance(l, now_ms); /* already campaigning: only the clock moved */
         return;
+    }
     l->stopping = false;
     l->stopped = false;
     l->state = LEASE_FOLLOWER;
@@ -627,7 +629,8 @@ void lease_service_abandoned(lease *l, uint64_t now_ms)
 
 void lease_service_stopped(lease *l, uint64_t now_ms)
 {
-    check_term(l, now_ms);
+    /* Only a term that had already ended has a service that stopped; the
+     * clock is looked at afterwards. */
     if (l->state == LEASE_DRAINING)
         l->service_stopped = true;
     advance(l, now_ms);

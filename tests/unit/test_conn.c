@@ -402,6 +402,21 @@ static void test_garbage_resets_with_eproto(void **state)
     destroy(&t);
 }
 
+/* An array header that announces more elements than any reply of ours has
+ * is refused before anything is allocated for it. */
+static void test_huge_array_header_resets_with_eproto(void **state)
+{
+    (void)state;
+    harness t;
+    make_ready(&t, "redis://127.0.0.1:6390", 0);
+    send_ping(&t, 1, 1);
+    feed_str(&t, "*311111111\r\n", 2);
+    assert_int_equal(t.n, 1);
+    assert_down(&t.ev[0], LEASEHOLD_EPROTO, false, "an array of 311111111 elements");
+    assert_int_equal(conn_get_state(t.c), CONN_DOWN);
+    destroy(&t);
+}
+
 static void test_unsolicited_reply_resets_with_eproto(void **state)
 {
     (void)state;
@@ -1191,6 +1206,7 @@ int main(void)
         cmocka_unit_test(test_large_reply),
         cmocka_unit_test(test_commands_encoded_and_pipelined),
         cmocka_unit_test(test_garbage_resets_with_eproto),
+        cmocka_unit_test(test_huge_array_header_resets_with_eproto),
         cmocka_unit_test(test_unsolicited_reply_resets_with_eproto),
         cmocka_unit_test(test_eof_mid_reply_is_down_by_peer),
         cmocka_unit_test(test_reset_is_down_by_peer),
