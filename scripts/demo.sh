@@ -156,8 +156,8 @@ heading "Crash: SIGKILL to the leader $leader (no release; the others wait for t
 followers=()
 for name in s1 s2 s3; do [ "$name" = "$leader" ] || followers+=("$name"); done
 killed_at=$(now_ms)
-kill -KILL "${pid[$leader]}"
-{ wait "${pid[$leader]}"; } 2>/dev/null || true
+# (within one redirection, so bash's own "Killed" notice is not shown)
+{ kill -KILL "${pid[$leader]}" && wait "${pid[$leader]}"; } 2>/dev/null || true
 unset "pid[$leader]"
 successor=$(wait_for_leader 10 "${followers[@]}")
 crash_ms=$(ms_until_leader_line "$successor" "$killed_at")

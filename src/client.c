@@ -372,8 +372,14 @@ static void drive(leasehold_election *e, uint64_t now_ms)
                 stop_service(e, now_ms);
             if (e->cb.revoked)
                 e->cb.revoked(e, a.reason, e->arg);
-            if (!e->svc)
+            /* Without a service of ours, the user's own code acts on the
+             * term: after a resign it has stopped, but a term that ended
+             * against its will may still be acted on until valid_until, so
+             * its key is left to lapse rather than released. */
+            if (!e->svc && a.reason == LEASEHOLD_RESIGNED)
                 lease_service_stopped(&e->lease, now_ms);
+            else if (!e->svc)
+                lease_service_abandoned(&e->lease, now_ms);
             break;
         case LEASE_LEADER_CHANGED:
             client_log(c, LEASEHOLD_LOG_DEBUG, "%s: holder is now %s (epoch %" PRIu64 ")", e->key,

@@ -135,10 +135,13 @@ static void observe_holder(lease *l, const char *holder, size_t len, uint64_t ep
     /* Replies and events travel on two connections and can arrive out of
      * order: an observation older than what we know is no news.  Epochs
      * order them (0: unknown, e.g. a holder that speaks only the original
-     * protocol).  A free key seen at epoch E means term E has ended. */
+     * protocol).  A free key seen at epoch E means term E has ended: news of
+     * that same term's holder is stale, while another token at epoch E is a
+     * holder that hands out no epochs (the original protocol). */
     if (l->holder_known && epoch && l->holder_epoch) {
-        bool known_free = l->holder[0] == '\0';
-        if (epoch < l->holder_epoch || (len && known_free && epoch == l->holder_epoch))
+        bool ended_term = l->holder[0] == '\0' && epoch == l->holder_epoch && len &&
+                          strlen(l->ended) == len && memcmp(l->ended, holder, len) == 0;
+        if (epoch < l->holder_epoch || ended_term)
             return;
     }
     bool same = l->holder_known && strlen(l->holder) == len && memcmp(l->holder, holder, len) == 0;
@@ -203,7 +206,6 @@ static void release(lease *l, uint64_t now_ms, uint64_t epoch, uint32_t claim_de
     send(l, now_ms, LEASE_SEND_RELEASE, epoch);
 }
 
-/* Ends the term: is_leader is false from this input on. */
 /* Ends the term: is_leader is false from this input on.  A term given up
  * on purpose (resign, shutdown) keeps its key renewed while the service
  * stops, for up to stop_timeout_ms: nobody else can be elected until the
@@ -509,7 +511,12 @@ void lease_on_release(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply
             push_error(l, r->result);
         else if (r->result == 1)
             observe_holder(l, NULL, 0, l->release_epoch, LEASEHOLD_CHANGE_RELEASED);
-        become_follower(l, now_ms, l->claim_delay_ms);
+        /* A release that found the key not ours (or not of that epoch: its
+         * epoch key is gone) must not turn into a release-claim loop. */
+        uint32_t delay = l->claim_delay_ms;
+        if (r->result != 1 && delay < l->cfg.retry_interval_ms / 4)
+            delay = jittered(l, l->cfg.retry_interval_ms);
+        become_follower(l, now_ms, delay);
     }
     advance(l, now_ms);
 }

@@ -224,7 +224,8 @@ static void test_runs_only_while_leader(void **state)
     if (sp.at_ms - t0 >= test_ms(cfg.renew_interval_ms + 400))
         fail_msg("service stopped %llu ms after the key was stolen",
                  (unsigned long long)(sp.at_ms - t0));
-    assert_true(sp.at_ms >= rv.at_ms);
+    /* (The token is cancelled before the revoked callback runs, so the two
+     * events may come in either order.) */
 
     /* After the stolen key expires someone leads again, with a new service. */
     event el2;

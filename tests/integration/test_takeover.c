@@ -24,7 +24,7 @@
 #include "redis_server.h"
 #include "testutil.h"
 
-#define MAX_CANDIDATES 11
+#define MAX_CANDIDATES 51
 #define MAX_CHILDREN   3
 #define OBSERVER       MAX_CANDIDATES /* the sink index of the observer (test 4) */
 #define MAX_WHO        (MAX_CANDIDATES + 1)
@@ -678,20 +678,20 @@ static void test_holder_get(void **state)
 }
 
 /*
- * Ten idle followers and one leader (lease 2000, renew 300, retry 1000, the
+ * Fifty idle followers and one leader (lease 2000, renew 300, retry 1000, the
  * defaults): over 5 s, the followers send Redis at most 1.2 commands per
  * second each (commands clients send, after taking off the leader's
  * renewals; not those the scripts run inside Redis).  Then a resign makes
  * each follower claim at most once: the EVALSHA/EVAL count of the handover,
  * from before the resign until every follower knows the successor, is at
- * most 10 claims and the release, plus the renewals and regular claims that
+ * most 50 claims and the release, plus the renewals and regular claims that
  * fit in that short window.
  */
 static void test_no_thundering_herd(void **state)
 {
     (void)state;
     const char *key = "lh:takeover:herd";
-    enum { FOLLOWERS = 10 };
+    enum { FOLLOWERS = 50 };
     leasehold_config cfg;
     leasehold_config_init(&cfg);
     cfg.url = fx.srv->url;

@@ -418,6 +418,16 @@ static const step stop_while_claiming_disconnected[] = {
     {CONNECTED, 1300, "", LEASE_IDLE},
 };
 
+/* Our own token with an epoch the key's epoch no longer matches (the epoch
+ * key was evicted): the release finds nothing to do, and the follower waits
+ * instead of releasing and claiming in a loop. */
+static const step own_token_release_refused[] = {
+    {START, 1000, "", LEASE_FOLLOWER},
+    {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
+    {ACQ_HELD, 1010, "release(0)", LEASE_RELEASING, .holder = "me/1"},
+    {RELEASED, 1020, "", LEASE_FOLLOWER, .result = 0, .wake_min = 1770, .wake_max = 2020},
+};
+
 static const step own_token_seen_as_holder[] = {
     {START, 1000, "", LEASE_FOLLOWER},
     {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
@@ -750,6 +760,7 @@ static const scenario scenarios[] = {
     SCENARIO(holder_reported_on_change_only),
     SCENARIO(claim_due_while_disconnected),
     SCENARIO(claims_timed_by_pttl),
+    SCENARIO(own_token_release_refused),
     SCENARIO(restart_guard_holds_claims),
     SCENARIO(stale_observations_ignored),
     SCENARIO(own_election_announced_first),
