@@ -102,42 +102,55 @@ int cli_write_all(int fd, const char *buf, size_t len);
 
 /* ----------------------------------------------------------------- child */
 
+/* A SIGKILL time that never comes. */
+#define CLI_NEVER UINT64_MAX
+
 /*
  * The guardian: a small process forked at start-up, outside CMD's group,
  * with every signal blocked, that holds the read end of a pipe whose write
  * end only leasehold holds.  leasehold tells it the process group of the
- * running CMD (or 0).  When the pipe reaches end of file (leasehold exited
- * or was killed, even with SIGKILL) it SIGKILLs that group, so CMD's
- * grandchildren, which PR_SET_PDEATHSIG does not cover, die too.
+ * running CMD (or 0) and the instant, on the library's clock
+ * (CLOCK_BOOTTIME, ms), at which that group must be dead (CLI_NEVER: none).
+ * It SIGKILLs the group when that instant passes without a later one, so a
+ * leasehold that is stopped (SIGSTOP, Ctrl-Z) or starved still keeps the
+ * deadline; and when the pipe reaches end of file (leasehold exited or was
+ * killed, even with SIGKILL), so CMD's grandchildren, which
+ * PR_SET_PDEATHSIG does not cover, die too.
  */
 typedef struct cli_guard {
-    pid_t pid; /* 0 when not running */
-    int fd;    /* write end; -1 when not running */
+    pid_t pid;           /* 0 when not running */
+    int fd;              /* write end; -1 when not running */
+    pid_t pgid;          /* the group it was last told (0: none) */
+    uint64_t kill_at_ms; /* the SIGKILL time it was last told */
 } cli_guard;
 
-/* Starts the guardian.  0, or errno.  Call before any thread starts. */
+/* Starts the guardian, disarmed.  0, or errno.  Call before any thread
+ * starts. */
 int cli_guard_start(cli_guard *g);
 
-/* Tells the guardian which group to kill if leasehold dies (0: none).
- * 0, or errno (the guardian is gone). */
-int cli_guard_arm(cli_guard *g, pid_t pgid);
+/* Tells the guardian the group to kill at kill_at_ms (CLI_NEVER: only if
+ * leasehold dies) and if leasehold dies; pgid 0 disarms it.  0, or errno
+ * (the guardian is gone). */
+int cli_guard_arm(cli_guard *g, pid_t pgid, uint64_t kill_at_ms);
 
 /* True, having reaped it, if the guardian has exited.  Checks only its pid. */
 bool cli_guard_reap_if_gone(cli_guard *g);
 
-/* Disarms the guardian, closes the pipe and reaps it. */
+/* Closes the pipe and reaps the guardian; a group it is still armed with
+ * gets SIGKILL from it. */
 void cli_guard_stop(cli_guard *g);
 
 /*
- * Starts argv (PATH searched) with envp as the leader of a new process
- * group, stdin/stdout/stderr inherited.  The child resets every signal
- * disposition and unblocks every signal, dies with this thread
- * (PR_SET_PDEATHSIG), and execs only once the guardian knows its group.
- * Returns 0 with *pid set; on an exec failure, the child's errno as a
- * positive number with the child already reaped (*pid 0); -1 with errno
- * set when no child could be made.
+ * Starts argv (PATH searched, before fork) with envp as the leader of a new
+ * process group, stdin/stdout/stderr inherited.  The child resets every
+ * signal disposition and unblocks every signal, dies with this thread
+ * (PR_SET_PDEATHSIG), and execs only once the guardian knows its group and
+ * its SIGKILL time kill_at_ms.  Returns 0 with *pid set; on an exec
+ * failure, the child's errno as a positive number with the child already
+ * reaped (*pid 0); -1 with errno set when no child could be made.
  */
-int cli_child_spawn(char *const argv[], char *const envp[], cli_guard *g, pid_t *pid);
+int cli_child_spawn(char *const argv[], char *const envp[], cli_guard *g, uint64_t kill_at_ms,
+                    pid_t *pid);
 
 /* Sends sig to every process in the group pgid; SIGCONT follows SIGTERM
  * and SIGHUP so a stopped process gets to handle it. */
@@ -150,16 +163,19 @@ bool cli_child_exited(pid_t pid, int *code);
 
 /*
  * Ends CMD's group after CMD itself exited: SIGKILL to what is left of the
- * group, waits up to max_wait_ms for none of it to be alive (zombies do not
- * count), disarms the guardian, then reaps pid.  Returns the number of
- * processes still alive at the deadline (0 when the group is gone).
+ * group, then waits up to max_wait_ms for none of it to be alive (zombies
+ * do not count).  Group gone: disarms the guardian, reaps pid, returns 0.
+ * Otherwise SIGKILLs the group again and returns how many are still alive,
+ * with pid not reaped (the group's id stays reserved) and the guardian
+ * still armed: call again later.
  */
 int cli_child_reap(pid_t pid, cli_guard *g, uint64_t max_wait_ms);
 
 /* The processes of group pgid that are alive (not zombies), from /proc. */
 int cli_group_live_count(pid_t pgid);
 
-/* CLOCK_MONOTONIC in milliseconds, the clock the library decides by. */
+/* leasehold_now_ms(): CLOCK_BOOTTIME in milliseconds, the clock the library
+ * decides by and leasehold_term_deadline_ms() is on. */
 uint64_t cli_now_ms(void);
 
 /* -------------------------------------------------------------- commands */

@@ -8,14 +8,18 @@
  * write a small record to that pipe.  All process work (spawning, signals,
  * reaping) happens here.
  *
- * The safety rule for CMD: while CMD runs, the loop always has a SIGKILL
- * time, kill_at = (the term's valid_until) - margin, and wakes up for it.
- * While the term goes on, each pass moves kill_at to the latest
- * valid_until, so a term that stops being renewed is enforced here even if
- * the library's revoked callback never came.  When the term ends (revoked,
- * or the loop sees leasehold_is_leader() false or a new epoch) CMD's group
- * gets SIGTERM at once and SIGKILL at kill_at at the latest.  The lease is
- * released (leasehold_client_free) only after CMD and its group are gone.
+ * The safety rule for CMD: CMD runs only with a SIGKILL time, kill_at =
+ * (the term's valid_until) - margin, read before it is spawned; the loop
+ * wakes up for it, and so does the guardian, which is told every new value
+ * and kills the group itself if leasehold is stopped or starved past it.
+ * While the term goes on, the loop looks at it at least every check_ms and
+ * moves kill_at to the latest valid_until, so a term that stops being
+ * renewed is enforced even if the library's revoked callback never came
+ * (its record may be dropped: the callbacks never block).  When the term
+ * ends (revoked, or the loop sees leasehold_is_leader() false or a new
+ * epoch) CMD's group gets SIGTERM at once and SIGKILL at kill_at at the
+ * latest.  The lease is released (leasehold_resign, leasehold_client_free)
+ * only after CMD and its whole group are gone.
  */
 #include "leasehold_cli.h"
 
@@ -24,6 +28,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +37,9 @@
 
 #define BACKOFF_MIN_MS     500u
 #define BACKOFF_MAX_MS     30000u
-#define GROUP_GONE_WAIT_MS 2000u /* how long killed group members are waited for */
+#define GROUP_GONE_WAIT_MS 2000u /* how long killed group members are waited for at once */
+#define REAP_RETRY_MS      100u  /* then how often they are looked for again */
+#define GUARD_SLACK_MS     10u   /* the guardian is told a later SIGKILL time past this */
 
 extern char **environ;
 
@@ -48,18 +55,27 @@ typedef struct runner {
     const cli_options *o;
     leasehold_client *client;
     leasehold_election *e;
-    int sig_fd;       /* signalfd */
-    int ev_rd, ev_wr; /* callbacks -> main thread */
+    int sig_fd;              /* signalfd */
+    int ev_rd, ev_wr;        /* callbacks -> main thread */
+    atomic_uint dropped;     /* events lost to a full pipe */
+    unsigned reported_drops; /* of them, those logged */
     cli_guard guard;
     uint64_t margin_ms;     /* SIGKILL this long before valid_until */
+    uint64_t check_ms;      /* while CMD's term goes on, look at it this often */
     uint64_t elected_epoch; /* of the last RUN_ELECTED read */
 
-    pid_t cmd_pid;      /* 0 when CMD does not run; also its pgid */
+    pid_t cmd_pid;      /* 0 when neither CMD nor its group runs; also its pgid */
     uint64_t cmd_epoch; /* the term CMD runs for */
     uint64_t cmd_started_ms;
-    bool cmd_term_over;  /* its term ended: SIGTERM sent */
-    bool cmd_killed;     /* SIGKILL sent */
-    uint64_t kill_at_ms; /* SIGKILL CMD's group by then (UINT64_MAX: none) */
+    uint64_t checked_at_ms;     /* the term was last looked at then */
+    bool cmd_term_over;         /* its term ended: SIGTERM sent */
+    bool cmd_killed;            /* SIGKILL sent */
+    bool cmd_exited;            /* CMD itself exited; its group is still being ended */
+    int cmd_code;               /* when cmd_exited: its exit status */
+    uint64_t reap_retry_at_ms;  /* when cmd_exited: look for the group's survivors then */
+    bool resign_when_gone;      /* step down once the group is gone */
+    uint64_t kill_at_ms;        /* SIGKILL CMD's group by then (CLI_NEVER: none) */
+    uint64_t start_retry_at_ms; /* a term too near its end got no CMD: look again then */
 
     int stop_signal;        /* SIGTERM/SIGINT received, or 0 */
     uint64_t grace_at_ms;   /* SIGKILL by then once stopping (UINT64_MAX: none) */
@@ -71,12 +87,13 @@ typedef struct runner {
 
 /* ------------------------------------------------------------- callbacks */
 
-/* Runs on the I/O thread: one non-blocking write, nothing else. */
+/* Runs on the I/O thread: one non-blocking write, nothing else.  A full
+ * pipe drops the event and counts it: the main loop reads the term from
+ * the library itself as well, so no event is needed for safety. */
 static void push_event(runner *r, const run_event *ev)
 {
-    if (cli_write_all(r->ev_wr, (const char *)ev, sizeof *ev) != 0)
-        cli_log(LEASEHOLD_LOG_ERROR, 0, NULL, "cannot hand an event to the main thread: %s",
-                strerror(errno));
+    if (write(r->ev_wr, ev, sizeof *ev) != (ssize_t)sizeof *ev)
+        atomic_fetch_add(&r->dropped, 1);
 }
 
 static void on_elected(leasehold_election *e, uint64_t epoch, void *arg)
@@ -167,6 +184,26 @@ static uint64_t current_term(const runner *r)
     return epoch;
 }
 
+/* Sets CMD's SIGKILL time, and tells the guardian when it moved earlier
+ * or more than GUARD_SLACK_MS later than what the guardian holds. */
+static void set_kill_at(runner *r, uint64_t kill_at)
+{
+    r->kill_at_ms = kill_at;
+    const cli_guard *g = &r->guard;
+    if (g->pgid == r->cmd_pid && kill_at >= g->kill_at_ms &&
+        kill_at - g->kill_at_ms <= GUARD_SLACK_MS)
+        return;
+    if (cli_guard_arm(&r->guard, r->cmd_pid, kill_at) != 0)
+        cli_log(LEASEHOLD_LOG_DEBUG, r->cmd_epoch, NULL,
+                "cannot tell the guardian CMD's SIGKILL time: it is being replaced");
+}
+
+/* valid_until less the margin: the SIGKILL time for a term ending then. */
+static uint64_t kill_time(const runner *r, uint64_t deadline)
+{
+    return deadline > r->margin_ms ? deadline - r->margin_ms : 0;
+}
+
 /* CMD's term is over: SIGTERM to its group now; SIGKILL comes at kill_at. */
 static void end_term(runner *r, const char *why, uint64_t now)
 {
@@ -184,19 +221,33 @@ static void end_term(runner *r, const char *why, uint64_t now)
  * last value taken while it certainly ran, which is never too late). */
 static void check_term(runner *r, uint64_t now)
 {
+    r->checked_at_ms = now;
     uint64_t epoch = leasehold_epoch(r->e);
     uint64_t deadline = leasehold_term_deadline_ms(r->e);
     if (leasehold_is_leader(r->e) && epoch == r->cmd_epoch && leasehold_epoch(r->e) == epoch) {
-        r->kill_at_ms = deadline > r->margin_ms ? deadline - r->margin_ms : 0;
+        set_kill_at(r, kill_time(r, deadline));
         return;
     }
     end_term(r, "the term has ended", now);
 }
 
-/* Starts CMD for the term `epoch`; sets exit_code when it cannot. */
+/* Starts CMD for the term `epoch` with its SIGKILL time read first and
+ * given to the guardian before CMD can run.  A term that ends within twice
+ * the margin gets no CMD (it would be killed at once): the loop looks again
+ * after check_ms.  Sets exit_code when CMD cannot be started. */
 static void start_cmd(runner *r, uint64_t epoch, uint64_t now)
 {
     const char *token = leasehold_token_string(r->e);
+    uint64_t kill_at = kill_time(r, leasehold_term_deadline_ms(r->e));
+    if (current_term(r) != epoch)
+        return; /* it ended meanwhile: the deadline read may be another term's */
+    if (kill_at <= now + r->margin_ms) {
+        cli_log(LEASEHOLD_LOG_DEBUG, epoch, token,
+                "the term is about to end without a renewal: CMD not started");
+        r->start_retry_at_ms = now + r->check_ms;
+        return;
+    }
+    r->start_retry_at_ms = 0;
     char **env = build_env(r, epoch);
     if (!env) {
         cli_log(LEASEHOLD_LOG_ERROR, epoch, token, "cannot start CMD: out of memory");
@@ -204,7 +255,7 @@ static void start_cmd(runner *r, uint64_t epoch, uint64_t now)
         return;
     }
     pid_t pid;
-    int rc = cli_child_spawn(r->o->cmd, env, &r->guard, &pid);
+    int rc = cli_child_spawn(r->o->cmd, env, &r->guard, kill_at, &pid);
     int spawn_errno = errno;
     free_env(env);
     if (rc < 0) {
@@ -223,23 +274,21 @@ static void start_cmd(runner *r, uint64_t epoch, uint64_t now)
     r->cmd_started_ms = now;
     r->cmd_term_over = false;
     r->cmd_killed = false;
-    r->kill_at_ms = UINT64_MAX;
+    r->cmd_exited = false;
+    r->reap_retry_at_ms = 0;
+    r->resign_when_gone = false;
+    r->kill_at_ms = kill_at;
     r->wait_until_ms = UINT64_MAX;
     cli_log(LEASEHOLD_LOG_INFO, epoch, token, "leader: started %s (pid %d)", r->o->cmd[0],
             (int)pid);
     check_term(r, now);
 }
 
-/* CMD has exited with `code` (not reaped yet): ends its group, reaps it,
- * and decides what comes next. */
-static void on_cmd_exit(runner *r, int code, uint64_t now)
+/* What comes after CMD and its group are gone, CMD having exited with
+ * `code`. */
+static void after_cmd(runner *r, int code, uint64_t now)
 {
-    int left = cli_child_reap(r->cmd_pid, &r->guard, GROUP_GONE_WAIT_MS);
     const char *token = leasehold_token_string(r->e);
-    if (left > 0)
-        cli_log(LEASEHOLD_LOG_ERROR, r->cmd_epoch, token,
-                "%d process(es) of CMD's group still alive %u ms after SIGKILL", left,
-                GROUP_GONE_WAIT_MS);
     if (code > 128)
         cli_log(LEASEHOLD_LOG_INFO, r->cmd_epoch, token, "%s (pid %d) was killed by signal %d",
                 r->o->cmd[0], (int)r->cmd_pid, code - 128);
@@ -248,7 +297,13 @@ static void on_cmd_exit(runner *r, int code, uint64_t now)
                 r->o->cmd[0], (int)r->cmd_pid, code);
     uint64_t epoch = r->cmd_epoch;
     r->cmd_pid = 0;
+    r->cmd_exited = false;
     r->grace_at_ms = UINT64_MAX;
+    if (r->resign_when_gone) {
+        r->resign_when_gone = false;
+        leasehold_resign(r->e);
+        cli_log(LEASEHOLD_LOG_WARN, epoch, token, "CMD's group is gone: stepped down");
+    }
     if (r->stop_signal) {
         r->exit_code = code;
     } else if (r->cmd_term_over) {
@@ -269,24 +324,102 @@ static void on_cmd_exit(runner *r, int code, uint64_t now)
     }
 }
 
+/* CMD has exited (not reaped yet): ends its group and reaps it, then
+ * decides what comes next.  Members that survive SIGKILL keep CMD counted
+ * as running (no new CMD, no release, the guardian armed): they are killed
+ * and looked for again every REAP_RETRY_MS. */
+static void finish_cmd(runner *r, uint64_t now)
+{
+    bool first = r->reap_retry_at_ms == 0;
+    int left = cli_child_reap(r->cmd_pid, &r->guard, first ? GROUP_GONE_WAIT_MS : 0);
+    if (left > 0) {
+        if (first)
+            cli_log(LEASEHOLD_LOG_ERROR, r->cmd_epoch, leasehold_token_string(r->e),
+                    "%d process(es) of CMD's group %d still alive %u ms after SIGKILL: killing "
+                    "them again every %u ms; the lease is not released before they are gone",
+                    left, (int)r->cmd_pid, GROUP_GONE_WAIT_MS, REAP_RETRY_MS);
+        r->reap_retry_at_ms = now + REAP_RETRY_MS;
+        return;
+    }
+    if (!first)
+        cli_log(LEASEHOLD_LOG_WARN, r->cmd_epoch, leasehold_token_string(r->e),
+                "the last of CMD's group %d is gone", (int)r->cmd_pid);
+    after_cmd(r, r->cmd_code, now);
+}
+
+static void on_cmd_exit(runner *r, int code, uint64_t now)
+{
+    if (!r->cmd_term_over) {
+        /* The guardian may have killed CMD at kill_at before this loop did:
+         * then the term is treated as kill_for_lease() treats it. */
+        check_term(r, now);
+        if (!r->cmd_term_over && now >= r->kill_at_ms) {
+            r->cmd_term_over = true;
+            r->resign_when_gone = true;
+        }
+    }
+    r->cmd_exited = true;
+    r->cmd_code = code;
+    r->reap_retry_at_ms = 0;
+    finish_cmd(r, now);
+}
+
+/* Waits up to max_ms for CMD (pid) to exit; true with *code set if it did. */
+static bool wait_cmd_exit(pid_t pid, uint64_t max_ms, int *code)
+{
+    uint64_t deadline = cli_now_ms() + max_ms;
+    while (!cli_child_exited(pid, code)) {
+        if (cli_now_ms() >= deadline)
+            return false;
+        struct timespec pause = {0, 5 * 1000000L};
+        nanosleep(&pause, NULL);
+    }
+    return true;
+}
+
+/* kill_at has come: SIGKILL to CMD's group.  If the library still counts
+ * this process as leader, the renewals are late and the lease is about to
+ * run out: this process steps down, but only once the group is gone (it is
+ * reaped here at once), so the key is never released while part of CMD
+ * may run. */
+static void kill_for_lease(runner *r, uint64_t now)
+{
+    bool still_leader = !r->cmd_term_over;
+    cli_log(LEASEHOLD_LOG_WARN, r->cmd_epoch, leasehold_token_string(r->e),
+            "SIGKILL to CMD's process group %d (%s)", (int)r->cmd_pid,
+            still_leader ? "no renewal came in time: the lease is about to run out"
+                         : "the lease could pass to another process");
+    cli_child_signal_group(r->cmd_pid, SIGKILL);
+    r->cmd_killed = true;
+    if (!still_leader)
+        return;
+    r->cmd_term_over = true;
+    r->resign_when_gone = true;
+    int code;
+    if (wait_cmd_exit(r->cmd_pid, GROUP_GONE_WAIT_MS, &code))
+        on_cmd_exit(r, code, now);
+}
+
 /* Timers and the decision to start CMD; run after every wake-up. */
 static void supervise(runner *r, uint64_t now)
 {
     if (r->cmd_pid) {
+        if (r->cmd_exited) {
+            if (now >= r->reap_retry_at_ms)
+                finish_cmd(r, now);
+            return;
+        }
         if (!r->cmd_term_over)
             check_term(r, now);
-        uint64_t kill_at = r->kill_at_ms < r->grace_at_ms ? r->kill_at_ms : r->grace_at_ms;
-        if (!r->cmd_killed && now >= kill_at) {
-            if (!r->cmd_term_over) {
-                /* Still leader by the library, but past our margin: the
-                 * renewals are late.  Step down rather than run unsafely. */
-                end_term(r, "the lease runs out without a renewal", now);
-                leasehold_resign(r->e);
-            }
+        if (r->cmd_killed)
+            return;
+        if (now >= r->kill_at_ms) {
+            kill_for_lease(r, now);
+        } else if (now >= r->grace_at_ms) {
+            /* A voluntary stop: the lease is released on the way out, once
+             * CMD has been reaped. */
             cli_log(LEASEHOLD_LOG_WARN, r->cmd_epoch, leasehold_token_string(r->e),
-                    "SIGKILL to CMD's process group %d (%s)", (int)r->cmd_pid,
-                    kill_at == r->grace_at_ms ? "--grace has run out"
-                                              : "the lease could pass to another process");
+                    "SIGKILL to CMD's process group %d (--grace has run out)", (int)r->cmd_pid);
             cli_child_signal_group(r->cmd_pid, SIGKILL);
             r->cmd_killed = true;
         }
@@ -298,17 +431,26 @@ static void supervise(runner *r, uint64_t now)
     }
     uint64_t epoch = current_term(r);
     if (r->restart_at_ms != 0) {
-        if (epoch == 0 || epoch != r->cmd_epoch)
+        if (epoch == 0 || epoch != r->cmd_epoch) {
             r->restart_at_ms = 0; /* the term ended during the back-off */
-        else if (now < r->restart_at_ms)
+            if (r->o->exit_on_loss) {
+                cli_log(LEASEHOLD_LOG_WARN, r->cmd_epoch, leasehold_token_string(r->e),
+                        "leadership lost: exiting (--exit-on-loss)");
+                r->exit_code = EXIT_LOST;
+                return;
+            }
+        } else if (now < r->restart_at_ms) {
             return;
-        else
+        } else {
             r->restart_at_ms = 0;
+        }
     }
     if (epoch != 0) {
-        start_cmd(r, epoch, now);
+        if (now >= r->start_retry_at_ms)
+            start_cmd(r, epoch, now);
         return;
     }
+    r->start_retry_at_ms = 0;
     if (r->o->wait_timeout_ms == 0)
         return;
     if (r->wait_until_ms == UINT64_MAX)
@@ -324,14 +466,22 @@ static void supervise(runner *r, uint64_t now)
 static uint64_t next_wake(const runner *r)
 {
     uint64_t wake = UINT64_MAX;
-    if (r->cmd_pid && !r->cmd_killed) {
+    if (r->cmd_pid) {
+        if (r->cmd_exited)
+            return r->reap_retry_at_ms;
+        if (r->cmd_killed)
+            return UINT64_MAX; /* SIGCHLD comes */
         wake = r->kill_at_ms < r->grace_at_ms ? r->kill_at_ms : r->grace_at_ms;
-    } else if (!r->cmd_pid) {
-        if (r->restart_at_ms != 0)
-            wake = r->restart_at_ms;
-        if (r->wait_until_ms < wake)
-            wake = r->wait_until_ms;
+        if (!r->cmd_term_over && r->checked_at_ms + r->check_ms < wake)
+            wake = r->checked_at_ms + r->check_ms;
+        return wake;
     }
+    if (r->restart_at_ms != 0)
+        wake = r->restart_at_ms;
+    if (r->start_retry_at_ms != 0 && r->start_retry_at_ms < wake)
+        wake = r->start_retry_at_ms;
+    if (r->wait_until_ms < wake)
+        wake = r->wait_until_ms;
     return wake;
 }
 
@@ -341,7 +491,7 @@ static void replace_guard(runner *r)
     cli_log(LEASEHOLD_LOG_WARN, 0, NULL, "the guardian process died: starting another");
     int rc = cli_guard_start(&r->guard);
     if (rc == 0 && r->cmd_pid)
-        rc = cli_guard_arm(&r->guard, r->cmd_pid);
+        rc = cli_guard_arm(&r->guard, r->cmd_pid, r->kill_at_ms);
     if (rc != 0)
         cli_log(LEASEHOLD_LOG_ERROR, 0, NULL,
                 "cannot start the guardian process (%s): if leasehold is killed, CMD's "
@@ -354,7 +504,7 @@ static void on_signal(runner *r, int sig, uint64_t now)
     const char *name = sigabbrev_np(sig);
     if (sig == SIGCHLD) {
         int code;
-        if (r->cmd_pid && cli_child_exited(r->cmd_pid, &code))
+        if (r->cmd_pid && !r->cmd_exited && cli_child_exited(r->cmd_pid, &code))
             on_cmd_exit(r, code, now);
         if (cli_guard_reap_if_gone(&r->guard))
             replace_guard(r);
@@ -394,8 +544,7 @@ static void on_event(runner *r, const run_event *ev, uint64_t now)
     if (r->cmd_pid && r->cmd_epoch == r->elected_epoch) {
         /* The exact valid_until of CMD's term, which the loop's last
          * reading may trail. */
-        uint64_t dl = ev->term_deadline_ms;
-        r->kill_at_ms = dl > r->margin_ms ? dl - r->margin_ms : 0;
+        set_kill_at(r, kill_time(r, ev->term_deadline_ms));
         if (!r->cmd_term_over)
             end_term(r, leasehold_reason_name(ev->reason), now);
         return;
@@ -425,10 +574,24 @@ static void drain(runner *r, const struct pollfd pfds[2])
     }
 }
 
+/* Logs the events the I/O thread could not hand over since last time. */
+static void report_drops(runner *r)
+{
+    unsigned dropped = atomic_load(&r->dropped);
+    if (dropped == r->reported_drops)
+        return;
+    cli_log(LEASEHOLD_LOG_WARN, 0, NULL,
+            "%u event(s) from the election dropped (their pipe was full); the term is read "
+            "from the election directly",
+            dropped - r->reported_drops);
+    r->reported_drops = dropped;
+}
+
 static int loop(runner *r)
 {
     while (r->exit_code < 0) {
         uint64_t now = cli_now_ms();
+        report_drops(r);
         supervise(r, now);
         if (r->exit_code >= 0)
             break;
@@ -450,19 +613,27 @@ static int loop(runner *r)
     return r->exit_code;
 }
 
-/* Every path out of `run` with CMD still running ends here first: the
- * group is killed and CMD reaped before the lease can be released. */
+/* Every path out of `run` with CMD or its group still running ends here
+ * first: the group is killed and CMD reaped before the lease can be
+ * released, however long survivors of SIGKILL take. */
 static void kill_cmd_now(runner *r)
 {
     if (!r->cmd_pid)
         return;
     cli_child_signal_group(r->cmd_pid, SIGKILL);
     int code;
-    while (!cli_child_exited(r->cmd_pid, &code)) {
-        struct timespec pause = {0, 5 * 1000000L};
-        nanosleep(&pause, NULL);
+    while (!r->cmd_exited && !wait_cmd_exit(r->cmd_pid, GROUP_GONE_WAIT_MS, &code)) {
     }
-    cli_child_reap(r->cmd_pid, &r->guard, GROUP_GONE_WAIT_MS);
+    int left;
+    bool told = false;
+    while ((left = cli_child_reap(r->cmd_pid, &r->guard, GROUP_GONE_WAIT_MS)) > 0) {
+        if (!told)
+            cli_log(LEASEHOLD_LOG_ERROR, r->cmd_epoch, NULL,
+                    "%d process(es) of CMD's group %d survive SIGKILL: waiting for them before "
+                    "releasing the lease",
+                    left, (int)r->cmd_pid);
+        told = true;
+    }
     r->cmd_pid = 0;
 }
 
@@ -521,9 +692,10 @@ int cli_run(const cli_options *o)
         .sig_fd = -1,
         .ev_rd = -1,
         .ev_wr = -1,
-        .guard = {.pid = 0, .fd = -1},
+        .guard = {.pid = 0, .fd = -1, .pgid = 0, .kill_at_ms = CLI_NEVER},
         .margin_ms = cli_kill_margin_ms(o->lease_ms),
-        .kill_at_ms = UINT64_MAX,
+        .check_ms = o->lease_ms / 10u > 10u ? o->lease_ms / 10u : 10u,
+        .kill_at_ms = CLI_NEVER,
         .grace_at_ms = UINT64_MAX,
         .backoff_ms = BACKOFF_MIN_MS,
         .wait_until_ms = UINT64_MAX,
@@ -532,11 +704,10 @@ int cli_run(const cli_options *o)
     /* Before any thread exists: the mask is inherited, the fork is clean. */
     r.sig_fd = open_signal_fd();
     int fds[2];
-    int rc = r.sig_fd < 0 ? errno : pipe2(fds, O_CLOEXEC) != 0 ? errno : 0;
+    int rc = r.sig_fd < 0 ? errno : pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0 ? errno : 0;
     if (rc == 0) {
         r.ev_rd = fds[0];
         r.ev_wr = fds[1];
-        fcntl(r.ev_rd, F_SETFL, O_NONBLOCK);
         rc = cli_guard_start(&r.guard);
     }
     if (rc != 0) {

@@ -10,6 +10,7 @@
  * alone, which CMD ran when, and checks that no two ever overlapped.  Every
  * test uses a key of its own, so one left behind cannot disturb the next.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -379,6 +380,34 @@ static bool pid_dead(void *arg)
     return !pid_alive(*(int *)arg);
 }
 
+/* True if some process of group pgid is alive (not a zombie). */
+static bool group_alive(int pgid)
+{
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    bool alive = false;
+    struct dirent *ent;
+    while (!alive && (ent = readdir(d)) != NULL) {
+        if (ent->d_name[0] < '1' || ent->d_name[0] > '9')
+            continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", ent->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        const char *p = strrchr(buf, ')');
+        char st;
+        int ppid, pgrp;
+        alive = p && sscanf(p + 1, " %c %d %d", &st, &ppid, &pgrp) == 3 && pgrp == pgid &&
+                st != 'Z' && st != 'X';
+    }
+    closedir(d);
+    return alive;
+}
+
 /* Reads the pid a CMD wrote to path, waiting for it. */
 static int read_pid_file(const char *path)
 {
@@ -462,6 +491,41 @@ static void test_env_and_exit_status(void **state)
     const char *cmd_noexec[] = {noexec, NULL};
     run_args(args, 40, "cli:env", NULL, cmd_noexec);
     p = proc_start(args);
+    expect_exit(p, 126, 10000);
+    proc_free(p);
+
+    /* Searched in PATH (before fork): a candidate that cannot be executed
+     * is passed over for a later one; none found: 127; only ones that
+     * cannot be executed: 126. */
+    char dirs[2][512], path_env[1100];
+    for (int i = 0; i < 2; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "bin%d", i);
+        snprintf(dirs[i], sizeof dirs[i], "%s", tmp_path(name));
+        assert_int_equal(mkdir(dirs[i], 0755), 0);
+        char file[1100];
+        snprintf(file, sizeof file, "%s/lh-found", dirs[i]);
+        FILE *bf = fopen(file, "w");
+        assert_non_null(bf);
+        fputs("#!/bin/sh\nexit 5\n", bf);
+        fclose(bf);
+        assert_int_equal(chmod(file, i == 0 ? 0644 : 0755), 0);
+    }
+    snprintf(path_env, sizeof path_env, "PATH=%s:%s", dirs[0], dirs[1]);
+    const char *path_envs[] = {path_env, NULL};
+    const char *cmd_found[] = {"lh-found", NULL};
+    run_args(args, 40, "cli:env", NULL, cmd_found);
+    p = proc_start_env(path_envs, args);
+    expect_exit(p, 5, 10000);
+    proc_free(p);
+    const char *cmd_nowhere[] = {"lh-nowhere", NULL};
+    run_args(args, 40, "cli:env", NULL, cmd_nowhere);
+    p = proc_start_env(path_envs, args);
+    expect_exit(p, 127, 10000);
+    proc_free(p);
+    snprintf(path_env, sizeof path_env, "PATH=%s", dirs[0]);
+    run_args(args, 40, "cli:env", NULL, cmd_found);
+    p = proc_start_env(path_envs, args);
     expect_exit(p, 126, 10000);
     proc_free(p);
 }
@@ -589,10 +653,72 @@ static void test_redis_paused_kills_before_expiry(void **state)
         fail_msg("CMD's group was gone only %lld ms after the key could expire",
                  dead_at_ms - expiry_ms);
     }
-    expect_output(p, "SIGKILL to CMD's process group", 1000);
+    expect_output(p, "was killed by signal 9", 1000); /* by leasehold or its guardian */
     test_process_signal(p->pid, SIGTERM);
     proc_exit_code(p, 5000);
     proc_free(p);
+}
+
+/*
+ * A leasehold that is stopped (SIGSTOP, as Ctrl-Z stops it) for longer
+ * than the lease cannot kill its CMD itself: its guardian does, at the
+ * SIGKILL time it was last given.  The stopped leader's group (CMD and a
+ * grandchild) must be dead before the other instance's CMD starts.
+ */
+static void test_stopped_leasehold(void **state)
+{
+    (void)state;
+    const char *beats = tmp_path("stop.beats");
+    char gpid_paths[2][512], scripts[2][1400];
+    proc *ps[2];
+    beater first;
+    for (int i = 0; i < 2; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "stop.gpid%d", i);
+        snprintf(gpid_paths[i], sizeof gpid_paths[i], "%s", tmp_path(name));
+        grandchild_cmd(scripts[i], sizeof scripts[i], gpid_paths[i], beats, "");
+        const char *cmd[] = {"sh", "-c", scripts[i], NULL};
+        const char *args[40];
+        run_args(args, 40, "cli:stop", NULL, cmd);
+        ps[i] = proc_start(args);
+        if (i == 0)
+            wait_beaters(beats, 1, TEST_FRESH_REDIS_MS + 5000, &first);
+    }
+    int gpid = read_pid_file(gpid_paths[0]);
+    assert_true(group_alive(first.pid) && pid_alive(gpid));
+
+    test_process_signal(ps[0]->pid, SIGSTOP);
+    uint64_t deadline = test_now_ms() + test_ms(3000);
+    uint64_t seen_alive_ms = test_now_ms();
+    for (;;) {
+        uint64_t t = test_now_ms();
+        if (!group_alive(first.pid))
+            break;
+        seen_alive_ms = t; /* alive at t or later */
+        if (t >= deadline) {
+            test_process_signal(ps[0]->pid, SIGCONT);
+            fail_msg("the stopped leader's CMD group still alive 3 s after SIGSTOP");
+        }
+        test_sleep_ms(2);
+    }
+    beater second;
+    wait_beaters(beats, 2, 5000, &second);
+    test_process_signal(ps[0]->pid, SIGCONT);
+    if (second.first_ms <= seen_alive_ms)
+        fail_msg("CMD %d started at %llu, while the stopped leader's group was alive at %llu",
+                 second.pid, (unsigned long long)second.first_ms,
+                 (unsigned long long)seen_alive_ms);
+    assert_false(pid_alive(gpid));
+    check_no_overlap(beats);
+
+    expect_output(ps[0], "was killed by signal 9", 3000); /* seen once it runs again */
+    expect_output(ps[0], "campaigning again", 1000);
+    test_process_signal(ps[0]->pid, SIGTERM);
+    expect_exit(ps[0], 128 + SIGTERM, 5000);
+    test_process_signal(ps[1]->pid, SIGTERM);
+    expect_exit(ps[1], 0, 5000);
+    for (int i = 0; i < 2; i++)
+        proc_free(ps[i]);
 }
 
 /* --restart keeps the lease and restarts CMD with a back-off; SIGTERM then
@@ -701,6 +827,12 @@ static void test_signals_and_grace(void **state)
     assert_false(pid_alive(b.pid));
     redis_get("cli:grace", holder, sizeof holder);
     assert_string_equal(holder, "");
+    /* A voluntary stop: no stepping down before the kill (the lease is
+     * released on the way out, after CMD is reaped). */
+    if (!strstr(p->out, "--grace has run out") || strstr(p->out, "no longer the leader")) {
+        show(p, "leasehold");
+        fail_msg("the --grace SIGKILL was not logged as such, or the term was ended first");
+    }
     proc_free(p);
 }
 
@@ -965,6 +1097,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_three_instances_no_overlap, free_leftovers),
         cmocka_unit_test_teardown(test_env_and_exit_status, free_leftovers),
         cmocka_unit_test_teardown(test_redis_paused_kills_before_expiry, free_leftovers),
+        cmocka_unit_test_teardown(test_stopped_leasehold, free_leftovers),
         cmocka_unit_test_teardown(test_restart, free_leftovers),
         cmocka_unit_test_teardown(test_exit_on_loss, free_leftovers),
         cmocka_unit_test_teardown(test_wait_timeout, free_leftovers),

@@ -30,8 +30,10 @@ static inline uint64_t test_ms(uint64_t ms)
     return (uint64_t)((double)ms * test_multiplier());
 }
 
-/* Milliseconds of CLOCK_MONOTONIC, the clock the library decides by; the
- * same clock in a child process, so timestamps compare across processes. */
+/* Milliseconds of CLOCK_MONOTONIC, the same in every process of this
+ * machine, so timestamps compare across processes.  (The library decides by
+ * CLOCK_BOOTTIME, leasehold_now_ms(); the two differ only by time spent
+ * suspended, which tests never see, and tests compare durations only.) */
 static inline uint64_t test_now_ms(void)
 {
     struct timespec ts;
