@@ -1107,6 +1107,17 @@ void leasehold_config_init(leasehold_config *cfg)
     cfg->restart_guard = true;
 }
 
+/* The part of the configuration the state machine takes. */
+static lease_config lease_config_of(const leasehold_config *cfg)
+{
+    return (lease_config){.lease_ms = cfg->lease_ms,
+                          .renew_interval_ms = cfg->renew_interval_ms,
+                          .retry_interval_ms = cfg->retry_interval_ms,
+                          .renew_deadline_ms = cfg->renew_deadline_ms,
+                          .stop_timeout_ms = cfg->stop_timeout_ms,
+                          .original_timing = cfg->original_timing};
+}
+
 /* Checks what lease.c does not: the connection's and the service's times,
  * the identity. */
 static int check_config(const leasehold_config *cfg, leasehold_error *err)
@@ -1222,12 +1233,7 @@ leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_er
         u.command_timeout_ms ? u.command_timeout_ms : cfg->command_timeout_ms;
     uint32_t connect_timeout_ms =
         u.connect_timeout_ms ? u.connect_timeout_ms : cfg->connect_timeout_ms;
-    lease_config lc = {.lease_ms = cfg->lease_ms,
-                       .renew_interval_ms = cfg->renew_interval_ms,
-                       .retry_interval_ms = cfg->retry_interval_ms,
-                       .renew_deadline_ms = cfg->renew_deadline_ms,
-                       .stop_timeout_ms = cfg->stop_timeout_ms,
-                       .original_timing = cfg->original_timing};
+    lease_config lc = lease_config_of(cfg);
     if (lease_config_check(&lc, command_timeout_ms, err) < 0)
         return NULL;
 
@@ -1372,12 +1378,7 @@ static leasehold_election *campaign(leasehold_client *c, const char *key,
         error_set(err, LEASEHOLD_ENOMEM, "out of memory");
         goto fail;
     }
-    lease_config lc = {.lease_ms = c->cfg.lease_ms,
-                       .renew_interval_ms = c->cfg.renew_interval_ms,
-                       .retry_interval_ms = c->cfg.retry_interval_ms,
-                       .renew_deadline_ms = c->cfg.renew_deadline_ms,
-                       .stop_timeout_ms = c->cfg.stop_timeout_ms,
-                       .original_timing = c->cfg.original_timing};
+    lease_config lc = lease_config_of(&c->cfg);
     pthread_mutex_lock(&c->mu);
     uint64_t seed = next_seed(c);
     int code = 0;
