@@ -29,9 +29,8 @@
 
 #include "redis_server.h"
 #include "testutil.h"
+#include "tool_proc.h"
 
-#define OUTPUT_MAX  65536
-#define MAX_PROCS   8
 #define MAX_BEATERS 32
 
 static redis_server *redis;
@@ -85,159 +84,6 @@ static int beat_main(const char *path, bool stubborn)
 }
 
 /* ---------------------------------------------------------- processes */
-
-typedef struct proc {
-    pid_t pid; /* 0 once reaped */
-    int fd;
-    bool eof;
-    size_t len;
-    char out[OUTPUT_MAX];
-} proc;
-
-static proc *live[MAX_PROCS];
-
-static const char *cli_path(void)
-{
-    static char path[4096];
-    const char *dir = getenv("LEASEHOLD_BUILD_DIR");
-    snprintf(path, sizeof path, "%s/leasehold", dir ? dir : ".");
-    return path;
-}
-
-/* Starts leasehold with args (NULL-terminated) and env assignments (may be
- * NULL); SNAKETRON_* cleared first. */
-static proc *proc_start_env(const char *const env[], const char *const args[])
-{
-    const char *argv[80];
-    size_t n = 0;
-    argv[n++] = "env";
-    argv[n++] = "-u";
-    argv[n++] = "SNAKETRON_REDIS_URL";
-    argv[n++] = "-u";
-    argv[n++] = "SNAKETRON_REGION";
-    for (size_t i = 0; env && env[i]; i++)
-        argv[n++] = env[i];
-    argv[n++] = "/bin/sh";
-    argv[n++] = "-c";
-    argv[n++] = "exec \"$0\" \"$@\" 2>&1";
-    argv[n++] = cli_path();
-    for (size_t i = 0; args[i]; i++) {
-        assert_true(n < 79);
-        argv[n++] = args[i];
-    }
-    argv[n] = NULL;
-    int fds[2];
-    assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
-    proc *p = calloc(1, sizeof *p);
-    assert_non_null(p);
-    p->pid = test_process_spawn((char *const *)argv, fds[1]);
-    close(fds[1]);
-    p->fd = fds[0];
-    assert_true(p->pid > 0);
-    for (int i = 0; i < MAX_PROCS; i++) {
-        if (!live[i]) {
-            live[i] = p;
-            return p;
-        }
-    }
-    fail_msg("more than %d processes at once", MAX_PROCS);
-    return NULL;
-}
-
-static proc *proc_start(const char *const args[])
-{
-    return proc_start_env(NULL, args);
-}
-
-static void proc_free(proc *p)
-{
-    if (!p)
-        return;
-    if (p->pid > 0)
-        test_process_kill(p->pid);
-    close(p->fd);
-    for (int i = 0; i < MAX_PROCS; i++)
-        if (live[i] == p)
-            live[i] = NULL;
-    free(p);
-}
-
-/* Reads what p has printed, waiting up to wait_ms for something. */
-static void proc_read(proc *p, int wait_ms)
-{
-    struct pollfd pfd = {.fd = p->fd, .events = POLLIN};
-    while (!p->eof && poll(&pfd, 1, wait_ms) > 0) {
-        if (p->len >= OUTPUT_MAX - 1) {
-            char sink[4096];
-            ssize_t n = read(p->fd, sink, sizeof sink);
-            p->eof = n == 0;
-            if (n <= 0)
-                return;
-            continue;
-        }
-        ssize_t n = read(p->fd, p->out + p->len, OUTPUT_MAX - 1 - p->len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            p->eof = true;
-            return;
-        }
-        p->len += (size_t)n;
-        p->out[p->len] = '\0';
-        wait_ms = 0;
-    }
-}
-
-static void show(const proc *p, const char *what)
-{
-    fprintf(stderr, "--- %s printed:\n%s--- end\n", what, p->out);
-}
-
-/* Waits up to test_ms(max_ms) for p to print needle. */
-static void expect_output(proc *p, const char *needle, uint64_t max_ms)
-{
-    uint64_t deadline = test_now_ms() + test_ms(max_ms);
-    while (!strstr(p->out, needle)) {
-        if (test_now_ms() >= deadline || p->eof) {
-            show(p, "leasehold");
-            fail_msg("no \"%s\" within %llu ms", needle, (unsigned long long)test_ms(max_ms));
-        }
-        proc_read(p, 20);
-    }
-}
-
-/* Waits up to test_ms(max_ms) for p to exit; its code (128+N if killed),
- * having read all its output and reaped it. */
-static int proc_exit_code(proc *p, uint64_t max_ms)
-{
-    uint64_t deadline = test_now_ms() + test_ms(max_ms);
-    siginfo_t info;
-    for (;;) {
-        proc_read(p, 20);
-        memset(&info, 0, sizeof info);
-        if (waitid(P_PID, (id_t)p->pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-            info.si_pid == p->pid)
-            break;
-        if (test_now_ms() >= deadline) {
-            show(p, "leasehold");
-            fail_msg("pid %d did not exit within %llu ms", (int)p->pid,
-                     (unsigned long long)test_ms(max_ms));
-        }
-    }
-    proc_read(p, 200);
-    test_process_kill(p->pid);
-    p->pid = 0;
-    return info.si_code == CLD_EXITED ? info.si_status : 128 + info.si_status;
-}
-
-static void expect_exit(proc *p, int code, uint64_t max_ms)
-{
-    int got = proc_exit_code(p, max_ms);
-    if (got != code) {
-        show(p, "leasehold");
-        fail_msg("exit code %d, expected %d", got, code);
-    }
-}
 
 /* Fills args with run, the URL, the key, fast timing and extra (NULL-
  * terminated), then "--" and cmd (NULL-terminated). */
@@ -348,9 +194,7 @@ static void wait_beaters(const char *path, int count, uint64_t max_ms, beater *l
     int n;
     while ((n = read_beats(path, bs)) < count) {
         if (test_now_ms() >= deadline) {
-            for (int i = 0; i < MAX_PROCS; i++)
-                if (live[i])
-                    show(live[i], "a leasehold");
+            procs_show_all("a leasehold");
             fail_msg("%d CMD(s) ran within %llu ms, expected %d", n,
                      (unsigned long long)test_ms(max_ms), count);
         }
@@ -452,7 +296,7 @@ static void test_env_and_exit_status(void **state)
     const char *args[40];
     run_args(args, 40, "cli:env", extra, cmd);
     const char *env[] = {"LEASEHOLD_EPOCH=stale", NULL};
-    proc *p = proc_start_env(env, args);
+    proc *p = proc_start("leasehold", env, args);
     expect_exit(p, 7, 10000);
     char key[64], epoch[64], token[256];
     FILE *f = fopen(out, "r");
@@ -473,14 +317,14 @@ static void test_env_and_exit_status(void **state)
     /* Killed by a signal: 128 + N. */
     const char *cmd_sig[] = {"sh", "-c", "kill -USR1 $$", NULL};
     run_args(args, 40, "cli:env", NULL, cmd_sig);
-    p = proc_start(args);
+    p = proc_start("leasehold", NULL, args);
     expect_exit(p, 128 + SIGUSR1, 10000);
     proc_free(p);
 
     /* Not found: 127; not executable: 126. */
     const char *cmd_missing[] = {"/nonexistent/cmd", NULL};
     run_args(args, 40, "cli:env", NULL, cmd_missing);
-    p = proc_start(args);
+    p = proc_start("leasehold", NULL, args);
     expect_exit(p, 127, 10000);
     proc_free(p);
     const char *noexec = tmp_path("not-executable");
@@ -490,7 +334,7 @@ static void test_env_and_exit_status(void **state)
     assert_int_equal(chmod(noexec, 0644), 0);
     const char *cmd_noexec[] = {noexec, NULL};
     run_args(args, 40, "cli:env", NULL, cmd_noexec);
-    p = proc_start(args);
+    p = proc_start("leasehold", NULL, args);
     expect_exit(p, 126, 10000);
     proc_free(p);
 
@@ -515,17 +359,17 @@ static void test_env_and_exit_status(void **state)
     const char *path_envs[] = {path_env, NULL};
     const char *cmd_found[] = {"lh-found", NULL};
     run_args(args, 40, "cli:env", NULL, cmd_found);
-    p = proc_start_env(path_envs, args);
+    p = proc_start("leasehold", path_envs, args);
     expect_exit(p, 5, 10000);
     proc_free(p);
     const char *cmd_nowhere[] = {"lh-nowhere", NULL};
     run_args(args, 40, "cli:env", NULL, cmd_nowhere);
-    p = proc_start_env(path_envs, args);
+    p = proc_start("leasehold", path_envs, args);
     expect_exit(p, 127, 10000);
     proc_free(p);
     snprintf(path_env, sizeof path_env, "PATH=%s", dirs[0]);
     run_args(args, 40, "cli:env", NULL, cmd_found);
-    p = proc_start_env(path_envs, args);
+    p = proc_start("leasehold", path_envs, args);
     expect_exit(p, 126, 10000);
     proc_free(p);
 }
@@ -551,7 +395,7 @@ static void test_three_instances_no_overlap(void **state)
         const char *cmd[] = {"sh", "-c", scripts[i], NULL};
         const char *args[40];
         run_args(args, 40, "cli:three", NULL, cmd);
-        ps[i] = proc_start(args);
+        ps[i] = proc_start("leasehold", NULL, args);
     }
     beater first;
     wait_beaters(beats, 1, TEST_FRESH_REDIS_MS + 5000, &first);
@@ -623,7 +467,7 @@ static void test_redis_paused_kills_before_expiry(void **state)
     const char *cmd[] = {"sh", "-c", script, NULL};
     const char *args[40];
     run_args(args, 40, "cli:pause", NULL, cmd);
-    proc *p = proc_start(args);
+    proc *p = proc_start("leasehold", NULL, args);
     beater b;
     wait_beaters(beats, 1, TEST_FRESH_REDIS_MS + 5000, &b);
     int gpid = read_pid_file(gpid_path);
@@ -645,11 +489,11 @@ static void test_redis_paused_kills_before_expiry(void **state)
     redis_server_resume(redis);
     redis_do("CLIENT UNPAUSE", NULL, NULL);
     if (!dead) {
-        show(p, "leasehold");
+        proc_show(p, "leasehold");
         fail_msg("CMD still alive 3 s after Redis hung");
     }
     if (dead_at_ms >= expiry_ms) {
-        show(p, "leasehold");
+        proc_show(p, "leasehold");
         fail_msg("CMD's group was gone only %lld ms after the key could expire",
                  dead_at_ms - expiry_ms);
     }
@@ -680,7 +524,7 @@ static void test_stopped_leasehold(void **state)
         const char *cmd[] = {"sh", "-c", scripts[i], NULL};
         const char *args[40];
         run_args(args, 40, "cli:stop", NULL, cmd);
-        ps[i] = proc_start(args);
+        ps[i] = proc_start("leasehold", NULL, args);
         if (i == 0)
             wait_beaters(beats, 1, TEST_FRESH_REDIS_MS + 5000, &first);
     }
@@ -733,7 +577,7 @@ static void test_restart(void **state)
     const char *extra[] = {"--restart", NULL};
     const char *args[40];
     run_args(args, 40, "cli:restart", extra, cmd);
-    proc *p = proc_start(args);
+    proc *p = proc_start("leasehold", NULL, args);
     expect_output(p, "restarting sh in 1000 ms", 10000); /* 500, then 1000: twice started */
     char holder[256];
     redis_get("cli:restart", holder, sizeof holder);
@@ -764,7 +608,7 @@ static void test_exit_on_loss(void **state)
     const char *extra[] = {"--exit-on-loss", NULL};
     const char *args[40];
     run_args(args, 40, "cli:loss", extra, cmd);
-    proc *p = proc_start(args);
+    proc *p = proc_start("leasehold", NULL, args);
     beater b;
     wait_beaters(beats, 1, 10000, &b);
     redis_do("SET %s %s PX 60000", "cli:loss", "intruder/1");
@@ -787,7 +631,7 @@ static void test_wait_timeout(void **state)
     const char *args[40];
     run_args(args, 40, "cli:wait", extra, cmd);
     uint64_t t0 = test_now_ms();
-    proc *p = proc_start(args);
+    proc *p = proc_start("leasehold", NULL, args);
     expect_exit(p, 75, 3000);
     assert_true(test_now_ms() - t0 >= 500);
     assert_non_null(strstr(p->out, "not elected within 500 ms"));
@@ -805,7 +649,7 @@ static void test_signals_and_grace(void **state)
     const char *extra[] = {"--grace", "400ms", NULL};
     const char *args[40];
     run_args(args, 40, "cli:grace", extra, cmd);
-    proc *p = proc_start(args);
+    proc *p = proc_start("leasehold", NULL, args);
     beater b;
     wait_beaters(beats, 1, 10000, &b);
     test_process_signal(p->pid, SIGHUP);
@@ -830,7 +674,7 @@ static void test_signals_and_grace(void **state)
     /* A voluntary stop: no stepping down before the kill (the lease is
      * released on the way out, after CMD is reaped). */
     if (!strstr(p->out, "--grace has run out") || strstr(p->out, "no longer the leader")) {
-        show(p, "leasehold");
+        proc_show(p, "leasehold");
         fail_msg("the --grace SIGKILL was not logged as such, or the term was ended first");
     }
     proc_free(p);
@@ -848,7 +692,7 @@ static void test_unreachable(void **state)
     const char *watch[] = {"watch", "--url", url, NULL};
     const char *const *cases[] = {run, status, watch};
     for (int i = 0; i < 3; i++) {
-        proc *p = proc_start(cases[i]);
+        proc *p = proc_start("leasehold", NULL, cases[i]);
         expect_exit(p, 69, 5000);
         assert_non_null(strstr(p->out, url + 8));
         proc_free(p);
@@ -900,13 +744,13 @@ static void test_usage_errors(void **state)
         const char *args[10] = {0};
         for (size_t j = 0; j < 9 && cases[i][j]; j++)
             args[j] = strcmp(cases[i][j], "@R") == 0 ? redis->url : cases[i][j];
-        proc *p = proc_start(args);
+        proc *p = proc_start("leasehold", NULL, args);
         int code = proc_exit_code(p, 5000);
         int lines = 0;
         for (const char *c = p->out; *c; c++)
             lines += *c == '\n';
         if (code != 64 || lines != 1 || strncmp(p->out, "leasehold: ", 11) != 0) {
-            show(p, "leasehold");
+            proc_show(p, "leasehold");
             fail_msg("case %zu (%s %s %s %s): exit %d, %d lines", i, args[0] ? args[0] : "",
                      args[1] ? args[1] : "", args[3] ? args[3] : "", args[4] ? args[4] : "", code,
                      lines);
@@ -914,7 +758,7 @@ static void test_usage_errors(void **state)
         proc_free(p);
     }
     const char *help[] = {"--help", NULL};
-    proc *p = proc_start(help);
+    proc *p = proc_start("leasehold", NULL, help);
     expect_exit(p, 0, 5000);
     static const char *const mentions[] = {
         "--url",
@@ -960,11 +804,11 @@ static void test_status(void **state)
     const char *env[] = {url_env, "SNAKETRON_REGION=cli-status", NULL};
     const char *text[] = {"status", NULL};
     const char *json[] = {"status", "--json", NULL};
-    proc *p = proc_start_env(env, text);
+    proc *p = proc_start("leasehold", env, text);
     expect_exit(p, 3, 5000);
     assert_non_null(strstr(p->out, "snaketron:leader:cli-status: no leader"));
     proc_free(p);
-    p = proc_start_env(env, json);
+    p = proc_start("leasehold", env, json);
     expect_exit(p, 3, 5000);
     assert_non_null(strstr(p->out, "{\"key\":\"snaketron:leader:cli-status\",\"leader\":false,"
                                    "\"token\":null,\"epoch\":0,\"ttl_ms\":0}\n"));
@@ -975,19 +819,19 @@ static void test_status(void **state)
     const char *extra[] = {"--id", "st", NULL};
     const char *args[40];
     run_args(args, 40, "snaketron:leader:cli-status", extra, cmd);
-    proc *leader = proc_start(args);
+    proc *leader = proc_start("leasehold", NULL, args);
     beater b;
     wait_beaters(beats, 1, 10000, &b);
     char token[256], line[700];
     redis_get("snaketron:leader:cli-status", token, sizeof token);
-    p = proc_start_env(env, text);
+    p = proc_start("leasehold", env, text);
     expect_exit(p, 0, 5000);
     snprintf(line, sizeof line, "snaketron:leader:cli-status: leader %s, epoch %s, expires in ",
              token, b.epoch);
     if (!strstr(p->out, line))
         fail_msg("expected \"%s\" in: %s", line, p->out);
     proc_free(p);
-    p = proc_start_env(env, json);
+    p = proc_start("leasehold", env, json);
     expect_exit(p, 0, 5000);
     snprintf(line, sizeof line,
              "{\"key\":\"snaketron:leader:cli-status\",\"leader\":true,\"token\":\"%s\","
@@ -1008,8 +852,8 @@ static void test_watch(void **state)
     (void)state;
     const char *text[] = {"watch", "--url", redis->url, "--key", "cli:watch", NULL};
     const char *json[] = {"watch", "--url", redis->url, "--key", "cli:watch", "--json", NULL};
-    proc *wt = proc_start(text);
-    proc *wj = proc_start(json);
+    proc *wt = proc_start("leasehold", NULL, text);
+    proc *wj = proc_start("leasehold", NULL, json);
     test_sleep_ms(300); /* let both subscribe */
 
     const char *beats = tmp_path("watch.beats");
@@ -1017,7 +861,7 @@ static void test_watch(void **state)
     const char *extra[] = {"--log-format", "json", NULL};
     const char *args[40];
     run_args(args, 40, "cli:watch", extra, cmd);
-    proc *a = proc_start(args);
+    proc *a = proc_start("leasehold", NULL, args);
     beater b;
     wait_beaters(beats, 1, 10000, &b);
     char line[600];
@@ -1035,7 +879,7 @@ static void test_watch(void **state)
     snprintf(line, sizeof line, "\"event\":\"released\",\"epoch\":%s,", b.epoch);
     expect_output(wj, line, 2000);
 
-    proc *c = proc_start(args);
+    proc *c = proc_start("leasehold", NULL, args);
     beater b2;
     wait_beaters(beats, 2, 5000, &b2);
     snprintf(line, sizeof line, " cli:watch elected epoch=%s token=", b2.epoch);
@@ -1057,14 +901,6 @@ static void test_watch(void **state)
     proc_free(wj);
     proc_free(a);
     proc_free(c);
-}
-
-static int free_leftovers(void **state)
-{
-    (void)state;
-    for (int i = 0; i < MAX_PROCS; i++)
-        proc_free(live[i]);
-    return 0;
 }
 
 static int setup(void **state)
@@ -1092,18 +928,18 @@ int main(int argc, char **argv)
     if (argc >= 3 && strcmp(argv[1], "beat") == 0)
         return beat_main(argv[2], argc >= 4 && strcmp(argv[3], "stubborn") == 0);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_usage_errors, free_leftovers),
-        cmocka_unit_test_teardown(test_unreachable, free_leftovers),
-        cmocka_unit_test_teardown(test_three_instances_no_overlap, free_leftovers),
-        cmocka_unit_test_teardown(test_env_and_exit_status, free_leftovers),
-        cmocka_unit_test_teardown(test_redis_paused_kills_before_expiry, free_leftovers),
-        cmocka_unit_test_teardown(test_stopped_leasehold, free_leftovers),
-        cmocka_unit_test_teardown(test_restart, free_leftovers),
-        cmocka_unit_test_teardown(test_exit_on_loss, free_leftovers),
-        cmocka_unit_test_teardown(test_wait_timeout, free_leftovers),
-        cmocka_unit_test_teardown(test_signals_and_grace, free_leftovers),
-        cmocka_unit_test_teardown(test_status, free_leftovers),
-        cmocka_unit_test_teardown(test_watch, free_leftovers),
+        cmocka_unit_test_teardown(test_usage_errors, proc_free_all),
+        cmocka_unit_test_teardown(test_unreachable, proc_free_all),
+        cmocka_unit_test_teardown(test_three_instances_no_overlap, proc_free_all),
+        cmocka_unit_test_teardown(test_env_and_exit_status, proc_free_all),
+        cmocka_unit_test_teardown(test_redis_paused_kills_before_expiry, proc_free_all),
+        cmocka_unit_test_teardown(test_stopped_leasehold, proc_free_all),
+        cmocka_unit_test_teardown(test_restart, proc_free_all),
+        cmocka_unit_test_teardown(test_exit_on_loss, proc_free_all),
+        cmocka_unit_test_teardown(test_wait_timeout, proc_free_all),
+        cmocka_unit_test_teardown(test_signals_and_grace, proc_free_all),
+        cmocka_unit_test_teardown(test_status, proc_free_all),
+        cmocka_unit_test_teardown(test_watch, proc_free_all),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

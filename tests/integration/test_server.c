@@ -27,10 +27,9 @@
 
 #include "redis_server.h"
 #include "testutil.h"
+#include "tool_proc.h"
 
 #define LEADER_LINE "This server is now the leader!"
-#define OUTPUT_MAX  65536
-#define MAX_PROCS   8
 
 /* Timing of the servers that campaign: short, so failovers are quick. */
 #define LEASE_MS 1000
@@ -41,146 +40,6 @@ static const char *const fast_timing[][2] = {
 };
 
 static redis_server *redis;
-
-/* A running server and everything it has printed so far. */
-typedef struct proc {
-    pid_t pid; /* 0 once reaped */
-    int fd;    /* read end of its stdout + stderr */
-    bool eof;
-    size_t len;
-    char out[OUTPUT_MAX]; /* NUL-terminated */
-} proc;
-
-static proc *live[MAX_PROCS]; /* every proc not yet freed, for the teardown */
-
-static const char *server_path(void)
-{
-    static char path[4096];
-    const char *dir = getenv("LEASEHOLD_BUILD_DIR");
-    snprintf(path, sizeof path, "%s/server", dir ? dir : ".");
-    return path;
-}
-
-/*
- * Starts the server with `env` assignments (NULL-terminated, may be NULL)
- * and arguments (NULL-terminated).  SNAKETRON_REDIS_URL and SNAKETRON_REGION
- * are cleared first, so only what the test gives counts.
- */
-static proc *proc_start(const char *const env[], const char *const args[])
-{
-    const char *argv[64];
-    size_t n = 0;
-    argv[n++] = "env";
-    argv[n++] = "-u";
-    argv[n++] = "SNAKETRON_REDIS_URL";
-    argv[n++] = "-u";
-    argv[n++] = "SNAKETRON_REGION";
-    for (size_t i = 0; env && env[i]; i++)
-        argv[n++] = env[i];
-    argv[n++] = "/bin/sh";
-    argv[n++] = "-c";
-    argv[n++] = "exec \"$0\" \"$@\" 2>&1";
-    argv[n++] = server_path();
-    for (size_t i = 0; args[i]; i++) {
-        assert_true(n < 63);
-        argv[n++] = args[i];
-    }
-    argv[n] = NULL;
-
-    int fds[2];
-    assert_int_equal(pipe2(fds, O_CLOEXEC), 0);
-    proc *p = calloc(1, sizeof *p);
-    assert_non_null(p);
-    p->pid = test_process_spawn((char *const *)argv, fds[1]);
-    close(fds[1]);
-    p->fd = fds[0];
-    assert_true(p->pid > 0);
-    for (int i = 0; i < MAX_PROCS; i++) {
-        if (!live[i]) {
-            live[i] = p;
-            return p;
-        }
-    }
-    fail_msg("more than %d servers at once", MAX_PROCS);
-    return NULL;
-}
-
-/* Kills the server if it still runs, reaps it and frees p. */
-static void proc_free(proc *p)
-{
-    if (!p)
-        return;
-    if (p->pid > 0)
-        test_process_kill(p->pid);
-    close(p->fd);
-    for (int i = 0; i < MAX_PROCS; i++)
-        if (live[i] == p)
-            live[i] = NULL;
-    free(p);
-}
-
-/* Appends what is readable on p's pipe (p->eof at end of file). */
-static void proc_drain(proc *p)
-{
-    while (!p->eof) {
-        if (p->len == OUTPUT_MAX - 1) { /* full: keep the first lines, drop the rest */
-            char sink[4096];
-            ssize_t n = read(p->fd, sink, sizeof sink);
-            if (n > 0 || (n < 0 && errno == EINTR))
-                continue;
-            p->eof = n == 0;
-            return;
-        }
-        ssize_t n = read(p->fd, p->out + p->len, OUTPUT_MAX - 1 - p->len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            p->eof = n == 0;
-            return;
-        }
-        p->len += (size_t)n;
-        p->out[p->len] = '\0';
-        struct pollfd pfd = {.fd = p->fd, .events = POLLIN};
-        if (poll(&pfd, 1, 0) <= 0)
-            return;
-    }
-}
-
-/*
- * Reads from every proc in ps until pred(p, arg) holds for one of them
- * (returns its index), or until deadline_ms of the monotonic clock (-1).
- */
-typedef bool (*proc_pred)(const proc *p, const void *arg);
-
-static int procs_wait(proc *const ps[], int n, proc_pred pred, const void *arg,
-                      uint64_t deadline_ms)
-{
-    for (;;) {
-        struct pollfd pfds[MAX_PROCS];
-        int open = 0;
-        for (int i = 0; i < n; i++) {
-            if (ps[i] && pred(ps[i], arg))
-                return i;
-            if (ps[i] && !ps[i]->eof)
-                pfds[open++] = (struct pollfd){.fd = ps[i]->fd, .events = POLLIN};
-        }
-        uint64_t now = test_now_ms();
-        if (now >= deadline_ms || open == 0)
-            return -1;
-        if (poll(pfds, (nfds_t)open, (int)(deadline_ms - now)) < 0 && errno != EINTR)
-            return -1;
-        for (int i = 0; i < n; i++) {
-            struct pollfd q = {.fd = ps[i] ? ps[i]->fd : -1, .events = POLLIN};
-            if (ps[i] && !ps[i]->eof && poll(&q, 1, 0) > 0)
-                proc_drain(ps[i]);
-        }
-    }
-}
-
-static bool has_text(const proc *p, const void *needle)
-{
-    return strstr(p->out, needle) != NULL;
-}
 
 /* A text and how many times it should have been printed. */
 typedef struct text_count {
@@ -195,83 +54,6 @@ static bool prints_n_times(const proc *p, const void *arg)
     for (const char *c = strstr(p->out, tc->text); c; c = strstr(c + 1, tc->text))
         n++;
     return n >= tc->times;
-}
-
-static bool at_eof(const proc *p, const void *unused)
-{
-    (void)unused;
-    return p->eof;
-}
-
-/* Waits up to test_ms(max_ms) for p to print needle; on timeout fails the
- * test, showing what p printed. */
-static void expect_output(proc *p, const char *needle, uint64_t max_ms)
-{
-    proc *ps[] = {p};
-    if (procs_wait(ps, 1, has_text, needle, test_now_ms() + test_ms(max_ms)) != 0) {
-        fprintf(stderr, "--- output:\n%s--- end of output\n", p->out);
-        fail_msg("no \"%s\" within %llu ms", needle, (unsigned long long)test_ms(max_ms));
-    }
-}
-
-/* Index of the first of ps to print needle within test_ms(max_ms); on
- * timeout fails the test, showing what each printed. */
-static int first_to_print(proc *const ps[], int n, const char *needle, uint64_t max_ms)
-{
-    int i = procs_wait(ps, n, has_text, needle, test_now_ms() + test_ms(max_ms));
-    if (i < 0) {
-        for (int k = 0; k < n; k++)
-            fprintf(stderr, "--- server %d printed:\n%s", k, ps[k]->out);
-        fail_msg("none of %d servers printed \"%s\" within %llu ms", n, needle,
-                 (unsigned long long)test_ms(max_ms));
-    }
-    return i;
-}
-
-/* A child that may have exited: filled in by exited(). */
-typedef struct exit_probe {
-    pid_t pid;
-    siginfo_t info;
-} exit_probe;
-
-static bool exited(void *arg)
-{
-    exit_probe *e = arg;
-    memset(&e->info, 0, sizeof e->info);
-    return waitid(P_PID, (id_t)e->pid, &e->info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-           e->info.si_pid == e->pid;
-}
-
-/*
- * Waits up to test_ms(max_ms) for p to exit, reading its output to the end,
- * and returns its exit code (128 + signal if killed), then reaps it.
- * waitid(WNOWAIT) looks without reaping, so the pid stays ours until
- * test_process_kill() reaps it and the harness forgets it.
- */
-static int proc_exit_code(proc *p, uint64_t max_ms)
-{
-    proc *ps[] = {p};
-    procs_wait(ps, 1, at_eof, NULL, test_now_ms() + test_ms(max_ms));
-    exit_probe e = {.pid = p->pid};
-    if (!wait_until(exited, &e, 1000)) {
-        fprintf(stderr, "--- output:\n%s--- end of output\n", p->out);
-        fail_msg("server pid %d did not exit within %llu ms", (int)p->pid,
-                 (unsigned long long)test_ms(max_ms));
-    }
-    test_process_kill(p->pid);
-    p->pid = 0;
-    return e.info.si_code == CLD_EXITED ? e.info.si_status : 128 + e.info.si_status;
-}
-
-/* Waits for p to exit (see proc_exit_code); fails the test, showing what p
- * printed, unless its exit code is `code`. */
-static void expect_exit(proc *p, int code, uint64_t max_ms)
-{
-    int got = proc_exit_code(p, max_ms);
-    if (got != code) {
-        fprintf(stderr, "--- output:\n%s--- end of output\n", p->out);
-        fail_msg("exit code %d, expected %d", got, code);
-    }
 }
 
 /* The number of lines p printed. */
@@ -339,7 +121,7 @@ static void test_three_servers_failover(void **state)
     for (int i = 0; i < 3; i++) {
         const char *args[20];
         campaign_args(args, key, ids[i]);
-        ps[i] = proc_start(NULL, args);
+        ps[i] = proc_start("server", NULL, args);
     }
 
     int leader = first_to_print(ps, 3, LEADER_LINE, 10000);
@@ -413,7 +195,7 @@ static void test_region_from_environment(void **state)
     const char *env[] = {url_env, "SNAKETRON_REGION=test-region", NULL};
     const char *args[] = {"--lease-ms",          "1000", "--renew-ms", "300",
                           "--renew-deadline-ms", "700",  NULL};
-    proc *p = proc_start(env, args);
+    proc *p = proc_start("server", env, args);
     expect_output(p, LEADER_LINE, 10000);
     char line[1024], holder[512];
     line_with(p, LEADER_LINE, line, sizeof line);
@@ -432,7 +214,7 @@ static void test_election_disabled(void **state)
 {
     (void)state;
     const char *args[] = {NULL};
-    proc *p = proc_start(NULL, args);
+    proc *p = proc_start("server", NULL, args);
     expect_output(p, "leader election disabled (SNAKETRON_REDIS_URL is not set)", 5000);
     test_process_signal(p->pid, SIGTERM);
     expect_exit(p, 0, 5000);
@@ -467,7 +249,7 @@ static void test_bad_options(void **state)
         const char *args[8] = {0};
         for (size_t j = 0; j < 6 && cases[i][j]; j++)
             args[j] = strcmp(cases[i][j], "@REDIS") == 0 ? redis->url : cases[i][j];
-        proc *p = proc_start(NULL, args);
+        proc *p = proc_start("server", NULL, args);
         int code = proc_exit_code(p, 5000);
         if (code != 64 || line_count(p) != 1 || strncmp(p->out, "server: ", 8) != 0) {
             fprintf(stderr, "--- output:\n%s--- end of output\n", p->out);
@@ -489,7 +271,7 @@ static void test_unreachable_redis(void **state)
     snprintf(env_url, sizeof env_url, "SNAKETRON_REDIS_URL=%s", url);
     const char *env[] = {env_url, NULL};
     const char *args[] = {NULL};
-    proc *p = proc_start(env, args);
+    proc *p = proc_start("server", env, args);
     int code = proc_exit_code(p, 5000);
     if (code != 69 || !strstr(p->out, url + strlen("redis://"))) {
         fprintf(stderr, "--- output:\n%s--- end of output\n", p->out);
@@ -503,7 +285,7 @@ static void test_help(void **state)
 {
     (void)state;
     const char *args[] = {"--help", NULL};
-    proc *p = proc_start(NULL, args);
+    proc *p = proc_start("server", NULL, args);
     expect_exit(p, 0, 5000);
     static const char *const mentions[] = {
         "SNAKETRON_REDIS_URL",
@@ -530,15 +312,6 @@ static void test_help(void **state)
     proc_free(p);
 }
 
-/* Kills and frees whatever a failed test left running. */
-static int free_leftovers(void **state)
-{
-    (void)state;
-    for (int i = 0; i < MAX_PROCS; i++)
-        proc_free(live[i]);
-    return 0;
-}
-
 static int start_redis(void **state)
 {
     (void)state;
@@ -556,12 +329,12 @@ static int stop_redis(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_help, free_leftovers),
-        cmocka_unit_test_teardown(test_bad_options, free_leftovers),
-        cmocka_unit_test_teardown(test_election_disabled, free_leftovers),
-        cmocka_unit_test_teardown(test_unreachable_redis, free_leftovers),
-        cmocka_unit_test_teardown(test_three_servers_failover, free_leftovers),
-        cmocka_unit_test_teardown(test_region_from_environment, free_leftovers),
+        cmocka_unit_test_teardown(test_help, proc_free_all),
+        cmocka_unit_test_teardown(test_bad_options, proc_free_all),
+        cmocka_unit_test_teardown(test_election_disabled, proc_free_all),
+        cmocka_unit_test_teardown(test_unreachable_redis, proc_free_all),
+        cmocka_unit_test_teardown(test_three_servers_failover, proc_free_all),
+        cmocka_unit_test_teardown(test_region_from_environment, proc_free_all),
     };
     return cmocka_run_group_tests(tests, start_redis, stop_redis);
 }
