@@ -288,13 +288,25 @@ int main(int argc, char **argv)
         leasehold_client_free(c);
         return 1;
     }
-    const struct timespec interval = {0, ACTION_INTERVAL_NS};
+    /* Action lines on a fixed 10 ms beat (absolute ticks, so the pace does
+     * not drift with the time each line takes); after a stop (SIGSTOP) the
+     * beat restarts from now instead of catching up in a burst. */
+    struct timespec tick;
+    clock_gettime(CLOCK_MONOTONIC, &tick);
     while (!terminated) {
         if (o.broken)
             act_broken(o.id);
         else
             act(e, o.id);
-        nanosleep(&interval, NULL);
+        tick.tv_nsec += ACTION_INTERVAL_NS;
+        if (tick.tv_nsec >= 1000000000L) {
+            tick.tv_sec++;
+            tick.tv_nsec -= 1000000000L;
+        }
+        uint64_t tick_ns = (uint64_t)tick.tv_sec * 1000000000u + (uint64_t)tick.tv_nsec;
+        if (tick_ns + ACTION_INTERVAL_NS < now_ns())
+            clock_gettime(CLOCK_MONOTONIC, &tick);
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &tick, NULL);
     }
     leasehold_client_free(c);
     emit("exit %" PRIu64 "\n", now_ns());
