@@ -186,14 +186,11 @@ static void become_follower(lease *l, uint64_t now_ms, uint32_t delay_ms)
     }
     /* A resign asked for while claiming, draining or releasing: give the
      * other candidates their turn first. */
-    bool draining = l->state == LEASE_RELEASING || l->state == LEASE_DRAINING;
-    bool resigned = l->back_off || (draining && l->drain_reason == LEASEHOLD_RESIGNED);
     if (l->back_off && delay_ms < l->cfg.retry_interval_ms)
         delay_ms = l->cfg.retry_interval_ms;
     l->back_off = false;
     l->state = LEASE_FOLLOWER;
     l->next_claim_ms = now_ms + delay_ms;
-    l->claim_not_before_ms = resigned ? l->next_claim_ms : 0;
 }
 
 /* Sends the compare-and-delete for `epoch` and waits for its answer; then
@@ -571,11 +568,13 @@ void lease_on_event(lease *l, uint64_t now_ms, lease_event_kind kind, const char
         bool same_term = !epoch || !l->holder_epoch || epoch == l->holder_epoch;
         if (same_term && strlen(l->holder) == cut && memcmp(l->holder, token, cut) == 0) {
             observe_holder(l, NULL, 0, epoch, LEASEHOLD_CHANGE_RELEASED);
-            /* A follower claims at once, unless it resigned a moment ago
-             * and owes the others their turn. */
+            /* A follower claims at once.  (A resign's back-off is for the
+             * term it gave up, whose release it never hears as news; a
+             * later term released by another is everyone's chance, or
+             * candidates that all resigned lately would wait out each
+             * other's back-off.) */
             if (l->state == LEASE_FOLLOWER && !own)
-                l->next_claim_ms =
-                    now_ms > l->claim_not_before_ms ? now_ms : l->claim_not_before_ms;
+                l->next_claim_ms = now_ms;
         }
     }
     advance(l, now_ms);
@@ -595,7 +594,6 @@ void lease_resign(lease *l, uint64_t now_ms)
         uint64_t later = now_ms + l->cfg.retry_interval_ms;
         if (l->next_claim_ms < later)
             l->next_claim_ms = later;
-        l->claim_not_before_ms = later;
     } else if (l->state != LEASE_IDLE) {
         l->back_off = true; /* a claim that wins is given back; the next one waits */
     }

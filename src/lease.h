@@ -156,7 +156,6 @@ typedef struct lease {
     bool back_off;                 /* resign while claiming/draining: no term, then wait */
     uint64_t hold_until_ms;        /* the key is certainly ours before this (never cleared) */
     uint64_t release_epoch;        /* RELEASING: the term being released */
-    uint64_t claim_not_before_ms;  /* FOLLOWER after a resign: no claim before this */
     uint64_t claim_gate_ms;        /* the restart guard: no claim before this */
     lease_action queue[LEASE_QUEUE_MAX];
     unsigned q_head, q_len;

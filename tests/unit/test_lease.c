@@ -685,16 +685,17 @@ static const step own_election_announced_first[] = {
     {ACQ_OK, 1005, "elected(7)", LEASE_LEADER, .epoch = 7, .leader = true},
 };
 
-/* A follower that just resigned lets the others claim first, even when it
- * hears a release. */
-static const step resigned_follower_waits_on_release[] = {
+/* A follower that resigned waits a retry interval before claiming the term
+ * it gave up; a later term released by another is its chance like anyone's
+ * (else candidates that all resigned lately would wait out each other). */
+static const step resigned_follower_claims_a_later_release[] = {
     ELECT,
     {RESIGN, 1100, "revoked(resigned)", LEASE_DRAINING},
     {SERVICE_STOPPED, 1200, "release(7)", LEASE_RELEASING},
     {RELEASED, 1210, "changed(-:released:me/1)", LEASE_FOLLOWER, .result = 1, .wake = 2210},
     {EV_ELECTED, 1220, "changed(other/2,8)", LEASE_FOLLOWER, .holder = "other/2", .epoch = 8},
-    {EV_RELEASED, 1300, "changed(-:released:other/2)", LEASE_FOLLOWER, .holder = "other/2",
-     .epoch = 8, .wake = 2210},
+    {EV_RELEASED, 1300, "changed(-:released:other/2) acquire", LEASE_CLAIMING, .holder = "other/2",
+     .epoch = 8},
 };
 
 /* The restart guard holds claims (not renewals) until the new Redis has been
@@ -764,7 +765,7 @@ static const scenario scenarios[] = {
     SCENARIO(restart_guard_holds_claims),
     SCENARIO(stale_observations_ignored),
     SCENARIO(own_election_announced_first),
-    SCENARIO(resigned_follower_waits_on_release),
+    SCENARIO(resigned_follower_claims_a_later_release),
     SCENARIO(resign_holds_key_while_service_stops),
     SCENARIO(resign_hold_ends_when_key_lost),
     SCENARIO(resign_while_claiming),
