@@ -99,7 +99,9 @@ extern "C" {
     X(LEASEHOLD_EREDIS, -1009, "error reply from Redis")                                           \
     X(LEASEHOLD_ECLOSED, -1010, "client is shutting down")                                         \
     X(LEASEHOLD_EEXIST, -1011, "this client already campaigns for that key")                       \
-    X(LEASEHOLD_ECONFIG, -1012, "invalid configuration")
+    X(LEASEHOLD_ECONFIG, -1012, "invalid configuration")                                           \
+    X(LEASEHOLD_EEVICTION, -1013, "Redis may evict the lease key (maxmemory-policy)")              \
+    X(LEASEHOLD_ECLOCKJUMP, -1014, "Redis's clock jumped forward")
 
 enum leasehold_errno {
 #define LEASEHOLD_ENUM_(name, value, msg) name = (value),
@@ -134,7 +136,7 @@ typedef enum leasehold_log_level {
  * thread, or on the caller's thread inside leasehold_client_new(). */
 typedef void (*leasehold_log_fn)(leasehold_log_level level, const char *msg, void *arg);
 
-#define LEASEHOLD_CONFIG_VERSION 1
+#define LEASEHOLD_CONFIG_VERSION 2
 
 /*
  * Client configuration.  Always start from leasehold_config_init(): it sets
@@ -156,6 +158,13 @@ typedef struct leasehold_config {
     uint32_t command_timeout_ms; /* unanswered this long resets the connection: 250 */
     uint32_t connect_timeout_ms; /* 1000 */
     uint32_t stop_timeout_ms;    /* how long a stopping service is waited for: 10000 */
+    uint32_t clock_drift_ppm;    /* the largest difference in rate between this host's clock
+                                    and the Redis host's, in parts per million: 10000 (1%).
+                                    Each lease is counted lease_ms * ppm / 10^6 + 2 ms short,
+                                    and Redis's clock advancing faster than this allows ends
+                                    a term (LEASEHOLD_CLOCK_JUMPED).  1 to 200000; clocks
+                                    disciplined by NTP slew at most 500 ppm (ntpd) or
+                                    maxslewrate (chrony: 83333 ppm unless set lower) */
     bool lazy_connect;           /* false: leasehold_client_new() connects first and
                                     fails with the reason; true: it resolves the host
                                     name, then returns and keeps trying to connect in
@@ -213,6 +222,9 @@ typedef enum leasehold_reason {
     LEASEHOLD_DEADLINE = 3,     /* renewals failed for renew_deadline_ms */
     LEASEHOLD_DISCONNECTED = 4, /* Redis closed or reset the connection */
     LEASEHOLD_RESIGNED = 5,     /* leasehold_resign(), a service that returned, or shutdown */
+    LEASEHOLD_CLOCK_JUMPED = 6, /* Redis's wall clock advanced faster than the drift allowance
+                                   permits (it was stepped): its TTLs cannot be trusted, so the
+                                   term ends at once, its deadline with it */
 } leasehold_reason;
 
 /* "lost", "expired", ...; never NULL.  Thread-safe. */
@@ -331,6 +343,8 @@ typedef struct leasehold_holder {
     char token[256]; /* the holder's token (cut to 255 bytes); "" when nobody holds the key */
     uint64_t epoch;  /* the key's last fencing epoch ({K}:epoch), 0 if none was handed out */
     int64_t ttl_ms;  /* the lease's remaining time; -1 when the key has no TTL; 0 when free */
+    char maxmemory_policy[32]; /* the Redis server's eviction policy ("noeviction" is the safe
+                                  one), "" when Redis would not say */
 } leasehold_holder;
 
 /*

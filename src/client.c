@@ -77,7 +77,7 @@ typedef struct request {
 struct leasehold_election {
     leasehold_election *next; /* in the client's list (I/O thread) */
     leasehold_client *client;
-    char *key, *epoch_key, *channel, *token;
+    char *key, *epoch_key, *channel, *token, *quarantine_key;
     lease lease;
     leasehold_callbacks cb;
     void *arg;
@@ -102,6 +102,8 @@ struct leasehold_election {
     bool free_by_loop;       /* ended from a callback: the loop frees it */
     char last_error[256];    /* the text behind the next LEASE_ERROR */
     char last_reported[256]; /* the last error text logged at ERROR level */
+    uint64_t arm_gate_ms;    /* no claim before this: the quarantine found on connecting
+                                (UINT64_MAX: not known yet; 0: none) */
 
     request *end_req; /* made at campaign, so that ending needs no memory */
 
@@ -136,8 +138,11 @@ struct leasehold_client {
     leasehold_election *elections;
     pending *pend_head, *pend_tail;
     query *unsent;          /* queries waiting for the connection */
-    bool need_info;         /* the restart guard has yet to ask this connection */
+    bool need_info;         /* INFO has yet to be asked on this connection */
     uint64_t claim_gate_ms; /* the restart guard: no claim before (UINT64_MAX: unknown) */
+    char run_id[48];        /* the last connection's Redis instance, "" unknown */
+    char policy[32];        /* its maxmemory-policy, "" unknown */
+    char warned_policy[32]; /* the eviction policy last warned about */
     int reset_code;         /* nonzero: the connection must be reset (see reset_later) */
     char reset_why[128];
     bool shutting_down;
@@ -236,24 +241,34 @@ static void reset_later(leasehold_client *c, int code, const char *why)
  * connection is not ready (the state machine learns of that through
  * on_down) or memory ran out; p is then freed and false returned. */
 static bool send_script(leasehold_client *c, pending *p, const char *key, const char *epoch_key,
-                        const char *token, const char *channel, uint64_t now_ms)
+                        const char *quarantine_key, const char *token, const char *channel,
+                        uint64_t now_ms)
 {
     char lease_ms[24], epoch_s[24];
     snprintf(lease_ms, sizeof lease_ms, "%" PRIu32, c->cfg.lease_ms);
     snprintf(epoch_s, sizeof epoch_s, "%" PRIu64, p->epoch);
 
-    const char *argv[9];
+    const char *argv[10];
     int argc = 0;
     argv[argc++] = p->eval ? "EVAL" : "EVALSHA";
     argv[argc++] = p->eval ? protocol_script(p->kind) : c->sha[p->kind];
     switch (p->kind) {
     case SCRIPT_ACQUIRE:
-        argv[argc++] = "2";
+        argv[argc++] = "3";
         argv[argc++] = key;
         argv[argc++] = epoch_key;
+        argv[argc++] = quarantine_key;
         argv[argc++] = token;
         argv[argc++] = lease_ms;
         argv[argc++] = channel;
+        argv[argc++] = epoch_s; /* the floor of the next epoch */
+        break;
+    case SCRIPT_ARM:
+        argv[argc++] = "2";
+        argv[argc++] = epoch_key;
+        argv[argc++] = quarantine_key;
+        argv[argc++] = lease_ms;
+        argv[argc++] = epoch_s;
         break;
     case SCRIPT_RENEW:
         argv[argc++] = "1";
@@ -308,7 +323,8 @@ static void send_for_election(leasehold_election *e, enum script_kind kind, uint
         return;
     }
     *p = (pending){.e = e, .kind = kind, .seq = seq, .epoch = epoch, .eval = eval};
-    if (send_script(e->client, p, e->key, e->epoch_key, e->token, e->channel, now_ms))
+    if (send_script(e->client, p, e->key, e->epoch_key, e->quarantine_key, e->token, e->channel,
+                    now_ms))
         e->pending_count++;
 }
 
@@ -345,7 +361,7 @@ static void drive(leasehold_election *e, uint64_t now_ms)
             break;
         switch (a.kind) {
         case LEASE_SEND_ACQUIRE:
-            send_for_election(e, SCRIPT_ACQUIRE, a.seq, 0, false, now_ms);
+            send_for_election(e, SCRIPT_ACQUIRE, a.seq, a.epoch, false, now_ms);
             break;
         case LEASE_SEND_RENEW:
             send_for_election(e, SCRIPT_RENEW, a.seq, 0, false, now_ms);
@@ -396,6 +412,13 @@ static void drive(leasehold_election *e, uint64_t now_ms)
             }
             break;
         case LEASE_ERROR:
+            if (a.error == LEASEHOLD_ECLOCKJUMP)
+                snprintf(e->last_error, sizeof e->last_error,
+                         "Redis's clock advanced %" PRIu64
+                         " ms while ours advanced at most %" PRIu64
+                         " ms: it was stepped forward, so the lease's TTL cannot be trusted and "
+                         "the term ends now (the Redis host must slew its clock, never step it)",
+                         a.redis_ms, a.local_ms);
             report_error(e, a.error);
             break;
         case LEASE_STOPPED:
@@ -505,6 +528,8 @@ static void finish_query(leasehold_client *c, query *q, int code, const char *ms
                 q->holder.ttl_ms = lr.pttl_ms;
             }
             q->holder.epoch = lr.epoch;
+            snprintf(q->holder.maxmemory_policy, sizeof q->holder.maxmemory_policy, "%s",
+                     c->policy);
         }
         q->done = true;
         pthread_cond_broadcast(&c->cond);
@@ -525,7 +550,7 @@ static void send_query(leasehold_client *c, query *q, bool eval, uint64_t now_ms
         return;
     }
     *p = (pending){.q = q, .kind = SCRIPT_QUERY, .eval = eval};
-    if (!send_script(c, p, q->key, q->epoch_key, NULL, NULL, now_ms))
+    if (!send_script(c, p, q->key, q->epoch_key, NULL, NULL, NULL, now_ms))
         finish_query(c, q, LEASEHOLD_ECONNRESET, "the connection to Redis went down", NULL);
 }
 
@@ -545,6 +570,8 @@ static void send_unsent_queries(leasehold_client *c, uint64_t now_ms)
 /* ------------------------------------------------------- reply handling */
 
 static void guard_answer(leasehold_client *c, const conn_reply *r, uint64_t now_ms);
+static void arm_answer(leasehold_election *e, const conn_reply *r, uint64_t now_ms);
+static void log_quarantine(leasehold_election *e, int64_t remaining_ms, bool fresh);
 
 static void handle_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r, uint64_t now_ms)
 {
@@ -590,7 +617,12 @@ static void handle_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r,
     switch (p->kind) {
     case SCRIPT_ACQUIRE:
         protocol_acquire_reply(r, e->epoch_key, &lr, e->last_error, sizeof e->last_error);
+        if (lr.result == LEASE_ACQUIRE_QUARANTINED)
+            log_quarantine(e, lr.pttl_ms, lr.fresh);
         lease_on_acquire(&e->lease, now_ms, p->seq, &lr);
+        break;
+    case SCRIPT_ARM:
+        arm_answer(e, r, now_ms);
         break;
     case SCRIPT_RENEW:
         protocol_renew_reply(r, &lr, e->last_error, sizeof e->last_error);
@@ -639,25 +671,94 @@ static void drop_pending(leasehold_client *c, int code, const char *msg)
 
 /* ---------------------------------------------------------- restart guard */
 
-/* A Redis that restarted without persistence has lost every key: a lease
- * another process still believes it holds would go to a second process if
- * we claimed at once.  So no claim goes out on a Redis that has been up for
- * less than the lease; a new connection may be to a new Redis, so each one
- * asks INFO server first.  Renewals are not held back: a key that is gone
- * answers so. */
+/*
+ * A Redis that restarted without persistence has lost every key: a lease
+ * another process still believes it holds would go to a second process if we
+ * claimed at once.  Two holds stand in the way, and they overlap rather than
+ * add up, since both start when a connection does:
+ *   - the quarantine, in Redis itself (protocol.c): a missing {K}:epoch holds
+ *     every claim for one lease.  Each new connection runs the arm script for
+ *     every campaign at once, so the quarantine's lease starts then, not
+ *     after the hold below;
+ *   - the restart guard, from INFO on each new connection: no claim on a
+ *     Redis up for less than the lease, or whose run_id differs from the one
+ *     the last connection met (a restart, whatever uptime says), for one lease
+ *     from then.
+ * Renewals are never held back: a key that is gone answers so.  The same INFO
+ * gives the eviction policy: any other than noeviction may drop the lease key
+ * from a full Redis, which is reported to every election.
+ */
 
-/* Holds every claim back until the new connection's Redis is known. */
+/* The instant before which e may not claim: the later of the two holds. */
+static uint64_t claim_gate(const leasehold_election *e)
+{
+    uint64_t gate = e->client->claim_gate_ms;
+    return e->arm_gate_ms > gate ? e->arm_gate_ms : gate;
+}
+
+/* Tells e's state machine when it may claim, and carries out what follows. */
+static void apply_gate(leasehold_election *e, uint64_t now_ms)
+{
+    lease_gate_claims(&e->lease, now_ms, claim_gate(e));
+    drive(e, now_ms);
+}
+
+/* Logs a quarantine: loudly when this process's script set it. */
+static void log_quarantine(leasehold_election *e, int64_t remaining_ms, bool fresh)
+{
+    client_log(e->client, fresh ? LEASEHOLD_LOG_INFO : LEASEHOLD_LOG_DEBUG,
+               "%s: %s was missing (Redis lost its data, it was flushed or evicted, or the key "
+               "was never used): no claim succeeds for %" PRId64 " ms (quarantine)",
+               e->key, e->epoch_key, remaining_ms);
+}
+
+/* Sends the arm script for e on the new connection (campaigns only). */
+static void arm_send(leasehold_election *e, uint64_t now_ms)
+{
+    if (e->observer || e->ending) {
+        e->arm_gate_ms = 0;
+        return;
+    }
+    e->arm_gate_ms = UINT64_MAX;
+    uint64_t seen = lease_max_epoch_seen(&e->lease);
+    send_for_election(e, SCRIPT_ARM, 0, seen ? seen + 1 : 0, false, now_ms);
+}
+
+/* The arm script's answer: claims wait for the quarantine it found. */
+static void arm_answer(leasehold_election *e, const conn_reply *r, uint64_t now_ms)
+{
+    int64_t remaining_ms = 0;
+    bool fresh = false;
+    int code = protocol_arm_reply(r, &remaining_ms, &fresh, e->last_error, sizeof e->last_error);
+    e->arm_gate_ms = 0;
+    if (code < 0) {
+        /* The acquire script will meet the same refusal and report it. */
+        client_log(e->client, LEASEHOLD_LOG_DEBUG, "%s: arm script failed: %s", e->key,
+                   e->last_error);
+        e->last_error[0] = '\0';
+    } else if (remaining_ms > 0) {
+        log_quarantine(e, remaining_ms, fresh);
+        e->arm_gate_ms = now_ms + (uint64_t)remaining_ms;
+    }
+    apply_gate(e, now_ms);
+}
+
+/* A new connection: its Redis is not known yet.  With the restart guard,
+ * every claim waits for INFO and each campaign's arm script. */
 static void guard_connected(leasehold_client *c, uint64_t now_ms)
 {
+    c->need_info = true;
     if (!c->cfg.restart_guard)
         return;
     c->claim_gate_ms = UINT64_MAX;
-    c->need_info = true;
-    for (leasehold_election *e = c->elections; e; e = e->next)
+    for (leasehold_election *e = c->elections; e; e = e->next) {
+        e->arm_gate_ms = e->observer ? 0 : UINT64_MAX;
         lease_gate_claims(&e->lease, now_ms, UINT64_MAX);
+    }
 }
 
-/* Asks the connection's Redis how long it has been up, once per connection. */
+/* Asks the connection's Redis about itself (INFO), then arms each campaign's
+ * quarantine check; once per connection, before anything else is sent. */
 static void guard_ask(leasehold_client *c, uint64_t now_ms)
 {
     if (!c->need_info || conn_get_state(c->conn) != CONN_READY)
@@ -665,14 +766,14 @@ static void guard_ask(leasehold_client *c, uint64_t now_ms)
     c->need_info = false;
     pending *p = calloc(1, sizeof *p);
     if (!p) {
-        reset_later(c, LEASEHOLD_ENOMEM, "out of memory asking INFO server");
+        reset_later(c, LEASEHOLD_ENOMEM, "out of memory asking INFO");
         return;
     }
     p->info = true;
-    const char *argv[2] = {"INFO", "server"};
-    if (conn_send(c->conn, 2, argv, NULL, (uint64_t)(uintptr_t)p, now_ms) < 0) {
+    const char *argv[1] = {"INFO"};
+    if (conn_send(c->conn, 1, argv, NULL, (uint64_t)(uintptr_t)p, now_ms) < 0) {
         free(p);
-        reset_later(c, LEASEHOLD_EIO, "INFO server could not be sent");
+        reset_later(c, LEASEHOLD_EIO, "INFO could not be sent");
         return;
     }
     if (c->pend_tail)
@@ -680,25 +781,83 @@ static void guard_ask(leasehold_client *c, uint64_t now_ms)
     else
         c->pend_head = p;
     c->pend_tail = p;
+    if (c->cfg.restart_guard)
+        for (leasehold_election *e = c->elections; e; e = e->next)
+            arm_send(e, now_ms);
 }
 
-/* INFO server's answer: claims may go out once Redis has been up for the
- * lease.  uptime_in_seconds is a difference of whole wall-clock seconds and
- * can read up to 1 s high, so it is counted one second short.  A Redis that
- * will not say (ACL) is taken to have just started. */
+/* Copies INFO's field `name` (up to the end of its line) into out; false
+ * when INFO has no such field. */
+static bool info_field(const char *info, const char *name, char *out, size_t size)
+{
+    size_t n = strlen(name);
+    for (const char *p = info; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+        if (strncmp(p, name, n) != 0 || p[n] != ':')
+            continue;
+        const char *v = p + n + 1;
+        size_t len = strcspn(v, "\r\n");
+        if (len >= size)
+            len = size - 1;
+        memcpy(out, v, len);
+        out[len] = '\0';
+        return true;
+    }
+    return false;
+}
+
+/* Warns every election, once per policy, when Redis may evict the lease key. */
+static void check_eviction(leasehold_client *c, const char *policy)
+{
+    snprintf(c->policy, sizeof c->policy, "%s", policy);
+    if (!policy[0] || strcmp(policy, "noeviction") == 0 || strcmp(policy, c->warned_policy) == 0)
+        return;
+    snprintf(c->warned_policy, sizeof c->warned_policy, "%s", policy);
+    for (leasehold_election *e = c->elections; e; e = e->next) {
+        snprintf(e->last_error, sizeof e->last_error,
+                 "Redis at %s has maxmemory-policy %s: when full it may evict the lease key while "
+                 "its leader still believes it holds it; set maxmemory-policy noeviction",
+                 conn_display(c->conn), policy);
+        report_error(e, LEASEHOLD_EEVICTION);
+    }
+}
+
+/* INFO's answer.  Claims may go out once Redis has been up for the lease:
+ * uptime_in_seconds is a difference of whole wall-clock seconds and can read
+ * up to 1 s high, so it is counted one second short.  A run_id other than the
+ * last connection's is a restart just now, whatever uptime says.  A Redis
+ * that will not say (ACL) is taken to have just started. */
 static void guard_answer(leasehold_client *c, const conn_reply *r, uint64_t now_ms)
 {
-    const char *field = r->type == CONN_REPLY_STRING ? strstr(r->str, "uptime_in_seconds:") : NULL;
-    uint64_t up_ms = 0;
-    if (field) {
-        unsigned long long s = strtoull(field + strlen("uptime_in_seconds:"), NULL, 10);
-        up_ms = s > 1 ? (s - 1) * 1000 : 0;
-    } else {
-        client_log(c, LEASEHOLD_LOG_WARN,
-                   "%s: INFO server gave no uptime (%s); the restart guard assumes Redis has "
-                   "just started",
-                   conn_display(c->conn), r->type == CONN_REPLY_ERROR ? r->str : "no such field");
+    const char *info = r->type == CONN_REPLY_STRING ? r->str : NULL;
+    char uptime[24] = "", run_id[sizeof c->run_id] = "", policy[sizeof c->policy] = "";
+    if (info) {
+        info_field(info, "uptime_in_seconds", uptime, sizeof uptime);
+        info_field(info, "run_id", run_id, sizeof run_id);
+        info_field(info, "maxmemory_policy", policy, sizeof policy);
     }
+    check_eviction(c, policy);
+    if (!c->cfg.restart_guard) {
+        snprintf(c->run_id, sizeof c->run_id, "%s", run_id);
+        return;
+    }
+    uint64_t up_ms = 0;
+    bool restarted = run_id[0] && c->run_id[0] && strcmp(run_id, c->run_id) != 0;
+    if (!uptime[0]) {
+        client_log(c, LEASEHOLD_LOG_WARN,
+                   "%s: INFO gave no uptime (%s); the restart guard assumes Redis has just "
+                   "started",
+                   conn_display(c->conn), r->type == CONN_REPLY_ERROR ? r->str : "no such field");
+    } else if (restarted) {
+        client_log(c, LEASEHOLD_LOG_INFO, "%s: Redis restarted (its run_id changed from %s to %s)",
+                   conn_display(c->conn), c->run_id, run_id);
+    } else {
+        unsigned long long s = strtoull(uptime, NULL, 10);
+        if (s > 1000000000ull) /* 31 years: more is no uptime, and would overflow */
+            s = 1000000000ull;
+        up_ms = s > 1 ? (s - 1) * 1000 : 0;
+    }
+    if (run_id[0])
+        snprintf(c->run_id, sizeof c->run_id, "%s", run_id);
     uint64_t wait_ms = up_ms < c->cfg.lease_ms ? c->cfg.lease_ms - up_ms : 0;
     c->claim_gate_ms = now_ms + wait_ms;
     if (wait_ms > 0)
@@ -706,10 +865,8 @@ static void guard_answer(leasehold_client *c, const conn_reply *r, uint64_t now_
                    "%s: Redis has been up for less than the lease (%" PRIu64
                    " ms counted): no claim for %" PRIu64 " ms (restart guard)",
                    conn_display(c->conn), up_ms, wait_ms);
-    for (leasehold_election *e = c->elections; e; e = e->next) {
-        lease_gate_claims(&e->lease, now_ms, c->claim_gate_ms);
-        drive(e, now_ms);
-    }
+    for (leasehold_election *e = c->elections; e; e = e->next)
+        apply_gate(e, now_ms);
 }
 
 static void handle_ready(void *arg, conn *cn, uint64_t now_ms)
@@ -724,8 +881,8 @@ static void handle_ready(void *arg, conn *cn, uint64_t now_ms)
     if (c->last_conn_error[0])
         client_log(c, LEASEHOLD_LOG_INFO, "%s: connected", conn_display(c->conn));
     c->last_conn_error[0] = '\0';
+    guard_ask(c, now_ms); /* INFO first: a query's answer can then name the eviction policy */
     send_unsent_queries(c, now_ms);
-    guard_ask(c, now_ms);
     for (leasehold_election *e = c->elections; e; e = e->next) {
         lease_on_connected(&e->lease, now_ms);
         drive(e, now_ms);
@@ -832,6 +989,7 @@ static void election_destroy(leasehold_election *e)
     free(e->key);
     free(e->epoch_key);
     free(e->channel);
+    free(e->quarantine_key);
     free(e->token);
     free(e);
 }
@@ -933,7 +1091,12 @@ static void handle_requests(leasehold_client *c, uint64_t now_ms)
             e->next = c->elections;
             c->elections = e;
             subscribe(c, e->channel, "SUBSCRIBE", now_ms);
-            lease_gate_claims(&e->lease, now_ms, c->claim_gate_ms);
+            /* A new campaign on a connection already asked: its own
+             * quarantine check now, so that it overlaps the restart guard's
+             * hold instead of following it. */
+            if (c->cfg.restart_guard && !c->need_info && conn_get_state(c->conn) == CONN_READY)
+                arm_send(e, now_ms);
+            lease_gate_claims(&e->lease, now_ms, claim_gate(e));
             if (e->observer)
                 lease_observe(&e->lease, now_ms);
             else
@@ -1103,6 +1266,7 @@ void leasehold_config_init(leasehold_config *cfg)
     cfg->command_timeout_ms = 250;
     cfg->connect_timeout_ms = 1000;
     cfg->stop_timeout_ms = 10000;
+    cfg->clock_drift_ppm = 10000;
     cfg->log_level = LEASEHOLD_LOG_INFO;
     cfg->restart_guard = true;
 }
@@ -1115,6 +1279,7 @@ static lease_config lease_config_of(const leasehold_config *cfg)
                           .retry_interval_ms = cfg->retry_interval_ms,
                           .renew_deadline_ms = cfg->renew_deadline_ms,
                           .stop_timeout_ms = cfg->stop_timeout_ms,
+                          .drift_ppm = cfg->clock_drift_ppm,
                           .original_timing = cfg->original_timing};
 }
 
@@ -1362,6 +1527,7 @@ static leasehold_election *campaign(leasehold_client *c, const char *key,
     e->key = strdup(key);
     e->epoch_key = protocol_epoch_key(key);
     e->channel = protocol_channel(key);
+    e->quarantine_key = protocol_quarantine_key(key);
     e->token = format_str("%s/%016" PRIx64, c->identity, random_u64());
     if (cb)
         e->cb = *cb;
@@ -1374,7 +1540,7 @@ static leasehold_election *campaign(leasehold_client *c, const char *key,
     atomic_init(&e->term_deadline_ms, 0);
     atomic_init(&e->epoch, 0);
     atomic_init(&e->resign_pending, 0);
-    if (!e->key || !e->epoch_key || !e->channel || !e->token || !e->end_req) {
+    if (!e->key || !e->epoch_key || !e->channel || !e->quarantine_key || !e->token || !e->end_req) {
         error_set(err, LEASEHOLD_ENOMEM, "out of memory");
         goto fail;
     }

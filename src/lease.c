@@ -8,11 +8,16 @@
 
 #include "error.h"
 
+/* The largest epoch taken as a floor: Lua numbers are doubles, exact to 2^53,
+ * so an epoch above this (forged on the events channel, say) is ignored
+ * rather than allowed to make epochs stop growing. */
+#define EPOCH_FLOOR_MAX (1ull << 52)
+
 /* The margin taken off every lease for clock-rate differences between this
- * process and Redis: 1% of the lease plus 2 ms of rounding. */
+ * process and Redis: drift_ppm of the lease plus 2 ms of rounding. */
 static uint64_t drift_ms(const lease_config *cfg)
 {
-    return cfg->lease_ms / 100 + 2;
+    return (uint64_t)cfg->lease_ms * cfg->drift_ppm / 1000000u + 2;
 }
 
 /*
@@ -24,7 +29,9 @@ static uint64_t drift_ms(const lease_config *cfg)
  * - renew_interval_ms < renew_deadline_ms: at least one renewal is tried
  *   before the deadline;
  * - command_timeout_ms <= renew_deadline_ms / 2: a renewal that timed out can
- *   be tried again, on a new connection, before the deadline.
+ *   be tried again, on a new connection, before the deadline;
+ * - drift_ppm is 1 to 200000: clocks never agree exactly, and a rate bound
+ *   above 20% leaves a lease nothing to count on.
  */
 int lease_config_check(const lease_config *cfg, uint32_t command_timeout_ms, leasehold_error *err)
 {
@@ -41,6 +48,11 @@ int lease_config_check(const lease_config *cfg, uint32_t command_timeout_ms, lea
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i].value == 0)
             return error_set(err, LEASEHOLD_ECONFIG, "%s must be positive, not 0", all[i].name);
+    if (cfg->drift_ppm == 0 || cfg->drift_ppm > 200000)
+        return error_set(err, LEASEHOLD_ECONFIG,
+                         "clock_drift_ppm (%lu) must be 1 to 200000: no two clocks run at exactly "
+                         "the same rate",
+                         (unsigned long)cfg->drift_ppm);
 
     uint64_t lease_ms = cfg->lease_ms, renew = cfg->renew_interval_ms;
     uint64_t deadline = cfg->renew_deadline_ms, timeout = command_timeout_ms;
@@ -119,6 +131,15 @@ static bool is_own_token(const lease *l, const char *holder, size_t len)
     return holder && len == l->token_len && memcmp(holder, l->token, len) == 0;
 }
 
+/* Notes an epoch seen anywhere, so that the next claim asks for one above
+ * it: epochs then keep growing even when Redis lost the epoch key and its
+ * clock went back. */
+static void see_epoch(lease *l, uint64_t epoch)
+{
+    if (epoch > l->max_epoch_seen && epoch < EPOCH_FLOOR_MAX)
+        l->max_epoch_seen = epoch;
+}
+
 /* Records the holder seen on Redis (NULL: nobody) and reports it when it
  * differs from the one seen before (another token, or another known epoch).
  * `gone` says how a term that is no longer there ended, when the key is seen
@@ -126,6 +147,7 @@ static bool is_own_token(const lease *l, const char *holder, size_t len)
 static void observe_holder(lease *l, const char *holder, size_t len, uint64_t epoch,
                            leasehold_change gone)
 {
+    see_epoch(l, epoch);
     if (!holder) {
         holder = "";
         len = 0;
@@ -221,6 +243,53 @@ static void revoke(lease *l, uint64_t now_ms, leasehold_reason reason)
     push(l, (lease_action){.kind = LEASE_REVOKED, .reason = reason});
 }
 
+/* Ends the term on evidence that the key is not, or may not be, ours any more
+ * although valid_until has not passed (another token in it, the key gone,
+ * Redis's clock stepped): that can only happen when Redis lost or expired the
+ * key early, so another process may lead already.  The term's deadline is
+ * now, not valid_until: what acts on the term must stop at once. */
+static void lose(lease *l, uint64_t now_ms, leasehold_reason reason)
+{
+    revoke(l, now_ms, reason);
+    l->hold_until_ms = now_ms;
+}
+
+/* Reports a step of Redis's clock (see clock_jumped). */
+static void push_clock_jump(lease *l, uint64_t redis_ms, uint64_t local_ms)
+{
+    push(l, (lease_action){.kind = LEASE_ERROR,
+                           .error = LEASEHOLD_ECLOCKJUMP,
+                           .redis_ms = redis_ms,
+                           .local_ms = local_ms});
+}
+
+/*
+ * Redis counts a key's TTL on its host's wall clock, so a step of that clock
+ * shortens every lease on it at once.  Each acquire and renew reply carries
+ * Redis's TIME when it ran.  Between the previous command's run (at or after
+ * its send, clock_sent_ms) and this reply's arrival (now_ms) our clock
+ * advanced at most now_ms - clock_sent_ms; Redis's may advance more by the
+ * drift allowance only (plus 2 ms of rounding).  More than that is a step,
+ * and valid_until cannot be trusted.  A step back lengthens TTLs (safe) and
+ * is not reported here.  Takes r's TIME as the next comparison's base.
+ */
+static bool clock_jumped(lease *l, uint64_t now_ms, const lease_reply *r, uint64_t *redis_ms,
+                         uint64_t *local_ms)
+{
+    bool jumped = false;
+    if (r->redis_time_us == 0)
+        return false;
+    if (l->clock_known && r->redis_time_us > l->clock_redis_us) {
+        *redis_ms = (r->redis_time_us - l->clock_redis_us) / 1000;
+        *local_ms = now_ms - l->clock_sent_ms;
+        jumped = *redis_ms > *local_ms + *local_ms * l->cfg.drift_ppm / 1000000u + 2;
+    }
+    l->clock_known = true;
+    l->clock_redis_us = r->redis_time_us;
+    l->clock_sent_ms = l->in_flight_sent_ms;
+    return jumped;
+}
+
 /* When a follower claims (or an observer reads the key) again after a reply
  * that showed a holder.  The reply's PTTL says when the key will expire: a
  * holder that stopped renewing is replaced within milliseconds of that, plus
@@ -249,8 +318,9 @@ static uint32_t claim_delay_after(lease *l, const lease_reply *r, bool held)
  * Redis runs it no earlier than now_ms.  When Redis answers that the command
  * succeeded, the key is ours for lease_ms from that run, hence surely until
  * now_ms + lease_ms of the input that emitted it; we take off a drift of
- * lease_ms / 100 + 2 ms for the difference between our clock's rate and
- * Redis's.  That instant is valid_until, and lease_is_leader(now) is true only
+ * lease_ms * drift_ppm / 10^6 + 2 ms for the difference between our clock's
+ * rate and Redis's (and check, from Redis's TIME, that its clock keeps to
+ * that rate: see clock_jumped).  That instant is valid_until, and lease_is_leader(now) is true only
  * in the LEADER state and while now < valid_until.  It is never computed from
  * a reply's arrival time, so a reply that is late, or never comes, cannot
  * stretch it.
@@ -282,8 +352,8 @@ static void end_drain(lease *l, uint64_t now_ms)
     leasehold_reason why = l->drain_reason;
     uint32_t delay = why == LEASEHOLD_RESIGNED ? l->cfg.retry_interval_ms
                                                : jittered(l, l->cfg.retry_interval_ms);
-    bool may_be_ours =
-        why == LEASEHOLD_DEADLINE || why == LEASEHOLD_DISCONNECTED || why == LEASEHOLD_RESIGNED;
+    bool may_be_ours = why == LEASEHOLD_DEADLINE || why == LEASEHOLD_DISCONNECTED ||
+                       why == LEASEHOLD_RESIGNED || why == LEASEHOLD_CLOCK_JUMPED;
     /* A service that was abandoned still runs: the key is left to lapse. */
     if (may_be_ours && l->connected && !l->service_abandoned && !l->cfg.original_timing)
         release(l, now_ms, l->drain_epoch, delay);
@@ -328,7 +398,9 @@ static void advance(lease *l, uint64_t now_ms)
         end_drain(l, now_ms);
     if (l->state == LEASE_FOLLOWER && l->connected && now_ms >= claim_time(l)) {
         l->state = LEASE_CLAIMING;
-        send(l, now_ms, l->observer ? LEASE_SEND_QUERY : LEASE_SEND_ACQUIRE, 0);
+        uint64_t floor = l->max_epoch_seen ? l->max_epoch_seen + 1 : 0;
+        send(l, now_ms, l->observer ? LEASE_SEND_QUERY : LEASE_SEND_ACQUIRE,
+             l->observer ? 0 : floor);
     }
     if (renew_due(l, now_ms)) {
         l->next_renew_ms = now_ms + l->cfg.renew_interval_ms;
@@ -340,8 +412,12 @@ static void advance(lease *l, uint64_t now_ms)
  * lease_stop(), or so late that the lease may already have run out (or past
  * the renew deadline, where the term would end at once), is not a term: the
  * key is released without ELECTED. */
-static void won(lease *l, uint64_t now_ms, uint64_t sent_ms, uint64_t epoch)
+static void won(lease *l, uint64_t now_ms, uint64_t sent_ms, uint64_t epoch, uint64_t redis_time_us)
 {
+    see_epoch(l, epoch);
+    l->clock_known = redis_time_us != 0;
+    l->clock_redis_us = redis_time_us;
+    l->clock_sent_ms = sent_ms;
     uint64_t valid_until = sent_ms + l->cfg.lease_ms - drift_ms(&l->cfg);
     if (l->stopping || l->back_off || now_ms >= sent_ms + l->cfg.renew_deadline_ms ||
         now_ms >= valid_until) {
@@ -433,8 +509,18 @@ void lease_on_acquire(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply
     if (take_reply(l, seq, LEASE_SEND_ACQUIRE)) {
         switch (r->result) {
         case LEASE_ACQUIRED:
-            won(l, now_ms, l->in_flight_sent_ms, r->epoch);
+            won(l, now_ms, l->in_flight_sent_ms, r->epoch, r->redis_time_us);
             break;
+        case LEASE_ACQUIRE_QUARANTINED: {
+            /* Redis lost the epoch key (or never had it): nobody may be
+             * elected until the quarantine it set has run out. */
+            uint32_t spread = l->cfg.lease_ms / 400 + 1;
+            uint64_t wait = r->pttl_ms > 0 ? (uint64_t)r->pttl_ms : 0;
+            if (wait > l->cfg.lease_ms)
+                wait = l->cfg.lease_ms;
+            become_follower(l, now_ms, (uint32_t)wait + 1 + (uint32_t)(next_random(l) % spread));
+            break;
+        }
         case LEASE_ACQUIRE_HELD:
             if (is_own_token(l, r->holder, r->holder_len) && l->service_abandoned &&
                 r->epoch == l->drain_epoch) {
@@ -444,6 +530,7 @@ void lease_on_acquire(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply
                 break;
             }
             if (is_own_token(l, r->holder, r->holder_len)) {
+                see_epoch(l, r->epoch);
                 /* A claim of ours won earlier but its reply was lost: give
                  * the key back and claim again as soon as that is done. */
                 release(l, now_ms, r->epoch, 0);
@@ -467,15 +554,30 @@ void lease_on_renew(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply *
 {
     check_term(l, now_ms);
     bool mine = take_reply(l, seq, LEASE_SEND_RENEW);
+    uint64_t redis_ms = 0, local_ms = 0;
+    bool jumped = mine && (l->state == LEASE_LEADER || l->drain_renewing) &&
+                  clock_jumped(l, now_ms, r, &redis_ms, &local_ms);
     if (mine && l->state == LEASE_DRAINING && l->drain_renewing) {
-        if (r->result == LEASE_RENEWED) {
+        if (jumped) {
+            /* The key may be gone already: stop holding it, stop now. */
+            push_clock_jump(l, redis_ms, local_ms);
+            l->drain_renewing = false;
+            l->hold_until_ms = now_ms;
+        } else if (r->result == LEASE_RENEWED) {
             l->last_renewed_ms = l->in_flight_sent_ms;
             l->hold_until_ms = l->in_flight_sent_ms + l->cfg.lease_ms - drift_ms(&l->cfg);
         } else if (r->result != LEASE_RENEW_FAILED) {
             l->drain_renewing = false; /* no longer ours: nothing to hold */
         }
     }
-    if (mine && l->state == LEASE_LEADER) {
+    if (mine && l->state == LEASE_LEADER && jumped) {
+        push_clock_jump(l, redis_ms, local_ms);
+        lose(l, now_ms, LEASEHOLD_CLOCK_JUMPED);
+        if (r->result == LEASE_RENEW_HELD)
+            observe_holder(l, r->holder, r->holder_len, r->epoch, LEASEHOLD_CHANGE_EXPIRED);
+        else if (r->result == LEASE_RENEW_MISSING)
+            observe_holder(l, NULL, 0, 0, LEASEHOLD_CHANGE_EXPIRED);
+    } else if (mine && l->state == LEASE_LEADER) {
         switch (r->result) {
         case LEASE_RENEWED:
             l->last_renewed_ms = l->in_flight_sent_ms;
@@ -483,16 +585,16 @@ void lease_on_renew(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply *
             l->hold_until_ms = l->valid_until_ms;
             break;
         case LEASE_RENEW_HELD:
-            revoke(l, now_ms, LEASEHOLD_LOST);
+            lose(l, now_ms, LEASEHOLD_LOST);
             observe_holder(l, r->holder, r->holder_len, r->epoch, LEASEHOLD_CHANGE_EXPIRED);
             break;
         case LEASE_RENEW_MISSING:
-            revoke(l, now_ms, LEASEHOLD_EXPIRED);
+            lose(l, now_ms, LEASEHOLD_EXPIRED);
             observe_holder(l, NULL, 0, 0, LEASEHOLD_CHANGE_EXPIRED);
             break;
         default:
             if (r->error == LEASEHOLD_EWRONGTYPE)
-                revoke(l, now_ms, LEASEHOLD_LOST);
+                lose(l, now_ms, LEASEHOLD_LOST);
             push_error(l, r->error);
             break;
         }
@@ -549,6 +651,7 @@ void lease_on_event(lease *l, uint64_t now_ms, lease_event_kind kind, const char
         return;
     }
     bool own = is_own_token(l, token, token_len);
+    see_epoch(l, epoch);
     if (kind == LEASE_EVENT_ELECTED) {
         observe_holder(l, token, token_len, epoch, LEASEHOLD_CHANGE_EXPIRED);
         /* Someone else says it won while we lead: renew now to learn the
@@ -685,6 +788,11 @@ void lease_gate_claims(lease *l, uint64_t now_ms, uint64_t not_before_ms)
     check_term(l, now_ms);
     l->claim_gate_ms = not_before_ms;
     advance(l, now_ms);
+}
+
+uint64_t lease_max_epoch_seen(const lease *l)
+{
+    return l->max_epoch_seen;
 }
 
 uint64_t lease_hold_until(const lease *l)

@@ -10,7 +10,7 @@
  *
  *     valid_until = (now_ms of the input that emitted the successful
  *                    acquire or renew) + lease_ms - drift,
- *     drift       = lease_ms / 100 + 2
+ *     drift       = lease_ms * drift_ppm / 10^6 + 2
  *
  * and lease_is_leader(now) is state == LEADER && now < valid_until.  Because
  * the caller sends a command only after the input that asked for it, the send
@@ -39,6 +39,7 @@ typedef struct lease_config {
     uint32_t retry_interval_ms;
     uint32_t renew_deadline_ms;
     uint32_t stop_timeout_ms; /* a resigning term holds its key this long at most */
+    uint32_t drift_ppm;       /* the largest clock-rate difference with Redis's host */
     bool original_timing;     /* behave as the original module did, for comparison:
                                  blind claims every retry_interval_ms, events ignored,
                                  no release */
@@ -54,7 +55,8 @@ typedef enum lease_state {
 } lease_state;
 
 typedef enum lease_action_kind {
-    LEASE_SEND_ACQUIRE,   /* send the acquire script; the reply goes to lease_on_acquire */
+    LEASE_SEND_ACQUIRE,   /* send the acquire script with .epoch as the floor of the next
+                             epoch (0: none); the reply goes to lease_on_acquire */
     LEASE_SEND_RENEW,     /* send the renew script; reply to lease_on_renew */
     LEASE_SEND_RELEASE,   /* send the release script (with .epoch); reply to lease_on_release */
     LEASE_SEND_QUERY,     /* observers: read the key; reply to lease_on_query */
@@ -70,7 +72,7 @@ typedef enum lease_action_kind {
 typedef struct lease_action {
     lease_action_kind kind;
     uint32_t seq;            /* SEND_*: pass it back with the reply */
-    uint64_t epoch;          /* ELECTED, LEADER_CHANGED, SEND_RELEASE */
+    uint64_t epoch;          /* ELECTED, LEADER_CHANGED, SEND_RELEASE, SEND_ACQUIRE (floor) */
     leasehold_reason reason; /* REVOKED */
     int error;               /* ERROR */
     const char *holder;      /* LEADER_CHANGED: NUL-terminated, or NULL for "nobody";
@@ -79,6 +81,8 @@ typedef struct lease_action {
     const char *ended;       /* LEADER_CHANGED, RELEASED / EXPIRED: the token whose term
                                 ended ("" when unknown); valid as .holder */
     uint64_t ended_epoch;    /* LEADER_CHANGED, RELEASED / EXPIRED: its epoch, 0 unknown */
+    uint64_t redis_ms;       /* ERROR LEASEHOLD_ECLOCKJUMP: how far Redis's clock advanced */
+    uint64_t local_ms;       /* ... while ours advanced at most this much */
 } lease_action;
 
 /* Reply to an acquire. */
@@ -86,6 +90,8 @@ typedef enum lease_acquire_result {
     LEASE_ACQUIRED,       /* the key is ours; .epoch is the new term's epoch */
     LEASE_ACQUIRE_HELD,   /* someone holds it: .holder, .pttl_ms (-1: no TTL), .epoch (0 unknown) */
     LEASE_ACQUIRE_FAILED, /* error reply: .error */
+    LEASE_ACQUIRE_QUARANTINED, /* {K}:epoch was missing (data lost or never used): no claim
+                                  succeeds for .pttl_ms more */
 } lease_acquire_result;
 
 /* Reply to a renew. */
@@ -117,6 +123,8 @@ typedef struct lease_reply {
     const char *holder; /* not necessarily NUL-terminated */
     size_t holder_len;
     int error;
+    uint64_t redis_time_us; /* acquire and renew: Redis's TIME when it ran the script, 0 unknown */
+    bool fresh;             /* QUARANTINED: this claim found the epoch key missing */
 } lease_reply;
 
 /*
@@ -157,6 +165,10 @@ typedef struct lease {
     uint64_t hold_until_ms;        /* the key is certainly ours before this (never cleared) */
     uint64_t release_epoch;        /* RELEASING: the term being released */
     uint64_t claim_gate_ms;        /* the restart guard: no claim before this */
+    uint64_t max_epoch_seen;       /* the highest epoch seen anywhere: the next one is above */
+    bool clock_known;              /* LEADER, DRAINING: the last reply's Redis TIME is known */
+    uint64_t clock_redis_us;       /* ... Redis's TIME in that reply */
+    uint64_t clock_sent_ms;        /* ... the command's send time */
     lease_action queue[LEASE_QUEUE_MAX];
     unsigned q_head, q_len;
 } lease;
@@ -216,6 +228,9 @@ void lease_service_stopped(lease *l, uint64_t now_ms);
  * ends without a release, so its key lapses with its TTL rather than at
  * once while the service still runs. */
 void lease_service_abandoned(lease *l, uint64_t now_ms);
+
+/* The highest epoch seen: own terms, holders in replies, events. */
+uint64_t lease_max_epoch_seen(const lease *l);
 
 /* The restart guard: no claim goes out before not_before_ms (UINT64_MAX:
  * not until told otherwise; 0: no limit).  Renewals and observers' reads are

@@ -14,6 +14,8 @@ const char *leasehold_reason_name(leasehold_reason reason)
         return "disconnected";
     case LEASEHOLD_RESIGNED:
         return "resigned";
+    case LEASEHOLD_CLOCK_JUMPED:
+        return "redis clock jumped";
     }
     return "unknown";
 }

@@ -11,35 +11,75 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Acquire: SET NX PX; on success the next fencing epoch (strictly above the
- * last one, and at least Redis's TIME in microseconds so it keeps growing
- * across a restart that lost the epoch key), stored and announced; on failure
- * {holder, PTTL, epoch}.  The epoch key is read before anything is written,
- * so a wrong type there fails the script with nothing changed.  Lua numbers
- * are doubles: exact up to 2^53, far above microseconds since 1970. */
+/*
+ * The quarantine (README, "The safety rule").  {K}:epoch has no TTL and is
+ * never deleted, so finding it missing means Redis lost its data (a restart
+ * without persistence, FLUSHALL, eviction) or K was never used: a lease that
+ * another process still believes it holds may have vanished with it.  The
+ * script that finds it missing stores a new epoch (Redis's TIME in
+ * microseconds, at least the caller's floor) and {K}:quarantine with a TTL of
+ * one lease, and no claim succeeds while that marker lives.  This holds in
+ * Redis itself, whatever clocks, connections or INFO say.  Both scripts that
+ * may find it missing (acquire and arm) share this step.
+ */
+#define QUARANTINE_STEP_LUA                                                                        \
+    "if redis.replicate_commands then redis.replicate_commands() end\n"                            \
+    "local t = redis.call('TIME')\n"                                                               \
+    "local floor = tonumber(ARGV[FLOOR]) or 0\n"                                                   \
+    "local last = redis.call('GET', KEYS[EPOCH])\n"                                                \
+    "if not last then\n"                                                                           \
+    "  local e = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"                                      \
+    "  if floor > e then e = floor end\n"                                                          \
+    "  local s = string.format('%.0f', e)\n"                                                       \
+    "  redis.call('SET', KEYS[EPOCH], s)\n"                                                        \
+    "  redis.call('SET', KEYS[EPOCH + 1], s, 'PX', ARGV[LEASE])\n"                                 \
+    "  return {'quarantine', tonumber(ARGV[LEASE]), 1, t[1], t[2]}\n"                              \
+    "end\n"                                                                                        \
+    "local q = redis.call('PTTL', KEYS[EPOCH + 1])\n"                                              \
+    "if q > 0 then return {'quarantine', q, 0, t[1], t[2]} end\n"
+
+/* Acquire: the quarantine step, then SET NX PX; on success the next fencing
+ * epoch (strictly above the last one, at least Redis's TIME in microseconds
+ * and at least the caller's floor, the highest epoch it has seen plus one, so
+ * it keeps growing across a restart that lost the epoch key even if Redis's
+ * clock went back), stored and announced: {"elected", epoch, TIME}; on
+ * failure {"held", holder, PTTL, epoch, TIME}.  The epoch key is read before
+ * anything is written, so a wrong type there fails the script with nothing
+ * changed.  Lua numbers are doubles: exact up to 2^53, far above microseconds
+ * since 1970 (and floors are kept below 2^52). */
 static const char SCRIPT_ACQUIRE_LUA[] =
-    "if redis.replicate_commands then redis.replicate_commands() end\n"
-    "local last = tonumber(redis.call('GET', KEYS[2]) or '0') or 0\n"
+    "local EPOCH, LEASE, FLOOR = 2, 2, 4\n" QUARANTINE_STEP_LUA "last = tonumber(last) or 0\n"
     "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
-    "  local t = redis.call('TIME')\n"
     "  local epoch = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
     "  if last + 1 > epoch then epoch = last + 1 end\n"
+    "  if floor > epoch then epoch = floor end\n"
     "  local s = string.format('%.0f', epoch)\n"
     "  redis.call('SET', KEYS[2], s)\n"
     "  redis.call('PUBLISH', ARGV[3], 'elected ' .. s .. ' ' .. ARGV[1])\n"
-    "  return epoch\n"
+    "  return {'elected', s, t[1], t[2]}\n"
     "end\n"
-    "return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1]), redis.call('GET', "
-    "KEYS[2])}\n";
+    "return {'held', redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1]), "
+    "redis.call('GET', KEYS[2]), t[1], t[2]}\n";
 
-/* Renew: the original module's compare-and-PEXPIRE, answering distinctly:
- * 1 renewed, 0 the key is gone, a string: the token that holds it instead. */
-static const char SCRIPT_RENEW_LUA[] = "local v = redis.call('GET', KEYS[1])\n"
-                                       "if v == ARGV[1] then\n"
-                                       "  return redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
-                                       "end\n"
-                                       "if v then return v end\n"
-                                       "return 0\n";
+/* Arm: the quarantine step alone, run on each new connection so that a
+ * quarantine starts when the connection does, not after the restart guard
+ * has held the first claim (the two holds overlap instead of adding up):
+ * {"quarantine", remaining ms, set now, TIME} or {"clear"}. */
+static const char SCRIPT_ARM_LUA[] =
+    "local EPOCH, LEASE, FLOOR = 1, 1, 2\n" QUARANTINE_STEP_LUA "return {'clear'}\n";
+
+/* Renew: the original module's compare-and-PEXPIRE, answering distinctly,
+ * with Redis's TIME: {1, TIME} renewed, {0, TIME} the key is gone,
+ * {token, TIME}: the token that holds it instead. */
+static const char SCRIPT_RENEW_LUA[] =
+    "if redis.replicate_commands then redis.replicate_commands() end\n"
+    "local t = redis.call('TIME')\n"
+    "local v = redis.call('GET', KEYS[1])\n"
+    "if v == ARGV[1] then\n"
+    "  return {redis.call('PEXPIRE', KEYS[1], ARGV[2]), t[1], t[2]}\n"
+    "end\n"
+    "if v then return {v, t[1], t[2]} end\n"
+    "return {0, t[1], t[2]}\n";
 
 /* Release: compare-and-DEL, then announce it.  1 deleted, 0 not ours.  The
  * term is named by token and epoch together: a campaign keeps its token from
@@ -68,6 +108,8 @@ const char *protocol_script(enum script_kind kind)
         return SCRIPT_RELEASE_LUA;
     case SCRIPT_QUERY:
         return SCRIPT_QUERY_LUA;
+    case SCRIPT_ARM:
+        return SCRIPT_ARM_LUA;
     default:
         return "";
     }
@@ -84,6 +126,8 @@ const char *protocol_script_name(enum script_kind kind)
         return "release";
     case SCRIPT_QUERY:
         return "query";
+    case SCRIPT_ARM:
+        return "arm";
     default:
         return "?";
     }
@@ -118,6 +162,11 @@ char *protocol_channel(const char *key)
     return side_key(key, "events");
 }
 
+char *protocol_quarantine_key(const char *key)
+{
+    return side_key(key, "quarantine");
+}
+
 /* An error reply's code, with Redis's words as the reason. */
 static int error_reply(const conn_reply *r, const char *script, char *why, size_t why_size)
 {
@@ -145,18 +194,65 @@ static bool holder_snapshot(const conn_reply *r, lease_reply *out)
     return true;
 }
 
+/* A decimal string reply as a number; 0 when it is not one. */
+static uint64_t string_number(const conn_reply *r)
+{
+    if (r->type != CONN_REPLY_STRING || r->len == 0 || r->len > 20)
+        return 0;
+    char *end = NULL;
+    unsigned long long v = strtoull(r->str, &end, 10);
+    return end == r->str + r->len ? v : 0;
+}
+
+/* Redis's TIME as two string elements (seconds, microseconds), in
+ * microseconds; 0 when they are not that. */
+static uint64_t redis_time_us(const conn_reply *sec, const conn_reply *usec)
+{
+    uint64_t s = string_number(sec), us = string_number(usec);
+    if (s == 0 || s > 100000000000ull || us >= 1000000)
+        return 0;
+    return s * 1000000u + us;
+}
+
+/* True when r is an array of n elements whose first is the string tag. */
+static bool tagged(const conn_reply *r, const char *tag, size_t n)
+{
+    return r->type == CONN_REPLY_ARRAY && r->elements == n &&
+           r->element[0].type == CONN_REPLY_STRING && strcmp(r->element[0].str, tag) == 0;
+}
+
+/* {"quarantine", remaining ms, set now (1/0), TIME sec, TIME usec}. */
+static bool quarantine_reply(const conn_reply *r, lease_reply *out)
+{
+    if (!tagged(r, "quarantine", 5) || r->element[1].type != CONN_REPLY_INTEGER ||
+        r->element[2].type != CONN_REPLY_INTEGER)
+        return false;
+    out->result = LEASE_ACQUIRE_QUARANTINED;
+    out->pttl_ms = r->element[1].integer;
+    out->fresh = r->element[2].integer == 1;
+    out->redis_time_us = redis_time_us(&r->element[3], &r->element[4]);
+    return true;
+}
+
 void protocol_acquire_reply(const conn_reply *r, const char *epoch_key, lease_reply *out, char *why,
                             size_t why_size)
 {
     memset(out, 0, sizeof *out);
-    if (r->type == CONN_REPLY_INTEGER && r->integer > 0) {
+    if (tagged(r, "elected", 4) && string_number(&r->element[1]) > 0) {
         out->result = LEASE_ACQUIRED;
-        out->epoch = (uint64_t)r->integer;
+        out->epoch = string_number(&r->element[1]);
+        out->redis_time_us = redis_time_us(&r->element[2], &r->element[3]);
         return;
     }
-    if (holder_snapshot(r, out) && out->holder) {
-        out->result = LEASE_ACQUIRE_HELD;
+    if (quarantine_reply(r, out))
         return;
+    if (tagged(r, "held", 6)) {
+        conn_reply snapshot = {.type = CONN_REPLY_ARRAY, .elements = 3, .element = r->element + 1};
+        if (holder_snapshot(&snapshot, out) && out->holder) {
+            out->result = LEASE_ACQUIRE_HELD;
+            out->redis_time_us = redis_time_us(&r->element[4], &r->element[5]);
+            return;
+        }
     }
     memset(out, 0, sizeof *out);
     out->result = LEASE_ACQUIRE_FAILED;
@@ -171,15 +267,19 @@ void protocol_acquire_reply(const conn_reply *r, const char *epoch_key, lease_re
 void protocol_renew_reply(const conn_reply *r, lease_reply *out, char *why, size_t why_size)
 {
     memset(out, 0, sizeof *out);
-    if (r->type == CONN_REPLY_INTEGER && r->integer == 1) {
+    const conn_reply *v = r->type == CONN_REPLY_ARRAY && r->elements == 3 ? &r->element[0] : NULL;
+    if (v)
+        out->redis_time_us = redis_time_us(&r->element[1], &r->element[2]);
+    if (v && v->type == CONN_REPLY_INTEGER && v->integer == 1) {
         out->result = LEASE_RENEWED;
-    } else if (r->type == CONN_REPLY_INTEGER && r->integer == 0) {
+    } else if (v && v->type == CONN_REPLY_INTEGER && v->integer == 0) {
         out->result = LEASE_RENEW_MISSING;
-    } else if (r->type == CONN_REPLY_STRING) {
+    } else if (v && v->type == CONN_REPLY_STRING) {
         out->result = LEASE_RENEW_HELD;
-        out->holder = r->str;
-        out->holder_len = r->len;
+        out->holder = v->str;
+        out->holder_len = v->len;
     } else {
+        out->redis_time_us = 0;
         out->result = LEASE_RENEW_FAILED;
         out->error = error_reply(r, "renew", why, why_size);
     }
@@ -211,6 +311,22 @@ void protocol_query_reply(const conn_reply *r, const char *epoch_key, lease_repl
                  "the key (or %s) holds a value that is not a string: another program uses it "
                  "(%s)",
                  epoch_key, r->str);
+}
+
+int protocol_arm_reply(const conn_reply *r, int64_t *remaining_ms, bool *fresh, char *why,
+                       size_t why_size)
+{
+    lease_reply lr = {0};
+    *remaining_ms = 0;
+    *fresh = false;
+    if (tagged(r, "clear", 1))
+        return 0;
+    if (quarantine_reply(r, &lr)) {
+        *remaining_ms = lr.pttl_ms;
+        *fresh = lr.fresh;
+        return 0;
+    }
+    return error_reply(r, "arm", why, why_size);
 }
 
 int protocol_parse_event(const char *payload, size_t len, lease_event_kind *kind, uint64_t *epoch,

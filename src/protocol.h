@@ -11,10 +11,11 @@
 #include "lease.h"
 
 enum script_kind {
-    SCRIPT_ACQUIRE, /* KEYS: K, K:epoch  ARGV: token, lease_ms, channel */
-    SCRIPT_RENEW,   /* KEYS: K           ARGV: token, lease_ms */
-    SCRIPT_RELEASE, /* KEYS: K, K:epoch  ARGV: token, channel, epoch */
+    SCRIPT_ACQUIRE, /* KEYS: K, K:epoch, K:quarantine  ARGV: token, lease_ms, channel, floor */
+    SCRIPT_RENEW,   /* KEYS: K                         ARGV: token, lease_ms */
+    SCRIPT_RELEASE, /* KEYS: K, K:epoch                ARGV: token, channel, epoch */
     SCRIPT_QUERY,   /* KEYS: K, K:epoch */
+    SCRIPT_ARM,     /* KEYS: K:epoch, K:quarantine     ARGV: lease_ms, floor */
     SCRIPT_KINDS
 };
 
@@ -23,6 +24,7 @@ enum script_kind {
  * Return malloc'd strings, NULL when out of memory. */
 char *protocol_epoch_key(const char *key);
 char *protocol_channel(const char *key);
+char *protocol_quarantine_key(const char *key);
 
 /* The Lua source of a script, and its name for messages. */
 const char *protocol_script(enum script_kind kind);
@@ -38,6 +40,11 @@ void protocol_renew_reply(const conn_reply *r, lease_reply *out, char *why, size
 void protocol_release_reply(const conn_reply *r, lease_reply *out, char *why, size_t why_size);
 void protocol_query_reply(const conn_reply *r, const char *epoch_key, lease_reply *out, char *why,
                           size_t why_size);
+
+/* The arm script's reply: 0 with the quarantine's remaining time (0: none)
+ * and whether this script set it, or an error code with the reason in why. */
+int protocol_arm_reply(const conn_reply *r, int64_t *remaining_ms, bool *fresh, char *why,
+                       size_t why_size);
 
 /* Parses a message of the events channel, "elected <epoch> <token>" or
  * "released <epoch> <token>".  Returns 0, or -1 for anything else (which is

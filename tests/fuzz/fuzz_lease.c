@@ -90,7 +90,7 @@ typedef struct model {
 
 static uint64_t drift_ms(const lease_config *cfg)
 {
-    return cfg->lease_ms / 100 + 2;
+    return (uint64_t)cfg->lease_ms * cfg->drift_ppm / 1000000 + 2;
 }
 
 /* One of a few sound configurations, or the bytes' own when they pass
@@ -102,17 +102,20 @@ static lease_config decode_config(input *in)
          .renew_interval_ms = 300,
          .retry_interval_ms = 1000,
          .renew_deadline_ms = 1500,
-         .stop_timeout_ms = 10000},
+         .stop_timeout_ms = 10000,
+         .drift_ppm = 10000},
         {.lease_ms = 30,
          .renew_interval_ms = 5,
          .retry_interval_ms = 10,
          .renew_deadline_ms = 20,
-         .stop_timeout_ms = 40},
+         .stop_timeout_ms = 40,
+         .drift_ppm = 10000},
         {.lease_ms = 500,
          .renew_interval_ms = 200,
          .retry_interval_ms = 700,
          .renew_deadline_ms = 400,
-         .stop_timeout_ms = 5},
+         .stop_timeout_ms = 5,
+         .drift_ppm = 10000},
     };
     uint8_t pick = u8(in);
     lease_config cfg = presets[(pick & 0x7f) % 3];
@@ -121,7 +124,8 @@ static lease_config decode_config(input *in)
                             .renew_interval_ms = u32(in) % 100000,
                             .retry_interval_ms = u32(in) % 100000,
                             .renew_deadline_ms = u32(in) % 100000,
-                            .stop_timeout_ms = u32(in) % 100000 + 1};
+                            .stop_timeout_ms = u32(in) % 100000 + 1,
+                            .drift_ppm = u32(in) % 200000 + 1};
         if (lease_config_check(&own, 1, NULL) == 0)
             cfg = own;
     }

@@ -58,7 +58,8 @@ static void check_config(const uint8_t *data, size_t size, const url *u)
                         .renew_interval_ms = v[1],
                         .retry_interval_ms = v[2],
                         .renew_deadline_ms = v[3],
-                        .stop_timeout_ms = 1000};
+                        .stop_timeout_ms = 1000,
+                        .drift_ppm = 10000};
     uint32_t timeout = u && u->command_timeout_ms ? u->command_timeout_ms : v[4];
     leasehold_error err;
     int rc = lease_config_check(&cfg, timeout, &err);

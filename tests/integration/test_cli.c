@@ -599,7 +599,10 @@ static void test_restart(void **state)
     proc_free(p);
 }
 
-/* --exit-on-loss: another token in the key ends the term: exit 76, CMD gone. */
+/* --exit-on-loss: another token in the key ends the term: exit 76, CMD gone.
+ * The key held by another before valid_until means the lease was lost early
+ * (another process may act already), so the term's deadline is now and CMD
+ * is killed at once rather than given until valid_until. */
 static void test_exit_on_loss(void **state)
 {
     (void)state;
@@ -614,9 +617,6 @@ static void test_exit_on_loss(void **state)
     redis_do("SET %s %s PX 60000", "cli:loss", "intruder/1");
     expect_exit(p, 76, 3000);
     assert_false(pid_alive(b.pid));
-    beater bs[MAX_BEATERS];
-    read_beats(beats, bs);
-    assert_true(bs[0].term); /* SIGTERM came first */
     proc_free(p);
     redis_do("DEL %s", "cli:loss", NULL);
 }

@@ -178,7 +178,7 @@ static uint64_t local_now(const machine *m, uint64_t t)
 
 static uint64_t drift_ms(const sim *s)
 {
-    return s->o.lease.lease_ms / 100 + 2;
+    return (uint64_t)s->o.lease.lease_ms * s->o.lease.drift_ppm / 1000000 + 2;
 }
 
 static bool frozen(const sim *s, const machine *m)
@@ -988,7 +988,8 @@ void sim_options_init(sim_options *o, uint64_t seed, unsigned machines)
                   .renew_interval_ms = 300,
                   .retry_interval_ms = 1000,
                   .renew_deadline_ms = 1500,
-                  .stop_timeout_ms = 1000},
+                  .stop_timeout_ms = 1000,
+                  .drift_ppm = 10000},
         .command_timeout_ms = 250,
         .faults = false,
         .bug = SIM_BUG_NONE,

@@ -75,7 +75,8 @@ static const lease_config cfg = {.lease_ms = 2000,
                                  .renew_interval_ms = 300,
                                  .retry_interval_ms = 1000,
                                  .renew_deadline_ms = 1500,
-                                 .stop_timeout_ms = 1000};
+                                 .stop_timeout_ms = 1000,
+                                 .drift_ppm = 10000};
 
 /* drift = 2000/100 + 2 = 22: a command sent at s is ours until s + 1978. */
 
@@ -92,6 +93,8 @@ static const char *reason_name(leasehold_reason reason)
         return "disconnected";
     case LEASEHOLD_RESIGNED:
         return "resigned";
+    case LEASEHOLD_CLOCK_JUMPED:
+        return "clock-jumped";
     }
     return "?";
 }
@@ -811,10 +814,23 @@ static void test_config_check(void **state)
         {{2000, 1000, 1000, 1200},
          700,
          "command_timeout_ms (700) must be at most half of renew_deadline_ms (1200)"},
+        /* The drift allowance (the rest of the cases take 10000 ppm). */
+        {{2000, 300, 1000, 1500, 0, 100000}, 250, NULL},
+        {{2000, 300, 1000, 1799, 0, 100000},
+         250,
+         "renew_deadline_ms (1799) must be below lease_ms - drift (1798)"},
+        {{2000, 300, 1000, 1500, 0, 200000}, 250, NULL},
+        {{2000, 300, 1000, 1500, 0, 200001},
+         250,
+         "clock_drift_ppm (200001) must be 1 to 200000: no two clocks run at exactly the same "
+         "rate"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         leasehold_error err = {.code = 99, .msg = "stale"};
-        int rc = lease_config_check(&cases[i].cfg, cases[i].command_timeout_ms, &err);
+        lease_config c = cases[i].cfg;
+        if (c.drift_ppm == 0)
+            c.drift_ppm = 10000;
+        int rc = lease_config_check(&c, cases[i].command_timeout_ms, &err);
         if (!cases[i].msg) {
             if (rc != 0)
                 fail_msg("case %zu rejected: %s", i, err.msg);
@@ -824,9 +840,13 @@ static void test_config_check(void **state)
         assert_int_equal(rc, LEASEHOLD_ECONFIG);
         assert_int_equal(err.code, LEASEHOLD_ECONFIG);
         assert_string_equal(err.msg, cases[i].msg);
-        assert_int_equal(lease_config_check(&cases[i].cfg, cases[i].command_timeout_ms, NULL),
+        assert_int_equal(lease_config_check(&c, cases[i].command_timeout_ms, NULL),
                          LEASEHOLD_ECONFIG);
     }
+    lease_config zero = {2000, 300, 1000, 1500, 1000, 0, false};
+    leasehold_error err;
+    assert_int_equal(lease_config_check(&zero, 250, &err), LEASEHOLD_ECONFIG);
+    assert_non_null(strstr(err.msg, "clock_drift_ppm (0) must be 1 to 200000"));
 }
 
 /* ------------------------------------------------------------------- fuzz */

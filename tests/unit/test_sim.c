@@ -110,7 +110,8 @@ static void test_faults_short_lease(void **state)
                                  .renew_interval_ms = 100,
                                  .retry_interval_ms = 250,
                                  .renew_deadline_ms = 350,
-                                 .stop_timeout_ms = 250};
+                                 .stop_timeout_ms = 250,
+                                 .drift_ppm = 10000};
         o.command_timeout_ms = 60;
         run_with_faults(&o, steps);
     }
