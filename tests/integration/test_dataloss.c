@@ -1,0 +1,198 @@
+/* test_dataloss.c — a Redis that loses data under a live lease, with every
+ * connection kept open (FLUSHALL stands for a restart behind a proxy that
+ * keeps client connections, or an eviction): the quarantine holds every claim
+ * for one lease, epochs still grow past the highest one seen, and an
+ * eviction policy that could drop the key is reported. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "events.h"
+#include "redis_server.h"
+#include "testutil.h"
+
+typedef struct fixture {
+    redis_server *srv;
+    event_queue *q;
+    candidate cand[2];
+} fixture;
+
+static fixture fx;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    fx.srv = redis_server_start(NULL);
+    return fx.srv ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    redis_server_stop(fx.srv);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    fx.q = events_new();
+    return fx.q ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 2; i++)
+        candidate_stop(&fx.cand[i]);
+    events_free(fx.q);
+    fx.q = NULL;
+    return 0;
+}
+
+/* The test timings without the restart guard: only the quarantine holds. */
+static void config(leasehold_config *cfg)
+{
+    test_config(cfg, fx.srv->url);
+    cfg->restart_guard = false;
+}
+
+static void redis_ok(const char *fmt, const char *a, const char *b)
+{
+    redisReply *r = redis_server_cmd(fx.srv, fmt, a, b);
+    assert_non_null(r);
+    assert_int_not_equal(r->type, REDIS_REPLY_ERROR);
+    freeReplyObject(r);
+}
+
+/* A key never used: the first claim finds no epoch key and quarantines it,
+ * so nobody is elected for a lease; a key whose epoch key exists is claimed
+ * at once.  The lower bound is a safety property and is not scaled. */
+static void test_unused_key_waits_a_lease(void **state)
+{
+    (void)state;
+    leasehold_config cfg;
+    config(&cfg);
+    uint64_t t0 = test_now_ms();
+    assert_int_equal(candidate_start(&fx.cand[0], &cfg, "lh:loss:new", fx.q, 0), 0);
+    event el;
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, 0), test_ms(cfg.lease_ms * 3), &el));
+    printf("# first election on an unused key after %llu ms\n",
+           (unsigned long long)(el.at_ms - t0));
+    assert_true(el.at_ms - t0 >= cfg.lease_ms - 20);
+    candidate_stop(&fx.cand[0]);
+
+    redis_ok("SET %s %s", "{lh:loss:known}:epoch", "5");
+    events_clear(fx.q);
+    t0 = test_now_ms();
+    assert_int_equal(candidate_start(&fx.cand[0], &cfg, "lh:loss:known", fx.q, 0), 0);
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, 0), test_ms(cfg.lease_ms), &el));
+    assert_true(el.at_ms - t0 < cfg.lease_ms - 100);
+    assert_true(el.epoch > 5);
+}
+
+/* Redis loses its data while A leads and every connection stays open: A's
+ * next renewal finds the key gone and ends its term at once, and B, which
+ * would otherwise claim the moment it looks, is held by the quarantine for a
+ * lease from the loss, so it cannot overlap whatever A was still doing. */
+static void test_flush_quarantines(void **state)
+{
+    (void)state;
+    leasehold_config cfg;
+    config(&cfg);
+    const char *key = "lh:loss:flush";
+    assert_int_equal(candidate_start(&fx.cand[0], &cfg, key, fx.q, 0), 0);
+    event a;
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, 0), test_ms(cfg.lease_ms * 3), &a));
+    assert_int_equal(candidate_start(&fx.cand[1], &cfg, key, fx.q, 1), 0);
+    event seen; /* B has read the key: it knows A's epoch */
+    assert_true(events_wait(fx.q, events_of(EV_LEADER_CHANGED, 1), test_ms(2000), &seen));
+
+    uint64_t t_flush = test_now_ms();
+    redisReply *r = redis_server_cmd(fx.srv, "FLUSHALL");
+    assert_non_null(r);
+    freeReplyObject(r);
+    event rv;
+    assert_true(events_wait(fx.q, events_of(EV_REVOKED, 0), test_ms(cfg.lease_ms), &rv));
+    assert_true(rv.value == LEASEHOLD_EXPIRED || rv.value == LEASEHOLD_LOST);
+    event b;
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1), test_ms(cfg.lease_ms * 4), &b));
+    printf("# after the flush: revoked after %llu ms, next leader (%d) after %llu ms\n",
+           (unsigned long long)(rv.at_ms - t_flush), b.who,
+           (unsigned long long)(b.at_ms - t_flush));
+    assert_true(b.at_ms - t_flush >= cfg.lease_ms - 20);
+    assert_true(b.epoch > a.epoch);
+}
+
+/* Epochs grow past the highest one a candidate has seen, even when Redis lost
+ * the epoch key and its clock is behind that epoch (here: an epoch far in
+ * Redis's future, as one handed out before its clock stepped back). */
+static void test_epoch_floor(void **state)
+{
+    (void)state;
+    leasehold_config cfg;
+    config(&cfg);
+    const char *key = "lh:loss:floor";
+    const char *future = "4000000000000000"; /* 2096, in microseconds */
+    redis_ok("SET %s %s", "{lh:loss:floor}:epoch", future);
+    redisReply *r = redis_server_cmd(fx.srv, "SET %s %s PX 1500", key, "other/1");
+    assert_non_null(r);
+    freeReplyObject(r);
+    assert_int_equal(candidate_start(&fx.cand[0], &cfg, key, fx.q, 0), 0);
+    event seen;
+    assert_true(events_wait(fx.q, events_of(EV_LEADER_CHANGED, 0), test_ms(2000), &seen));
+    assert_int_equal(seen.epoch, 4000000000000000ull);
+    r = redis_server_cmd(fx.srv, "FLUSHALL");
+    assert_non_null(r);
+    freeReplyObject(r);
+    event el;
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, 0), test_ms(cfg.lease_ms * 4), &el));
+    assert_true(el.epoch > 4000000000000000ull);
+}
+
+/* A Redis that may evict keys is reported to every election (once), and
+ * leasehold_holder_get() names the policy. */
+static void test_eviction_policy(void **state)
+{
+    (void)state;
+    redis_ok("CONFIG SET %s %s", "maxmemory-policy", "allkeys-lru");
+    leasehold_config cfg;
+    config(&cfg);
+    assert_int_equal(candidate_start(&fx.cand[0], &cfg, "lh:loss:evict", fx.q, 0), 0);
+    event err;
+    bool warned = events_wait(fx.q, events_of(EV_ERROR, 0), test_ms(2000), &err);
+    leasehold_holder h;
+    leasehold_error e;
+    int rc = leasehold_holder_get(fx.cand[0].client, "lh:loss:evict", &h, &e);
+    redis_ok("CONFIG SET %s %s", "maxmemory-policy", "noeviction");
+    assert_true(warned);
+    assert_int_equal(err.value, LEASEHOLD_EEVICTION);
+    assert_non_null(strstr(err.text, "allkeys-lru"));
+    assert_int_equal(rc, 0);
+    assert_string_equal(h.maxmemory_policy, "allkeys-lru");
+
+    candidate_stop(&fx.cand[0]);
+    events_clear(fx.q);
+    assert_int_equal(candidate_start(&fx.cand[0], &cfg, "lh:loss:evict", fx.q, 0), 0);
+    assert_int_equal(leasehold_holder_get(fx.cand[0].client, "lh:loss:evict", &h, &e), 0);
+    assert_string_equal(h.maxmemory_policy, "noeviction");
+    event el;
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, 0), test_ms(cfg.lease_ms * 3), &el));
+    assert_int_equal(events_count(fx.q, events_of(EV_ERROR, 0)), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_unused_key_waits_a_lease, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flush_quarantines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_epoch_floor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_eviction_policy, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
