@@ -185,6 +185,7 @@ typedef struct options {
     const char *identity;
     uint32_t lease_ms, renew_ms, retry_ms, renew_deadline_ms;
     uint32_t command_timeout_ms, connect_timeout_ms, stop_timeout_ms;
+    uint32_t clock_drift_ppm;
     uint32_t service_interval_ms;
     leasehold_log_level log_level;
 } options;
@@ -202,6 +203,7 @@ enum option_id {
     OPT_COMMAND_TIMEOUT,
     OPT_CONNECT_TIMEOUT,
     OPT_STOP_TIMEOUT,
+    OPT_CLOCK_DRIFT,
     OPT_LOG_LEVEL,
     OPT_SERVICE_INTERVAL,
 };
@@ -219,6 +221,7 @@ static const struct option long_options[] = {
     {"command-timeout-ms", required_argument, NULL, OPT_COMMAND_TIMEOUT},
     {"connect-timeout-ms", required_argument, NULL, OPT_CONNECT_TIMEOUT},
     {"stop-timeout-ms", required_argument, NULL, OPT_STOP_TIMEOUT},
+    {"clock-drift-ppm", required_argument, NULL, OPT_CLOCK_DRIFT},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"service-interval-ms", required_argument, NULL, OPT_SERVICE_INTERVAL},
     {NULL, 0, NULL, 0},
@@ -229,57 +232,60 @@ static void print_help(void)
 {
     leasehold_config d;
     leasehold_config_init(&d);
-    printf(
-        "Usage: server [OPTION]...\n"
-        "Runs the example leader-only service while this process holds the lease on\n"
-        "the Redis key " KEY_PREFIX "<region>.  SIGINT or SIGTERM stops the service,\n"
-        "releases the lease and exits 0.  Logs go to stderr.\n"
-        "\n"
-        "Environment:\n"
-        "  SNAKETRON_REDIS_URL   Redis URL, redis://[user[:password]@]host[:port][/db]\n"
-        "                        or unix:///path/to/redis.sock; unset or empty: leader\n"
-        "                        election is disabled and the server just runs\n"
-        "  SNAKETRON_REGION      region, the key's last part (default: " DEFAULT_REGION ")\n"
-        "\n"
-        "Options (each overrides the environment and the default):\n"
-        "  --url URL                   Redis URL (default: $SNAKETRON_REDIS_URL)\n"
-        "  --region NAME               region (default: $SNAKETRON_REGION or " DEFAULT_REGION ")\n"
-        "  --key KEY                   the whole lease key (default: " KEY_PREFIX "<region>)\n"
-        "  --id IDENTITY               first half of the token (default: <hostname>:<pid>)\n"
-        "  --lease-ms MS               lease TTL (default: %" PRIu32 ")\n"
-        "  --renew-ms MS               the leader renews this often (default: %" PRIu32 ")\n"
-        "  --retry-ms MS               a follower's longest wait between claims (default: "
-        "%" PRIu32 ")\n"
-        "  --renew-deadline-ms MS      a leader unrenewed this long steps down (default: "
-        "%" PRIu32 ")\n"
-        "  --command-timeout-ms MS     Redis command timeout (default: %" PRIu32 ")\n"
-        "  --connect-timeout-ms MS     Redis connect timeout (default: %" PRIu32 ")\n"
-        "  --stop-timeout-ms MS        how long a stopping service is waited for (default: "
-        "%" PRIu32 ")\n"
-        "  --log-level LEVEL           error, warn, info or debug (default: info)\n"
-        "  --service-interval-ms MS    period of \"Leader service is running...\" (default: "
-        "%u)\n"
-        "  -h, --help                  print this help and exit\n"
-        "\n"
-        "Exit status: 0 after SIGINT/SIGTERM, 64 bad option or configuration,\n"
-        "69 leader election could not start (e.g. Redis unreachable), 71 system error.\n",
-        d.lease_ms, d.renew_interval_ms, d.retry_interval_ms, d.renew_deadline_ms,
-        d.command_timeout_ms, d.connect_timeout_ms, d.stop_timeout_ms, DEFAULT_SERVICE_INTERVAL_MS);
+    printf("Usage: server [OPTION]...\n"
+           "Runs the example leader-only service while this process holds the lease on\n"
+           "the Redis key " KEY_PREFIX "<region>.  SIGINT or SIGTERM stops the service,\n"
+           "releases the lease and exits 0.  Logs go to stderr.\n"
+           "\n"
+           "Environment:\n"
+           "  SNAKETRON_REDIS_URL   Redis URL, redis://[user[:password]@]host[:port][/db]\n"
+           "                        or unix:///path/to/redis.sock; unset or empty: leader\n"
+           "                        election is disabled and the server just runs\n"
+           "  SNAKETRON_REGION      region, the key's last part (default: " DEFAULT_REGION ")\n"
+           "\n"
+           "Options (each overrides the environment and the default):\n"
+           "  --url URL                   Redis URL (default: $SNAKETRON_REDIS_URL)\n"
+           "  --region NAME               region (default: $SNAKETRON_REGION or " DEFAULT_REGION
+           ")\n"
+           "  --key KEY                   the whole lease key (default: " KEY_PREFIX "<region>)\n"
+           "  --id IDENTITY               first half of the token (default: <hostname>:<pid>)\n"
+           "  --lease-ms MS               lease TTL (default: %" PRIu32 ")\n"
+           "  --renew-ms MS               the leader renews this often (default: %" PRIu32 ")\n"
+           "  --retry-ms MS               a follower's longest wait between claims (default: "
+           "%" PRIu32 ")\n"
+           "  --renew-deadline-ms MS      a leader unrenewed this long steps down (default: "
+           "%" PRIu32 ")\n"
+           "  --command-timeout-ms MS     Redis command timeout (default: %" PRIu32 ")\n"
+           "  --connect-timeout-ms MS     Redis connect timeout (default: %" PRIu32 ")\n"
+           "  --stop-timeout-ms MS        how long a stopping service is waited for (default: "
+           "%" PRIu32 ")\n"
+           "  --clock-drift-ppm PPM       the largest clock-rate difference between this host and\n"
+           "                              Redis's, 1 to 200000 (default: %" PRIu32 ", i.e. 1%%)\n"
+           "  --log-level LEVEL           error, warn, info or debug (default: info)\n"
+           "  --service-interval-ms MS    period of \"Leader service is running...\" (default: "
+           "%u)\n"
+           "  -h, --help                  print this help and exit\n"
+           "\n"
+           "Exit status: 0 after SIGINT/SIGTERM, 64 bad option or configuration,\n"
+           "69 leader election could not start (e.g. Redis unreachable), 71 system error.\n",
+           d.lease_ms, d.renew_interval_ms, d.retry_interval_ms, d.renew_deadline_ms,
+           d.command_timeout_ms, d.connect_timeout_ms, d.stop_timeout_ms, d.clock_drift_ppm,
+           DEFAULT_SERVICE_INTERVAL_MS);
 }
 
-/* Parses a decimal number of milliseconds: digits only, no sign, no
- * spaces, at most UINT32_MAX.  Prints why on failure. */
-static bool parse_ms(const char *name, const char *text, uint32_t *out)
+/* Parses a decimal number of `unit`s: digits only, no sign, no spaces, at
+ * most UINT32_MAX.  Prints why on failure. */
+static bool parse_count(const char *name, const char *text, const char *unit, uint32_t *out)
 {
     if (text[0] < '0' || text[0] > '9') {
-        fprintf(stderr, "server: --%s: '%s' is not a number of milliseconds\n", name, text);
+        fprintf(stderr, "server: --%s: '%s' is not a number of %s\n", name, text, unit);
         return false;
     }
     errno = 0;
     char *end;
     unsigned long long v = strtoull(text, &end, 10);
     if (*end != '\0') {
-        fprintf(stderr, "server: --%s: '%s' is not a number of milliseconds\n", name, text);
+        fprintf(stderr, "server: --%s: '%s' is not a number of %s\n", name, text, unit);
         return false;
     }
     if (errno == ERANGE || v > UINT32_MAX) {
@@ -289,6 +295,11 @@ static bool parse_ms(const char *name, const char *text, uint32_t *out)
     }
     *out = (uint32_t)v;
     return true;
+}
+
+static bool parse_ms(const char *name, const char *text, uint32_t *out)
+{
+    return parse_count(name, text, "milliseconds", out);
 }
 
 static bool parse_level(const char *text, leasehold_log_level *out)
@@ -343,6 +354,7 @@ static int parse_options(int argc, char **argv, options *o)
         .command_timeout_ms = d.command_timeout_ms,
         .connect_timeout_ms = d.connect_timeout_ms,
         .stop_timeout_ms = d.stop_timeout_ms,
+        .clock_drift_ppm = d.clock_drift_ppm,
         .service_interval_ms = DEFAULT_SERVICE_INTERVAL_MS,
         .log_level = LEASEHOLD_LOG_INFO,
     };
@@ -390,6 +402,9 @@ static int parse_options(int argc, char **argv, options *o)
             break;
         case OPT_STOP_TIMEOUT:
             ok = parse_ms("stop-timeout-ms", optarg, &o->stop_timeout_ms);
+            break;
+        case OPT_CLOCK_DRIFT:
+            ok = parse_count("clock-drift-ppm", optarg, "parts per million", &o->clock_drift_ppm);
             break;
         case OPT_LOG_LEVEL:
             ok = parse_level(optarg, &o->log_level);
@@ -462,6 +477,7 @@ static int run_election(server *s, const options *o, const sigset_t *stop)
     cfg.command_timeout_ms = o->command_timeout_ms;
     cfg.connect_timeout_ms = o->connect_timeout_ms;
     cfg.stop_timeout_ms = o->stop_timeout_ms;
+    cfg.clock_drift_ppm = o->clock_drift_ppm;
     cfg.log = on_library_log;
     cfg.log_arg = s;
     cfg.log_level = o->log_level;

@@ -244,6 +244,11 @@ static void test_bad_options(void **state)
         {"stray-argument"},
         {"--url", "http://127.0.0.1/"},
         {"--url", "@REDIS", "--lease-ms", "100", "--renew-ms", "300"},
+        {"--clock-drift-ppm", "1%"},
+        {"--url", "@REDIS", "--clock-drift-ppm", "0"},
+        {"--url", "@REDIS", "--clock-drift-ppm", "200001"},
+        /* with 20% of drift, lease 2000 is certain for 1598 ms only */
+        {"--url", "@REDIS", "--renew-deadline-ms", "1700", "--clock-drift-ppm", "200000"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *args[8] = {0};
