@@ -90,8 +90,10 @@ int cli_status(const cli_options *o)
                                 held ? "true" : "false");
         len = json_field(line, sizeof line, "token", h.token);
         len += (size_t)snprintf(line + len, sizeof line - len,
-                                ",\"epoch\":%" PRIu64 ",\"ttl_ms\":%" PRId64 "}", h.epoch,
+                                ",\"epoch\":%" PRIu64 ",\"ttl_ms\":%" PRId64, h.epoch,
                                 held ? h.ttl_ms : 0);
+        len = json_field(line, sizeof line, "maxmemory_policy", h.maxmemory_policy);
+        len += (size_t)snprintf(line + len, sizeof line - len, "}");
     } else if (held && h.ttl_ms < 0) {
         len = (size_t)snprintf(line, sizeof line, "%s: leader %s, epoch %" PRIu64 ", no expiry",
                                o->key, h.token, h.epoch);
@@ -103,6 +105,12 @@ int cli_status(const cli_options *o)
         len = (size_t)snprintf(line, sizeof line, "%s: no leader (last epoch %" PRIu64 ")", o->key,
                                h.epoch);
     }
+    /* A Redis that may evict keys can drop the lease under its leader. */
+    if (!o->json && h.maxmemory_policy[0] && strcmp(h.maxmemory_policy, "noeviction") != 0 &&
+        len < sizeof line)
+        len += (size_t)snprintf(line + len, sizeof line - len,
+                                "; Redis maxmemory-policy is %s: it may evict the lease key",
+                                h.maxmemory_policy);
     if (len >= sizeof line)
         len = sizeof line - 1;
     rc = print_line(line, len, sizeof line);

@@ -811,7 +811,17 @@ static void test_status(void **state)
     p = proc_start("leasehold", env, json);
     expect_exit(p, 3, 5000);
     assert_non_null(strstr(p->out, "{\"key\":\"snaketron:leader:cli-status\",\"leader\":false,"
-                                   "\"token\":null,\"epoch\":0,\"ttl_ms\":0}\n"));
+                                   "\"token\":null,\"epoch\":0,\"ttl_ms\":0,"
+                                   "\"maxmemory_policy\":\"noeviction\"}\n"));
+    proc_free(p);
+    /* A Redis that may evict the key says so. */
+    redis_do("CONFIG SET maxmemory-policy %s", "volatile-lru", NULL);
+    p = proc_start("leasehold", env, text);
+    expect_exit(p, 3, 5000);
+    redis_do("CONFIG SET maxmemory-policy %s", "noeviction", NULL);
+    if (!strstr(p->out, "no leader (last epoch 0); Redis maxmemory-policy is volatile-lru: it may "
+                        "evict the lease key\n"))
+        fail_msg("no eviction warning in: %s", p->out);
     proc_free(p);
 
     const char *beats = tmp_path("status.beats");
