@@ -144,6 +144,8 @@ echo "   redis-server pid ${pid[redis]} on port $redis_port, data in $tmp"
 
 heading "Starting three servers campaigning for $key"
 echo "   (lease 2000 ms, renewed every 300 ms; each logs to stderr, shown here with its name)"
+echo "   (the first election waits one lease: this Redis has just started (restart guard),"
+echo "    and the key was never used, so its first claim quarantines it (see The safety rule))"
 start_server s1
 start_server s2
 start_server s3
