@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -186,6 +187,84 @@ static void test_eviction_policy(void **state)
     assert_int_equal(events_count(fx.q, events_of(EV_ERROR, 0)), 0);
 }
 
+/* Redis's uptime in seconds, 0 when it does not say. */
+static long long uptime_s(redis_server *srv)
+{
+    redisReply *r = redis_server_cmd(srv, "INFO server");
+    long long up = 0;
+    const char *f =
+        r && r->type == REDIS_REPLY_STRING ? strstr(r->str, "uptime_in_seconds:") : NULL;
+    if (f)
+        up = atoll(f + strlen("uptime_in_seconds:"));
+    if (r)
+        freeReplyObject(r);
+    return up;
+}
+
+typedef struct two_servers {
+    redis_server *x, *y;
+} two_servers;
+
+/* Both have been up for 2 s, so uptime alone (counted 1 s short) would let a
+ * claim with a 1000 ms lease through at once. */
+static bool both_up_2s(void *arg)
+{
+    two_servers *t = arg;
+    return uptime_s(t->x) >= 2 && uptime_s(t->y) >= 2;
+}
+
+/*
+ * A reconnection that lands on another Redis instance (a name that now
+ * resolves elsewhere, a promoted replica) is a restart, whatever its uptime
+ * says: the run_id differs from the one the last connection met, so claims
+ * wait a lease.  Here a unix socket path is switched from X to Y, both up
+ * long enough; Y has the epoch key (so the quarantine does not hold) but not
+ * the lease, as a replica that missed the last writes.
+ */
+static void test_run_id_changed(void **state)
+{
+    (void)state;
+    redis_server_opts opts = {.unix_socket = true};
+    two_servers t = {redis_server_start(&opts), redis_server_start(&opts)};
+    assert_non_null(t.x);
+    assert_non_null(t.y);
+    char link[400], next[410], url[420];
+    snprintf(link, sizeof link, "%s/lease.sock", t.x->dir);
+    snprintf(next, sizeof next, "%s.new", link);
+    snprintf(url, sizeof url, "unix://%s", link);
+    assert_int_equal(symlink(t.x->unix_path, link), 0);
+    assert_true(wait_until(both_up_2s, &t, 10000));
+
+    const char *key = "lh:loss:runid";
+    redisReply *r = redis_server_cmd(t.x, "SET %s %s PX 60000", key, "other/1");
+    freeReplyObject(r);
+    r = redis_server_cmd(t.x, "SET %s %s", "{lh:loss:runid}:epoch", "5");
+    freeReplyObject(r);
+    r = redis_server_cmd(t.y, "SET %s %s", "{lh:loss:runid}:epoch", "5");
+    freeReplyObject(r);
+    leasehold_config cfg;
+    test_config(&cfg, url);
+    assert_int_equal(candidate_start(&fx.cand[0], &cfg, key, fx.q, 0), 0);
+    event seen;
+    assert_true(events_wait(fx.q, events_of(EV_LEADER_CHANGED, 0), test_ms(3000), &seen));
+
+    assert_int_equal(symlink(t.y->unix_path, next), 0);
+    assert_int_equal(rename(next, link), 0);
+    uint64_t t_switch = test_now_ms();
+    r = redis_server_cmd(t.x, "CLIENT KILL TYPE normal");
+    freeReplyObject(r);
+    event el;
+    bool elected = events_wait(fx.q, events_of(EV_ELECTED, 0), test_ms(cfg.lease_ms * 4), &el);
+    candidate_stop(&fx.cand[0]);
+    unlink(link);
+    redis_server_stop(t.x);
+    redis_server_stop(t.y);
+    assert_true(elected);
+    printf("# elected on the other instance %llu ms after the switch\n",
+           (unsigned long long)(el.at_ms - t_switch));
+    assert_true(el.at_ms - t_switch >= cfg.lease_ms - 20);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -193,6 +272,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_flush_quarantines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_epoch_floor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eviction_policy, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_run_id_changed, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
