@@ -116,7 +116,9 @@ static void interpret(int kind, const conn_reply *r)
         else if (lr.result == LEASE_ACQUIRE_HELD)
             check_holder(&lr);
         else
-            fuzz_require(lr.result == LEASE_ACQUIRE_FAILED, "an acquire result is known");
+            fuzz_require(lr.result == LEASE_ACQUIRE_FAILED ||
+                             lr.result == LEASE_ACQUIRE_QUARANTINED,
+                         "an acquire result is known");
         if (lr.result == LEASE_ACQUIRE_FAILED)
             check_why(r, &lr, why, sizeof why);
         break;
@@ -137,7 +139,19 @@ static void interpret(int kind, const conn_reply *r)
         else
             fuzz_require(lr.result == 0 || lr.result == 1, "a release result is 0 or 1");
         break;
-    default:
+    default: {
+        /* The arm script's reply shares the query's slot: either reading of
+         * any reply must be sound. */
+        int64_t remaining = -1;
+        bool fresh = true;
+        int code = protocol_arm_reply(r, &remaining, &fresh, why, sizeof why);
+        fuzz_require(code <= 0, "an arm result is 0 or an error");
+        if (code < 0) {
+            fuzz_require(remaining == 0 && !fresh, "a failed arm reply says nothing");
+            lease_reply failed = {.error = code};
+            check_why(r, &failed, why, sizeof why);
+        }
+        why[0] = '\0';
         protocol_query_reply(r, "k:epoch", &lr, why, sizeof why);
         if (lr.result == LEASE_QUERY_HELD)
             check_holder(&lr);
@@ -146,6 +160,7 @@ static void interpret(int kind, const conn_reply *r)
         else
             fuzz_require(lr.result == LEASE_QUERY_FREE, "a query result is known");
         break;
+    }
     }
 }
 
