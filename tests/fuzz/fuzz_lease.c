@@ -12,7 +12,7 @@
  *
  * - the safety rule: lease_is_leader(now) implies now < T + lease_ms - drift,
  *   where T is the now of the input that emitted the SEND of the last
- *   acquire or renew answered with success (drift = lease_ms / 100 + 2);
+ *   acquire or renew answered with success (drift = lease_ms * drift_ppm / 10^6 + 2);
  * - at most one command in flight, and none while disconnected; every SEND
  *   has a new seq;
  * - after every input lease_wake_at() is in the future (a stricter form of
