@@ -363,8 +363,8 @@ static bool step(input *in, model *m, lease *l)
         break;
     case 3:
         seq = decode_seq(in, m);
-        r.result = u8(in) % 4;
-        if (r.result == 3)
+        r.result = u8(in) % 5; /* acquired, held, failed, quarantined, or anything */
+        if (r.result == 4)
             r.result = (int8_t)u8(in);
         r.epoch = decode_epoch(in, m->last_seq);
         r.pttl_ms = (int16_t)(u8(in) << 8 | u8(in));
@@ -386,6 +386,8 @@ static bool step(input *in, model *m, lease *l)
         holder_buf = decode_holder(in, &r.holder, &r.holder_len);
         r.epoch = decode_epoch(in, m->last_seq);
         r.error = decode_error(in);
+        if (op & 0x20) /* Redis's TIME: steps forward and back as the bytes say */
+            r.redis_time_us = 1700000000000000ull + (uint64_t)(u8(in) << 8 | u8(in)) * 10000u;
         note_reply(m, LEASE_SEND_RENEW, seq, r.result == LEASE_RENEWED);
         lease_on_renew(l, now, seq, &r);
         break;
