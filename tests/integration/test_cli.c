@@ -565,6 +565,81 @@ static void test_stopped_leasehold(void **state)
         proc_free(ps[i]);
 }
 
+/* The pid of the child of `parent` named `comm` (from /proc), or 0. */
+static int child_named(int parent, const char *comm)
+{
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    int found = 0;
+    struct dirent *ent;
+    while (!found && (ent = readdir(d)) != NULL) {
+        if (ent->d_name[0] < '1' || ent->d_name[0] > '9')
+            continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", ent->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        const char *open = strchr(buf, '(');
+        const char *close = strrchr(buf, ')');
+        char st;
+        int ppid;
+        if (open && close && sscanf(close + 1, " %c %d", &st, &ppid) == 2 && ppid == parent &&
+            (size_t)(close - open - 1) == strlen(comm) &&
+            strncmp(open + 1, comm, strlen(comm)) == 0)
+            found = atoi(ent->d_name);
+    }
+    closedir(d);
+    return found;
+}
+
+/*
+ * The guardian is no single point of failure: with leasehold stopped
+ * (SIGSTOP) and its guardian SIGKILLed, nobody is left to keep CMD's
+ * SIGKILL time, so CMD must die with the guardian itself, long before the
+ * 6 s lease would let the next leader in.
+ */
+static void test_guardian_killed_while_stopped(void **state)
+{
+    (void)state;
+    const char *beats = tmp_path("guard.beats");
+    const char *cmd[] = {test_process_self(), "beat", beats, NULL};
+    const char *extra[] = {"--lease", "6s", "--renew", "200ms", "--renew-deadline", "4s", NULL};
+    const char *args[40];
+    run_args(args, 40, "cli:guard", extra, cmd);
+    proc *p = proc_start("leasehold", NULL, args);
+    beater b;
+    wait_beaters(beats, 1, TEST_FRESH_REDIS_MS + 8000, &b);
+    int guard = child_named(p->pid, "lh-guardian");
+    if (guard <= 0) {
+        proc_show(p, "leasehold");
+        fail_msg("no child of leasehold %d is named lh-guardian", p->pid);
+    }
+
+    test_process_signal(p->pid, SIGSTOP);
+    uint64_t t0 = test_now_ms();
+    test_process_signal(guard, SIGKILL);
+    bool gone = wait_until(pid_dead, &b.pid, 1500);
+    uint64_t took_ms = test_now_ms() - t0;
+    test_process_signal(p->pid, SIGCONT);
+    if (!gone)
+        fail_msg("CMD %d still alive %llu ms after its guardian was killed while leasehold was "
+                 "stopped",
+                 b.pid, (unsigned long long)took_ms);
+    print_message("CMD gone %llu ms after its guardian was SIGKILLed\n",
+                  (unsigned long long)took_ms);
+    /* Running again, leasehold tells what happened and ends as CMD did. */
+    expect_output(p, "the guardian process", 3000);
+    expect_exit(p, 128 + SIGKILL, 5000);
+    char holder[256];
+    redis_get("cli:guard", holder, sizeof holder);
+    assert_string_equal(holder, ""); /* released once CMD's group was gone */
+    proc_free(p);
+}
+
 /* --restart keeps the lease and restarts CMD with a back-off; SIGTERM then
  * ends it. */
 static void test_restart(void **state)
@@ -934,6 +1009,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_env_and_exit_status, proc_free_all),
         cmocka_unit_test_teardown(test_redis_paused_kills_before_expiry, proc_free_all),
         cmocka_unit_test_teardown(test_stopped_leasehold, proc_free_all),
+        cmocka_unit_test_teardown(test_guardian_killed_while_stopped, proc_free_all),
         cmocka_unit_test_teardown(test_restart, proc_free_all),
         cmocka_unit_test_teardown(test_exit_on_loss, proc_free_all),
         cmocka_unit_test_teardown(test_wait_timeout, proc_free_all),
@@ -941,5 +1017,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_status, proc_free_all),
         cmocka_unit_test_teardown(test_watch, proc_free_all),
     };
+    const char *only = getenv("TEST_CLI_ONLY"); /* a cmocka pattern, to run some tests alone */
+    if (only && *only)
+        cmocka_set_test_filter(only);
     return cmocka_run_group_tests(tests, setup, teardown);
 }
