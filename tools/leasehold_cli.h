@@ -5,6 +5,8 @@
  *   leasehold.c          main(): the subcommand and its exit status
  *   leasehold_options.c  the command line and the environment -> cli_options
  *   leasehold_log.c      log lines on stderr (text or JSON), UTC stamps, JSON strings
+ *   log_sink.c           the queue and thread that write log lines without blocking
+ *                        (shared with server)
  *   leasehold_child.c    CMD as a child: own process group, guardian, reaping
  *   leasehold_run.c      `leasehold run`: CMD only while leader
  *   leasehold_observe.c  `leasehold status` and `leasehold watch`
@@ -76,13 +78,20 @@ void cli_config(const cli_options *o, leasehold_config *cfg);
 
 /* ------------------------------------------------------------------- log */
 
-/* Sets where log lines go and what they carry; call once, before any
- * thread starts. */
-void cli_log_init(leasehold_log_level level, cli_log_format format, const char *key);
+/* Sets where log lines go and what they carry, and starts the thread that
+ * writes them (log_sink.h); call once, before any other thread starts.
+ * 0, or errno when that thread cannot start. */
+int cli_log_init(leasehold_log_level level, cli_log_format format, const char *key);
+
+/* Waits a little (1 s at most) for the queued log lines to reach stderr;
+ * for the way out. */
+void cli_log_flush(void);
 
 /* Logs one line to stderr in one write(): UTC time, level, key, then
  * epoch and token when given (0 and NULL are left out), then the message.
- * Lines above the configured level are not formatted.  Thread-safe. */
+ * Lines above the configured level are not formatted.  Never waits for
+ * stderr: when it does not take lines in time they are dropped, counted
+ * and reported once it does.  Thread-safe. */
 void cli_log(leasehold_log_level level, uint64_t epoch, const char *token, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -97,7 +106,8 @@ void cli_utc_stamp(const struct timespec *ts, char *out, size_t size);
  * full.  Returns the new length. */
 size_t cli_json_append(char *out, size_t size, const char *s);
 
-/* Writes all of buf to fd, retrying short writes and EINTR.  0, or errno. */
+/* Writes all of buf to fd, retrying short writes and EINTR.  0, or errno.
+ * Blocks as fd does: not for log lines (cli_log). */
 int cli_write_all(int fd, const char *buf, size_t len);
 
 /* ----------------------------------------------------------------- child */

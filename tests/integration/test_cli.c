@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -640,6 +641,75 @@ static void test_guardian_killed_while_stopped(void **state)
     proc_free(p);
 }
 
+/*
+ * A full stderr never stops the leader: leasehold's stderr is a pipe the
+ * test does not read, filled by CMD's group in small writes, while the library's I/O
+ * thread (subscription connections killed) and the main thread (SIGHUPs
+ * forwarded) log at debug level.  Another candidate must not be elected
+ * for five leases; once the pipe is read, leasehold says how many lines it
+ * dropped.
+ */
+static void test_full_stderr_keeps_leading(void **state)
+{
+    (void)state;
+    const char *beats = tmp_path("log.beats");
+    char script[1400];
+    snprintf(script, sizeof script,
+             "i=0; while [ $i -lt 1500 ]; do echo filler; i=$((i+1)); done >&2 & exec %s beat %s",
+             test_process_self(), beats);
+    const char *cmd[] = {"sh", "-c", script, NULL};
+    const char *extra[] = {"-v", NULL};
+    const char *args[40];
+    run_args(args, 40, "cli:log", extra, cmd);
+    proc *p = proc_start("leasehold", NULL, args);
+    int pipe_size = fcntl(p->fd, F_SETPIPE_SZ, 4096);
+    assert_true(pipe_size >= 4096 && pipe_size < 65536);
+    beater b;
+    wait_beaters(beats, 1, TEST_FRESH_REDIS_MS + 5000, &b);
+    uint64_t deadline = test_now_ms() + test_ms(5000);
+    int queued = 0;
+    while (ioctl(p->fd, FIONREAD, &queued) == 0 && queued < pipe_size - 64) {
+        if (test_now_ms() >= deadline)
+            fail_msg("leasehold's stderr pipe holds %d bytes, not %d", queued, pipe_size);
+        test_sleep_ms(10);
+    }
+    char holder[256];
+    redis_get("cli:log", holder, sizeof holder);
+    assert_true(holder[0] != '\0');
+
+    const char *other_cmd[] = {test_process_self(), "beat", beats, NULL};
+    run_args(args, 40, "cli:log", NULL, other_cmd);
+    proc *f = proc_start("leasehold", NULL, args);
+    expect_output(f, "campaigning", 5000);
+
+    uint64_t until = test_now_ms() + 5000; /* five leases: a lower bound, not scaled */
+    while (test_now_ms() < until) {
+        redis_do("CLIENT KILL TYPE pubsub", NULL, NULL);
+        for (int i = 0; i < 20; i++) {
+            test_process_signal(p->pid, SIGHUP);
+            test_sleep_ms(1);
+        }
+        char now_holder[256];
+        redis_get("cli:log", now_holder, sizeof now_holder);
+        beater bs[MAX_BEATERS];
+        if (strcmp(now_holder, holder) != 0 || read_beats(beats, bs) != 1) {
+            proc_show(f, "the other leasehold");
+            fail_msg("the leader with a full stderr lost the key: held by '%s', was '%s'",
+                     now_holder, holder);
+        }
+        test_sleep_ms(200);
+    }
+    expect_output(p, "log lines dropped", 5000);
+    /* A line the I/O thread logged while stderr was full was kept. */
+    assert_non_null(strstr(p->out, "events subscription: "));
+    test_process_signal(f->pid, SIGTERM);
+    expect_exit(f, 128 + SIGTERM, 5000);
+    test_process_signal(p->pid, SIGTERM);
+    expect_exit(p, 0, 5000);
+    proc_free(f);
+    proc_free(p);
+}
+
 /* --restart keeps the lease and restarts CMD with a back-off; SIGTERM then
  * ends it. */
 static void test_restart(void **state)
@@ -1010,6 +1080,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_redis_paused_kills_before_expiry, proc_free_all),
         cmocka_unit_test_teardown(test_stopped_leasehold, proc_free_all),
         cmocka_unit_test_teardown(test_guardian_killed_while_stopped, proc_free_all),
+        cmocka_unit_test_teardown(test_full_stderr_keeps_leading, proc_free_all),
         cmocka_unit_test_teardown(test_restart, proc_free_all),
         cmocka_unit_test_teardown(test_exit_on_loss, proc_free_all),
         cmocka_unit_test_teardown(test_wait_timeout, proc_free_all),
