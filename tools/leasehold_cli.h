@@ -52,11 +52,13 @@ typedef struct cli_options {
     char key[CLI_KEY_MAX];
     const char *identity; /* NULL: the library's <hostname>:<pid> */
     uint32_t lease_ms, renew_ms, retry_ms, renew_deadline_ms;
-    uint64_t grace_ms;        /* run: SIGTERM/SIGINT -> SIGKILL after this */
-    uint64_t wait_timeout_ms; /* run: 0 = wait for leadership forever */
-    bool restart;             /* run: CMD exiting while leader is restarted */
-    bool exit_on_loss;        /* run: exit EXIT_LOST instead of campaigning again */
-    bool json;                /* status, watch: JSON lines on stdout */
+    uint32_t command_timeout_ms;  /* run: the library's command_timeout_ms */
+    bool command_timeout_lowered; /* run: the default, lowered to half the renew deadline */
+    uint64_t grace_ms;            /* run: SIGTERM/SIGINT -> SIGKILL after this */
+    uint64_t wait_timeout_ms;     /* run: 0 = wait for leadership forever */
+    bool restart;                 /* run: CMD exiting while leader is restarted */
+    bool exit_on_loss;            /* run: exit EXIT_LOST instead of campaigning again */
+    bool json;                    /* status, watch: JSON lines on stdout */
     leasehold_log_level log_level;
     cli_log_format log_format;
     char **cmd; /* run: CMD and its arguments, NULL-terminated */

@@ -692,8 +692,18 @@ static int start_campaign(runner *r)
         fprintf(stderr, "leasehold: cannot campaign for %s: %s\n", r->o->key, err.msg);
         return err.code == LEASEHOLD_EINVAL ? EXIT_USAGE : EXIT_UNAVAILABLE;
     }
+    const cli_options *o = r->o;
     cli_log(LEASEHOLD_LOG_INFO, 0, leasehold_token_string(r->e),
-            "campaigning to run %s (lease %" PRIu32 " ms)", r->o->cmd[0], r->o->lease_ms);
+            "campaigning to run %s: lease %" PRIu32 " ms, renew every %" PRIu32
+            " ms, retry within %" PRIu32 " ms, renew deadline %" PRIu32
+            " ms, command timeout %" PRIu32 " ms",
+            o->cmd[0], o->lease_ms, o->renew_ms, o->retry_ms, o->renew_deadline_ms,
+            o->command_timeout_ms);
+    if (o->command_timeout_lowered)
+        cli_log(LEASEHOLD_LOG_INFO, 0, NULL,
+                "command timeout lowered to %" PRIu32
+                " ms, half the renew deadline (--command-timeout sets it)",
+                o->command_timeout_ms);
     return 0;
 }
 

@@ -710,6 +710,57 @@ static void test_full_stderr_keeps_leading(void **state)
     proc_free(p);
 }
 
+/*
+ * Timings derived from a huge --lease are computed without overflow; a
+ * command timeout the renew deadline cannot hold is lowered and said so,
+ * or, when given with --command-timeout, refused naming the option.
+ */
+static void test_timing_options(void **state)
+{
+    (void)state;
+    redis_do("SET %s %s PX 60000", "cli:timing", "other/1"); /* nobody gets elected */
+    static const struct {
+        const char *lease, *timeout, *expect;
+    } cases[] = {
+        {"2000000000ms", NULL,
+         "lease 2000000000 ms, renew every 300000000 ms, retry within 1000000000 ms, renew "
+         "deadline 1500000000 ms, command timeout 250 ms"},
+        {"4294967295ms", NULL,
+         "lease 4294967295 ms, renew every 644245094 ms, retry within 2147483647 ms, renew "
+         "deadline 3221225471 ms, command timeout 250 ms"},
+        {"400ms", NULL, "command timeout lowered to 150 ms, half the renew deadline"},
+        {"1s", "100ms", "renew deadline 750 ms, command timeout 100 ms"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *args[16] = {"run",        "--url",   redis->url,    "--key",
+                                "cli:timing", "--lease", cases[i].lease};
+        size_t n = 7;
+        if (cases[i].timeout) {
+            args[n++] = "--command-timeout";
+            args[n++] = cases[i].timeout;
+        }
+        args[n++] = "--";
+        args[n++] = "true";
+        proc *p = proc_start("leasehold", NULL, args);
+        expect_output(p, cases[i].expect, 5000);
+        test_process_signal(p->pid, SIGTERM);
+        expect_exit(p, 128 + SIGTERM, 5000);
+        proc_free(p);
+    }
+    redis_do("DEL %s", "cli:timing", NULL);
+
+    const char *bad[] = {"run",   "--url", redis->url, "--lease", "1s", "--command-timeout",
+                         "600ms", "--",    "true",     NULL};
+    proc *p = proc_start("leasehold", NULL, bad);
+    expect_exit(p, 64, 5000);
+    if (!strstr(p->out, "leasehold: --command-timeout 600ms is more than half the 750ms renew "
+                        "deadline: at most 375ms")) {
+        proc_show(p, "leasehold");
+        fail_msg("--command-timeout 600ms was not refused as it should be");
+    }
+    proc_free(p);
+}
+
 /* --restart keeps the lease and restarts CMD with a back-off; SIGTERM then
  * ends it. */
 static void test_restart(void **state)
@@ -1081,6 +1132,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_stopped_leasehold, proc_free_all),
         cmocka_unit_test_teardown(test_guardian_killed_while_stopped, proc_free_all),
         cmocka_unit_test_teardown(test_full_stderr_keeps_leading, proc_free_all),
+        cmocka_unit_test_teardown(test_timing_options, proc_free_all),
         cmocka_unit_test_teardown(test_restart, proc_free_all),
         cmocka_unit_test_teardown(test_exit_on_loss, proc_free_all),
         cmocka_unit_test_teardown(test_wait_timeout, proc_free_all),
