@@ -7,7 +7,7 @@
  *   leasehold_log.c      log lines on stderr (text or JSON), UTC stamps, JSON strings
  *   log_sink.c           the queue and thread that write log lines without blocking
  *                        (shared with server)
- *   leasehold_child.c    CMD as a child: own process group, guardian, reaping
+ *   leasehold_child.c    CMD under its guardian: own process group, deadline, reaping
  *   leasehold_run.c      `leasehold run`: CMD only while leader
  *   leasehold_observe.c  `leasehold status` and `leasehold watch`
  */
