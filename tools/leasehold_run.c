@@ -379,9 +379,12 @@ static void on_cmd_exit(runner *r, int code, uint64_t now)
     finish_cmd(r, now);
 }
 
-/* Waits up to max_ms for CMD to exit; true with *code set if it did. */
+/* Waits up to max_ms for CMD to exit; true with *code set if it did.  The
+ * guardian reports it, so a guardian someone stopped is continued. */
 static bool wait_cmd_exit(runner *r, uint64_t max_ms, int *code)
 {
+    if (r->child.guard_pid > 0)
+        kill(r->child.guard_pid, SIGCONT);
     uint64_t deadline = cli_now_ms() + max_ms;
     while (!cli_child_exited(&r->child, code)) {
         uint64_t now = cli_now_ms();
