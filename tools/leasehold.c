@@ -10,20 +10,33 @@
  */
 #include "leasehold_cli.h"
 
+#include <stdio.h>
+#include <string.h>
+
 int main(int argc, char **argv)
 {
     cli_options o;
     int rc = cli_parse_options(argc, argv, &o);
     if (rc != 0)
         return rc < 0 ? 0 : rc;
-    cli_log_init(o.log_level, o.log_format, o.key);
+    rc = cli_log_init(o.log_level, o.log_format, o.key);
+    if (rc != 0) {
+        fprintf(stderr, "leasehold: cannot start the log writer thread: %s\n", strerror(rc));
+        return EXIT_OSERR;
+    }
     switch (o.command) {
     case CLI_RUN:
-        return cli_run(&o);
+        rc = cli_run(&o);
+        break;
     case CLI_STATUS:
-        return cli_status(&o);
+        rc = cli_status(&o);
+        break;
     case CLI_WATCH:
-        return cli_watch(&o);
+        rc = cli_watch(&o);
+        break;
+    default:
+        rc = EXIT_SOFTWARE;
     }
-    return EXIT_SOFTWARE;
+    cli_log_flush();
+    return rc;
 }

@@ -1,30 +1,31 @@
 /*
- * leasehold_child.c — CMD as a child process, and the guardian that kills
- * its group at its deadline or if leasehold itself is killed.
+ * leasehold_child.c — CMD as a grandchild, under a guardian that kills its
+ * group at its deadline, if leasehold itself is killed, and when the
+ * guardian is killed.
  *
- * After libuv's src/unix/process.c: PATH is searched before fork (the child
- * of a threaded process only calls execve()), signals are blocked across
- * fork(), the child resets every disposition and unblocks every signal
- * before exec, an exec failure comes back through a close-on-exec pipe, and
- * only our own
- * pids are waited for (never waitpid(-1): the library's threads and the
- * user's CMD are none of our business beyond that).
+ * After libuv's src/unix/process.c: PATH is searched before fork (the
+ * children of a threaded process only make system calls), signals are
+ * blocked across fork(), CMD resets every disposition and unblocks every
+ * signal before exec, an exec failure comes back through a close-on-exec
+ * pipe, and only our own pids are waited for (never waitpid(-1): the
+ * library's threads and the user's CMD are none of our business beyond
+ * that).
  *
- * CMD leads a process group of its own, so one kill(-pgid) reaches the
- * grandchildren a shell starts (`sh -c 'sleep 1000 & wait'`).  Three things
- * keep that group from outliving leasehold:
- *   - PR_SET_PDEATHSIG: CMD itself gets SIGKILL when leasehold's main thread
- *     dies (checked with getppid() afterwards, for a parent that died first);
- *   - the guardian (see leasehold_cli.h) SIGKILLs the whole group when its
- *     pipe from leasehold reaches end of file, which no signal can prevent,
- *     and at the SIGKILL time leasehold last gave it, which a stopped
- *     leasehold cannot delay;
- *   - CMD execs only after the guardian has been told its group and its
- *     SIGKILL time, so there is no instant at which CMD runs unguarded.
- * The group's pgid is CMD's pid; it stays reserved (cannot name another
- * group) until CMD is reaped, so CMD's exit is observed with WNOWAIT, the
- * rest of the group killed, the guardian disarmed once none of it is alive,
- * and only then CMD reaped.
+ * leasehold forks the guardian; the guardian arms CMD's SIGKILL time on a
+ * CLOCK_BOOTTIME timerfd and only then forks CMD.  CMD leads a process
+ * group of its own, so one kill(-pgid) reaches the grandchildren a shell
+ * starts (`sh -c 'sleep 1000 & wait'`).  Nothing is left unguarded:
+ *   - a stopped or starved leasehold: the guardian keeps the SIGKILL time;
+ *   - a dead leasehold (even SIGKILL): the guardian's pipe from it reaches
+ *     end of file and the guardian SIGKILLs the whole group;
+ *   - a dead guardian (even SIGKILL): CMD has PR_SET_PDEATHSIG=SIGKILL,
+ *     which fires when the thread that forked it dies; the guardian has one
+ *     thread, which lives as long as it does.  CMD's grandchildren are not
+ *     covered by that: leasehold SIGKILLs the group as soon as it runs.
+ * The group's id is CMD's pid; it stays reserved (cannot name another
+ * group) until CMD is reaped, so the guardian only reports CMD's exit
+ * (waitid WNOWAIT), leasehold kills the rest of the group and waits until
+ * none of it is alive, and only then lets the guardian reap CMD and exit.
  */
 #include "leasehold_cli.h"
 
@@ -37,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -46,175 +48,6 @@
 uint64_t cli_now_ms(void)
 {
     return leasehold_now_ms();
-}
-
-/* ------------------------------------------------------------- guardian */
-
-/* One order to the guardian: one atomic pipe write, no padding. */
-typedef struct guard_order {
-    int64_t pgid;        /* 0: none */
-    uint64_t kill_at_ms; /* CLOCK_BOOTTIME ms; CLI_NEVER: none */
-} guard_order;
-
-/* Sets the timerfd tfd to fire at kill_at_ms on CLOCK_BOOTTIME (never for
- * CLI_NEVER).  Async-signal-safe. */
-static void guard_set_timer(int tfd, uint64_t kill_at_ms)
-{
-    struct itimerspec its;
-    memset(&its, 0, sizeof its); /* all zero: disarmed */
-    if (kill_at_ms != CLI_NEVER) {
-        its.it_value.tv_sec = (time_t)(kill_at_ms / 1000u);
-        its.it_value.tv_nsec = (long)(kill_at_ms % 1000u) * 1000000L;
-        if (kill_at_ms == 0)
-            its.it_value.tv_nsec = 1; /* already past, but not "disarmed" */
-    }
-    timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL);
-}
-
-/* CLOCK_BOOTTIME in ms, as leasehold_now_ms(), async-signal-safe. */
-static uint64_t guard_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_BOOTTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-/* The guardian's whole life, in the forked child: async-signal-safe calls
- * only (the parent may have threads).  Never returns. */
-static void guard_main(int read_fd, int timer_fd)
-{
-    /* Every signal blocked: only SIGKILL ends it before its pipe does. */
-    sigset_t all;
-    sigfillset(&all);
-    sigprocmask(SIG_SETMASK, &all, NULL);
-    setpgid(0, 0); /* out of leasehold's group: a Ctrl-C or kill(-pgid) is not for it */
-    prctl(PR_SET_NAME, "leasehold-guard");
-
-    /* Keep nothing of leasehold's open but the pipe (as fd 3) and the timer
-     * (as fd 4): a reader of leasehold's stdout must see end of file when
-     * leasehold exits. */
-    int fd = fcntl(read_fd, F_DUPFD, 10);
-    int tfd = fcntl(timer_fd, F_DUPFD, 10);
-    if (fd < 0 || tfd < 0 || dup2(fd, 3) < 0 || dup2(tfd, 4) < 0)
-        _exit(1);
-    int null_fd = open("/dev/null", O_RDWR);
-    for (int i = 0; i < 3; i++)
-        if (null_fd >= 0 && null_fd != i)
-            dup2(null_fd, i);
-    if (close_range(5, ~0u, 0) != 0) {
-        for (int i = 5; i < 65536; i++)
-            close(i);
-    }
-
-    pid_t pgid = 0;
-    uint64_t kill_at = CLI_NEVER;
-    for (;;) {
-        struct pollfd pfds[2] = {{.fd = 3, .events = POLLIN}, {.fd = 4, .events = POLLIN}};
-        if (poll(pfds, 2, -1) < 0)
-            continue; /* EINTR */
-        if (pfds[0].revents) {
-            guard_order order;
-            ssize_t n = read(3, &order, sizeof order);
-            if (n == (ssize_t)sizeof order) {
-                pgid = (pid_t)order.pgid;
-                kill_at = pgid > 0 ? order.kill_at_ms : CLI_NEVER;
-                guard_set_timer(4, kill_at);
-            } else if (!(n < 0 && errno == EINTR)) {
-                break; /* end of file: leasehold is gone or done */
-            }
-        }
-        if (pfds[1].revents) {
-            uint64_t expirations;
-            if (read(4, &expirations, sizeof expirations) < 0) {
-                /* EAGAIN: a newer order re-set the timer meanwhile */
-            }
-        }
-        /* Decided by the clock, not by which fd woke us: a newer deadline
-         * read just now wins over the timer it replaced. */
-        if (kill_at != CLI_NEVER && guard_now_ms() >= kill_at) {
-            kill(-pgid, SIGKILL);
-            kill_at = CLI_NEVER;
-        }
-    }
-    if (pgid > 0)
-        kill(-pgid, SIGKILL);
-    _exit(0);
-}
-
-int cli_guard_start(cli_guard *g)
-{
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0)
-        return errno;
-    int tfd = timerfd_create(CLOCK_BOOTTIME, TFD_CLOEXEC | TFD_NONBLOCK);
-    if (tfd < 0) {
-        int e = errno;
-        close(fds[0]);
-        close(fds[1]);
-        return e;
-    }
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fds[1]);
-        guard_main(fds[0], tfd);
-    }
-    int fork_errno = errno;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    close(fds[0]);
-    close(tfd);
-    if (pid < 0) {
-        close(fds[1]);
-        return fork_errno;
-    }
-    g->pid = pid;
-    g->fd = fds[1];
-    g->pgid = 0;
-    g->kill_at_ms = CLI_NEVER;
-    return 0;
-}
-
-int cli_guard_arm(cli_guard *g, pid_t pgid, uint64_t kill_at_ms)
-{
-    g->pgid = pgid;
-    g->kill_at_ms = pgid > 0 ? kill_at_ms : CLI_NEVER;
-    if (g->fd < 0)
-        return EPIPE;
-    /* 16 bytes: one atomic pipe write; SIGPIPE is ignored, so a dead
-     * guardian shows as EPIPE. */
-    guard_order order = {.pgid = pgid, .kill_at_ms = g->kill_at_ms};
-    return cli_write_all(g->fd, (const char *)&order, sizeof order);
-}
-
-bool cli_guard_reap_if_gone(cli_guard *g)
-{
-    if (g->pid <= 0)
-        return false;
-    int status;
-    pid_t r = waitpid(g->pid, &status, WNOHANG);
-    if (r != g->pid)
-        return false;
-    g->pid = 0;
-    if (g->fd >= 0)
-        close(g->fd);
-    g->fd = -1;
-    return true;
-}
-
-void cli_guard_stop(cli_guard *g)
-{
-    if (g->fd >= 0) {
-        close(g->fd); /* end of file: it kills what it is armed with, and exits */
-        g->fd = -1;
-    }
-    if (g->pid > 0) {
-        int status;
-        while (waitpid(g->pid, &status, 0) < 0 && errno == EINTR) {
-        }
-        g->pid = 0;
-    }
 }
 
 /* ---------------------------------------------------------------- child */
@@ -287,106 +120,361 @@ static int exec_first(char *const paths[], char *const argv[], char *const envp[
     return denied ? EACCES : e;
 }
 
-/* What the child does between fork() and exec: async-signal-safe calls
- * only.  Never returns. */
-static void child_main(char *const paths[], char *const argv[], char *const envp[], int go_fd,
-                       int report_fd, pid_t parent)
+/* A report from the guardian to leasehold: one atomic pipe write. */
+typedef struct guard_report {
+    int32_t kind;  /* enum guard_report_kind */
+    int32_t value; /* CMD's pid, its exit status, or an errno */
+} guard_report;
+
+enum guard_report_kind {
+    REPORT_STARTED = 1, /* CMD has exec'd; value: its pid */
+    REPORT_EXEC_FAILED, /* value: exec's errno; CMD reaped, the guardian exits */
+    REPORT_UNARMED,     /* value: errno; CMD never forked, the guardian exits */
+    REPORT_NO_FORK,     /* value: errno; CMD never forked, the guardian exits */
+    REPORT_EXITED,      /* value: CMD's status (128+N: signal N); CMD not reaped */
+};
+
+/* Fixed fds of the guardian once it has forked CMD. */
+enum { GUARD_ORDER_FD = 3, GUARD_REPORT_FD, GUARD_TIMER_FD, GUARD_SIGNAL_FD };
+
+/* Writes one report; async-signal-safe. */
+static void guard_report_send(int fd, int kind, int value)
+{
+    guard_report r = {.kind = kind, .value = value};
+    cli_write_all(fd, (const char *)&r, sizeof r);
+}
+
+/* Sets the timerfd tfd to fire at kill_at_ms on CLOCK_BOOTTIME (never for
+ * CLI_NEVER).  0, or errno.  Async-signal-safe. */
+static int guard_set_timer(int tfd, uint64_t kill_at_ms)
+{
+    struct itimerspec its;
+    memset(&its, 0, sizeof its); /* all zero: disarmed */
+    if (kill_at_ms != CLI_NEVER) {
+        its.it_value.tv_sec = (time_t)(kill_at_ms / 1000u);
+        its.it_value.tv_nsec = (long)(kill_at_ms % 1000u) * 1000000L;
+        if (kill_at_ms == 0)
+            its.it_value.tv_nsec = 1; /* already past, but not "disarmed" */
+    }
+    return timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL) == 0 ? 0 : errno;
+}
+
+/* CLOCK_BOOTTIME in ms, as leasehold_now_ms(), async-signal-safe. */
+static uint64_t guard_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* CMD between fork() and exec, in the guardian's child: async-signal-safe
+ * calls only.  Reports a failure's errno on report_fd.  Never returns. */
+static void cmd_main(char *const paths[], char *const argv[], char *const envp[], int report_fd,
+                     pid_t guardian)
 {
     setpgid(0, 0);
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
-        _exit(EXIT_CANNOT_EXEC);
-    /* Wait until the guardian knows our group; end of file means leasehold died. */
-    char go;
-    ssize_t n;
-    while ((n = read(go_fd, &go, 1)) < 0 && errno == EINTR) {
+    int e = 0;
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+        e = errno;
+    else if (getppid() != guardian)
+        e = ESRCH; /* the guardian died before PR_SET_PDEATHSIG could cover it */
+    if (e == 0) {
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        for (int sig = 1; sig < NSIG; sig++)
+            if (sig != SIGKILL && sig != SIGSTOP)
+                sigaction(sig, &dfl, NULL); /* fails harmlessly for the reserved ones */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        e = exec_first(paths, argv, envp);
     }
-    if (n != 1)
-        _exit(EXIT_CANNOT_EXEC);
-
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP)
-            sigaction(sig, &dfl, NULL); /* fails harmlessly for the reserved ones */
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-
-    int e = exec_first(paths, argv, envp);
     cli_write_all(report_fd, (const char *)&e, sizeof e);
     _exit(e == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC);
 }
 
-int cli_child_spawn(char *const argv[], char *const envp[], cli_guard *g, uint64_t kill_at_ms,
-                    pid_t *pid_out)
+/* Moves fd to target (fd is closed afterwards); async-signal-safe.  0, or
+ * -1. */
+static int move_fd(int fd, int target)
 {
-    *pid_out = 0;
+    if (dup2(fd, target) < 0)
+        return -1;
+    close(fd);
+    return 0;
+}
+
+/*
+ * The guardian's whole life, in leasehold's forked child: async-signal-
+ * safe calls only (leasehold has threads).  Arms CMD's SIGKILL time, forks
+ * CMD, then SIGKILLs CMD's group at the latest SIGKILL time leasehold gave
+ * it, and when leasehold's pipe reaches end of file.  Never returns.
+ */
+static void guard_main(char *const paths[], char *const argv[], char *const envp[], int order_fd,
+                       int report_fd, uint64_t kill_at)
+{
+    /* Every signal stays blocked (they were across the fork): only SIGKILL
+     * and SIGSTOP reach it.  Out of leasehold's group: a Ctrl-C or
+     * kill(-pgid) is not for it. */
+    setpgid(0, 0);
+    prctl(PR_SET_NAME, "lh-guardian");
+    pid_t self = getpid();
+
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    int sig_fd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sig_fd < 0) {
+        guard_report_send(report_fd, REPORT_UNARMED, errno);
+        _exit(1);
+    }
+    int timer_fd = timerfd_create(CLOCK_BOOTTIME, TFD_CLOEXEC | TFD_NONBLOCK);
+    int e = timer_fd < 0 ? errno : guard_set_timer(timer_fd, kill_at);
+    if (e != 0) {
+        guard_report_send(report_fd, REPORT_UNARMED, e);
+        _exit(1);
+    }
+
+    int exec_pipe[2];
+    if (pipe2(exec_pipe, O_CLOEXEC) != 0) {
+        guard_report_send(report_fd, REPORT_NO_FORK, errno);
+        _exit(1);
+    }
+    pid_t cmd = fork();
+    if (cmd == 0) {
+        close(exec_pipe[0]);
+        cmd_main(paths, argv, envp, exec_pipe[1], self);
+    }
+    if (cmd < 0) {
+        guard_report_send(report_fd, REPORT_NO_FORK, errno);
+        _exit(1);
+    }
+    close(exec_pipe[1]);
+    setpgid(cmd, cmd); /* as CMD does: whichever runs first makes the group */
+    int exec_errno = 0;
+    ssize_t n;
+    while ((n = read(exec_pipe[0], &exec_errno, sizeof exec_errno)) < 0 && errno == EINTR) {
+    }
+    close(exec_pipe[0]);
+    int status;
+    if (n == (ssize_t)sizeof exec_errno) {
+        while (waitpid(cmd, &status, 0) < 0 && errno == EINTR) {
+        }
+        guard_report_send(report_fd, REPORT_EXEC_FAILED, exec_errno);
+        _exit(0);
+    }
+    guard_report_send(report_fd, REPORT_STARTED, (int)cmd);
+
+    /* Keep nothing of leasehold's open but the four fds it needs: a reader
+     * of leasehold's stdout must see end of file when leasehold exits. */
+    int fds[4] = {order_fd, report_fd, timer_fd, sig_fd};
+    for (int i = 0; i < 4; i++) /* first all above the targets, then onto them */
+        if ((fds[i] = fcntl(fds[i], F_DUPFD, 10)) < 0) {
+            kill(-cmd, SIGKILL);
+            _exit(1);
+        }
+    for (int i = 0; i < 4; i++)
+        if (move_fd(fds[i], GUARD_ORDER_FD + i) != 0) {
+            kill(-cmd, SIGKILL);
+            _exit(1);
+        }
+    int null_fd = open("/dev/null", O_RDWR);
+    for (int i = 0; i < 3; i++)
+        if (null_fd >= 0 && null_fd != i)
+            dup2(null_fd, i);
+    if (close_range(GUARD_SIGNAL_FD + 1, ~0u, 0) != 0) {
+        for (int i = GUARD_SIGNAL_FD + 1; i < 65536; i++)
+            close(i);
+    }
+
+    bool reported = false;
+    for (;;) {
+        struct pollfd pfds[3] = {{.fd = GUARD_ORDER_FD, .events = POLLIN},
+                                 {.fd = GUARD_TIMER_FD, .events = POLLIN},
+                                 {.fd = GUARD_SIGNAL_FD, .events = POLLIN}};
+        if (poll(pfds, 3, -1) < 0)
+            continue; /* EINTR */
+        if (pfds[0].revents) {
+            uint64_t order;
+            n = read(GUARD_ORDER_FD, &order, sizeof order);
+            if (n == (ssize_t)sizeof order) {
+                kill_at = order;
+                guard_set_timer(GUARD_TIMER_FD, kill_at);
+            } else if (!(n < 0 && errno == EINTR)) {
+                break; /* end of file: leasehold is gone or done */
+            }
+        }
+        if (pfds[1].revents) {
+            uint64_t expirations;
+            if (read(GUARD_TIMER_FD, &expirations, sizeof expirations) < 0) {
+                /* EAGAIN: a newer order re-set the timer meanwhile */
+            }
+        }
+        if (pfds[2].revents) {
+            struct signalfd_siginfo si;
+            while (read(GUARD_SIGNAL_FD, &si, sizeof si) == (ssize_t)sizeof si) {
+            }
+            siginfo_t info;
+            memset(&info, 0, sizeof info);
+            if (!reported && waitid(P_PID, (id_t)cmd, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+                info.si_pid == cmd) {
+                reported = true;
+                guard_report_send(GUARD_REPORT_FD, REPORT_EXITED,
+                                  info.si_code == CLD_EXITED ? info.si_status
+                                                             : 128 + info.si_status);
+            }
+        }
+        /* Decided by the clock, not by which fd woke us: a newer deadline
+         * read just now wins over the timer it replaced. */
+        if (kill_at != CLI_NEVER && guard_now_ms() >= kill_at) {
+            kill(-cmd, SIGKILL);
+            kill_at = CLI_NEVER;
+        }
+    }
+    kill(-cmd, SIGKILL);
+    while (waitpid(cmd, &status, 0) < 0 && errno == EINTR) {
+    }
+    _exit(0);
+}
+
+/* Reaps the guardian, which is exiting or has exited; SIGCONT first, in
+ * case someone stopped it. */
+static void reap_guardian(cli_child *c)
+{
+    if (c->guard_pid <= 0)
+        return;
+    kill(c->guard_pid, SIGCONT);
+    int status;
+    while (waitpid(c->guard_pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    c->guard_pid = 0;
+}
+
+/* Closes what *c holds open and clears it. */
+static void child_clear(cli_child *c)
+{
+    if (c->order_fd >= 0)
+        close(c->order_fd);
+    if (c->report_fd >= 0)
+        close(c->report_fd);
+    *c = (cli_child){.order_fd = -1, .report_fd = -1, .kill_at_ms = CLI_NEVER};
+}
+
+int cli_child_spawn(char *const argv[], char *const envp[], uint64_t kill_at_ms, cli_child *c)
+{
+    *c = (cli_child){.order_fd = -1, .report_fd = -1, .kill_at_ms = kill_at_ms};
     char **paths = exec_candidates(argv[0]);
     if (!paths) {
         errno = ENOMEM;
-        return -1;
+        return CLI_SPAWN_FAILED;
     }
-    int report[2], go[2];
+    int order[2], report[2];
+    if (pipe2(order, O_CLOEXEC) != 0) {
+        int e = errno;
+        free_candidates(paths);
+        errno = e;
+        return CLI_SPAWN_FAILED;
+    }
     if (pipe2(report, O_CLOEXEC) != 0) {
         int e = errno;
+        close(order[0]);
+        close(order[1]);
         free_candidates(paths);
         errno = e;
-        return -1;
-    }
-    if (pipe2(go, O_CLOEXEC) != 0) {
-        int e = errno;
-        close(report[0]);
-        close(report[1]);
-        free_candidates(paths);
-        errno = e;
-        return -1;
+        return CLI_SPAWN_FAILED;
     }
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
+        close(order[1]);
         close(report[0]);
-        close(go[1]);
-        child_main(paths, argv, envp, go[0], report[1], parent);
+        guard_main(paths, argv, envp, order[0], report[1], kill_at_ms);
     }
     int fork_errno = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     free_candidates(paths);
+    close(order[0]);
     close(report[1]);
-    close(go[0]);
     if (pid < 0) {
+        close(order[1]);
         close(report[0]);
-        close(go[1]);
         errno = fork_errno;
-        return -1;
+        return CLI_SPAWN_FAILED;
     }
+    c->guard_pid = pid;
+    c->order_fd = order[1];
+    c->report_fd = report[0];
 
-    setpgid(pid, pid); /* as the child does: whichever runs first makes the group */
-    int arm_errno = cli_guard_arm(g, pid, kill_at_ms);
-    if (arm_errno != 0)
-        cli_log(LEASEHOLD_LOG_WARN, 0, NULL,
-                "the guardian process is gone (%s): if leasehold is killed or stopped, CMD's "
-                "children may outlive it",
-                strerror(arm_errno));
-    cli_write_all(go[1], "x", 1);
-    close(go[1]);
-
-    int child_errno = 0;
+    guard_report r = {0};
     ssize_t n;
-    while ((n = read(report[0], &child_errno, sizeof child_errno)) < 0 && errno == EINTR) {
+    while ((n = read(c->report_fd, &r, sizeof r)) < 0 && errno == EINTR) {
     }
-    close(report[0]);
-    if (n == (ssize_t)sizeof child_errno) {
-        /* It exits right after its report, and had no children. */
-        while (cli_child_reap(pid, g, 1000) > 0) {
-        }
-        return child_errno;
+    if (n == (ssize_t)sizeof r && r.kind == REPORT_STARTED) {
+        c->pid = (pid_t)r.value;
+        /* Neither end may ever block leasehold: a stopped guardian must
+         * not stop it, and news is polled for. */
+        fcntl(c->order_fd, F_SETFL, O_NONBLOCK);
+        fcntl(c->report_fd, F_SETFL, O_NONBLOCK);
+        return 0;
     }
-    *pid_out = pid;
+    reap_guardian(c);
+    child_clear(c);
+    if (n == (ssize_t)sizeof r && r.kind == REPORT_EXEC_FAILED)
+        return r.value;
+    errno = n == (ssize_t)sizeof r ? r.value : ECHILD;
+    return n == (ssize_t)sizeof r && r.kind == REPORT_UNARMED ? CLI_SPAWN_UNARMED
+                                                              : CLI_SPAWN_FAILED;
+}
+
+int cli_child_arm(cli_child *c, uint64_t kill_at_ms)
+{
+    if (c->order_fd < 0)
+        return EPIPE;
+    /* 8 bytes: one atomic pipe write; SIGPIPE is ignored, so a dead
+     * guardian shows as EPIPE. */
+    ssize_t n = write(c->order_fd, &kill_at_ms, sizeof kill_at_ms);
+    if (n != (ssize_t)sizeof kill_at_ms)
+        return n < 0 ? errno : EIO;
+    c->kill_at_ms = kill_at_ms;
     return 0;
+}
+
+int cli_child_fd(const cli_child *c)
+{
+    return c->report_fd;
+}
+
+bool cli_child_exited(cli_child *c, int *code)
+{
+    while (!c->exited && c->report_fd >= 0) {
+        guard_report r;
+        ssize_t n = read(c->report_fd, &r, sizeof r);
+        if (n == (ssize_t)sizeof r) {
+            if (r.kind == REPORT_EXITED) {
+                c->exited = true;
+                c->code = r.value;
+            }
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n != 0)
+            break; /* EAGAIN: no news */
+        /* End of file before CMD's exit: the guardian died, and CMD got
+         * SIGKILL with it; what else of its group runs gets it now. */
+        close(c->report_fd);
+        c->report_fd = -1;
+        reap_guardian(c);
+        kill(-c->pid, SIGKILL);
+        c->guard_died = true;
+        c->exited = true;
+        c->code = 128 + SIGKILL;
+    }
+    if (c->exited)
+        *code = c->code;
+    return c->exited;
 }
 
 void cli_child_signal_group(pid_t pgid, int sig)
@@ -396,16 +484,6 @@ void cli_child_signal_group(pid_t pgid, int sig)
     kill(-pgid, sig);
     if (sig == SIGTERM || sig == SIGHUP)
         kill(-pgid, SIGCONT);
-}
-
-bool cli_child_exited(pid_t pid, int *code)
-{
-    siginfo_t info;
-    memset(&info, 0, sizeof info);
-    if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid != pid)
-        return false;
-    *code = info.si_code == CLD_EXITED ? info.si_status : 128 + info.si_status;
-    return true;
 }
 
 int cli_group_live_count(pid_t pgid)
@@ -440,22 +518,25 @@ int cli_group_live_count(pid_t pgid)
     return live;
 }
 
-int cli_child_reap(pid_t pid, cli_guard *g, uint64_t max_wait_ms)
+int cli_child_reap(cli_child *c, uint64_t max_wait_ms)
 {
-    kill(-pid, SIGKILL);
+    kill(-c->pid, SIGKILL);
     uint64_t deadline = cli_now_ms() + max_wait_ms;
     int live;
-    while ((live = cli_group_live_count(pid)) > 0 && cli_now_ms() < deadline) {
+    while ((live = cli_group_live_count(c->pid)) > 0 && cli_now_ms() < deadline) {
         struct timespec pause = {0, 5 * 1000000L}; /* a SIGKILLed process dies within ms */
         nanosleep(&pause, NULL);
     }
     if (live > 0) {
-        kill(-pid, SIGKILL);
+        kill(-c->pid, SIGKILL);
         return live;
     }
-    cli_guard_arm(g, 0, CLI_NEVER);
-    int status;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    /* End of file: the guardian reaps CMD, which frees the group's id, and
+     * exits. */
+    if (c->order_fd >= 0)
+        close(c->order_fd);
+    c->order_fd = -1;
+    reap_guardian(c);
+    child_clear(c);
     return 0;
 }

@@ -5,7 +5,9 @@
  *   leasehold.c          main(): the subcommand and its exit status
  *   leasehold_options.c  the command line and the environment -> cli_options
  *   leasehold_log.c      log lines on stderr (text or JSON), UTC stamps, JSON strings
- *   leasehold_child.c    CMD as a child: own process group, guardian, reaping
+ *   log_sink.c           the queue and thread that write log lines without blocking
+ *                        (shared with server)
+ *   leasehold_child.c    CMD under its guardian: own process group, deadline, reaping
  *   leasehold_run.c      `leasehold run`: CMD only while leader
  *   leasehold_observe.c  `leasehold status` and `leasehold watch`
  */
@@ -50,11 +52,13 @@ typedef struct cli_options {
     char key[CLI_KEY_MAX];
     const char *identity; /* NULL: the library's <hostname>:<pid> */
     uint32_t lease_ms, renew_ms, retry_ms, renew_deadline_ms;
-    uint64_t grace_ms;        /* run: SIGTERM/SIGINT -> SIGKILL after this */
-    uint64_t wait_timeout_ms; /* run: 0 = wait for leadership forever */
-    bool restart;             /* run: CMD exiting while leader is restarted */
-    bool exit_on_loss;        /* run: exit EXIT_LOST instead of campaigning again */
-    bool json;                /* status, watch: JSON lines on stdout */
+    uint32_t command_timeout_ms;  /* run: the library's command_timeout_ms */
+    bool command_timeout_lowered; /* run: the default, lowered to half the renew deadline */
+    uint64_t grace_ms;            /* run: SIGTERM/SIGINT -> SIGKILL after this */
+    uint64_t wait_timeout_ms;     /* run: 0 = wait for leadership forever */
+    bool restart;                 /* run: CMD exiting while leader is restarted */
+    bool exit_on_loss;            /* run: exit EXIT_LOST instead of campaigning again */
+    bool json;                    /* status, watch: JSON lines on stdout */
     leasehold_log_level log_level;
     cli_log_format log_format;
     char **cmd; /* run: CMD and its arguments, NULL-terminated */
@@ -76,13 +80,20 @@ void cli_config(const cli_options *o, leasehold_config *cfg);
 
 /* ------------------------------------------------------------------- log */
 
-/* Sets where log lines go and what they carry; call once, before any
- * thread starts. */
-void cli_log_init(leasehold_log_level level, cli_log_format format, const char *key);
+/* Sets where log lines go and what they carry, and starts the thread that
+ * writes them (log_sink.h); call once, before any other thread starts.
+ * 0, or errno when that thread cannot start. */
+int cli_log_init(leasehold_log_level level, cli_log_format format, const char *key);
+
+/* Waits a little (1 s at most) for the queued log lines to reach stderr;
+ * for the way out. */
+void cli_log_flush(void);
 
 /* Logs one line to stderr in one write(): UTC time, level, key, then
  * epoch and token when given (0 and NULL are left out), then the message.
- * Lines above the configured level are not formatted.  Thread-safe. */
+ * Lines above the configured level are not formatted.  Never waits for
+ * stderr: when it does not take lines in time they are dropped, counted
+ * and reported once it does.  Thread-safe. */
 void cli_log(leasehold_log_level level, uint64_t epoch, const char *token, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -97,7 +108,8 @@ void cli_utc_stamp(const struct timespec *ts, char *out, size_t size);
  * full.  Returns the new length. */
 size_t cli_json_append(char *out, size_t size, const char *s);
 
-/* Writes all of buf to fd, retrying short writes and EINTR.  0, or errno. */
+/* Writes all of buf to fd, retrying short writes and EINTR.  0, or errno.
+ * Blocks as fd does: not for log lines (cli_log). */
 int cli_write_all(int fd, const char *buf, size_t len);
 
 /* ----------------------------------------------------------------- child */
@@ -106,70 +118,76 @@ int cli_write_all(int fd, const char *buf, size_t len);
 #define CLI_NEVER UINT64_MAX
 
 /*
- * The guardian: a small process forked at start-up, outside CMD's group,
- * with every signal blocked, that holds the read end of a pipe whose write
- * end only leasehold holds.  leasehold tells it the process group of the
- * running CMD (or 0) and the instant, on the library's clock
- * (CLOCK_BOOTTIME, ms), at which that group must be dead (CLI_NEVER: none).
- * It SIGKILLs the group when that instant passes without a later one, so a
- * leasehold that is stopped (SIGSTOP, Ctrl-Z) or starved still keeps the
- * deadline; and when the pipe reaches end of file (leasehold exited or was
- * killed, even with SIGKILL), so CMD's grandchildren, which
- * PR_SET_PDEATHSIG does not cover, die too.
+ * CMD and its guardian.  For each CMD, leasehold forks a guardian, a small
+ * single-threaded process named "lh-guardian" in a process group of its
+ * own with every signal blocked, and the guardian forks CMD, which leads a
+ * new process group, dies with the guardian (PR_SET_PDEATHSIG=SIGKILL, set
+ * by CMD and checked with getppid()), and execs only after the guardian
+ * has armed CMD's SIGKILL time on a CLOCK_BOOTTIME timer.  The guardian
+ * SIGKILLs CMD's group
+ *   - at the SIGKILL time leasehold last gave it, which a stopped (SIGSTOP,
+ *     Ctrl-Z) or starved leasehold cannot delay;
+ *   - when its pipe from leasehold reaches end of file (leasehold exited or
+ *     was killed, even with SIGKILL), then reaps CMD and exits;
+ * and when the guardian itself dies (even by SIGKILL), CMD dies with it.
+ * The guardian reports CMD's exit to leasehold without reaping it, so the
+ * group's id stays reserved until cli_child_reap() lets it go.
  */
-typedef struct cli_guard {
-    pid_t pid;           /* 0 when not running */
-    int fd;              /* write end; -1 when not running */
-    pid_t pgid;          /* the group it was last told (0: none) */
-    uint64_t kill_at_ms; /* the SIGKILL time it was last told */
-} cli_guard;
+typedef struct cli_child {
+    pid_t pid;           /* CMD's pid, also its group's id; 0 when none */
+    pid_t guard_pid;     /* the guardian, 0 once reaped */
+    int order_fd;        /* to the guardian: SIGKILL times; -1 when closed */
+    int report_fd;       /* from the guardian, non-blocking; -1 when closed */
+    uint64_t kill_at_ms; /* the SIGKILL time the guardian last took */
+    bool exited;         /* CMD has exited (or died with its guardian) */
+    bool guard_died;     /* the guardian died before it was told to go */
+    int code;            /* when exited: CMD's status, or 128+N when killed by signal N */
+} cli_child;
 
-/* Starts the guardian, disarmed.  0, or errno.  Call before any thread
- * starts. */
-int cli_guard_start(cli_guard *g);
-
-/* Tells the guardian the group to kill at kill_at_ms (CLI_NEVER: only if
- * leasehold dies) and if leasehold dies; pgid 0 disarms it.  0, or errno
- * (the guardian is gone). */
-int cli_guard_arm(cli_guard *g, pid_t pgid, uint64_t kill_at_ms);
-
-/* True, having reaped it, if the guardian has exited.  Checks only its pid. */
-bool cli_guard_reap_if_gone(cli_guard *g);
-
-/* Closes the pipe and reaps the guardian; a group it is still armed with
- * gets SIGKILL from it. */
-void cli_guard_stop(cli_guard *g);
+/* What cli_child_spawn() returns when no CMD could be started. */
+#define CLI_SPAWN_FAILED  (-1) /* no pipe, guardian or CMD could be made; errno set */
+#define CLI_SPAWN_UNARMED (-2) /* the guardian could not arm CMD's SIGKILL time; errno set */
 
 /*
- * Starts argv (PATH searched, before fork) with envp as the leader of a new
- * process group, stdin/stdout/stderr inherited.  The child resets every
- * signal disposition and unblocks every signal, dies with this thread
- * (PR_SET_PDEATHSIG), and execs only once the guardian knows its group and
- * its SIGKILL time kill_at_ms.  Returns 0 with *pid set; on an exec
- * failure, the child's errno as a positive number with the child already
- * reaped (*pid 0); -1 with errno set when no child could be made.
+ * Starts argv (PATH searched, before fork) with envp under a new guardian
+ * that SIGKILLs its group at kill_at_ms (CLOCK_BOOTTIME ms; CLI_NEVER: only
+ * if leasehold or the guardian dies), stdin/stdout/stderr inherited, every
+ * signal disposition reset and every signal unblocked in CMD.  CMD never
+ * runs unless that SIGKILL time is armed.  Returns 0 with *c filled; on an
+ * exec failure, the child's errno as a positive number, with CMD and the
+ * guardian already reaped; CLI_SPAWN_FAILED or CLI_SPAWN_UNARMED with
+ * errno set when CMD did not start.  Call from one thread only.
  */
-int cli_child_spawn(char *const argv[], char *const envp[], cli_guard *g, uint64_t kill_at_ms,
-                    pid_t *pid);
+int cli_child_spawn(char *const argv[], char *const envp[], uint64_t kill_at_ms, cli_child *c);
+
+/* Tells CMD's guardian a new SIGKILL time (CLI_NEVER: none).  Never
+ * blocks.  0, or errno (EPIPE: the guardian is gone; EAGAIN: it does not
+ * read, e.g. it is stopped). */
+int cli_child_arm(cli_child *c, uint64_t kill_at_ms);
+
+/* The fd that turns readable when the guardian has news (CMD exited, or
+ * the guardian died): for poll(). */
+int cli_child_fd(const cli_child *c);
+
+/* True, with *code CMD's status (128+N when killed by signal N), if CMD
+ * has exited or its guardian has died (then guard_died is set, the
+ * guardian reaped, the group SIGKILLed and *code 128+SIGKILL).  Never
+ * blocks; does not reap CMD. */
+bool cli_child_exited(cli_child *c, int *code);
 
 /* Sends sig to every process in the group pgid; SIGCONT follows SIGTERM
  * and SIGHUP so a stopped process gets to handle it. */
 void cli_child_signal_group(pid_t pgid, int sig);
 
-/* True if CMD (pid) has exited; *code is its exit status, or 128+N when
- * killed by signal N.  Does not reap: the pid, which names the group,
- * stays reserved until cli_child_reap(). */
-bool cli_child_exited(pid_t pid, int *code);
-
 /*
  * Ends CMD's group after CMD itself exited: SIGKILL to what is left of the
  * group, then waits up to max_wait_ms for none of it to be alive (zombies
- * do not count).  Group gone: disarms the guardian, reaps pid, returns 0.
- * Otherwise SIGKILLs the group again and returns how many are still alive,
- * with pid not reaped (the group's id stays reserved) and the guardian
- * still armed: call again later.
+ * do not count).  Group gone: lets the guardian reap CMD and exit, reaps
+ * the guardian, clears *c, returns 0.  Otherwise SIGKILLs the group again
+ * and returns how many are still alive, with CMD not reaped (the group's
+ * id stays reserved) and the guardian still armed: call again later.
  */
-int cli_child_reap(pid_t pid, cli_guard *g, uint64_t max_wait_ms);
+int cli_child_reap(cli_child *c, uint64_t max_wait_ms);
 
 /* The processes of group pgid that are alive (not zombies), from /proc. */
 int cli_group_live_count(pid_t pgid);

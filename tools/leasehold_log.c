@@ -4,12 +4,16 @@
  * CMD shares leasehold's stderr, so every line names leasehold and is
  * written with one write(): lines from the library's I/O thread and the
  * main thread never mix with each other, nor, below PIPE_BUF, with CMD's.
+ * No thread that logs ever waits for stderr: lines go through log_sink.c,
+ * which drops and counts them when stderr does not take them (a full pipe
+ * would otherwise freeze the library's I/O thread, and with it renewals).
  *
  *   text: 2026-11-26T07:50:18.205Z INFO  leasehold KEY epoch=E token=T: message
  *   json: {"ts":"2026-...Z","level":"info","prog":"leasehold","key":"KEY",
  *          "epoch":E,"token":"T","msg":"message"}
  */
 #include "leasehold_cli.h"
+#include "log_sink.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -25,11 +29,31 @@ static leasehold_log_level log_level = LEASEHOLD_LOG_INFO;
 static cli_log_format log_format = CLI_LOG_TEXT;
 static char log_key[CLI_KEY_MAX];
 
-void cli_log_init(leasehold_log_level level, cli_log_format format, const char *key)
+static void format_line(char *line, size_t size, leasehold_log_level level, uint64_t epoch,
+                        const char *token, const char *msg);
+
+/* The log_sink's notice of lines it dropped, as one of our lines. */
+static size_t dropped_notice(unsigned long dropped, char *out, size_t size)
+{
+    char msg[128];
+    snprintf(msg, sizeof msg, "%lu log lines dropped: stderr did not take them in time", dropped);
+    format_line(out, size - 1, LEASEHOLD_LOG_WARN, 0, NULL, msg);
+    size_t len = strlen(out);
+    out[len++] = '\n';
+    return len;
+}
+
+int cli_log_init(leasehold_log_level level, cli_log_format format, const char *key)
 {
     log_level = level;
     log_format = format;
     snprintf(log_key, sizeof log_key, "%s", key);
+    return log_sink_start(dropped_notice);
+}
+
+void cli_log_flush(void)
+{
+    log_sink_flush(1000);
 }
 
 int cli_write_all(int fd, const char *buf, size_t len)
@@ -163,7 +187,7 @@ void cli_log(leasehold_log_level level, uint64_t epoch, const char *token, const
     format_line(line, sizeof line - 1, level, epoch, token, msg);
     size_t len = strlen(line); /* at most sizeof line - 2: room for the newline */
     line[len++] = '\n';
-    cli_write_all(STDERR_FILENO, line, len); /* a failing stderr is not worth dying for */
+    log_sink_put(line, len);
 }
 
 void cli_library_log(leasehold_log_level level, const char *msg, void *arg)

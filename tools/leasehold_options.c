@@ -5,8 +5,12 @@
  * refused rather than guessed, since "--lease 2000" read as seconds or as
  * milliseconds are both plausible.  Timings not given follow --lease in the
  * proportions of the library's defaults (renew 15 %, renew deadline 75 %,
- * retry 50 %), so `--lease 1s` alone is a valid configuration.  Every bad
- * value gets one line on stderr that names the option and the value.
+ * retry 50 %), so `--lease 1s` alone is a valid configuration; they are
+ * computed in 64 bits, so no --lease up to the largest accepted wraps.  The
+ * command timeout (250ms) is lowered to half the renew deadline when that
+ * is shorter, and `run` says so in its log; given with --command-timeout,
+ * it is never changed, only refused when too long.  Every bad value gets
+ * one line on stderr that names the option and the value.
  */
 #include "leasehold_cli.h"
 
@@ -64,8 +68,9 @@ static void print_help(void)
            "\n"
            "Caveats: CMD's own process group is not the terminal's foreground group, so\n"
            "an interactive CMD reading the terminal gets SIGTTIN; stdin passes through\n"
-           "for pipes and files, not for an interactive terminal.  A guardian process\n"
-           "kills CMD's group at its SIGKILL time even if leasehold is stopped (Ctrl-Z).\n"
+           "for pipes and files, not for an interactive terminal.  CMD's guardian process\n"
+           "(lh-guardian) kills CMD's group at its SIGKILL time even if leasehold is\n"
+           "stopped (Ctrl-Z); CMD dies with its guardian.\n"
            "\n"
            "Options for every command:\n"
            "  --url URL              Redis URL: redis://[user[:password]@]host[:port][/db]\n"
@@ -88,6 +93,11 @@ static void print_help(void)
            "  --renew-deadline DURATION\n"
            "                         a leader unrenewed this long steps down (default: 75%%\n"
            "                         of the lease)\n"
+           "  --command-timeout DURATION\n"
+           "                         a Redis command unanswered this long resets the\n"
+           "                         connection; at most half the renew deadline (default:\n"
+           "                         250ms, or half the renew deadline when shorter, which\n"
+           "                         is logged; command_timeout_ms in the URL wins)\n"
            "  --grace DURATION       after SIGTERM/SIGINT, CMD's time to exit before SIGKILL\n"
            "                         (default: 10s)\n"
            "  --wait-timeout DURATION\n"
@@ -196,6 +206,7 @@ enum option_id {
     OPT_RENEW,
     OPT_RETRY,
     OPT_RENEW_DEADLINE,
+    OPT_COMMAND_TIMEOUT,
     OPT_GRACE,
     OPT_WAIT_TIMEOUT,
     OPT_RESTART,
@@ -219,6 +230,7 @@ static const struct option run_options[] = {
     {"renew", required_argument, NULL, OPT_RENEW},
     {"retry", required_argument, NULL, OPT_RETRY},
     {"renew-deadline", required_argument, NULL, OPT_RENEW_DEADLINE},
+    {"command-timeout", required_argument, NULL, OPT_COMMAND_TIMEOUT},
     {"grace", required_argument, NULL, OPT_GRACE},
     {"wait-timeout", required_argument, NULL, OPT_WAIT_TIMEOUT},
     {"restart", no_argument, NULL, OPT_RESTART},
@@ -234,7 +246,8 @@ static const struct option observe_options[] = {
 
 /* Which options were given, for the checks that need to know. */
 typedef struct given {
-    bool key, region, quiet, verbose, renew, retry, renew_deadline;
+    bool key, region, quiet, verbose, renew, retry, renew_deadline, command_timeout;
+    const char *command_timeout_text; /* as given, for messages */
 } given;
 
 /* Names the option getopt_long() rejected at argv[optind - 1]. */
@@ -306,6 +319,10 @@ static int apply_option(int c, cli_options *o, given *g)
     case OPT_RENEW_DEADLINE:
         g->renew_deadline = true;
         return parse_timing("--renew-deadline", optarg, &o->renew_deadline_ms) ? 0 : EXIT_USAGE;
+    case OPT_COMMAND_TIMEOUT:
+        g->command_timeout = true;
+        g->command_timeout_text = optarg;
+        return parse_timing("--command-timeout", optarg, &o->command_timeout_ms) ? 0 : EXIT_USAGE;
     case OPT_GRACE:
         return parse_duration("--grace", optarg, UINT32_MAX, &o->grace_ms) ? 0 : EXIT_USAGE;
     case OPT_WAIT_TIMEOUT:
@@ -342,13 +359,25 @@ static int check_options(cli_options *o, const given *g)
         return 0;
     if (!o->cmd[0])
         return usage_error("run: no command to run (leasehold run [OPTION]... -- CMD [ARG]...)");
-    /* Timings not given follow the lease, as the library's defaults do. */
+    /* Timings not given follow the lease, as the library's defaults do;
+     * in 64 bits, and each at most the lease, so they fit back. */
+    uint64_t lease = o->lease_ms;
     if (!g->renew)
-        o->renew_ms = o->lease_ms * 3u / 20u > 0 ? o->lease_ms * 3u / 20u : 1u;
+        o->renew_ms = lease * 3u / 20u > 0 ? (uint32_t)(lease * 3u / 20u) : 1u;
     if (!g->retry)
-        o->retry_ms = o->lease_ms / 2u > 0 ? o->lease_ms / 2u : 1u;
+        o->retry_ms = lease / 2u > 0 ? (uint32_t)(lease / 2u) : 1u;
     if (!g->renew_deadline)
-        o->renew_deadline_ms = o->lease_ms * 3u / 4u;
+        o->renew_deadline_ms = (uint32_t)(lease * 3u / 4u);
+    /* Commands must time out well within the renew deadline. */
+    uint64_t timeout_max = o->renew_deadline_ms / 2u;
+    if (g->command_timeout && o->command_timeout_ms > timeout_max)
+        return usage_error("--command-timeout %s is more than half the %" PRIu32
+                           "ms renew deadline: at most %" PRIu64 "ms",
+                           g->command_timeout_text, o->renew_deadline_ms, timeout_max);
+    if (!g->command_timeout && o->command_timeout_ms > timeout_max) {
+        o->command_timeout_ms = timeout_max > 0 ? (uint32_t)timeout_max : 1u;
+        o->command_timeout_lowered = true;
+    }
     /* The library steps down at the renew deadline; CMD must then have had
      * SIGTERM, and get SIGKILL, before valid_until = lease - drift. */
     uint64_t drift = o->lease_ms / 100u + 2u;
@@ -372,6 +401,7 @@ int cli_parse_options(int argc, char **argv, cli_options *o)
         .renew_ms = d.renew_interval_ms,
         .retry_ms = d.retry_interval_ms,
         .renew_deadline_ms = d.renew_deadline_ms,
+        .command_timeout_ms = d.command_timeout_ms,
         .grace_ms = DEFAULT_GRACE,
         .log_level = LEASEHOLD_LOG_INFO,
         .log_format = CLI_LOG_TEXT,
@@ -438,7 +468,5 @@ void cli_config(const cli_options *o, leasehold_config *cfg)
     cfg->renew_interval_ms = o->renew_ms;
     cfg->retry_interval_ms = o->retry_ms;
     cfg->renew_deadline_ms = o->renew_deadline_ms;
-    /* Commands must time out well within the renew deadline. */
-    if (cfg->command_timeout_ms > o->renew_deadline_ms / 2u)
-        cfg->command_timeout_ms = o->renew_deadline_ms / 2u > 0 ? o->renew_deadline_ms / 2u : 1u;
+    cfg->command_timeout_ms = o->command_timeout_ms;
 }

@@ -10,8 +10,9 @@
  *
  * The safety rule for CMD: CMD runs only with a SIGKILL time, kill_at =
  * (the term's valid_until) - margin, read before it is spawned; the loop
- * wakes up for it, and so does the guardian, which is told every new value
- * and kills the group itself if leasehold is stopped or starved past it.
+ * wakes up for it, and so does CMD's guardian (leasehold_child.c), which
+ * is told every new value and kills the group itself if leasehold is
+ * stopped or starved past it; CMD dies with the guardian.
  * While the term goes on, the loop looks at it at least every check_ms and
  * moves kill_at to the latest valid_until, so a term that stops being
  * renewed is enforced even if the library's revoked callback never came
@@ -59,10 +60,10 @@ typedef struct runner {
     int ev_rd, ev_wr;        /* callbacks -> main thread */
     atomic_uint dropped;     /* events lost to a full pipe */
     unsigned reported_drops; /* of them, those logged */
-    cli_guard guard;
-    uint64_t margin_ms;     /* SIGKILL this long before valid_until */
-    uint64_t check_ms;      /* while CMD's term goes on, look at it this often */
-    uint64_t elected_epoch; /* of the last RUN_ELECTED read */
+    cli_child child;         /* CMD and its guardian, while cmd_pid != 0 */
+    uint64_t margin_ms;      /* SIGKILL this long before valid_until */
+    uint64_t check_ms;       /* while CMD's term goes on, look at it this often */
+    uint64_t elected_epoch;  /* of the last RUN_ELECTED read */
 
     pid_t cmd_pid;      /* 0 when neither CMD nor its group runs; also its pgid */
     uint64_t cmd_epoch; /* the term CMD runs for */
@@ -189,13 +190,14 @@ static uint64_t current_term(const runner *r)
 static void set_kill_at(runner *r, uint64_t kill_at)
 {
     r->kill_at_ms = kill_at;
-    const cli_guard *g = &r->guard;
-    if (g->pgid == r->cmd_pid && kill_at >= g->kill_at_ms &&
-        kill_at - g->kill_at_ms <= GUARD_SLACK_MS)
+    uint64_t told = r->child.kill_at_ms;
+    if (r->child.guard_died || (kill_at >= told && kill_at - told <= GUARD_SLACK_MS))
         return;
-    if (cli_guard_arm(&r->guard, r->cmd_pid, kill_at) != 0)
+    int rc = cli_child_arm(&r->child, kill_at);
+    if (rc != 0)
         cli_log(LEASEHOLD_LOG_DEBUG, r->cmd_epoch, NULL,
-                "cannot tell the guardian CMD's SIGKILL time: it is being replaced");
+                "cannot tell CMD's guardian its SIGKILL time (%s): leasehold keeps it itself",
+                strerror(rc));
 }
 
 /* valid_until less the margin: the SIGKILL time for a term ending then. */
@@ -254,10 +256,17 @@ static void start_cmd(runner *r, uint64_t epoch, uint64_t now)
         r->exit_code = EXIT_OSERR;
         return;
     }
-    pid_t pid;
-    int rc = cli_child_spawn(r->o->cmd, env, &r->guard, kill_at, &pid);
+    int rc = cli_child_spawn(r->o->cmd, env, kill_at, &r->child);
     int spawn_errno = errno;
     free_env(env);
+    if (rc == CLI_SPAWN_UNARMED) {
+        cli_log(LEASEHOLD_LOG_ERROR, epoch, token,
+                "cannot start %s: its guardian could not arm its SIGKILL time (%s); CMD never "
+                "runs without it",
+                r->o->cmd[0], strerror(spawn_errno));
+        r->exit_code = EXIT_OSERR;
+        return;
+    }
     if (rc < 0) {
         cli_log(LEASEHOLD_LOG_ERROR, epoch, token, "cannot start %s: %s", r->o->cmd[0],
                 strerror(spawn_errno));
@@ -269,6 +278,7 @@ static void start_cmd(runner *r, uint64_t epoch, uint64_t now)
         r->exit_code = rc == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC;
         return;
     }
+    pid_t pid = r->child.pid;
     r->cmd_pid = pid;
     r->cmd_epoch = epoch;
     r->cmd_started_ms = now;
@@ -331,7 +341,7 @@ static void after_cmd(runner *r, int code, uint64_t now)
 static void finish_cmd(runner *r, uint64_t now)
 {
     bool first = r->reap_retry_at_ms == 0;
-    int left = cli_child_reap(r->cmd_pid, &r->guard, first ? GROUP_GONE_WAIT_MS : 0);
+    int left = cli_child_reap(&r->child, first ? GROUP_GONE_WAIT_MS : 0);
     if (left > 0) {
         if (first)
             cli_log(LEASEHOLD_LOG_ERROR, r->cmd_epoch, leasehold_token_string(r->e),
@@ -349,6 +359,11 @@ static void finish_cmd(runner *r, uint64_t now)
 
 static void on_cmd_exit(runner *r, int code, uint64_t now)
 {
+    if (r->child.guard_died)
+        cli_log(LEASEHOLD_LOG_ERROR, r->cmd_epoch, leasehold_token_string(r->e),
+                "the guardian process of CMD's group %d died: CMD died with it, the rest of its "
+                "group gets SIGKILL",
+                (int)r->cmd_pid);
     if (!r->cmd_term_over) {
         /* The guardian may have killed CMD at kill_at before this loop did:
          * then the term is treated as kill_for_lease() treats it. */
@@ -364,15 +379,20 @@ static void on_cmd_exit(runner *r, int code, uint64_t now)
     finish_cmd(r, now);
 }
 
-/* Waits up to max_ms for CMD (pid) to exit; true with *code set if it did. */
-static bool wait_cmd_exit(pid_t pid, uint64_t max_ms, int *code)
+/* Waits up to max_ms for CMD to exit; true with *code set if it did.  The
+ * guardian reports it, so a guardian someone stopped is continued. */
+static bool wait_cmd_exit(runner *r, uint64_t max_ms, int *code)
 {
+    if (r->child.guard_pid > 0)
+        kill(r->child.guard_pid, SIGCONT);
     uint64_t deadline = cli_now_ms() + max_ms;
-    while (!cli_child_exited(pid, code)) {
-        if (cli_now_ms() >= deadline)
+    while (!cli_child_exited(&r->child, code)) {
+        uint64_t now = cli_now_ms();
+        if (now >= deadline)
             return false;
-        struct timespec pause = {0, 5 * 1000000L};
-        nanosleep(&pause, NULL);
+        struct pollfd pfd = {.fd = cli_child_fd(&r->child), .events = POLLIN};
+        if (poll(&pfd, 1, (int)(deadline - now)) < 0 && errno != EINTR)
+            return false;
     }
     return true;
 }
@@ -396,7 +416,7 @@ static void kill_for_lease(runner *r, uint64_t now)
     r->cmd_term_over = true;
     r->resign_when_gone = true;
     int code;
-    if (wait_cmd_exit(r->cmd_pid, GROUP_GONE_WAIT_MS, &code))
+    if (wait_cmd_exit(r, GROUP_GONE_WAIT_MS, &code))
         on_cmd_exit(r, code, now);
 }
 
@@ -485,29 +505,19 @@ static uint64_t next_wake(const runner *r)
     return wake;
 }
 
-/* The guardian died (someone killed it): start another. */
-static void replace_guard(runner *r)
+/* Looks for CMD's exit (or its guardian's death) and acts on it. */
+static void check_cmd_exit(runner *r, uint64_t now)
 {
-    cli_log(LEASEHOLD_LOG_WARN, 0, NULL, "the guardian process died: starting another");
-    int rc = cli_guard_start(&r->guard);
-    if (rc == 0 && r->cmd_pid)
-        rc = cli_guard_arm(&r->guard, r->cmd_pid, r->kill_at_ms);
-    if (rc != 0)
-        cli_log(LEASEHOLD_LOG_ERROR, 0, NULL,
-                "cannot start the guardian process (%s): if leasehold is killed, CMD's "
-                "children may outlive it",
-                strerror(rc));
+    int code;
+    if (r->cmd_pid && !r->cmd_exited && cli_child_exited(&r->child, &code))
+        on_cmd_exit(r, code, now);
 }
 
 static void on_signal(runner *r, int sig, uint64_t now)
 {
     const char *name = sigabbrev_np(sig);
     if (sig == SIGCHLD) {
-        int code;
-        if (r->cmd_pid && !r->cmd_exited && cli_child_exited(r->cmd_pid, &code))
-            on_cmd_exit(r, code, now);
-        if (cli_guard_reap_if_gone(&r->guard))
-            replace_guard(r);
+        check_cmd_exit(r, now); /* the guardian is our only child */
         return;
     }
     if (!r->cmd_pid) {
@@ -559,8 +569,8 @@ static void on_event(runner *r, const run_event *ev, uint64_t now)
     }
 }
 
-/* Reads every signal and event that is ready. */
-static void drain(runner *r, const struct pollfd pfds[2])
+/* Reads every signal, event and report from the guardian that is ready. */
+static void drain(runner *r, const struct pollfd pfds[3])
 {
     if (pfds[0].revents & POLLIN) {
         struct signalfd_siginfo si;
@@ -572,6 +582,8 @@ static void drain(runner *r, const struct pollfd pfds[2])
         while (read(r->ev_rd, &ev, sizeof ev) == (ssize_t)sizeof ev)
             on_event(r, &ev, cli_now_ms());
     }
+    if (pfds[2].revents)
+        check_cmd_exit(r, cli_now_ms());
 }
 
 /* Logs the events the I/O thread could not hand over since last time. */
@@ -600,9 +612,13 @@ static int loop(runner *r)
                       : wake <= now        ? 0
                       : wake - now > 60000 ? 60000
                                            : (int)(wake - now);
-        struct pollfd pfds[2] = {{.fd = r->sig_fd, .events = POLLIN},
-                                 {.fd = r->ev_rd, .events = POLLIN}};
-        if (poll(pfds, 2, timeout) < 0) {
+        /* The guardian's reports only while CMD's exit is not known yet
+         * (a negative fd is left out by poll). */
+        int child_fd = r->cmd_pid && !r->cmd_exited ? cli_child_fd(&r->child) : -1;
+        struct pollfd pfds[3] = {{.fd = r->sig_fd, .events = POLLIN},
+                                 {.fd = r->ev_rd, .events = POLLIN},
+                                 {.fd = child_fd, .events = POLLIN}};
+        if (poll(pfds, 3, timeout) < 0) {
             if (errno == EINTR)
                 continue;
             cli_log(LEASEHOLD_LOG_ERROR, 0, NULL, "poll: %s", strerror(errno));
@@ -622,11 +638,11 @@ static void kill_cmd_now(runner *r)
         return;
     cli_child_signal_group(r->cmd_pid, SIGKILL);
     int code;
-    while (!r->cmd_exited && !wait_cmd_exit(r->cmd_pid, GROUP_GONE_WAIT_MS, &code)) {
+    while (!r->cmd_exited && !wait_cmd_exit(r, GROUP_GONE_WAIT_MS, &code)) {
     }
     int left;
     bool told = false;
-    while ((left = cli_child_reap(r->cmd_pid, &r->guard, GROUP_GONE_WAIT_MS)) > 0) {
+    while ((left = cli_child_reap(&r->child, GROUP_GONE_WAIT_MS)) > 0) {
         if (!told)
             cli_log(LEASEHOLD_LOG_ERROR, r->cmd_epoch, NULL,
                     "%d process(es) of CMD's group %d survive SIGKILL: waiting for them before "
@@ -679,8 +695,18 @@ static int start_campaign(runner *r)
         fprintf(stderr, "leasehold: cannot campaign for %s: %s\n", r->o->key, err.msg);
         return err.code == LEASEHOLD_EINVAL ? EXIT_USAGE : EXIT_UNAVAILABLE;
     }
+    const cli_options *o = r->o;
     cli_log(LEASEHOLD_LOG_INFO, 0, leasehold_token_string(r->e),
-            "campaigning to run %s (lease %" PRIu32 " ms)", r->o->cmd[0], r->o->lease_ms);
+            "campaigning to run %s: lease %" PRIu32 " ms, renew every %" PRIu32
+            " ms, retry within %" PRIu32 " ms, renew deadline %" PRIu32
+            " ms, command timeout %" PRIu32 " ms",
+            o->cmd[0], o->lease_ms, o->renew_ms, o->retry_ms, o->renew_deadline_ms,
+            o->command_timeout_ms);
+    if (o->command_timeout_lowered)
+        cli_log(LEASEHOLD_LOG_INFO, 0, NULL,
+                "command timeout lowered to %" PRIu32
+                " ms, half the renew deadline (--command-timeout sets it)",
+                o->command_timeout_ms);
     return 0;
 }
 
@@ -692,7 +718,7 @@ int cli_run(const cli_options *o)
         .sig_fd = -1,
         .ev_rd = -1,
         .ev_wr = -1,
-        .guard = {.pid = 0, .fd = -1, .pgid = 0, .kill_at_ms = CLI_NEVER},
+        .child = {.order_fd = -1, .report_fd = -1, .kill_at_ms = CLI_NEVER},
         .margin_ms = cli_kill_margin_ms(o->lease_ms),
         .check_ms = o->lease_ms / 10u > 10u ? o->lease_ms / 10u : 10u,
         .kill_at_ms = CLI_NEVER,
@@ -708,11 +734,9 @@ int cli_run(const cli_options *o)
     if (rc == 0) {
         r.ev_rd = fds[0];
         r.ev_wr = fds[1];
-        rc = cli_guard_start(&r.guard);
     }
     if (rc != 0) {
-        fprintf(stderr, "leasehold: cannot set up signals, pipes and the guardian: %s\n",
-                strerror(rc));
+        fprintf(stderr, "leasehold: cannot set up signals and pipes: %s\n", strerror(rc));
         return EXIT_OSERR;
     }
 
@@ -720,7 +744,6 @@ int cli_run(const cli_options *o)
     if (code == 0)
         code = loop(&r);
     kill_cmd_now(&r);
-    cli_guard_stop(&r.guard);
     if (r.client) {
         leasehold_client_free(r.client); /* ends the campaign, releases the lease */
         cli_log(LEASEHOLD_LOG_DEBUG, 0, NULL, "campaign ended, lease released if held");

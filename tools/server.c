@@ -8,7 +8,9 @@
  * releases the lease and exits 0.
  *
  * Every log line goes to stderr, written with one write() so lines from the
- * library's I/O thread, the service thread and the main thread never mix:
+ * library's I/O thread, the service thread and the main thread never mix,
+ * by the writer thread of log_sink.c, so that no thread that logs ever waits
+ * for stderr (lines it cannot take in time are dropped, counted, reported):
  *
  *     2026-11-26T07:31:02.114Z INFO  snaketron:leader:eu epoch=... token=...: message
  *
@@ -17,6 +19,8 @@
  * the operating system refuses a signal mask.
  */
 #include <leasehold.h>
+
+#include "log_sink.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -62,26 +66,37 @@ static const char *level_name(leasehold_log_level level)
     return "?    ";
 }
 
-/* Writes all of buf to stderr, retrying short writes; a failing stderr is
- * not worth dying for, so errors are dropped. */
-static void write_stderr(const char *buf, size_t len)
+/* One line into line (LOG_LINE_MAX bytes): UTC time with milliseconds,
+ * level, key, then "epoch=E" and "token=T" when given (epoch 0 and a NULL
+ * token are left out), then the message and a newline.  Its length. */
+static size_t format_line(char *line, const server *s, leasehold_log_level level, uint64_t epoch,
+                          const char *token, const char *fmt, va_list ap)
 {
-    while (len > 0) {
-        ssize_t n = write(STDERR_FILENO, buf, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return;
-        buf += n;
-        len -= (size_t)n;
-    }
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t len = strftime(line, LOG_LINE_MAX, "%Y-%m-%dT%H:%M:%S", &tm);
+    len += (size_t)snprintf(line + len, LOG_LINE_MAX - len, ".%03ldZ %s %s", ts.tv_nsec / 1000000,
+                            level_name(level), s->key);
+    if (epoch != 0 && len < LOG_LINE_MAX)
+        len += (size_t)snprintf(line + len, LOG_LINE_MAX - len, " epoch=%" PRIu64, epoch);
+    if (token && len < LOG_LINE_MAX)
+        len += (size_t)snprintf(line + len, LOG_LINE_MAX - len, " token=%s", token);
+    if (len < LOG_LINE_MAX)
+        len += (size_t)snprintf(line + len, LOG_LINE_MAX - len, ": ");
+    if (len < LOG_LINE_MAX)
+        len += (size_t)vsnprintf(line + len, LOG_LINE_MAX - len, fmt, ap);
+    if (len >= LOG_LINE_MAX - 1) /* cut: keep the line a line */
+        len = LOG_LINE_MAX - 1;
+    line[len++] = '\n';
+    return len;
 }
 
 /*
- * Logs one line: UTC time with milliseconds, level, key, then "epoch=E" and
- * "token=T" when given (epoch 0 and a NULL token are left out), then the
- * message.  Lines above the configured level are not formatted.  Safe from
- * any thread: the line is built on the stack and written at once.
+ * Logs one line (see format_line()); lines above the configured level are
+ * not formatted.  Safe from any thread, and never waits for stderr: the
+ * line is built on the stack and queued for the log_sink's writer.
  */
 static void log_line(const server *s, leasehold_log_level level, uint64_t epoch, const char *token,
                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
@@ -91,29 +106,32 @@ static void log_line(const server *s, leasehold_log_level level, uint64_t epoch,
     if (level > s->log_level)
         return;
     char line[LOG_LINE_MAX];
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t len = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
-    len += (size_t)snprintf(line + len, sizeof line - len, ".%03ldZ %s %s", ts.tv_nsec / 1000000,
-                            level_name(level), s->key);
-    if (epoch != 0 && len < sizeof line)
-        len += (size_t)snprintf(line + len, sizeof line - len, " epoch=%" PRIu64, epoch);
-    if (token && len < sizeof line)
-        len += (size_t)snprintf(line + len, sizeof line - len, " token=%s", token);
-    if (len < sizeof line)
-        len += (size_t)snprintf(line + len, sizeof line - len, ": ");
-    if (len < sizeof line) {
-        va_list ap;
-        va_start(ap, fmt);
-        len += (size_t)vsnprintf(line + len, sizeof line - len, fmt, ap);
-        va_end(ap);
-    }
-    if (len >= sizeof line - 1) /* cut: keep the line a line */
-        len = sizeof line - 1;
-    line[len++] = '\n';
-    write_stderr(line, len);
+    va_list ap;
+    va_start(ap, fmt);
+    size_t len = format_line(line, s, level, epoch, token, fmt, ap);
+    va_end(ap);
+    log_sink_put(line, len);
+}
+
+static const server *notice_server; /* set before the log_sink starts */
+
+/* A warning line about the log itself into out (LOG_LINE_MAX bytes); its
+ * length. */
+static size_t notice_line(char *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static size_t notice_line(char *out, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    size_t len = format_line(out, notice_server, LEASEHOLD_LOG_WARN, 0, NULL, fmt, ap);
+    va_end(ap);
+    return len;
+}
+
+/* The log_sink's notice of lines it dropped, as one of our lines. */
+static size_t dropped_notice(unsigned long dropped, char *out, size_t size)
+{
+    (void)size; /* LOG_SINK_LINE_MAX >= LOG_LINE_MAX */
+    return notice_line(out, "%lu log lines dropped: stderr did not take them in time", dropped);
 }
 
 /* The library's own log lines, routed into ours.  The key is already in
@@ -540,6 +558,12 @@ int main(int argc, char **argv)
         return EX_OSERR;
     }
     signal(SIGPIPE, SIG_IGN); /* a closed stderr pipe must not kill the leader */
+    notice_server = &s;
+    int sink_rc = log_sink_start(dropped_notice);
+    if (sink_rc != 0) {
+        fprintf(stderr, "server: cannot start the log writer thread: %s\n", strerror(sink_rc));
+        return EX_OSERR;
+    }
 
     if (!o.url) {
         log_line(&s, LEASEHOLD_LOG_INFO, 0, NULL,
@@ -547,7 +571,10 @@ int main(int argc, char **argv)
                  getenv("SNAKETRON_REDIS_URL") ? "empty" : "not set");
         int sig = wait_for_stop_signal(&stop);
         log_line(&s, LEASEHOLD_LOG_INFO, 0, NULL, "received %s: exiting", signal_name(sig));
+        log_sink_flush(1000);
         return 0;
     }
-    return run_election(&s, &o, &stop);
+    rc = run_election(&s, &o, &stop);
+    log_sink_flush(1000);
+    return rc;
 }

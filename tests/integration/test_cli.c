@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -565,6 +566,201 @@ static void test_stopped_leasehold(void **state)
         proc_free(ps[i]);
 }
 
+/* The pid of the child of `parent` named `comm` (from /proc), or 0. */
+static int child_named(int parent, const char *comm)
+{
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    int found = 0;
+    struct dirent *ent;
+    while (!found && (ent = readdir(d)) != NULL) {
+        if (ent->d_name[0] < '1' || ent->d_name[0] > '9')
+            continue;
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", ent->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        const char *open = strchr(buf, '(');
+        const char *close = strrchr(buf, ')');
+        char st;
+        int ppid;
+        if (open && close && sscanf(close + 1, " %c %d", &st, &ppid) == 2 && ppid == parent &&
+            (size_t)(close - open - 1) == strlen(comm) &&
+            strncmp(open + 1, comm, strlen(comm)) == 0)
+            found = atoi(ent->d_name);
+    }
+    closedir(d);
+    return found;
+}
+
+/*
+ * The guardian is no single point of failure: with leasehold stopped
+ * (SIGSTOP) and its guardian SIGKILLed, nobody is left to keep CMD's
+ * SIGKILL time, so CMD must die with the guardian itself, long before the
+ * 6 s lease would let the next leader in.
+ */
+static void test_guardian_killed_while_stopped(void **state)
+{
+    (void)state;
+    const char *beats = tmp_path("guard.beats");
+    const char *cmd[] = {test_process_self(), "beat", beats, NULL};
+    const char *extra[] = {"--lease", "6s", "--renew", "200ms", "--renew-deadline", "4s", NULL};
+    const char *args[40];
+    run_args(args, 40, "cli:guard", extra, cmd);
+    proc *p = proc_start("leasehold", NULL, args);
+    beater b;
+    wait_beaters(beats, 1, TEST_FRESH_REDIS_MS + 8000, &b);
+    int guard = child_named(p->pid, "lh-guardian");
+    if (guard <= 0) {
+        proc_show(p, "leasehold");
+        fail_msg("no child of leasehold %d is named lh-guardian", p->pid);
+    }
+
+    test_process_signal(p->pid, SIGSTOP);
+    uint64_t t0 = test_now_ms();
+    test_process_signal(guard, SIGKILL);
+    bool gone = wait_until(pid_dead, &b.pid, 1500);
+    uint64_t took_ms = test_now_ms() - t0;
+    test_process_signal(p->pid, SIGCONT);
+    if (!gone)
+        fail_msg("CMD %d still alive %llu ms after its guardian was killed while leasehold was "
+                 "stopped",
+                 b.pid, (unsigned long long)took_ms);
+    print_message("CMD gone %llu ms after its guardian was SIGKILLed\n",
+                  (unsigned long long)took_ms);
+    /* Running again, leasehold tells what happened and ends as CMD did. */
+    expect_output(p, "the guardian process", 3000);
+    expect_exit(p, 128 + SIGKILL, 5000);
+    char holder[256];
+    redis_get("cli:guard", holder, sizeof holder);
+    assert_string_equal(holder, ""); /* released once CMD's group was gone */
+    proc_free(p);
+}
+
+/*
+ * A full stderr never stops the leader: leasehold's stderr is a pipe the
+ * test does not read, filled by CMD's group in small writes, while the library's I/O
+ * thread (subscription connections killed) and the main thread (SIGHUPs
+ * forwarded) log at debug level.  Another candidate must not be elected
+ * for five leases; once the pipe is read, leasehold says how many lines it
+ * dropped.
+ */
+static void test_full_stderr_keeps_leading(void **state)
+{
+    (void)state;
+    const char *beats = tmp_path("log.beats");
+    char script[1400];
+    snprintf(script, sizeof script,
+             "i=0; while [ $i -lt 1500 ]; do echo filler; i=$((i+1)); done >&2 & exec %s beat %s",
+             test_process_self(), beats);
+    const char *cmd[] = {"sh", "-c", script, NULL};
+    const char *extra[] = {"-v", NULL};
+    const char *args[40];
+    run_args(args, 40, "cli:log", extra, cmd);
+    proc *p = proc_start("leasehold", NULL, args);
+    int pipe_size = fcntl(p->fd, F_SETPIPE_SZ, 4096);
+    assert_true(pipe_size >= 4096 && pipe_size < 65536);
+    beater b;
+    wait_beaters(beats, 1, TEST_FRESH_REDIS_MS + 5000, &b);
+    uint64_t deadline = test_now_ms() + test_ms(5000);
+    int queued = 0;
+    while (ioctl(p->fd, FIONREAD, &queued) == 0 && queued < pipe_size - 64) {
+        if (test_now_ms() >= deadline)
+            fail_msg("leasehold's stderr pipe holds %d bytes, not %d", queued, pipe_size);
+        test_sleep_ms(10);
+    }
+    char holder[256];
+    redis_get("cli:log", holder, sizeof holder);
+    assert_true(holder[0] != '\0');
+
+    const char *other_cmd[] = {test_process_self(), "beat", beats, NULL};
+    run_args(args, 40, "cli:log", NULL, other_cmd);
+    proc *f = proc_start("leasehold", NULL, args);
+    expect_output(f, "campaigning", 5000);
+
+    uint64_t until = test_now_ms() + 5000; /* five leases: a lower bound, not scaled */
+    while (test_now_ms() < until) {
+        redis_do("CLIENT KILL TYPE pubsub", NULL, NULL);
+        for (int i = 0; i < 20; i++) {
+            test_process_signal(p->pid, SIGHUP);
+            test_sleep_ms(1);
+        }
+        char now_holder[256];
+        redis_get("cli:log", now_holder, sizeof now_holder);
+        beater bs[MAX_BEATERS];
+        if (strcmp(now_holder, holder) != 0 || read_beats(beats, bs) != 1) {
+            proc_show(f, "the other leasehold");
+            fail_msg("the leader with a full stderr lost the key: held by '%s', was '%s'",
+                     now_holder, holder);
+        }
+        test_sleep_ms(200);
+    }
+    expect_output(p, "log lines dropped", 5000);
+    /* A line the I/O thread logged while stderr was full was kept. */
+    assert_non_null(strstr(p->out, "events subscription: "));
+    test_process_signal(f->pid, SIGTERM);
+    expect_exit(f, 128 + SIGTERM, 5000);
+    test_process_signal(p->pid, SIGTERM);
+    expect_exit(p, 0, 5000);
+    proc_free(f);
+    proc_free(p);
+}
+
+/*
+ * Timings derived from a huge --lease are computed without overflow; a
+ * command timeout the renew deadline cannot hold is lowered and said so,
+ * or, when given with --command-timeout, refused naming the option.
+ */
+static void test_timing_options(void **state)
+{
+    (void)state;
+    redis_do("SET %s %s PX 60000", "cli:timing", "other/1"); /* nobody gets elected */
+    static const struct {
+        const char *lease, *timeout, *expect;
+    } cases[] = {
+        {"2000000000ms", NULL,
+         "lease 2000000000 ms, renew every 300000000 ms, retry within 1000000000 ms, renew "
+         "deadline 1500000000 ms, command timeout 250 ms"},
+        {"4294967295ms", NULL,
+         "lease 4294967295 ms, renew every 644245094 ms, retry within 2147483647 ms, renew "
+         "deadline 3221225471 ms, command timeout 250 ms"},
+        {"400ms", NULL, "command timeout lowered to 150 ms, half the renew deadline"},
+        {"1s", "100ms", "renew deadline 750 ms, command timeout 100 ms"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *args[16] = {"run",        "--url",   redis->url,    "--key",
+                                "cli:timing", "--lease", cases[i].lease};
+        size_t n = 7;
+        if (cases[i].timeout) {
+            args[n++] = "--command-timeout";
+            args[n++] = cases[i].timeout;
+        }
+        args[n++] = "--";
+        args[n++] = "true";
+        proc *p = proc_start("leasehold", NULL, args);
+        expect_output(p, cases[i].expect, 5000);
+        test_process_signal(p->pid, SIGTERM);
+        expect_exit(p, 128 + SIGTERM, 5000);
+        proc_free(p);
+    }
+    redis_do("DEL %s", "cli:timing", NULL);
+
+    const char *bad[] = {"run",   "--url", redis->url, "--lease", "1s", "--command-timeout",
+                         "600ms", "--",    "true",     NULL};
+    proc *p = proc_start("leasehold", NULL, bad);
+    expect_exit(p, 64, 5000);
+    if (!strstr(p->out, "leasehold: --command-timeout 600ms is more than half the 750ms renew "
+                        "deadline: at most 375ms")) {
+        proc_show(p, "leasehold");
+        fail_msg("--command-timeout 600ms was not refused as it should be");
+    }
+    proc_free(p);
+}
+
 /* --restart keeps the lease and restarts CMD with a back-off; SIGTERM then
  * ends it. */
 static void test_restart(void **state)
@@ -944,6 +1140,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_env_and_exit_status, proc_free_all),
         cmocka_unit_test_teardown(test_redis_paused_kills_before_expiry, proc_free_all),
         cmocka_unit_test_teardown(test_stopped_leasehold, proc_free_all),
+        cmocka_unit_test_teardown(test_guardian_killed_while_stopped, proc_free_all),
+        cmocka_unit_test_teardown(test_full_stderr_keeps_leading, proc_free_all),
+        cmocka_unit_test_teardown(test_timing_options, proc_free_all),
         cmocka_unit_test_teardown(test_restart, proc_free_all),
         cmocka_unit_test_teardown(test_exit_on_loss, proc_free_all),
         cmocka_unit_test_teardown(test_wait_timeout, proc_free_all),
@@ -951,5 +1150,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_status, proc_free_all),
         cmocka_unit_test_teardown(test_watch, proc_free_all),
     };
+    const char *only = getenv("TEST_CLI_ONLY"); /* a cmocka pattern, to run some tests alone */
+    if (only && *only)
+        cmocka_set_test_filter(only);
     return cmocka_run_group_tests(tests, setup, teardown);
 }
