@@ -54,6 +54,7 @@ typedef struct cli_options {
     uint32_t lease_ms, renew_ms, retry_ms, renew_deadline_ms;
     uint32_t command_timeout_ms;  /* run: the library's command_timeout_ms */
     bool command_timeout_lowered; /* run: the default, lowered to half the renew deadline */
+    uint32_t clock_drift_ppm;     /* run: the library's clock_drift_ppm */
     uint64_t grace_ms;            /* run: SIGTERM/SIGINT -> SIGKILL after this */
     uint64_t wait_timeout_ms;     /* run: 0 = wait for leadership forever */
     bool restart;                 /* run: CMD exiting while leader is restarted */

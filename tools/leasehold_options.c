@@ -98,6 +98,8 @@ static void print_help(void)
            "                         connection; at most half the renew deadline (default:\n"
            "                         250ms, or half the renew deadline when shorter, which\n"
            "                         is logged; command_timeout_ms in the URL wins)\n"
+           "  --clock-drift-ppm PPM  the largest clock-rate difference between this host and\n"
+           "                         Redis's, 1 to 200000 (default: 10000, i.e. 1%%)\n"
            "  --grace DURATION       after SIGTERM/SIGINT, CMD's time to exit before SIGKILL\n"
            "                         (default: 10s)\n"
            "  --wait-timeout DURATION\n"
@@ -186,6 +188,22 @@ static bool parse_timing(const char *opt, const char *text, uint32_t *out)
     return true;
 }
 
+/* The clock-rate allowance in parts per million: digits only, 1 to 200000
+ * (as the library accepts). */
+static bool parse_ppm(const char *opt, const char *text, uint32_t *out)
+{
+    char *end = NULL;
+    unsigned long v = text[0] >= '0' && text[0] <= '9' ? strtoul(text, &end, 10) : 0;
+    if (!end || *end || v < 1 || v > 200000) {
+        usage_error("%s: '%s' is not a number of parts per million from 1 to 200000 (10000 is "
+                    "1%%)",
+                    opt, text);
+        return false;
+    }
+    *out = (uint32_t)v;
+    return true;
+}
+
 /* An environment variable, or NULL when unset or empty. */
 static const char *env_value(const char *name)
 {
@@ -207,6 +225,7 @@ enum option_id {
     OPT_RETRY,
     OPT_RENEW_DEADLINE,
     OPT_COMMAND_TIMEOUT,
+    OPT_CLOCK_DRIFT,
     OPT_GRACE,
     OPT_WAIT_TIMEOUT,
     OPT_RESTART,
@@ -231,6 +250,7 @@ static const struct option run_options[] = {
     {"retry", required_argument, NULL, OPT_RETRY},
     {"renew-deadline", required_argument, NULL, OPT_RENEW_DEADLINE},
     {"command-timeout", required_argument, NULL, OPT_COMMAND_TIMEOUT},
+    {"clock-drift-ppm", required_argument, NULL, OPT_CLOCK_DRIFT},
     {"grace", required_argument, NULL, OPT_GRACE},
     {"wait-timeout", required_argument, NULL, OPT_WAIT_TIMEOUT},
     {"restart", no_argument, NULL, OPT_RESTART},
@@ -323,6 +343,8 @@ static int apply_option(int c, cli_options *o, given *g)
         g->command_timeout = true;
         g->command_timeout_text = optarg;
         return parse_timing("--command-timeout", optarg, &o->command_timeout_ms) ? 0 : EXIT_USAGE;
+    case OPT_CLOCK_DRIFT:
+        return parse_ppm("--clock-drift-ppm", optarg, &o->clock_drift_ppm) ? 0 : EXIT_USAGE;
     case OPT_GRACE:
         return parse_duration("--grace", optarg, UINT32_MAX, &o->grace_ms) ? 0 : EXIT_USAGE;
     case OPT_WAIT_TIMEOUT:
@@ -380,7 +402,7 @@ static int check_options(cli_options *o, const given *g)
     }
     /* The library steps down at the renew deadline; CMD must then have had
      * SIGTERM, and get SIGKILL, before valid_until = lease - drift. */
-    uint64_t drift = o->lease_ms / 100u + 2u;
+    uint64_t drift = (uint64_t)o->lease_ms * o->clock_drift_ppm / 1000000u + 2u;
     uint64_t margin = cli_kill_margin_ms(o->lease_ms);
     if ((uint64_t)o->renew_deadline_ms + drift + margin > o->lease_ms)
         return usage_error("--renew-deadline %" PRIu32 "ms leaves no time to stop CMD before the "
@@ -402,6 +424,7 @@ int cli_parse_options(int argc, char **argv, cli_options *o)
         .retry_ms = d.retry_interval_ms,
         .renew_deadline_ms = d.renew_deadline_ms,
         .command_timeout_ms = d.command_timeout_ms,
+        .clock_drift_ppm = d.clock_drift_ppm,
         .grace_ms = DEFAULT_GRACE,
         .log_level = LEASEHOLD_LOG_INFO,
         .log_format = CLI_LOG_TEXT,
@@ -469,4 +492,5 @@ void cli_config(const cli_options *o, leasehold_config *cfg)
     cfg->retry_interval_ms = o->retry_ms;
     cfg->renew_deadline_ms = o->renew_deadline_ms;
     cfg->command_timeout_ms = o->command_timeout_ms;
+    cfg->clock_drift_ppm = o->clock_drift_ppm;
 }

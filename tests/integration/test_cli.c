@@ -915,6 +915,12 @@ static void test_usage_errors(void **state)
         {"run", "--url", "@R", "--retry", "s", "--", "true"},
         {"run", "--url", "@R", "--renew-deadline", "1990ms", "--", "true"},
         {"run", "--url", "@R", "--grace", "ten", "--", "true"},
+        {"run", "--url", "@R", "--clock-drift-ppm", "0", "--", "true"},
+        {"run", "--url", "@R", "--clock-drift-ppm", "1%", "--", "true"},
+        {"run", "--url", "@R", "--clock-drift-ppm", "200001", "--", "true"},
+        /* 20% of drift leaves 2000 ms of lease too little for a 1700 ms deadline */
+        {"run", "--url", "@R", "--clock-drift-ppm", "200000", "--renew-deadline", "1700ms", "--",
+         "true"},
         {"run", "--url", "@R", "--wait-timeout", "0s", "--", "true"},
         {"run", "--url", "@R", "--renew", "5s", "--", "true"},
         {"run", "--url", "@R", "--lease"},
