@@ -339,9 +339,10 @@ typedef struct leasehold_holder {
  * Asks Redis who holds `key`, in one atomic read of the key, its TTL and its
  * epoch.  Waits at most command_timeout_ms, or connect_timeout_ms more when
  * the connection is being re-established.  Returns 0, or LEASEHOLD_EINVAL
- * (as leasehold_campaign() for the key), LEASEHOLD_ETIMEDOUT (Redis unreachable), LEASEHOLD_EWRONGTYPE (the key is
- * not a string), LEASEHOLD_ENOPERM, LEASEHOLD_EREDIS, LEASEHOLD_ECLOSED,
- * LEASEHOLD_EDEADLK (called from a callback).  Thread-safe.
+ * (as leasehold_campaign() for the key), LEASEHOLD_ETIMEDOUT (Redis
+ * unreachable), LEASEHOLD_EWRONGTYPE (the key is not a string),
+ * LEASEHOLD_ENOPERM, LEASEHOLD_EREDIS, LEASEHOLD_ECLOSED, LEASEHOLD_EDEADLK
+ * (called from a callback).  Thread-safe.
  */
 LEASEHOLD_API int leasehold_holder_get(leasehold_client *c, const char *key, leasehold_holder *out,
                                        leasehold_error *err);
