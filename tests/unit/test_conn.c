@@ -39,8 +39,19 @@ typedef struct event {
     uint64_t now_ms;
 } event;
 
-/* What happens inside a handler, for the re-entrancy tests. */
-enum reaction { REACT_NONE, REACT_CLOSE, REACT_FREE, REACT_SEND, REACT_FAIL };
+/* What happens inside a handler, for the re-entrancy tests; REACT_SLOW: the
+ * handler takes 500 ms by the test's clock. */
+enum reaction { REACT_NONE, REACT_CLOSE, REACT_FREE, REACT_SEND, REACT_FAIL, REACT_SLOW };
+
+/* The conn's clock (conn_options.clock_ms): the simulated time as far as a
+ * handler moved it; 0 (never later than the now_ms a test passes) unless a
+ * test moves it. */
+static uint64_t clock_now;
+
+static uint64_t test_clock(void)
+{
+    return clock_now;
+}
 
 typedef struct harness {
     conn *c;
@@ -106,6 +117,8 @@ static void react(harness *t, conn *c, enum reaction what, uint64_t now_ms)
         assert_int_equal(conn_send(c, 1, argv, NULL, 99, now_ms), 0);
     } else if (what == REACT_FAIL) {
         conn_fail(c, LEASEHOLD_EPROTO, "reply matches no command", now_ms);
+    } else if (what == REACT_SLOW) {
+        clock_now = now_ms + 500;
     }
 }
 
@@ -143,7 +156,8 @@ static conn_options options(void)
                           .command_timeout_ms = 250,
                           .backoff_min_ms = 100,
                           .backoff_max_ms = 1000,
-                          .seed = 42};
+                          .seed = 42,
+                          .clock_ms = test_clock};
 }
 
 static void make(harness *t, const char *url_s, const conn_options *opt)
@@ -152,6 +166,7 @@ static void make(harness *t, const char *url_s, const conn_options *opt)
     leasehold_error err;
     memset(t, 0, sizeof *t);
     t->peer = -1;
+    clock_now = 0;
     assert_int_equal(url_parse(url_s, &u, &err), 0);
     t->c = conn_new(&u, opt, &handler, t);
     assert_non_null(t->c);
@@ -707,6 +722,39 @@ static void test_handshake_timeout(void **state)
 
 /* -------------------------------------------------------- re-entrancy */
 
+/* Replies that arrive together are handed out one by one: a handler that
+ * took a while (500 ms by the conn's clock) leaves the next reply a fresh
+ * now_ms, not the one read before the first, so its lateness is judged
+ * right. */
+static void test_slow_handler_next_reply_gets_fresh_now(void **state)
+{
+    (void)state;
+    harness t;
+    make_ready(&t, "redis://127.0.0.1:6379", 1000);
+    send_ping(&t, 1, 1000);
+    send_ping(&t, 2, 1000);
+    send_ping(&t, 3, 1000);
+    t.on_reply_do = REACT_SLOW;
+    feed_str(&t, "+PONG\r\n+PONG\r\n+PONG\r\n", 1010);
+    assert_int_equal(t.n, 3);
+    assert_int_equal(t.ev[0].tag, 1);
+    assert_int_equal(t.ev[0].now_ms, 1010);
+    assert_int_equal(t.ev[1].tag, 2);
+    assert_int_equal(t.ev[1].now_ms, 1510);
+    assert_int_equal(t.ev[2].tag, 3);
+    assert_int_equal(t.ev[2].now_ms, 2010);
+    /* A clock behind the caller's now_ms never takes it back. */
+    clock_now = 0;
+    t.on_reply_do = REACT_NONE;
+    t.n = 0;
+    send_ping(&t, 4, 3000);
+    send_ping(&t, 5, 3000);
+    feed_str(&t, "+PONG\r\n+PONG\r\n", 3000);
+    assert_int_equal(t.n, 2);
+    assert_int_equal(t.ev[1].now_ms, 3000);
+    destroy(&t);
+}
+
 static void test_close_inside_on_reply(void **state)
 {
     (void)state;
@@ -1218,6 +1266,7 @@ int main(void)
         cmocka_unit_test(test_handshake_password_only),
         cmocka_unit_test(test_handshake_failures),
         cmocka_unit_test(test_handshake_timeout),
+        cmocka_unit_test(test_slow_handler_next_reply_gets_fresh_now),
         cmocka_unit_test(test_close_inside_on_reply),
         cmocka_unit_test(test_free_inside_handlers),
         cmocka_unit_test(test_send_inside_on_ready),
