@@ -589,17 +589,15 @@ static void try_next_address(conn *c, uint64_t now_ms)
             c->last_connect_errno = errno;
             continue;
         }
-        int rc;
-        do
-            rc = connect(c->fd, sa, salen);
-        while (rc < 0 && errno == EINTR);
-        if (rc == 0) {
+        if (connect(c->fd, sa, salen) == 0) {
             socket_ready(c, now_ms);
             return;
         }
-        /* (A unix socket's EAGAIN means a full backlog: a failure, not
-         * "in progress".) */
-        if (errno == EINPROGRESS) {
+        /* EINTR: a signal arrived, and the connection goes on being made
+         * asynchronously (POSIX), as with EINPROGRESS; calling connect()
+         * again would only find EALREADY.  (A unix socket's EAGAIN means a
+         * full backlog: a failure, not "in progress".) */
+        if (errno == EINPROGRESS || errno == EINTR) {
             c->state = CONN_CONNECTING;
             return;
         }

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -1079,6 +1080,80 @@ static void test_tcp_connect_and_talk(void **state)
     close(lfd);
 }
 
+/*
+ * connect(2) for this binary: the kernel's, except that while
+ * connect_interrupts is positive a connect that went under way (or even
+ * finished) reports EINTR instead, as POSIX allows when a signal arrives:
+ * "the connection request shall not be aborted, and the connection shall be
+ * established asynchronously".  Linux's non-blocking connect does not sleep,
+ * so no real signal can land there on cue; interposing is the honest way to
+ * provoke it.  (It replaces libc's symbol for the whole executable, conn.c
+ * included; the sanitizers' interceptors are weak and give way.)
+ */
+static int connect_interrupts;
+
+int connect(int fd, __CONST_SOCKADDR_ARG addr, socklen_t len)
+{
+    long rc = syscall(SYS_connect, fd, addr.__sockaddr__, len);
+    if (connect_interrupts > 0 && (rc == 0 || errno == EINPROGRESS)) {
+        connect_interrupts--;
+        errno = EINTR;
+        return -1;
+    }
+    return (int)rc;
+}
+
+/* A connect() interrupted by a signal goes on asynchronously: the attempt
+ * continues (no failure reported, no second connect() that could only find
+ * EALREADY) and the connection becomes ready.  The listener's accept queue
+ * (backlog 0: one connection) is full when the conn connects, so its
+ * connect stays under way until the queue is emptied and the kernel sends
+ * the SYN again (about a second later). */
+static void test_tcp_connect_interrupted_goes_on(void **state)
+{
+    (void)state;
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(lfd, 0), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+    int filler = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(connect(filler, (struct sockaddr *)&a, sizeof a), 0);
+    char url_s[64];
+    snprintf(url_s, sizeof url_s, "redis://127.0.0.1:%u", ntohs(a.sin_port));
+    harness t;
+    conn_options opt = options();
+    make(&t, url_s, &opt);
+    leasehold_error err;
+    assert_int_equal(conn_resolve(t.c, &err), 0);
+    connect_interrupts = 1;
+    int rc = conn_connect(t.c, 100);
+    int left = connect_interrupts;
+    connect_interrupts = 0;
+    assert_int_equal(left, 0); /* the interruption did happen */
+    if (t.n)
+        fail_msg("an interrupted connect was counted as a failed attempt: %s", t.ev[0].msg);
+    assert_int_equal(rc, 0);
+    assert_int_equal(conn_get_state(t.c), CONN_CONNECTING);
+    int queued = accept(lfd, NULL, NULL); /* room for the conn's connection */
+    assert_true(queued >= 0);
+    close(queued);
+    close(filler);
+    drive(&t, 0, 100);
+    assert_int_equal(t.n, 0);
+    assert_int_equal(conn_get_state(t.c), CONN_HANDSHAKE);
+    t.peer = accept(lfd, NULL, NULL);
+    assert_true(t.peer >= 0);
+    peer_expect(&t, "*1\r\n$4\r\nPING\r\n");
+    peer_write(&t, "+PONG\r\n", 7);
+    drive(&t, 1, 150);
+    assert_int_equal(t.ev[0].kind, EV_READY);
+    assert_int_equal(conn_get_state(t.c), CONN_READY);
+    destroy(&t);
+    close(lfd);
+}
+
 /* A listener that never answers, like a stopped Redis whose kernel still
  * completes connections: each attempt connects, sends PING and times out in
  * the handshake, never READY, and the delays between attempts grow. */
@@ -1276,6 +1351,7 @@ int main(void)
         cmocka_unit_test(test_fail_inside_on_ready_and_free_in_on_down),
         cmocka_unit_test(test_error_codes),
         cmocka_unit_test(test_tcp_connect_and_talk),
+        cmocka_unit_test(test_tcp_connect_interrupted_goes_on),
         cmocka_unit_test(test_tcp_silent_server_backs_off),
         cmocka_unit_test(test_tcp_connect_refused),
         cmocka_unit_test(test_unix_connect_missing_socket),
