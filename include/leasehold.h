@@ -278,8 +278,10 @@ typedef struct leasehold_callbacks {
 
 /*
  * Starts campaigning for `key`.  cb (copied) may be NULL.  Returns the
- * election, or NULL with LEASEHOLD_EINVAL (empty key), LEASEHOLD_EEXIST,
- * LEASEHOLD_ECLOSED or LEASEHOLD_ENOMEM.  Does not wait for Redis.
+ * election, or NULL with LEASEHOLD_EINVAL (empty key, or a key holding a '}'
+ * but no valid {hash tag}, such as a}b or a{}b, whose side keys could not
+ * share its Redis Cluster slot), LEASEHOLD_EEXIST, LEASEHOLD_ECLOSED or
+ * LEASEHOLD_ENOMEM.  Does not wait for Redis.
  * Thread-safe, callbacks included.
  */
 LEASEHOLD_API leasehold_election *leasehold_campaign(leasehold_client *c, const char *key,
@@ -350,10 +352,11 @@ typedef struct leasehold_holder {
 /*
  * Asks Redis who holds `key`, in one atomic read of the key, its TTL and its
  * epoch.  Waits at most command_timeout_ms, or connect_timeout_ms more when
- * the connection is being re-established.  Returns 0, or LEASEHOLD_EINVAL,
- * LEASEHOLD_ETIMEDOUT (Redis unreachable), LEASEHOLD_EWRONGTYPE (the key is
- * not a string), LEASEHOLD_ENOPERM, LEASEHOLD_EREDIS, LEASEHOLD_ECLOSED,
- * LEASEHOLD_EDEADLK (called from a callback).  Thread-safe.
+ * the connection is being re-established.  Returns 0, or LEASEHOLD_EINVAL
+ * (as leasehold_campaign() for the key), LEASEHOLD_ETIMEDOUT (Redis
+ * unreachable), LEASEHOLD_EWRONGTYPE (the key is not a string),
+ * LEASEHOLD_ENOPERM, LEASEHOLD_EREDIS, LEASEHOLD_ECLOSED, LEASEHOLD_EDEADLK
+ * (called from a callback).  Thread-safe.
  */
 LEASEHOLD_API int leasehold_holder_get(leasehold_client *c, const char *key, leasehold_holder *out,
                                        leasehold_error *err);

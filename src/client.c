@@ -1518,6 +1518,8 @@ static leasehold_election *campaign(leasehold_client *c, const char *key,
         error_set(err, LEASEHOLD_EINVAL, "%s", !c ? "no client given" : "the key is empty");
         return NULL;
     }
+    if (protocol_check_key(key, err) < 0)
+        return NULL;
     leasehold_election *e = calloc(1, sizeof *e);
     if (!e) {
         error_set(err, LEASEHOLD_ENOMEM, "out of memory");
@@ -1620,6 +1622,9 @@ int leasehold_holder_get(leasehold_client *c, const char *key, leasehold_holder 
                          !c     ? "no client given"
                          : !out ? "no result given"
                                 : "the key is empty");
+    int bad_key = protocol_check_key(key, err);
+    if (bad_key)
+        return bad_key;
     if (loop_thread_client == c)
         return error_set(err, LEASEHOLD_EDEADLK,
                          "leasehold_holder_get() called from a callback would wait for itself");

@@ -1,13 +1,13 @@
 /* conn.c — one Redis connection: our socket, hiredis's encoder and parser.
  *
- * The connection never blocks and never reads a clock: every entry point is
- * given now_ms, and conn_wake_at() says when it next needs conn_tick().  It
- * moves DOWN -> CONNECTING -> HANDSHAKE -> READY and back to DOWN on any
- * failure, which it reports once through on_down and follows with a
- * reconnect (at once the first time, then with jittered exponential
- * back-off) unless conn_close() was called.  The handshake always ends with
- * a PING, and only its +PONG makes the connection READY and starts the
- * back-off over.
+ * The connection never blocks.  Every entry point is given now_ms, and
+ * conn_wake_at() says when it next needs conn_tick(); the clock is read only
+ * between replies handed out by one conn_on_io (through opt.clock_ms), so
+ * that each reply comes with the time it is handled at.  It moves DOWN -> CONNECTING -> HANDSHAKE
+ * -> READY and back to DOWN on any failure, which it reports once through on_down and follows with
+ * a reconnect (at once the first time, then with jittered exponential back-off) unless conn_close()
+ * was called.  The handshake always ends with a PING, and only its +PONG makes the connection READY
+ * and starts the back-off over.
  *
  * Re-entrancy.  Handlers run inside conn_on_io, conn_tick, conn_connect,
  * conn_adopt_fd and conn_fail.  From a handler it is allowed to call
@@ -38,6 +38,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "clock.h"
 #include "error.h"
 
 #define READ_CHUNK 16384
@@ -588,17 +589,15 @@ static void try_next_address(conn *c, uint64_t now_ms)
             c->last_connect_errno = errno;
             continue;
         }
-        int rc;
-        do
-            rc = connect(c->fd, sa, salen);
-        while (rc < 0 && errno == EINTR);
-        if (rc == 0) {
+        if (connect(c->fd, sa, salen) == 0) {
             socket_ready(c, now_ms);
             return;
         }
-        /* (A unix socket's EAGAIN means a full backlog: a failure, not
-         * "in progress".) */
-        if (errno == EINPROGRESS) {
+        /* EINTR: a signal arrived, and the connection goes on being made
+         * asynchronously (POSIX), as with EINPROGRESS; calling connect()
+         * again would only find EALREADY.  (A unix socket's EAGAIN means a
+         * full backlog: a failure, not "in progress".) */
+        if (errno == EINPROGRESS || errno == EINTR) {
             c->state = CONN_CONNECTING;
             return;
         }
@@ -698,21 +697,31 @@ static void connect_done(conn *c, uint64_t now_ms)
 
 /* ---------------------------------------------------------------- I/O */
 
-/* Hands every complete reply in the reader to its command.  Returns false
- * if the connection went down meanwhile. */
-static bool deliver_replies(conn *c, uint64_t now_ms)
+/* The caller's clock read again, never before now_ms. */
+static uint64_t clock_again(const conn *c, uint64_t now_ms)
+{
+    uint64_t t = c->opt.clock_ms ? c->opt.clock_ms() : clock_now_ms();
+    return t > now_ms ? t : now_ms;
+}
+
+/* Hands every complete reply in the reader to its command.  *handed counts
+ * the replies handed out in this conn_on_io: each after the first gets the
+ * clock read again, since handlers before it may have taken a while, and
+ * *now moves with it.  Returns false if the connection went down
+ * meanwhile. */
+static bool deliver_replies(conn *c, uint64_t *now, unsigned *handed)
 {
     unsigned gen = c->generation;
     while (true) {
         void *obj = NULL;
         if (redisReaderGetReply(c->reader, &obj) != REDIS_OK) {
             if (c->oversized_array)
-                go_down(c, LEASEHOLD_EPROTO, false, now_ms,
+                go_down(c, LEASEHOLD_EPROTO, false, *now,
                         "a reply announced an array of %d elements, more than any reply "
                         "leasehold expects (%d): out of step with Redis",
                         c->oversized_array, REPLY_ARRAY_MAX);
             else
-                go_down(c, LEASEHOLD_EPROTO, false, now_ms, "protocol error in reply: %s",
+                go_down(c, LEASEHOLD_EPROTO, false, *now, "protocol error in reply: %s",
                         c->reader->errstr);
             c->oversized_array = 0;
             return false;
@@ -720,6 +729,9 @@ static bool deliver_replies(conn *c, uint64_t now_ms)
         if (!obj)
             return true;
         conn_reply *r = obj;
+        if ((*handed)++)
+            *now = clock_again(c, *now);
+        uint64_t now_ms = *now;
         if (c->h.on_push && c->h.on_push(c->arg, c, r, now_ms)) {
             reply_free(r);
             if (c->generation != gen)
@@ -748,19 +760,22 @@ static bool deliver_replies(conn *c, uint64_t now_ms)
     }
 }
 
-/* Reads what the socket has, up to a bound, and delivers the replies.
- * Returns false if the connection went down. */
-static bool read_socket(conn *c, short revents, uint64_t now_ms)
+/* Reads what the socket has, up to a bound, and delivers the replies
+ * (*now moves as deliver_replies says).  Returns false if the connection
+ * went down. */
+static bool read_socket(conn *c, short revents, uint64_t *now)
 {
     char buf[READ_CHUNK];
+    unsigned handed = 0;
     for (int i = 0; i < READS_PER_CALL; i++) {
         ssize_t n = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
+        uint64_t now_ms = *now;
         if (n > 0) {
             if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK) {
                 go_down(c, LEASEHOLD_ENOMEM, false, now_ms, "out of memory reading a reply");
                 return false;
             }
-            if (!deliver_replies(c, now_ms))
+            if (!deliver_replies(c, now, &handed))
                 return false;
             continue;
         }
@@ -812,7 +827,7 @@ void conn_on_io(conn *c, short revents, uint64_t now_ms)
     } else {
         int e = 0;
         if (revents & (POLLIN | POLLHUP | POLLERR))
-            read_socket(c, revents, now_ms);
+            read_socket(c, revents, &now_ms);
         if (c->generation == gen && c->fd >= 0)
             e = c->write_errno ? c->write_errno : flush(c);
         if (e)

@@ -88,6 +88,12 @@ typedef struct conn_options {
     uint32_t backoff_min_ms;     /* first reconnect delay after a failed attempt */
     uint32_t backoff_max_ms;     /* the delays double up to this, with jitter */
     uint64_t seed;               /* for the jitter */
+    /* The clock the caller's now_ms comes from; NULL: clock_now_ms().  Read
+     * again before each reply after the first that one conn_on_io call hands
+     * out, so a slow handler does not make the next reply's now_ms stale
+     * (the later of the two is used: now_ms never goes back).  A test with
+     * simulated time gives its own. */
+    uint64_t (*clock_ms)(void);
 } conn_options;
 
 /* A connection to u (copied), down until conn_connect() or conn_adopt_fd().
@@ -131,7 +137,9 @@ conn_state conn_get_state(const conn *c);
 int conn_fd(const conn *c);
 short conn_poll_events(const conn *c);
 
-/* Handles what poll() reported for conn_fd(). */
+/* Handles what poll() reported for conn_fd().  now_ms is the time of the
+ * first reply handed out; each later one gets the clock read again (see
+ * conn_options.clock_ms). */
 void conn_on_io(conn *c, short revents, uint64_t now_ms);
 
 /* Handles due timers: connect and command timeouts (which reset the

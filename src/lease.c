@@ -642,6 +642,26 @@ void lease_on_query(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply *
     advance(l, now_ms);
 }
 
+uint32_t lease_event_floor_ms(const lease_config *cfg)
+{
+    uint32_t floor_ms = cfg->lease_ms / 40;
+    return floor_ms ? floor_ms : 1;
+}
+
+/* Moves *timer_ms to now_ms for an event, but no sooner than the event floor
+ * after the last instant an event moved a timer to, and never later than it
+ * already was.  Anyone may publish on the channel: this bounds what forged
+ * messages cost (one hastened command per floor), while the first event
+ * after a quiet period (a real release) still acts at once. */
+static void hasten(lease *l, uint64_t now_ms, uint64_t *timer_ms)
+{
+    uint64_t at = now_ms > l->hasten_ok_ms ? now_ms : l->hasten_ok_ms;
+    if (at >= *timer_ms)
+        return; /* due by then anyway: no extra command */
+    *timer_ms = at;
+    l->hasten_ok_ms = at + lease_event_floor_ms(&l->cfg);
+}
+
 void lease_on_event(lease *l, uint64_t now_ms, lease_event_kind kind, const char *token,
                     size_t token_len, uint64_t epoch)
 {
@@ -654,10 +674,10 @@ void lease_on_event(lease *l, uint64_t now_ms, lease_event_kind kind, const char
     see_epoch(l, epoch);
     if (kind == LEASE_EVENT_ELECTED) {
         observe_holder(l, token, token_len, epoch, LEASEHOLD_CHANGE_EXPIRED);
-        /* Someone else says it won while we lead: renew now to learn the
+        /* Someone else says it won while we lead: renew soon to learn the
          * truth from the key (only its answer can end our term). */
         if (l->state == LEASE_LEADER && !own)
-            l->next_renew_ms = now_ms;
+            hasten(l, now_ms, &l->next_renew_ms);
     } else {
         /* A release of the holder we know of (a stale one, for an older
          * term, is ignored); and a follower claims at once. */
@@ -677,7 +697,7 @@ void lease_on_event(lease *l, uint64_t now_ms, lease_event_kind kind, const char
              * candidates that all resigned lately would wait out each
              * other's back-off.) */
             if (l->state == LEASE_FOLLOWER && !own)
-                l->next_claim_ms = now_ms;
+                hasten(l, now_ms, &l->next_claim_ms);
         }
     }
     advance(l, now_ms);

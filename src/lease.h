@@ -169,6 +169,8 @@ typedef struct lease {
     bool clock_known;              /* LEADER, DRAINING: the last reply's Redis TIME is known */
     uint64_t clock_redis_us;       /* ... Redis's TIME in that reply */
     uint64_t clock_sent_ms;        /* ... the command's send time */
+    uint64_t hasten_ok_ms;         /* an event may hasten a claim or renewal to no sooner
+                                      than this (the event floor, see lease_on_event) */
     lease_action queue[LEASE_QUEUE_MAX];
     unsigned q_head, q_len;
 } lease;
@@ -205,9 +207,18 @@ void lease_on_query(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply *
 /* A message on the key's events channel.  It is news, never proof: it only
  * reports a change and hastens the next claim (after `released`) or renewal
  * (a leader that hears of another's election); only the key decides who
- * leads. */
+ * leads.  Anyone may publish on the channel, so hastening is rate-limited:
+ * a hastened command goes out no sooner than lease_event_floor_ms() after
+ * the previous hastened one.  The first event after a quiet period still
+ * acts at once. */
 void lease_on_event(lease *l, uint64_t now_ms, lease_event_kind kind, const char *token,
                     size_t token_len, uint64_t epoch);
+
+/* The least time between two commands hastened by events: lease_ms / 40
+ * (50 ms for the default lease), at least 1 ms.  A flood of messages on the
+ * events channel costs an election at most 1000 / floor extra commands per
+ * second, however fast it comes. */
+uint32_t lease_event_floor_ms(const lease_config *cfg);
 
 /* Timers: claims, renewals, the renew deadline and the end of valid_until. */
 void lease_tick(lease *l, uint64_t now_ms);

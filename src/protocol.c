@@ -7,6 +7,8 @@
  */
 #include "protocol.h"
 
+#include "error.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,38 +135,62 @@ const char *protocol_script_name(enum script_kind kind)
     }
 }
 
-/* True when key holds a Redis Cluster hash tag: a '{' followed, later, by a
- * '}' with at least one byte between them. */
-static bool has_hash_tag(const char *key)
+/* What Redis Cluster hashes of key to find its slot (keyHashSlot in Redis's
+ * cluster.c): the bytes between the first '{' and the first '}' after it
+ * when there are any; otherwise the whole key.  True when that is a tag. */
+static bool hashed_part(const char *key, const char **part, size_t *len)
 {
     const char *open = strchr(key, '{');
-    if (!open)
-        return false;
-    const char *close = strchr(open + 1, '}');
-    return close && close > open + 1;
+    const char *close = open ? strchr(open + 1, '}') : NULL;
+    if (close && close > open + 1) {
+        *part = open + 1;
+        *len = (size_t)(close - open - 1);
+        return true;
+    }
+    *part = key;
+    *len = strlen(key);
+    return false;
 }
 
-static char *side_key(const char *key, const char *suffix)
+/* A key with a {tag} is hashed by it, and so is "K:suffix".  A key without
+ * one is hashed whole, and "{K}:suffix" makes K the tag, which is right only
+ * when K holds no '}' (protocol_check_key refuses the others). */
+char *protocol_side_key(const char *key, const char *suffix)
 {
+    const char *part;
+    size_t len;
     char *s = NULL;
-    int n = has_hash_tag(key) ? asprintf(&s, "%s:%s", key, suffix)
-                              : asprintf(&s, "{%s}:%s", key, suffix);
+    int n = hashed_part(key, &part, &len) ? asprintf(&s, "%s:%s", key, suffix)
+                                          : asprintf(&s, "{%s}:%s", key, suffix);
     return n < 0 ? NULL : s;
+}
+
+int protocol_check_key(const char *key, leasehold_error *err)
+{
+    const char *part;
+    size_t len;
+    if (!hashed_part(key, &part, &len) && strchr(key, '}'))
+        return error_set(err, LEASEHOLD_EINVAL,
+                         "key %s holds a '}' but no valid {hash tag}, so its side keys "
+                         "({K}:epoch, {K}:events) could not share its Redis Cluster slot: use a "
+                         "key without braces, or with a non-empty {tag} (e.g. leader:{eu})",
+                         key);
+    return 0;
 }
 
 char *protocol_epoch_key(const char *key)
 {
-    return side_key(key, "epoch");
+    return protocol_side_key(key, "epoch");
 }
 
 char *protocol_channel(const char *key)
 {
-    return side_key(key, "events");
+    return protocol_side_key(key, "events");
 }
 
 char *protocol_quarantine_key(const char *key)
 {
-    return side_key(key, "quarantine");
+    return protocol_side_key(key, "quarantine");
 }
 
 /* An error reply's code, with Redis's words as the reason. */

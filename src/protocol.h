@@ -19,9 +19,20 @@ enum script_kind {
     SCRIPT_KINDS
 };
 
-/* The names of the side keys of `key` (DESIGN.md): "{K}:epoch" and
- * "{K}:events", or "K:epoch" and "K:events" when K already holds a {tag}.
- * Return malloc'd strings, NULL when out of memory. */
+/* Whether `key` can have side keys in its own Redis Cluster slot.  Redis
+ * Cluster hashes only a key's {tag} (the bytes between the first '{' and the
+ * first '}' after it, when there are any) or else the whole key.  A key
+ * without a valid tag but with a '}' (a}b, a{}b, }{) cannot: "{K}:epoch"
+ * would end its tag at K's own '}'.  Returns 0, or LEASEHOLD_EINVAL with a
+ * message naming the key, the reason and what to use instead. */
+int protocol_check_key(const char *key, leasehold_error *err);
+
+/* The name of the side key `suffix` of `key` (DESIGN.md): "{K}:suffix", or
+ * "K:suffix" when K already holds a {tag}.  For a key that
+ * protocol_check_key accepts it hashes to K's slot.  A malloc'd string,
+ * NULL when out of memory.  protocol_epoch_key and protocol_channel are
+ * the side keys "epoch" and "events". */
+char *protocol_side_key(const char *key, const char *suffix);
 char *protocol_epoch_key(const char *key);
 char *protocol_channel(const char *key);
 char *protocol_quarantine_key(const char *key);

@@ -340,6 +340,45 @@ static void test_key_holds_a_hash(void **state)
     freeReplyObject(r);
 }
 
+static int never_runs(leasehold_token *t, void *arg)
+{
+    (void)t;
+    (void)arg;
+    return 0;
+}
+
+/* Keys with a '}' but no valid {hash tag} (their side keys could not share
+ * their Redis Cluster slot) are refused by every entry point, with a message
+ * naming the key and the reason; a key with a tag is accepted. */
+static void test_key_without_a_slot_refused(void **state)
+{
+    (void)state;
+    leasehold_config cfg;
+    test_config(&cfg, fx.srv->url);
+    leasehold_error err;
+    leasehold_client *c = leasehold_client_new(&cfg, &err);
+    assert_non_null(c);
+    const char *bad[] = {"a}b", "a{}b", "}{"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        leasehold_election *e[3] = {leasehold_campaign(c, bad[i], NULL, NULL, &err), NULL, NULL};
+        assert_int_equal(err.code, LEASEHOLD_EINVAL);
+        e[1] = leasehold_serve(c, bad[i], never_runs, NULL, &err);
+        assert_int_equal(err.code, LEASEHOLD_EINVAL);
+        e[2] = leasehold_observe(c, bad[i], NULL, NULL, &err);
+        assert_int_equal(err.code, LEASEHOLD_EINVAL);
+        for (int k = 0; k < 3; k++)
+            assert_null(e[k]);
+        if (!strstr(err.msg, bad[i]) || !mentions(err.msg, "hash tag"))
+            fail_msg("key %s: the message does not say why: %s", bad[i], err.msg);
+        leasehold_holder h;
+        assert_int_equal(leasehold_holder_get(c, bad[i], &h, &err), LEASEHOLD_EINVAL);
+    }
+    leasehold_election *ok = leasehold_observe(c, "a}b{tag}", NULL, NULL, &err);
+    assert_non_null(ok);
+    leasehold_election_free(ok);
+    leasehold_client_free(c);
+}
+
 /* A read-only replica: the error callback reports EREADONLY; no leader. */
 static void test_read_only_replica(void **state)
 {
@@ -423,6 +462,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_acl_without_eval, setup, teardown),
         cmocka_unit_test_setup_teardown(test_db_out_of_range, setup, teardown),
         cmocka_unit_test_setup_teardown(test_key_holds_a_hash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_without_a_slot_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_only_replica, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_name_does_not_resolve, setup, teardown),

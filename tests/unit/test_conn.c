@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -39,8 +40,19 @@ typedef struct event {
     uint64_t now_ms;
 } event;
 
-/* What happens inside a handler, for the re-entrancy tests. */
-enum reaction { REACT_NONE, REACT_CLOSE, REACT_FREE, REACT_SEND, REACT_FAIL };
+/* What happens inside a handler, for the re-entrancy tests; REACT_SLOW: the
+ * handler takes 500 ms by the test's clock. */
+enum reaction { REACT_NONE, REACT_CLOSE, REACT_FREE, REACT_SEND, REACT_FAIL, REACT_SLOW };
+
+/* The conn's clock (conn_options.clock_ms): the simulated time as far as a
+ * handler moved it; 0 (never later than the now_ms a test passes) unless a
+ * test moves it. */
+static uint64_t clock_now;
+
+static uint64_t test_clock(void)
+{
+    return clock_now;
+}
 
 typedef struct harness {
     conn *c;
@@ -106,6 +118,8 @@ static void react(harness *t, conn *c, enum reaction what, uint64_t now_ms)
         assert_int_equal(conn_send(c, 1, argv, NULL, 99, now_ms), 0);
     } else if (what == REACT_FAIL) {
         conn_fail(c, LEASEHOLD_EPROTO, "reply matches no command", now_ms);
+    } else if (what == REACT_SLOW) {
+        clock_now = now_ms + 500;
     }
 }
 
@@ -143,7 +157,8 @@ static conn_options options(void)
                           .command_timeout_ms = 250,
                           .backoff_min_ms = 100,
                           .backoff_max_ms = 1000,
-                          .seed = 42};
+                          .seed = 42,
+                          .clock_ms = test_clock};
 }
 
 static void make(harness *t, const char *url_s, const conn_options *opt)
@@ -152,6 +167,7 @@ static void make(harness *t, const char *url_s, const conn_options *opt)
     leasehold_error err;
     memset(t, 0, sizeof *t);
     t->peer = -1;
+    clock_now = 0;
     assert_int_equal(url_parse(url_s, &u, &err), 0);
     t->c = conn_new(&u, opt, &handler, t);
     assert_non_null(t->c);
@@ -707,6 +723,39 @@ static void test_handshake_timeout(void **state)
 
 /* -------------------------------------------------------- re-entrancy */
 
+/* Replies that arrive together are handed out one by one: a handler that
+ * took a while (500 ms by the conn's clock) leaves the next reply a fresh
+ * now_ms, not the one read before the first, so its lateness is judged
+ * right. */
+static void test_slow_handler_next_reply_gets_fresh_now(void **state)
+{
+    (void)state;
+    harness t;
+    make_ready(&t, "redis://127.0.0.1:6379", 1000);
+    send_ping(&t, 1, 1000);
+    send_ping(&t, 2, 1000);
+    send_ping(&t, 3, 1000);
+    t.on_reply_do = REACT_SLOW;
+    feed_str(&t, "+PONG\r\n+PONG\r\n+PONG\r\n", 1010);
+    assert_int_equal(t.n, 3);
+    assert_int_equal(t.ev[0].tag, 1);
+    assert_int_equal(t.ev[0].now_ms, 1010);
+    assert_int_equal(t.ev[1].tag, 2);
+    assert_int_equal(t.ev[1].now_ms, 1510);
+    assert_int_equal(t.ev[2].tag, 3);
+    assert_int_equal(t.ev[2].now_ms, 2010);
+    /* A clock behind the caller's now_ms never takes it back. */
+    clock_now = 0;
+    t.on_reply_do = REACT_NONE;
+    t.n = 0;
+    send_ping(&t, 4, 3000);
+    send_ping(&t, 5, 3000);
+    feed_str(&t, "+PONG\r\n+PONG\r\n", 3000);
+    assert_int_equal(t.n, 2);
+    assert_int_equal(t.ev[1].now_ms, 3000);
+    destroy(&t);
+}
+
 static void test_close_inside_on_reply(void **state)
 {
     (void)state;
@@ -1031,6 +1080,80 @@ static void test_tcp_connect_and_talk(void **state)
     close(lfd);
 }
 
+/*
+ * connect(2) for this binary: the kernel's, except that while
+ * connect_interrupts is positive a connect that went under way (or even
+ * finished) reports EINTR instead, as POSIX allows when a signal arrives:
+ * "the connection request shall not be aborted, and the connection shall be
+ * established asynchronously".  Linux's non-blocking connect does not sleep,
+ * so no real signal can land there on cue; interposing is the honest way to
+ * provoke it.  (It replaces libc's symbol for the whole executable, conn.c
+ * included; the sanitizers' interceptors are weak and give way.)
+ */
+static int connect_interrupts;
+
+int connect(int fd, __CONST_SOCKADDR_ARG addr, socklen_t len)
+{
+    long rc = syscall(SYS_connect, fd, addr.__sockaddr__, len);
+    if (connect_interrupts > 0 && (rc == 0 || errno == EINPROGRESS)) {
+        connect_interrupts--;
+        errno = EINTR;
+        return -1;
+    }
+    return (int)rc;
+}
+
+/* A connect() interrupted by a signal goes on asynchronously: the attempt
+ * continues (no failure reported, no second connect() that could only find
+ * EALREADY) and the connection becomes ready.  The listener's accept queue
+ * (backlog 0: one connection) is full when the conn connects, so its
+ * connect stays under way until the queue is emptied and the kernel sends
+ * the SYN again (about a second later). */
+static void test_tcp_connect_interrupted_goes_on(void **state)
+{
+    (void)state;
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(lfd, 0), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+    int filler = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(connect(filler, (struct sockaddr *)&a, sizeof a), 0);
+    char url_s[64];
+    snprintf(url_s, sizeof url_s, "redis://127.0.0.1:%u", ntohs(a.sin_port));
+    harness t;
+    conn_options opt = options();
+    make(&t, url_s, &opt);
+    leasehold_error err;
+    assert_int_equal(conn_resolve(t.c, &err), 0);
+    connect_interrupts = 1;
+    int rc = conn_connect(t.c, 100);
+    int left = connect_interrupts;
+    connect_interrupts = 0;
+    assert_int_equal(left, 0); /* the interruption did happen */
+    if (t.n)
+        fail_msg("an interrupted connect was counted as a failed attempt: %s", t.ev[0].msg);
+    assert_int_equal(rc, 0);
+    assert_int_equal(conn_get_state(t.c), CONN_CONNECTING);
+    int queued = accept(lfd, NULL, NULL); /* room for the conn's connection */
+    assert_true(queued >= 0);
+    close(queued);
+    close(filler);
+    drive(&t, 0, 100);
+    assert_int_equal(t.n, 0);
+    assert_int_equal(conn_get_state(t.c), CONN_HANDSHAKE);
+    t.peer = accept(lfd, NULL, NULL);
+    assert_true(t.peer >= 0);
+    peer_expect(&t, "*1\r\n$4\r\nPING\r\n");
+    peer_write(&t, "+PONG\r\n", 7);
+    drive(&t, 1, 150);
+    assert_int_equal(t.ev[0].kind, EV_READY);
+    assert_int_equal(conn_get_state(t.c), CONN_READY);
+    destroy(&t);
+    close(lfd);
+}
+
 /* A listener that never answers, like a stopped Redis whose kernel still
  * completes connections: each attempt connects, sends PING and times out in
  * the handshake, never READY, and the delays between attempts grow. */
@@ -1218,6 +1341,7 @@ int main(void)
         cmocka_unit_test(test_handshake_password_only),
         cmocka_unit_test(test_handshake_failures),
         cmocka_unit_test(test_handshake_timeout),
+        cmocka_unit_test(test_slow_handler_next_reply_gets_fresh_now),
         cmocka_unit_test(test_close_inside_on_reply),
         cmocka_unit_test(test_free_inside_handlers),
         cmocka_unit_test(test_send_inside_on_ready),
@@ -1227,6 +1351,7 @@ int main(void)
         cmocka_unit_test(test_fail_inside_on_ready_and_free_in_on_down),
         cmocka_unit_test(test_error_codes),
         cmocka_unit_test(test_tcp_connect_and_talk),
+        cmocka_unit_test(test_tcp_connect_interrupted_goes_on),
         cmocka_unit_test(test_tcp_silent_server_backs_off),
         cmocka_unit_test(test_tcp_connect_refused),
         cmocka_unit_test(test_unix_connect_missing_socket),

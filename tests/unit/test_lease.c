@@ -849,6 +849,99 @@ static void test_config_check(void **state)
     assert_non_null(strstr(err.msg, "clock_drift_ppm (0) must be 1 to 200000"));
 }
 
+/* ----------------------------------------------------------- event flood */
+
+/* Drains l's actions, answers a command at once the way a healthy Redis
+ * held by "real/1" (epoch 5) would, and returns the commands sent. */
+static int answer_all(lease *l, uint64_t now)
+{
+    int sent = 0;
+    lease_action a;
+    while (lease_next_action(l, &a)) {
+        lease_reply r = {.holder = "real/1", .holder_len = 6, .epoch = 5, .pttl_ms = 1900};
+        if (a.kind == LEASE_SEND_RENEW) {
+            sent++;
+            r.result = LEASE_RENEWED;
+            lease_on_renew(l, now, a.seq, &r);
+        } else if (a.kind == LEASE_SEND_ACQUIRE) {
+            sent++;
+            r.result = LEASE_ACQUIRE_HELD;
+            lease_on_acquire(l, now, a.seq, &r);
+        }
+    }
+    return sent;
+}
+
+/*
+ * Anyone may publish on {K}:events.  A flood of forged messages, one every
+ * millisecond for a second, answered by Redis at once: a leader told of
+ * others' elections and a follower told of releases each send at most one
+ * event-hastened command per floor (lease_ms / 40 = 50 ms) besides their
+ * own timers (a renewal every 300 ms; a claim per retry interval).
+ */
+static void test_event_flood_bounded(void **state)
+{
+    (void)state;
+    for (int leader = 0; leader <= 1; leader++) {
+        lease l;
+        lease_init(&l, &cfg, "me/1", 7);
+        uint64_t now = 1000;
+        lease_start(&l, now);
+        lease_on_connected(&l, now);
+        lease_action a;
+        assert_true(lease_next_action(&l, &a));
+        assert_int_equal(a.kind, LEASE_SEND_ACQUIRE);
+        lease_reply won = {.result = LEASE_ACQUIRED, .epoch = 7};
+        lease_reply held = {.result = LEASE_ACQUIRE_HELD,
+                            .holder = "real/1",
+                            .holder_len = 6,
+                            .epoch = 5,
+                            .pttl_ms = 1900};
+        lease_on_acquire(&l, now, a.seq, leader ? &won : &held);
+        answer_all(&l, now);
+        assert_int_equal(lease_get_state(&l), leader ? LEASE_LEADER : LEASE_FOLLOWER);
+
+        int sent = 0;
+        uint64_t end = now + 1000;
+        for (uint64_t i = 1; now < end; i++) {
+            now++;
+            /* Pairs of "elected E forged/1", "released E forged/1", E rising. */
+            uint64_t epoch = 1000 + (i + 1) / 2;
+            lease_on_event(&l, now, i % 2 ? LEASE_EVENT_ELECTED : LEASE_EVENT_RELEASED, "forged/1",
+                           8, epoch);
+            sent += answer_all(&l, now);
+            if (lease_wake_at(&l) <= now) {
+                lease_tick(&l, now);
+                sent += answer_all(&l, now);
+            }
+        }
+        int bound = (int)(1000 / lease_event_floor_ms(&cfg) +
+                          1000 / (leader ? cfg.renew_interval_ms : cfg.retry_interval_ms) + 2);
+        if (sent > bound)
+            fail_msg("%s: %d commands in a second of forged events, more than %d",
+                     leader ? "leader" : "follower", sent, bound);
+        assert_int_equal(lease_get_state(&l), leader ? LEASE_LEADER : LEASE_FOLLOWER);
+        /* The flood did hasten: more than the timers alone would send. */
+        assert_true(sent > (int)(1000 / (leader ? cfg.renew_interval_ms : cfg.retry_interval_ms)));
+
+        /* After a quiet period the first release acts at once. */
+        if (!leader) {
+            for (end = now + 1000; now < end; now++) {
+                lease_tick(&l, now);
+                answer_all(&l, now);
+            }
+            lease_on_event(&l, now, LEASE_EVENT_ELECTED, "other/3", 7, 5000);
+            answer_all(&l, now);
+            assert_true(lease_wake_at(&l) > now + 1); /* no claim due by its timer */
+            lease_on_event(&l, now + 1, LEASE_EVENT_RELEASED, "other/3", 7, 5000);
+            bool claimed = false;
+            while (lease_next_action(&l, &a))
+                claimed |= a.kind == LEASE_SEND_ACQUIRE;
+            assert_true(claimed);
+        }
+    }
+}
+
 /* ------------------------------------------------------------------- fuzz */
 
 static uint64_t fuzz_rng;
@@ -983,12 +1076,14 @@ static void test_fuzz(void **state)
 int main(void)
 {
     enum { N = sizeof scenarios / sizeof scenarios[0] };
-    struct CMUnitTest tests[N + 2];
+    struct CMUnitTest tests[N + 3];
     for (size_t i = 0; i < N; i++)
         tests[i] = (struct CMUnitTest){.name = scenarios[i].name,
                                        .test_func = run_scenario,
                                        .initial_state = (void *)&scenarios[i]};
     tests[N] = (struct CMUnitTest){.name = "config_check", .test_func = test_config_check};
     tests[N + 1] = (struct CMUnitTest){.name = "fuzz", .test_func = test_fuzz};
-    return _cmocka_run_group_tests("lease", tests, N + 2, NULL, NULL);
+    tests[N + 2] =
+        (struct CMUnitTest){.name = "event_flood_bounded", .test_func = test_event_flood_bounded};
+    return _cmocka_run_group_tests("lease", tests, N + 3, NULL, NULL);
 }

@@ -1,158 +1,170 @@
-/*
- * test_protocol — the scripts' replies as the state machine takes them:
- * Redis's TIME in acquire and renew replies, the quarantine, and replies that
- * are malformed in every way a broken or foreign Redis could answer.
- */
+/* test_protocol.c — side keys and the key's Redis Cluster slot.
+ *
+ * The test computes slots itself, as the Redis Cluster specification does
+ * (CRC16-XMODEM of the hash tag or the whole key, mod 16384), and checks
+ * every key protocol_check_key accepts against it: its side keys land in
+ * its own slot.  Keys whose side keys could not are refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "protocol.h"
 
-static conn_reply str(const char *s)
+/* CRC16-XMODEM (polynomial 0x1021, initial value 0), bit by bit. */
+static uint16_t crc16(const char *buf, size_t len)
 {
-    return (conn_reply){.type = CONN_REPLY_STRING, .str = s, .len = strlen(s)};
-}
-
-static conn_reply num(long long v)
-{
-    return (conn_reply){.type = CONN_REPLY_INTEGER, .integer = v};
-}
-
-static conn_reply nil(void)
-{
-    return (conn_reply){.type = CONN_REPLY_NIL};
-}
-
-static conn_reply arr(const conn_reply *el, size_t n)
-{
-    return (conn_reply){.type = CONN_REPLY_ARRAY, .elements = n, .element = el};
-}
-
-static void test_acquire_replies(void **state)
-{
-    (void)state;
-    lease_reply out;
-    char why[200];
-
-    conn_reply won_el[] = {str("elected"), str("1700000000123456"), str("1700000000"),
-                           str("123456")};
-    conn_reply won = arr(won_el, 4);
-    protocol_acquire_reply(&won, "{k}:epoch", &out, why, sizeof why);
-    assert_int_equal(out.result, LEASE_ACQUIRED);
-    assert_int_equal(out.epoch, 1700000000123456ull);
-    assert_int_equal(out.redis_time_us, 1700000000123456ull);
-
-    conn_reply held_el[] = {str("held"), str("other/1"),    num(1500),
-                            str("42"),   str("1700000001"), str("5")};
-    conn_reply held = arr(held_el, 6);
-    protocol_acquire_reply(&held, "{k}:epoch", &out, why, sizeof why);
-    assert_int_equal(out.result, LEASE_ACQUIRE_HELD);
-    assert_int_equal(out.holder_len, 7);
-    assert_memory_equal(out.holder, "other/1", 7);
-    assert_int_equal(out.pttl_ms, 1500);
-    assert_int_equal(out.epoch, 42);
-    assert_int_equal(out.redis_time_us, 1700000001000005ull);
-
-    conn_reply q_el[] = {str("quarantine"), num(1234), num(1), str("1700000002"), str("0")};
-    conn_reply q = arr(q_el, 5);
-    protocol_acquire_reply(&q, "{k}:epoch", &out, why, sizeof why);
-    assert_int_equal(out.result, LEASE_ACQUIRE_QUARANTINED);
-    assert_int_equal(out.pttl_ms, 1234);
-    assert_true(out.fresh);
-    assert_int_equal(out.redis_time_us, 1700000002000000ull);
-
-    int64_t remaining;
-    bool fresh;
-    assert_int_equal(protocol_arm_reply(&q, &remaining, &fresh, why, sizeof why), 0);
-    assert_int_equal(remaining, 1234);
-    assert_true(fresh);
-    conn_reply clear_el[] = {str("clear")};
-    conn_reply clear = arr(clear_el, 1);
-    assert_int_equal(protocol_arm_reply(&clear, &remaining, &fresh, why, sizeof why), 0);
-    assert_int_equal(remaining, 0);
-    assert_false(fresh);
-}
-
-static void test_renew_replies(void **state)
-{
-    (void)state;
-    lease_reply out;
-    char why[200];
-    conn_reply ok_el[] = {num(1), str("1700000000"), str("999999")};
-    conn_reply ok = arr(ok_el, 3);
-    protocol_renew_reply(&ok, &out, why, sizeof why);
-    assert_int_equal(out.result, LEASE_RENEWED);
-    assert_int_equal(out.redis_time_us, 1700000000999999ull);
-
-    conn_reply gone_el[] = {num(0), str("1700000000"), str("1")};
-    conn_reply gone = arr(gone_el, 3);
-    protocol_renew_reply(&gone, &out, why, sizeof why);
-    assert_int_equal(out.result, LEASE_RENEW_MISSING);
-
-    conn_reply held_el[] = {str("other/2"), str("1700000000"), str("1")};
-    conn_reply held = arr(held_el, 3);
-    protocol_renew_reply(&held, &out, why, sizeof why);
-    assert_int_equal(out.result, LEASE_RENEW_HELD);
-    assert_int_equal(out.holder_len, 7);
-
-    /* A TIME that is not one is no TIME: nothing is concluded from it. */
-    conn_reply odd_el[] = {num(1), str("17x"), str("1")};
-    conn_reply odd = arr(odd_el, 3);
-    protocol_renew_reply(&odd, &out, why, sizeof why);
-    assert_int_equal(out.result, LEASE_RENEWED);
-    assert_int_equal(out.redis_time_us, 0);
-    conn_reply big_el[] = {num(1), str("1700000000"), str("1000000")};
-    conn_reply big = arr(big_el, 3);
-    protocol_renew_reply(&big, &out, why, sizeof why);
-    assert_int_equal(out.redis_time_us, 0);
-}
-
-/* Whatever else comes back is a failure naming the script, never a term. */
-static void test_malformed(void **state)
-{
-    (void)state;
-    lease_reply out;
-    char why[200];
-    conn_reply one = num(7);
-    conn_reply n = nil();
-    conn_reply short_el[] = {str("elected"), str("12")};
-    conn_reply shortr = arr(short_el, 2);
-    conn_reply zero_el[] = {str("elected"), str("0"), str("1"), str("2")};
-    conn_reply zero = arr(zero_el, 4);
-    conn_reply nohold_el[] = {str("held"), nil(), num(-2), nil(), str("1"), str("2")};
-    conn_reply nohold = arr(nohold_el, 6);
-    conn_reply qbad_el[] = {str("quarantine"), str("x"), num(0), str("1"), str("2")};
-    conn_reply qbad = arr(qbad_el, 5);
-    const conn_reply *bad[] = {&one, &n, &shortr, &zero, &nohold, &qbad};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        why[0] = '\0';
-        protocol_acquire_reply(bad[i], "{k}:epoch", &out, why, sizeof why);
-        assert_int_equal(out.result, LEASE_ACQUIRE_FAILED);
-        assert_int_equal(out.error, LEASEHOLD_EPROTO);
-        assert_non_null(strstr(why, "acquire"));
+    uint16_t crc = 0;
+    for (size_t i = 0; i < len; i++) {
+        crc ^= (uint16_t)((uint8_t)buf[i] << 8);
+        for (int b = 0; b < 8; b++)
+            crc = (uint16_t)(crc & 0x8000 ? (crc << 1) ^ 0x1021 : crc << 1);
     }
-    conn_reply old = num(1); /* the renew script's reply before it carried TIME */
-    protocol_renew_reply(&old, &out, why, sizeof why);
-    assert_int_equal(out.result, LEASE_RENEW_FAILED);
-    assert_int_equal(out.error, LEASEHOLD_EPROTO);
-    int64_t remaining;
-    bool fresh;
-    assert_int_equal(protocol_arm_reply(&one, &remaining, &fresh, why, sizeof why),
-                     LEASEHOLD_EPROTO);
-    assert_non_null(strstr(why, "arm"));
+    return crc;
+}
+
+/* What the specification hashes of key, into out: the part between the
+ * first '{' and the first '}' after it, if there is such a part and it is
+ * not empty; otherwise the whole key.  Written out here on its own. */
+static void hashed(const char *key, char *out, size_t cap)
+{
+    size_t len = strlen(key), s, e;
+    for (s = 0; s < len; s++)
+        if (key[s] == '{')
+            break;
+    if (s < len) {
+        for (e = s + 1; e < len; e++)
+            if (key[e] == '}')
+                break;
+        if (e < len && e != s + 1) {
+            snprintf(out, cap, "%.*s", (int)(e - s - 1), key + s + 1);
+            return;
+        }
+    }
+    snprintf(out, cap, "%s", key);
+}
+
+static unsigned slot(const char *key)
+{
+    char part[256];
+    hashed(key, part, sizeof part);
+    return crc16(part, strlen(part)) & 16383;
+}
+
+/* Checks one key: accepted as expected (-1: either), and when accepted its
+ * side keys share its slot.  Returns whether it was accepted. */
+static bool check(const char *key, int accept)
+{
+    leasehold_error err = {0};
+    int rc = protocol_check_key(key, &err);
+    if (accept >= 0 && (rc == 0) != (accept == 1))
+        fail_msg("key \"%s\": %s, expected %s (%s)", key, rc ? "refused" : "accepted",
+                 accept ? "accepted" : "refused", err.msg);
+    if (rc) {
+        assert_int_equal(rc, LEASEHOLD_EINVAL);
+        assert_int_equal(err.code, LEASEHOLD_EINVAL);
+        assert_non_null(strstr(err.msg, key));
+        assert_non_null(strstr(err.msg, "hash tag"));
+        return false;
+    }
+    char *side[] = {protocol_epoch_key(key), protocol_channel(key),
+                    protocol_side_key(key, "quarantine")};
+    for (size_t i = 0; i < sizeof side / sizeof side[0]; i++) {
+        assert_non_null(side[i]);
+        if (slot(side[i]) != slot(key))
+            fail_msg("key \"%s\" (slot %u): side key \"%s\" is in slot %u", key, slot(key), side[i],
+                     slot(side[i]));
+        free(side[i]);
+    }
+    return true;
+}
+
+/* The specification's own examples, and the ones the review found. */
+static void test_crc16_and_slots(void **state)
+{
+    (void)state;
+    assert_int_equal(crc16("123456789", 9), 0x31C3);
+    assert_int_equal(slot("{user1000}.following"), slot("{user1000}.followers"));
+    assert_int_equal(slot("foo{}{bar}"), crc16("foo{}{bar}", 10) & 16383);
+    assert_int_equal(slot("foo{{bar}}zap"), crc16("{bar", 4) & 16383);
+    assert_int_equal(slot("foo{bar}{zap}"), crc16("bar", 3) & 16383);
+    assert_int_equal(slot("a{}b"), 13694);
+    assert_int_equal(slot("{a{}b}:epoch"), 14311);
+    assert_int_equal(slot("a}b"), 7866);
+    assert_int_equal(slot("{a}b}:epoch"), 15495);
+}
+
+static void test_awkward_keys(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *key;
+        int accept;
+    } keys[] = {
+        {"a", 1},      {"snaketron:leader:eu-west-1", 1},
+        {"{a}", 1},    {"a{b}c", 1},
+        {"{{a}}", 1},  {"a{b", 1},
+        {"{", 1},      {"{{", 1},
+        {"a{b}}", 1},  {"{a}b}", 1},
+        {"x{}{y}", 0}, /* the first '}' after the first '{' ends an empty tag */
+        {"{}", 0},     {"a{}b", 0},
+        {"a}b", 0},    {"}{", 0},
+        {"}", 0},      {"}{a}", 1}, /* the tag is "a" */
+        {"{}a}", 0},
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        check(keys[i].key, keys[i].accept);
+}
+
+/* Every key of up to 5 bytes over 'a', 'b', '{', '}': each accepted one has
+ * its side keys in its slot (check), and a key is refused only when its
+ * side keys truly could not be. */
+static void test_all_short_keys(void **state)
+{
+    (void)state;
+    const char alphabet[] = "ab{}";
+    char key[6];
+    int accepted = 0, refused = 0;
+    for (size_t len = 1; len <= 5; len++) {
+        size_t total = 1;
+        for (size_t i = 0; i < len; i++)
+            total *= 4;
+        for (size_t n = 0; n < total; n++) {
+            size_t v = n;
+            for (size_t i = 0; i < len; i++, v /= 4)
+                key[i] = alphabet[v % 4];
+            key[len] = '\0';
+            if (check(key, -1)) {
+                accepted++;
+                continue;
+            }
+            refused++;
+            /* Refused only when neither naming could work: "{K}:x" and
+             * "K:x" both hash something other than what K hashes. */
+            char mine[8], braced[16], plain[16], name[16];
+            hashed(key, mine, sizeof mine);
+            snprintf(name, sizeof name, "{%s}:x", key);
+            hashed(name, braced, sizeof braced);
+            snprintf(name, sizeof name, "%s:x", key);
+            hashed(name, plain, sizeof plain);
+            if (strcmp(braced, mine) == 0 || strcmp(plain, mine) == 0)
+                fail_msg("key \"%s\" refused, but its side keys could share its slot", key);
+        }
+    }
+    assert_true(accepted > 0 && refused > 0);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_acquire_replies),
-        cmocka_unit_test(test_renew_replies),
-        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_crc16_and_slots),
+        cmocka_unit_test(test_awkward_keys),
+        cmocka_unit_test(test_all_short_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
