@@ -281,7 +281,9 @@ LEASEHOLD_API leasehold_election *leasehold_campaign(leasehold_client *c, const 
  */
 LEASEHOLD_API bool leasehold_is_leader(const leasehold_election *e);
 
-/* This term's fencing epoch, or 0 when not leader.  Lock-free; thread-safe. */
+/* This term's fencing epoch, or 0 when not leader.  Never 0 when the leader
+ * check it makes (leasehold_is_leader()'s) passes, even while a term is
+ * ending or starting on the I/O thread.  Lock-free; thread-safe. */
 LEASEHOLD_API uint64_t leasehold_epoch(const leasehold_election *e);
 
 /*

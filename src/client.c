@@ -34,6 +34,7 @@
 #include "protocol.h"
 #include "service.h"
 #include "sha1.h"
+#include "term.h"
 #include "url.h"
 
 /* ---------------------------------------------------------------- types */
@@ -89,8 +90,8 @@ struct leasehold_election {
     /* Read by any thread. */
     _Atomic uint64_t valid_until_ms;   /* 0 when not leader */
     _Atomic uint64_t term_deadline_ms; /* valid_until of this or the last term */
-    _Atomic uint64_t epoch;
-    atomic_uint resign_pending; /* leasehold_resign() calls not yet carried out */
+    _Atomic uint64_t epoch;            /* of this or the last term (term.h) */
+    atomic_uint resign_pending;        /* leasehold_resign() calls not yet carried out */
 
     /* I/O thread only. */
     service *svc; /* the running (or stopping) service */
@@ -206,12 +207,13 @@ static char *format_str(const char *fmt, ...)
 
 /* ------------------------------------------------------------ publishing */
 
-/* Makes what other threads read agree with the state machine. */
+/* Makes what other threads read agree with the state machine.  The epoch
+ * and valid_until go through term.h, which orders them so that a reader who
+ * finds the term valid never reads epoch 0. */
 static void publish(leasehold_election *e)
 {
     uint64_t valid_until = lease_valid_until(&e->lease);
-    atomic_store(&e->epoch, e->lease.epoch);
-    atomic_store(&e->valid_until_ms, valid_until);
+    term_publish(&e->epoch, &e->valid_until_ms, e->lease.epoch, valid_until);
     atomic_store(&e->term_deadline_ms, lease_hold_until(&e->lease));
     if (e->svc && valid_until)
         service_extend(e->svc, valid_until);
@@ -1511,11 +1513,13 @@ bool leasehold_is_leader(const leasehold_election *e)
     return clock_now_ms() < atomic_load(&m->valid_until_ms);
 }
 
+/* Nonzero whenever the leader check it makes passes: see term.h. */
 uint64_t leasehold_epoch(const leasehold_election *e)
 {
-    if (!leasehold_is_leader(e))
+    leasehold_election *m = (leasehold_election *)e;
+    if (!e || atomic_load(&m->resign_pending) > 0)
         return 0;
-    return atomic_load(&((leasehold_election *)e)->epoch);
+    return term_epoch(&m->epoch, &m->valid_until_ms, clock_now_ms());
 }
 
 const char *leasehold_key(const leasehold_election *e)
