@@ -295,7 +295,9 @@ LEASEHOLD_API leasehold_election *leasehold_campaign(leasehold_client *c, const 
  */
 LEASEHOLD_API bool leasehold_is_leader(const leasehold_election *e);
 
-/* This term's fencing epoch, or 0 when not leader.  Lock-free; thread-safe. */
+/* This term's fencing epoch, or 0 when not leader.  Never 0 when the leader
+ * check it makes (leasehold_is_leader()'s) passes, even while a term is
+ * ending or starting on the I/O thread.  Lock-free; thread-safe. */
 LEASEHOLD_API uint64_t leasehold_epoch(const leasehold_election *e);
 
 /*
@@ -326,7 +328,10 @@ LEASEHOLD_API const char *leasehold_token_string(const leasehold_election *e);
  * service (if any) is stopped, then the lease is released so a successor
  * need not wait for the TTL.  The election keeps campaigning, but waits
  * retry_interval_ms before its next claim so that another candidate is
- * preferred.  Returns 0, or LEASEHOLD_EINVAL.  Does not wait.  Thread-safe.
+ * preferred.  Returns 0, or LEASEHOLD_EINVAL, or LEASEHOLD_ECLOSED once
+ * the election has ended (only an abandoned service, see
+ * leasehold_token_election(), can still call it then).  Does not wait.
+ * Thread-safe.
  */
 LEASEHOLD_API int leasehold_resign(leasehold_election *e);
 
@@ -356,7 +361,9 @@ typedef struct leasehold_holder {
  * (as leasehold_campaign() for the key), LEASEHOLD_ETIMEDOUT (Redis
  * unreachable), LEASEHOLD_EWRONGTYPE (the key is not a string),
  * LEASEHOLD_ENOPERM, LEASEHOLD_EREDIS, LEASEHOLD_ECLOSED, LEASEHOLD_EDEADLK
- * (called from a callback).  Thread-safe.
+ * (called from a callback).  Thread-safe, also against a concurrent
+ * leasehold_client_free(): that fails it with LEASEHOLD_ECLOSED and waits for
+ * it to return before freeing the client.
  */
 LEASEHOLD_API int leasehold_holder_get(leasehold_client *c, const char *key, leasehold_holder *out,
                                        leasehold_error *err);
@@ -396,21 +403,39 @@ LEASEHOLD_API leasehold_election *leasehold_serve_cb(leasehold_client *c, const 
                                                      void *arg, const leasehold_callbacks *cb,
                                                      leasehold_error *err);
 
-/* True once the term the service runs for has ended.  Thread-safe. */
+/* True once the term the service runs for has ended: cancelled by the I/O
+ * thread, or valid_until passed (checked against the clock here, so a late
+ * I/O thread cannot keep it false).  Never false again once true.
+ * Thread-safe. */
 LEASEHOLD_API bool leasehold_token_cancelled(const leasehold_token *t);
 
 /* Sleeps up to ms; returns false as soon as the token is cancelled (at once
  * if it already is), true when the time ran out.  Thread-safe. */
 LEASEHOLD_API bool leasehold_token_sleep(leasehold_token *t, uint32_t ms);
 
-/* A descriptor that becomes readable when the token is cancelled, for
- * poll()-based services.  Owned by the token; do not read or close it. */
+/* A descriptor for poll()-based services that becomes readable when
+ * leasehold_token_cancelled() turns true: at valid_until by itself (a
+ * CLOCK_BOOTTIME timerfd, re-armed by each renewal, so it fires on time even
+ * while the I/O thread is stuck in a slow callback), or at once when the
+ * term ends sooner.  It stays readable.  Owned by the token; do not read,
+ * re-arm or close it. */
 LEASEHOLD_API int leasehold_token_fd(const leasehold_token *t);
 
 /* The fencing epoch of the service's term.  Thread-safe. */
 LEASEHOLD_API uint64_t leasehold_token_epoch(const leasehold_token *t);
 
-/* The election the token belongs to.  Thread-safe. */
+/*
+ * The election the token belongs to.  Thread-safe.
+ *
+ * A service that ignores its cancellation past stop_timeout_ms while its
+ * election or client is being freed is abandoned: it goes on running, and
+ * its election is then kept (not freed) until the service returns.  Until
+ * then it may still call, through this pointer or any it kept,
+ * leasehold_is_leader() (false), leasehold_epoch() (0),
+ * leasehold_term_deadline_ms(), leasehold_key(), leasehold_token_string()
+ * and leasehold_resign() (LEASEHOLD_ECLOSED), as well as the token
+ * functions.  It must not call leasehold_election_free() or use the client.
+ */
 LEASEHOLD_API leasehold_election *leasehold_token_election(const leasehold_token *t);
 
 #ifdef __cplusplus

@@ -34,6 +34,7 @@
 #include "protocol.h"
 #include "service.h"
 #include "sha1.h"
+#include "term.h"
 #include "url.h"
 
 /* ---------------------------------------------------------------- types */
@@ -89,8 +90,18 @@ struct leasehold_election {
     /* Read by any thread. */
     _Atomic uint64_t valid_until_ms;   /* 0 when not leader */
     _Atomic uint64_t term_deadline_ms; /* valid_until of this or the last term */
-    _Atomic uint64_t epoch;
-    atomic_uint resign_pending; /* leasehold_resign() calls not yet carried out */
+    _Atomic uint64_t epoch;            /* of this or the last term (term.h) */
+    atomic_uint resign_pending;        /* leasehold_resign() calls not yet carried out */
+
+    /* Lifetime.  The election is freed when the last of these lets go: its
+     * owner (leasehold_election_free(), or the loop) and each abandoned
+     * service thread, which may still call is_leader, epoch or resign on
+     * it.  `gone` (under mu) is set when the loop has let go of it: from
+     * then on leasehold_resign() must not touch the client, which may be
+     * freed. */
+    atomic_uint refs;
+    pthread_mutex_t mu;
+    bool gone;
 
     /* I/O thread only. */
     service *svc; /* the running (or stopping) service */
@@ -131,7 +142,8 @@ struct leasehold_client {
     request *req_head, *req_tail;
     bool closing;                 /* leasehold_client_free() has begun: no new campaigns */
     bool shut_down;               /* ... and the I/O thread is to end every election */
-    unsigned waiters;             /* threads inside leasehold_election_free() */
+    unsigned waiters;             /* threads inside leasehold_election_free() or
+                                     leasehold_holder_get(): client_free waits for them */
     leasehold_election *registry; /* every election not yet unlinked, for EEXIST */
 
     /* I/O thread only. */
@@ -211,12 +223,13 @@ static char *format_str(const char *fmt, ...)
 
 /* ------------------------------------------------------------ publishing */
 
-/* Makes what other threads read agree with the state machine. */
+/* Makes what other threads read agree with the state machine.  The epoch
+ * and valid_until go through term.h, which orders them so that a reader who
+ * finds the term valid never reads epoch 0. */
 static void publish(leasehold_election *e)
 {
     uint64_t valid_until = lease_valid_until(&e->lease);
-    atomic_store(&e->epoch, e->lease.epoch);
-    atomic_store(&e->valid_until_ms, valid_until);
+    term_publish(&e->epoch, &e->valid_until_ms, e->lease.epoch, valid_until);
     atomic_store(&e->term_deadline_ms, lease_hold_until(&e->lease));
     if (e->svc && valid_until)
         service_extend(e->svc, valid_until);
@@ -332,6 +345,7 @@ static void send_for_election(leasehold_election *e, enum script_kind kind, uint
 
 static void start_service(leasehold_election *e, uint64_t epoch, uint64_t now_ms);
 static void stop_service(leasehold_election *e, uint64_t now_ms);
+static void election_release(void *arg);
 
 static void report_error(leasehold_election *e, int code)
 {
@@ -491,10 +505,14 @@ static void check_service(leasehold_election *e, uint64_t now_ms)
         report_error(e, LEASEHOLD_ETIMEDOUT);
     }
     if (e->svc_overran && e->ending) {
+        atomic_fetch_add(&e->refs, 1); /* the service thread's, until fn returns */
+        if (!service_abandon(e->svc, election_release, e)) {
+            atomic_fetch_sub(&e->refs, 1);
+            return; /* it has just returned: joined when its wake arrives */
+        }
         client_log(c, LEASEHOLD_LOG_ERROR,
                    "%s: abandoning a service that ignores its cancellation; it is still running",
                    e->key);
-        service_abandon(e->svc);
         e->svc = NULL;
         lease_service_abandoned(&e->lease, now_ms);
         drive(e, now_ms);
@@ -985,6 +1003,7 @@ static bool sub_push(void *arg, conn *cn, const conn_reply *r, uint64_t now_ms)
 
 static void election_destroy(leasehold_election *e)
 {
+    pthread_mutex_destroy(&e->mu);
     free(e->end_req);
     free(e->key);
     free(e->epoch_key);
@@ -994,10 +1013,23 @@ static void election_destroy(leasehold_election *e)
     free(e);
 }
 
-/* Unlinks a finished election; frees it or hands it to the thread that
- * waits in leasehold_election_free().  Pending entries forget it. */
+/* Drops one reference to e (see refs); the last one frees it.  Any thread. */
+static void election_release(void *arg)
+{
+    leasehold_election *e = arg;
+    if (atomic_fetch_sub(&e->refs, 1) == 1)
+        election_destroy(e);
+}
+
+/* Unlinks a finished election; releases it or hands it to the thread that
+ * waits in leasehold_election_free().  Pending entries forget it, and so do
+ * later leasehold_resign() calls (of a service that outlived it). */
 static void unlink_election(leasehold_client *c, leasehold_election *e)
 {
+    pthread_mutex_lock(&e->mu);
+    e->gone = true;
+    atomic_store(&e->valid_until_ms, 0);
+    pthread_mutex_unlock(&e->mu);
     bool shared = false;
     for (leasehold_election *o = c->elections; o; o = o->next)
         shared |= o != e && strcmp(o->channel, e->channel) == 0;
@@ -1042,7 +1074,7 @@ static void unlink_election(leasehold_client *c, leasehold_election *e)
     pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->mu);
     if (free_here)
-        election_destroy(e);
+        election_release(e);
 }
 
 /* Ends every election (services stopped, leases released); the loop exits
@@ -1130,16 +1162,22 @@ static void handle_requests(leasehold_client *c, uint64_t now_ms)
     }
 }
 
-/* Hands r to the I/O thread. */
-static void push_request(leasehold_client *c, request *r)
+/* Queues r for the I/O thread, with c->mu held; the caller wakes it. */
+static void push_locked(leasehold_client *c, request *r)
 {
     r->next = NULL;
-    pthread_mutex_lock(&c->mu);
     if (c->req_tail)
         c->req_tail->next = r;
     else
         c->req_head = r;
     c->req_tail = r;
+}
+
+/* Hands r to the I/O thread. */
+static void push_request(leasehold_client *c, request *r)
+{
+    pthread_mutex_lock(&c->mu);
+    push_locked(c, r);
     pthread_mutex_unlock(&c->mu);
     wake(c);
 }
@@ -1245,7 +1283,11 @@ static void *loop_main(void *arg)
     while (c->elections) {
         leasehold_election *e = c->elections;
         if (e->svc) {
-            service_abandon(e->svc);
+            atomic_fetch_add(&e->refs, 1); /* the service thread's, until fn returns */
+            if (!service_abandon(e->svc, election_release, e)) {
+                atomic_fetch_sub(&e->refs, 1);
+                service_join(e->svc); /* it has just returned */
+            }
             e->svc = NULL;
         }
         unlink_election(c, e);
@@ -1327,18 +1369,49 @@ static char *default_identity(void)
     return format_str("%.180s:%ld", host, (long)getpid());
 }
 
+/* Fails every leasehold_holder_get() the I/O thread has not answered: sent,
+ * waiting for the connection, or still queued.  Called once the I/O thread
+ * has ended (or never ran), so that the askers return at once with
+ * LEASEHOLD_ECLOSED instead of waiting out their timeout. */
+static void fail_queries(leasehold_client *c)
+{
+    static const char why[] = "the client is shutting down (leasehold_client_free)";
+    drop_pending(c, LEASEHOLD_ECLOSED, why);
+    while (c->unsent) {
+        query *q = c->unsent;
+        c->unsent = q->next;
+        finish_query(c, q, LEASEHOLD_ECLOSED, why, NULL);
+    }
+    pthread_mutex_lock(&c->mu);
+    request *queued = NULL, **rp = &c->req_head, *last = NULL;
+    while (*rp) {
+        request *r = *rp;
+        if (r->kind == REQ_QUERY) {
+            *rp = r->next;
+            r->next = queued;
+            queued = r;
+        } else {
+            last = r;
+            rp = &r->next;
+        }
+    }
+    c->req_tail = last;
+    pthread_mutex_unlock(&c->mu);
+    while (queued) {
+        request *r = queued;
+        queued = r->next;
+        finish_query(c, r->q, LEASEHOLD_ECLOSED, why, NULL);
+        free(r);
+    }
+}
+
 static void client_destroy(leasehold_client *c)
 {
     if (c->conn)
         conn_free(c->conn);
     if (c->sub)
         conn_free(c->sub);
-    drop_pending(c, LEASEHOLD_ECLOSED, "the client is shutting down");
-    while (c->unsent) {
-        query *q = c->unsent;
-        c->unsent = q->next;
-        finish_query(c, q, LEASEHOLD_ECLOSED, "the client is shutting down", NULL);
-    }
+    fail_queries(c);
     while (c->req_head) {
         request *r = c->req_head;
         c->req_head = r->next;
@@ -1500,8 +1573,10 @@ void leasehold_client_free(leasehold_client *c)
         wake(c); /* the loop ends every election itself */
         pthread_join(c->thread, NULL);
     }
-    /* A thread still inside leasehold_election_free() waits on the client's
-     * condition: let it leave before the two are destroyed. */
+    fail_queries(c);
+    /* A thread still inside leasehold_election_free() or
+     * leasehold_holder_get() waits on the client's condition: let it leave
+     * before the two are destroyed. */
     pthread_mutex_lock(&c->mu);
     while (c->waiters > 0)
         pthread_cond_wait(&c->cond, &c->mu);
@@ -1526,6 +1601,8 @@ static leasehold_election *campaign(leasehold_client *c, const char *key,
         return NULL;
     }
     e->client = c;
+    atomic_init(&e->refs, 1);
+    pthread_mutex_init(&e->mu, NULL);
     e->key = strdup(key);
     e->epoch_key = protocol_epoch_key(key);
     e->channel = protocol_channel(key);
@@ -1630,18 +1707,39 @@ int leasehold_holder_get(leasehold_client *c, const char *key, leasehold_holder 
                          "leasehold_holder_get() called from a callback would wait for itself");
     memset(out, 0, sizeof *out);
     query *q = calloc(1, sizeof *q);
+    request *r = calloc(1, sizeof *r);
     if (q) {
         q->key = strdup(key);
         q->epoch_key = protocol_epoch_key(key);
     }
-    if (!q || !q->key || !q->epoch_key || enqueue(c, REQ_QUERY, NULL, q) < 0) {
+    int code = 0;
+    if (!q || !r || !q->key || !q->epoch_key) {
+        code = error_set(err, LEASEHOLD_ENOMEM, "out of memory");
+    } else {
+        /* Counted as a waiter, and queued, in one step with the check: a
+         * leasehold_client_free() either sees us (fails the query, waits
+         * for us to leave) or we see it. */
+        *r = (request){.kind = REQ_QUERY, .q = q};
+        pthread_mutex_lock(&c->mu);
+        if (c->closing) {
+            code = error_set(err, LEASEHOLD_ECLOSED,
+                             "key %s: the client is shutting down (leasehold_client_free)", key);
+        } else {
+            c->waiters++;
+            push_locked(c, r);
+        }
+        pthread_mutex_unlock(&c->mu);
+    }
+    if (code) {
         if (q) {
             free(q->key);
             free(q->epoch_key);
         }
         free(q);
-        return error_set(err, LEASEHOLD_ENOMEM, "out of memory");
+        free(r);
+        return code;
     }
+    wake(c);
     uint32_t wait_ms = c->cfg.command_timeout_ms + c->cfg.connect_timeout_ms;
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
@@ -1656,14 +1754,17 @@ int leasehold_holder_get(leasehold_client *c, const char *key, leasehold_holder 
         if (pthread_cond_timedwait(&c->cond, &c->mu, &until) == ETIMEDOUT)
             break;
     bool done = q->done;
-    if (!done)
+    if (!done) {
         q->abandoned = true; /* the I/O thread frees it */
+        error_set(err, LEASEHOLD_ETIMEDOUT, "%s: no answer about key %s within %" PRIu32 " ms",
+                  conn_display(c->conn), key, wait_ms);
+    }
+    c->waiters--; /* from here on c may be freed */
+    pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->mu);
     if (!done)
-        return error_set(err, LEASEHOLD_ETIMEDOUT,
-                         "%s: no answer about key %s within %" PRIu32 " ms", conn_display(c->conn),
-                         key, wait_ms);
-    int code = q->code;
+        return LEASEHOLD_ETIMEDOUT;
+    code = q->code;
     if (code == 0)
         *out = q->holder;
     else
@@ -1682,11 +1783,13 @@ bool leasehold_is_leader(const leasehold_election *e)
     return clock_now_ms() < atomic_load(&m->valid_until_ms);
 }
 
+/* Nonzero whenever the leader check it makes passes: see term.h. */
 uint64_t leasehold_epoch(const leasehold_election *e)
 {
-    if (!leasehold_is_leader(e))
+    leasehold_election *m = (leasehold_election *)e;
+    if (!e || atomic_load(&m->resign_pending) > 0)
         return 0;
-    return atomic_load(&((leasehold_election *)e)->epoch);
+    return term_epoch(&m->epoch, &m->valid_until_ms, clock_now_ms());
 }
 
 const char *leasehold_key(const leasehold_election *e)
@@ -1699,14 +1802,22 @@ const char *leasehold_token_string(const leasehold_election *e)
     return e ? e->token : "";
 }
 
+/* Queues a resign for the I/O thread, unless the election has already been
+ * let go of (an abandoned service calling it late): e->mu keeps the client
+ * from being freed between the check and the queueing. */
 int leasehold_resign(leasehold_election *e)
 {
     if (!e)
         return LEASEHOLD_EINVAL;
-    atomic_fetch_add(&e->resign_pending, 1);
-    int rc = enqueue(e->client, REQ_RESIGN, e, NULL);
-    if (rc < 0)
-        atomic_fetch_sub(&e->resign_pending, 1);
+    pthread_mutex_lock(&e->mu);
+    int rc = LEASEHOLD_ECLOSED;
+    if (!e->gone) {
+        atomic_fetch_add(&e->resign_pending, 1);
+        rc = enqueue(e->client, REQ_RESIGN, e, NULL);
+        if (rc < 0)
+            atomic_fetch_sub(&e->resign_pending, 1);
+    }
+    pthread_mutex_unlock(&e->mu);
     return rc;
 }
 
@@ -1733,5 +1844,5 @@ void leasehold_election_free(leasehold_election *e)
     c->waiters--;
     pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->mu);
-    election_destroy(e);
+    election_release(e);
 }

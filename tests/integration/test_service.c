@@ -2,12 +2,15 @@
  * cancelled through its token on loss, resigns by returning, is reported
  * when it overruns its stop timeout, and is stopped by leasehold_client_free. */
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -19,10 +22,11 @@
 
 /* What a service does; every service reports through its candidate's sink. */
 typedef enum behaviour {
-    SLEEP_ON_TOKEN, /* leasehold_token_sleep until cancelled */
-    POLL_ON_FD,     /* poll() on leasehold_token_fd until readable */
-    RETURN_SOON,    /* return after 200 ms while still leader */
-    IGNORE_TOKEN,   /* ignore the token until the test releases it */
+    SLEEP_ON_TOKEN,   /* leasehold_token_sleep until cancelled */
+    POLL_ON_FD,       /* poll() on leasehold_token_fd until readable */
+    RETURN_SOON,      /* return after 200 ms while still leader */
+    IGNORE_TOKEN,     /* ignore the token until the test releases it */
+    IGNORE_THEN_CALL, /* as IGNORE_TOKEN, then call the election through the token */
 } behaviour;
 
 /* Notes a service emits: EV_NOTE with value one of these. */
@@ -49,6 +53,9 @@ typedef struct fixture {
     bool fresh;
     atomic_int running;  /* services running now, across candidates */
     atomic_bool release; /* lets an IGNORE_TOKEN service return */
+    atomic_bool stall;   /* the stalling callback blocks the I/O thread... */
+    atomic_bool stalled; /* ...and is blocking it now */
+    bool paused;         /* the test SIGSTOPped Redis: teardown resumes it */
 } fixture;
 
 static fixture fx;
@@ -93,6 +100,20 @@ static int service(leasehold_token *t, void *arg)
             test_sleep_ms(10);
         how = "released";
         break;
+    case IGNORE_THEN_CALL: {
+        while (!atomic_load(&fx.release))
+            test_sleep_ms(10);
+        /* The election may be freed by now: every call must still be safe. */
+        leasehold_election *e = leasehold_token_election(t);
+        char what[200];
+        snprintf(what, sizeof what, "leader=%d epoch=%llu resign=%s cancelled=%d key=%s",
+                 leasehold_is_leader(e), (unsigned long long)leasehold_epoch(e),
+                 leasehold_errname(leasehold_resign(e)), leasehold_token_cancelled(t),
+                 leasehold_key(e));
+        atomic_fetch_sub(&fx.running, 1);
+        note(sc, NOTE_STOPPED, epoch, what);
+        return 0;
+    }
     }
     atomic_fetch_sub(&fx.running, 1);
     note(sc, NOTE_STOPPED, epoch, how);
@@ -121,6 +142,9 @@ static int setup(void **state)
     fx.n = 0;
     atomic_store(&fx.running, 0);
     atomic_store(&fx.release, false);
+    atomic_store(&fx.stall, false);
+    atomic_store(&fx.stalled, false);
+    fx.paused = false;
     return fx.q ? 0 : -1;
 }
 
@@ -136,6 +160,9 @@ static int teardown(void **state)
 {
     (void)state;
     atomic_store(&fx.release, true);
+    atomic_store(&fx.stall, false);
+    if (fx.paused)
+        redis_server_resume(fx.srv);
     for (int i = 0; i < fx.n; i++)
         stop_candidate(&fx.cand[i]);
     events_free(fx.q);
@@ -358,6 +385,204 @@ static void test_client_free_stops_and_releases(void **state)
                  (unsigned long long)(next.at_ms - t0));
 }
 
+/* An observer's leader_changed that blocks the I/O thread while fx.stall is
+ * set (for at most 20 s, scaled), as a slow callback of another election on
+ * the same client would. */
+static void stalling_leader_changed(leasehold_election *e, const char *holder, uint64_t epoch,
+                                    void *arg)
+{
+    (void)e, (void)holder, (void)epoch, (void)arg;
+    if (!atomic_load(&fx.stall))
+        return;
+    atomic_store(&fx.stalled, true);
+    uint64_t end = test_now_ms() + test_ms(20000);
+    while (atomic_load(&fx.stall) && test_now_ms() < end)
+        test_sleep_ms(5);
+    atomic_store(&fx.stalled, false);
+}
+
+static bool is_stalled(void *arg)
+{
+    (void)arg;
+    return atomic_load(&fx.stalled);
+}
+
+/* The token's fd turns readable at the end of the term by itself, while the
+ * I/O thread is stuck in a slow callback of another election on the same
+ * client and cannot cancel the token (issue 8, item 4). */
+static void test_token_fd_readable_at_valid_until(void **state)
+{
+    (void)state;
+    leasehold_config cfg;
+    test_config(&cfg, fx.srv->url);
+    start_candidates(&cfg, "lh:service:stall", 1, POLL_ON_FD);
+    event el;
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, 0), first_election_ms(&cfg), &el));
+    expect_note(0, NOTE_STARTED, 1000);
+    leasehold_callbacks cb = {.leader_changed = stalling_leader_changed};
+    leasehold_error err;
+    leasehold_election *watch =
+        leasehold_observe(fx.cand[0].client, "lh:service:stall-other", &cb, NULL, &err);
+    if (!watch)
+        fail_msg("leasehold_observe: %s", err.msg);
+
+    /* A forged event makes the observer's callback run, and stall; it is
+     * published until it does (the subscription may not be up yet). */
+    atomic_store(&fx.stall, true);
+    uint64_t give_up = test_now_ms() + test_ms(5000);
+    while (!atomic_load(&fx.stalled) && test_now_ms() < give_up) {
+        redisReply *r = redis_server_cmd(fx.srv, "PUBLISH %s %s", "{lh:service:stall-other}:events",
+                                         "elected 7 someone/1");
+        assert_non_null(r);
+        freeReplyObject(r);
+        wait_until(is_stalled, NULL, 100);
+    }
+    assert_true(atomic_load(&fx.stalled));
+    /* Nothing renews the term while the I/O thread is stuck. */
+    uint64_t now = leasehold_now_ms(), mono = test_now_ms();
+    uint64_t deadline = leasehold_term_deadline_ms(fx.cand[0].election);
+    assert_true(deadline > 0);
+    uint64_t left_ms = deadline > now ? deadline - now : 0;
+    printf("# I/O thread stalled with %llu ms of the term left\n", (unsigned long long)left_ms);
+
+    event sp;
+    if (!events_wait(fx.q, note_of(0), left_ms + 1000, &sp))
+        fail_msg("the token's fd was not readable %llu ms after the term's end",
+                 (unsigned long long)test_ms(1000));
+    bool still_stalled = atomic_load(&fx.stalled);
+    atomic_store(&fx.stall, false);
+    assert_int_equal(sp.value, NOTE_STOPPED);
+    assert_string_equal(sp.text, "fd");
+    assert_true(still_stalled); /* the I/O thread had not cancelled the token */
+    /* Not before the term's end (1 ms for converting between the clocks). */
+    if (sp.at_ms + 1 < mono + left_ms)
+        fail_msg("the fd turned readable %llu ms before the term's end",
+                 (unsigned long long)(mono + left_ms - sp.at_ms));
+}
+
+/* A service that ignores its cancellation outlives its election, freed by
+ * leasehold_election_free() (free_client false) or leasehold_client_free():
+ * what it then calls through its token is safe and says "not leader" (issue
+ * 8, item 9; ASan catches a use after free). */
+static void abandoned_service_outlives(bool free_client)
+{
+    leasehold_config cfg;
+    test_config(&cfg, fx.srv->url);
+    cfg.stop_timeout_ms = 300;
+    start_candidates(&cfg, free_client ? "lh:service:abandon-c" : "lh:service:abandon-e", 1,
+                     IGNORE_THEN_CALL);
+    event el;
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, 0), first_election_ms(&cfg), &el));
+    expect_note(0, NOTE_STARTED, 1000);
+    if (free_client) {
+        stop_candidate(&fx.cand[0]);
+    } else {
+        leasehold_election_free(fx.cand[0].election);
+        fx.cand[0].election = NULL;
+    }
+    bool abandoned = false;
+    event line;
+    while (!abandoned && events_wait(fx.q, events_of(EV_LOG, 0), 0, &line))
+        abandoned = strstr(line.text, "abandoning") != NULL;
+    assert_true(abandoned);
+    atomic_store(&fx.release, true);
+    event sp = expect_note(0, NOTE_STOPPED, 2000);
+    char want[200];
+    snprintf(want, sizeof want, "leader=0 epoch=0 resign=LEASEHOLD_ECLOSED cancelled=1 key=%s",
+             free_client ? "lh:service:abandon-c" : "lh:service:abandon-e");
+    assert_string_equal(sp.text, want);
+}
+
+static void test_abandoned_service_after_election_free(void **state)
+{
+    (void)state;
+    abandoned_service_outlives(false);
+}
+
+static void test_abandoned_service_after_client_free(void **state)
+{
+    (void)state;
+    abandoned_service_outlives(true);
+}
+
+/* A thread in leasehold_holder_get(). */
+typedef struct asker {
+    leasehold_client *c;
+    atomic_int tid;
+    atomic_bool done;
+    int rc;
+    leasehold_error err;
+} asker;
+
+static void *ask(void *arg)
+{
+    asker *a = arg;
+    atomic_store(&a->tid, (int)syscall(SYS_gettid));
+    leasehold_holder h;
+    a->rc = leasehold_holder_get(a->c, "lh:service:asked", &h, &a->err);
+    atomic_store(&a->done, true);
+    return NULL;
+}
+
+/* True once the asker's thread sleeps (in leasehold_holder_get's wait). */
+static bool asker_waits(void *arg)
+{
+    asker *a = arg;
+    int tid = atomic_load(&a->tid);
+    if (!tid)
+        return false;
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *paren = strrchr(buf, ')');
+    return paren && paren[1] == ' ' && paren[2] == 'S';
+}
+
+static bool asker_done(void *arg)
+{
+    return atomic_load(&((asker *)arg)->done);
+}
+
+/* leasehold_client_free() while another thread waits in
+ * leasehold_holder_get() for a Redis that does not answer: the asker
+ * returns LEASEHOLD_ECLOSED naming the cause, and nothing is freed under it
+ * (issue 8, item 10; ASan and TSan check the latter). */
+static void test_holder_get_during_client_free(void **state)
+{
+    (void)state;
+    leasehold_config cfg;
+    test_config(&cfg, fx.srv->url);
+    cfg.lease_ms = 20000;
+    cfg.renew_interval_ms = 2000;
+    cfg.renew_deadline_ms = 15000;
+    cfg.command_timeout_ms = 5000; /* the question stays unanswered meanwhile */
+    leasehold_error err;
+    asker a = {0};
+    a.c = leasehold_client_new(&cfg, &err);
+    if (!a.c)
+        fail_msg("leasehold_client_new: %s", err.msg);
+    redis_server_pause(fx.srv);
+    fx.paused = true;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, ask, &a), 0);
+    bool waiting = wait_until(asker_waits, &a, 2000);
+    leasehold_client_free(a.c);
+    bool returned = wait_until(asker_done, &a, 2000);
+    pthread_join(t, NULL);
+    redis_server_resume(fx.srv);
+    fx.paused = false;
+    assert_true(waiting);
+    assert_true(returned);
+    printf("# holder_get: %s: %s\n", leasehold_errname(a.rc), a.err.msg);
+    assert_int_equal(a.rc, LEASEHOLD_ECLOSED);
+    assert_non_null(strstr(a.err.msg, "shutting down"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -366,6 +591,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_returning_service_resigns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_overrunning_service, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_free_stops_and_releases, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_token_fd_readable_at_valid_until, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_abandoned_service_after_election_free, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_abandoned_service_after_client_free, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_holder_get_during_client_free, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
