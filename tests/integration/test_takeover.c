@@ -508,6 +508,21 @@ static void check_observed_term(const term *t, bool ended)
                  t->token);
 }
 
+/* True once the observer's observed callback has reported term t's start
+ * (it comes after leader_changed, which wait_all_report waited for). */
+static bool observed_elected(void *arg)
+{
+    const term *t = arg;
+    collect();
+    for (int i = 0; i < fx.observed.n; i++) {
+        const event *o = &fx.observed.ev[i];
+        if (o->value == LEASEHOLD_CHANGE_ELECTED && o->epoch == t->epoch &&
+            strcmp(o->text, t->token) == 0)
+            return true;
+    }
+    return false;
+}
+
 /*
  * Five terms, ended by resigns, among three candidates and one observer
  * (leasehold_observe, its own client): every candidate's leader_changed
@@ -557,6 +572,8 @@ static void test_changes_follow_epochs(void **state)
         assert_true(next.epoch > el.epoch);
         el = next;
     }
+    /* The observer's observed callback runs just after its leader_changed. */
+    wait_until(observed_elected, &terms[TERMS - 1], 2000);
     collect();
 
     for (int i = 0; i < 3; i++)
