@@ -1,7 +1,8 @@
 /*
  * chaos_check — the verdict on a chaos run (the rules are in checker.h).
  *
- *     chaos_check --lease-ms N --retry-ms N [--settle-ms N] FAULTLOG PROBELOG...
+ *     chaos_check --lease-ms N --retry-ms N [--settle-ms N] [--clock-step-bound-ms N]
+ *                 FAULTLOG PROBELOG...
  *
  * Exit status: 0 when no violation and no liveness miss, 1 otherwise, 2 on
  * bad input (usage, an unreadable file, a line it does not understand).
@@ -15,10 +16,12 @@
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: chaos_check --lease-ms N --retry-ms N [--settle-ms N] FAULTLOG "
-                    "PROBELOG...\n"
+    fprintf(stderr, "usage: chaos_check --lease-ms N --retry-ms N [--settle-ms N] "
+                    "[--clock-step-bound-ms N] FAULTLOG PROBELOG...\n"
                     "  --settle-ms N  extra allowance added to the liveness bound (lease + "
-                    "retry + 1000 ms); default 0\n");
+                    "retry + 1000 ms); default 0\n"
+                    "  --clock-step-bound-ms N  longest overlap tolerated for terms that begin "
+                    "during a clock-step fault; default 0\n");
 }
 
 /* Parses a millisecond count in [0, 3600000]; false with a message naming
@@ -42,6 +45,7 @@ int main(int argc, char **argv)
         {"lease-ms", required_argument, NULL, 'l'},
         {"retry-ms", required_argument, NULL, 'r'},
         {"settle-ms", required_argument, NULL, 's'},
+        {"clock-step-bound-ms", required_argument, NULL, 'b'},
         {NULL, 0, NULL, 0},
     };
     checker_opts o = {0};
@@ -58,6 +62,9 @@ int main(int argc, char **argv)
             break;
         case 's':
             ok = parse_ms("settle-ms", optarg, &o.settle_ms);
+            break;
+        case 'b':
+            ok = parse_ms("clock-step-bound-ms", optarg, &o.clock_step_bound_ms);
             break;
         default:
             ok = false;

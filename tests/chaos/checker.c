@@ -359,6 +359,25 @@ static bool add_violation(checker_result *r, size_t *cap, const checker_violatio
     return true;
 }
 
+static bool add_tolerated(checker_result *r, size_t *cap, const checker_violation *v)
+{
+    if (!grow((void **)&r->tolerated, cap, r->n_tolerated, sizeof *r->tolerated))
+        return false;
+    r->tolerated[r->n_tolerated++] = *v;
+    return true;
+}
+
+/* True when ns falls between a `clock-step` fault line and the next
+ * `clock-step` heal line (or the end of the log, if it was never healed). */
+static bool during_clock_step(const checker_history *h, uint64_t ns)
+{
+    bool open = false;
+    for (size_t i = 0; i < h->n_faults && h->faults[i].ns <= ns; i++)
+        if (strcmp(h->faults[i].type, "clock-step") == 0)
+            open = h->faults[i].kind == CHECKER_FAULT;
+    return open;
+}
+
 /* Groups the actions (sorted by term) into terms, sorted by first action. */
 static checker_term *collect_terms(const checker_event *by_term_order, size_t n, size_t *n_terms)
 {
@@ -382,13 +401,15 @@ static checker_term *collect_terms(const checker_event *by_term_order, size_t n,
  * Safety.  With the terms in the order they began, term j interleaves with
  * an earlier term i exactly when j's first action comes no later than i's
  * last (equal stamps of two terms are counted too: their order is unknown).
- * Every such pair is a violation; so is every step to the next term whose
- * epoch does not rise.
+ * Every such pair is a violation, unless the later term began during a
+ * clock step and the overlap is within its bound (then it is tolerated); so
+ * is every step to the next term whose epoch does not rise.
  */
-static int check_safety(const checker_history *h, const checker_term *terms, size_t n,
-                        checker_result *r)
+static int check_safety(const checker_history *h, const checker_opts *o, const checker_term *terms,
+                        size_t n, checker_result *r)
 {
-    size_t cap = 0;
+    size_t cap = 0, tolerated_cap = 0;
+    uint64_t step_bound_ns = o->clock_step_bound_ms * NS_PER_MS;
     for (size_t i = 0; i < n; i++) {
         for (size_t j = i + 1; j < n && terms[j].first_ns <= terms[i].last_ns; j++) {
             uint64_t until =
@@ -399,7 +420,8 @@ static int check_safety(const checker_history *h, const checker_term *terms, siz
                                    .at_ns = terms[j].first_ns,
                                    .overlap_ns = until - terms[j].first_ns,
                                    .fault = fault_before(h, terms[j].first_ns)};
-            if (!add_violation(r, &cap, &v))
+            bool tolerated = v.overlap_ns <= step_bound_ns && during_clock_step(h, v.at_ns);
+            if (!(tolerated ? add_tolerated(r, &tolerated_cap, &v) : add_violation(r, &cap, &v)))
                 return -1;
         }
         if (i + 1 < n && terms[i + 1].epoch <= terms[i].epoch) {
@@ -483,7 +505,7 @@ int checker_analyze(const checker_history *h, const checker_opts *o, checker_res
         goto out;
     qsort(actions, n_actions, sizeof *actions, by_time);
     qsort(leaders, n_leaders, sizeof *leaders, by_time);
-    if (check_safety(h, terms, r->n_terms, r) != 0 ||
+    if (check_safety(h, o, terms, r->n_terms, r) != 0 ||
         check_heals(h, o, leaders, n_leaders, actions, n_actions, r) != 0)
         goto out;
     rc = 0;
@@ -504,6 +526,7 @@ int checker_verdict(const checker_result *r)
 void checker_result_free(checker_result *r)
 {
     free(r->violations);
+    free(r->tolerated);
     free(r->heals);
     *r = (checker_result){0};
 }
@@ -554,9 +577,11 @@ static void print_term(const checker_history *h, const checker_term *t, FILE *ou
             t->actions, rel_s(h, t->first_ns), rel_s(h, t->last_ns));
 }
 
-static void print_violation(const checker_history *h, const checker_violation *v, FILE *out)
+/* One violation (or tolerated overlap: what says which) on one line. */
+static void print_violation(const checker_history *h, const checker_violation *v, const char *what,
+                            FILE *out)
 {
-    fprintf(out, "  violation at %.3f s: ", rel_s(h, v->at_ns));
+    fprintf(out, "  %s at %.3f s: ", what, rel_s(h, v->at_ns));
     print_term(h, &v->b, out);
     if (v->kind == CHECKER_OVERLAP) {
         fprintf(out, " acted while ");
@@ -628,7 +653,11 @@ void checker_print(const checker_history *h, const checker_opts *o, const checke
 
     fprintf(out, "violations: %zu\n", r->n_violations);
     for (size_t i = 0; i < r->n_violations; i++)
-        print_violation(h, &r->violations[i], out);
+        print_violation(h, &r->violations[i], "violation", out);
+    fprintf(out, "tolerated clock-step overlaps (bound %" PRIu64 " ms): %zu\n",
+            o->clock_step_bound_ms, r->n_tolerated);
+    for (size_t i = 0; i < r->n_tolerated; i++)
+        print_violation(h, &r->tolerated[i], "tolerated", out);
 
     fprintf(out, "liveness misses: %zu (of %zu heals; %zu not judged: the log ended first)\n",
             r->n_misses, r->n_heals, r->n_unjudged);

@@ -5,11 +5,16 @@
  *     chaos_driver [--seconds N] [--seed N] [--probes N] [--out DIR]
  *                  [--lease-ms N] [--renew-ms N] [--retry-ms N]
  *                  [--renew-deadline-ms N] [--command-timeout-ms N]
- *                  [--no-restart-guard]
+ *                  [--no-restart-guard] [--faults TYPE,TYPE...]
+ *                  [--clock-step-bound-ms N]
  *
- * It starts one redis-server (appendonly, fsync always), one chaos_proxy per
- * probe and N chaos_probe candidates, each reaching Redis through its own
- * proxy and printing to DIR/probe-<id>.log.  Then, until the time is up, it
+ * It starts one redis-server (appendonly, fsync always) with the clockshift
+ * shim preloaded (its wall clock offset 0 until a clock step), one
+ * chaos_proxy per candidate and N candidates, each reaching Redis through
+ * its own proxy and printing to DIR/probe-<id>.log: N-1 chaos_probe
+ * processes, and, as candidate N, `leasehold run ... -- chaos_probe --actor`
+ * (the CLI, whose CMD acts until the CLI kills it; --no-restart-guard does
+ * not reach it).  Then, until the time is up, it
  * picks a fault, logs it to DIR/faults.log, holds it, heals it, logs the heal
  * and lets the election settle for lease + retry + 1 s before the next.  The
  * faults aimed at "the leader" hit the probe whose log last said it acts.  At
@@ -25,10 +30,35 @@
  * a follower's claim on the new Redis and the old leader's lease.  Run with
  * --no-restart-guard, the empty restart shows the overlap.
  *
+ * The three faults of issue 8:
+ * - clock-step: Redis's wall clock steps forward 2-10 s while a leader
+ *   leads (the lease key expires early; every second time the CLI
+ *   candidate, steered to lead as below), held for lease + retry + 1 s, and
+ *   steps back as much at the heal (a backward step, which must be
+ *   harmless).  A forward step shortens every TTL at once, so an overlap
+ *   after it cannot be zero in a TTL design: chaos_check tolerates overlaps
+ *   up to --clock-step-bound-ms (default renew + command timeout + 100 ms)
+ *   for terms that begin between this fault and its heal, and zero
+ *   everywhere else.
+ * - restart-keep: every proxy keeps its candidates' connections across
+ *   Redis's end (`keep on`), Redis is restarted empty with the leader cut
+ *   off as in restart-empty; the followers' connections never break, so no
+ *   reconnect tells them of the restart.
+ * - guardian-kill: the CLI candidate is made leader (if another leads, every
+ *   other candidate's proxy is blackholed until it does: logged as a
+ *   `steer` fault), then its `leasehold run` is SIGSTOPped, its guardian (a
+ *   child of that pid with the same executable, found in
+ *   /proc/<pid>/task/<tid>/children) SIGKILLed, held past the lease, and
+ *   SIGCONTed; the CLI candidate is then restarted, so that later faults
+ *   meet a whole one.
+ *
  * The seed fixes the faults, their order and their durations; which probe a
  * fault hits depends on who leads then, which the timing decides.  The
- * schedule deals the fault types from a shuffled deck, so every type comes up
- * once in each round of nine.
+ * schedule deals the fault types (all twelve, or those --faults names) from
+ * a shuffled deck, so every type comes up once in each round; the first
+ * round is always dealt whole, however short --seconds is, and the run fails
+ * if a type was dealt but never injected (skipped each time for want of a
+ * leader).
  *
  * Every process started here is a registered child of the test support
  * (tests/support/redis_server.c): stopped by its pid on the way out, killed
@@ -55,6 +85,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clockshift.h"
 #include "redis_server.h"
 #include "testutil.h"
 
@@ -77,13 +108,16 @@ typedef enum fault_type {
     FAULT_RESTART_EMPTY,
     FAULT_CLIENT_KILL,
     FAULT_TERM,
+    FAULT_CLOCK_STEP,
+    FAULT_RESTART_KEEP,
+    FAULT_GUARDIAN_KILL,
     FAULT_COUNT
 } fault_type;
 
-/* The names the fault log and chaos_check use. */
+/* The names the fault log, --faults and chaos_check use. */
 static const char *const fault_names[FAULT_COUNT] = {
-    "kill",        "stop",          "redis-stop",  "blackhole", "latency",
-    "restart-aof", "restart-empty", "client-kill", "term",
+    "kill",          "stop",        "redis-stop", "blackhole",  "latency",      "restart-aof",
+    "restart-empty", "client-kill", "term",       "clock-step", "restart-keep", "guardian-kill",
 };
 
 typedef struct options {
@@ -92,7 +126,9 @@ typedef struct options {
     int probes;
     const char *out; /* NULL: a fresh temporary directory, removed if the check passes */
     uint32_t lease_ms, renew_ms, retry_ms, renew_deadline_ms, command_timeout_ms;
+    uint32_t clock_step_bound_ms; /* 0: renew + command timeout + 100 */
     bool restart_guard;
+    bool fault_on[FAULT_COUNT]; /* the deck: --faults, or every type */
 } options;
 
 /* One fault as the schedule drew it. */
@@ -101,6 +137,7 @@ typedef struct fault_plan {
     uint32_t hold_ms;    /* how long the fault lasts before it is healed */
     uint32_t latency_ms; /* FAULT_LATENCY: the delay added to every chunk */
     uint32_t cut_ms;     /* Redis restarts: the leader stays cut off this long after */
+    uint32_t step_ms;    /* FAULT_CLOCK_STEP: how far Redis's clock steps forward */
 } fault_plan;
 
 /* A chaos_proxy: its stdin takes commands, its stdout answers. */
@@ -115,6 +152,7 @@ typedef struct proxy {
 /* A chaos_probe and what its log says so far. */
 typedef struct probe {
     int id;
+    bool cli;     /* `leasehold run -- chaos_probe --actor`, not a chaos_probe */
     pid_t pid;    /* 0 while it is down */
     bool stopped; /* SIGSTOPped by us */
     int log_fd;   /* reads DIR/probe-<id>.log as it grows */
@@ -134,9 +172,12 @@ typedef struct chaos {
     int fault_fd;
     uint64_t rng;
     int deck[FAULT_COUNT];
-    int deck_left;
+    int deck_size, deck_left;
+    unsigned rounds; /* how many times the deck was shuffled */
     uint64_t start_ns;
-    unsigned injected[FAULT_COUNT], skipped[FAULT_COUNT];
+    int64_t *clock_shift; /* the shim's offset file, mapped; Redis's wall clock offset */
+    char clock_shift_path[PATH_MAX + 32];
+    unsigned dealt[FAULT_COUNT], injected[FAULT_COUNT], skipped[FAULT_COUNT];
     unsigned unexpected_exits;
     bool broken; /* something the run needs failed: stop the schedule, fail the run */
 } chaos;
@@ -176,7 +217,34 @@ static void usage(FILE *f)
     fprintf(f, "usage: chaos_driver [--seconds N] [--seed N] [--probes N (>=5)] [--out DIR]\n"
                "                    [--lease-ms N] [--renew-ms N] [--retry-ms N]\n"
                "                    [--renew-deadline-ms N] [--command-timeout-ms N]\n"
-               "                    [--no-restart-guard]\n");
+               "                    [--no-restart-guard] [--faults TYPE,TYPE...]\n"
+               "                    [--clock-step-bound-ms N]\n"
+               "fault types: kill stop redis-stop blackhole latency restart-aof restart-empty\n"
+               "             client-kill term clock-step restart-keep guardian-kill\n");
+}
+
+/* Fills on[] from a comma-separated list of fault names; false (printed)
+ * on an unknown or empty name. */
+static bool parse_faults(const char *list, bool on[FAULT_COUNT])
+{
+    memset(on, 0, FAULT_COUNT * sizeof *on);
+    const char *p = list;
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        int t = 0;
+        while (t < FAULT_COUNT &&
+               !(strlen(fault_names[t]) == len && strncmp(p, fault_names[t], len) == 0))
+            t++;
+        if (t == FAULT_COUNT) {
+            fprintf(stderr, "chaos_driver: --faults: '%.*s' is not a fault type\n", (int)len, p);
+            usage(stderr);
+            return false;
+        }
+        on[t] = true;
+        if (p[len] == '\0')
+            return true;
+        p += len + 1;
+    }
 }
 
 /* Parses a whole decimal number in [min, max] into *out; false if it is not. */
@@ -207,6 +275,8 @@ static bool parse_options(int argc, char **argv, options *o)
                    .renew_deadline_ms = 1500,
                    .command_timeout_ms = 250,
                    .restart_guard = true};
+    for (int t = 0; t < FAULT_COUNT; t++)
+        o->fault_on[t] = true;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -225,6 +295,12 @@ static bool parse_options(int argc, char **argv, options *o)
                 return false;
             }
             o->out = v;
+        } else if (strcmp(a, "--faults") == 0) {
+            if (!v || !parse_faults(v, o->fault_on)) {
+                if (!v)
+                    fprintf(stderr, "chaos_driver: --faults wants a list of fault types\n");
+                return false;
+            }
         } else if (strcmp(a, "--seconds") == 0) {
             if (!parse_number(a, v, 1, 86400, &n))
                 return false;
@@ -238,12 +314,13 @@ static bool parse_options(int argc, char **argv, options *o)
                 return false;
             o->probes = (int)n;
         } else {
-            uint32_t *t = strcmp(a, "--lease-ms") == 0             ? &o->lease_ms
-                          : strcmp(a, "--renew-ms") == 0           ? &o->renew_ms
-                          : strcmp(a, "--retry-ms") == 0           ? &o->retry_ms
-                          : strcmp(a, "--renew-deadline-ms") == 0  ? &o->renew_deadline_ms
-                          : strcmp(a, "--command-timeout-ms") == 0 ? &o->command_timeout_ms
-                                                                   : NULL;
+            uint32_t *t = strcmp(a, "--lease-ms") == 0              ? &o->lease_ms
+                          : strcmp(a, "--renew-ms") == 0            ? &o->renew_ms
+                          : strcmp(a, "--retry-ms") == 0            ? &o->retry_ms
+                          : strcmp(a, "--renew-deadline-ms") == 0   ? &o->renew_deadline_ms
+                          : strcmp(a, "--command-timeout-ms") == 0  ? &o->command_timeout_ms
+                          : strcmp(a, "--clock-step-bound-ms") == 0 ? &o->clock_step_bound_ms
+                                                                    : NULL;
             if (!t) {
                 fprintf(stderr, "chaos_driver: unknown option '%s'\n", a);
                 usage(stderr);
@@ -452,28 +529,64 @@ static bool start_probe(chaos *c, probe *p, bool fresh)
     snprintf(retry, sizeof retry, "%" PRIu32, c->opt.retry_ms);
     snprintf(deadline, sizeof deadline, "%" PRIu32, c->opt.renew_deadline_ms);
     snprintf(timeout, sizeof timeout, "%" PRIu32, c->opt.command_timeout_ms);
-    char *argv[24];
+    char *argv[32];
     int n = 0;
-    argv[n++] = exe;
-    argv[n++] = "--url";
-    argv[n++] = url;
-    argv[n++] = "--key";
-    argv[n++] = PROBE_KEY;
-    argv[n++] = "--id";
-    argv[n++] = id;
-    argv[n++] = "--lease-ms";
-    argv[n++] = lease;
-    argv[n++] = "--renew-ms";
-    argv[n++] = renew;
-    argv[n++] = "--retry-ms";
-    argv[n++] = retry;
-    argv[n++] = "--renew-deadline-ms";
-    argv[n++] = deadline;
-    argv[n++] = "--command-timeout-ms";
-    argv[n++] = timeout;
-    if (!c->opt.restart_guard)
-        argv[n++] = "--no-restart-guard";
-    argv[n] = NULL;
+    char cli_url[128], cli_lease[24], cli_renew[24], cli_retry[24], cli_deadline[24];
+    if (p->cli) {
+        /* leasehold run, its CMD a chaos_probe --actor printing to the same log */
+        snprintf(cli_url, sizeof cli_url, "%s?command_timeout_ms=%" PRIu32, url,
+                 c->opt.command_timeout_ms);
+        snprintf(cli_lease, sizeof cli_lease, "%" PRIu32 "ms", c->opt.lease_ms);
+        snprintf(cli_renew, sizeof cli_renew, "%" PRIu32 "ms", c->opt.renew_ms);
+        snprintf(cli_retry, sizeof cli_retry, "%" PRIu32 "ms", c->opt.retry_ms);
+        snprintf(cli_deadline, sizeof cli_deadline, "%" PRIu32 "ms", c->opt.renew_deadline_ms);
+        char *cli_argv[] = {LEASEHOLD_CLI_PATH,
+                            "run",
+                            "--url",
+                            cli_url,
+                            "--key",
+                            PROBE_KEY,
+                            "--id",
+                            id,
+                            "--lease",
+                            cli_lease,
+                            "--renew",
+                            cli_renew,
+                            "--retry",
+                            cli_retry,
+                            "--renew-deadline",
+                            cli_deadline,
+                            "--",
+                            exe,
+                            "--actor",
+                            "--id",
+                            id,
+                            NULL};
+        for (; cli_argv[n]; n++)
+            argv[n] = cli_argv[n];
+        argv[n] = NULL;
+    } else {
+        argv[n++] = exe;
+        argv[n++] = "--url";
+        argv[n++] = url;
+        argv[n++] = "--key";
+        argv[n++] = PROBE_KEY;
+        argv[n++] = "--id";
+        argv[n++] = id;
+        argv[n++] = "--lease-ms";
+        argv[n++] = lease;
+        argv[n++] = "--renew-ms";
+        argv[n++] = renew;
+        argv[n++] = "--retry-ms";
+        argv[n++] = retry;
+        argv[n++] = "--renew-deadline-ms";
+        argv[n++] = deadline;
+        argv[n++] = "--command-timeout-ms";
+        argv[n++] = timeout;
+        if (!c->opt.restart_guard)
+            argv[n++] = "--no-restart-guard";
+        argv[n] = NULL;
+    }
     if (fresh) {
         char path[PATH_MAX + 64];
         snprintf(path, sizeof path, "%s/%s", c->dir, log_name);
@@ -560,8 +673,10 @@ static probe *wait_leader(chaos *c, uint64_t max_ms)
 }
 
 /* Stops a probe gracefully (SIGTERM, as an operator would), killing it if
- * it has not exited within GRACEFUL_EXIT_MS. */
-static void stop_probe(chaos *c, probe *p)
+ * it has not exited within GRACEFUL_EXIT_MS; an exit status other than 0
+ * (or, for the CLI candidate, 143: leasehold run stopped while it ran no
+ * CMD) counts as an unexpected exit unless any_status. */
+static void stop_probe_status(chaos *c, probe *p, bool any_status)
 {
     if (p->pid <= 0)
         return;
@@ -573,12 +688,19 @@ static void stop_probe(chaos *c, probe *p)
                 p->id, GRACEFUL_EXIT_MS);
         test_process_kill(p->pid);
         c->unexpected_exits++;
-    } else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    } else if (!any_status && !(WIFEXITED(st) && (WEXITSTATUS(st) == 0 ||
+                                                  (p->cli && WEXITSTATUS(st) == 128 + SIGTERM)))) {
         fprintf(stderr, "chaos_driver: probe %d exited with status 0x%x after SIGTERM\n", p->id,
                 st);
         c->unexpected_exits++;
     }
     probe_down(p);
+}
+
+/* Stops a probe gracefully; it must exit with status 0. */
+static void stop_probe(chaos *c, probe *p)
+{
+    stop_probe_status(c, p, false);
 }
 
 /* Ends a proxy: EOF on its stdin, then SIGKILL if it lingers. */
@@ -684,15 +806,18 @@ __attribute__((format(printf, 3, 4))) static void say(const chaos *c, const char
 static fault_plan draw_fault(chaos *c)
 {
     if (c->deck_left == 0) {
-        for (int i = 0; i < FAULT_COUNT; i++)
-            c->deck[i] = i;
-        for (int i = FAULT_COUNT - 1; i > 0; i--) {
+        c->deck_size = 0;
+        for (int t = 0; t < FAULT_COUNT; t++)
+            if (c->opt.fault_on[t])
+                c->deck[c->deck_size++] = t;
+        for (int i = c->deck_size - 1; i > 0; i--) {
             int j = (int)(rng_next(c) % (uint64_t)(i + 1));
             int t = c->deck[i];
             c->deck[i] = c->deck[j];
             c->deck[j] = t;
         }
-        c->deck_left = FAULT_COUNT;
+        c->deck_left = c->deck_size;
+        c->rounds++;
     }
     fault_plan f = {.type = (fault_type)c->deck[--c->deck_left]};
     uint32_t a = rng_range(c, 0, 1000), b = rng_range(c, 0, 1000);
@@ -721,6 +846,17 @@ static fault_plan draw_fault(chaos *c)
         f.hold_ms = 100 + a * 400 / 1000;
         f.cut_ms = o->lease_ms;
         break;
+    case FAULT_CLOCK_STEP: /* +2–10 s, stepped back after lease + retry + 1 s */
+        f.step_ms = 2000 + a * 8;
+        f.hold_ms = o->lease_ms + o->retry_ms + 1000;
+        break;
+    case FAULT_RESTART_KEEP: /* as restart-empty, behind connection-keeping proxies */
+        f.hold_ms = 100 + a * 400 / 1000;
+        f.cut_ms = o->lease_ms;
+        break;
+    case FAULT_GUARDIAN_KILL: /* leasehold run stopped 0.2–2 s past the lease */
+        f.hold_ms = o->lease_ms + 200 + a * 1800 / 1000;
+        break;
     case FAULT_CLIENT_KILL:
     case FAULT_COUNT:
         f.hold_ms = 0;
@@ -732,7 +868,8 @@ static fault_plan draw_fault(chaos *c)
 /* True for the faults that cannot be done without a leader. */
 static bool needs_leader(fault_type t)
 {
-    return t != FAULT_REDIS_STOP && t != FAULT_RESTART_AOF && t != FAULT_RESTART_EMPTY;
+    return t != FAULT_REDIS_STOP && t != FAULT_RESTART_AOF && t != FAULT_RESTART_EMPTY &&
+           t != FAULT_RESTART_KEEP;
 }
 
 /* True for the faults that involve the leader when there is one. */
@@ -747,6 +884,117 @@ static void redis_crash_restart(chaos *c, bool keep_data)
 {
     if (redis_server_restart(c->redis, keep_data) != 0)
         c->broken = true;
+}
+
+/* Sends cmd to every proxy; false if one did not take it. */
+static bool proxies_command(chaos *c, const char *cmd)
+{
+    bool ok = true;
+    for (int i = 0; i < c->opt.probes; i++)
+        ok = proxy_command(c, &c->proxies[i], cmd) && ok;
+    return ok;
+}
+
+/* The CLI candidate, or NULL when there is none. */
+static probe *cli_probe(chaos *c)
+{
+    for (int i = 0; i < c->opt.probes; i++)
+        if (c->probes[i].cli)
+            return &c->probes[i];
+    return NULL;
+}
+
+/*
+ * Makes the CLI candidate the leader when another one leads: every other
+ * candidate's proxy is blackholed (the leader's lease lapses, no follower
+ * but the CLI can claim) until the CLI candidate acts, then all pass again.
+ * Logged as a `steer` fault and heal.  Returns the CLI candidate acting as
+ * leader, or NULL (said) when it did not become leader in time.
+ */
+static probe *steer_to_cli(chaos *c, probe *leader)
+{
+    probe *cli = cli_probe(c);
+    if (!cli || !leader || leader == cli)
+        return leader == cli ? cli : NULL;
+    say(c, "steer", "probe %d leads: blackholing all but probe %d until it leads", leader->id,
+        cli->id);
+    log_line(c, "fault", "steer from=%d,to=%d", leader->id, cli->id);
+    for (int i = 0; i < c->opt.probes; i++)
+        if (&c->probes[i] != cli)
+            proxy_command(c, &c->proxies[i], "blackhole");
+    uint64_t deadline = test_now_ms() + test_ms(2ull * c->opt.lease_ms + c->opt.retry_ms + 3000);
+    probe *now = NULL;
+    while (!interrupted && !c->broken && test_now_ms() < deadline) {
+        now = current_leader(c);
+        if (now == cli)
+            break;
+        pass_time(c, 20);
+    }
+    for (int i = 0; i < c->opt.probes; i++)
+        if (&c->probes[i] != cli)
+            proxy_command(c, &c->proxies[i], "pass");
+    log_line(c, "heal", "steer");
+    if (now != cli) {
+        say(c, "steer", "probe %d did not become leader in time", cli->id);
+        return NULL;
+    }
+    return cli;
+}
+
+/* The guardian of the `leasehold run` process pid: its child (found in
+ * /proc/<pid>/task/<tid>/children) running the same executable, a fork
+ * that never exec'd (CMD exec'd chaos_probe); one whose name says "guard"
+ * is preferred if there are several.  0 when there is none. */
+static pid_t find_guardian(pid_t pid)
+{
+    char path[128], exe[PATH_MAX], child_exe[PATH_MAX];
+    snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
+    ssize_t n = readlink(path, exe, sizeof exe - 1);
+    if (n <= 0)
+        return 0;
+    exe[n] = '\0';
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return 0;
+    pid_t found = 0;
+    bool named = false;
+    struct dirent *ent;
+    while ((ent = readdir(d)) != NULL) {
+        if (ent->d_name[0] == '.')
+            continue;
+        char children[PATH_MAX];
+        snprintf(children, sizeof children, "/proc/%d/task/%s/children", (int)pid, ent->d_name);
+        FILE *f = fopen(children, "r");
+        if (!f)
+            continue;
+        int child;
+        while (fscanf(f, "%d", &child) == 1) {
+            snprintf(path, sizeof path, "/proc/%d/exe", child);
+            ssize_t m = readlink(path, child_exe, sizeof child_exe - 1);
+            if (m <= 0)
+                continue;
+            child_exe[m] = '\0';
+            if (strcmp(child_exe, exe) != 0)
+                continue;
+            char comm[64] = "";
+            snprintf(path, sizeof path, "/proc/%d/comm", child);
+            FILE *cf = fopen(path, "r");
+            if (cf) {
+                if (!fgets(comm, sizeof comm, cf))
+                    comm[0] = '\0';
+                fclose(cf);
+            }
+            bool is_named = strstr(comm, "guard") != NULL;
+            if (!found || (is_named && !named)) {
+                found = child;
+                named = is_named;
+            }
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return found;
 }
 
 /* Injects f, holds it, heals it; the fault log gets `fault` just before
@@ -835,6 +1083,63 @@ static void inject(chaos *c, const fault_plan *f, probe *leader)
             say(c, name, "Redis closed %d of them (the others had ended)", killed);
         break;
     }
+    case FAULT_CLOCK_STEP: {
+        int64_t before = clockshift_get(c->clock_shift);
+        say(c, name,
+            "Redis's clock +%u ms while probe %d (epoch %" PRIu64 ") leads; back after %u ms",
+            f->step_ms, id, leader->epoch, f->hold_ms);
+        log_line(c, "fault", "clock-step probe=%d,step_ms=%u,ms=%u", id, f->step_ms, f->hold_ms);
+        clockshift_set(c->clock_shift, before + (int64_t)f->step_ms * 1000);
+        pass_time(c, f->hold_ms);
+        clockshift_set(c->clock_shift, before); /* the backward step: must be harmless */
+        break;
+    }
+    case FAULT_RESTART_KEEP: {
+        /* As restart-empty, but no follower's connection breaks: the proxies
+         * reconnect behind them. */
+        say(c, name,
+            "proxies keep connections; Redis killed, down %u ms, restarted empty; probe %d cut off "
+            "until %u ms after",
+            f->hold_ms, id, f->cut_ms);
+        log_line(c, "fault", "restart-keep probe=%d,down_ms=%u,cut_ms=%u", id, f->hold_ms,
+                 f->cut_ms);
+        if (!proxies_command(c, "keep on"))
+            break;
+        bool cut = px && proxy_command(c, px, "blackhole");
+        redis_server_kill(c->redis);
+        pass_time(c, f->hold_ms);
+        redis_crash_restart(c, false);
+        if (cut) {
+            pass_time(c, f->cut_ms);
+            proxy_command(c, px, "pass");
+        }
+        proxies_command(c, "keep off");
+        break;
+    }
+    case FAULT_GUARDIAN_KILL: {
+        pid_t guardian = find_guardian(leader->pid);
+        if (guardian <= 0) {
+            say(c, name, "skipped: no guardian found under pid %d", (int)leader->pid);
+            c->skipped[f->type]++;
+            return;
+        }
+        say(c, name,
+            "probe %d (epoch %" PRIu64 "): leasehold run stopped, guardian %d killed, %u ms", id,
+            leader->epoch, (int)guardian, f->hold_ms);
+        log_line(c, "fault", "guardian-kill probe=%d,guardian=%d,ms=%u", id, (int)guardian,
+                 f->hold_ms);
+        leader->stopped = true;
+        test_process_signal(leader->pid, SIGSTOP);
+        kill(guardian, SIGKILL);
+        pass_time(c, f->hold_ms);
+        test_process_signal(leader->pid, SIGCONT);
+        leader->stopped = false;
+        /* a fresh leasehold run (and guardian) for the faults to come; the
+         * one that lost its guardian may exit with CMD's SIGKILL status */
+        stop_probe_status(c, leader, true);
+        start_probe(c, leader, false);
+        break;
+    }
     case FAULT_COUNT:
         break;
     }
@@ -851,12 +1156,19 @@ static void run_schedule(chaos *c)
     uint64_t end_ms = test_now_ms() + (uint64_t)o->seconds * 1000;
     while (!interrupted && !c->broken) {
         fault_plan f = draw_fault(c);
-        /* 2 s of room for restarts and graceful exits */
-        if (test_now_ms() + f.hold_ms + f.cut_ms + settle_ms + 2000 > end_ms)
+        /* 2 s of room for restarts and graceful exits; the first round is
+         * dealt whole whatever the time */
+        if (c->rounds > 1 && test_now_ms() + f.hold_ms + f.cut_ms + settle_ms + 2000 > end_ms)
             break;
+        c->dealt[f.type]++;
         probe *leader = NULL;
         if (wants_leader(f.type)) {
             leader = wait_leader(c, settle_ms);
+            /* guardian-kill needs the CLI candidate; every second clock
+             * step is aimed at it too (its CMD, not a probe, must stop) */
+            if (leader && (f.type == FAULT_GUARDIAN_KILL ||
+                           (f.type == FAULT_CLOCK_STEP && c->injected[f.type] % 2 == 1)))
+                leader = steer_to_cli(c, leader);
             if (!leader && needs_leader(f.type)) {
                 if (!interrupted && !c->broken) {
                     say(c, fault_names[f.type], "skipped: no probe acts as leader");
@@ -915,9 +1227,20 @@ static bool start_all(chaos *c)
 {
     for (int i = 0; i < c->opt.probes; i++) {
         c->proxies[i] = (proxy){.cmd_fd = -1, .answer_fd = -1};
-        c->probes[i] = (probe){.id = i + 1, .log_fd = -1};
+        c->probes[i] = (probe){.id = i + 1, .log_fd = -1, .cli = i == c->opt.probes - 1};
     }
-    redis_server_opts ro = {.appendonly = true};
+    snprintf(c->clock_shift_path, sizeof c->clock_shift_path, "%s/clock-shift", c->dir);
+    c->clock_shift = clockshift_create(c->clock_shift_path);
+    if (!c->clock_shift) {
+        fprintf(stderr, "chaos_driver: cannot create %s: %s\n", c->clock_shift_path,
+                strerror(errno));
+        return false;
+    }
+    char env_file[PATH_MAX + 64], env_preload[PATH_MAX + 64];
+    snprintf(env_file, sizeof env_file, "%s=%s", CLOCKSHIFT_ENV, c->clock_shift_path);
+    snprintf(env_preload, sizeof env_preload, "LD_PRELOAD=%s/%s", c->bindir, CLOCKSHIFT_NAME);
+    const char *env[] = {env_file, env_preload, NULL};
+    redis_server_opts ro = {.appendonly = true, .env = env};
     c->redis = redis_server_start(&ro);
     if (!c->redis)
         return false;
@@ -949,8 +1272,13 @@ static int run_checker(chaos *c)
     snprintf(lease, sizeof lease, "%" PRIu32, c->opt.lease_ms);
     snprintf(retry, sizeof retry, "%" PRIu32, c->opt.retry_ms);
     snprintf(faults, sizeof faults, "%s/faults.log", c->dir);
-    char *argv[8 + MAX_PROBES] = {exe, "--lease-ms", lease, "--retry-ms", retry, faults};
-    int n = 6;
+    char bound[16];
+    snprintf(bound, sizeof bound, "%" PRIu32,
+             c->opt.clock_step_bound_ms ? c->opt.clock_step_bound_ms
+                                        : c->opt.renew_ms + c->opt.command_timeout_ms + 100);
+    char *argv[10 + MAX_PROBES] = {
+        exe, "--lease-ms", lease, "--retry-ms", retry, "--clock-step-bound-ms", bound, faults};
+    int n = 8;
     for (int i = 0; i < c->opt.probes; i++) {
         snprintf(logs[i], sizeof logs[i], "%s/probe-%d.log", c->dir, i + 1);
         argv[n++] = logs[i];
@@ -969,15 +1297,27 @@ static int run_checker(chaos *c)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
 }
 
-/* The faults injected (and skipped) by type, one line. */
-static void print_counts(const chaos *c)
+/* The faults injected (and skipped) by type, one line; then each type of
+ * the deck that was dealt but never injected, which fails the run (false). */
+static bool print_counts(const chaos *c)
 {
     printf("faults injected:");
     for (int t = 0; t < FAULT_COUNT; t++)
         if (c->injected[t] || c->skipped[t])
             printf(" %s %u%s", fault_names[t], c->injected[t],
-                   c->skipped[t] ? " (skipped: no leader)" : "");
+                   c->skipped[t] ? " (some skipped)" : "");
     printf("\n");
+    bool ok = true;
+    for (int t = 0; t < FAULT_COUNT; t++) {
+        if (c->dealt[t] && !c->injected[t]) {
+            printf("chaos: fault type %s was dealt %u time%s and never injected\n", fault_names[t],
+                   c->dealt[t], c->dealt[t] == 1 ? "" : "s");
+            ok = false;
+        } else if (c->opt.fault_on[t] && !c->dealt[t]) {
+            printf("chaos: fault type %s was never dealt (the run ended first)\n", fault_names[t]);
+        }
+    }
+    return ok;
 }
 
 int main(int argc, char **argv)
@@ -1013,12 +1353,15 @@ int main(int argc, char **argv)
     log_line(&c, "end", "%s", "");
     stop_all(&c);
     close(c.fault_fd);
-    print_counts(&c);
+    bool all_injected = print_counts(&c);
+    clockshift_close(c.clock_shift);
     if (interrupted) {
         printf("chaos: interrupted; logs kept in %s\n", c.dir);
         return 130;
     }
     int status = started && !c.broken ? run_checker(&c) : 1;
+    if (!all_injected)
+        status = status ? status : 1;
     if (c.unexpected_exits) {
         printf("chaos: %u probe exit%s not asked for (see the .err files)\n", c.unexpected_exits,
                c.unexpected_exits == 1 ? "" : "s");

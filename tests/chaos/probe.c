@@ -14,6 +14,16 @@
  *     action <ns> <epoch> <id>     every ~10 ms while leader (see act())
  *     exit <ns>                    after SIGTERM, once the client is freed
  *
+ *     chaos_probe --actor --id ID [--linger-ms N]
+ *
+ * --actor makes the CMD of a `leasehold run` candidate: it takes its epoch
+ * from LEASEHOLD_EPOCH, prints `elected` at once and then `action` lines
+ * every ~10 ms for as long as it lives, never asking anyone whether it
+ * still leads: only the CLI's signals end it.  SIGTERM is a graceful stop
+ * that takes --linger-ms (default 3000, more than the chaos lease), acting
+ * all along, before `exit` and status 0; so on a loss of leadership it acts
+ * until the CLI SIGKILLs it, the worst a CMD may do.
+ *
  * --broken makes a probe that believes it leads forever once elected: it
  * prints action lines with its first epoch until killed, whatever
  * leasehold_is_leader() says, so that the checker can be shown to fail.
@@ -145,14 +155,61 @@ static void act_broken(const char *id)
 typedef struct probe_opts {
     const char *url, *key, *id;
     uint32_t lease_ms, renew_ms, retry_ms, renew_deadline_ms, command_timeout_ms;
-    bool restart_guard, broken;
+    uint32_t linger_ms;
+    bool restart_guard, broken, actor;
 } probe_opts;
+
+/* Sleeps until the next 10 ms tick after *tick (absolute, CLOCK_MONOTONIC),
+ * restarting the beat from now after a stop instead of catching up. */
+static void next_tick(struct timespec *tick)
+{
+    tick->tv_nsec += ACTION_INTERVAL_NS;
+    if (tick->tv_nsec >= 1000000000L) {
+        tick->tv_sec++;
+        tick->tv_nsec -= 1000000000L;
+    }
+    uint64_t tick_ns = (uint64_t)tick->tv_sec * 1000000000u + (uint64_t)tick->tv_nsec;
+    if (tick_ns + ACTION_INTERVAL_NS < now_ns())
+        clock_gettime(CLOCK_MONOTONIC, tick);
+    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, tick, NULL);
+}
+
+/* --actor: acts for LEASEHOLD_EPOCH until SIGTERM, then linger_ms more
+ * (or until killed).  Returns the exit status. */
+static int run_actor(const probe_opts *o)
+{
+    const char *s = getenv("LEASEHOLD_EPOCH");
+    char *end;
+    uint64_t epoch = s ? strtoull(s, &end, 10) : 0;
+    if (!s || *end != '\0' || epoch == 0) {
+        fprintf(stderr, "chaos_probe --actor: LEASEHOLD_EPOCH is '%s', not an epoch\n",
+                s ? s : "(unset)");
+        return 1;
+    }
+    emit("elected %" PRIu64 " %" PRIu64 " %s\n", now_ns(), epoch, o->id);
+    struct timespec tick;
+    clock_gettime(CLOCK_MONOTONIC, &tick);
+    uint64_t stop_at = UINT64_MAX;
+    for (;;) {
+        uint64_t ns = now_ns();
+        if (terminated && stop_at == UINT64_MAX)
+            stop_at = ns + (uint64_t)o->linger_ms * 1000000u;
+        if (ns >= stop_at)
+            break;
+        emit("action %" PRIu64 " %" PRIu64 " %s\n", ns, epoch, o->id);
+        next_tick(&tick);
+    }
+    emit("exit %" PRIu64 "\n", now_ns());
+    return 0;
+}
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: chaos_probe --url URL --key KEY --id ID [--lease-ms N --renew-ms N "
-                    "--retry-ms N --renew-deadline-ms N --command-timeout-ms N] "
-                    "[--no-restart-guard] [--broken]\n");
+    fprintf(stderr,
+            "usage: chaos_probe --url URL --key KEY --id ID [--lease-ms N --renew-ms N "
+            "--retry-ms N --renew-deadline-ms N --command-timeout-ms N] "
+            "[--no-restart-guard] [--broken]\n"
+            "       chaos_probe --actor --id ID [--linger-ms N]   (the CMD of leasehold run)\n");
 }
 
 /* Parses a millisecond count in [1, 3600000] into *out; false with a message
@@ -185,9 +242,11 @@ static bool parse_args(int argc, char **argv, probe_opts *o)
         {"command-timeout-ms", required_argument, NULL, 'c'},
         {"no-restart-guard", no_argument, NULL, 'g'},
         {"broken", no_argument, NULL, 'b'},
+        {"actor", no_argument, NULL, 'a'},
+        {"linger-ms", required_argument, NULL, 'L'},
         {NULL, 0, NULL, 0},
     };
-    *o = (probe_opts){.restart_guard = true};
+    *o = (probe_opts){.restart_guard = true, .linger_ms = 3000};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         bool ok = true;
@@ -222,6 +281,12 @@ static bool parse_args(int argc, char **argv, probe_opts *o)
         case 'b':
             o->broken = true;
             break;
+        case 'a':
+            o->actor = true;
+            break;
+        case 'L':
+            ok = parse_ms("linger-ms", optarg, &o->linger_ms);
+            break;
         default:
             ok = false;
         }
@@ -230,7 +295,8 @@ static bool parse_args(int argc, char **argv, probe_opts *o)
             return false;
         }
     }
-    if (optind != argc || !o->url || !o->key || !o->id || !o->id[0] || strchr(o->id, ' ')) {
+    if (optind != argc || (!o->actor && (!o->url || !o->key)) || !o->id || !o->id[0] ||
+        strchr(o->id, ' ')) {
         fprintf(stderr, "chaos_probe: --url, --key and --id (one word) are required\n");
         usage();
         return false;
@@ -272,6 +338,8 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    if (o.actor)
+        return run_actor(&o);
 
     leasehold_config cfg;
     configure(&o, &cfg);
@@ -298,15 +366,7 @@ int main(int argc, char **argv)
             act_broken(o.id);
         else
             act(e, o.id);
-        tick.tv_nsec += ACTION_INTERVAL_NS;
-        if (tick.tv_nsec >= 1000000000L) {
-            tick.tv_sec++;
-            tick.tv_nsec -= 1000000000L;
-        }
-        uint64_t tick_ns = (uint64_t)tick.tv_sec * 1000000000u + (uint64_t)tick.tv_nsec;
-        if (tick_ns + ACTION_INTERVAL_NS < now_ns())
-            clock_gettime(CLOCK_MONOTONIC, &tick);
-        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &tick, NULL);
+        next_tick(&tick);
     }
     leasehold_client_free(c);
     emit("exit %" PRIu64 "\n", now_ns());

@@ -15,6 +15,13 @@
  *     latency <ms>  forward each chunk ms after it was read
  *     reset         RST every current connection (SO_LINGER {1,0}, close);
  *                   new connections are accepted as before
+ *     keep on|off   keep on: when a connection to Redis ends or fails (Redis
+ *                   restarted), the candidate's connection stays open and a
+ *                   new one to Redis is made (retried every RECONNECT_MS)
+ *                   and relayed from then on, as a connection-pooling proxy
+ *                   would; what was in flight is lost (the candidate sees a
+ *                   timeout, never an end of stream).  keep off (the
+ *                   default): the candidate's connection ends with Redis's
  *
  * EOF on stdin ends the proxy (exit 0).  One thread, one poll loop; time
  * comes from CLOCK_MONOTONIC.
@@ -40,6 +47,7 @@
 #define QUEUE_MAX_BYTES (1u << 20) /* per direction: stop reading beyond this */
 #define LATENCY_MAX_MS  600000u
 #define COMMAND_MAX     256
+#define RECONNECT_MS    20u /* keep mode: a failed reconnect is tried again this much later */
 
 /* Bytes read from one side, due to be written to the other at due_ms.  A
  * chunk of length 0 stands for the end of the stream (EOF was read). */
@@ -60,8 +68,9 @@ typedef struct queue {
 /* One proxied connection: the candidate's socket and ours to Redis.
  * to_up carries candidate → Redis, to_down Redis → candidate. */
 typedef struct pair {
-    int down, up;
+    int down, up;          /* up is -1 while a kept pair waits to reconnect */
     bool connecting;       /* up's non-blocking connect has not completed yet */
+    uint64_t reconnect_ms; /* up == -1: when to try connecting again */
     bool down_hup, up_hup; /* poll reported POLLHUP on that socket */
     queue to_up, to_down;
     struct pair *next;
@@ -73,6 +82,7 @@ typedef struct proxy {
     int listener;
     int target_port;
     mode mode;
+    bool keep; /* keep candidates' connections across Redis's end (keep on) */
     uint32_t latency_ms;
     pair *pairs;
     char cmd[COMMAND_MAX];
@@ -146,65 +156,116 @@ static void pair_close(pair *p, bool rst)
 {
     if (rst) {
         close_with_rst(p->down);
-        close_with_rst(p->up);
+        if (p->up >= 0)
+            close_with_rst(p->up);
     } else {
         close(p->down);
-        close(p->up);
+        if (p->up >= 0)
+            close(p->up);
     }
     queue_clear(&p->to_up);
     queue_clear(&p->to_down);
     p->down = p->up = -1;
 }
 
+/* Starts a non-blocking connect to Redis: the socket, with *connecting
+ * set when it has not completed yet; or -1 when it failed at once. */
+static int connect_up(const proxy *px, bool *connecting)
+{
+    int up = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (up < 0)
+        return -1;
+    int one = 1;
+    setsockopt(up, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)px->target_port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    *connecting = false;
+    if (connect(up, (struct sockaddr *)&a, sizeof a) != 0) {
+        if (errno != EINPROGRESS) {
+            close(up);
+            return -1;
+        }
+        *connecting = true;
+    }
+    return up;
+}
+
+/* Keep mode: the pair's connection to Redis ended or failed.  It is closed,
+ * what was on its way either way is dropped (a reply half relayed cannot be
+ * finished by another connection; a command half sent cannot be either), and
+ * a new connection is due at once.  The candidate's side is untouched. */
+static void lose_up(pair *p, uint64_t now)
+{
+    if (p->up >= 0)
+        close(p->up);
+    p->up = -1;
+    p->connecting = false;
+    p->up_hup = false;
+    queue_clear(&p->to_up);
+    queue_clear(&p->to_down);
+    p->to_down.eof_queued = false;
+    p->reconnect_ms = now;
+}
+
+/* Keep mode: starts the new connection of every pair whose reconnect is
+ * due; one that fails at once is tried again RECONNECT_MS later. */
+static void reconnect_due(proxy *px, uint64_t now)
+{
+    for (pair *p = px->pairs; p; p = p->next) {
+        if (p->up >= 0 || p->reconnect_ms > now)
+            continue;
+        p->up = connect_up(px, &p->connecting);
+        if (p->up < 0)
+            p->reconnect_ms = now + RECONNECT_MS;
+    }
+}
+
 /* Accepts one candidate connection and starts the paired connect to Redis.
  * A connect that fails at once (Redis down) resets the candidate, as a
- * refused connection would. */
+ * refused connection would; in keep mode the candidate is kept and the
+ * connect retried. */
 static void accept_one(proxy *px)
 {
     int down = accept4(px->listener, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (down < 0)
         return;
-    int up = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (up < 0) {
-        close_with_rst(down);
-        return;
-    }
     int one = 1;
     setsockopt(down, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    setsockopt(up, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)px->target_port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     bool connecting = false;
-    if (connect(up, (struct sockaddr *)&a, sizeof a) != 0) {
-        if (errno != EINPROGRESS) {
-            close_with_rst(down);
-            close(up);
-            return;
-        }
-        connecting = true;
+    int up = connect_up(px, &connecting);
+    if (up < 0 && !px->keep) {
+        close_with_rst(down);
+        return;
     }
     pair *p = calloc(1, sizeof *p);
     if (!p) {
         close_with_rst(down);
-        close(up);
+        if (up >= 0)
+            close(up);
         return;
     }
     p->down = down;
     p->up = up;
     p->connecting = connecting;
+    p->reconnect_ms = now_ms() + RECONNECT_MS;
     p->next = px->pairs;
     px->pairs = p;
 }
 
 /* Reads what from has for q.  Returns false when the pair must end with a
- * reset (a read error, or no memory). */
-static bool pump_in(proxy *px, int from, queue *q)
+ * reset (a read error, or no memory).  *eof is set when the stream ended
+ * and stop_at_eof asked not to queue its end (keep mode, from Redis). */
+static bool pump_in(proxy *px, int from, queue *q, bool stop_at_eof, bool *eof)
 {
     char buf[CHUNK_MAX];
     ssize_t n = recv(from, buf, sizeof buf, 0);
     if (n < 0)
         return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+    if (n == 0 && stop_at_eof) {
+        *eof = true;
+        return true;
+    }
     return queue_push(q, buf, (size_t)n, now_ms() + px->latency_ms);
 }
 
@@ -282,8 +343,11 @@ static void run_command(proxy *px, char *line)
         px->latency_ms = ms;
     } else if (strcmp(line, "reset") == 0) {
         reset_all(px);
+    } else if (strcmp(line, "keep on") == 0 || strcmp(line, "keep off") == 0) {
+        px->keep = line[6] == 'n';
     } else {
-        answer("error unknown command '%s' (pass, blackhole, latency <ms>, reset)\n", line);
+        answer("error unknown command '%s' (pass, blackhole, latency <ms>, reset, keep on|off)\n",
+               line);
         return;
     }
     answer("ok\n");
@@ -366,13 +430,16 @@ static struct pollfd side_poll(const proxy *px, int fd, bool hup, const queue *i
     return pfd;
 }
 
-/* The earliest instant a queued chunk falls due after now, or UINT64_MAX. */
+/* The earliest instant after now a queued chunk falls due or a kept pair
+ * reconnects, or UINT64_MAX. */
 static uint64_t next_due(const proxy *px, uint64_t now)
 {
     uint64_t due = UINT64_MAX;
     if (px->mode == MODE_BLACKHOLE)
         return due;
     for (const pair *p = px->pairs; p; p = p->next) {
+        if (p->up < 0 && p->reconnect_ms < due)
+            due = p->reconnect_ms > now ? p->reconnect_ms : now;
         const chunk *heads[2] = {p->to_up.head, p->to_down.head};
         for (int i = 0; i < 2; i++)
             if (heads[i] && heads[i]->due_ms > now && heads[i]->due_ms < due)
@@ -384,43 +451,75 @@ static uint64_t next_due(const proxy *px, uint64_t now)
 /*
  * Handles what poll reported for one pair, then writes whatever is due both
  * ways.  An error on either socket resets the pair; a side that hung up is
- * drained and then only remembered (see side_poll).  Returns false when the
- * pair has ended (and its sockets are closed).
+ * drained and then only remembered (see side_poll).  In keep mode, an end or
+ * error of the Redis side only replaces that connection (lose_up).  Returns
+ * false when the pair has ended (and its sockets are closed).
  */
 static bool serve_pair(proxy *px, pair *p, short down_rev, short up_rev)
 {
     if (px->mode == MODE_BLACKHOLE)
         return true;
+    uint64_t now = now_ms();
+    if (p->up < 0)
+        up_rev = 0;
     if (p->connecting && (up_rev & (POLLOUT | POLLERR | POLLHUP))) {
         int err = 0;
         socklen_t len = sizeof err;
         if (getsockopt(p->up, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
+            if (!px->keep) {
+                pair_close(p, true);
+                return false;
+            }
+            lose_up(p, now);
+            p->reconnect_ms = now + RECONNECT_MS;
+        } else {
+            p->connecting = false;
+        }
+        up_rev = 0;
+    }
+    if (down_rev & POLLERR) {
+        pair_close(p, true);
+        return false;
+    }
+    if (up_rev & POLLERR) {
+        if (!px->keep) {
             pair_close(p, true);
             return false;
         }
-        p->connecting = false;
+        lose_up(p, now);
         up_rev = 0;
     }
-    if ((down_rev | up_rev) & POLLERR) {
-        pair_close(p, true);
-        return false;
-    }
     if ((down_rev & (POLLIN | POLLHUP)) && wants_read(&p->to_up) &&
-        !pump_in(px, p->down, &p->to_up)) {
+        !pump_in(px, p->down, &p->to_up, false, NULL)) {
         pair_close(p, true);
         return false;
     }
-    if ((up_rev & (POLLIN | POLLHUP)) && wants_read(&p->to_down) &&
-        !pump_in(px, p->up, &p->to_down)) {
-        pair_close(p, true);
-        return false;
+    bool up_eof = false;
+    if ((up_rev & (POLLIN | POLLHUP)) && wants_read(&p->to_down)) {
+        if (!pump_in(px, p->up, &p->to_down, px->keep, &up_eof)) {
+            if (!px->keep) {
+                pair_close(p, true);
+                return false;
+            }
+            up_eof = true;
+        }
+        if (up_eof) {
+            lose_up(p, now);
+            up_rev = 0;
+        }
     }
     p->down_hup |= (down_rev & POLLHUP) != 0;
     p->up_hup |= (up_rev & POLLHUP) != 0;
-    uint64_t now = now_ms();
+    now = now_ms();
     bool rst = false;
-    if ((!p->connecting && !pump_out(p->up, &p->to_up, now, &rst)) ||
-        !pump_out(p->down, &p->to_down, now, &rst)) {
+    if (p->up >= 0 && !p->connecting && !pump_out(p->up, &p->to_up, now, &rst)) {
+        if (!px->keep || !rst) {
+            pair_close(p, rst);
+            return false;
+        }
+        lose_up(p, now);
+    }
+    if (!pump_out(p->down, &p->to_down, now, &rst)) {
         pair_close(p, rst);
         return false;
     }
@@ -453,7 +552,9 @@ static int run(proxy *px)
         size_t i = 2;
         for (pair *p = px->pairs; p; p = p->next, i += 2) {
             fds[i] = side_poll(px, p->down, p->down_hup, &p->to_up, &p->to_down, true, now);
-            if (p->connecting)
+            if (p->up < 0)
+                fds[i + 1] = (struct pollfd){.fd = -1};
+            else if (p->connecting)
                 fds[i + 1] = (struct pollfd){.fd = px->mode == MODE_BLACKHOLE ? -1 : p->up,
                                              .events = POLLOUT};
             else
@@ -479,6 +580,8 @@ static int run(proxy *px)
         }
         if ((fds[1].revents & POLLIN) && px->mode != MODE_BLACKHOLE)
             accept_one(px);
+        if (px->mode != MODE_BLACKHOLE)
+            reconnect_due(px, now_ms());
         if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) && !read_commands(px)) {
             reset_all(px);
             free(fds);

@@ -3,7 +3,8 @@
  *
  * Synthetic logs, written to a temporary directory, cover each rule: a clean
  * history passes (with its times to leader), interleaved terms fail with
- * their overlap, an epoch that does not rise fails, a leaderless heal fails,
+ * their overlap (tolerated up to a bound only for terms begun during a
+ * Redis clock step), an epoch that does not rise fails, a leaderless heal fails,
  * and bad input is refused.  Then real probes against a private Redis: a
  * --broken probe that is stopped past its lease and resumed is caught, and
  * correct probes through the same handover pass.
@@ -189,6 +190,82 @@ static void test_interleaved_terms_fail(void **state)
     checker_result_free(&r);
     checker_history_free(&h);
     assert_int_equal(run_status(&l), 1);
+    logs_remove(&l);
+}
+
+/* The clock-step history: a step at 400 ms, healed at 3000; p1 begins at
+ * begin_ms while p0 acts until p0_end_ms. */
+static void clock_step_history(logs *l, uint64_t begin_ms, uint64_t p0_end_ms)
+{
+    logs_init(l, 2);
+    line(l->faults, "fault %" PRIu64 " clock-step probe=p0,step_ms=5000,ms=2600", at(400));
+    actions(l->probes[0], "p0", 1, 0, p0_end_ms);
+    actions(l->probes[1], "p1", 2, begin_ms, begin_ms + 3000);
+    line(l->faults, "heal %" PRIu64 " clock-step", at(3000));
+    line(l->faults, "end %" PRIu64, at(8000));
+}
+
+/* An overlap within the bound, begun during a clock step, is tolerated
+ * (reported, not a violation); one longer than the bound is a violation. */
+static void test_clock_step_overlap_bounded(void **state)
+{
+    (void)state;
+    const checker_opts step_opts = {.lease_ms = 2000, .retry_ms = 1000, .clock_step_bound_ms = 650};
+    logs l;
+    clock_step_history(&l, 500, 1000); /* 500 ms of overlap */
+    checker_history h;
+    checker_result r;
+    analyze(&l, &step_opts, &h, &r);
+    assert_int_equal(r.n_violations, 0);
+    assert_int_equal(r.n_tolerated, 1);
+    assert_int_equal(r.tolerated[0].overlap_ns, 500 * MS);
+    assert_int_equal(checker_verdict(&r), 0);
+    checker_result_free(&r);
+    checker_history_free(&h);
+    /* without a bound (chaos_check's default) the same overlap fails */
+    assert_int_equal(run_status(&l), 1);
+    logs_remove(&l);
+
+    clock_step_history(&l, 500, 1300); /* 800 ms: past the bound */
+    analyze(&l, &step_opts, &h, &r);
+    assert_int_equal(r.n_violations, 1);
+    assert_int_equal(r.violations[0].overlap_ns, 800 * MS);
+    assert_int_equal(r.n_tolerated, 0);
+    assert_int_equal(checker_verdict(&r), 1);
+    checker_result_free(&r);
+    checker_history_free(&h);
+    logs_remove(&l);
+}
+
+/* The bound is for terms that begin during a clock step only: the same
+ * short overlap after its heal (the backward step) or during another fault
+ * is a violation. */
+static void test_clock_step_bound_is_local(void **state)
+{
+    (void)state;
+    const checker_opts step_opts = {.lease_ms = 2000, .retry_ms = 1000, .clock_step_bound_ms = 650};
+    logs l;
+    clock_step_history(&l, 3100, 3400); /* begins after the heal */
+    checker_history h;
+    checker_result r;
+    analyze(&l, &step_opts, &h, &r);
+    assert_int_equal(r.n_violations, 1);
+    assert_int_equal(r.n_tolerated, 0);
+    checker_result_free(&r);
+    checker_history_free(&h);
+    logs_remove(&l);
+
+    logs_init(&l, 2);
+    line(l.faults, "fault %" PRIu64 " stop p0", at(400));
+    actions(l.probes[0], "p0", 1, 0, 1000);
+    actions(l.probes[1], "p1", 2, 500, 2500);
+    line(l.faults, "heal %" PRIu64 " stop", at(3000));
+    line(l.faults, "end %" PRIu64, at(8000));
+    analyze(&l, &step_opts, &h, &r);
+    assert_int_equal(r.n_violations, 1);
+    assert_int_equal(r.n_tolerated, 0);
+    checker_result_free(&r);
+    checker_history_free(&h);
     logs_remove(&l);
 }
 
@@ -475,6 +552,8 @@ int main(void)
         cmocka_unit_test(test_clean_history_passes),
         cmocka_unit_test(test_interleaved_terms_fail),
         cmocka_unit_test(test_resumed_term_fails),
+        cmocka_unit_test(test_clock_step_overlap_bounded),
+        cmocka_unit_test(test_clock_step_bound_is_local),
         cmocka_unit_test(test_epoch_not_increasing_fails),
         cmocka_unit_test(test_liveness_miss_fails),
         cmocka_unit_test(test_bad_input_is_refused),

@@ -118,8 +118,8 @@ const char *test_process_self(void)
 }
 
 /* Runs in the child between fork and exec: only async-signal-safe calls. */
-static void exec_child(char *const argv[], const int fds[3], int report_fd, const sigset_t *mask,
-                       pid_t parent)
+static void exec_child(char *const argv[], char *const envp[], const int fds[3], int report_fd,
+                       const sigset_t *mask, pid_t parent)
 {
     for (int sig = 1; sig < NSIG; sig++)
         signal(sig, SIG_DFL);
@@ -130,7 +130,10 @@ static void exec_child(char *const argv[], const int fds[3], int report_fd, cons
         if (fds[i] >= 0 && fds[i] != i)
             dup2(fds[i], i);
     sigprocmask(SIG_SETMASK, mask, NULL);
-    execvp(argv[0], argv);
+    if (envp)
+        execvpe(argv[0], argv, envp);
+    else
+        execvp(argv[0], argv);
     int e = errno;
     ssize_t w = write(report_fd, &e, sizeof e);
     (void)w;
@@ -144,6 +147,12 @@ pid_t test_process_spawn(char *const argv[], int stdout_fd)
 
 pid_t test_process_spawn_stdio(char *const argv[], int stdin_fd, int stdout_fd, int stderr_fd)
 {
+    return test_process_spawn_env(argv, NULL, stdin_fd, stdout_fd, stderr_fd);
+}
+
+pid_t test_process_spawn_env(char *const argv[], char *const envp[], int stdin_fd, int stdout_fd,
+                             int stderr_fd)
+{
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) {
         perror("test_process_spawn: pipe2");
@@ -156,7 +165,7 @@ pid_t test_process_spawn_stdio(char *const argv[], int stdin_fd, int stdout_fd, 
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0)
-        exec_child(argv, fds, report[1], &old, parent);
+        exec_child(argv, envp, fds, report[1], &old, parent);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     close(report[1]);
     if (pid < 0) {
@@ -353,10 +362,39 @@ static char **build_argv(const redis_server *s, const redis_server_opts *o)
     return argv;
 }
 
+extern char **environ;
+
+/* The test's environment with extra's "NAME=value" entries added, each
+ * replacing an entry of the same name; NULL when extra is NULL. */
+static char **build_envp(const char *const *extra)
+{
+    if (!extra)
+        return NULL;
+    size_t n_env = 0, n_extra = 0;
+    while (environ[n_env])
+        n_env++;
+    while (extra[n_extra])
+        n_extra++;
+    char **envp = calloc(n_env + n_extra + 1, sizeof *envp);
+    size_t n = 0;
+    for (size_t i = 0; i < n_env; i++) {
+        size_t name_len = strcspn(environ[i], "=");
+        bool replaced = false;
+        for (size_t j = 0; j < n_extra && !replaced; j++)
+            replaced = strncmp(extra[j], environ[i], name_len) == 0 && extra[j][name_len] == '=';
+        if (!replaced)
+            envp[n++] = strdup(environ[i]);
+    }
+    for (size_t j = 0; j < n_extra; j++)
+        envp[n++] = strdup(extra[j]);
+    envp[n] = NULL;
+    return envp;
+}
+
 /* Spawns s->argv and waits for PING; false if it exited or did not answer. */
 static bool launch(redis_server *s)
 {
-    s->pid = test_process_spawn(s->argv, -1);
+    s->pid = test_process_spawn_env(s->argv, s->envp, -1, -1, -1);
     if (s->pid < 0) {
         s->pid = 0;
         return false;
@@ -384,6 +422,7 @@ redis_server *redis_server_start(const redis_server_opts *opts)
         snprintf(s->unix_path, sizeof s->unix_path, "%s/redis.sock", s->dir);
     if (opts && opts->password)
         s->password = strdup(opts->password);
+    s->envp = build_envp(opts ? opts->env : NULL);
     for (int attempt = 0; attempt < 5; attempt++) {
         s->port = redis_server_free_port();
         if (s->port < 0)
@@ -467,6 +506,7 @@ void redis_server_stop(redis_server *s)
         remove_dir(s->dir);
     track_server(s, false);
     free_argv(s->argv);
+    free_argv(s->envp);
     free(s->password);
     free(s);
 }
@@ -486,6 +526,7 @@ static void cleanup_at_exit(void)
                 remove_dir(s->dir);
             admin_close(s);
             free_argv(s->argv);
+            free_argv(s->envp);
             free(s->password);
             free(s);
         }

@@ -26,6 +26,9 @@ typedef struct redis_server_opts {
     bool unix_socket;        /* also listen on <dir>/redis.sock (see unix_path) */
     bool appendonly;         /* --appendonly yes --appendfsync always: every write is on
                                 disk before it is answered, so a crash loses nothing */
+    const char *const *env;  /* "NAME=value" entries added to (or replacing in) the server's
+                                environment, NULL-terminated, kept for restarts; may be NULL
+                                (the chaos driver's LD_PRELOAD clock shim) */
 } redis_server_opts;
 
 typedef struct redis_server {
@@ -36,6 +39,7 @@ typedef struct redis_server {
     char unix_path[300]; /* <dir>/redis.sock when opts.unix_socket, else empty */
     /* private */
     char **argv;
+    char **envp; /* NULL: the test's own environment */
     char *password;
     redisContext *admin;
 } redis_server;
@@ -90,6 +94,11 @@ pid_t test_process_spawn(char *const argv[], int stdout_fd);
  * descriptor when it is >= 0 (e.g. the ends of a pipe, which may be
  * close-on-exec: the child's copies on 0, 1 and 2 are not). */
 pid_t test_process_spawn_stdio(char *const argv[], int stdin_fd, int stdout_fd, int stderr_fd);
+
+/* The same with envp (NULL-terminated) as the child's whole environment;
+ * envp NULL: the test's own. */
+pid_t test_process_spawn_env(char *const argv[], char *const envp[], int stdin_fd, int stdout_fd,
+                             int stderr_fd);
 
 /* Waits up to max_ms (0: just looks) for pid to exit.  If it did: reaps it,
  * forgets it, stores its wait status in *status (may be NULL) and returns
