@@ -31,6 +31,7 @@
 #include "error.h"
 #include "lease.h"
 #include "random.h"
+#include "redis_info.h"
 #include "protocol.h"
 #include "service.h"
 #include "sha1.h"
@@ -804,25 +805,6 @@ static void guard_ask(leasehold_client *c, uint64_t now_ms)
             arm_send(e, now_ms);
 }
 
-/* Copies INFO's field `name` (up to the end of its line) into out; false
- * when INFO has no such field. */
-static bool info_field(const char *info, const char *name, char *out, size_t size)
-{
-    size_t n = strlen(name);
-    for (const char *p = info; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
-        if (strncmp(p, name, n) != 0 || p[n] != ':')
-            continue;
-        const char *v = p + n + 1;
-        size_t len = strcspn(v, "\r\n");
-        if (len >= size)
-            len = size - 1;
-        memcpy(out, v, len);
-        out[len] = '\0';
-        return true;
-    }
-    return false;
-}
-
 /* Warns every election, once per policy, when Redis may evict the lease key. */
 static void check_eviction(leasehold_client *c, const char *policy)
 {
@@ -846,43 +828,31 @@ static void check_eviction(leasehold_client *c, const char *policy)
  * that will not say (ACL) is taken to have just started. */
 static void guard_answer(leasehold_client *c, const conn_reply *r, uint64_t now_ms)
 {
-    const char *info = r->type == CONN_REPLY_STRING ? r->str : NULL;
-    char uptime[24] = "", run_id[sizeof c->run_id] = "", policy[sizeof c->policy] = "";
-    if (info) {
-        info_field(info, "uptime_in_seconds", uptime, sizeof uptime);
-        info_field(info, "run_id", run_id, sizeof run_id);
-        info_field(info, "maxmemory_policy", policy, sizeof policy);
-    }
-    check_eviction(c, policy);
-    if (!c->cfg.restart_guard) {
-        snprintf(c->run_id, sizeof c->run_id, "%s", run_id);
-        return;
-    }
-    uint64_t up_ms = 0;
-    bool restarted = run_id[0] && c->run_id[0] && strcmp(run_id, c->run_id) != 0;
-    if (!uptime[0]) {
+    redis_info info;
+    redis_info_parse(r->type == CONN_REPLY_STRING ? r->str : NULL, &info);
+    check_eviction(c, info.maxmemory_policy);
+    bool restarted = info.run_id[0] && c->run_id[0] && strcmp(info.run_id, c->run_id) != 0;
+    if (c->cfg.restart_guard && !info.has_uptime) {
         client_log(c, LEASEHOLD_LOG_WARN,
                    "%s: INFO gave no uptime (%s); the restart guard assumes Redis has just "
                    "started",
                    conn_display(c->conn), r->type == CONN_REPLY_ERROR ? r->str : "no such field");
-    } else if (restarted) {
+    } else if (c->cfg.restart_guard && restarted) {
         client_log(c, LEASEHOLD_LOG_INFO, "%s: Redis restarted (its run_id changed from %s to %s)",
-                   conn_display(c->conn), c->run_id, run_id);
-    } else {
-        unsigned long long s = strtoull(uptime, NULL, 10);
-        if (s > 1000000000ull) /* 31 years: more is no uptime, and would overflow */
-            s = 1000000000ull;
-        up_ms = s > 1 ? (s - 1) * 1000 : 0;
+                   conn_display(c->conn), c->run_id, info.run_id);
+        info.up_ms = 0; /* a restart just now, whatever uptime says */
     }
-    if (run_id[0])
-        snprintf(c->run_id, sizeof c->run_id, "%s", run_id);
-    uint64_t wait_ms = up_ms < c->cfg.lease_ms ? c->cfg.lease_ms - up_ms : 0;
+    if (info.run_id[0])
+        snprintf(c->run_id, sizeof c->run_id, "%s", info.run_id);
+    if (!c->cfg.restart_guard)
+        return;
+    uint64_t wait_ms = redis_info_guard_wait_ms(&info, c->cfg.lease_ms);
     c->claim_gate_ms = now_ms + wait_ms;
     if (wait_ms > 0)
         client_log(c, LEASEHOLD_LOG_INFO,
                    "%s: Redis has been up for less than the lease (%" PRIu64
                    " ms counted): no claim for %" PRIu64 " ms (restart guard)",
-                   conn_display(c->conn), up_ms, wait_ms);
+                   conn_display(c->conn), info.up_ms, wait_ms);
     for (leasehold_election *e = c->elections; e; e = e->next)
         apply_gate(e, now_ms);
 }
