@@ -805,20 +805,32 @@ static void guard_ask(leasehold_client *c, uint64_t now_ms)
             arm_send(e, now_ms);
 }
 
-/* Warns every election, once per policy, when Redis may evict the lease key. */
+/* True when the connection's Redis may evict keys (its policy is known). */
+static bool may_evict(const leasehold_client *c)
+{
+    return c->policy[0] && strcmp(c->policy, "noeviction") != 0;
+}
+
+/* Tells election e that Redis may evict its key. */
+static void warn_eviction(leasehold_election *e)
+{
+    snprintf(e->last_error, sizeof e->last_error,
+             "Redis at %s has maxmemory-policy %s: when full it may evict the lease key while "
+             "its leader still believes it holds it; set maxmemory-policy noeviction",
+             conn_display(e->client->conn), e->client->policy);
+    report_error(e, LEASEHOLD_EEVICTION);
+}
+
+/* Warns every election, once per policy, when Redis may evict the lease key
+ * (elections started later are warned as they start). */
 static void check_eviction(leasehold_client *c, const char *policy)
 {
     snprintf(c->policy, sizeof c->policy, "%s", policy);
-    if (!policy[0] || strcmp(policy, "noeviction") == 0 || strcmp(policy, c->warned_policy) == 0)
+    if (!may_evict(c) || strcmp(policy, c->warned_policy) == 0)
         return;
     snprintf(c->warned_policy, sizeof c->warned_policy, "%s", policy);
-    for (leasehold_election *e = c->elections; e; e = e->next) {
-        snprintf(e->last_error, sizeof e->last_error,
-                 "Redis at %s has maxmemory-policy %s: when full it may evict the lease key while "
-                 "its leader still believes it holds it; set maxmemory-policy noeviction",
-                 conn_display(c->conn), policy);
-        report_error(e, LEASEHOLD_EEVICTION);
-    }
+    for (leasehold_election *e = c->elections; e; e = e->next)
+        warn_eviction(e);
 }
 
 /* INFO's answer.  Claims may go out once Redis has been up for the lease:
@@ -1098,6 +1110,8 @@ static void handle_requests(leasehold_client *c, uint64_t now_ms)
              * hold instead of following it. */
             if (c->cfg.restart_guard && !c->need_info && conn_get_state(c->conn) == CONN_READY)
                 arm_send(e, now_ms);
+            if (may_evict(c))
+                warn_eviction(e);
             lease_gate_claims(&e->lease, now_ms, claim_gate(e));
             if (e->observer)
                 lease_observe(&e->lease, now_ms);

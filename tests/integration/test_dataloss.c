@@ -203,6 +203,29 @@ static void test_eviction_policy(void **state)
     assert_int_equal(rc, 0);
     assert_string_equal(h.maxmemory_policy, "allkeys-lru");
 
+    /* A campaign started after the client learnt the policy is warned too. */
+    redis_ok("CONFIG SET %s %s", "maxmemory-policy", "volatile-ttl");
+    candidate *late = &fx.cand[1];
+    late->sink = (event_sink){fx.q, -1, 1};
+    leasehold_config lcfg = cfg;
+    lcfg.log = events_log;
+    lcfg.log_arg = &late->sink;
+    late->client = leasehold_client_new(&lcfg, &e);
+    assert_non_null(late->client);
+    /* Its answer comes after INFO's, which every new connection asks first. */
+    rc = leasehold_holder_get(late->client, "lh:loss:evict", &h, &e);
+    late->election =
+        leasehold_campaign(late->client, "lh:loss:evict2", &events_callbacks, &late->sink, &e);
+    warned = events_wait(fx.q, events_of(EV_ERROR, 1), test_ms(2000), &err);
+    redis_ok("CONFIG SET %s %s", "maxmemory-policy", "noeviction");
+    assert_int_equal(rc, 0);
+    assert_string_equal(h.maxmemory_policy, "volatile-ttl");
+    assert_non_null(late->election);
+    assert_true(warned);
+    assert_int_equal(err.value, LEASEHOLD_EEVICTION);
+    assert_non_null(strstr(err.text, "volatile-ttl"));
+    candidate_stop(late);
+
     candidate_stop(&fx.cand[0]);
     events_clear(fx.q);
     assert_int_equal(candidate_start(&fx.cand[0], &cfg, "lh:loss:evict", fx.q, 0), 0);
