@@ -757,7 +757,10 @@ static void arm_answer(leasehold_election *e, const conn_reply *r, uint64_t now_
         e->last_error[0] = '\0';
     } else if (remaining_ms > 0) {
         log_quarantine(e, remaining_ms, fresh);
-        e->arm_gate_ms = now_ms + (uint64_t)remaining_ms;
+        /* As the acquire does: a quarantine lasts a lease at most (a marker
+         * with a longer TTL is not ours, and the acquire decides anyway). */
+        uint64_t wait = (uint64_t)remaining_ms;
+        e->arm_gate_ms = now_ms + (wait < e->client->cfg.lease_ms ? wait : e->client->cfg.lease_ms);
     }
     apply_gate(e, now_ms);
 }

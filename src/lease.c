@@ -281,7 +281,7 @@ static bool clock_jumped(lease *l, uint64_t now_ms, const lease_reply *r, uint64
         return false;
     if (l->clock_known && r->redis_time_us > l->clock_redis_us) {
         *redis_ms = (r->redis_time_us - l->clock_redis_us) / 1000;
-        *local_ms = now_ms - l->clock_sent_ms;
+        *local_ms = now_ms > l->clock_sent_ms ? now_ms - l->clock_sent_ms : 0;
         jumped = *redis_ms > *local_ms + *local_ms * l->cfg.drift_ppm / 1000000u + 2;
     }
     l->clock_known = true;
@@ -560,9 +560,9 @@ void lease_on_renew(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply *
     if (mine && l->state == LEASE_DRAINING && l->drain_renewing) {
         if (jumped) {
             /* The key may be gone already: stop holding it, stop now. */
-            push_clock_jump(l, redis_ms, local_ms);
             l->drain_renewing = false;
             l->hold_until_ms = now_ms;
+            push_clock_jump(l, redis_ms, local_ms);
         } else if (r->result == LEASE_RENEWED) {
             l->last_renewed_ms = l->in_flight_sent_ms;
             l->hold_until_ms = l->in_flight_sent_ms + l->cfg.lease_ms - drift_ms(&l->cfg);
@@ -571,8 +571,10 @@ void lease_on_renew(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply *
         }
     }
     if (mine && l->state == LEASE_LEADER && jumped) {
-        push_clock_jump(l, redis_ms, local_ms);
+        /* REVOKED first: it cancels the service before the user's error
+         * callback runs, however long that takes. */
         lose(l, now_ms, LEASEHOLD_CLOCK_JUMPED);
+        push_clock_jump(l, redis_ms, local_ms);
         if (r->result == LEASE_RENEW_HELD)
             observe_holder(l, r->holder, r->holder_len, r->epoch, LEASEHOLD_CHANGE_EXPIRED);
         else if (r->result == LEASE_RENEW_MISSING)

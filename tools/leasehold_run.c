@@ -219,8 +219,10 @@ static void end_term(runner *r, const char *why, uint64_t now)
 }
 
 /* While CMD's term goes on, moves kill_at to the term's latest valid_until
- * less the margin; once it has ended, ends CMD's term (kill_at stays the
- * last value taken while it certainly ran, which is never too late). */
+ * less the margin; once it has ended, ends CMD's term.  A term can end
+ * before its valid_until (the key lost early: its deadline is then now), so
+ * kill_at only ever moves earlier here, never later, whichever term's
+ * deadline is read. */
 static void check_term(runner *r, uint64_t now)
 {
     r->checked_at_ms = now;
@@ -230,6 +232,9 @@ static void check_term(runner *r, uint64_t now)
         set_kill_at(r, kill_time(r, deadline));
         return;
     }
+    uint64_t lost_at = kill_time(r, deadline);
+    if (lost_at < r->kill_at_ms)
+        set_kill_at(r, lost_at);
     end_term(r, "the term has ended", now);
 }
 
