@@ -101,7 +101,10 @@ extern "C" {
     X(LEASEHOLD_EEXIST, -1011, "this client already campaigns for that key")                       \
     X(LEASEHOLD_ECONFIG, -1012, "invalid configuration")                                           \
     X(LEASEHOLD_EEVICTION, -1013, "Redis may evict the lease key (maxmemory-policy)")              \
-    X(LEASEHOLD_ECLOCKJUMP, -1014, "Redis's clock jumped forward")
+    X(LEASEHOLD_ECLOCKJUMP, -1014, "Redis's clock jumped forward")                                 \
+    X(LEASEHOLD_ENOSCRIPT, -1015, "Redis refuses the Lua scripts leasehold needs")                 \
+    X(LEASEHOLD_ENOTLEASE, -1016, "the key holds a value with no TTL: not a lease")                \
+    X(LEASEHOLD_EFOREIGN, -1017, "the key holds a value that is not a leasehold token")
 
 enum leasehold_errno {
 #define LEASEHOLD_ENUM_(name, value, msg) name = (value),
@@ -122,6 +125,34 @@ LEASEHOLD_API const char *leasehold_strerror(int code);
 /* The name of an error code ("LEASEHOLD_ECONNREFUSED"); never NULL.
  * Thread-safe. */
 LEASEHOLD_API const char *leasehold_errname(int code);
+
+/*
+ * True for the codes that retrying cannot fix, because they come from how
+ * Redis, its ACL or the key is set up, or from how the program was written:
+ *   LEASEHOLD_EAUTH       the password or user is refused
+ *   LEASEHOLD_ENOPERM     the ACL user may not run a command, or use a key
+ *                         or the events channel, that leasehold needs
+ *   LEASEHOLD_EDB         the database index is refused
+ *   LEASEHOLD_EWRONGTYPE  the key (or a side key) is not a string
+ *   LEASEHOLD_EREADONLY   the URL points at a read-only replica
+ *   LEASEHOLD_ENOSCRIPT   EVAL/EVALSHA are renamed, disabled or broken
+ *   LEASEHOLD_ENOTLEASE   the key holds a value with no TTL
+ *   LEASEHOLD_EURL, LEASEHOLD_ECONFIG, LEASEHOLD_EINVAL  bad input
+ * An election that meets one of the Redis ones halts (see the `error`
+ * callback and leasehold_resume()).  Everything else (timeouts, lost
+ * connections, OOM, LOADING, BUSY, MASTERDOWN, TRYAGAIN, LEASEHOLD_EFOREIGN,
+ * LEASEHOLD_EEVICTION...) is transient or a warning: false.  Thread-safe.
+ */
+LEASEHOLD_API bool leasehold_error_is_permanent(int code);
+
+/*
+ * True when value has the form of a token leasehold writes into a lease
+ * key: "<identity>/<nonce>", identity 1 to 200 bytes with no space or
+ * control character, nonce exactly 16 lowercase hex digits.  A key holding
+ * anything else belongs to another program (or to the original module,
+ * which may write any value).  NULL is not a token.  Thread-safe.
+ */
+LEASEHOLD_API bool leasehold_is_token(const char *value);
 
 /* ---------------------------------------------------------------- config */
 
@@ -225,6 +256,8 @@ typedef enum leasehold_reason {
     LEASEHOLD_CLOCK_JUMPED = 6, /* Redis's wall clock advanced faster than the drift allowance
                                    permits (it was stepped): its TTLs cannot be trusted, so the
                                    term ends at once, its deadline with it */
+    LEASEHOLD_HALTED = 7,       /* a permanent error halted the campaign (see the `error`
+                                   callback): the term ends at once, its deadline with it */
 } leasehold_reason;
 
 /* "lost", "expired", ...; never NULL.  Thread-safe. */
@@ -241,9 +274,19 @@ LEASEHOLD_API const char *leasehold_reason_name(leasehold_reason reason);
  *                 the new holder's token (this process's own on election) or
  *                 NULL when nobody holds the key; `epoch` is the holder's
  *                 epoch when known, else 0.
- * error:          a condition the user should see and leasehold cannot fix by
- *                 retrying alone (WRONGTYPE, NOPERM, READONLY, a service that
- *                 overran its stop timeout...).  The election goes on trying.
+ * error:          a condition the user should see.  When
+ *                 leasehold_error_is_permanent(err->code) (NOPERM, WRONGTYPE,
+ *                 READONLY, ENOSCRIPT, ENOTLEASE...), the message names the
+ *                 cause and the fix, and the election HALTS: it sends
+ *                 nothing more for the key (no claim, renewal or read)
+ *                 until leasehold_resume(); a leader's term ends first
+ *                 (revoked with LEASEHOLD_HALTED, its service cancelled), so
+ *                 the error is reported once.  Otherwise (a foreign value
+ *                 in the key, LEASEHOLD_EFOREIGN; an eviction policy; a
+ *                 service that overran its stop timeout; a transient Redis
+ *                 error such as OOM or LOADING) the election goes on
+ *                 trying, with back-off, and the same condition is
+ *                 reported once until it changes or clears.
  * observed:       the same changes as leader_changed, with what ended or began
  *                 a term (see leasehold_observation); for tools that report
  *                 them, such as `leasehold watch`.
@@ -278,10 +321,13 @@ typedef struct leasehold_callbacks {
 
 /*
  * Starts campaigning for `key`.  cb (copied) may be NULL.  Returns the
- * election, or NULL with LEASEHOLD_EINVAL (empty key, or a key holding a '}'
- * but no valid {hash tag}, such as a}b or a{}b, whose side keys could not
- * share its Redis Cluster slot), LEASEHOLD_EEXIST, LEASEHOLD_ECLOSED or
- * LEASEHOLD_ENOMEM.  Does not wait for Redis.
+ * election, or NULL with LEASEHOLD_EINVAL (empty key; a key holding a
+ * control character, bytes 0x01-0x1f and 0x7f, which would split log
+ * lines; or a key holding a '}' but no valid {hash tag}, such as a}b or
+ * a{}b, whose side keys could not share its Redis Cluster slot),
+ * LEASEHOLD_EEXIST, LEASEHOLD_ECLOSED or LEASEHOLD_ENOMEM.  Does not wait
+ * for Redis.  Errors met later (Redis refusing the scripts, a key that is
+ * not a lease...) come through the `error` callback.
  * Thread-safe, callbacks included.
  */
 LEASEHOLD_API leasehold_election *leasehold_campaign(leasehold_client *c, const char *key,
@@ -336,6 +382,17 @@ LEASEHOLD_API const char *leasehold_token_string(const leasehold_election *e);
 LEASEHOLD_API int leasehold_resign(leasehold_election *e);
 
 /*
+ * Campaigns (or observes) again after a permanent error halted e (see the
+ * `error` callback): the next claim or read goes out at once.  Call it once
+ * the cause is fixed (ACL granted, key deleted...); if it is not, the same
+ * error is reported again and e halts again.  A no-op returning 0 when e is
+ * not halted.  Returns 0, LEASEHOLD_EINVAL (e NULL) or LEASEHOLD_ECLOSED
+ * (the election has ended).  Does not wait.  Thread-safe, callbacks
+ * included.
+ */
+LEASEHOLD_API int leasehold_resume(leasehold_election *e);
+
+/*
  * Ends the campaign: resigns as above, waits for the service and the release
  * (bounded by stop_timeout_ms and command_timeout_ms), and frees e.  From a
  * callback of e's client it cannot wait: it then only schedules the end and
@@ -360,8 +417,13 @@ typedef struct leasehold_holder {
  * the connection is being re-established.  Returns 0, or LEASEHOLD_EINVAL
  * (as leasehold_campaign() for the key), LEASEHOLD_ETIMEDOUT (Redis
  * unreachable), LEASEHOLD_EWRONGTYPE (the key is not a string),
- * LEASEHOLD_ENOPERM, LEASEHOLD_EREDIS, LEASEHOLD_ECLOSED, LEASEHOLD_EDEADLK
- * (called from a callback).  Thread-safe, also against a concurrent
+ * LEASEHOLD_ENOPERM, LEASEHOLD_ENOSCRIPT, LEASEHOLD_EREDIS,
+ * LEASEHOLD_ECLOSED, LEASEHOLD_EDEADLK (called from a callback).  It
+ * reports what the key holds and does not judge it: a key with no TTL is
+ * returned with 0 and ttl_ms -1, and a value that is not a leasehold token
+ * as it is; the caller decides (leasehold_is_token(), and a campaign would
+ * halt with LEASEHOLD_ENOTLEASE on the first, LEASEHOLD_EFOREIGN on the
+ * second).  Thread-safe, also against a concurrent
  * leasehold_client_free(): that fails it with LEASEHOLD_ECLOSED and waits for
  * it to return before freeing the client.
  */

@@ -31,6 +31,7 @@
 #include "error.h"
 #include "lease.h"
 #include "random.h"
+#include "redis_error.h"
 #include "redis_info.h"
 #include "protocol.h"
 #include "service.h"
@@ -67,7 +68,7 @@ struct query {
     leasehold_holder holder;
 };
 
-typedef enum request_kind { REQ_CAMPAIGN, REQ_RESIGN, REQ_END, REQ_QUERY } request_kind;
+typedef enum request_kind { REQ_CAMPAIGN, REQ_RESIGN, REQ_END, REQ_QUERY, REQ_RESUME } request_kind;
 
 typedef struct request {
     struct request *next;
@@ -113,7 +114,8 @@ struct leasehold_election {
     bool stopped;            /* LEASE_STOPPED received */
     bool free_by_loop;       /* ended from a callback: the loop frees it */
     char last_error[256];    /* the text behind the next LEASE_ERROR */
-    char last_reported[256]; /* the last error text logged at ERROR level */
+    char last_reported[256]; /* the last error reported; cleared by a reply that is not an
+                                error, a term and a resume, so each change is reported once */
     uint64_t arm_gate_ms;    /* no claim before this: the quarantine found on connecting
                                 (UINT64_MAX: not known yet; 0: none) */
 
@@ -348,19 +350,47 @@ static void start_service(leasehold_election *e, uint64_t epoch, uint64_t now_ms
 static void stop_service(leasehold_election *e, uint64_t now_ms);
 static void election_release(void *arg);
 
+/* Reports an error through the log and the error callback, once per
+ * change: the same text again (a transient failure repeating on every
+ * claim) is logged at DEBUG only and not handed to the callback.  A
+ * permanent error (the election has halted) is logged at ERROR, a foreign
+ * holder or an eviction policy at WARN. */
 static void report_error(leasehold_election *e, int code)
 {
     leasehold_client *c = e->client;
     leasehold_error err;
     const char *text = e->last_error[0] ? e->last_error : leasehold_strerror(code);
     error_set(&err, code, "key %s: %s", e->key, text);
-    /* The same failure repeats on every claim: say it loudly once. */
-    bool repeat = strcmp(e->last_reported, err.msg) == 0;
-    client_log(c, repeat ? LEASEHOLD_LOG_DEBUG : LEASEHOLD_LOG_ERROR, "%s", err.msg);
-    snprintf(e->last_reported, sizeof e->last_reported, "%s", err.msg);
     e->last_error[0] = '\0';
+    bool repeat = strcmp(e->last_reported, err.msg) == 0;
+    leasehold_log_level level = code == LEASEHOLD_EFOREIGN || code == LEASEHOLD_EEVICTION
+                                    ? LEASEHOLD_LOG_WARN
+                                    : LEASEHOLD_LOG_ERROR;
+    client_log(c, repeat ? LEASEHOLD_LOG_DEBUG : level, "%s", err.msg);
+    if (repeat)
+        return;
+    snprintf(e->last_reported, sizeof e->last_reported, "%s", err.msg);
     if (e->cb.error)
         e->cb.error(e, &err, e->arg);
+}
+
+/* The message for a holder that is no lease (LEASEHOLD_ENOTLEASE) or not
+ * a leasehold token (LEASEHOLD_EFOREIGN), value shown cut and escaped. */
+static void explain_holder(leasehold_election *e, const lease_action *a)
+{
+    char v[80];
+    const char *h = a->holder ? a->holder : "";
+    redis_error_quote(h, strlen(h), 60, v, sizeof v);
+    if (a->error == LEASEHOLD_ENOTLEASE)
+        snprintf(e->last_error, sizeof e->last_error,
+                 "holds '%s' with no TTL: not a lease, and nothing will ever free it (delete "
+                 "it, or pick another key)",
+                 v);
+    else
+        snprintf(e->last_error, sizeof e->last_error,
+                 "holds '%s', which is not a leasehold token (another program's value, or the "
+                 "original module's): waiting for it to expire (%" PRId64 " ms left)",
+                 v, a->pttl_ms);
 }
 
 /* Carries out every action the state machine has queued, in order: sends,
@@ -427,6 +457,8 @@ static void drive(leasehold_election *e, uint64_t now_ms)
             }
             break;
         case LEASE_ERROR:
+            if (a.error == LEASEHOLD_ENOTLEASE || a.error == LEASEHOLD_EFOREIGN)
+                explain_holder(e, &a);
             if (a.error == LEASEHOLD_ECLOCKJUMP)
                 snprintf(e->last_error, sizeof e->last_error,
                          "Redis's clock advanced %" PRIu64
@@ -522,6 +554,24 @@ static void check_service(leasehold_election *e, uint64_t now_ms)
 
 /* ------------------------------------------------------------- queries */
 
+/* What the error reply r to a script for `key` means: its code, and in why
+ * the cause and the fix, with the ACL user, the key's side keys and its
+ * channel named, and nothing of the script's internals. */
+static int explain_reply(leasehold_client *c, const char *key, const char *epoch_key,
+                         const char *quarantine_key, const char *channel, const conn_reply *r,
+                         char *why, size_t why_size)
+{
+    char side[600];
+    snprintf(side, sizeof side, "~%s%s%s", epoch_key, quarantine_key ? " ~" : "",
+             quarantine_key ? quarantine_key : "");
+    redis_error_ctx ctx = {.key = key,
+                           .side_keys = side,
+                           .channel = channel,
+                           .user = c->u.user[0] ? c->u.user : "default",
+                           .address = conn_display(c->conn)};
+    return redis_error_explain(r->str, &ctx, why, why_size);
+}
+
 /* Hands a query its answer (code 0 and r) or its failure, and wakes the
  * asker; frees it when the asker has given up. */
 static void finish_query(leasehold_client *c, query *q, int code, const char *msg,
@@ -538,6 +588,9 @@ static void finish_query(leasehold_client *c, query *q, int code, const char *ms
             protocol_query_reply(r, q->epoch_key, &lr, why, sizeof why);
             if (lr.result == LEASE_QUERY_FAILED) {
                 q->code = lr.error;
+                if (r->type == CONN_REPLY_ERROR)
+                    q->code = explain_reply(c, q->key, q->epoch_key, NULL, NULL, r, why,
+                                            sizeof why);
                 snprintf(q->msg, sizeof q->msg, "key %s: %s", q->key, why);
             } else if (lr.result == LEASE_QUERY_HELD) {
                 size_t n = lr.holder_len < sizeof q->holder.token ? lr.holder_len
@@ -632,10 +685,18 @@ static void handle_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r,
         return;
     }
     lease_reply lr;
+    /* A reply that is not an error is a success of sorts: the next failure
+     * is news again. */
     e->last_error[0] = '\0';
+    if (r->type == CONN_REPLY_ERROR)
+        explain_reply(c, e->key, e->epoch_key, e->quarantine_key, e->channel, r, e->last_error,
+                      sizeof e->last_error);
+    else
+        e->last_reported[0] = '\0';
+    char raw[256]; /* Redis's own words: e->last_error says it better */
     switch (p->kind) {
     case SCRIPT_ACQUIRE:
-        protocol_acquire_reply(r, e->epoch_key, &lr, e->last_error, sizeof e->last_error);
+        protocol_acquire_reply(r, e->epoch_key, &lr, raw, sizeof raw);
         if (lr.result == LEASE_ACQUIRE_QUARANTINED)
             log_quarantine(e, lr.pttl_ms, lr.fresh);
         lease_on_acquire(&e->lease, now_ms, p->seq, &lr);
@@ -644,7 +705,7 @@ static void handle_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r,
         arm_answer(e, r, now_ms);
         break;
     case SCRIPT_RENEW:
-        protocol_renew_reply(r, &lr, e->last_error, sizeof e->last_error);
+        protocol_renew_reply(r, &lr, raw, sizeof raw);
         if (lr.result == LEASE_RENEW_MISSING || lr.result == LEASE_RENEW_HELD)
             client_log(c, LEASEHOLD_LOG_WARN, "%s: renewal refused: the key %s%.*s", e->key,
                        lr.result == LEASE_RENEW_MISSING ? "is gone" : "is held by ",
@@ -654,7 +715,7 @@ static void handle_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r,
         lease_on_renew(&e->lease, now_ms, p->seq, &lr);
         break;
     case SCRIPT_RELEASE:
-        protocol_release_reply(r, &lr, e->last_error, sizeof e->last_error);
+        protocol_release_reply(r, &lr, raw, sizeof raw);
         client_log(c, lr.result == 1 ? LEASEHOLD_LOG_INFO : LEASEHOLD_LOG_DEBUG, "%s: %s", e->key,
                    lr.result == 1   ? "lease released"
                    : lr.result == 0 ? "release found the key not ours"
@@ -662,7 +723,7 @@ static void handle_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r,
         lease_on_release(&e->lease, now_ms, p->seq, &lr);
         break;
     case SCRIPT_QUERY:
-        protocol_query_reply(r, e->epoch_key, &lr, e->last_error, sizeof e->last_error);
+        protocol_query_reply(r, e->epoch_key, &lr, raw, sizeof raw);
         lease_on_query(&e->lease, now_ms, p->seq, &lr);
         break;
     default:
@@ -748,12 +809,13 @@ static void arm_answer(leasehold_election *e, const conn_reply *r, uint64_t now_
 {
     int64_t remaining_ms = 0;
     bool fresh = false;
-    int code = protocol_arm_reply(r, &remaining_ms, &fresh, e->last_error, sizeof e->last_error);
+    char raw[256];
+    int code = protocol_arm_reply(r, &remaining_ms, &fresh, raw, sizeof raw);
     e->arm_gate_ms = 0;
     if (code < 0) {
         /* The acquire script will meet the same refusal and report it. */
-        client_log(e->client, LEASEHOLD_LOG_DEBUG, "%s: arm script failed: %s", e->key,
-                   e->last_error);
+        client_log(e->client, LEASEHOLD_LOG_DEBUG, "%s: quarantine check failed: %s", e->key,
+                   e->last_error[0] ? e->last_error : raw);
         e->last_error[0] = '\0';
     } else if (remaining_ms > 0) {
         log_quarantine(e, remaining_ms, fresh);
@@ -909,8 +971,17 @@ static void handle_down(void *arg, conn *cn, int code, bool by_peer, const char 
     bool repeat = strcmp(c->last_conn_error, msg) == 0;
     client_log(c, repeat ? LEASEHOLD_LOG_DEBUG : LEASEHOLD_LOG_WARN, "%s", msg);
     snprintf(c->last_conn_error, sizeof c->last_conn_error, "%s", msg);
+    /* A refusal no retry can fix (the password, the ACL user's right to
+     * connect, the database) halts every election; the connection keeps
+     * trying with its back-off, so a fixed ACL is found again on resume. */
+    bool permanent =
+        code == LEASEHOLD_EAUTH || code == LEASEHOLD_ENOPERM || code == LEASEHOLD_EDB;
     for (leasehold_election *e = c->elections; e; e = e->next) {
         lease_on_disconnected(&e->lease, now_ms, by_peer);
+        if (permanent && !lease_halted(&e->lease)) {
+            snprintf(e->last_error, sizeof e->last_error, "%s", msg);
+            lease_halt(&e->lease, now_ms, code);
+        }
         drive(e, now_ms);
     }
 }
@@ -1135,6 +1206,13 @@ static void handle_requests(leasehold_client *c, uint64_t now_ms)
             if (!e->ending) {
                 e->ending = true;
                 lease_stop(&e->lease, now_ms);
+            }
+            break;
+        case REQ_RESUME:
+            if (!e->ending && lease_halted(&e->lease)) {
+                client_log(c, LEASEHOLD_LOG_INFO, "%s: resumed", e->key);
+                e->last_reported[0] = '\0';
+                lease_resume(&e->lease, now_ms);
             }
             break;
         case REQ_QUERY:
@@ -1804,6 +1882,17 @@ int leasehold_resign(leasehold_election *e)
         if (rc < 0)
             atomic_fetch_sub(&e->resign_pending, 1);
     }
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+/* Queues a resume for the I/O thread, as leasehold_resign() does. */
+int leasehold_resume(leasehold_election *e)
+{
+    if (!e)
+        return LEASEHOLD_EINVAL;
+    pthread_mutex_lock(&e->mu);
+    int rc = e->gone ? LEASEHOLD_ECLOSED : enqueue(e->client, REQ_RESUME, e, NULL);
     pthread_mutex_unlock(&e->mu);
     return rc;
 }

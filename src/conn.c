@@ -18,6 +18,7 @@
  * closes, and the outermost entry point frees when it returns.
  */
 #include "conn.h"
+#include "redis_error.h"
 
 #include "random.h"
 
@@ -215,16 +216,7 @@ bool conn_reply_is_error(const conn_reply *r, const char *word)
 
 int conn_error_code(const conn_reply *r)
 {
-    if (conn_reply_is_error(r, "WRONGTYPE"))
-        return LEASEHOLD_EWRONGTYPE;
-    if (conn_reply_is_error(r, "NOPERM"))
-        return LEASEHOLD_ENOPERM;
-    if (conn_reply_is_error(r, "READONLY"))
-        return LEASEHOLD_EREADONLY;
-    if (conn_reply_is_error(r, "WRONGPASS") || conn_reply_is_error(r, "NOAUTH") ||
-        (r && r->type == CONN_REPLY_ERROR && strncmp(r->str, "ERR invalid password", 20) == 0))
-        return LEASEHOLD_EAUTH;
-    return LEASEHOLD_EREDIS;
+    return r && r->type == CONN_REPLY_ERROR ? redis_error_code(r->str) : LEASEHOLD_EREDIS;
 }
 
 /* ------------------------------------------------------------- helpers */

@@ -54,3 +54,45 @@ void error_clear(leasehold_error *err)
         err->msg[0] = '\0';
     }
 }
+
+/* The codes no retry can fix (the list is documented in leasehold.h). */
+bool leasehold_error_is_permanent(int code)
+{
+    switch (code) {
+    case LEASEHOLD_EAUTH:
+    case LEASEHOLD_ENOPERM:
+    case LEASEHOLD_EDB:
+    case LEASEHOLD_EWRONGTYPE:
+    case LEASEHOLD_EREADONLY:
+    case LEASEHOLD_ENOSCRIPT:
+    case LEASEHOLD_ENOTLEASE:
+    case LEASEHOLD_EURL:
+    case LEASEHOLD_ECONFIG:
+    case LEASEHOLD_EINVAL:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* The token's shape as client.c makes it: "<identity>/%016" PRIx64, the
+ * identity as check_config accepts it (1..200 bytes, no byte <= ' ', no
+ * DEL).  The identity may itself hold '/', so the nonce is the last 16
+ * bytes after the last '/'. */
+bool leasehold_is_token(const char *value)
+{
+    if (!value)
+        return false;
+    size_t n = strlen(value);
+    if (n < 18 || n > 200 + 17 || value[n - 17] != '/')
+        return false;
+    for (size_t i = n - 16; i < n; i++)
+        if (!((value[i] >= '0' && value[i] <= '9') || (value[i] >= 'a' && value[i] <= 'f')))
+            return false;
+    for (size_t i = 0; i < n - 17; i++) {
+        unsigned char ch = (unsigned char)value[i];
+        if (ch <= ' ' || ch == 0x7f)
+            return false;
+    }
+    return true;
+}

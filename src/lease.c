@@ -104,6 +104,65 @@ static void push_error(lease *l, int code)
     push(l, (lease_action){.kind = LEASE_ERROR, .error = code});
 }
 
+static void lose(lease *l, uint64_t now_ms, leasehold_reason reason);
+
+/* A permanent error: a leader's term ends at once (REVOKED comes before the
+ * error, so the service is cancelled before the user's callback runs), and
+ * from now on no claim, renewal or read goes out until lease_resume().  A
+ * command still in flight is let finish: a claim that turns out to have won
+ * is given back (see won).  The error is pushed once, on the input that
+ * halts; a halted election sends nothing that could fail again. */
+static void halt(lease *l, uint64_t now_ms, lease_action error)
+{
+    if (l->halted)
+        return;
+    if (l->state == LEASE_LEADER)
+        lose(l, now_ms, LEASEHOLD_HALTED);
+    l->drain_renewing = false;
+    l->halted = true;
+    push(l, error);
+}
+
+/*
+ * A holder seen in a reply that may not be a lease of ours.  A value with no
+ * TTL (PTTL -1) is no lease at all: nothing will ever free the key, so the
+ * election halts with LEASEHOLD_ENOTLEASE.  A value with a TTL that is not a
+ * leasehold token belongs to another program, such as the original module,
+ * which writes any value: it is waited for like any holder, and reported
+ * (LEASEHOLD_EFOREIGN) once per distinct value.
+ */
+static void check_holder(lease *l, uint64_t now_ms, const lease_reply *r)
+{
+    char v[LEASE_HOLDER_MAX];
+    size_t n = r->holder_len < sizeof v - 1 ? r->holder_len : sizeof v - 1;
+    memcpy(v, r->holder, n);
+    v[n] = '\0';
+    bool token = n == r->holder_len && strlen(v) == n && leasehold_is_token(v);
+    if (r->pttl_ms == -1) {
+        memcpy(l->foreign, v, n + 1);
+        halt(l, now_ms,
+             (lease_action){.kind = LEASE_ERROR,
+                            .error = LEASEHOLD_ENOTLEASE,
+                            .holder = l->foreign,
+                            .pttl_ms = -1});
+    } else if (!token && strcmp(v, l->foreign) != 0) {
+        memcpy(l->foreign, v, n + 1);
+        push(l, (lease_action){.kind = LEASE_ERROR,
+                               .error = LEASEHOLD_EFOREIGN,
+                               .holder = l->foreign,
+                               .pttl_ms = r->pttl_ms});
+    }
+}
+
+/* Reports an error reply: it halts the election when no retry can fix it. */
+static void reply_error(lease *l, uint64_t now_ms, int code)
+{
+    if (leasehold_error_is_permanent(code))
+        halt(l, now_ms, (lease_action){.kind = LEASE_ERROR, .error = code});
+    else
+        push_error(l, code);
+}
+
 /* Emits a command.  The caller sends it right after this input, so now_ms is
  * a lower bound of the instant Redis runs it: the safety rule builds on that. */
 static void send(lease *l, uint64_t now_ms, lease_action_kind kind, uint64_t epoch)
@@ -366,7 +425,7 @@ static void end_drain(lease *l, uint64_t now_ms)
  * stop_timeout_ms has passed or renewals have failed for the deadline). */
 static bool renew_possible(const lease *l)
 {
-    if (!l->connected || l->in_flight)
+    if (!l->connected || l->in_flight || l->halted)
         return false;
     return l->state == LEASE_LEADER || (l->state == LEASE_DRAINING && l->drain_renewing);
 }
@@ -384,6 +443,8 @@ static bool renew_due(lease *l, uint64_t now_ms)
  * for a claim no sooner than the restart guard allows. */
 static uint64_t claim_time(const lease *l)
 {
+    if (l->halted)
+        return UINT64_MAX;
     if (l->observer || l->next_claim_ms >= l->claim_gate_ms)
         return l->next_claim_ms;
     return l->claim_gate_ms;
@@ -419,7 +480,7 @@ static void won(lease *l, uint64_t now_ms, uint64_t sent_ms, uint64_t epoch, uin
     l->clock_redis_us = redis_time_us;
     l->clock_sent_ms = sent_ms;
     uint64_t valid_until = sent_ms + l->cfg.lease_ms - drift_ms(&l->cfg);
-    if (l->stopping || l->back_off || now_ms >= sent_ms + l->cfg.renew_deadline_ms ||
+    if (l->stopping || l->back_off || l->halted || now_ms >= sent_ms + l->cfg.renew_deadline_ms ||
         now_ms >= valid_until) {
         release(l, now_ms, epoch, jittered(l, l->cfg.retry_interval_ms));
         return;
@@ -537,10 +598,11 @@ void lease_on_acquire(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply
                 break;
             }
             observe_holder(l, r->holder, r->holder_len, r->epoch, LEASEHOLD_CHANGE_EXPIRED);
+            check_holder(l, now_ms, r);
             become_follower(l, now_ms, claim_delay_after(l, r, true));
             break;
         default:
-            push_error(l, r->error);
+            reply_error(l, now_ms, r->error);
             become_follower(l, now_ms, claim_delay_after(l, r, false));
             break;
         }
@@ -595,11 +657,12 @@ void lease_on_renew(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply *
             observe_holder(l, NULL, 0, 0, LEASEHOLD_CHANGE_EXPIRED);
             break;
         default:
-            if (r->error == LEASEHOLD_EWRONGTYPE)
-                lose(l, now_ms, LEASEHOLD_LOST);
-            push_error(l, r->error);
+            reply_error(l, now_ms, r->error);
             break;
         }
+    } else if (mine && r->result == LEASE_RENEW_FAILED &&
+               leasehold_error_is_permanent(r->error)) {
+        reply_error(l, now_ms, r->error); /* a resigning term's renewal */
     }
     advance(l, now_ms);
 }
@@ -609,7 +672,7 @@ void lease_on_release(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply
     check_term(l, now_ms);
     if (take_reply(l, seq, LEASE_SEND_RELEASE)) {
         if (r->result < 0)
-            push_error(l, r->result);
+            reply_error(l, now_ms, r->result);
         else if (r->result == 1)
             observe_holder(l, NULL, 0, l->release_epoch, LEASEHOLD_CHANGE_RELEASED);
         /* A release that found the key not ours (or not of that epoch: its
@@ -629,6 +692,7 @@ void lease_on_query(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply *
         switch (r->result) {
         case LEASE_QUERY_HELD:
             observe_holder(l, r->holder, r->holder_len, r->epoch, LEASEHOLD_CHANGE_EXPIRED);
+            check_holder(l, now_ms, r);
             become_follower(l, now_ms, claim_delay_after(l, r, true));
             break;
         case LEASE_QUERY_FREE:
@@ -636,7 +700,7 @@ void lease_on_query(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply *
             become_follower(l, now_ms, l->cfg.retry_interval_ms);
             break;
         default:
-            push_error(l, r->error);
+            reply_error(l, now_ms, r->error);
             become_follower(l, now_ms, claim_delay_after(l, r, false));
             break;
         }
@@ -764,6 +828,30 @@ void lease_service_stopped(lease *l, uint64_t now_ms)
     if (l->state == LEASE_DRAINING)
         l->service_stopped = true;
     advance(l, now_ms);
+}
+
+void lease_halt(lease *l, uint64_t now_ms, int code)
+{
+    check_term(l, now_ms);
+    halt(l, now_ms, (lease_action){.kind = LEASE_ERROR, .error = code});
+    advance(l, now_ms);
+}
+
+void lease_resume(lease *l, uint64_t now_ms)
+{
+    check_term(l, now_ms);
+    if (l->halted) {
+        l->halted = false;
+        l->foreign[0] = '\0';
+        if (l->state == LEASE_FOLLOWER)
+            l->next_claim_ms = now_ms;
+    }
+    advance(l, now_ms);
+}
+
+bool lease_halted(const lease *l)
+{
+    return l->halted;
 }
 
 bool lease_next_action(lease *l, lease_action *out)

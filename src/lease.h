@@ -65,7 +65,8 @@ typedef enum lease_action_kind {
                              lease_service_stopped() (at once when there is none) */
     LEASE_LEADER_CHANGED, /* fire leader_changed(.holder or NULL, .epoch) and
                              observed(.change, .holder or .ended, ...) */
-    LEASE_ERROR,          /* report .error (a leasehold error code) to the user */
+    LEASE_ERROR,          /* report .error (a leasehold error code) to the user; when
+                             leasehold_error_is_permanent(.error) the election has halted */
     LEASE_STOPPED,        /* the campaign has ended (after lease_stop); state is IDLE */
 } lease_action_kind;
 
@@ -81,6 +82,8 @@ typedef struct lease_action {
     const char *ended;       /* LEADER_CHANGED, RELEASED / EXPIRED: the token whose term
                                 ended ("" when unknown); valid as .holder */
     uint64_t ended_epoch;    /* LEADER_CHANGED, RELEASED / EXPIRED: its epoch, 0 unknown */
+    int64_t pttl_ms;         /* ERROR LEASEHOLD_EFOREIGN / _ENOTLEASE: the key's PTTL; the
+                                value is in .holder (NUL-terminated, cut) */
     uint64_t redis_ms;       /* ERROR LEASEHOLD_ECLOCKJUMP: how far Redis's clock advanced */
     uint64_t local_ms;       /* ... while ours advanced at most this much */
 } lease_action;
@@ -171,6 +174,9 @@ typedef struct lease {
     uint64_t clock_sent_ms;        /* ... the command's send time */
     uint64_t hasten_ok_ms;         /* an event may hasten a claim or renewal to no sooner
                                       than this (the event floor, see lease_on_event) */
+    bool halted;                   /* a permanent error: no claim, renewal or read until
+                                      lease_resume() */
+    char foreign[LEASE_HOLDER_MAX]; /* the last foreign value reported (LEASEHOLD_EFOREIGN) */
     lease_action queue[LEASE_QUEUE_MAX];
     unsigned q_head, q_len;
 } lease;
@@ -247,6 +253,21 @@ uint64_t lease_max_epoch_seen(const lease *l);
  * not until told otherwise; 0: no limit).  Renewals and observers' reads are
  * not held back. */
 void lease_gate_claims(lease *l, uint64_t now_ms, uint64_t not_before_ms);
+
+/* A permanent error (leasehold_error_is_permanent(code)) met outside the
+ * state machine's own replies (the arm script, the connection's handshake):
+ * a leader's term ends at once (REVOKED with LEASEHOLD_HALTED), then
+ * LEASE_ERROR with code, and nothing more is sent for the key until
+ * lease_resume().  The replies the state machine takes halt it the same way
+ * by themselves.  Already halted: nothing happens. */
+void lease_halt(lease *l, uint64_t now_ms, int code);
+
+/* Ends a halt: the next claim (or read) is due at once.  Not halted:
+ * nothing happens. */
+void lease_resume(lease *l, uint64_t now_ms);
+
+/* True while halted. */
+bool lease_halted(const lease *l);
 
 /* Pops the next action; false when there is none. */
 bool lease_next_action(lease *l, lease_action *out);

@@ -16,6 +16,8 @@ const char *leasehold_reason_name(leasehold_reason reason)
         return "resigned";
     case LEASEHOLD_CLOCK_JUMPED:
         return "redis clock jumped";
+    case LEASEHOLD_HALTED:
+        return "halted";
     }
     return "unknown";
 }

@@ -8,6 +8,7 @@
 #include "protocol.h"
 
 #include "error.h"
+#include "redis_error.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,6 +170,17 @@ int protocol_check_key(const char *key, leasehold_error *err)
 {
     const char *part;
     size_t len;
+    for (const char *k = key; *k; k++) {
+        unsigned char ch = (unsigned char)*k;
+        if (ch < 0x20 || ch == 0x7f) {
+            char shown[120];
+            redis_error_quote(key, strlen(key), 80, shown, sizeof shown);
+            return error_set(err, LEASEHOLD_EINVAL,
+                             "key '%s' holds a control character (byte 0x%02x at offset %zu): "
+                             "it would split log lines; use a key of printable characters",
+                             shown, ch, (size_t)(k - key));
+        }
+    }
     if (!hashed_part(key, &part, &len) && strchr(key, '}'))
         return error_set(err, LEASEHOLD_EINVAL,
                          "key %s holds a '}' but no valid {hash tag}, so its side keys "

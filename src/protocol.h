@@ -19,7 +19,8 @@ enum script_kind {
     SCRIPT_KINDS
 };
 
-/* Whether `key` can have side keys in its own Redis Cluster slot.  Redis
+/* Whether `key` is usable: no control character (bytes below 0x20 and
+ * 0x7f, which would split log lines), and side keys in its own Redis Cluster slot.  Redis
  * Cluster hashes only a key's {tag} (the bytes between the first '{' and the
  * first '}' after it, when there are any) or else the whole key.  A key
  * without a valid tag but with a '}' (a}b, a{}b, }{) cannot: "{K}:epoch"

@@ -260,7 +260,7 @@ static void check_action(model *m, const lease_action *a)
         break;
     case LEASE_REVOKED:
         fuzz_require(m->term_open, "REVOKED ends a term that was ELECTED");
-        fuzz_require(a->reason >= LEASEHOLD_LOST && a->reason <= LEASEHOLD_CLOCK_JUMPED,
+        fuzz_require(a->reason >= LEASEHOLD_LOST && a->reason <= LEASEHOLD_HALTED,
                      "REVOKED has a known reason");
         m->term_open = false;
         m->service_running = true;

@@ -962,7 +962,12 @@ static void test_error_codes(void **state)
         {"NOAUTH Authentication required.", LEASEHOLD_EAUTH},
         {"ERR invalid password", LEASEHOLD_EAUTH},
         {"ERR unknown command", LEASEHOLD_EREDIS},
-        {"NOSCRIPT No matching script", LEASEHOLD_EREDIS},
+        {"NOSCRIPT No matching script", LEASEHOLD_ENOSCRIPT}, /* after the EVAL fallback */
+        {"ERR unknown command 'evalsha', with args beginning with: 'x'", LEASEHOLD_ENOSCRIPT},
+        {"ERR unknown command 'hello', with args beginning with: ", LEASEHOLD_EREDIS},
+        {"ERR The user executing the script can't run this command or subcommand",
+         LEASEHOLD_ENOPERM},
+        {"OOM command not allowed when used memory > 'maxmemory'.", LEASEHOLD_EREDIS},
         {"WRONGTYPEX no", LEASEHOLD_EREDIS},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -43,10 +43,13 @@ enum input {
     EV_ELECTED,        /* lease_on_event(LEASE_EVENT_ELECTED, holder, epoch) */
     EV_RELEASED,       /* lease_on_event(LEASE_EVENT_RELEASED, holder, epoch) */
     CHECK,             /* no input: only lease_is_leader(now) is checked */
+    HALT,              /* lease_halt(.result) */
+    RESUME,            /* lease_resume() */
 };
 
 #define AT_WAKE UINT64_MAX /* step.now: the instant lease_wake_at() named */
 #define NO_WAKE UINT64_MAX /* step.wake: lease_wake_at() is UINT64_MAX */
+#define NO_TTL  (-1)       /* step.pttl: the key has no TTL */
 
 typedef struct step {
     enum input in;
@@ -54,7 +57,8 @@ typedef struct step {
     const char *expect; /* the actions, rendered; NULL for CHECK */
     lease_state state;
     const char *holder;          /* ACQ_HELD, RENEW_HELD, QUERY_HELD, EV_* */
-    int64_t pttl;                /* ACQ_HELD, QUERY_HELD: the key's PTTL; 0: -1 (none) */
+    int64_t pttl;                /* ACQ_HELD, QUERY_HELD: the key's PTTL; 0: a lease's 2000;
+                                    NO_TTL: -1 (none) */
     uint64_t epoch;              /* ACQ_OK, ACQ_HELD, RENEW_HELD */
     int result;                  /* RELEASED: 1, 0 or an error; *_FAILED: the error */
     uint32_t stale;              /* replies: answer the command sent this many sends ago */
@@ -95,6 +99,8 @@ static const char *reason_name(leasehold_reason reason)
         return "resigned";
     case LEASEHOLD_CLOCK_JUMPED:
         return "clock-jumped";
+    case LEASEHOLD_HALTED:
+        return "halted";
     }
     return "?";
 }
@@ -160,7 +166,7 @@ static void feed(lease *l, const step *s, uint64_t now)
         r.holder_len = strlen(s->holder);
     }
     r.epoch = s->epoch;
-    r.pttl_ms = s->pttl ? s->pttl : -1;
+    r.pttl_ms = s->pttl == NO_TTL ? -1 : s->pttl ? s->pttl : 2000;
     switch (s->in) {
     case START:
         lease_start(l, now);
@@ -226,6 +232,12 @@ static void feed(lease *l, const step *s, uint64_t now)
     case EV_RELEASED:
         lease_on_event(l, now, s->in == EV_ELECTED ? LEASE_EVENT_ELECTED : LEASE_EVENT_RELEASED,
                        s->holder, strlen(s->holder), s->epoch);
+        break;
+    case HALT:
+        lease_halt(l, now, s->result);
+        break;
+    case RESUME:
+        lease_resume(l, now);
         break;
     case CHECK:
         break;
@@ -327,7 +339,7 @@ static const step drain_waits_for_renew_in_flight[] = {
 static const step renew_held_by_another[] = {
     ELECT,
     {TICK, 1300, "renew", LEASE_LEADER, .leader = true},
-    {RENEW_HELD, 1310, "revoked(lost) changed(other/2,9)", LEASE_DRAINING, .holder = "other/2",
+    {RENEW_HELD, 1310, "revoked(lost) changed(other/0000000000000002,9)", LEASE_DRAINING, .holder = "other/0000000000000002",
      .epoch = 9},
     {SERVICE_STOPPED, 1400, "", LEASE_FOLLOWER, .wake_min = 2150, .wake_max = 2400},
 };
@@ -342,9 +354,12 @@ static const step renew_missing[] = {
 static const step renew_wrongtype[] = {
     ELECT,
     {TICK, 1300, "renew", LEASE_LEADER, .leader = true},
-    {RENEW_FAILED, 1310, "revoked(lost) error(LEASEHOLD_EWRONGTYPE)", LEASE_DRAINING,
-     .result = LEASEHOLD_EWRONGTYPE},
-    {SERVICE_STOPPED, 1400, "", LEASE_FOLLOWER},
+    {RENEW_FAILED, 1310, "revoked(halted) error(LEASEHOLD_EWRONGTYPE)", LEASE_DRAINING,
+     .result = LEASEHOLD_EWRONGTYPE, .hold_until = 1310},
+    /* halted: no release, no claim, nothing to wake for */
+    {SERVICE_STOPPED, 1400, "", LEASE_FOLLOWER, .wake = NO_WAKE},
+    {TICK, 5000, "", LEASE_FOLLOWER, .wake = NO_WAKE},
+    {RESUME, 6000, "acquire", LEASE_CLAIMING},
 };
 
 static const step stale_replies_ignored[] = {
@@ -412,7 +427,7 @@ static const step stop_while_claiming_held[] = {
     {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
     {STOP, 1005, "", LEASE_CLAIMING},
     {STOP, 1006, "", LEASE_CLAIMING},
-    {ACQ_HELD, 1010, "changed(other/2,5) stopped", LEASE_IDLE, .holder = "other/2", .epoch = 5},
+    {ACQ_HELD, 1010, "changed(other/0000000000000002,5) stopped", LEASE_IDLE, .holder = "other/0000000000000002", .epoch = 5},
 };
 
 static const step stop_while_claiming_disconnected[] = {
@@ -552,7 +567,7 @@ static const step resign_as_follower[] = {
     {START, 1000, "", LEASE_FOLLOWER},
     {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
     {RESIGN, 1005, "", LEASE_CLAIMING},
-    {ACQ_HELD, 1010, "changed(other/2,5)", LEASE_FOLLOWER, .holder = "other/2", .epoch = 5,
+    {ACQ_HELD, 1010, "changed(other/0000000000000002,5)", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5,
      .wake_min = 1760, .wake_max = 2010},
     {RESIGN, 1500, "", LEASE_FOLLOWER, .wake = 2500},
 };
@@ -569,7 +584,7 @@ static const step stop_as_leader[] = {
 static const step stop_while_draining_after_loss[] = {
     ELECT,
     {TICK, 1300, "renew", LEASE_LEADER, .leader = true},
-    {RENEW_HELD, 1310, "revoked(lost) changed(other/2,9)", LEASE_DRAINING, .holder = "other/2",
+    {RENEW_HELD, 1310, "revoked(lost) changed(other/0000000000000002,9)", LEASE_DRAINING, .holder = "other/0000000000000002",
      .epoch = 9},
     {STOP, 1320, "", LEASE_DRAINING},
     {SERVICE_STOPPED, 1400, "stopped", LEASE_IDLE},
@@ -589,24 +604,102 @@ static const step stop_as_follower_and_idle[] = {
     {STOP, 1020, "", LEASE_IDLE},       {TICK, 1030, "", LEASE_IDLE},
 };
 
+/* A transient error (OOM, LOADING, BUSY...): claimed again a retry
+ * interval later, and reported each time (the client reports a repeat only
+ * at DEBUG). */
 static const step acquire_failed[] = {
     {START, 1000, "", LEASE_FOLLOWER},
     {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
-    {ACQ_FAILED, 1010, "error(LEASEHOLD_EREADONLY)", LEASE_FOLLOWER, .result = LEASEHOLD_EREADONLY,
+    {ACQ_FAILED, 1010, "error(LEASEHOLD_EREDIS)", LEASE_FOLLOWER, .result = LEASEHOLD_EREDIS,
      .wake_min = 1760, .wake_max = 2010},
     {TICK, AT_WAKE, "acquire", LEASE_CLAIMING},
+    {ACQ_FAILED, 2100, "error(LEASEHOLD_EREDIS)", LEASE_FOLLOWER, .result = LEASEHOLD_EREDIS},
+};
+
+/* A permanent error halts: reported once, then nothing is sent until
+ * lease_resume(), which claims at once. */
+static const step acquire_refused_halts[] = {
+    {START, 1000, "", LEASE_FOLLOWER},
+    {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
+    {ACQ_FAILED, 1010, "error(LEASEHOLD_EREADONLY)", LEASE_FOLLOWER, .result = LEASEHOLD_EREADONLY,
+     .wake = NO_WAKE},
+    {TICK, 9000, "", LEASE_FOLLOWER, .wake = NO_WAKE},
+    {EV_RELEASED, 9100, "changed(-:released:other/0000000000000002)", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5, .wake = NO_WAKE},
+    {DISC_TIMEOUT, 9200, "", LEASE_FOLLOWER, .wake = NO_WAKE},
+    {CONNECTED, 9300, "", LEASE_FOLLOWER, .wake = NO_WAKE},
+    {RESUME, 9400, "acquire", LEASE_CLAIMING},
+    {ACQ_FAILED, 9410, "error(LEASEHOLD_ENOSCRIPT)", LEASE_FOLLOWER, .result = LEASEHOLD_ENOSCRIPT,
+     .wake = NO_WAKE},
+    {RESUME, 9500, "acquire", LEASE_CLAIMING},
+    {RESUME, 9501, "", LEASE_CLAIMING}, /* not halted: nothing */
+};
+
+/* A value with no TTL is no lease: halted (ENOTLEASE), until resumed. */
+static const step no_ttl_halts[] = {
+    {START, 1000, "", LEASE_FOLLOWER},
+    {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
+    {ACQ_HELD, 1010, "changed(other/0000000000000002,5) error(LEASEHOLD_ENOTLEASE)",
+     LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5, .pttl = NO_TTL,
+     .wake = NO_WAKE},
+    {RESUME, 2000, "acquire", LEASE_CLAIMING},
+    {ACQ_OK, 2010, "changed(me/1,7) elected(7)", LEASE_LEADER, .epoch = 7, .leader = true},
+};
+
+/* A value that is not a leasehold token, with a TTL: waited for, reported
+ * once per distinct value. */
+static const step foreign_value_reported_once[] = {
+    {START, 1000, "", LEASE_FOLLOWER},
+    {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
+    {ACQ_HELD, 1010, "changed(cron-job,0) error(LEASEHOLD_EFOREIGN)", LEASE_FOLLOWER,
+     .holder = "cron-job", .pttl = 1900, .wake = 2010},
+    {TICK, AT_WAKE, "acquire", LEASE_CLAIMING},
+    {ACQ_HELD, 2020, "", LEASE_FOLLOWER, .holder = "cron-job", .pttl = 900},
+    {TICK, AT_WAKE, "acquire", LEASE_CLAIMING},
+    {ACQ_HELD, 3000, "changed(other job,0) error(LEASEHOLD_EFOREIGN)", LEASE_FOLLOWER,
+     .holder = "other job", .pttl = 900},
+    {TICK, AT_WAKE, "acquire", LEASE_CLAIMING},
+    {ACQ_OK, 4000, "changed(me/1,7) elected(7)", LEASE_LEADER, .epoch = 7, .leader = true},
+};
+
+/* A permanent error met outside the replies (lease_halt) ends a term at
+ * once: REVOKED before the error; the key is left to lapse. */
+static const step leader_halted[] = {
+    ELECT,
+    {HALT, 1100, "revoked(halted) error(LEASEHOLD_ENOPERM)", LEASE_DRAINING,
+     .result = LEASEHOLD_ENOPERM, .hold_until = 1100},
+    {HALT, 1200, "", LEASE_DRAINING, .result = LEASEHOLD_ENOPERM},
+    {SERVICE_STOPPED, 1300, "", LEASE_FOLLOWER, .wake = NO_WAKE},
+    {RESUME, 1400, "acquire", LEASE_CLAIMING},
+};
+
+/* Halted while a claim is in flight: a claim that won is given back. */
+static const step halted_while_claiming[] = {
+    {START, 1000, "", LEASE_FOLLOWER},
+    {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
+    {HALT, 1005, "error(LEASEHOLD_EAUTH)", LEASE_CLAIMING, .result = LEASEHOLD_EAUTH},
+    {ACQ_OK, 1010, "release(7)", LEASE_RELEASING, .epoch = 7},
+    {RELEASED, 1020, "changed(-:released:?)", LEASE_FOLLOWER, .result = 1, .wake = NO_WAKE},
+};
+
+/* An observer halts too: no more reads. */
+static const step observer_halts[] = {
+    {OBSERVE, 1000, "", LEASE_FOLLOWER},
+    {CONNECTED, 1000, "query", LEASE_CLAIMING},
+    {QUERY_HELD, 1010, "changed(junk,0) error(LEASEHOLD_ENOTLEASE)", LEASE_FOLLOWER,
+     .holder = "junk", .pttl = NO_TTL, .wake = NO_WAKE},
+    {RESUME, 1100, "query", LEASE_CLAIMING},
 };
 
 static const step holder_reported_on_change_only[] = {
     {START, 1000, "", LEASE_FOLLOWER},
     {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
-    {ACQ_HELD, 1010, "changed(other/2,5)", LEASE_FOLLOWER, .holder = "other/2", .epoch = 5},
+    {ACQ_HELD, 1010, "changed(other/0000000000000002,5)", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5},
     {TICK, AT_WAKE, "acquire", LEASE_CLAIMING},
-    {ACQ_HELD, 2500, "", LEASE_FOLLOWER, .holder = "other/2", .epoch = 5},
+    {ACQ_HELD, 2500, "", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5},
     {TICK, AT_WAKE, "acquire", LEASE_CLAIMING},
-    {ACQ_HELD, 4000, "changed(other/2,6)", LEASE_FOLLOWER, .holder = "other/2", .epoch = 6},
+    {ACQ_HELD, 4000, "changed(other/0000000000000002,6)", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 6},
     {TICK, AT_WAKE, "acquire", LEASE_CLAIMING},
-    {ACQ_HELD, 5500, "changed(other/3,6)", LEASE_FOLLOWER, .holder = "other/3", .epoch = 6},
+    {ACQ_HELD, 5500, "changed(other/0000000000000003,6)", LEASE_FOLLOWER, .holder = "other/0000000000000003", .epoch = 6},
 };
 
 /* A failed claim learns when the key expires: a holder that stops renewing
@@ -615,10 +708,10 @@ static const step holder_reported_on_change_only[] = {
 static const step claims_timed_by_pttl[] = {
     {START, 1000, "", LEASE_FOLLOWER},
     {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
-    {ACQ_HELD, 1010, "changed(other/2,5)", LEASE_FOLLOWER, .holder = "other/2", .epoch = 5,
+    {ACQ_HELD, 1010, "changed(other/0000000000000002,5)", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5,
      .pttl = 1900, .wake = 2010},
     {TICK, 2010, "acquire", LEASE_CLAIMING},
-    {ACQ_HELD, 2012, "", LEASE_FOLLOWER, .holder = "other/2", .epoch = 5, .pttl = 400,
+    {ACQ_HELD, 2012, "", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5, .pttl = 400,
      .wake_min = 2413, .wake_max = 2418},
     {TICK, AT_WAKE, "acquire", LEASE_CLAIMING},
     {ACQ_OK, 2420, "changed(me/1,6) elected(6)", LEASE_LEADER, .epoch = 6, .leader = true},
@@ -629,36 +722,36 @@ static const step claims_timed_by_pttl[] = {
 static const step events_hasten_claims[] = {
     {START, 1000, "", LEASE_FOLLOWER},
     {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
-    {ACQ_HELD, 1010, "changed(other/2,5)", LEASE_FOLLOWER, .holder = "other/2", .epoch = 5,
+    {ACQ_HELD, 1010, "changed(other/0000000000000002,5)", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5,
      .pttl = 1900, .wake = 2010},
-    {EV_ELECTED, 1100, "", LEASE_FOLLOWER, .holder = "other/2", .epoch = 5, .wake = 2010},
-    {EV_RELEASED, 1200, "changed(-:released:other/2) acquire", LEASE_CLAIMING, .holder = "other/2",
+    {EV_ELECTED, 1100, "", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5, .wake = 2010},
+    {EV_RELEASED, 1200, "changed(-:released:other/0000000000000002) acquire", LEASE_CLAIMING, .holder = "other/0000000000000002",
      .epoch = 5},
-    {ACQ_HELD, 1202, "changed(other/3,6)", LEASE_FOLLOWER, .holder = "other/3", .epoch = 6,
+    {ACQ_HELD, 1202, "changed(other/0000000000000003,6)", LEASE_FOLLOWER, .holder = "other/0000000000000003", .epoch = 6,
      .pttl = 1999, .wake = 2202},
     /* a stale release, for a term that is over, changes nothing */
-    {EV_RELEASED, 1300, "", LEASE_FOLLOWER, .holder = "other/2", .epoch = 5, .wake = 2202},
+    {EV_RELEASED, 1300, "", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5, .wake = 2202},
 };
 
 /* A leader that hears of another's election renews at once: the key's
  * answer, not the message, ends its term. */
 static const step leader_hears_another_elected[] = {
     ELECT,
-    {EV_ELECTED, 1100, "changed(other/2,9) renew", LEASE_LEADER, .holder = "other/2", .epoch = 9,
+    {EV_ELECTED, 1100, "changed(other/0000000000000002,9) renew", LEASE_LEADER, .holder = "other/0000000000000002", .epoch = 9,
      .leader = true},
-    {RENEW_HELD, 1105, "revoked(lost)", LEASE_DRAINING, .holder = "other/2", .epoch = 9},
+    {RENEW_HELD, 1105, "revoked(lost)", LEASE_DRAINING, .holder = "other/0000000000000002", .epoch = 9},
 };
 
 /* An observer reads the key and reports every change, never claims. */
 static const step observer_reports_changes[] = {
     {OBSERVE, 1000, "", LEASE_FOLLOWER},
     {CONNECTED, 1000, "query", LEASE_CLAIMING},
-    {QUERY_HELD, 1010, "changed(other/2,5)", LEASE_FOLLOWER, .holder = "other/2", .epoch = 5,
+    {QUERY_HELD, 1010, "changed(other/0000000000000002,5)", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5,
      .pttl = 300, .wake_min = 1311, .wake_max = 1316},
     {TICK, AT_WAKE, "query", LEASE_CLAIMING},
-    {QUERY_FREE, 1320, "changed(-:expired:other/2)", LEASE_FOLLOWER, .wake = 2320},
-    {EV_ELECTED, 1400, "changed(other/3,6)", LEASE_FOLLOWER, .holder = "other/3", .epoch = 6},
-    {EV_RELEASED, 1500, "changed(-:released:other/3) query", LEASE_CLAIMING, .holder = "other/3",
+    {QUERY_FREE, 1320, "changed(-:expired:other/0000000000000002)", LEASE_FOLLOWER, .wake = 2320},
+    {EV_ELECTED, 1400, "changed(other/0000000000000003,6)", LEASE_FOLLOWER, .holder = "other/0000000000000003", .epoch = 6},
+    {EV_RELEASED, 1500, "changed(-:released:other/0000000000000003) query", LEASE_CLAIMING, .holder = "other/0000000000000003",
      .epoch = 6},
     {QUERY_FREE, 1502, "", LEASE_FOLLOWER, .wake = 2502},
     {STOP, 1600, "stopped", LEASE_IDLE, .wake = NO_WAKE},
@@ -670,14 +763,14 @@ static const step stale_observations_ignored[] = {
     {OBSERVE, 1000, "", LEASE_FOLLOWER},
     {CONNECTED, 1000, "query", LEASE_CLAIMING},
     /* the announcement of term 5 overtakes the answer to a read made before it */
-    {EV_ELECTED, 1001, "changed(other/2,5)", LEASE_CLAIMING, .holder = "other/2", .epoch = 5},
+    {EV_ELECTED, 1001, "changed(other/0000000000000002,5)", LEASE_CLAIMING, .holder = "other/0000000000000002", .epoch = 5},
     {QUERY_FREE, 1002, "", LEASE_FOLLOWER, .epoch = 4},
     /* a release of an earlier term of the same token */
-    {EV_RELEASED, 1003, "", LEASE_FOLLOWER, .holder = "other/2", .epoch = 3},
-    {EV_RELEASED, 1004, "changed(-:released:other/2) query", LEASE_CLAIMING, .holder = "other/2",
+    {EV_RELEASED, 1003, "", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 3},
+    {EV_RELEASED, 1004, "changed(-:released:other/0000000000000002) query", LEASE_CLAIMING, .holder = "other/0000000000000002",
      .epoch = 5},
     /* once term 5 is known over, its late announcement is no news either */
-    {EV_ELECTED, 1005, "", LEASE_CLAIMING, .holder = "other/2", .epoch = 5},
+    {EV_ELECTED, 1005, "", LEASE_CLAIMING, .holder = "other/0000000000000002", .epoch = 5},
 };
 
 /* Our own announcement can arrive before the reply to our claim. */
@@ -696,8 +789,8 @@ static const step resigned_follower_claims_a_later_release[] = {
     {RESIGN, 1100, "revoked(resigned)", LEASE_DRAINING},
     {SERVICE_STOPPED, 1200, "release(7)", LEASE_RELEASING},
     {RELEASED, 1210, "changed(-:released:me/1)", LEASE_FOLLOWER, .result = 1, .wake = 2210},
-    {EV_ELECTED, 1220, "changed(other/2,8)", LEASE_FOLLOWER, .holder = "other/2", .epoch = 8},
-    {EV_RELEASED, 1300, "changed(-:released:other/2) acquire", LEASE_CLAIMING, .holder = "other/2",
+    {EV_ELECTED, 1220, "changed(other/0000000000000002,8)", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 8},
+    {EV_RELEASED, 1300, "changed(-:released:other/0000000000000002) acquire", LEASE_CLAIMING, .holder = "other/0000000000000002",
      .epoch = 8},
 };
 
@@ -721,7 +814,7 @@ static const step restart_guard_holds_claims[] = {
 static const step claim_due_while_disconnected[] = {
     {START, 1000, "", LEASE_FOLLOWER},
     {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
-    {ACQ_HELD, 1010, "changed(other/2,5)", LEASE_FOLLOWER, .holder = "other/2", .epoch = 5},
+    {ACQ_HELD, 1010, "changed(other/0000000000000002,5)", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5},
     {DISC_TIMEOUT, 1100, "", LEASE_FOLLOWER, .wake = NO_WAKE},
     {TICK, 3000, "", LEASE_FOLLOWER, .wake = NO_WAKE},
     {CONNECTED, 3000, "acquire", LEASE_CLAIMING},
@@ -761,6 +854,12 @@ static const scenario scenarios[] = {
     SCENARIO(stop_while_releasing_disconnected),
     SCENARIO(stop_as_follower_and_idle),
     SCENARIO(acquire_failed),
+    SCENARIO(acquire_refused_halts),
+    SCENARIO(no_ttl_halts),
+    SCENARIO(foreign_value_reported_once),
+    SCENARIO(leader_halted),
+    SCENARIO(halted_while_claiming),
+    SCENARIO(observer_halts),
     SCENARIO(holder_reported_on_change_only),
     SCENARIO(claim_due_while_disconnected),
     SCENARIO(claims_timed_by_pttl),
@@ -930,10 +1029,10 @@ static void test_event_flood_bounded(void **state)
                 lease_tick(&l, now);
                 answer_all(&l, now);
             }
-            lease_on_event(&l, now, LEASE_EVENT_ELECTED, "other/3", 7, 5000);
+            lease_on_event(&l, now, LEASE_EVENT_ELECTED, "other/0000000000000003", 7, 5000);
             answer_all(&l, now);
             assert_true(lease_wake_at(&l) > now + 1); /* no claim due by its timer */
-            lease_on_event(&l, now + 1, LEASE_EVENT_RELEASED, "other/3", 7, 5000);
+            lease_on_event(&l, now + 1, LEASE_EVENT_RELEASED, "other/0000000000000003", 7, 5000);
             bool claimed = false;
             while (lease_next_action(&l, &a))
                 claimed |= a.kind == LEASE_SEND_ACQUIRE;
@@ -990,7 +1089,7 @@ static void test_fuzz(void **state)
                 if (kind == LEASE_SEND_ACQUIRE) {
                     r.result = ok ? LEASE_ACQUIRED : (int)(fuzz_next() % 3);
                     r.epoch = (uint64_t)i;
-                    r.holder = fuzz_next() % 2 ? "me/1" : "other/2";
+                    r.holder = fuzz_next() % 2 ? "me/1" : "other/0000000000000002";
                     r.holder_len = strlen(r.holder);
                     r.error = LEASEHOLD_EREDIS;
                     if (r.result == LEASE_ACQUIRED && answer_seq == seq && now < sent + 1978)
@@ -998,7 +1097,7 @@ static void test_fuzz(void **state)
                     lease_on_acquire(&l, now, answer_seq, &r);
                 } else if (kind == LEASE_SEND_RENEW) {
                     r.result = ok ? LEASE_RENEWED : (int)(fuzz_next() % 4);
-                    r.holder = "other/2";
+                    r.holder = "other/0000000000000002";
                     r.holder_len = 7;
                     r.error = fuzz_next() % 2 ? LEASEHOLD_EREDIS : LEASEHOLD_EWRONGTYPE;
                     if (r.result == LEASE_RENEWED && answer_seq == seq)

@@ -1,0 +1,148 @@
+/* redis_error.c — classifying Redis's error replies and explaining them. */
+#include "redis_error.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+/* True when text starts with word followed by a space or its end. */
+static bool first_word(const char *text, const char *word)
+{
+    size_t n = strlen(word);
+    return strncmp(text, word, n) == 0 && (text[n] == ' ' || text[n] == '\0');
+}
+
+/* The command an "ERR unknown command 'x', with args ..." names; 0 when it
+ * is not that error, 1 for eval or evalsha (the scripts), 2 for another. */
+static int unknown_command(const char *text, char *name, size_t name_size)
+{
+    static const char prefix[] = "ERR unknown command '";
+    if (strncmp(text, prefix, sizeof prefix - 1) != 0)
+        return 0;
+    const char *s = text + sizeof prefix - 1, *end = strchr(s, '\'');
+    size_t n = end ? (size_t)(end - s) : 0;
+    if (n >= name_size)
+        n = name_size - 1;
+    memcpy(name, s, n);
+    name[n] = '\0';
+    return strcasecmp(name, "eval") == 0 || strcasecmp(name, "evalsha") == 0 ? 1 : 2;
+}
+
+int redis_error_code(const char *text)
+{
+    char name[32];
+    if (!text)
+        return LEASEHOLD_EREDIS;
+    if (first_word(text, "NOPERM") || strstr(text, "The user executing the script can't"))
+        return LEASEHOLD_ENOPERM;
+    if (first_word(text, "WRONGTYPE"))
+        return LEASEHOLD_EWRONGTYPE;
+    if (first_word(text, "READONLY"))
+        return LEASEHOLD_EREADONLY;
+    if (first_word(text, "NOSCRIPT") || unknown_command(text, name, sizeof name) == 1)
+        return LEASEHOLD_ENOSCRIPT;
+    if (first_word(text, "WRONGPASS") || first_word(text, "NOAUTH") ||
+        strncmp(text, "ERR invalid password", 20) == 0)
+        return LEASEHOLD_EAUTH;
+    return LEASEHOLD_EREDIS;
+}
+
+void redis_error_quote(const char *v, size_t len, size_t max_chars, char *out, size_t out_size)
+{
+    size_t o = 0;
+    if (out_size == 0)
+        return;
+    for (size_t i = 0; i < len && o + 8 < out_size; i++) {
+        if (i == max_chars) {
+            o += (size_t)snprintf(out + o, out_size - o, "...");
+            break;
+        }
+        unsigned char ch = (unsigned char)v[i];
+        if (ch == '\n')
+            o += (size_t)snprintf(out + o, out_size - o, "\\n");
+        else if (ch == '\t')
+            o += (size_t)snprintf(out + o, out_size - o, "\\t");
+        else if (ch == '\\' || ch == '\'')
+            o += (size_t)snprintf(out + o, out_size - o, "\\%c", ch);
+        else if (ch < 0x20 || ch > 0x7e)
+            o += (size_t)snprintf(out + o, out_size - o, "\\x%02x", ch);
+        else
+            out[o++] = (char)ch;
+    }
+    out[o < out_size ? o : out_size - 1] = '\0';
+}
+
+/* Redis's words without what we do not show: from Redis 7 a failure inside
+ * a script ends in " script: <sha1>, on @user_script:N.". */
+static void redis_words(const char *text, char *out, size_t out_size)
+{
+    const char *cut = strstr(text, " script: ");
+    size_t n = cut ? (size_t)(cut - text) : strlen(text);
+    redis_error_quote(text, n, 160, out, out_size);
+}
+
+static const char *or(const char *s, const char *dflt)
+{
+    return s && s[0] ? s : dflt;
+}
+
+int redis_error_explain(const char *text, const redis_error_ctx *ctx, char *why, size_t why_size)
+{
+    static const redis_error_ctx none = {0};
+    if (!ctx)
+        ctx = &none;
+    int code = redis_error_code(text);
+    char words[200], name[32];
+    redis_words(text ? text : "error reply", words, sizeof words);
+    const char *user = or(ctx->user, "default"), *addr = or(ctx->address, "Redis");
+    switch (code) {
+    case LEASEHOLD_ENOPERM:
+        if (strstr(text, "channel"))
+            snprintf(why, why_size,
+                     "ACL user '%s' may not use the events channel '%s' (%s): grant it with "
+                     "ACL SETUSER %s &%s",
+                     user, or(ctx->channel, "?"), words, user, or(ctx->channel, "?"));
+        else if (strstr(text, "keys"))
+            snprintf(why, why_size,
+                     "ACL user '%s' may not access the key or its side keys (%s): grant it with "
+                     "ACL SETUSER %s ~%s %s",
+                     user, words, user, or(ctx->key, "?"), or(ctx->side_keys, ""));
+        else
+            snprintf(why, why_size,
+                     "ACL user '%s' may not run a command leasehold needs (%s): grant it with "
+                     "ACL SETUSER %s +evalsha +eval +get +set +pexpire +pttl +del +publish "
+                     "+time +subscribe +info",
+                     user, words, user);
+        break;
+    case LEASEHOLD_EWRONGTYPE:
+        snprintf(why, why_size,
+                 "the key (or a side key: %s) holds a value that is not a string, so not a lease: "
+                 "another program uses it (delete it, or pick another key)",
+                 or(ctx->side_keys, "?"));
+        break;
+    case LEASEHOLD_EREADONLY:
+        snprintf(why, why_size, "%s is a read-only replica: point the URL at the master", addr);
+        break;
+    case LEASEHOLD_ENOSCRIPT:
+        if (unknown_command(text, name, sizeof name))
+            snprintf(why, why_size,
+                     "%s does not know the command '%s' (renamed or disabled with "
+                     "rename-command): leasehold runs its scripts with EVALSHA and EVAL; "
+                     "enable both, or use a Redis that has them",
+                     addr, name);
+        else
+            snprintf(why, why_size,
+                     "%s will not run the leasehold scripts (%s): leasehold needs EVALSHA and "
+                     "EVAL with Lua scripting",
+                     addr, words);
+        break;
+    case LEASEHOLD_EAUTH:
+        snprintf(why, why_size, "authentication refused (%s): check the URL's user and password",
+                 words);
+        break;
+    default:
+        snprintf(why, why_size, "%s (retrying)", words);
+        break;
+    }
+    return code;
+}
