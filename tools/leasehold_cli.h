@@ -109,6 +109,12 @@ void cli_utc_stamp(const struct timespec *ts, char *out, size_t size);
  * full.  Returns the new length. */
 size_t cli_json_append(char *out, size_t size, const char *s);
 
+/* Writes s into out (size bytes) in double quotes, escaped for a log or
+ * terminal line (\n, \t, \", \\, \xNN for other control bytes), at most
+ * max bytes of s, then "..." when cut; always NUL-terminated.  For values
+ * read from Redis that another program may have written. */
+void cli_quote(char *out, size_t size, const char *s, size_t max);
+
 /* Writes all of buf to fd, retrying short writes and EINTR.  0, or errno.
  * Blocks as fd does: not for log lines (cli_log). */
 int cli_write_all(int fd, const char *buf, size_t len);

@@ -116,6 +116,36 @@ size_t cli_json_append(char *out, size_t size, const char *s)
     return len;
 }
 
+void cli_quote(char *out, size_t size, const char *s, size_t max)
+{
+    size_t len = 0;
+    /* Room for an escape of 4, the closing quote, "..." and the NUL. */
+    if (size < 10) {
+        if (size)
+            out[0] = '\0';
+        return;
+    }
+    out[len++] = '"';
+    const unsigned char *p = (const unsigned char *)s;
+    for (; *p && (size_t)(p - (const unsigned char *)s) < max && len + 9 <= size; p++) {
+        if (*p == '"' || *p == '\\') {
+            out[len++] = '\\';
+            out[len++] = (char)*p;
+        } else if (*p == '\n' || *p == '\t') {
+            out[len++] = '\\';
+            out[len++] = *p == '\n' ? 'n' : 't';
+        } else if (*p < 0x20 || *p == 0x7f) {
+            len += (size_t)snprintf(out + len, size - len, "\\x%02x", *p);
+        } else {
+            out[len++] = (char)*p;
+        }
+    }
+    out[len++] = '"';
+    if (*p)
+        len += (size_t)snprintf(out + len, size - len, "...");
+    out[len] = '\0';
+}
+
 static const char *level_name(leasehold_log_level level, bool json)
 {
     static const char *const text[] = {"ERROR", "WARN ", "INFO ", "DEBUG"};

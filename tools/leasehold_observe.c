@@ -10,6 +10,7 @@
  * hands the change to the main thread through a pipe; the main thread
  * prints, so a slow reader of stdout never stalls the library.
  */
+#include "exit_codes.h"
 #include "leasehold_cli.h"
 
 #include <errno.h>
@@ -64,6 +65,17 @@ static int print_line(char *line, size_t len, size_t size)
 
 /* --------------------------------------------------------------- status */
 
+#define VALUE_SHOWN_MAX 100 /* bytes of a foreign value shown in text */
+
+/*
+ * Prints who holds the key.  A key that holds something other than a lease
+ * exits EXIT_DATAERR, and still shows what it holds and for how long, so
+ * that beside another program (or the original module) on the same key an
+ * operator sees who has it: a value with no TTL (it never expires: no one
+ * can be elected while it stays), or a value with a TTL that is not a
+ * leasehold token.  The JSON object then has "leader":false, "token":null,
+ * the raw "value" and an "error" naming the problem.
+ */
 int cli_status(const cli_options *o)
 {
     int code;
@@ -76,10 +88,15 @@ int cli_status(const cli_options *o)
     leasehold_client_free(c);
     if (rc != 0) {
         fprintf(stderr, "leasehold: cannot read %s: %s\n", o->key, err.msg);
-        return rc == LEASEHOLD_EWRONGTYPE ? EXIT_DATAERR : EXIT_UNAVAILABLE;
+        return exit_status_for_error(rc);
     }
 
     bool held = h.token[0] != '\0';
+    bool no_ttl = held && h.ttl_ms < 0;
+    bool foreign = held && !no_ttl && !leasehold_is_token(h.token);
+    const char *problem = no_ttl    ? "the key holds a value with no TTL: not a lease"
+                          : foreign ? "the key holds a value that is not a leasehold token"
+                                    : NULL;
     char line[OUT_LINE_MAX] = "";
     size_t len;
     if (o->json) {
@@ -87,16 +104,32 @@ int cli_status(const cli_options *o)
         cli_json_append(line, sizeof line, o->key);
         len = strlen(line);
         len += (size_t)snprintf(line + len, sizeof line - len, ",\"leader\":%s",
-                                held ? "true" : "false");
-        len = json_field(line, sizeof line, "token", h.token);
+                                held && !problem ? "true" : "false");
+        len = json_field(line, sizeof line, "token", problem ? "" : h.token);
+        if (problem)
+            len = json_field(line, sizeof line, "value", h.token);
         len += (size_t)snprintf(line + len, sizeof line - len,
                                 ",\"epoch\":%" PRIu64 ",\"ttl_ms\":%" PRId64, h.epoch,
                                 held ? h.ttl_ms : 0);
         len = json_field(line, sizeof line, "maxmemory_policy", h.maxmemory_policy);
+        if (problem)
+            len = json_field(line, sizeof line, "error", problem);
         len += (size_t)snprintf(line + len, sizeof line - len, "}");
-    } else if (held && h.ttl_ms < 0) {
-        len = (size_t)snprintf(line, sizeof line, "%s: leader %s, epoch %" PRIu64 ", no expiry",
-                               o->key, h.token, h.epoch);
+    } else if (problem) {
+        char value[VALUE_SHOWN_MAX * 4 + 16];
+        cli_quote(value, sizeof value, h.token, VALUE_SHOWN_MAX);
+        if (no_ttl)
+            len = (size_t)snprintf(line, sizeof line,
+                                   "%s: holds %s with no TTL: not a lease, and no leader can be "
+                                   "elected while it stays (another program wrote it: delete "
+                                   "the key or use another)",
+                                   o->key, value);
+        else
+            len = (size_t)snprintf(line, sizeof line,
+                                   "%s: held by %s (expires in %" PRId64
+                                   " ms), which is not a leasehold token: another program, or "
+                                   "the original module, holds this key",
+                                   o->key, value, h.ttl_ms);
     } else if (held) {
         len = (size_t)snprintf(line, sizeof line,
                                "%s: leader %s, epoch %" PRIu64 ", expires in %" PRId64 " ms",
@@ -118,7 +151,7 @@ int cli_status(const cli_options *o)
         fprintf(stderr, "leasehold: cannot write to stdout: %s\n", strerror(rc));
         return EXIT_IOERR;
     }
-    return held ? 0 : EXIT_NO_LEADER;
+    return problem ? EXIT_DATAERR : held ? 0 : EXIT_NO_LEADER;
 }
 
 /* ---------------------------------------------------------------- watch */
@@ -129,11 +162,13 @@ typedef struct watch_event {
     leasehold_change change;
     uint64_t epoch;
     char token[256];
+    bool halted; /* not a change: the watch halted (watcher.halt_code) */
 } watch_event;
 
 typedef struct watcher {
     int ev_wr;
-    atomic_uint dropped; /* changes lost to a full pipe */
+    atomic_uint dropped;  /* changes lost to a full pipe */
+    atomic_int halt_code; /* the permanent error that halted the watch, or 0 */
 } watcher;
 
 /* Runs on the I/O thread: never blocks (the pipe is non-blocking). */
@@ -148,11 +183,20 @@ static void on_observed(leasehold_election *e, const leasehold_observation *obs,
         atomic_fetch_add(&w->dropped, 1);
 }
 
+/* Runs on the I/O thread.  The library has logged err->msg already, once
+ * per change: nothing is logged again here.  A permanent error has halted
+ * the watch: the main thread is woken (a record that is not a change) and
+ * exits; halt_code keeps the code if the pipe was full. */
 static void on_watch_error(leasehold_election *e, const leasehold_error *err, void *arg)
 {
     (void)e;
-    (void)arg;
-    cli_log(LEASEHOLD_LOG_ERROR, 0, NULL, "%s", err->msg);
+    watcher *w = arg;
+    if (!leasehold_error_is_permanent(err->code))
+        return;
+    atomic_store(&w->halt_code, err->code);
+    watch_event ev = {.halted = true};
+    ssize_t n = write(w->ev_wr, &ev, sizeof ev); /* a full pipe wakes the loop as well */
+    (void)n;
 }
 
 /* Prints one change: text "<UTC> <key> <change> epoch=E token=T" (unknown
@@ -210,6 +254,8 @@ static int watch_loop(const cli_options *o, watcher *w, int sig_fd, int ev_rd)
         }
         watch_event ev;
         while ((pfds[1].revents & POLLIN) && read(ev_rd, &ev, sizeof ev) == (ssize_t)sizeof ev) {
+            if (ev.halted)
+                continue;
             int rc = print_change(o, &ev);
             if (rc == EPIPE)
                 return 0; /* the reader is done (`leasehold watch | head -1`) */
@@ -218,6 +264,9 @@ static int watch_loop(const cli_options *o, watcher *w, int sig_fd, int ev_rd)
                 return EXIT_IOERR;
             }
         }
+        int halt = atomic_load(&w->halt_code);
+        if (halt != 0)
+            return exit_status_for_error(halt); /* the library has said why */
         unsigned dropped = atomic_load(&w->dropped);
         if (dropped != reported_drops) {
             cli_log(LEASEHOLD_LOG_WARN, 0, NULL,

@@ -22,6 +22,7 @@
  * latest.  The lease is released (leasehold_resign, leasehold_client_free)
  * only after CMD and its whole group are gone.
  */
+#include "exit_codes.h"
 #include "leasehold_cli.h"
 
 #include <errno.h>
@@ -46,7 +47,7 @@ extern char **environ;
 
 /* What a library callback hands to the main thread: one atomic pipe write. */
 typedef struct run_event {
-    enum { RUN_ELECTED = 1, RUN_REVOKED } kind;
+    enum { RUN_ELECTED = 1, RUN_REVOKED, RUN_HALTED } kind;
     leasehold_reason reason;   /* RUN_REVOKED */
     uint64_t epoch;            /* RUN_ELECTED */
     uint64_t term_deadline_ms; /* RUN_REVOKED: the ended term's valid_until */
@@ -59,6 +60,8 @@ typedef struct runner {
     int sig_fd;              /* signalfd */
     int ev_rd, ev_wr;        /* callbacks -> main thread */
     atomic_uint dropped;     /* events lost to a full pipe */
+    atomic_int halt_code;    /* the permanent error that halted the campaign, or 0 */
+    bool halt_revoked;       /* a term was revoked HALTED: halt_code follows */
     unsigned reported_drops; /* of them, those logged */
     cli_child child;         /* CMD and its guardian, while cmd_pid != 0 */
     uint64_t margin_ms;      /* SIGKILL this long before valid_until */
@@ -121,10 +124,19 @@ static void on_leader_changed(leasehold_election *e, const char *holder, uint64_
         cli_log(LEASEHOLD_LOG_INFO, epoch, holder, "new leader");
 }
 
+/* The library has logged err->msg already, once per change (its log is
+ * ours): logging it here again would double every line.  A permanent error
+ * has halted the campaign: the main thread ends CMD's term, if any, and
+ * exits.  The code is kept where a dropped event cannot lose it. */
 static void on_error(leasehold_election *e, const leasehold_error *err, void *arg)
 {
-    (void)arg;
-    cli_log(LEASEHOLD_LOG_ERROR, 0, leasehold_token_string(e), "%s", err->msg);
+    (void)e;
+    runner *r = arg;
+    if (!leasehold_error_is_permanent(err->code))
+        return;
+    int none = 0;
+    atomic_compare_exchange_strong(&r->halt_code, &none, err->code);
+    push_event(r, &(run_event){.kind = RUN_HALTED});
 }
 
 /* ------------------------------------------------------------------- CMD */
@@ -319,8 +331,13 @@ static void after_cmd(runner *r, int code, uint64_t now)
         leasehold_resign(r->e);
         cli_log(LEASEHOLD_LOG_WARN, epoch, token, "CMD's group is gone: stepped down");
     }
+    int halt = atomic_load(&r->halt_code);
     if (r->stop_signal) {
         r->exit_code = code;
+    } else if (halt != 0) {
+        r->exit_code = exit_status_for_error(halt);
+    } else if (r->halt_revoked) {
+        /* The error callback's news is on its way: supervise() exits. */
     } else if (r->cmd_term_over) {
         if (r->o->exit_on_loss) {
             cli_log(LEASEHOLD_LOG_WARN, epoch, token, "leadership lost: exiting (--exit-on-loss)");
@@ -434,6 +451,8 @@ static void supervise(runner *r, uint64_t now)
                 finish_cmd(r, now);
             return;
         }
+        if (!r->cmd_term_over && atomic_load(&r->halt_code) != 0)
+            end_term(r, "the campaign halted on a permanent error", now);
         if (!r->cmd_term_over)
             check_term(r, now);
         if (r->cmd_killed)
@@ -452,6 +471,11 @@ static void supervise(runner *r, uint64_t now)
     }
     if (r->stop_signal) {
         r->exit_code = 128 + r->stop_signal;
+        return;
+    }
+    int halt = atomic_load(&r->halt_code);
+    if (halt != 0) {
+        r->exit_code = exit_status_for_error(halt);
         return;
     }
     uint64_t epoch = current_term(r);
@@ -551,11 +575,15 @@ static void on_signal(runner *r, int sig, uint64_t now)
 static void on_event(runner *r, const run_event *ev, uint64_t now)
 {
     const char *token = leasehold_token_string(r->e);
+    if (ev->kind == RUN_HALTED)
+        return; /* supervise() acts on halt_code */
     if (ev->kind == RUN_ELECTED) {
         r->elected_epoch = ev->epoch;
         cli_log(LEASEHOLD_LOG_DEBUG, ev->epoch, token, "elected");
         return;
     }
+    if (ev->reason == LEASEHOLD_HALTED)
+        r->halt_revoked = true;
     if (r->cmd_pid && r->cmd_epoch == r->elected_epoch) {
         /* The exact valid_until of CMD's term, which the loop's last
          * reading may trail. */
@@ -567,7 +595,7 @@ static void on_event(runner *r, const run_event *ev, uint64_t now)
     cli_log(ev->reason == LEASEHOLD_RESIGNED ? LEASEHOLD_LOG_INFO : LEASEHOLD_LOG_WARN,
             r->elected_epoch, token, "no longer the leader (%s)",
             leasehold_reason_name(ev->reason));
-    if (r->o->exit_on_loss && !r->stop_signal && r->exit_code < 0) {
+    if (r->o->exit_on_loss && !r->halt_revoked && !r->stop_signal && r->exit_code < 0) {
         cli_log(LEASEHOLD_LOG_WARN, r->elected_epoch, token,
                 "leadership lost: exiting (--exit-on-loss)");
         r->exit_code = EXIT_LOST;

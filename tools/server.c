@@ -15,11 +15,15 @@
  *     2026-11-26T07:31:02.114Z INFO  snaketron:leader:eu epoch=... token=...: message
  *
  * Exit codes: 0 after a signal, 64 for a bad option or configuration, 69 when
- * leader election cannot start (Redis unreachable, AUTH refused...), 71 when
- * the operating system refuses a signal mask.
+ * leader election cannot start (Redis unreachable, AUTH refused...) or halts
+ * on a permanent error (NOPERM, scripts renamed or disabled, a read-only
+ * replica), 65 when it halts because the key holds something that is not a
+ * lease (WRONGTYPE, a value with no TTL), 71 when the operating system
+ * refuses a signal mask.  exit_codes.h maps the library's errors.
  */
 #include <leasehold.h>
 
+#include "exit_codes.h"
 #include "log_sink.h"
 
 #include <errno.h>
@@ -49,7 +53,13 @@ typedef struct server {
     leasehold_log_level log_level;
     uint32_t service_interval_ms;
     _Atomic uint64_t term_epoch; /* the epoch of the last term won, for revoked's line */
+    atomic_int halt_code;        /* the permanent error that halted the election, or 0 */
+    pthread_t main_thread;       /* woken with HALT_SIGNAL when it is set */
 } server;
+
+/* Wakes the main thread's sigwaitinfo() when the election halts; blocked in
+ * every thread, like SIGINT and SIGTERM. */
+#define HALT_SIGNAL SIGRTMIN
 
 static const char *level_name(leasehold_log_level level)
 {
@@ -188,9 +198,18 @@ static void on_leader_changed(leasehold_election *e, const char *holder_token, u
         log_line(arg, LEASEHOLD_LOG_INFO, epoch, NULL, "new leader %s", holder_token);
 }
 
+/* The library has logged err->msg already, once per change (its log is
+ * ours): logging it here again would double every line.  A permanent error
+ * has halted the election: the main thread is woken to exit. */
 static void on_error(leasehold_election *e, const leasehold_error *err, void *arg)
 {
-    log_line(arg, LEASEHOLD_LOG_ERROR, 0, leasehold_token_string(e), "%s", err->msg);
+    (void)e;
+    server *s = arg;
+    if (!leasehold_error_is_permanent(err->code))
+        return;
+    int none = 0;
+    if (atomic_compare_exchange_strong(&s->halt_code, &none, err->code))
+        pthread_kill(s->main_thread, HALT_SIGNAL);
 }
 
 /* ---------------------------------------------------------------- options */
@@ -481,7 +500,8 @@ static int wait_for_stop_signal(const sigset_t *stop)
     }
 }
 
-/* Campaigns until a stop signal arrives; returns the exit status. */
+/* Campaigns until a stop signal arrives, or a permanent error halts the
+ * election (the library has logged why); returns the exit status. */
 static int run_election(server *s, const options *o, const sigset_t *stop)
 {
     leasehold_config cfg;
@@ -522,7 +542,16 @@ static int run_election(server *s, const options *o, const sigset_t *stop)
     log_line(s, LEASEHOLD_LOG_INFO, 0, leasehold_token_string(e),
              "campaigning for leadership (lease %" PRIu32 " ms)", o->lease_ms);
 
-    int sig = wait_for_stop_signal(stop);
+    sigset_t wake = *stop;
+    sigaddset(&wake, HALT_SIGNAL);
+    int sig;
+    while ((sig = wait_for_stop_signal(&wake)) == HALT_SIGNAL) {
+        int halt = atomic_load(&s->halt_code);
+        if (halt != 0) {
+            leasehold_client_free(client);
+            return exit_status_for_error(halt);
+        }
+    }
     log_line(s, LEASEHOLD_LOG_INFO, 0, NULL,
              "received %s: stopping the service and releasing the lease", signal_name(sig));
     leasehold_client_free(client);
@@ -548,11 +577,14 @@ int main(int argc, char **argv)
     }
 
     /* Blocked before any thread exists, so only sigwaitinfo() sees them. */
-    sigset_t stop;
+    sigset_t stop, blocked;
     sigemptyset(&stop);
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGTERM);
-    int sigmask_rc = pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    blocked = stop;
+    sigaddset(&blocked, HALT_SIGNAL);
+    s.main_thread = pthread_self();
+    int sigmask_rc = pthread_sigmask(SIG_BLOCK, &blocked, NULL);
     if (sigmask_rc != 0) {
         fprintf(stderr, "server: cannot block SIGINT and SIGTERM: %s\n", strerror(sigmask_rc));
         return EX_OSERR;

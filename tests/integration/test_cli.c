@@ -1115,6 +1115,148 @@ static void test_watch(void **state)
     proc_free(c);
 }
 
+/* ------------------------------------------- permanent errors (issue 9) */
+
+/* args: `command` against url and key (run: fast timing, then -- CMD);
+ * room for 24. */
+static void perm_args(const char **args, const char *command, const char *url, const char *key,
+                      const char *const cmd[])
+{
+    size_t n = 0;
+    const char *base[] = {command, "--url", url, "--key", key, NULL};
+    for (size_t i = 0; base[i]; i++)
+        args[n++] = base[i];
+    if (strcmp(command, "run") == 0) {
+        const char *timing[] = {"--lease",          "1s",    "--renew", "100ms", "--retry", "300ms",
+                                "--renew-deadline", "700ms", "--",      NULL};
+        for (size_t i = 0; timing[i]; i++)
+            args[n++] = timing[i];
+        for (size_t i = 0; cmd[i]; i++)
+            args[n++] = cmd[i];
+    }
+    args[n] = NULL;
+    assert_true(n < 24);
+}
+
+/*
+ * Issue 9's table: run and watch each exit with the table's status within
+ * 10 s (they used to retry for ever), having logged exactly one ERROR line,
+ * which names the cause; watch goes on where it can read (a replica).
+ * status answers with its own status and the same cause.
+ */
+static void test_permanent_errors(void **state)
+{
+    (void)state;
+    const char *cmd[] = {"true", NULL};
+    for (size_t i = 0; i < PERM_CASES; i++) {
+        const perm_case *pc = &perm_cases[i];
+        char key[64];
+        snprintf(key, sizeof key, "cli:perm:%zu", i);
+        const char *url = perm_prepare(redis, i, key);
+        const char *run[24], *watch[24], *status[24];
+        perm_args(run, "run", url, key, cmd);
+        perm_args(watch, "watch", url, key, NULL);
+        perm_args(status, "status", url, key, NULL);
+        fprintf(stderr, "case %zu: %s\n", i, pc->name);
+        proc *r = proc_start("leasehold", NULL, run);
+        proc *w = proc_start("leasehold", NULL, watch);
+        expect_exit(r, pc->exit_code, 10000);
+        expect_one_error(r, pc->needle);
+        if (pc->watch_halts) {
+            expect_exit(w, pc->exit_code, 10000);
+            expect_one_error(w, pc->needle);
+        } else {
+            proc_read(w, 200);
+            assert_null(strstr(w->out, " ERROR "));
+            test_process_signal(w->pid, SIGTERM);
+            expect_exit(w, 0, 5000);
+        }
+        proc *st = proc_start("leasehold", NULL, status);
+        expect_exit(st, pc->status_code, 10000);
+        if (pc->status_code != 3 && !strstr(st->out, pc->needle)) {
+            proc_show(st, "status");
+            fail_msg("status does not say \"%s\"", pc->needle);
+        }
+        proc_free(r);
+        proc_free(w);
+        proc_free(st);
+        perm_done();
+    }
+}
+
+/* A leader whose ACL loses EVALSHA mid-term: CMD is stopped as on a loss,
+ * then leasehold exits 69 with one ERROR line naming the missing right. */
+static void test_permanent_error_while_leader(void **state)
+{
+    (void)state;
+    redis_do("ACL SETUSER %s reset on >pw ~* &* +@all", "lh-leader", NULL);
+    char url[128];
+    snprintf(url, sizeof url, "redis://lh-leader:pw@127.0.0.1:%d", redis->port);
+    const char *beats = tmp_path("perm.beats");
+    const char *cmd[] = {test_process_self(), "beat", beats, NULL};
+    const char *args[24];
+    perm_args(args, "run", url, "cli:perm:leader", cmd);
+    proc *p = proc_start("leasehold", NULL, args);
+    beater b;
+    wait_beaters(beats, 1, 10000, &b);
+    redis_do("ACL SETUSER %s -evalsha", "lh-leader", NULL);
+    expect_exit(p, 69, 10000);
+    expect_one_error(p, "may not run a command leasehold needs");
+    assert_non_null(
+        strstr(p->out, "no longer the leader (halted): SIGTERM to CMD's process group"));
+    assert_false(pid_alive(b.pid));
+    proc_free(p);
+}
+
+/*
+ * A key held, with a TTL, by a value that is not a leasehold token (another
+ * program's, or the original module's): status exits 65 and shows the value
+ * and its TTL; run says so once, waits, and leads once the key expires.
+ */
+static void test_foreign_holder(void **state)
+{
+    (void)state;
+    const char *key = "cli:perm:foreign";
+    redis_do("SET %s %s PX 3000", key, "other\nprogram");
+    const char *status[24], *json[] = {"status", "--url", redis->url, "--key", key, "--json", NULL};
+    perm_args(status, "status", redis->url, key, NULL);
+    proc *st = proc_start("leasehold", NULL, status);
+    expect_exit(st, 65, 5000);
+    if (!strstr(st->out, "cli:perm:foreign: held by \"other\\nprogram\" (expires in ") ||
+        !strstr(st->out, "which is not a leasehold token")) {
+        proc_show(st, "status");
+        fail_msg("status does not show the foreign value");
+    }
+    proc_free(st);
+    st = proc_start("leasehold", NULL, json);
+    expect_exit(st, 65, 5000);
+    if (!strstr(st->out, "{\"key\":\"cli:perm:foreign\",\"leader\":false,\"token\":null,"
+                         "\"value\":\"other\\nprogram\",\"epoch\":0,\"ttl_ms\":") ||
+        !strstr(st->out, "\"error\":\"the key holds a value that is not a leasehold token\"}")) {
+        proc_show(st, "status --json");
+        fail_msg("status --json does not show the foreign value");
+    }
+    proc_free(st);
+
+    const char *beats = tmp_path("foreign.beats");
+    const char *cmd[] = {test_process_self(), "beat", beats, NULL};
+    const char *run[24];
+    perm_args(run, "run", redis->url, key, cmd);
+    proc *p = proc_start("leasehold", NULL, run);
+    const char *warn = "which is not a leasehold token";
+    expect_output(p, warn, 5000);
+    wait_beaters(beats, 1, 10000, NULL);
+    proc_read(p, 100);
+    const char *first = strstr(p->out, warn);
+    if (!first || strstr(first + 1, warn) || strstr(p->out, " ERROR ")) {
+        proc_show(p, "leasehold run");
+        fail_msg("expected one warning about the foreign holder and no ERROR");
+    }
+    test_process_signal(p->pid, SIGTERM);
+    expect_exit(p, 0, 5000);
+    proc_free(p);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -1155,6 +1297,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_signals_and_grace, proc_free_all),
         cmocka_unit_test_teardown(test_status, proc_free_all),
         cmocka_unit_test_teardown(test_watch, proc_free_all),
+        cmocka_unit_test_teardown(test_permanent_errors, proc_free_all),
+        cmocka_unit_test_teardown(test_permanent_error_while_leader, proc_free_all),
+        cmocka_unit_test_teardown(test_foreign_holder, proc_free_all),
     };
     const char *only = getenv("TEST_CLI_ONLY"); /* a cmocka pattern, to run some tests alone */
     if (only && *only)

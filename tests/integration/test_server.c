@@ -317,6 +317,86 @@ static void test_help(void **state)
     proc_free(p);
 }
 
+/* ------------------------------------------- permanent errors (issue 9) */
+
+/* campaign_args() against url instead of the test's Redis. */
+static void perm_server_args(const char *args[20], const char *url, const char *key)
+{
+    campaign_args(args, key, "perm");
+    args[1] = url;
+}
+
+/*
+ * Issue 9's table: the server exits with the table's status within 10 s
+ * (it used to retry for ever), having logged exactly one ERROR line, which
+ * names the cause.
+ */
+static void test_permanent_errors(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < PERM_CASES; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "test_server:perm:%zu", i);
+        const char *args[20];
+        perm_server_args(args, perm_prepare(redis, i, key), key);
+        fprintf(stderr, "case %zu: %s\n", i, perm_cases[i].name);
+        proc *p = proc_start("server", NULL, args);
+        expect_exit(p, perm_cases[i].exit_code, 10000);
+        expect_one_error(p, perm_cases[i].needle);
+        proc_free(p);
+        perm_done();
+    }
+}
+
+/* A leader whose ACL loses EVALSHA mid-term stops its service and exits
+ * 69 with one ERROR line naming the missing right. */
+static void test_permanent_error_while_leader(void **state)
+{
+    (void)state;
+    redisReply *r = redis_server_cmd(redis, "ACL SETUSER lh-server reset on >pw ~* &* +@all");
+    assert_non_null(r);
+    freeReplyObject(r);
+    char url[128];
+    snprintf(url, sizeof url, "redis://lh-server:pw@127.0.0.1:%d", redis->port);
+    const char *args[20];
+    perm_server_args(args, url, "test_server:perm:leader");
+    proc *p = proc_start("server", NULL, args);
+    expect_output(p, LEADER_LINE, 10000);
+    r = redis_server_cmd(redis, "ACL SETUSER lh-server -evalsha");
+    assert_non_null(r);
+    freeReplyObject(r);
+    expect_exit(p, 69, 10000);
+    expect_one_error(p, "may not run a command leasehold needs");
+    assert_non_null(strstr(p->out, "no longer the leader (halted)"));
+    assert_non_null(strstr(p->out, "leader service stopped"));
+    proc_free(p);
+}
+
+/* A key held, with a TTL, by a value that is not a leasehold token (the
+ * original module's, or another program's): the server says so once,
+ * waits, and leads once the key expires. */
+static void test_foreign_holder(void **state)
+{
+    (void)state;
+    const char *key = "test_server:perm:foreign";
+    redisReply *r = redis_server_cmd(redis, "SET %s %s PX 3000", key, "original-module");
+    assert_non_null(r);
+    freeReplyObject(r);
+    const char *args[20];
+    campaign_args(args, key, "foreign");
+    proc *p = proc_start("server", NULL, args);
+    const char *warn = "holds 'original-module', which is not a leasehold token";
+    expect_output(p, warn, 5000);
+    expect_output(p, LEADER_LINE, 10000);
+    if (strstr(strstr(p->out, warn) + 1, warn) || strstr(p->out, " ERROR ")) {
+        proc_show(p, "server");
+        fail_msg("expected one warning about the foreign holder and no ERROR");
+    }
+    test_process_signal(p->pid, SIGTERM);
+    expect_exit(p, 0, 5000);
+    proc_free(p);
+}
+
 static int start_redis(void **state)
 {
     (void)state;
@@ -340,6 +420,9 @@ int main(void)
         cmocka_unit_test_teardown(test_unreachable_redis, proc_free_all),
         cmocka_unit_test_teardown(test_three_servers_failover, proc_free_all),
         cmocka_unit_test_teardown(test_region_from_environment, proc_free_all),
+        cmocka_unit_test_teardown(test_permanent_errors, proc_free_all),
+        cmocka_unit_test_teardown(test_permanent_error_while_leader, proc_free_all),
+        cmocka_unit_test_teardown(test_foreign_holder, proc_free_all),
     };
     return cmocka_run_group_tests(tests, start_redis, stop_redis);
 }
