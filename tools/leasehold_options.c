@@ -119,9 +119,15 @@ static void print_help(void)
            "          126 CMD cannot be executed; 127 CMD not found; 128+N when leasehold\n"
            "          was stopped by signal N before CMD ran\n"
            "  status  0 a leader holds the key; 3 nobody does; 65 the key is not a lease\n"
+           "          (no TTL, or not a leasehold token: the value and TTL are shown)\n"
            "  watch   0 after SIGINT/SIGTERM or when stdout is closed; 74 stdout failed\n"
-           "  all     64 bad usage; 69 Redis unreachable or refusing (at start); 71 system\n"
-           "          error\n");
+           "  all     64 bad usage; 65 the key holds another type or a value with no TTL;\n"
+           "          69 Redis unreachable, or refusing for good: ACL (NOPERM), password,\n"
+           "          EVAL/EVALSHA renamed or disabled, a read-only replica (run; status\n"
+           "          and watch can read one); 71 system error.  Those errors end run\n"
+           "          and watch with one line naming the cause and the fix (run stops\n"
+           "          CMD first); transient ones are retried and logged once per change.\n"
+           "          A key held with a TTL by another program's value is waited for.\n");
 }
 
 /*

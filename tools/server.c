@@ -304,7 +304,11 @@ static void print_help(void)
            "  -h, --help                  print this help and exit\n"
            "\n"
            "Exit status: 0 after SIGINT/SIGTERM, 64 bad option or configuration,\n"
-           "69 leader election could not start (e.g. Redis unreachable), 71 system error.\n",
+           "69 leader election could not start (e.g. Redis unreachable) or stopped on an\n"
+           "error no retry can fix (ACL refusal, EVAL/EVALSHA renamed or disabled, a\n"
+           "read-only replica), 65 the key holds something that is not a lease (another\n"
+           "type, a value with no TTL), 71 system error.  Such an error is logged once,\n"
+           "naming the cause and the fix; the service is stopped before the exit.\n",
            d.lease_ms, d.renew_interval_ms, d.retry_interval_ms, d.renew_deadline_ms,
            d.command_timeout_ms, d.connect_timeout_ms, d.stop_timeout_ms, d.clock_drift_ppm,
            DEFAULT_SERVICE_INTERVAL_MS);

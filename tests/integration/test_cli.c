@@ -989,6 +989,7 @@ static void test_usage_errors(void **state)
         " 64 ",
         " 69 ",
         "128+N",
+        "read-only replica",
     };
     for (size_t i = 0; i < sizeof mentions / sizeof mentions[0]; i++)
         if (!strstr(p->out, mentions[i]))
@@ -1257,6 +1258,44 @@ static void test_foreign_holder(void **state)
     proc_free(p);
 }
 
+/* A proc_pred: p printed the text of a text_times that many times. */
+typedef struct text_times {
+    const char *text;
+    int times;
+} text_times;
+static bool prints_times(const proc *p, const void *arg)
+{
+    const text_times *tt = arg;
+    int n = 0;
+    for (const char *c = strstr(p->out, tt->text); c; c = strstr(c + 1, tt->text))
+        n++;
+    return n >= tt->times;
+}
+
+/* A transient error (OOM: maxmemory too small) is retried and logged once
+ * at ERROR, its repeats at DEBUG only; once it clears, run leads. */
+static void test_transient_error_once(void **state)
+{
+    (void)state;
+    redis_do("CONFIG SET maxmemory %s", "1", NULL);
+    const char *args[] = {"run",          "-v",      "--url", redis->url, "--key",
+                          "cli:perm:oom", "--lease", "1s",    "--retry",  "300ms",
+                          "--",           "true",    NULL};
+    proc *p = proc_start("leasehold", NULL, args);
+    const char *oom = "OOM command not allowed";
+    const text_times thrice = {oom, 3};
+    proc *ps[] = {p};
+    int seen = procs_wait(ps, 1, prints_times, &thrice, test_now_ms() + test_ms(10000));
+    redis_do("CONFIG SET maxmemory %s", "0", NULL);
+    if (seen != 0) {
+        proc_show(p, "leasehold run");
+        fail_msg("the OOM was not retried 3 times within 10 s");
+    }
+    expect_one_error(p, oom);
+    expect_exit(p, 0, 10000);
+    proc_free(p);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -1300,6 +1339,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_permanent_errors, proc_free_all),
         cmocka_unit_test_teardown(test_permanent_error_while_leader, proc_free_all),
         cmocka_unit_test_teardown(test_foreign_holder, proc_free_all),
+        cmocka_unit_test_teardown(test_transient_error_once, proc_free_all),
     };
     const char *only = getenv("TEST_CLI_ONLY"); /* a cmocka pattern, to run some tests alone */
     if (only && *only)

@@ -309,6 +309,7 @@ static void test_help(void **state)
         "--log-level",
         "--service-interval-ms",
         "snaketron:leader:",
+        "read-only replica",
         "--help",
     };
     for (size_t i = 0; i < sizeof mentions / sizeof mentions[0]; i++)
