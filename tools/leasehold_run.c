@@ -120,6 +120,8 @@ static void on_leader_changed(leasehold_election *e, const char *holder, uint64_
     (void)arg;
     if (!holder)
         cli_log(LEASEHOLD_LOG_INFO, 0, NULL, "no leader: the key is free");
+    else if (!leasehold_is_token(holder))
+        return; /* another program's value: the library warns, without our epoch */
     else if (strcmp(holder, leasehold_token_string(e)) != 0)
         cli_log(LEASEHOLD_LOG_INFO, epoch, holder, "new leader");
 }

@@ -192,6 +192,8 @@ static void on_leader_changed(leasehold_election *e, const char *holder_token, u
 {
     if (!holder_token)
         log_line(arg, LEASEHOLD_LOG_INFO, 0, NULL, "no leader: the key is free");
+    else if (!leasehold_is_token(holder_token))
+        return; /* another program's value: the library warns, without our epoch */
     else if (strcmp(holder_token, leasehold_token_string(e)) == 0)
         log_line(arg, LEASEHOLD_LOG_DEBUG, epoch, holder_token, "leader is now this server");
     else
