@@ -25,7 +25,10 @@ proc *proc_start(const char *tool, const char *const env[], const char *const ar
 {
     char path[4096];
     const char *dir = getenv("LEASEHOLD_BUILD_DIR");
-    snprintf(path, sizeof path, "%s/%s", dir ? dir : ".", tool);
+    if (tool[0] == '/')
+        snprintf(path, sizeof path, "%s", tool);
+    else
+        snprintf(path, sizeof path, "%s/%s", dir ? dir : ".", tool);
 
     const char *argv[96];
     size_t n = 0;

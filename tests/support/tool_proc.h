@@ -20,8 +20,9 @@ typedef struct proc {
     char out[PROC_OUTPUT_MAX]; /* NUL-terminated; past the limit the rest is dropped */
 } proc;
 
-/* Starts $LEASEHOLD_BUILD_DIR/<tool> with `env` assignments (NULL-terminated,
- * may be NULL) and `args` (NULL-terminated).  SNAKETRON_REDIS_URL and
+/* Starts $LEASEHOLD_BUILD_DIR/<tool> (<tool> itself when it is an absolute
+ * path) with `env` assignments (NULL-terminated, may be NULL) and `args`
+ * (NULL-terminated).  SNAKETRON_REDIS_URL and
  * SNAKETRON_REGION are cleared first, so only what the test gives counts. */
 proc *proc_start(const char *tool, const char *const env[], const char *const args[]);
 

@@ -1,0 +1,204 @@
+/*
+ * test_recipes.c — the README's recipes, run as written.
+ *
+ * Each test reads README.md (LEASEHOLD_SOURCE_DIR), takes the recipe's code
+ * block from under its heading, and runs it against a redis-server of this
+ * test's own, with only what the recipe leaves to the user filled in (the
+ * URL, the program it calls).  A recipe edited into something that no
+ * longer works fails here.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "redis_server.h"
+#include "testutil.h"
+#include "tool_proc.h"
+
+static redis_server *redis;
+static char tmpdir[256];
+
+/* A path in this test's temporary directory. */
+static const char *tmp_path(const char *name)
+{
+    static char path[2][512];
+    static int next;
+    char *p = path[next++ % 2];
+    snprintf(p, sizeof path[0], "%s/%s", tmpdir, name);
+    return p;
+}
+
+/* Writes text to path with mode. */
+static void write_file(const char *path, const char *text, mode_t mode)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(chmod(path, mode), 0);
+}
+
+/*
+ * The body of the first ``` block of kind `lang` (e.g. "sh") that follows
+ * the README line `heading`, malloc'd; fails the test when there is none.
+ */
+static char *readme_block(const char *heading, const char *lang)
+{
+    const char *dir = getenv("LEASEHOLD_SOURCE_DIR");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/README.md", dir ? dir : ".");
+    FILE *f = fopen(path, "r");
+    if (!f)
+        fail_msg("cannot read %s: %s", path, strerror(errno));
+    char fence[32];
+    snprintf(fence, sizeof fence, "```%s\n", lang);
+    char line[4096];
+    bool seen_heading = false, inside = false;
+    size_t size = 1, len = 0;
+    char *body = calloc(1, size);
+    assert_non_null(body);
+    while (fgets(line, sizeof line, f)) {
+        if (!seen_heading) {
+            seen_heading = strncmp(line, heading, strlen(heading)) == 0;
+        } else if (!inside) {
+            if (strncmp(line, "## ", 3) == 0 || strncmp(line, "### ", 4) == 0)
+                break; /* the next section: the recipe has no such block */
+            inside = strcmp(line, fence) == 0;
+        } else if (strcmp(line, "```\n") == 0) {
+            fclose(f);
+            return body;
+        } else {
+            size_t n = strlen(line);
+            body = realloc(body, size += n);
+            assert_non_null(body);
+            memcpy(body + len, line, n + 1);
+            len += n;
+        }
+    }
+    fclose(f);
+    fail_msg("README.md: no ```%s block under \"%s\"", lang, heading);
+    return NULL;
+}
+
+/* The value of key in the test's Redis as a string ("" when missing). */
+static void redis_get(const char *key, char *out, size_t size)
+{
+    redisReply *r = redis_server_cmd(redis, "GET %s", key);
+    assert_non_null(r);
+    snprintf(out, size, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
+}
+
+/* Waits up to test_ms(max_ms) for key to hold something; fails otherwise. */
+static void wait_key_set(const char *key, uint64_t max_ms)
+{
+    uint64_t deadline = test_now_ms() + test_ms(max_ms);
+    char value[256];
+    for (redis_get(key, value, sizeof value); !value[0]; redis_get(key, value, sizeof value)) {
+        if (test_now_ms() >= deadline) {
+            procs_show_all("a process");
+            fail_msg("%s was not written within %llu ms", key, (unsigned long long)test_ms(max_ms));
+        }
+        test_sleep_ms(20); /* pacing the polls of a key the recipe writes */
+    }
+}
+
+/*
+ * "Recipe: LEASEHOLD_EPOCH as a fencing token": publish-prices under
+ * leasehold writes with its term's epoch; the same script run with an older
+ * epoch is refused by the store and stops, leaving the store as it was.
+ */
+static void test_fencing_recipe(void **state)
+{
+    (void)state;
+    char *script = readme_block("### Recipe: `LEASEHOLD_EPOCH` as a fencing token", "sh");
+    write_file(tmp_path("publish-prices"), script, 0755);
+    free(script);
+    write_file(tmp_path("fetch-prices"), "#!/bin/sh\necho 'EUR/USD 1.0842'\n", 0755);
+
+    char path_env[1200], store_env[700];
+    snprintf(path_env, sizeof path_env, "PATH=%s:%s", tmpdir, getenv("PATH"));
+    snprintf(store_env, sizeof store_env, "PRICES_REDIS_URL=%s", redis->url);
+    const char *env[] = {path_env, store_env, NULL};
+    const char *args[] = {"run", "--url", redis->url, "--key", "prices:publisher",
+                          "--",  "publish-prices", NULL};
+    proc *leader = proc_start("leasehold", env, args);
+    wait_key_set("prices:fence", TEST_FRESH_REDIS_MS + 5000);
+
+    char fence[64], latest[256];
+    redis_get("prices:fence", fence, sizeof fence);
+    redis_get("prices:latest", latest, sizeof latest);
+    assert_string_equal(latest, "EUR/USD 1.0842");
+    unsigned long long epoch = strtoull(fence, NULL, 10);
+    assert_true(epoch > 0);
+    char epoch_text[64];
+    snprintf(epoch_text, sizeof epoch_text, "epoch=%llu", epoch);
+    expect_output(leader, epoch_text, 3000); /* the fence is this term's epoch */
+
+    test_process_signal(leader->pid, SIGTERM);
+    int code = proc_exit_code(leader, 5000);
+    assert_true(code == 0 || code == 128 + SIGTERM);
+    proc_free(leader);
+
+    /* A leader of an older term, paused until now, wakes up and writes. */
+    freeReplyObject(redis_server_cmd(redis, "SET prices:latest %s", "newer term's prices"));
+    char stale_env[64];
+    snprintf(stale_env, sizeof stale_env, "LEASEHOLD_EPOCH=%llu", epoch - 1);
+    const char *stale_envs[] = {path_env, store_env, stale_env, NULL};
+    const char *no_args[] = {NULL};
+    proc *stale = proc_start(tmp_path("publish-prices"), stale_envs, no_args);
+    assert_int_equal(proc_exit_code(stale, 5000), 1);
+    if (!strstr(stale->out, "is stale: a newer leader wrote; stopping")) {
+        proc_show(stale, "publish-prices with a stale epoch");
+        fail_msg("no stale-epoch message");
+    }
+    proc_free(stale);
+    redis_get("prices:latest", latest, sizeof latest);
+    assert_string_equal(latest, "newer term's prices");
+    redis_get("prices:fence", fence, sizeof fence);
+    assert_int_equal(strtoull(fence, NULL, 10), epoch);
+
+    /* Outside leasehold it refuses to run at all. */
+    const char *bare_envs[] = {path_env, store_env, NULL};
+    proc *bare = proc_start(tmp_path("publish-prices"), bare_envs, no_args);
+    assert_int_not_equal(proc_exit_code(bare, 5000), 0);
+    assert_non_null(strstr(bare->out, "run me under leasehold"));
+    proc_free(bare);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(tmpdir, sizeof tmpdir, "%s/leasehold-recipes-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(tmpdir))
+        return -1;
+    redis = redis_server_start(NULL);
+    return redis ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    redis_server_stop(redis);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_fencing_recipe, proc_free_all),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
