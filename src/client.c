@@ -565,6 +565,7 @@ static int explain_reply(leasehold_client *c, const char *key, const char *epoch
     snprintf(side, sizeof side, "~%s%s%s", epoch_key, quarantine_key ? " ~" : "",
              quarantine_key ? quarantine_key : "");
     redis_error_ctx ctx = {.key = key,
+                           .epoch_key = epoch_key,
                            .side_keys = side,
                            .channel = channel,
                            .user = c->u.user[0] ? c->u.user : "default",
