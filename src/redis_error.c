@@ -100,7 +100,7 @@ static void redis_words(const char *text, char *out, size_t out_size)
     quote(text, n, 160, false, out, out_size);
 }
 
-static const char *or(const char *s, const char *dflt)
+static const char * or (const char *s, const char *dflt)
 {
     return s && s[0] ? s : dflt;
 }
@@ -113,7 +113,7 @@ int redis_error_explain(const char *text, const redis_error_ctx *ctx, char *why,
     int code = redis_error_code(text);
     char words[200], name[32], grant[200];
     redis_words(text ? text : "error reply", words, sizeof words);
-    const char *user = or(ctx->user, "default"), *addr = or(ctx->address, "Redis");
+    const char *user = or (ctx->user, "default"), *addr = or (ctx->address, "Redis");
     switch (code) {
     case LEASEHOLD_ENOPERM:
         snprintf(grant, sizeof grant,
@@ -124,15 +124,15 @@ int redis_error_explain(const char *text, const redis_error_ctx *ctx, char *why,
             snprintf(why, why_size,
                      "ACL user '%s' may not use the events channel '%s': grant it with "
                      "ACL SETUSER %s &%s",
-                     user, or(ctx->channel, "?"), user, or(ctx->channel, "?"));
+                     user, or (ctx->channel, "?"), user, or (ctx->channel, "?"));
         else if (strstr(text, "keys"))
             snprintf(why, why_size,
                      "ACL user '%s' may not access the key or its side keys: grant it with "
                      "ACL SETUSER %s ~%s %s",
-                     user, user, or(ctx->key, "?"), or(ctx->side_keys, ""));
+                     user, user, or (ctx->key, "?"), or (ctx->side_keys, ""));
         else if (denied_command(text, name, sizeof name))
-            snprintf(why, why_size, "ACL user '%s' may not run '%s': grant it with %s", user,
-                     name, grant);
+            snprintf(why, why_size, "ACL user '%s' may not run '%s': grant it with %s", user, name,
+                     grant);
         else
             snprintf(why, why_size,
                      "ACL user '%s' may not run a command the leasehold scripts call: grant it "
@@ -143,7 +143,7 @@ int redis_error_explain(const char *text, const redis_error_ctx *ctx, char *why,
         snprintf(why, why_size,
                  "the key (or its side key %s) holds a value that is not a string, so not a "
                  "lease: another program uses it (delete it, or pick another key)",
-                 or(ctx->epoch_key, "{K}:epoch"));
+                 or (ctx->epoch_key, "{K}:epoch"));
         break;
     case LEASEHOLD_EREADONLY:
         snprintf(why, why_size, "%s is a read-only replica: point the URL at the master", addr);

@@ -26,8 +26,7 @@ static const redis_error_ctx ctx = {.key = "app:leader",
 
 /* Explains text; checks the code, that its permanence is as expected, that
  * every `want` is in the message and no SHA1 is. */
-static void expect(const char *text, int code, bool permanent, const char *want1,
-                   const char *want2)
+static void expect(const char *text, int code, bool permanent, const char *want1, const char *want2)
 {
     char why[256];
     int got = redis_error_explain(text, &ctx, why, sizeof why);
@@ -84,7 +83,8 @@ static void test_classified(void **state)
              "WRONGTYPE Operation against a key holding the wrong kind of value script: %s, on "
              "@user_script:1.",
              SHA);
-    expect(text, LEASEHOLD_EWRONGTYPE, true, "{app:leader}:epoch) holds a value that is not a string",
+    expect(text, LEASEHOLD_EWRONGTYPE, true,
+           "{app:leader}:epoch) holds a value that is not a string",
            "delete it, or pick another key");
     snprintf(text, sizeof text,
              "READONLY You can't write against a read only replica. script: %s, on "
