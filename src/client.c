@@ -565,6 +565,7 @@ static int explain_reply(leasehold_client *c, const char *key, const char *epoch
     snprintf(side, sizeof side, "~%s%s%s", epoch_key, quarantine_key ? " ~" : "",
              quarantine_key ? quarantine_key : "");
     redis_error_ctx ctx = {.key = key,
+                           .epoch_key = epoch_key,
                            .side_keys = side,
                            .channel = channel,
                            .user = c->u.user[0] ? c->u.user : "default",
@@ -589,8 +590,8 @@ static void finish_query(leasehold_client *c, query *q, int code, const char *ms
             if (lr.result == LEASE_QUERY_FAILED) {
                 q->code = lr.error;
                 if (r->type == CONN_REPLY_ERROR)
-                    q->code = explain_reply(c, q->key, q->epoch_key, NULL, NULL, r, why,
-                                            sizeof why);
+                    q->code =
+                        explain_reply(c, q->key, q->epoch_key, NULL, NULL, r, why, sizeof why);
                 snprintf(q->msg, sizeof q->msg, "key %s: %s", q->key, why);
             } else if (lr.result == LEASE_QUERY_HELD) {
                 size_t n = lr.holder_len < sizeof q->holder.token ? lr.holder_len
@@ -974,8 +975,7 @@ static void handle_down(void *arg, conn *cn, int code, bool by_peer, const char 
     /* A refusal no retry can fix (the password, the ACL user's right to
      * connect, the database) halts every election; the connection keeps
      * trying with its back-off, so a fixed ACL is found again on resume. */
-    bool permanent =
-        code == LEASEHOLD_EAUTH || code == LEASEHOLD_ENOPERM || code == LEASEHOLD_EDB;
+    bool permanent = code == LEASEHOLD_EAUTH || code == LEASEHOLD_ENOPERM || code == LEASEHOLD_EDB;
     for (leasehold_election *e = c->elections; e; e = e->next) {
         lease_on_disconnected(&e->lease, now_ms, by_peer);
         if (permanent && !lease_halted(&e->lease)) {

@@ -660,8 +660,7 @@ void lease_on_renew(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply *
             reply_error(l, now_ms, r->error);
             break;
         }
-    } else if (mine && r->result == LEASE_RENEW_FAILED &&
-               leasehold_error_is_permanent(r->error)) {
+    } else if (mine && r->result == LEASE_RENEW_FAILED && leasehold_error_is_permanent(r->error)) {
         reply_error(l, now_ms, r->error); /* a resigning term's renewal */
     }
     advance(l, now_ms);

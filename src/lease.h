@@ -174,8 +174,9 @@ typedef struct lease {
     uint64_t clock_sent_ms;        /* ... the command's send time */
     uint64_t hasten_ok_ms;         /* an event may hasten a claim or renewal to no sooner
                                       than this (the event floor, see lease_on_event) */
-    bool halted;                   /* a permanent error: no claim, renewal or read until
-                                      lease_resume() */
+
+    /* Permanent errors and foreign holders. */
+    bool halted;                    /* no claim, renewal or read until lease_resume() */
     char foreign[LEASE_HOLDER_MAX]; /* the last foreign value reported (LEASEHOLD_EFOREIGN) */
     lease_action queue[LEASE_QUEUE_MAX];
     unsigned q_head, q_len;

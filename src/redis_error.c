@@ -28,6 +28,18 @@ static int unknown_command(const char *text, char *name, size_t name_size)
     return strcasecmp(name, "eval") == 0 || strcasecmp(name, "evalsha") == 0 ? 1 : 2;
 }
 
+/* The command a top-level NOPERM names ("... to run the 'evalsha' command"). */
+static bool denied_command(const char *text, char *name, size_t name_size)
+{
+    const char *s = strstr(text, "to run the '");
+    const char *end = s ? strchr(s + 12, '\'') : NULL;
+    if (!end || (size_t)(end - s - 12) >= name_size || end == s + 12)
+        return false;
+    memcpy(name, s + 12, (size_t)(end - s - 12));
+    name[end - s - 12] = '\0';
+    return true;
+}
+
 int redis_error_code(const char *text)
 {
     char name[32];
@@ -47,7 +59,9 @@ int redis_error_code(const char *text)
     return LEASEHOLD_EREDIS;
 }
 
-void redis_error_quote(const char *v, size_t len, size_t max_chars, char *out, size_t out_size)
+/* redis_error_quote, with quotes and backslashes escaped or left as they are. */
+static void quote(const char *v, size_t len, size_t max_chars, bool quotes, char *out,
+                  size_t out_size)
 {
     size_t o = 0;
     if (out_size == 0)
@@ -62,7 +76,7 @@ void redis_error_quote(const char *v, size_t len, size_t max_chars, char *out, s
             o += (size_t)snprintf(out + o, out_size - o, "\\n");
         else if (ch == '\t')
             o += (size_t)snprintf(out + o, out_size - o, "\\t");
-        else if (ch == '\\' || ch == '\'')
+        else if (quotes && (ch == '\\' || ch == '\''))
             o += (size_t)snprintf(out + o, out_size - o, "\\%c", ch);
         else if (ch < 0x20 || ch > 0x7e)
             o += (size_t)snprintf(out + o, out_size - o, "\\x%02x", ch);
@@ -72,16 +86,21 @@ void redis_error_quote(const char *v, size_t len, size_t max_chars, char *out, s
     out[o < out_size ? o : out_size - 1] = '\0';
 }
 
+void redis_error_quote(const char *v, size_t len, size_t max_chars, char *out, size_t out_size)
+{
+    quote(v, len, max_chars, true, out, out_size);
+}
+
 /* Redis's words without what we do not show: from Redis 7 a failure inside
  * a script ends in " script: <sha1>, on @user_script:N.". */
 static void redis_words(const char *text, char *out, size_t out_size)
 {
     const char *cut = strstr(text, " script: ");
     size_t n = cut ? (size_t)(cut - text) : strlen(text);
-    redis_error_quote(text, n, 160, out, out_size);
+    quote(text, n, 160, false, out, out_size);
 }
 
-static const char *or(const char *s, const char *dflt)
+static const char * or (const char *s, const char *dflt)
 {
     return s && s[0] ? s : dflt;
 }
@@ -92,33 +111,39 @@ int redis_error_explain(const char *text, const redis_error_ctx *ctx, char *why,
     if (!ctx)
         ctx = &none;
     int code = redis_error_code(text);
-    char words[200], name[32];
+    char words[200], name[32], grant[200];
     redis_words(text ? text : "error reply", words, sizeof words);
-    const char *user = or(ctx->user, "default"), *addr = or(ctx->address, "Redis");
+    const char *user = or (ctx->user, "default"), *addr = or (ctx->address, "Redis");
     switch (code) {
     case LEASEHOLD_ENOPERM:
+        snprintf(grant, sizeof grant,
+                 "ACL SETUSER %s +evalsha +eval +get +set +pexpire +pttl +del +publish +time "
+                 "+subscribe +info",
+                 user);
         if (strstr(text, "channel"))
             snprintf(why, why_size,
-                     "ACL user '%s' may not use the events channel '%s' (%s): grant it with "
+                     "ACL user '%s' may not use the events channel '%s': grant it with "
                      "ACL SETUSER %s &%s",
-                     user, or(ctx->channel, "?"), words, user, or(ctx->channel, "?"));
+                     user, or (ctx->channel, "?"), user, or (ctx->channel, "?"));
         else if (strstr(text, "keys"))
             snprintf(why, why_size,
-                     "ACL user '%s' may not access the key or its side keys (%s): grant it with "
+                     "ACL user '%s' may not access the key or its side keys: grant it with "
                      "ACL SETUSER %s ~%s %s",
-                     user, words, user, or(ctx->key, "?"), or(ctx->side_keys, ""));
+                     user, user, or (ctx->key, "?"), or (ctx->side_keys, ""));
+        else if (denied_command(text, name, sizeof name))
+            snprintf(why, why_size, "ACL user '%s' may not run '%s': grant it with %s", user, name,
+                     grant);
         else
             snprintf(why, why_size,
-                     "ACL user '%s' may not run a command leasehold needs (%s): grant it with "
-                     "ACL SETUSER %s +evalsha +eval +get +set +pexpire +pttl +del +publish "
-                     "+time +subscribe +info",
-                     user, words, user);
+                     "ACL user '%s' may not run a command the leasehold scripts call: grant it "
+                     "with %s",
+                     user, grant);
         break;
     case LEASEHOLD_EWRONGTYPE:
         snprintf(why, why_size,
-                 "the key (or a side key: %s) holds a value that is not a string, so not a lease: "
-                 "another program uses it (delete it, or pick another key)",
-                 or(ctx->side_keys, "?"));
+                 "the key (or its side key %s) holds a value that is not a string, so not a "
+                 "lease: another program uses it (delete it, or pick another key)",
+                 or (ctx->epoch_key, "{K}:epoch"));
         break;
     case LEASEHOLD_EREADONLY:
         snprintf(why, why_size, "%s is a read-only replica: point the URL at the master", addr);

@@ -11,6 +11,7 @@
 /* What the message may name.  Any field may be NULL (then left out). */
 typedef struct redis_error_ctx {
     const char *key;       /* the lease key */
+    const char *epoch_key; /* its epoch key */
     const char *side_keys; /* its side keys as an ACL grants them ("~{K}:epoch ~{K}:quarantine") */
     const char *channel;   /* its events channel */
     const char *user;      /* the ACL user ("default" when the URL names none) */

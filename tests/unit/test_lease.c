@@ -339,8 +339,8 @@ static const step drain_waits_for_renew_in_flight[] = {
 static const step renew_held_by_another[] = {
     ELECT,
     {TICK, 1300, "renew", LEASE_LEADER, .leader = true},
-    {RENEW_HELD, 1310, "revoked(lost) changed(other/0000000000000002,9)", LEASE_DRAINING, .holder = "other/0000000000000002",
-     .epoch = 9},
+    {RENEW_HELD, 1310, "revoked(lost) changed(other/0000000000000002,9)", LEASE_DRAINING,
+     .holder = "other/0000000000000002", .epoch = 9},
     {SERVICE_STOPPED, 1400, "", LEASE_FOLLOWER, .wake_min = 2150, .wake_max = 2400},
 };
 
@@ -427,7 +427,8 @@ static const step stop_while_claiming_held[] = {
     {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
     {STOP, 1005, "", LEASE_CLAIMING},
     {STOP, 1006, "", LEASE_CLAIMING},
-    {ACQ_HELD, 1010, "changed(other/0000000000000002,5) stopped", LEASE_IDLE, .holder = "other/0000000000000002", .epoch = 5},
+    {ACQ_HELD, 1010, "changed(other/0000000000000002,5) stopped", LEASE_IDLE,
+     .holder = "other/0000000000000002", .epoch = 5},
 };
 
 static const step stop_while_claiming_disconnected[] = {
@@ -567,8 +568,8 @@ static const step resign_as_follower[] = {
     {START, 1000, "", LEASE_FOLLOWER},
     {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
     {RESIGN, 1005, "", LEASE_CLAIMING},
-    {ACQ_HELD, 1010, "changed(other/0000000000000002,5)", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5,
-     .wake_min = 1760, .wake_max = 2010},
+    {ACQ_HELD, 1010, "changed(other/0000000000000002,5)", LEASE_FOLLOWER,
+     .holder = "other/0000000000000002", .epoch = 5, .wake_min = 1760, .wake_max = 2010},
     {RESIGN, 1500, "", LEASE_FOLLOWER, .wake = 2500},
 };
 
@@ -584,8 +585,8 @@ static const step stop_as_leader[] = {
 static const step stop_while_draining_after_loss[] = {
     ELECT,
     {TICK, 1300, "renew", LEASE_LEADER, .leader = true},
-    {RENEW_HELD, 1310, "revoked(lost) changed(other/0000000000000002,9)", LEASE_DRAINING, .holder = "other/0000000000000002",
-     .epoch = 9},
+    {RENEW_HELD, 1310, "revoked(lost) changed(other/0000000000000002,9)", LEASE_DRAINING,
+     .holder = "other/0000000000000002", .epoch = 9},
     {STOP, 1320, "", LEASE_DRAINING},
     {SERVICE_STOPPED, 1400, "stopped", LEASE_IDLE},
 };
@@ -624,7 +625,8 @@ static const step acquire_refused_halts[] = {
     {ACQ_FAILED, 1010, "error(LEASEHOLD_EREADONLY)", LEASE_FOLLOWER, .result = LEASEHOLD_EREADONLY,
      .wake = NO_WAKE},
     {TICK, 9000, "", LEASE_FOLLOWER, .wake = NO_WAKE},
-    {EV_RELEASED, 9100, "changed(-:released:other/0000000000000002)", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5, .wake = NO_WAKE},
+    {EV_RELEASED, 9100, "changed(-:released:other/0000000000000002)", LEASE_FOLLOWER,
+     .holder = "other/0000000000000002", .epoch = 5, .wake = NO_WAKE},
     {DISC_TIMEOUT, 9200, "", LEASE_FOLLOWER, .wake = NO_WAKE},
     {CONNECTED, 9300, "", LEASE_FOLLOWER, .wake = NO_WAKE},
     {RESUME, 9400, "acquire", LEASE_CLAIMING},
@@ -638,9 +640,8 @@ static const step acquire_refused_halts[] = {
 static const step no_ttl_halts[] = {
     {START, 1000, "", LEASE_FOLLOWER},
     {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
-    {ACQ_HELD, 1010, "changed(other/0000000000000002,5) error(LEASEHOLD_ENOTLEASE)",
-     LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5, .pttl = NO_TTL,
-     .wake = NO_WAKE},
+    {ACQ_HELD, 1010, "changed(other/0000000000000002,5) error(LEASEHOLD_ENOTLEASE)", LEASE_FOLLOWER,
+     .holder = "other/0000000000000002", .epoch = 5, .pttl = NO_TTL, .wake = NO_WAKE},
     {RESUME, 2000, "acquire", LEASE_CLAIMING},
     {ACQ_OK, 2010, "changed(me/1,7) elected(7)", LEASE_LEADER, .epoch = 7, .leader = true},
 };
@@ -693,13 +694,16 @@ static const step observer_halts[] = {
 static const step holder_reported_on_change_only[] = {
     {START, 1000, "", LEASE_FOLLOWER},
     {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
-    {ACQ_HELD, 1010, "changed(other/0000000000000002,5)", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5},
+    {ACQ_HELD, 1010, "changed(other/0000000000000002,5)", LEASE_FOLLOWER,
+     .holder = "other/0000000000000002", .epoch = 5},
     {TICK, AT_WAKE, "acquire", LEASE_CLAIMING},
     {ACQ_HELD, 2500, "", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5},
     {TICK, AT_WAKE, "acquire", LEASE_CLAIMING},
-    {ACQ_HELD, 4000, "changed(other/0000000000000002,6)", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 6},
+    {ACQ_HELD, 4000, "changed(other/0000000000000002,6)", LEASE_FOLLOWER,
+     .holder = "other/0000000000000002", .epoch = 6},
     {TICK, AT_WAKE, "acquire", LEASE_CLAIMING},
-    {ACQ_HELD, 5500, "changed(other/0000000000000003,6)", LEASE_FOLLOWER, .holder = "other/0000000000000003", .epoch = 6},
+    {ACQ_HELD, 5500, "changed(other/0000000000000003,6)", LEASE_FOLLOWER,
+     .holder = "other/0000000000000003", .epoch = 6},
 };
 
 /* A failed claim learns when the key expires: a holder that stops renewing
@@ -708,11 +712,11 @@ static const step holder_reported_on_change_only[] = {
 static const step claims_timed_by_pttl[] = {
     {START, 1000, "", LEASE_FOLLOWER},
     {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
-    {ACQ_HELD, 1010, "changed(other/0000000000000002,5)", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5,
-     .pttl = 1900, .wake = 2010},
+    {ACQ_HELD, 1010, "changed(other/0000000000000002,5)", LEASE_FOLLOWER,
+     .holder = "other/0000000000000002", .epoch = 5, .pttl = 1900, .wake = 2010},
     {TICK, 2010, "acquire", LEASE_CLAIMING},
-    {ACQ_HELD, 2012, "", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5, .pttl = 400,
-     .wake_min = 2413, .wake_max = 2418},
+    {ACQ_HELD, 2012, "", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5,
+     .pttl = 400, .wake_min = 2413, .wake_max = 2418},
     {TICK, AT_WAKE, "acquire", LEASE_CLAIMING},
     {ACQ_OK, 2420, "changed(me/1,6) elected(6)", LEASE_LEADER, .epoch = 6, .leader = true},
 };
@@ -722,37 +726,42 @@ static const step claims_timed_by_pttl[] = {
 static const step events_hasten_claims[] = {
     {START, 1000, "", LEASE_FOLLOWER},
     {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
-    {ACQ_HELD, 1010, "changed(other/0000000000000002,5)", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5,
-     .pttl = 1900, .wake = 2010},
-    {EV_ELECTED, 1100, "", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5, .wake = 2010},
-    {EV_RELEASED, 1200, "changed(-:released:other/0000000000000002) acquire", LEASE_CLAIMING, .holder = "other/0000000000000002",
-     .epoch = 5},
-    {ACQ_HELD, 1202, "changed(other/0000000000000003,6)", LEASE_FOLLOWER, .holder = "other/0000000000000003", .epoch = 6,
-     .pttl = 1999, .wake = 2202},
+    {ACQ_HELD, 1010, "changed(other/0000000000000002,5)", LEASE_FOLLOWER,
+     .holder = "other/0000000000000002", .epoch = 5, .pttl = 1900, .wake = 2010},
+    {EV_ELECTED, 1100, "", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5,
+     .wake = 2010},
+    {EV_RELEASED, 1200, "changed(-:released:other/0000000000000002) acquire", LEASE_CLAIMING,
+     .holder = "other/0000000000000002", .epoch = 5},
+    {ACQ_HELD, 1202, "changed(other/0000000000000003,6)", LEASE_FOLLOWER,
+     .holder = "other/0000000000000003", .epoch = 6, .pttl = 1999, .wake = 2202},
     /* a stale release, for a term that is over, changes nothing */
-    {EV_RELEASED, 1300, "", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5, .wake = 2202},
+    {EV_RELEASED, 1300, "", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5,
+     .wake = 2202},
 };
 
 /* A leader that hears of another's election renews at once: the key's
  * answer, not the message, ends its term. */
 static const step leader_hears_another_elected[] = {
     ELECT,
-    {EV_ELECTED, 1100, "changed(other/0000000000000002,9) renew", LEASE_LEADER, .holder = "other/0000000000000002", .epoch = 9,
-     .leader = true},
-    {RENEW_HELD, 1105, "revoked(lost)", LEASE_DRAINING, .holder = "other/0000000000000002", .epoch = 9},
+    {EV_ELECTED, 1100, "changed(other/0000000000000002,9) renew", LEASE_LEADER,
+     .holder = "other/0000000000000002", .epoch = 9, .leader = true},
+    {RENEW_HELD, 1105, "revoked(lost)", LEASE_DRAINING, .holder = "other/0000000000000002",
+     .epoch = 9},
 };
 
 /* An observer reads the key and reports every change, never claims. */
 static const step observer_reports_changes[] = {
     {OBSERVE, 1000, "", LEASE_FOLLOWER},
     {CONNECTED, 1000, "query", LEASE_CLAIMING},
-    {QUERY_HELD, 1010, "changed(other/0000000000000002,5)", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5,
-     .pttl = 300, .wake_min = 1311, .wake_max = 1316},
+    {QUERY_HELD, 1010, "changed(other/0000000000000002,5)", LEASE_FOLLOWER,
+     .holder = "other/0000000000000002", .epoch = 5, .pttl = 300, .wake_min = 1311,
+     .wake_max = 1316},
     {TICK, AT_WAKE, "query", LEASE_CLAIMING},
     {QUERY_FREE, 1320, "changed(-:expired:other/0000000000000002)", LEASE_FOLLOWER, .wake = 2320},
-    {EV_ELECTED, 1400, "changed(other/0000000000000003,6)", LEASE_FOLLOWER, .holder = "other/0000000000000003", .epoch = 6},
-    {EV_RELEASED, 1500, "changed(-:released:other/0000000000000003) query", LEASE_CLAIMING, .holder = "other/0000000000000003",
-     .epoch = 6},
+    {EV_ELECTED, 1400, "changed(other/0000000000000003,6)", LEASE_FOLLOWER,
+     .holder = "other/0000000000000003", .epoch = 6},
+    {EV_RELEASED, 1500, "changed(-:released:other/0000000000000003) query", LEASE_CLAIMING,
+     .holder = "other/0000000000000003", .epoch = 6},
     {QUERY_FREE, 1502, "", LEASE_FOLLOWER, .wake = 2502},
     {STOP, 1600, "stopped", LEASE_IDLE, .wake = NO_WAKE},
 };
@@ -763,12 +772,13 @@ static const step stale_observations_ignored[] = {
     {OBSERVE, 1000, "", LEASE_FOLLOWER},
     {CONNECTED, 1000, "query", LEASE_CLAIMING},
     /* the announcement of term 5 overtakes the answer to a read made before it */
-    {EV_ELECTED, 1001, "changed(other/0000000000000002,5)", LEASE_CLAIMING, .holder = "other/0000000000000002", .epoch = 5},
+    {EV_ELECTED, 1001, "changed(other/0000000000000002,5)", LEASE_CLAIMING,
+     .holder = "other/0000000000000002", .epoch = 5},
     {QUERY_FREE, 1002, "", LEASE_FOLLOWER, .epoch = 4},
     /* a release of an earlier term of the same token */
     {EV_RELEASED, 1003, "", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 3},
-    {EV_RELEASED, 1004, "changed(-:released:other/0000000000000002) query", LEASE_CLAIMING, .holder = "other/0000000000000002",
-     .epoch = 5},
+    {EV_RELEASED, 1004, "changed(-:released:other/0000000000000002) query", LEASE_CLAIMING,
+     .holder = "other/0000000000000002", .epoch = 5},
     /* once term 5 is known over, its late announcement is no news either */
     {EV_ELECTED, 1005, "", LEASE_CLAIMING, .holder = "other/0000000000000002", .epoch = 5},
 };
@@ -789,9 +799,10 @@ static const step resigned_follower_claims_a_later_release[] = {
     {RESIGN, 1100, "revoked(resigned)", LEASE_DRAINING},
     {SERVICE_STOPPED, 1200, "release(7)", LEASE_RELEASING},
     {RELEASED, 1210, "changed(-:released:me/1)", LEASE_FOLLOWER, .result = 1, .wake = 2210},
-    {EV_ELECTED, 1220, "changed(other/0000000000000002,8)", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 8},
-    {EV_RELEASED, 1300, "changed(-:released:other/0000000000000002) acquire", LEASE_CLAIMING, .holder = "other/0000000000000002",
-     .epoch = 8},
+    {EV_ELECTED, 1220, "changed(other/0000000000000002,8)", LEASE_FOLLOWER,
+     .holder = "other/0000000000000002", .epoch = 8},
+    {EV_RELEASED, 1300, "changed(-:released:other/0000000000000002) acquire", LEASE_CLAIMING,
+     .holder = "other/0000000000000002", .epoch = 8},
 };
 
 /* The restart guard holds claims (not renewals) until the new Redis has been
@@ -814,7 +825,8 @@ static const step restart_guard_holds_claims[] = {
 static const step claim_due_while_disconnected[] = {
     {START, 1000, "", LEASE_FOLLOWER},
     {CONNECTED, 1000, "acquire", LEASE_CLAIMING},
-    {ACQ_HELD, 1010, "changed(other/0000000000000002,5)", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 5},
+    {ACQ_HELD, 1010, "changed(other/0000000000000002,5)", LEASE_FOLLOWER,
+     .holder = "other/0000000000000002", .epoch = 5},
     {DISC_TIMEOUT, 1100, "", LEASE_FOLLOWER, .wake = NO_WAKE},
     {TICK, 3000, "", LEASE_FOLLOWER, .wake = NO_WAKE},
     {CONNECTED, 3000, "acquire", LEASE_CLAIMING},

@@ -1,0 +1,402 @@
+/* test_permanent.c — errors no retry can fix halt the election; the rest
+ * are retried.
+ *
+ * For each permanent condition (an ACL user without a command, a key or the
+ * channel; EVALSHA or EVAL renamed away; a key of another type; a read-only
+ * replica; a value with no TTL) against a real redis-server: the code, that
+ * leasehold_error_is_permanent() agrees, one error callback and one ERROR
+ * log line naming the cause and the fix, and no more traffic for the key
+ * (Redis's own counters stop) until leasehold_resume().  A foreign value
+ * with a TTL is reported once and waited for.  A leader whose ACL is
+ * revoked ends its term with LEASEHOLD_HALTED.  Keys with control
+ * characters are refused.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "events.h"
+#include "redis_server.h"
+#include "testutil.h"
+
+typedef struct fixture {
+    redis_server *srv; /* shared by the tests, each on keys of its own */
+    redis_server *own; /* a server of one test's own (renamed commands, a replica) */
+    event_queue *q;
+    candidate cand;
+} fixture;
+
+static fixture fx;
+
+/* Three retry intervals of test_config() and then some: long enough for a
+ * campaign that was not halted to have tried again.  A lower bound: never
+ * scaled. */
+#define QUIET_MS 1200u
+
+static int group_setup(void **state)
+{
+    (void)state;
+    fx.srv = redis_server_start(NULL);
+    return fx.srv ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    redis_server_stop(fx.srv);
+    return 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    fx.q = events_new();
+    return fx.q ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    candidate_stop(&fx.cand);
+    redis_server_stop(fx.own);
+    fx.own = NULL;
+    events_free(fx.q);
+    fx.q = NULL;
+    return 0;
+}
+
+/* Runs a command on s that must succeed. */
+static void admin(redis_server *s, const char *fmt, const char *arg)
+{
+    redisReply *r = redis_server_cmd(s, fmt, arg);
+    assert_non_null(r);
+    if (r->type == REDIS_REPLY_ERROR)
+        fail_msg("%s: %s", fmt, r->str);
+    freeReplyObject(r);
+}
+
+/* The sum of the fields `name=N` on the INFO lines that start with
+ * `prefix`. */
+static long long info_sum(const char *info, const char *prefix, const char *name)
+{
+    long long sum = 0;
+    for (const char *l = strstr(info, prefix); l; l = strstr(l + 1, prefix)) {
+        const char *end = strchr(l, '\n');
+        const char *f = strstr(l, name);
+        if (f && (!end || f < end))
+            sum += strtoll(f + strlen(name), NULL, 10);
+    }
+    return sum;
+}
+
+/* What the scripts cost Redis so far: EVALSHA and EVAL calls (run, refused
+ * or failed) and every error reply (an unknown command is only that).  The
+ * test's own INFO adds nothing to these. */
+static long long script_traffic(redis_server *s)
+{
+    redisReply *r = redis_server_cmd(s, "INFO all");
+    assert_non_null(r);
+    assert_non_null(r->str);
+    long long n = 0;
+    static const char *const fields[] = {"calls=", "rejected_calls=", "failed_calls="};
+    for (size_t i = 0; i < 3; i++) {
+        n += info_sum(r->str, "cmdstat_evalsha:", fields[i]);
+        n += info_sum(r->str, "cmdstat_eval:", fields[i]);
+    }
+    n += info_sum(r->str, "total_error_replies", ":");
+    freeReplyObject(r);
+    return n;
+}
+
+/* Starts the candidate for url on key, with the restart guard off (its
+ * first claim then goes out at once). */
+static void start(const char *url, const char *key)
+{
+    leasehold_config cfg;
+    test_config(&cfg, url);
+    cfg.restart_guard = false;
+    assert_int_equal(candidate_start(&fx.cand, &cfg, key, fx.q, 0), 0);
+}
+
+/* Counts the ERROR log lines queued so far. */
+static int error_lines(void)
+{
+    event_filter f = events_of(EV_LOG, 0);
+    int n = 0;
+    event ev;
+    while (events_wait(fx.q, f, 0, &ev))
+        if (ev.value == LEASEHOLD_LOG_ERROR) {
+            printf("# ERROR log: %s\n", ev.text);
+            n++;
+        }
+    return n;
+}
+
+/*
+ * The election must halt with `code`: one error callback naming both
+ * needles, permanent, one ERROR log line; then, for QUIET_MS, no second
+ * callback and no traffic on s.  Returns nothing; fails the test otherwise.
+ */
+static void expect_halt(redis_server *s, int code, const char *needle1, const char *needle2)
+{
+    event ev;
+    if (!events_wait(fx.q, events_of(EV_ERROR, 0), 5000, &ev))
+        fail_msg("no error callback reported %s", leasehold_errname(code));
+    printf("# error callback: %s: %s\n", leasehold_errname((int)ev.value), ev.text);
+    assert_int_equal(ev.value, code);
+    assert_true(leasehold_error_is_permanent((int)ev.value));
+    if (needle1 && !strstr(ev.text, needle1))
+        fail_msg("the message \"%s\" does not name %s", ev.text, needle1);
+    if (needle2 && !strstr(ev.text, needle2))
+        fail_msg("the message \"%s\" does not name %s", ev.text, needle2);
+    assert_null(strstr(ev.text, "script: "));
+    assert_false(leasehold_is_leader(fx.cand.election));
+
+    test_sleep_ms(100); /* a reply already on its way may still be counted */
+    long long before = script_traffic(s);
+    test_sleep_ms(QUIET_MS);
+    long long after = script_traffic(s);
+    printf("# traffic during %u ms after the halt: %lld\n", QUIET_MS, after - before);
+    assert_int_equal(after - before, 0);
+    assert_int_equal(events_count(fx.q, events_of(EV_ERROR, -1)), 0);
+    assert_int_equal(error_lines(), 1);
+    assert_int_equal(events_count(fx.q, events_of(EV_ELECTED, -1)), 0);
+}
+
+/* An ACL user without EVALSHA (and EVAL): ENOPERM naming the command and
+ * the grant. */
+static void test_noperm_command(void **state)
+{
+    (void)state;
+    admin(fx.srv, "ACL SETUSER %s on >pw ~* &* +@all -evalsha -eval -evalsha_ro -eval_ro",
+          "no-eval");
+    char url[128];
+    snprintf(url, sizeof url, "redis://no-eval:pw@127.0.0.1:%d", fx.srv->port);
+    start(url, "lh:perm:cmd");
+    expect_halt(fx.srv, LEASEHOLD_ENOPERM, "ACL user 'no-eval' may not run 'evalsha'",
+                "ACL SETUSER no-eval +evalsha +eval");
+}
+
+/* An ACL user without access to the key: ENOPERM naming the key patterns
+ * to grant. */
+static void test_noperm_key(void **state)
+{
+    (void)state;
+    admin(fx.srv, "ACL SETUSER %s on >pw ~other:* &* +@all", "no-key");
+    char url[128];
+    snprintf(url, sizeof url, "redis://no-key:pw@127.0.0.1:%d", fx.srv->port);
+    start(url, "lh:perm:key");
+    expect_halt(fx.srv, LEASEHOLD_ENOPERM, "may not access the key",
+                "~lh:perm:key ~{lh:perm:key}:epoch");
+}
+
+/* An ACL user without the events channel: ENOPERM naming the channel. */
+static void test_noperm_channel(void **state)
+{
+    (void)state;
+    admin(fx.srv, "ACL SETUSER %s on >pw ~* resetchannels +@all", "no-channel");
+    char url[128];
+    snprintf(url, sizeof url, "redis://no-channel:pw@127.0.0.1:%d", fx.srv->port);
+    start(url, "lh:perm:chan");
+    expect_halt(fx.srv, LEASEHOLD_ENOPERM, "events channel '{lh:perm:chan}:events'",
+                "&{lh:perm:chan}:events");
+}
+
+/* A server of the test's own with `command` renamed away. */
+static void start_renamed(const char *command)
+{
+    const char *args[] = {"--rename-command", command, "", NULL};
+    redis_server_opts o = {.args = args};
+    fx.own = redis_server_start(&o);
+    assert_non_null(fx.own);
+}
+
+/* EVALSHA renamed away: ENOSCRIPT, the command named, no SHA shown. */
+static void test_evalsha_renamed(void **state)
+{
+    (void)state;
+    start_renamed("EVALSHA");
+    start(fx.own->url, "lh:perm:noevalsha");
+    expect_halt(fx.own, LEASEHOLD_ENOSCRIPT, "does not know the command 'EVALSHA'",
+                "rename-command");
+}
+
+/* EVAL renamed away: EVALSHA answers NOSCRIPT, the fallback is refused:
+ * ENOSCRIPT. */
+static void test_eval_renamed(void **state)
+{
+    (void)state;
+    start_renamed("EVAL");
+    start(fx.own->url, "lh:perm:noeval");
+    expect_halt(fx.own, LEASEHOLD_ENOSCRIPT, "does not know the command 'EVAL'", "rename-command");
+}
+
+/* The key holds a list: EWRONGTYPE; the list is left alone. */
+static void test_wrongtype(void **state)
+{
+    (void)state;
+    admin(fx.srv, "LPUSH %s x", "lh:perm:list");
+    start(fx.srv->url, "lh:perm:list");
+    expect_halt(fx.srv, LEASEHOLD_EWRONGTYPE, "not a string", "pick another key");
+    redisReply *r = redis_server_cmd(fx.srv, "TYPE %s", "lh:perm:list");
+    assert_non_null(r);
+    assert_string_equal(r->str, "list");
+    freeReplyObject(r);
+}
+
+/* The URL points at a replica: EREADONLY, naming the server and the fix. */
+static void test_readonly_replica(void **state)
+{
+    (void)state;
+    char port[16];
+    snprintf(port, sizeof port, "%d", fx.srv->port);
+    const char *args[] = {"--replicaof", "127.0.0.1", port, NULL};
+    redis_server_opts o = {.args = args};
+    fx.own = redis_server_start(&o);
+    assert_non_null(fx.own);
+    start(fx.own->url, "lh:perm:replica");
+    char where[64];
+    snprintf(where, sizeof where, "127.0.0.1:%d is a read-only replica", fx.own->port);
+    expect_halt(fx.own, LEASEHOLD_EREADONLY, where, "point the URL at the master");
+}
+
+/* A value with no TTL: ENOTLEASE naming the value; leasehold_holder_get()
+ * still reports it (ttl -1); once it is deleted, leasehold_resume() makes
+ * the campaign win. */
+static void test_no_ttl_then_resume(void **state)
+{
+    (void)state;
+    const char *key = "lh:perm:nottl";
+    admin(fx.srv, "SET %s somevalue", key);
+    start(fx.srv->url, key);
+    expect_halt(fx.srv, LEASEHOLD_ENOTLEASE, "holds 'somevalue' with no TTL",
+                "delete it, or pick another key");
+
+    leasehold_holder h;
+    leasehold_error err;
+    assert_int_equal(leasehold_holder_get(fx.cand.client, key, &h, &err), 0);
+    assert_string_equal(h.token, "somevalue");
+    assert_int_equal(h.ttl_ms, -1);
+    assert_false(leasehold_is_token(h.token));
+
+    admin(fx.srv, "DEL %s", key);
+    assert_int_equal(leasehold_resume(fx.cand.election), 0);
+    event ev;
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, 0), 5000, &ev));
+    assert_true(leasehold_is_leader(fx.cand.election));
+    assert_int_equal(leasehold_resume(fx.cand.election), 0); /* not halted: nothing */
+    assert_true(leasehold_is_leader(fx.cand.election));
+    assert_int_equal(leasehold_resume(NULL), LEASEHOLD_EINVAL);
+}
+
+/* A foreign value with a TTL (another program's, or the original module's
+ * with any value): EFOREIGN once, with the value escaped; the campaign goes
+ * on and wins once the key expires. */
+static void test_foreign_value_waited_for(void **state)
+{
+    (void)state;
+    const char *key = "lh:perm:foreign";
+    redisReply *r = redis_server_cmd(fx.srv, "SET %s %b PX 1500", key, "cron\njob", (size_t)8);
+    assert_non_null(r);
+    freeReplyObject(r);
+    start(fx.srv->url, key);
+    event ev;
+    assert_true(events_wait(fx.q, events_of(EV_ERROR, 0), 5000, &ev));
+    printf("# error callback: %s: %s\n", leasehold_errname((int)ev.value), ev.text);
+    assert_int_equal(ev.value, LEASEHOLD_EFOREIGN);
+    assert_false(leasehold_error_is_permanent((int)ev.value));
+    assert_non_null(strstr(ev.text, "'cron\\njob'"));
+    assert_null(strchr(ev.text, '\n'));
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, 0), 5000, NULL));
+    assert_int_equal(events_count(fx.q, events_of(EV_ERROR, -1)), 0);
+    assert_int_equal(error_lines(), 0); /* a warning, not an error */
+}
+
+/* A leader whose ACL loses EVALSHA mid-term: revoked with LEASEHOLD_HALTED,
+ * one ENOPERM, no more renewals. */
+static void test_leader_acl_revoked(void **state)
+{
+    (void)state;
+    admin(fx.srv, "ACL SETUSER %s on >pw ~* &* +@all", "revocable");
+    char url[128];
+    snprintf(url, sizeof url, "redis://revocable:pw@127.0.0.1:%d", fx.srv->port);
+    start(url, "lh:perm:revoked");
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, 0), 5000, NULL));
+    admin(fx.srv, "ACL SETUSER %s -evalsha -eval", "revocable");
+    event ev;
+    assert_true(events_wait(fx.q, events_of(EV_REVOKED, 0), 5000, &ev));
+    assert_int_equal(ev.value, LEASEHOLD_HALTED);
+    assert_false(leasehold_is_leader(fx.cand.election));
+    expect_halt(fx.srv, LEASEHOLD_ENOPERM, "may not run 'evalsha'", NULL);
+}
+
+/* An observer halts too: no more reads of a key with no TTL. */
+static void test_observer_halts(void **state)
+{
+    (void)state;
+    const char *key = "lh:perm:observed";
+    admin(fx.srv, "SET %s junk", key);
+    leasehold_config cfg;
+    test_config(&cfg, fx.srv->url);
+    event_sink sink = {.q = fx.q, .fd = -1, .who = 0};
+    cfg.log = events_log;
+    cfg.log_arg = &sink;
+    leasehold_error err;
+    fx.cand.client = leasehold_client_new(&cfg, &err);
+    assert_non_null(fx.cand.client);
+    fx.cand.election = leasehold_observe(fx.cand.client, key, &events_callbacks, &sink, &err);
+    assert_non_null(fx.cand.election);
+    expect_halt(fx.srv, LEASEHOLD_ENOTLEASE, "holds 'junk' with no TTL", NULL);
+    candidate_stop(&fx.cand); /* before sink goes out of scope */
+}
+
+/* Keys with control characters are refused by every entry point. */
+static void test_control_char_keys(void **state)
+{
+    (void)state;
+    leasehold_config cfg;
+    test_config(&cfg, fx.srv->url);
+    leasehold_error err;
+    leasehold_client *c = leasehold_client_new(&cfg, &err);
+    assert_non_null(c);
+    static const char *const keys[] = {"a\nb", "tab\there", "del\x7f", "\x1b[31mred"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        assert_null(leasehold_campaign(c, keys[i], NULL, NULL, &err));
+        printf("# %s\n", err.msg);
+        assert_int_equal(err.code, LEASEHOLD_EINVAL);
+        assert_non_null(strstr(err.msg, "control character"));
+        assert_null(strchr(err.msg, '\n'));
+        assert_null(leasehold_observe(c, keys[i], NULL, NULL, &err));
+        assert_int_equal(err.code, LEASEHOLD_EINVAL);
+        assert_null(leasehold_serve(c, keys[i], NULL, NULL, &err));
+        assert_int_equal(err.code, LEASEHOLD_EINVAL);
+        leasehold_holder h;
+        assert_int_equal(leasehold_holder_get(c, keys[i], &h, &err), LEASEHOLD_EINVAL);
+        assert_non_null(strstr(err.msg, "control character"));
+    }
+    leasehold_client_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_noperm_command, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_noperm_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_noperm_channel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_evalsha_renamed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_eval_renamed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrongtype, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readonly_replica, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_ttl_then_resume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_value_waited_for, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leader_acl_revoked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_observer_halts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_control_char_keys, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
