@@ -1202,7 +1202,7 @@ static void test_permanent_error_while_leader(void **state)
     wait_beaters(beats, 1, 10000, &b);
     redis_do("ACL SETUSER %s -evalsha", "lh-leader", NULL);
     expect_exit(p, 69, 10000);
-    expect_one_error(p, "may not run a command leasehold needs");
+    expect_one_error(p, "may not run 'evalsha'");
     assert_non_null(
         strstr(p->out, "no longer the leader (halted): SIGTERM to CMD's process group"));
     assert_false(pid_alive(b.pid));

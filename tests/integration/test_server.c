@@ -367,7 +367,7 @@ static void test_permanent_error_while_leader(void **state)
     assert_non_null(r);
     freeReplyObject(r);
     expect_exit(p, 69, 10000);
-    expect_one_error(p, "may not run a command leasehold needs");
+    expect_one_error(p, "may not run 'evalsha'");
     assert_non_null(strstr(p->out, "no longer the leader (halted)"));
     assert_non_null(strstr(p->out, "leader service stopped"));
     proc_free(p);

@@ -213,8 +213,7 @@ void expect_exit(proc *p, int code, uint64_t max_ms)
 /* ------------------------------------------------ the permanent-error table */
 
 const perm_case perm_cases[PERM_CASES] = {
-    {"NOPERM: the ACL user may not run EVALSHA", 69, 69, true,
-     "may not run a command leasehold needs"},
+    {"NOPERM: the ACL user may not run EVALSHA", 69, 69, true, "may not run 'evalsha'"},
     {"NOPERM: the ACL user may not use the key", 69, 69, true, "may not access the key"},
     {"EVALSHA renamed away", 69, 69, true, "renamed or disabled"},
     {"WRONGTYPE: the key holds a hash", 65, 65, true, "not a string"},
