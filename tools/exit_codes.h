@@ -14,6 +14,7 @@
 
 #include <leasehold.h>
 
+/* The exit status for the library's error code (see above). */
 static inline int exit_status_for_error(int code)
 {
     switch (code) {

@@ -1218,7 +1218,7 @@ static void test_foreign_holder(void **state)
 {
     (void)state;
     const char *key = "cli:perm:foreign";
-    redis_do("SET %s %s PX 3000", key, "other\nprogram");
+    redis_do("SET %s %s PX 60000", key, "other\nprogram");
     const char *status[24], *json[] = {"status", "--url", redis->url, "--key", key, "--json", NULL};
     perm_args(status, "status", redis->url, key, NULL);
     proc *st = proc_start("leasehold", NULL, status);
@@ -1246,6 +1246,7 @@ static void test_foreign_holder(void **state)
     proc *p = proc_start("leasehold", NULL, run);
     const char *warn = "which is not a leasehold token";
     expect_output(p, warn, 5000);
+    redis_do("PEXPIRE %s %s", key, "300"); /* the other program's lease runs out */
     wait_beaters(beats, 1, 10000, NULL);
     proc_read(p, 100);
     const char *first = strstr(p->out, warn);

@@ -380,7 +380,7 @@ static void test_foreign_holder(void **state)
 {
     (void)state;
     const char *key = "test_server:perm:foreign";
-    redisReply *r = redis_server_cmd(redis, "SET %s %s PX 3000", key, "original-module");
+    redisReply *r = redis_server_cmd(redis, "SET %s %s PX 60000", key, "original-module");
     assert_non_null(r);
     freeReplyObject(r);
     const char *args[20];
@@ -388,6 +388,9 @@ static void test_foreign_holder(void **state)
     proc *p = proc_start("server", NULL, args);
     const char *warn = "holds 'original-module', which is not a leasehold token";
     expect_output(p, warn, 5000);
+    r = redis_server_cmd(redis, "PEXPIRE %s 300", key); /* its lease runs out */
+    assert_non_null(r);
+    freeReplyObject(r);
     expect_output(p, LEADER_LINE, 10000);
     if (strstr(strstr(p->out, warn) + 1, warn) || strstr(p->out, " ERROR ")) {
         proc_show(p, "server");
