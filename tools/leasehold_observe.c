@@ -206,6 +206,10 @@ static int print_change(const cli_options *o, const watch_event *ev)
     char stamp[40], line[OUT_LINE_MAX] = "";
     cli_utc_stamp(&ev->at, stamp, sizeof stamp);
     const char *change = leasehold_change_name(ev->change);
+    /* Another program's value (not a leasehold token) may hold any byte: it
+     * is quoted and escaped in text; the key's epoch is not its own. */
+    bool foreign = ev->token[0] && !leasehold_is_token(ev->token);
+    uint64_t epoch = foreign ? 0 : ev->epoch;
     size_t len;
     if (o->json) {
         snprintf(line, sizeof line, "{\"ts\":\"%s\",\"key\":", stamp);
@@ -213,8 +217,8 @@ static int print_change(const cli_options *o, const watch_event *ev)
         len = strlen(line);
         len +=
             (size_t)snprintf(line + len, sizeof line - len, ",\"event\":\"%s\",\"epoch\":", change);
-        if (ev->epoch != 0)
-            len += (size_t)snprintf(line + len, sizeof line - len, "%" PRIu64, ev->epoch);
+        if (epoch != 0)
+            len += (size_t)snprintf(line + len, sizeof line - len, "%" PRIu64, epoch);
         else
             len += (size_t)snprintf(line + len, sizeof line - len, "null");
         len = json_field(line, sizeof line, "token", ev->token);
@@ -222,10 +226,14 @@ static int print_change(const cli_options *o, const watch_event *ev)
             line[len++] = '}';
     } else {
         len = (size_t)snprintf(line, sizeof line, "%s %s %s", stamp, o->key, change);
-        if (ev->epoch != 0 && len < sizeof line)
-            len += (size_t)snprintf(line + len, sizeof line - len, " epoch=%" PRIu64, ev->epoch);
+        if (epoch != 0 && len < sizeof line)
+            len += (size_t)snprintf(line + len, sizeof line - len, " epoch=%" PRIu64, epoch);
+        char quoted[sizeof ev->token * 4 + 16];
+        if (foreign)
+            cli_quote(quoted, sizeof quoted, ev->token, sizeof ev->token);
         if (ev->token[0] && len < sizeof line)
-            len += (size_t)snprintf(line + len, sizeof line - len, " token=%s", ev->token);
+            len += (size_t)snprintf(line + len, sizeof line - len, " token=%s",
+                                    foreign ? quoted : ev->token);
     }
     if (len >= sizeof line)
         len = sizeof line - 1;

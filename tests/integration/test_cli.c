@@ -1212,7 +1212,8 @@ static void test_permanent_error_while_leader(void **state)
 /*
  * A key held, with a TTL, by a value that is not a leasehold token (another
  * program's, or the original module's): status exits 65 and shows the value
- * and its TTL; run says so once, waits, and leads once the key expires.
+ * and its TTL; watch shows it escaped; run says so once, waits, and leads
+ * once the key expires.
  */
 static void test_foreign_holder(void **state)
 {
@@ -1239,6 +1240,11 @@ static void test_foreign_holder(void **state)
     }
     proc_free(st);
 
+    /* watch shows the holder, escaped, without the key's epoch */
+    const char *watch[] = {"watch", "--url", redis->url, "--key", key, NULL};
+    proc *w = proc_start("leasehold", NULL, watch);
+    expect_output(w, " cli:perm:foreign elected token=\"other\\nprogram\"\n", 5000);
+
     const char *beats = tmp_path("foreign.beats");
     const char *cmd[] = {test_process_self(), "beat", beats, NULL};
     const char *run[24];
@@ -1256,7 +1262,10 @@ static void test_foreign_holder(void **state)
     }
     test_process_signal(p->pid, SIGTERM);
     expect_exit(p, 0, 5000);
+    test_process_signal(w->pid, SIGTERM);
+    expect_exit(w, 0, 5000);
     proc_free(p);
+    proc_free(w);
 }
 
 /* A proc_pred: p printed the text of a text_times that many times. */
