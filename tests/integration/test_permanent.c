@@ -236,13 +236,26 @@ static void test_eval_renamed(void **state)
     expect_halt(fx.own, LEASEHOLD_ENOSCRIPT, "does not know the command 'EVAL'", "rename-command");
 }
 
-/* The key holds a list: EWRONGTYPE; the list is left alone. */
+/* The key holds a list: EWRONGTYPE naming the type, here and in
+ * leasehold_holder_get(); the list is left alone. */
 static void test_wrongtype(void **state)
 {
     (void)state;
     admin(fx.srv, "LPUSH %s x", "lh:perm:list");
     start(fx.srv->url, "lh:perm:list");
-    expect_halt(fx.srv, LEASEHOLD_EWRONGTYPE, "not a string", "pick another key");
+    expect_halt(fx.srv, LEASEHOLD_EWRONGTYPE, "'lh:perm:list' holds a list, not a lease string",
+                "pick another key");
+    leasehold_holder h;
+    leasehold_error err;
+    assert_int_equal(leasehold_holder_get(fx.cand.client, "lh:perm:list", &h, &err),
+                     LEASEHOLD_EWRONGTYPE);
+    printf("# holder_get: %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "'lh:perm:list' holds a list"));
+    admin(fx.srv, "HSET %s f v", "{lh:perm:epochhash}:epoch");
+    assert_int_equal(leasehold_holder_get(fx.cand.client, "lh:perm:epochhash", &h, &err),
+                     LEASEHOLD_EWRONGTYPE);
+    printf("# holder_get: %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "'{lh:perm:epochhash}:epoch' holds a hash"));
     redisReply *r = redis_server_cmd(fx.srv, "TYPE %s", "lh:perm:list");
     assert_non_null(r);
     assert_string_equal(r->str, "list");
