@@ -16,6 +16,16 @@ static void observed(leasehold_election *e, const leasehold_observation *o, void
     fflush(stdout);
 }
 
+/* Errors after start: a permanent one (an ACL, a key that is no lease...)
+ * halts the observation until leasehold_resume(); the rest are retried. */
+static void error(leasehold_election *e, const leasehold_error *err, void *arg)
+{
+    (void)e, (void)arg;
+    fprintf(stderr, "watch: %s%s\n", err->msg,
+            leasehold_error_is_permanent(err->code) ? " (no longer watching: fix it, restart)"
+                                                    : "");
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -33,13 +43,16 @@ int main(int argc, char **argv)
         leasehold_client_free(c);
         return 69;
     }
-    if (h.token[0])
+    if (h.token[0] && (h.ttl_ms < 0 || !leasehold_is_token(h.token)))
+        printf("now: %s, not a leasehold lease (%s)\n", h.token,
+               h.ttl_ms < 0 ? "no TTL" : "another program's value");
+    else if (h.token[0])
         printf("now: %s, epoch %llu, %lld ms left\n", h.token, (unsigned long long)h.epoch,
                (long long)h.ttl_ms);
     else
         printf("now: no leader\n");
     fflush(stdout);
-    leasehold_callbacks cb = {.observed = observed};
+    leasehold_callbacks cb = {.observed = observed, .error = error};
     if (!leasehold_observe(c, argv[2], &cb, NULL, &err)) {
         fprintf(stderr, "watch: %s\n", err.msg);
         leasehold_client_free(c);

@@ -796,8 +796,8 @@ static void log_quarantine(leasehold_election *e, int64_t remaining_ms, bool fre
 /* Sends the arm script for e on the new connection (campaigns only). */
 static void arm_send(leasehold_election *e, uint64_t now_ms)
 {
-    if (e->observer || e->ending) {
-        e->arm_gate_ms = 0;
+    if (e->observer || e->ending || lease_halted(&e->lease)) {
+        e->arm_gate_ms = 0; /* a halted campaign sends nothing; its acquire checks anyway */
         return;
     }
     e->arm_gate_ms = UINT64_MAX;

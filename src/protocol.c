@@ -14,6 +14,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* GET that fails on a value of another type with the key and its type in
+ * the error ("WRONGTYPE {K}:epoch holds a list"), so the user is told which
+ * key holds what.  Other errors pass through as they are. */
+#define GET_LUA                                                                                    \
+    "local function get(k)\n"                                                                      \
+    "  local v = redis.pcall('GET', k)\n"                                                          \
+    "  if type(v) == 'table' and v.err then\n"                                                     \
+    "    if string.sub(v.err, 1, 9) == 'WRONGTYPE' then\n"                                         \
+    "      local t = redis.pcall('TYPE', k)\n"                                                     \
+    "      v.err = 'WRONGTYPE ' .. k .. ' holds a ' .. (type(t) == 'table' and t.ok or '?')\n"     \
+    "    end\n"                                                                                    \
+    "    error(v)\n"                                                                               \
+    "  end\n"                                                                                      \
+    "  return v\n"                                                                                 \
+    "end\n"
+
 /*
  * The quarantine (README, "The safety rule").  {K}:epoch has no TTL and is
  * never deleted, so finding it missing means Redis lost its data (a restart
@@ -29,7 +45,7 @@
     "if redis.replicate_commands then redis.replicate_commands() end\n"                            \
     "local t = redis.call('TIME')\n"                                                               \
     "local floor = tonumber(ARGV[FLOOR]) or 0\n"                                                   \
-    "local last = redis.call('GET', KEYS[EPOCH])\n"                                                \
+    "local last = get(KEYS[EPOCH])\n"                                                              \
     "if not last then\n"                                                                           \
     "  local e = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"                                      \
     "  if floor > e then e = floor end\n"                                                          \
@@ -51,7 +67,8 @@
  * changed.  Lua numbers are doubles: exact up to 2^53, far above microseconds
  * since 1970 (and floors are kept below 2^52). */
 static const char SCRIPT_ACQUIRE_LUA[] =
-    "local EPOCH, LEASE, FLOOR = 2, 2, 4\n" QUARANTINE_STEP_LUA "last = tonumber(last) or 0\n"
+    "local EPOCH, LEASE, FLOOR = 2, 2, 4\n" GET_LUA QUARANTINE_STEP_LUA
+    "last = tonumber(last) or 0\n"
     "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
     "  local epoch = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
     "  if last + 1 > epoch then epoch = last + 1 end\n"
@@ -61,23 +78,22 @@ static const char SCRIPT_ACQUIRE_LUA[] =
     "  redis.call('PUBLISH', ARGV[3], 'elected ' .. s .. ' ' .. ARGV[1])\n"
     "  return {'elected', s, t[1], t[2]}\n"
     "end\n"
-    "return {'held', redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1]), "
-    "redis.call('GET', KEYS[2]), t[1], t[2]}\n";
+    "return {'held', get(KEYS[1]), redis.call('PTTL', KEYS[1]), get(KEYS[2]), t[1], t[2]}\n";
 
 /* Arm: the quarantine step alone, run on each new connection so that a
  * quarantine starts when the connection does, not after the restart guard
  * has held the first claim (the two holds overlap instead of adding up):
  * {"quarantine", remaining ms, set now, TIME} or {"clear"}. */
 static const char SCRIPT_ARM_LUA[] =
-    "local EPOCH, LEASE, FLOOR = 1, 1, 2\n" QUARANTINE_STEP_LUA "return {'clear'}\n";
+    "local EPOCH, LEASE, FLOOR = 1, 1, 2\n" GET_LUA QUARANTINE_STEP_LUA "return {'clear'}\n";
 
 /* Renew: the original module's compare-and-PEXPIRE, answering distinctly,
  * with Redis's TIME: {1, TIME} renewed, {0, TIME} the key is gone,
  * {token, TIME}: the token that holds it instead. */
 static const char SCRIPT_RENEW_LUA[] =
-    "if redis.replicate_commands then redis.replicate_commands() end\n"
+    "if redis.replicate_commands then redis.replicate_commands() end\n" GET_LUA
     "local t = redis.call('TIME')\n"
-    "local v = redis.call('GET', KEYS[1])\n"
+    "local v = get(KEYS[1])\n"
     "if v == ARGV[1] then\n"
     "  return {redis.call('PEXPIRE', KEYS[1], ARGV[2]), t[1], t[2]}\n"
     "end\n"
@@ -89,16 +105,16 @@ static const char SCRIPT_RENEW_LUA[] =
  * term to term, and a release sent for an earlier term (held up in a
  * connection that was given up, say) must not delete a later one. */
 static const char SCRIPT_RELEASE_LUA[] =
-    "if redis.call('GET', KEYS[1]) == ARGV[1] and redis.call('GET', KEYS[2]) == ARGV[3] then\n"
-    "  redis.call('DEL', KEYS[1])\n"
-    "  redis.call('PUBLISH', ARGV[2], 'released ' .. ARGV[3] .. ' ' .. ARGV[1])\n"
-    "  return 1\n"
-    "end\n"
-    "return 0\n";
+    GET_LUA "if get(KEYS[1]) == ARGV[1] and get(KEYS[2]) == ARGV[3] then\n"
+            "  redis.call('DEL', KEYS[1])\n"
+            "  redis.call('PUBLISH', ARGV[2], 'released ' .. ARGV[3] .. ' ' .. ARGV[1])\n"
+            "  return 1\n"
+            "end\n"
+            "return 0\n";
 
 /* Query: one consistent read of the holder, its PTTL and the epoch. */
-static const char SCRIPT_QUERY_LUA[] = "return {redis.call('GET', KEYS[1]), redis.call('PTTL', "
-                                       "KEYS[1]), redis.call('GET', KEYS[2])}\n";
+static const char SCRIPT_QUERY_LUA[] =
+    GET_LUA "return {get(KEYS[1]), redis.call('PTTL', KEYS[1]), get(KEYS[2])}\n";
 
 const char *protocol_script(enum script_kind kind)
 {

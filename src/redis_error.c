@@ -28,6 +28,29 @@ static int unknown_command(const char *text, char *name, size_t name_size)
     return strcasecmp(name, "eval") == 0 || strcasecmp(name, "evalsha") == 0 ? 1 : 2;
 }
 
+/* The key and type the leasehold scripts name in a WRONGTYPE of theirs
+ * ("WRONGTYPE {K}:epoch holds a list", see protocol.c); false for Redis's
+ * own WRONGTYPE text or an unknown type. */
+static bool typed_key(const char *words, char *type, size_t type_size, char *key, size_t key_size)
+{
+    static const char prefix[] = "WRONGTYPE ", holds[] = " holds a ";
+    const char *h = NULL;
+    for (const char *p = strstr(words, holds); p; p = strstr(p + 1, holds))
+        h = p; /* the last one: a key may hold the words too */
+    if (!h || strncmp(words, prefix, sizeof prefix - 1) != 0 || h < words + sizeof prefix - 1)
+        return false;
+    const char *t = h + sizeof holds - 1;
+    size_t tn = strcspn(t, " ");
+    size_t kn = (size_t)(h - words) - (sizeof prefix - 1);
+    if (tn == 0 || tn >= type_size || kn >= key_size || strncmp(t, "?", tn) == 0)
+        return false;
+    memcpy(type, t, tn);
+    type[tn] = '\0';
+    memcpy(key, words + sizeof prefix - 1, kn);
+    key[kn] = '\0';
+    return true;
+}
+
 /* The command a top-level NOPERM names ("... to run the 'evalsha' command"). */
 static bool denied_command(const char *text, char *name, size_t name_size)
 {
@@ -111,7 +134,7 @@ int redis_error_explain(const char *text, const redis_error_ctx *ctx, char *why,
     if (!ctx)
         ctx = &none;
     int code = redis_error_code(text);
-    char words[200], name[32], grant[200];
+    char words[200], name[32], grant[200], key[120];
     redis_words(text ? text : "error reply", words, sizeof words);
     const char *user = or (ctx->user, "default"), *addr = or (ctx->address, "Redis");
     switch (code) {
@@ -140,6 +163,13 @@ int redis_error_explain(const char *text, const redis_error_ctx *ctx, char *why,
                      user, grant);
         break;
     case LEASEHOLD_EWRONGTYPE:
+        if (typed_key(words, name, sizeof name, key, sizeof key)) {
+            snprintf(why, why_size,
+                     "'%s' holds a %s, not a lease string: another program uses it (delete it, "
+                     "or pick another key)",
+                     key, name);
+            break;
+        }
         snprintf(why, why_size,
                  "the key (or its side key %s) holds a value that is not a string, so not a "
                  "lease: another program uses it (delete it, or pick another key)",

@@ -63,6 +63,9 @@ static int teardown(void **state)
 {
     (void)state;
     candidate_stop(&fx.cand);
+    redisReply *r = redis_server_cmd(fx.srv, "CONFIG SET maxmemory 0");
+    if (r)
+        freeReplyObject(r);
     redis_server_stop(fx.own);
     fx.own = NULL;
     events_free(fx.q);
@@ -236,13 +239,26 @@ static void test_eval_renamed(void **state)
     expect_halt(fx.own, LEASEHOLD_ENOSCRIPT, "does not know the command 'EVAL'", "rename-command");
 }
 
-/* The key holds a list: EWRONGTYPE; the list is left alone. */
+/* The key holds a list: EWRONGTYPE naming the type, here and in
+ * leasehold_holder_get(); the list is left alone. */
 static void test_wrongtype(void **state)
 {
     (void)state;
     admin(fx.srv, "LPUSH %s x", "lh:perm:list");
     start(fx.srv->url, "lh:perm:list");
-    expect_halt(fx.srv, LEASEHOLD_EWRONGTYPE, "not a string", "pick another key");
+    expect_halt(fx.srv, LEASEHOLD_EWRONGTYPE, "'lh:perm:list' holds a list, not a lease string",
+                "pick another key");
+    leasehold_holder h;
+    leasehold_error err;
+    assert_int_equal(leasehold_holder_get(fx.cand.client, "lh:perm:list", &h, &err),
+                     LEASEHOLD_EWRONGTYPE);
+    printf("# holder_get: %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "'lh:perm:list' holds a list"));
+    admin(fx.srv, "HSET %s f v", "{lh:perm:epochhash}:epoch");
+    assert_int_equal(leasehold_holder_get(fx.cand.client, "lh:perm:epochhash", &h, &err),
+                     LEASEHOLD_EWRONGTYPE);
+    printf("# holder_get: %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "'{lh:perm:epochhash}:epoch' holds a hash"));
     redisReply *r = redis_server_cmd(fx.srv, "TYPE %s", "lh:perm:list");
     assert_non_null(r);
     assert_string_equal(r->str, "list");
@@ -315,6 +331,40 @@ static void test_foreign_value_waited_for(void **state)
     assert_true(events_wait(fx.q, events_of(EV_ELECTED, 0), 5000, NULL));
     assert_int_equal(events_count(fx.q, events_of(EV_ERROR, -1)), 0);
     assert_int_equal(error_lines(), 0); /* a warning, not an error */
+}
+
+/* A transient error (a full Redis: OOM) is retried, and reported once
+ * (callback and ERROR line) however many retries meet it; once it clears,
+ * the campaign wins. */
+static void test_transient_retried_reported_once(void **state)
+{
+    (void)state;
+    admin(fx.srv, "CONFIG SET maxmemory %s", "1");
+    start(fx.srv->url, "lh:perm:oom");
+    event ev;
+    assert_true(events_wait(fx.q, events_of(EV_ERROR, 0), 5000, &ev));
+    printf("# error callback: %s: %s\n", leasehold_errname((int)ev.value), ev.text);
+    assert_int_equal(ev.value, LEASEHOLD_EREDIS);
+    assert_false(leasehold_error_is_permanent((int)ev.value));
+    assert_non_null(strstr(ev.text, "OOM"));
+    assert_null(strstr(ev.text, "script: "));
+    long long before = script_traffic(fx.srv);
+    test_sleep_ms(QUIET_MS);
+    long long after = script_traffic(fx.srv);
+    printf("# traffic during %u ms of OOM: %lld\n", QUIET_MS, after - before);
+    admin(fx.srv, "CONFIG SET maxmemory %s", "0");
+    assert_true(after - before >= 2); /* retried (every 225-300 ms) */
+    assert_int_equal(events_count(fx.q, events_of(EV_ERROR, -1)), 0);
+    assert_int_equal(error_lines(), 1);
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, 0), 5000, NULL));
+
+    /* Successes in between: the same failure is news again. */
+    admin(fx.srv, "CONFIG SET maxmemory %s", "1");
+    assert_int_equal(leasehold_resign(fx.cand.election), 0);
+    assert_true(events_wait(fx.q, events_of(EV_ERROR, 0), 5000, &ev));
+    printf("# error callback: %s: %s\n", leasehold_errname((int)ev.value), ev.text);
+    assert_int_equal(ev.value, LEASEHOLD_EREDIS);
+    assert_non_null(strstr(ev.text, "OOM"));
 }
 
 /* A leader whose ACL loses EVALSHA mid-term: revoked with LEASEHOLD_HALTED,
@@ -394,6 +444,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_readonly_replica, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_ttl_then_resume, setup, teardown),
         cmocka_unit_test_setup_teardown(test_foreign_value_waited_for, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transient_retried_reported_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leader_acl_revoked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_observer_halts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_control_char_keys, setup, teardown),

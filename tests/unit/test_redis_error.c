@@ -83,6 +83,18 @@ static void test_classified(void **state)
              "WRONGTYPE Operation against a key holding the wrong kind of value script: %s, on "
              "@user_script:1.",
              SHA);
+    snprintf(text, sizeof text,
+             "WRONGTYPE {app:leader}:epoch holds a hash script: %s, on @user_script:8.", SHA);
+    expect(text, LEASEHOLD_EWRONGTYPE, true,
+           "'{app:leader}:epoch' holds a hash, not a lease string",
+           "delete it, or pick another key");
+    expect("WRONGTYPE my key holds a list holds a list", LEASEHOLD_EWRONGTYPE, true,
+           "'my key holds a list' holds a list", NULL);
+    expect("WRONGTYPE app:leader holds a ?", LEASEHOLD_EWRONGTYPE, true, "not a string", NULL);
+    snprintf(text, sizeof text,
+             "WRONGTYPE Operation against a key holding the wrong kind of value script: %s, on "
+             "@user_script:1.",
+             SHA);
     expect(text, LEASEHOLD_EWRONGTYPE, true,
            "{app:leader}:epoch) holds a value that is not a string",
            "delete it, or pick another key");
