@@ -216,7 +216,7 @@ const perm_case perm_cases[PERM_CASES] = {
     {"NOPERM: the ACL user may not run EVALSHA", 69, 69, true, "may not run 'evalsha'"},
     {"NOPERM: the ACL user may not use the key", 69, 69, true, "may not access the key"},
     {"EVALSHA renamed away", 69, 69, true, "renamed or disabled"},
-    {"WRONGTYPE: the key holds a hash", 65, 65, true, "not a string"},
+    {"WRONGTYPE: the key holds a hash", 65, 65, true, "holds a hash"},
     {"READONLY: the URL names a replica", 69, 3, false, "read-only replica"},
     {"the key holds a value with no TTL", 65, 65, true, "with no TTL: not a lease"},
 };
