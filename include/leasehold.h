@@ -101,7 +101,8 @@ extern "C" {
     X(LEASEHOLD_EEXIST, -1011, "this client already campaigns for that key")                       \
     X(LEASEHOLD_ECONFIG, -1012, "invalid configuration")                                           \
     X(LEASEHOLD_EEVICTION, -1013, "Redis may evict the lease key (maxmemory-policy)")              \
-    X(LEASEHOLD_ECLOCKJUMP, -1014, "Redis's clock jumped forward")
+    X(LEASEHOLD_ECLOCKJUMP, -1014, "Redis's clock jumped forward")                                 \
+    X(LEASEHOLD_ENOTLEADER, -1020, "not the leader")
 
 enum leasehold_errno {
 #define LEASEHOLD_ENUM_(name, value, msg) name = (value),
@@ -334,6 +335,35 @@ LEASEHOLD_API const char *leasehold_token_string(const leasehold_election *e);
  * Thread-safe.
  */
 LEASEHOLD_API int leasehold_resign(leasehold_election *e);
+
+/*
+ * Ends the campaign as leader without releasing the key: the key keeps this
+ * term's token, with its TTL set to hold_ms, so no other process can be
+ * elected until the hold runs out (`leasehold run --hold-after-exit`: a job
+ * that must run once per schedule keeps late starters out).  It is one
+ * compare-and-PEXPIRE of this term's token on Redis; then no renewal and no
+ * release follow, and the campaign has ended (free e as usual).
+ *
+ * Ordering.  leasehold_is_leader() is false from the moment of the call, for
+ * good, whatever it returns: stop everything the term started first, since
+ * nothing may act on the term after the call.  On 0, the key is held for
+ * hold_ms counted from when Redis ran the hold, which is after the call was
+ * made, so no successor can be elected before (call time + hold_ms); hold_ms
+ * may be shorter than what is left of the lease, which then ends sooner.  The
+ * successor's fencing epoch is above this term's, as for any term.
+ *
+ * Only for elections made with leasehold_campaign() (LEASEHOLD_EINVAL for a
+ * service or an observer).  Waits for the answer as leasehold_holder_get()
+ * does.  Returns 0; LEASEHOLD_EINVAL (hold_ms 0); LEASEHOLD_ENOTLEADER (not
+ * leader, or the key was no longer this term's: gone or taken, so a successor
+ * may lead already); LEASEHOLD_ETIMEDOUT (no answer: the key is held for
+ * hold_ms if the hold still arrives, else it lapses with the lease);
+ * LEASEHOLD_ECONNRESET (not connected: the key lapses with the lease);
+ * LEASEHOLD_ENOPERM, LEASEHOLD_EREDIS...: an error reply; LEASEHOLD_ECLOSED;
+ * LEASEHOLD_EDEADLK (from a callback); LEASEHOLD_ENOMEM.  Thread-safe.
+ */
+LEASEHOLD_API int leasehold_resign_hold(leasehold_election *e, uint32_t hold_ms,
+                                        leasehold_error *err);
 
 /*
  * Ends the campaign: resigns as above, waits for the service and the release

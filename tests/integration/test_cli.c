@@ -795,7 +795,7 @@ static void test_restart(void **state)
     proc_free(p);
 }
 
-/* --exit-on-loss: another token in the key ends the term: exit 76, CMD gone.
+/* --exit-on-loss: another token in the key ends the term: exit 79, CMD gone.
  * The key held by another before valid_until means the lease was lost early
  * (another process may act already), so the term's deadline is now and CMD
  * is killed at once rather than given until valid_until. */
@@ -811,7 +811,7 @@ static void test_exit_on_loss(void **state)
     beater b;
     wait_beaters(beats, 1, 10000, &b);
     redis_do("SET %s %s PX 60000", "cli:loss", "intruder/1");
-    expect_exit(p, 76, 3000);
+    expect_exit(p, 79, 3000);
     assert_false(pid_alive(b.pid));
     proc_free(p);
     redis_do("DEL %s", "cli:loss", NULL);
@@ -921,7 +921,9 @@ static void test_usage_errors(void **state)
         /* 20% of drift leaves 2000 ms of lease too little for a 1700 ms deadline */
         {"run", "--url", "@R", "--clock-drift-ppm", "200000", "--renew-deadline", "1700ms", "--",
          "true"},
-        {"run", "--url", "@R", "--wait-timeout", "0s", "--", "true"},
+        {"run", "--url", "@R", "--hold-after-exit", "0s", "--", "true"},
+        {"run", "--url", "@R", "--hold-after-exit", "10", "--", "true"},
+        {"run", "--url", "@R", "--restart", "--hold-after-exit", "1m", "--", "true"},
         {"run", "--url", "@R", "--renew", "5s", "--", "true"},
         {"run", "--url", "@R", "--lease"},
         {"run", "--url", "@R", "--bogus", "--", "true"},
@@ -985,7 +987,9 @@ static void test_usage_errors(void **state)
         "SNAKETRON_REDIS_URL",
         "SNAKETRON_REGION",
         " 75 ",
-        " 76 ",
+        " 79 ",
+        "--try-once",
+        "--hold-after-exit",
         " 64 ",
         " 69 ",
         "128+N",
