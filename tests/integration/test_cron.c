@@ -23,6 +23,8 @@
 
 #include <cmocka.h>
 
+#include <leasehold.h>
+
 #include "redis_server.h"
 #include "testutil.h"
 
@@ -284,6 +286,84 @@ static void test_cron_recipe(void **state)
     assert_int_equal(line_count(runs_path), 2);
 }
 
+static bool is_leader(void *arg)
+{
+    return leasehold_is_leader(arg);
+}
+
+static int idle_service(leasehold_token *t, void *arg)
+{
+    (void)arg;
+    while (leasehold_token_sleep(t, 100)) {
+    }
+    return 0;
+}
+
+static void get_key(const char *key, char *out, size_t size)
+{
+    redisReply *r = redis_server_cmd(redis, "GET %s", key);
+    assert_non_null(r);
+    snprintf(out, size, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
+}
+
+/*
+ * leasehold_resign_hold(), under --hold-after-exit: the key keeps the
+ * term's token with the hold's TTL, the process is no longer leader, and
+ * nothing releases the key afterwards, not even leasehold_client_free().
+ * A key taken by another before the hold is left alone: ENOTLEADER.  Not
+ * for a service's election, and not for 0 ms: EINVAL.
+ */
+static void test_resign_hold(void **state)
+{
+    (void)state;
+    leasehold_config cfg;
+    test_config(&cfg, redis->url);
+    leasehold_error err;
+    leasehold_client *c = leasehold_client_new(&cfg, &err);
+    assert_non_null(c);
+    leasehold_election *e = leasehold_campaign(c, "lib:hold", NULL, NULL, &err);
+    leasehold_election *taken = leasehold_campaign(c, "lib:taken", NULL, NULL, &err);
+    leasehold_election *svc = leasehold_serve(c, "lib:svc", idle_service, NULL, &err);
+    assert_non_null(e);
+    assert_non_null(taken);
+    assert_non_null(svc);
+    assert_true(wait_until(is_leader, e, TEST_FRESH_REDIS_MS + 3000));
+    assert_true(wait_until(is_leader, taken, 3000));
+    assert_true(wait_until(is_leader, svc, 3000));
+
+    assert_int_equal(leasehold_resign_hold(e, 0, &err), LEASEHOLD_EINVAL);
+    assert_int_equal(leasehold_resign_hold(svc, 5000, &err), LEASEHOLD_EINVAL);
+    assert_true(leasehold_is_leader(e));
+
+    char token[256], now[256];
+    snprintf(token, sizeof token, "%s", leasehold_token_string(e));
+    assert_int_equal(leasehold_resign_hold(e, 5000, &err), 0);
+    assert_false(leasehold_is_leader(e));
+    assert_int_equal(leasehold_epoch(e), 0);
+    get_key("lib:hold", now, sizeof now);
+    assert_string_equal(now, token);
+    int64_t pttl = key_pttl("lib:hold");
+    if (pttl <= cfg.lease_ms || pttl > 5000)
+        fail_msg("after a 5000 ms hold the key's PTTL is %lld", (long long)pttl);
+    /* A second hold finds no term. */
+    assert_int_equal(leasehold_resign_hold(e, 5000, &err), LEASEHOLD_ENOTLEADER);
+
+    redisReply *r = redis_server_cmd(redis, "SET lib:taken other/1 PX 60000");
+    assert_non_null(r);
+    freeReplyObject(r);
+    int rc = leasehold_resign_hold(taken, 5000, &err);
+    if (rc != LEASEHOLD_ENOTLEADER)
+        fail_msg("a hold of a taken key returned %s: %s", leasehold_errname(rc), err.msg);
+    get_key("lib:taken", now, sizeof now);
+    assert_string_equal(now, "other/1");
+    assert_true(key_pttl("lib:taken") > 50000);
+
+    leasehold_client_free(c);
+    get_key("lib:hold", now, sizeof now);
+    assert_string_equal(now, token); /* not released on the way out */
+}
+
 /* Runs systemd-analyze verify on unit_path; its exit status, with what it
  * printed in out. */
 static int analyze(const char *unit_path, char *out, size_t size)
@@ -365,6 +445,7 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_resign_hold),
         cmocka_unit_test(test_cron_recipe),
         cmocka_unit_test(test_systemd_unit),
     };
