@@ -94,6 +94,8 @@ struct leasehold_election {
 
     bool observer; /* leasehold_observe(): never claims */
     bool holding;  /* leasehold_resign_hold(): the term ends without a release (I/O thread) */
+    /* REQ_END or shutdown came: a held campaign may now be let go of (I/O thread). */
+    bool end_asked;
 
     /* Read by any thread. */
     _Atomic uint64_t valid_until_ms;   /* 0 when not leader */
@@ -1097,14 +1099,17 @@ static void unlink_election(leasehold_client *c, leasehold_election *e)
     e->unlinked = true;
     /* Requests still queued for it (a resign from its service thread, say)
      * must not outlive it. */
-    request **qp = &c->req_head, *last = NULL;
+    request **qp = &c->req_head, *last = NULL, *holds = NULL;
     while (*qp) {
         request *r = *qp;
         if (r->e == e) {
             *qp = r->next;
             if (r->kind == REQ_RESIGN)
                 atomic_fetch_sub(&e->resign_pending, 1);
-            if (r != e->end_req)
+            if (r->kind == REQ_HOLD) { /* its asker waits: answered below */
+                r->next = holds;
+                holds = r;
+            } else if (r != e->end_req)
                 free(r);
         } else {
             last = r;
@@ -1119,6 +1124,12 @@ static void unlink_election(leasehold_client *c, leasehold_election *e)
         *rp = e->reg_next;
     pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->mu);
+    while (holds) {
+        request *r = holds;
+        holds = r->next;
+        finish_query(c, r->q, LEASEHOLD_ENOTLEADER, "the campaign ended before the hold", NULL);
+        free(r);
+    }
     if (free_here)
         election_release(e);
 }
@@ -1133,6 +1144,7 @@ static void begin_shutdown(leasehold_client *c, uint64_t now_ms)
     c->shutdown_deadline_ms =
         now_ms + c->cfg.stop_timeout_ms + 4 * (uint64_t)c->cfg.command_timeout_ms + 1000;
     for (leasehold_election *e = c->elections; e; e = e->next) {
+        e->end_asked = true;
         if (!e->ending) {
             e->ending = true;
             lease_stop(&e->lease, now_ms);
@@ -1199,6 +1211,7 @@ static void handle_requests(leasehold_client *c, uint64_t now_ms)
                 lease_resign(&e->lease, now_ms);
             break;
         case REQ_END:
+            e->end_asked = true;
             if (!e->ending) {
                 e->ending = true;
                 lease_stop(&e->lease, now_ms);
@@ -1282,7 +1295,9 @@ static void run_due(leasehold_client *c, uint64_t now_ms)
             drive(e, now_ms);
         }
         check_service(e, now_ms);
-        if (e->stopped && !e->svc && e->pending_count == 0)
+        /* A campaign ended by a hold stays linked until its owner frees it
+         * (or the client): only then may the loop let go of it. */
+        if (e->stopped && !e->svc && e->pending_count == 0 && (!e->holding || e->end_asked))
             unlink_election(c, e);
         e = next;
     }

@@ -131,7 +131,7 @@ static void print_help(void)
            "          SIGTERM/SIGINT stopped leasehold and CMD obeyed the forwarded signal\n"
            "          (exit 0, or died of it); 75 not elected within --wait-timeout, or\n"
            "          the key held by another (--try-once); 79 leadership lost\n"
-           "          (--exit-on-loss), or the key lost before --hold-after-exit's hold;\n"
+           "          (--exit-on-loss), or --hold-after-exit's hold could not be set;\n"
            "          126 CMD cannot be executed; 127 CMD not found (both checked before\n"
            "          campaigning); 128+N when leasehold was stopped by signal N before\n"
            "          CMD ran\n"

@@ -1184,9 +1184,16 @@ static void test_stop_exit_status(void **state)
     expect_exit(p, 0, 5000);
     proc_free(p);
 
-    const char *own_status[] = {"sh", "-c", "trap 'exit 3' TERM; while :; do sleep 0.05; done",
-                                NULL};
+    const char *ready = tmp_path("stop.ready");
+    char script[700];
+    snprintf(script, sizeof script, "trap 'exit 3' TERM; : > '%s'; while :; do sleep 0.05; done",
+             ready);
+    const char *own_status[] = {"sh", "-c", script, NULL};
     p = start_leader("cli:stop", own_status);
+    uint64_t deadline = test_now_ms() + test_ms(5000);
+    while (access(ready, F_OK) != 0 && test_now_ms() < deadline)
+        test_sleep_ms(5);
+    assert_int_equal(access(ready, F_OK), 0); /* the trap is set */
     test_process_signal(p->pid, SIGTERM);
     expect_exit(p, 3, 5000);
     proc_free(p);

@@ -346,8 +346,11 @@ static void test_resign_hold(void **state)
     int64_t pttl = key_pttl("lib:hold");
     if (pttl <= cfg.lease_ms || pttl > 5000)
         fail_msg("after a 5000 ms hold the key's PTTL is %lld", (long long)pttl);
-    /* A second hold finds no term. */
+    /* A second hold finds no term; freeing the election releases nothing. */
     assert_int_equal(leasehold_resign_hold(e, 5000, &err), LEASEHOLD_ENOTLEADER);
+    leasehold_election_free(e);
+    get_key("lib:hold", now, sizeof now);
+    assert_string_equal(now, token);
 
     redisReply *r = redis_server_cmd(redis, "SET lib:taken other/1 PX 60000");
     assert_non_null(r);
@@ -359,9 +362,9 @@ static void test_resign_hold(void **state)
     assert_string_equal(now, "other/1");
     assert_true(key_pttl("lib:taken") > 50000);
 
-    leasehold_client_free(c);
+    leasehold_client_free(c); /* frees `taken`, held or not */
     get_key("lib:hold", now, sizeof now);
-    assert_string_equal(now, token); /* not released on the way out */
+    assert_string_equal(now, token);
 }
 
 /* Runs systemd-analyze verify on unit_path; its exit status, with what it
