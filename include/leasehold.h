@@ -104,7 +104,8 @@ extern "C" {
     X(LEASEHOLD_ECLOCKJUMP, -1014, "Redis's clock jumped forward")                                 \
     X(LEASEHOLD_ENOSCRIPT, -1015, "Redis refuses the Lua scripts leasehold needs")                 \
     X(LEASEHOLD_ENOTLEASE, -1016, "the key holds a value with no TTL: not a lease")                \
-    X(LEASEHOLD_EFOREIGN, -1017, "the key holds a value that is not a leasehold token")
+    X(LEASEHOLD_EFOREIGN, -1017, "the key holds a value that is not a leasehold token")            \
+    X(LEASEHOLD_ENOTLEADER, -1018, "not the leader")
 
 enum leasehold_errno {
 #define LEASEHOLD_ENUM_(name, value, msg) name = (value),
@@ -391,6 +392,35 @@ LEASEHOLD_API int leasehold_resign(leasehold_election *e);
  * included.
  */
 LEASEHOLD_API int leasehold_resume(leasehold_election *e);
+
+/*
+ * Ends the campaign as leader without releasing the key: the key keeps this
+ * term's token, with its TTL set to hold_ms, so no other process can be
+ * elected until the hold runs out (`leasehold run --hold-after-exit`: a job
+ * that must run once per schedule keeps late starters out).  It is one
+ * compare-and-PEXPIRE of this term's token on Redis; then no renewal and no
+ * release follow, and the campaign has ended (free e as usual).
+ *
+ * Ordering.  leasehold_is_leader() is false from the moment of the call, for
+ * good, whatever it returns: stop everything the term started first, since
+ * nothing may act on the term after the call.  On 0, the key is held for
+ * hold_ms counted from when Redis ran the hold, which is after the call was
+ * made, so no successor can be elected before (call time + hold_ms); hold_ms
+ * may be shorter than what is left of the lease, which then ends sooner.  The
+ * successor's fencing epoch is above this term's, as for any term.
+ *
+ * Only for elections made with leasehold_campaign() (LEASEHOLD_EINVAL for a
+ * service or an observer).  Waits for the answer as leasehold_holder_get()
+ * does.  Returns 0; LEASEHOLD_EINVAL (hold_ms 0); LEASEHOLD_ENOTLEADER (not
+ * leader, or the key was no longer this term's: gone or taken, so a successor
+ * may lead already); LEASEHOLD_ETIMEDOUT (no answer: the key is held for
+ * hold_ms if the hold still arrives, else it lapses with the lease);
+ * LEASEHOLD_ECONNRESET (not connected: the key lapses with the lease);
+ * LEASEHOLD_ENOPERM, LEASEHOLD_EREDIS...: an error reply; LEASEHOLD_ECLOSED;
+ * LEASEHOLD_EDEADLK (from a callback); LEASEHOLD_ENOMEM.  Thread-safe.
+ */
+LEASEHOLD_API int leasehold_resign_hold(leasehold_election *e, uint32_t hold_ms,
+                                        leasehold_error *err);
 
 /*
  * Ends the campaign: resigns as above, waits for the service and the release

@@ -54,6 +54,8 @@ typedef struct pending {
     uint32_t seq;
     uint64_t epoch; /* release */
     bool eval;      /* sent as EVAL (after NOSCRIPT) */
+    /* A renew sent as a hold (leasehold_resign_hold): this TTL, not the lease. */
+    uint32_t hold_ms;
 } pending;
 
 /* A leasehold_holder_get() under way.  The asking thread and the I/O thread
@@ -66,9 +68,20 @@ struct query {
     int code;
     char msg[256];
     leasehold_holder holder;
+    /* leasehold_resign_hold(): the renew script with this token and TTL
+     * instead of the read (hold_ms 0: a holder query). */
+    char *token;
+    uint32_t hold_ms;
 };
 
-typedef enum request_kind { REQ_CAMPAIGN, REQ_RESIGN, REQ_END, REQ_QUERY, REQ_RESUME } request_kind;
+typedef enum request_kind {
+    REQ_CAMPAIGN,
+    REQ_RESIGN,
+    REQ_END,
+    REQ_QUERY,
+    REQ_RESUME,
+    REQ_HOLD,
+} request_kind;
 
 typedef struct request {
     struct request *next;
@@ -88,6 +101,9 @@ struct leasehold_election {
     void *service_arg;
 
     bool observer; /* leasehold_observe(): never claims */
+    bool holding;  /* leasehold_resign_hold(): the term ends without a release (I/O thread) */
+    /* REQ_END or shutdown came: a held campaign may now be let go of (I/O thread). */
+    bool end_asked;
 
     /* Read by any thread. */
     _Atomic uint64_t valid_until_ms;   /* 0 when not leader */
@@ -261,7 +277,7 @@ static bool send_script(leasehold_client *c, pending *p, const char *key, const 
                         uint64_t now_ms)
 {
     char lease_ms[24], epoch_s[24];
-    snprintf(lease_ms, sizeof lease_ms, "%" PRIu32, c->cfg.lease_ms);
+    snprintf(lease_ms, sizeof lease_ms, "%" PRIu32, p->hold_ms ? p->hold_ms : c->cfg.lease_ms);
     snprintf(epoch_s, sizeof epoch_s, "%" PRIu64, p->epoch);
 
     const char *argv[10];
@@ -437,7 +453,7 @@ static void drive(leasehold_election *e, uint64_t now_ms)
              * term: after a resign it has stopped, but a term that ended
              * against its will may still be acted on until valid_until, so
              * its key is left to lapse rather than released. */
-            if (!e->svc && a.reason == LEASEHOLD_RESIGNED)
+            if (!e->svc && a.reason == LEASEHOLD_RESIGNED && !e->holding)
                 lease_service_stopped(&e->lease, now_ms);
             else if (!e->svc)
                 lease_service_abandoned(&e->lease, now_ms);
@@ -573,6 +589,34 @@ static int explain_reply(leasehold_client *c, const char *key, const char *epoch
     return redis_error_explain(r->str, &ctx, why, why_size);
 }
 
+static void query_free(query *q)
+{
+    free(q->key);
+    free(q->epoch_key);
+    free(q->token);
+    free(q);
+}
+
+/* The answer to a hold (the renew script with the hold's TTL) into q: 0
+ * when the key was still this term's and now has the hold's TTL. */
+static void hold_answer(query *q, const conn_reply *r)
+{
+    lease_reply lr;
+    char why[200] = "";
+    protocol_renew_reply(r, &lr, why, sizeof why);
+    if (lr.result == LEASE_RENEWED)
+        return;
+    q->code = lr.result == LEASE_RENEW_FAILED ? lr.error : LEASEHOLD_ENOTLEADER;
+    if (lr.result == LEASE_RENEW_MISSING)
+        snprintf(q->msg, sizeof q->msg, "key %s: gone before the hold: the lease had run out",
+                 q->key);
+    else if (lr.result == LEASE_RENEW_HELD)
+        snprintf(q->msg, sizeof q->msg, "key %s: held by %.*s before the hold", q->key,
+                 (int)(lr.holder_len < 128 ? lr.holder_len : 128), lr.holder);
+    else
+        snprintf(q->msg, sizeof q->msg, "key %s: hold failed: %s", q->key, why);
+}
+
 /* Hands a query its answer (code 0 and r) or its failure, and wakes the
  * asker; frees it when the asker has given up. */
 static void finish_query(leasehold_client *c, query *q, int code, const char *msg,
@@ -583,7 +627,9 @@ static void finish_query(leasehold_client *c, query *q, int code, const char *ms
     if (!abandoned) {
         q->code = code;
         snprintf(q->msg, sizeof q->msg, "%s", msg ? msg : "");
-        if (code == 0 && r) {
+        if (code == 0 && r && q->hold_ms) {
+            hold_answer(q, r);
+        } else if (code == 0 && r) {
             lease_reply lr;
             char why[200] = "";
             protocol_query_reply(r, q->epoch_key, &lr, why, sizeof why);
@@ -608,11 +654,8 @@ static void finish_query(leasehold_client *c, query *q, int code, const char *ms
         pthread_cond_broadcast(&c->cond);
     }
     pthread_mutex_unlock(&c->mu);
-    if (abandoned) {
-        free(q->key);
-        free(q->epoch_key);
-        free(q);
-    }
+    if (abandoned)
+        query_free(q);
 }
 
 static void send_query(leasehold_client *c, query *q, bool eval, uint64_t now_ms)
@@ -622,8 +665,11 @@ static void send_query(leasehold_client *c, query *q, bool eval, uint64_t now_ms
         finish_query(c, q, LEASEHOLD_ENOMEM, "out of memory", NULL);
         return;
     }
-    *p = (pending){.q = q, .kind = SCRIPT_QUERY, .eval = eval};
-    if (!send_script(c, p, q->key, q->epoch_key, NULL, NULL, NULL, now_ms))
+    *p = (pending){.q = q,
+                   .kind = q->hold_ms ? SCRIPT_RENEW : SCRIPT_QUERY,
+                   .eval = eval,
+                   .hold_ms = q->hold_ms};
+    if (!send_script(c, p, q->key, q->epoch_key, NULL, q->token, NULL, now_ms))
         finish_query(c, q, LEASEHOLD_ECONNRESET, "the connection to Redis went down", NULL);
 }
 
@@ -638,6 +684,30 @@ static void send_unsent_queries(leasehold_client *c, uint64_t now_ms)
         send_query(c, q, false, now_ms);
         q = next;
     }
+}
+
+/* leasehold_resign_hold() on the I/O thread.  The campaign ends without a
+ * release (no renewal or release of it follows), then the hold goes out: on
+ * the one connection, after every renewal of the term, so none of them can
+ * overwrite its TTL.  A term that ended meanwhile gets no hold. */
+static void hold_term(leasehold_client *c, leasehold_election *e, query *q, uint64_t now_ms)
+{
+    if (e->ending || !lease_is_leader(&e->lease, now_ms)) {
+        char msg[sizeof q->msg];
+        snprintf(msg, sizeof msg, "key %s: the term ended before the hold", e->key);
+        finish_query(c, q, LEASEHOLD_ENOTLEADER, msg, NULL);
+        return;
+    }
+    e->holding = true;
+    e->ending = true;
+    lease_stop(&e->lease, now_ms);
+    drive(e, now_ms);
+    if (conn_get_state(c->conn) == CONN_READY)
+        send_query(c, q, false, now_ms);
+    else
+        finish_query(c, q, LEASEHOLD_ECONNRESET,
+                     "not connected to Redis: the key lapses with its lease, without the hold",
+                     NULL);
 }
 
 /* ------------------------------------------------------- reply handling */
@@ -1107,14 +1177,17 @@ static void unlink_election(leasehold_client *c, leasehold_election *e)
     e->unlinked = true;
     /* Requests still queued for it (a resign from its service thread, say)
      * must not outlive it. */
-    request **qp = &c->req_head, *last = NULL;
+    request **qp = &c->req_head, *last = NULL, *holds = NULL;
     while (*qp) {
         request *r = *qp;
         if (r->e == e) {
             *qp = r->next;
             if (r->kind == REQ_RESIGN)
                 atomic_fetch_sub(&e->resign_pending, 1);
-            if (r != e->end_req)
+            if (r->kind == REQ_HOLD) { /* its asker waits: answered below */
+                r->next = holds;
+                holds = r;
+            } else if (r != e->end_req)
                 free(r);
         } else {
             last = r;
@@ -1129,6 +1202,12 @@ static void unlink_election(leasehold_client *c, leasehold_election *e)
         *rp = e->reg_next;
     pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->mu);
+    while (holds) {
+        request *r = holds;
+        holds = r->next;
+        finish_query(c, r->q, LEASEHOLD_ENOTLEADER, "the campaign ended before the hold", NULL);
+        free(r);
+    }
     if (free_here)
         election_release(e);
 }
@@ -1143,6 +1222,7 @@ static void begin_shutdown(leasehold_client *c, uint64_t now_ms)
     c->shutdown_deadline_ms =
         now_ms + c->cfg.stop_timeout_ms + 4 * (uint64_t)c->cfg.command_timeout_ms + 1000;
     for (leasehold_election *e = c->elections; e; e = e->next) {
+        e->end_asked = true;
         if (!e->ending) {
             e->ending = true;
             lease_stop(&e->lease, now_ms);
@@ -1163,6 +1243,12 @@ static void handle_requests(leasehold_client *c, uint64_t now_ms)
     while (r) {
         request *next = r->next;
         leasehold_election *e = r->e;
+        if (r->kind == REQ_HOLD) {
+            hold_term(c, e, r->q, now_ms);
+            free(r);
+            r = next;
+            continue;
+        }
         if (r->kind == REQ_QUERY) {
             if (conn_get_state(c->conn) == CONN_READY) {
                 send_query(c, r->q, false, now_ms);
@@ -1203,6 +1289,7 @@ static void handle_requests(leasehold_client *c, uint64_t now_ms)
                 lease_resign(&e->lease, now_ms);
             break;
         case REQ_END:
+            e->end_asked = true;
             if (!e->ending) {
                 e->ending = true;
                 lease_stop(&e->lease, now_ms);
@@ -1216,6 +1303,7 @@ static void handle_requests(leasehold_client *c, uint64_t now_ms)
             }
             break;
         case REQ_QUERY:
+        case REQ_HOLD:
             break;
         }
         drive(e, now_ms);
@@ -1292,7 +1380,9 @@ static void run_due(leasehold_client *c, uint64_t now_ms)
             drive(e, now_ms);
         }
         check_service(e, now_ms);
-        if (e->stopped && !e->svc && e->pending_count == 0)
+        /* A campaign ended by a hold stays linked until its owner frees it
+         * (or the client): only then may the loop let go of it. */
+        if (e->stopped && !e->svc && e->pending_count == 0 && (!e->holding || e->end_asked))
             unlink_election(c, e);
         e = next;
     }
@@ -1451,7 +1541,7 @@ static void fail_queries(leasehold_client *c)
     request *queued = NULL, **rp = &c->req_head, *last = NULL;
     while (*rp) {
         request *r = *rp;
-        if (r->kind == REQ_QUERY) {
+        if (r->kind == REQ_QUERY || r->kind == REQ_HOLD) {
             *rp = r->next;
             r->next = queued;
             queued = r;
@@ -1755,6 +1845,44 @@ uint64_t leasehold_term_deadline_ms(const leasehold_election *e)
     return e ? atomic_load(&((leasehold_election *)e)->term_deadline_ms) : 0;
 }
 
+/* Waits, on the thread that queued q (counted in c->waiters), for its answer:
+ * at most command_timeout_ms, or connect_timeout_ms more when the connection
+ * is being re-established.  0 with q to read and free; else the error in err
+ * and q freed, or left to the I/O thread when it timed out. */
+static int await_query(leasehold_client *c, query *q, leasehold_error *err)
+{
+    uint32_t wait_ms = c->cfg.command_timeout_ms + c->cfg.connect_timeout_ms;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += wait_ms / 1000;
+    until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&c->mu);
+    while (!q->done)
+        if (pthread_cond_timedwait(&c->cond, &c->mu, &until) == ETIMEDOUT)
+            break;
+    bool done = q->done;
+    if (!done) {
+        q->abandoned = true; /* the I/O thread frees it */
+        error_set(err, LEASEHOLD_ETIMEDOUT, "%s: no answer about key %s within %" PRIu32 " ms",
+                  conn_display(c->conn), q->key, wait_ms);
+    }
+    c->waiters--; /* from here on c may be freed */
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->mu);
+    if (!done)
+        return LEASEHOLD_ETIMEDOUT;
+    int code = q->code;
+    if (code != 0) {
+        error_set(err, code, "%s", q->msg);
+        query_free(q);
+    }
+    return code;
+}
+
 int leasehold_holder_get(leasehold_client *c, const char *key, leasehold_holder *out,
                          leasehold_error *err)
 {
@@ -1796,47 +1924,17 @@ int leasehold_holder_get(leasehold_client *c, const char *key, leasehold_holder 
         pthread_mutex_unlock(&c->mu);
     }
     if (code) {
-        if (q) {
-            free(q->key);
-            free(q->epoch_key);
-        }
-        free(q);
+        if (q)
+            query_free(q);
         free(r);
         return code;
     }
     wake(c);
-    uint32_t wait_ms = c->cfg.command_timeout_ms + c->cfg.connect_timeout_ms;
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_sec += wait_ms / 1000;
-    until.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&c->mu);
-    while (!q->done)
-        if (pthread_cond_timedwait(&c->cond, &c->mu, &until) == ETIMEDOUT)
-            break;
-    bool done = q->done;
-    if (!done) {
-        q->abandoned = true; /* the I/O thread frees it */
-        error_set(err, LEASEHOLD_ETIMEDOUT, "%s: no answer about key %s within %" PRIu32 " ms",
-                  conn_display(c->conn), key, wait_ms);
-    }
-    c->waiters--; /* from here on c may be freed */
-    pthread_cond_broadcast(&c->cond);
-    pthread_mutex_unlock(&c->mu);
-    if (!done)
-        return LEASEHOLD_ETIMEDOUT;
-    code = q->code;
-    if (code == 0)
+    code = await_query(c, q, err);
+    if (code == 0) {
         *out = q->holder;
-    else
-        error_set(err, code, "%s", q->msg);
-    free(q->key);
-    free(q->epoch_key);
-    free(q);
+        query_free(q);
+    }
     return code;
 }
 
@@ -1895,6 +1993,71 @@ int leasehold_resume(leasehold_election *e)
     int rc = e->gone ? LEASEHOLD_ECLOSED : enqueue(e->client, REQ_RESUME, e, NULL);
     pthread_mutex_unlock(&e->mu);
     return rc;
+}
+
+/* Queues the hold for the I/O thread and waits for its answer.  The
+ * process stops being leader here, before anything is sent, for good: the
+ * caller's work has ended and a term that is being handed a hold must not
+ * be acted on again, whatever the answer.  e->mu, then c->mu, as in
+ * leasehold_resign(): a client being freed either fails the hold or waits
+ * for it. */
+int leasehold_resign_hold(leasehold_election *e, uint32_t hold_ms, leasehold_error *err)
+{
+    error_clear(err);
+    if (!e || hold_ms == 0)
+        return error_set(err, LEASEHOLD_EINVAL, "%s",
+                         !e ? "no election given"
+                            : "hold_ms is 0: a hold needs at least 1 ms (leasehold_resign() "
+                              "releases the key at once)");
+    if (e->service || e->observer)
+        return error_set(err, LEASEHOLD_EINVAL,
+                         "key %s: leasehold_resign_hold() is for campaigns without a service "
+                         "(leasehold_campaign())",
+                         e->key);
+    leasehold_client *c = e->client;
+    if (loop_thread_client == c)
+        return error_set(err, LEASEHOLD_EDEADLK,
+                         "leasehold_resign_hold() called from a callback would wait for itself");
+    if (!leasehold_is_leader(e))
+        return error_set(err, LEASEHOLD_ENOTLEADER, "key %s: not the leader: no term to hold",
+                         e->key);
+    query *q = calloc(1, sizeof *q);
+    request *r = calloc(1, sizeof *r);
+    if (q) {
+        q->key = strdup(e->key);
+        q->token = strdup(e->token);
+        q->hold_ms = hold_ms;
+    }
+    if (!q || !r || !q->key || !q->token) {
+        if (q)
+            query_free(q);
+        free(r);
+        return error_set(err, LEASEHOLD_ENOMEM, "out of memory");
+    }
+    atomic_fetch_add(&e->resign_pending, 1); /* never decremented: not leader from now on */
+    *r = (request){.kind = REQ_HOLD, .e = e, .q = q};
+    int code = 0;
+    pthread_mutex_lock(&e->mu);
+    pthread_mutex_lock(&c->mu);
+    if (e->gone || c->closing) {
+        code = error_set(err, LEASEHOLD_ECLOSED,
+                         "key %s: the election or its client is being freed: no hold", e->key);
+    } else {
+        c->waiters++;
+        push_locked(c, r);
+    }
+    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&e->mu);
+    if (code) {
+        query_free(q);
+        free(r);
+        return code;
+    }
+    wake(c);
+    code = await_query(c, q, err);
+    if (code == 0)
+        query_free(q);
+    return code;
 }
 
 void leasehold_election_free(leasehold_election *e)

@@ -39,6 +39,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -99,6 +100,22 @@ static char **exec_candidates(const char *file)
         dir = *end ? end + 1 : end;
     }
     return paths;
+}
+
+int cli_child_check(const char *file)
+{
+    char **paths = exec_candidates(file);
+    if (!paths)
+        return ENOMEM;
+    int rc = ENOENT;
+    for (size_t i = 0; paths[i] && rc != 0; i++) {
+        struct stat st;
+        if (stat(paths[i], &st) != 0)
+            continue;
+        rc = S_ISREG(st.st_mode) && access(paths[i], X_OK) == 0 ? 0 : EACCES;
+    }
+    free_candidates(paths);
+    return rc;
 }
 
 /* Tries each of paths with execve() as execvp() does: on to the next one

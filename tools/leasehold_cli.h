@@ -33,7 +33,9 @@ enum cli_exit {
     EXIT_OSERR = 71,        /* the system refused a pipe, a fork... (EX_OSERR) */
     EXIT_IOERR = 74,        /* stdout could not be written (EX_IOERR) */
     EXIT_NOT_ELECTED = 75,  /* run: not elected within --wait-timeout (EX_TEMPFAIL) */
-    EXIT_LOST = 76,         /* run --exit-on-loss: leadership was lost */
+    EXIT_LOST = 79,         /* run: leadership lost (--exit-on-loss), or the hold of
+                               --hold-after-exit failed; past sysexits' 64-78 on purpose:
+                               76 there is EX_PROTOCOL, which this is not */
     EXIT_CANNOT_EXEC = 126, /* CMD exists but cannot be executed */
     EXIT_NOT_FOUND = 127,   /* CMD not found */
 };
@@ -59,6 +61,9 @@ typedef struct cli_options {
     uint64_t wait_timeout_ms;     /* run: 0 = wait for leadership forever */
     bool restart;                 /* run: CMD exiting while leader is restarted */
     bool exit_on_loss;            /* run: exit EXIT_LOST instead of campaigning again */
+    bool try_once;                /* run: exit EXIT_NOT_ELECTED once the key is seen held */
+    uint64_t hold_after_exit_ms;  /* run: CMD exited on its own: keep the key this long
+                                     (leasehold_resign_hold), 0: release it */
     bool json;                    /* status, watch: JSON lines on stdout */
     leasehold_log_level log_level;
     cli_log_format log_format;
@@ -195,6 +200,11 @@ void cli_child_signal_group(pid_t pgid, int sig);
  * id stays reserved) and the guardian still armed: call again later.
  */
 int cli_child_reap(cli_child *c, uint64_t max_wait_ms);
+
+/* Whether file would run as CMD, PATH searched as cli_child_spawn() does:
+ * 0, ENOENT (no such command), EACCES (found, but not an executable
+ * file) or ENOMEM. */
+int cli_child_check(const char *file);
 
 /* The processes of group pgid that are alive (not zombies), from /proc. */
 int cli_group_live_count(pid_t pgid);

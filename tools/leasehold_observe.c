@@ -240,18 +240,81 @@ static int print_change(const cli_options *o, const watch_event *ev)
     return print_line(line, len, sizeof line);
 }
 
-/* Prints changes until SIGINT/SIGTERM or stdout closes; the exit status. */
-static int watch_loop(const cli_options *o, watcher *w, int sig_fd, int ev_rd)
+/* Prints who holds the key now, before any change: "<UTC> <key> leader
+ * epoch=E token=T" or "<UTC> <key> no leader", or a JSON object with
+ * "event":"current".  The holder goes into *now, so that the change that
+ * reports the same term is not printed again.  -1 to go on watching, or
+ * the exit status (0 when stdout is closed already). */
+static int print_current(const cli_options *o, leasehold_client *c, watch_event *now)
+{
+    leasehold_holder h;
+    leasehold_error err;
+    int rc = leasehold_holder_get(c, o->key, &h, &err);
+    if (rc != 0) {
+        cli_log(LEASEHOLD_LOG_ERROR, 0, NULL, "cannot read %s: %s", o->key, err.msg);
+        return rc == LEASEHOLD_EWRONGTYPE ? EXIT_DATAERR : EXIT_UNAVAILABLE;
+    }
+    bool held = h.token[0] != '\0';
+    *now = (watch_event){.change = LEASEHOLD_CHANGE_ELECTED, .epoch = held ? h.epoch : 0};
+    snprintf(now->token, sizeof now->token, "%s", h.token);
+    struct timespec at;
+    clock_gettime(CLOCK_REALTIME, &at);
+    char stamp[40], line[OUT_LINE_MAX] = "";
+    cli_utc_stamp(&at, stamp, sizeof stamp);
+    size_t len;
+    if (o->json) {
+        snprintf(line, sizeof line, "{\"ts\":\"%s\",\"key\":", stamp);
+        cli_json_append(line, sizeof line, o->key);
+        len = strlen(line);
+        len += (size_t)snprintf(
+            line + len, sizeof line - len,
+            ",\"event\":\"current\",\"leader\":%s,\"epoch\":", held ? "true" : "false");
+        if (now->epoch != 0)
+            len += (size_t)snprintf(line + len, sizeof line - len, "%" PRIu64, now->epoch);
+        else
+            len += (size_t)snprintf(line + len, sizeof line - len, "null");
+        len = json_field(line, sizeof line, "token", h.token);
+        if (len + 1 < sizeof line)
+            line[len++] = '}';
+    } else if (held) {
+        len = (size_t)snprintf(line, sizeof line, "%s %s leader", stamp, o->key);
+        if (now->epoch != 0 && len < sizeof line)
+            len += (size_t)snprintf(line + len, sizeof line - len, " epoch=%" PRIu64, now->epoch);
+        if (len < sizeof line)
+            len += (size_t)snprintf(line + len, sizeof line - len, " token=%s", h.token);
+    } else {
+        len = (size_t)snprintf(line, sizeof line, "%s %s no leader", stamp, o->key);
+    }
+    if (len >= sizeof line)
+        len = sizeof line - 1;
+    rc = print_line(line, len, sizeof line);
+    if (rc != 0 && rc != EPIPE)
+        cli_log(LEASEHOLD_LOG_ERROR, 0, NULL, "cannot write to stdout: %s", strerror(rc));
+    return rc == 0 ? -1 : rc == EPIPE ? 0 : EXIT_IOERR;
+}
+
+/* Prints changes until SIGINT/SIGTERM or stdout closes; the exit status.
+ * stdout is polled too: a pipe whose reader has gone (`watch | head -1`)
+ * reports POLLERR, so watch ends at once rather than at the next change. */
+static int watch_loop(const cli_options *o, watcher *w, int sig_fd, int ev_rd,
+                      const watch_event *current)
 {
     unsigned reported_drops = 0;
+    int out_fd = STDOUT_FILENO;
     for (;;) {
-        struct pollfd pfds[2] = {{.fd = sig_fd, .events = POLLIN}, {.fd = ev_rd, .events = POLLIN}};
-        if (poll(pfds, 2, -1) < 0) {
+        struct pollfd pfds[3] = {{.fd = sig_fd, .events = POLLIN},
+                                 {.fd = ev_rd, .events = POLLIN},
+                                 {.fd = out_fd, .events = 0}};
+        if (poll(pfds, 3, -1) < 0) {
             if (errno == EINTR)
                 continue;
             cli_log(LEASEHOLD_LOG_ERROR, 0, NULL, "poll: %s", strerror(errno));
             return EXIT_OSERR;
         }
+        if (pfds[2].revents & POLLNVAL)
+            out_fd = -1; /* no stdout at all: the first write says so */
+        else if (pfds[2].revents & (POLLERR | POLLHUP))
+            return 0; /* the reader is done (`leasehold watch | head -1`) */
         if (pfds[0].revents & POLLIN) {
             struct signalfd_siginfo si;
             if (read(sig_fd, &si, sizeof si) == (ssize_t)sizeof si) {
@@ -264,6 +327,9 @@ static int watch_loop(const cli_options *o, watcher *w, int sig_fd, int ev_rd)
         while ((pfds[1].revents & POLLIN) && read(ev_rd, &ev, sizeof ev) == (ssize_t)sizeof ev) {
             if (ev.halted)
                 continue;
+            if (ev.change == LEASEHOLD_CHANGE_ELECTED && ev.epoch == current->epoch &&
+                strcmp(ev.token, current->token) == 0)
+                continue; /* the term print_current() showed */
             int rc = print_change(o, &ev);
             if (rc == EPIPE)
                 return 0; /* the reader is done (`leasehold watch | head -1`) */
@@ -311,7 +377,11 @@ int cli_watch(const cli_options *o)
         leasehold_election *e = leasehold_observe(c, o->key, &cbs, &w, &err);
         if (e) {
             cli_log(LEASEHOLD_LOG_DEBUG, 0, NULL, "watching");
-            code = watch_loop(o, &w, sig_fd, fds[0]);
+            /* After the observation started, so no change falls between. */
+            watch_event current;
+            code = print_current(o, c, &current);
+            if (code < 0)
+                code = watch_loop(o, &w, sig_fd, fds[0], &current);
         } else {
             fprintf(stderr, "leasehold: cannot watch %s: %s\n", o->key, err.msg);
             code = err.code == LEASEHOLD_EINVAL ? EXIT_USAGE : EXIT_UNAVAILABLE;

@@ -27,6 +27,9 @@
 #define DEFAULT_REGION "default"
 #define DEFAULT_GRACE  10000u
 
+/* Plus two leases: --try-once's longest wait for its first answer. */
+#define TRY_ONCE_WAIT_MS 10000u
+
 /* One line on stderr, "leasehold: ...", and EXIT_USAGE. */
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int usage_error(const char *fmt, ...)
@@ -54,7 +57,8 @@ static void print_help(void)
            "\n"
            "Leader election on a Redis key.  `run` campaigns for the key and runs CMD only\n"
            "while this process is the leader; `status` prints who holds the key; `watch`\n"
-           "prints every change of leader as it happens.\n"
+           "prints who holds it now (or `no leader`), then every change of leader as it\n"
+           "happens, and exits 0 once its stdout is closed.\n"
            "\n"
            "run: CMD gets LEASEHOLD_KEY, LEASEHOLD_EPOCH (the term's fencing epoch) and\n"
            "LEASEHOLD_TOKEN in its environment, runs in a process group of its own and\n"
@@ -104,20 +108,33 @@ static void print_help(void)
            "                         (default: 10s)\n"
            "  --wait-timeout DURATION\n"
            "                         give up (exit 75) when not leader within DURATION, at\n"
-           "                         start and after each loss (default: wait forever)\n"
+           "                         start and after each loss (default: wait forever); 0s\n"
+           "                         is --try-once\n"
+           "  --try-once             give up (exit 75, logged at INFO, so -q is silent) as\n"
+           "                         soon as the key is seen held by another process, as\n"
+           "                         flock -n does; waits for the first answer from Redis at\n"
+           "                         most --wait-timeout (default: 10s + 2 leases)\n"
+           "  --hold-after-exit DURATION\n"
+           "                         when CMD exits on its own (any status), keep the key\n"
+           "                         for DURATION instead of releasing it, and exit: late\n"
+           "                         starters with --try-once give up until it runs out\n"
            "  --restart              restart CMD in place when it exits while leader, with a\n"
            "                         back-off from 500ms to 30s, keeping the lease\n"
-           "  --exit-on-loss         exit 76 when leadership is lost, instead of campaigning\n"
+           "  --exit-on-loss         exit 79 when leadership is lost, instead of campaigning\n"
            "                         again\n"
            "\n"
            "Options for status and watch:\n"
            "  --json                 one JSON object per line on stdout\n"
            "\n"
            "Exit status:\n"
-           "  run     CMD's status when it ran (128+N when killed by signal N); 75 not\n"
-           "          elected within --wait-timeout; 76 leadership lost (--exit-on-loss);\n"
-           "          126 CMD cannot be executed; 127 CMD not found; 128+N when leasehold\n"
-           "          was stopped by signal N before CMD ran\n"
+           "  run     CMD's status when it ran (128+N when killed by signal N); 0 when\n"
+           "          SIGTERM/SIGINT stopped leasehold and CMD obeyed the forwarded signal\n"
+           "          (exit 0, or died of it); 75 not elected within --wait-timeout, or\n"
+           "          the key held by another (--try-once); 79 leadership lost\n"
+           "          (--exit-on-loss), or --hold-after-exit's hold could not be set;\n"
+           "          126 CMD cannot be executed; 127 CMD not found (both checked before\n"
+           "          campaigning); 128+N when leasehold was stopped by signal N before\n"
+           "          CMD ran\n"
            "  status  0 a leader holds the key; 3 nobody does; 65 the key is not a lease\n"
            "          (no TTL, or not a leasehold token: the value and TTL are shown)\n"
            "  watch   0 after SIGINT/SIGTERM or when stdout is closed; 74 stdout failed\n"
@@ -237,6 +254,8 @@ enum option_id {
     OPT_RESTART,
     OPT_EXIT_ON_LOSS,
     OPT_JSON,
+    OPT_TRY_ONCE,
+    OPT_HOLD_AFTER_EXIT,
 };
 
 #define COMMON_OPTIONS                                                                             \
@@ -261,6 +280,8 @@ static const struct option run_options[] = {
     {"wait-timeout", required_argument, NULL, OPT_WAIT_TIMEOUT},
     {"restart", no_argument, NULL, OPT_RESTART},
     {"exit-on-loss", no_argument, NULL, OPT_EXIT_ON_LOSS},
+    {"try-once", no_argument, NULL, OPT_TRY_ONCE},
+    {"hold-after-exit", required_argument, NULL, OPT_HOLD_AFTER_EXIT},
     {NULL, 0, NULL, 0},
 };
 
@@ -356,8 +377,7 @@ static int apply_option(int c, cli_options *o, given *g)
     case OPT_WAIT_TIMEOUT:
         if (!parse_duration("--wait-timeout", optarg, UINT32_MAX, &ms))
             return EXIT_USAGE;
-        if (ms == 0)
-            return usage_error("--wait-timeout: must be more than 0ms");
+        o->try_once |= ms == 0; /* 0s: give up at once, as --try-once */
         o->wait_timeout_ms = ms;
         return 0;
     case OPT_RESTART:
@@ -368,6 +388,16 @@ static int apply_option(int c, cli_options *o, given *g)
         return 0;
     case OPT_JSON:
         o->json = true;
+        return 0;
+    case OPT_TRY_ONCE:
+        o->try_once = true;
+        return 0;
+    case OPT_HOLD_AFTER_EXIT:
+        if (!parse_duration("--hold-after-exit", optarg, UINT32_MAX, &o->hold_after_exit_ms))
+            return EXIT_USAGE;
+        if (o->hold_after_exit_ms == 0)
+            return usage_error("--hold-after-exit: must be more than 0ms (without it the key is "
+                               "released when CMD exits)");
         return 0;
     }
     return EXIT_USAGE;
@@ -387,6 +417,13 @@ static int check_options(cli_options *o, const given *g)
         return 0;
     if (!o->cmd[0])
         return usage_error("run: no command to run (leasehold run [OPTION]... -- CMD [ARG]...)");
+    if (o->restart && o->hold_after_exit_ms)
+        return usage_error("--restart and --hold-after-exit contradict each other: --restart "
+                           "starts CMD again when it exits, so it never exits for good");
+    /* --try-once waits for its first answer (held, or elected) this long at
+     * most: the restart guard and a quarantine hold a claim a lease each. */
+    if (o->try_once && o->wait_timeout_ms == 0)
+        o->wait_timeout_ms = TRY_ONCE_WAIT_MS + 2u * (uint64_t)o->lease_ms;
     /* Timings not given follow the lease, as the library's defaults do;
      * in 64 bits, and each at most the lease, so they fit back. */
     uint64_t lease = o->lease_ms;

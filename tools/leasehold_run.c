@@ -47,7 +47,9 @@ extern char **environ;
 
 /* What a library callback hands to the main thread: one atomic pipe write. */
 typedef struct run_event {
-    enum { RUN_ELECTED = 1, RUN_REVOKED, RUN_HALTED } kind;
+    /* RUN_HALTED: a permanent error halted the campaign; RUN_HELD: the key
+     * is held by another token */
+    enum { RUN_ELECTED = 1, RUN_REVOKED, RUN_HALTED, RUN_HELD } kind;
     leasehold_reason reason;   /* RUN_REVOKED */
     uint64_t epoch;            /* RUN_ELECTED */
     uint64_t term_deadline_ms; /* RUN_REVOKED: the ended term's valid_until */
@@ -117,13 +119,14 @@ static void on_revoked(leasehold_election *e, leasehold_reason reason, void *arg
 
 static void on_leader_changed(leasehold_election *e, const char *holder, uint64_t epoch, void *arg)
 {
-    (void)arg;
-    if (!holder)
+    if (!holder) {
         cli_log(LEASEHOLD_LOG_INFO, 0, NULL, "no leader: the key is free");
-    else if (!leasehold_is_token(holder))
-        return; /* another program's value: the library warns, without our epoch */
-    else if (strcmp(holder, leasehold_token_string(e)) != 0)
-        cli_log(LEASEHOLD_LOG_INFO, epoch, holder, "new leader");
+    } else if (strcmp(holder, leasehold_token_string(e)) != 0) {
+        /* Another program's value: the library warns, without our epoch. */
+        if (leasehold_is_token(holder))
+            cli_log(LEASEHOLD_LOG_INFO, epoch, holder, "new leader");
+        push_event(arg, &(run_event){.kind = RUN_HELD, .epoch = epoch});
+    }
 }
 
 /* The library has logged err->msg already, once per change (its log is
@@ -313,6 +316,28 @@ static void start_cmd(runner *r, uint64_t epoch, uint64_t now)
     check_term(r, now);
 }
 
+/* --hold-after-exit: CMD exited on its own during its term and its group
+ * is gone; the key keeps this term's token for the hold instead of being
+ * released, and leasehold exits with CMD's status.  A hold that fails
+ * (the key was lost) means a late starter may run CMD again: EXIT_LOST. */
+static void hold_key(runner *r, uint64_t epoch, int code)
+{
+    const char *token = leasehold_token_string(r->e);
+    leasehold_error err;
+    if (leasehold_resign_hold(r->e, (uint32_t)r->o->hold_after_exit_ms, &err) == 0) {
+        cli_log(LEASEHOLD_LOG_INFO, epoch, token,
+                "the key stays held for %" PRIu64 " ms (--hold-after-exit), then lapses",
+                r->o->hold_after_exit_ms);
+        r->exit_code = code;
+        return;
+    }
+    cli_log(LEASEHOLD_LOG_ERROR, epoch, token,
+            "%s exited with status %d, but the key could not be held after it "
+            "(--hold-after-exit): %s; another process may run it again",
+            r->o->cmd[0], code, err.msg);
+    r->exit_code = EXIT_LOST;
+}
+
 /* What comes after CMD and its group are gone, CMD having exited with
  * `code`. */
 static void after_cmd(runner *r, int code, uint64_t now)
@@ -335,7 +360,11 @@ static void after_cmd(runner *r, int code, uint64_t now)
     }
     int halt = atomic_load(&r->halt_code);
     if (r->stop_signal) {
-        r->exit_code = code;
+        /* A stop leasehold forwarded and CMD obeyed (exit 0, or died of
+         * the signal, or exited 128+N for it) is a success: systemd and
+         * the shell asked for it.  A CMD that needed SIGKILL did not. */
+        bool obeyed = !r->cmd_killed && (code == 0 || code == 128 + r->stop_signal);
+        r->exit_code = obeyed ? 0 : code;
     } else if (halt != 0) {
         r->exit_code = exit_status_for_error(halt);
     } else if (r->halt_revoked) {
@@ -353,6 +382,8 @@ static void after_cmd(runner *r, int code, uint64_t now)
         r->restart_at_ms = now + delay;
         cli_log(LEASEHOLD_LOG_INFO, epoch, token, "restarting %s in %u ms (--restart)",
                 r->o->cmd[0], delay);
+    } else if (r->o->hold_after_exit_ms) {
+        hold_key(r, epoch, code);
     } else {
         r->exit_code = code;
     }
@@ -586,6 +617,16 @@ static void on_event(runner *r, const run_event *ev, uint64_t now)
     }
     if (ev->reason == LEASEHOLD_HALTED)
         r->halt_revoked = true;
+    if (ev->kind == RUN_HELD) {
+        /* INFO, not WARN: under -q (cron) the loser says nothing. */
+        if (r->o->try_once && !r->cmd_pid && !r->stop_signal && r->exit_code < 0 &&
+            current_term(r) == 0) {
+            cli_log(LEASEHOLD_LOG_INFO, ev->epoch, NULL,
+                    "%s not run: the key is held by another process (--try-once)", r->o->cmd[0]);
+            r->exit_code = EXIT_NOT_ELECTED;
+        }
+        return;
+    }
     if (r->cmd_pid && r->cmd_epoch == r->elected_epoch) {
         /* The exact valid_until of CMD's term, which the loop's last
          * reading may trail. */
@@ -747,6 +788,15 @@ static int start_campaign(runner *r)
 
 int cli_run(const cli_options *o)
 {
+    /* A mistyped CMD is refused now, not after an election it won. */
+    int bad = cli_child_check(o->cmd[0]);
+    if (bad != 0) {
+        fprintf(stderr, "leasehold: cannot run %s: %s\n", o->cmd[0],
+                bad == ENOENT   ? "command not found (PATH searched)"
+                : bad == EACCES ? "not an executable file (permission denied)"
+                                : strerror(bad));
+        return bad == ENOENT ? EXIT_NOT_FOUND : bad == EACCES ? EXIT_CANNOT_EXEC : EXIT_OSERR;
+    }
     static runner r; /* the callbacks' arg: lives as long as the client */
     r = (runner){
         .o = o,

@@ -795,7 +795,7 @@ static void test_restart(void **state)
     proc_free(p);
 }
 
-/* --exit-on-loss: another token in the key ends the term: exit 76, CMD gone.
+/* --exit-on-loss: another token in the key ends the term: exit 79, CMD gone.
  * The key held by another before valid_until means the lease was lost early
  * (another process may act already), so the term's deadline is now and CMD
  * is killed at once rather than given until valid_until. */
@@ -811,7 +811,7 @@ static void test_exit_on_loss(void **state)
     beater b;
     wait_beaters(beats, 1, 10000, &b);
     redis_do("SET %s %s PX 60000", "cli:loss", "intruder/1");
-    expect_exit(p, 76, 3000);
+    expect_exit(p, 79, 3000);
     assert_false(pid_alive(b.pid));
     proc_free(p);
     redis_do("DEL %s", "cli:loss", NULL);
@@ -921,7 +921,9 @@ static void test_usage_errors(void **state)
         /* 20% of drift leaves 2000 ms of lease too little for a 1700 ms deadline */
         {"run", "--url", "@R", "--clock-drift-ppm", "200000", "--renew-deadline", "1700ms", "--",
          "true"},
-        {"run", "--url", "@R", "--wait-timeout", "0s", "--", "true"},
+        {"run", "--url", "@R", "--hold-after-exit", "0s", "--", "true"},
+        {"run", "--url", "@R", "--hold-after-exit", "10", "--", "true"},
+        {"run", "--url", "@R", "--restart", "--hold-after-exit", "1m", "--", "true"},
         {"run", "--url", "@R", "--renew", "5s", "--", "true"},
         {"run", "--url", "@R", "--lease"},
         {"run", "--url", "@R", "--bogus", "--", "true"},
@@ -985,7 +987,9 @@ static void test_usage_errors(void **state)
         "SNAKETRON_REDIS_URL",
         "SNAKETRON_REGION",
         " 75 ",
-        " 76 ",
+        " 79 ",
+        "--try-once",
+        "--hold-after-exit",
         " 64 ",
         " 69 ",
         "128+N",
@@ -1306,6 +1310,188 @@ static void test_transient_error_once(void **state)
     proc_free(p);
 }
 
+/* ---------------------------------------- issue 9: run's stop, watch, CMD */
+
+/* Runs `/bin/sh -c command` (leasehold found in the build directory by its
+ * path) with stdout and stderr into out; waits up to test_ms(max_ms) and
+ * fails the test if it still runs; the shell's exit status, and in
+ * *took_ms how long it ran. */
+static int sh_run(const char *command, char *out, size_t size, uint64_t max_ms, uint64_t *took_ms)
+{
+    const char *path = tmp_path("sh_run.out");
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    assert_true(fd >= 0);
+    char *argv[] = {"/bin/sh", "-c", (char *)command, NULL};
+    uint64_t t0 = test_now_ms();
+    pid_t pid = test_process_spawn_stdio(argv, -1, fd, fd);
+    close(fd);
+    assert_true(pid > 0);
+    int status;
+    if (!test_process_wait(pid, test_ms(max_ms), &status)) {
+        test_process_kill(pid);
+        fail_msg("`%s` still ran after %llu ms", command, (unsigned long long)test_ms(max_ms));
+    }
+    *took_ms = test_now_ms() - t0;
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(out, 1, size - 1, f);
+    out[n] = '\0';
+    fclose(f);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+/* Starts leasehold run with CMD on key, and waits for CMD to be started. */
+static proc *start_leader(const char *key, const char *const cmd[])
+{
+    const char *args[40];
+    run_args(args, 40, key, NULL, cmd);
+    proc *p = proc_start("leasehold", NULL, args);
+    expect_output(p, "leader: started ", 10000);
+    return p;
+}
+
+/*
+ * Item 8, a stop as systemd makes one: SIGTERM (or SIGINT) to leasehold,
+ * forwarded to CMD, which obeys by dying of it: exit 0, lease released.  A
+ * CMD that answers the stop with a status of its own keeps it; a leasehold
+ * stopped before CMD ran (another process leads) exits 128+15.
+ */
+static void test_stop_exit_status(void **state)
+{
+    (void)state;
+    const char *sleeper[] = {"sleep", "1000", NULL};
+    proc *p = start_leader("cli:stop", sleeper);
+    test_process_signal(p->pid, SIGTERM);
+    expect_exit(p, 0, 5000);
+    assert_non_null(strstr(p->out, "was killed by signal 15"));
+    char holder[256];
+    redis_get("cli:stop", holder, sizeof holder);
+    assert_string_equal(holder, "");
+    proc_free(p);
+
+    p = start_leader("cli:stop", sleeper);
+    test_process_signal(p->pid, SIGINT);
+    expect_exit(p, 0, 5000);
+    proc_free(p);
+
+    const char *ready = tmp_path("stop.ready");
+    char script[700];
+    snprintf(script, sizeof script, "trap 'exit 3' TERM; : > '%s'; while :; do sleep 0.05; done",
+             ready);
+    const char *own_status[] = {"sh", "-c", script, NULL};
+    p = start_leader("cli:stop", own_status);
+    uint64_t deadline = test_now_ms() + test_ms(5000);
+    while (access(ready, F_OK) != 0 && test_now_ms() < deadline)
+        test_sleep_ms(5);
+    assert_int_equal(access(ready, F_OK), 0); /* the trap is set */
+    test_process_signal(p->pid, SIGTERM);
+    expect_exit(p, 3, 5000);
+    proc_free(p);
+
+    redis_do("SET %s %s PX 60000", "cli:stop", "other/1");
+    const char *args[40];
+    run_args(args, 40, "cli:stop", NULL, sleeper);
+    p = proc_start("leasehold", NULL, args);
+    expect_output(p, "new leader", 10000);
+    test_process_signal(p->pid, SIGTERM);
+    expect_exit(p, 128 + SIGTERM, 5000);
+    proc_free(p);
+    redis_do("DEL %s", "cli:stop", NULL);
+}
+
+/*
+ * Item 9: `watch | head -1` ends as soon as head does, with nobody leading
+ * (no change ever comes to write into the closed pipe), and its first line
+ * is the current state: `no leader`, in text and JSON; then with a leader,
+ * its epoch and token.  watch itself exits 0.
+ */
+static void test_watch_current_and_closed_stdout(void **state)
+{
+    (void)state;
+    const char *bin = getenv("LEASEHOLD_BUILD_DIR");
+    char command[1200], out[4096];
+    uint64_t took;
+    snprintf(command, sizeof command,
+             "{ '%s/leasehold' watch --url '%s' --key cli:head; echo \"watch=$?\" >&2; } | "
+             "head -1",
+             bin ? bin : ".", redis->url);
+    assert_int_equal(sh_run(command, out, sizeof out, 5000, &took), 0);
+    print_message("watch | head -1 with nobody leading: %llu ms\n", (unsigned long long)took);
+    if (!strstr(out, " cli:head no leader\n") || !strstr(out, "watch=0\n") || out[10] != 'T')
+        fail_msg("unexpected output of `%s`:\n%s", command, out);
+
+    snprintf(command, sizeof command,
+             "'%s/leasehold' watch --json --url '%s' --key cli:head | head -1", bin ? bin : ".",
+             redis->url);
+    assert_int_equal(sh_run(command, out, sizeof out, 5000, &took), 0);
+    if (!strstr(out, "\"key\":\"cli:head\",\"event\":\"current\",\"leader\":false,\"epoch\":null,"
+                     "\"token\":null}\n"))
+        fail_msg("unexpected output of `%s`:\n%s", command, out);
+
+    const char *beats = tmp_path("head.beats");
+    const char *cmd[] = {test_process_self(), "beat", beats, NULL};
+    proc *leader = start_leader("cli:head", cmd);
+    beater b;
+    wait_beaters(beats, 1, 5000, &b);
+    char token[256], line[600];
+    redis_get("cli:head", token, sizeof token);
+    snprintf(command, sizeof command, "'%s/leasehold' watch --url '%s' --key cli:head | head -1",
+             bin ? bin : ".", redis->url);
+    assert_int_equal(sh_run(command, out, sizeof out, 5000, &took), 0);
+    snprintf(line, sizeof line, " cli:head leader epoch=%s token=%s\n", b.epoch, token);
+    if (!strstr(out, line))
+        fail_msg("expected \"%s\" in:\n%s", line, out);
+    test_process_signal(leader->pid, SIGTERM);
+    expect_exit(leader, 0, 5000);
+    proc_free(leader);
+}
+
+/*
+ * Item 10: a CMD that is not found (127) or cannot be executed (126) ends
+ * leasehold at once with one line, before any claim, even while another
+ * process holds the key for a minute; the key is left as it was.
+ */
+static void test_cmd_checked_first(void **state)
+{
+    (void)state;
+    redis_do("SET %s %s PX 60000", "cli:cmdcheck", "intruder/1");
+    const char *noexec = tmp_path("cmdcheck-noexec");
+    FILE *f = fopen(noexec, "w");
+    assert_non_null(f);
+    fputs("#!/bin/sh\nexit 0\n", f);
+    fclose(f);
+    assert_int_equal(chmod(noexec, 0644), 0);
+    struct {
+        const char *cmd;
+        int code;
+        const char *says;
+    } cases[] = {
+        {"lh-no-such-command", 127, "cannot run lh-no-such-command: command not found"},
+        {"/nonexistent/dir/cmd", 127, "command not found"},
+        {noexec, 126, "not an executable file"},
+        {"/tmp", 126, "not an executable file"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *cmd[] = {cases[i].cmd, NULL};
+        const char *args[40];
+        run_args(args, 40, "cli:cmdcheck", NULL, cmd);
+        proc *p = proc_start("leasehold", NULL, args);
+        expect_exit(p, cases[i].code, 3000);
+        int lines = 0;
+        for (const char *c = p->out; *c; c++)
+            lines += *c == '\n';
+        if (lines != 1 || strncmp(p->out, "leasehold: ", 11) != 0 || !strstr(p->out, cases[i].says))
+            fail_msg("case %zu (%s): expected one line saying \"%s\", got:\n%s", i, cases[i].cmd,
+                     cases[i].says, p->out);
+        proc_free(p);
+    }
+    char holder[256];
+    redis_get("cli:cmdcheck", holder, sizeof holder);
+    assert_string_equal(holder, "intruder/1");
+    redis_do("DEL %s", "cli:cmdcheck", NULL);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -1350,6 +1536,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_permanent_error_while_leader, proc_free_all),
         cmocka_unit_test_teardown(test_foreign_holder, proc_free_all),
         cmocka_unit_test_teardown(test_transient_error_once, proc_free_all),
+        cmocka_unit_test_teardown(test_stop_exit_status, proc_free_all),
+        cmocka_unit_test_teardown(test_watch_current_and_closed_stdout, proc_free_all),
+        cmocka_unit_test_teardown(test_cmd_checked_first, proc_free_all),
     };
     const char *only = getenv("TEST_CLI_ONLY"); /* a cmocka pattern, to run some tests alone */
     if (only && *only)
