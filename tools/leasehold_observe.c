@@ -250,11 +250,20 @@ static int print_current(const cli_options *o, leasehold_client *c, watch_event 
     leasehold_holder h;
     leasehold_error err;
     int rc = leasehold_holder_get(c, o->key, &h, &err);
+    if (rc != 0 && leasehold_error_is_permanent(rc)) {
+        /* The observation reads the key too and halts on the same cause,
+         * which the library logs once and watch_loop() exits on. */
+        *now = (watch_event){0};
+        return -1;
+    }
     if (rc != 0) {
         cli_log(LEASEHOLD_LOG_ERROR, 0, NULL, "cannot read %s: %s", o->key, err.msg);
-        return rc == LEASEHOLD_EWRONGTYPE ? EXIT_DATAERR : EXIT_UNAVAILABLE;
+        return EXIT_UNAVAILABLE;
     }
     bool held = h.token[0] != '\0';
+    /* Another program's value may hold any byte: quoted and escaped, as in
+     * print_change(), and the key's epoch is not its own. */
+    bool foreign = held && !leasehold_is_token(h.token);
     *now = (watch_event){.change = LEASEHOLD_CHANGE_ELECTED, .epoch = held ? h.epoch : 0};
     snprintf(now->token, sizeof now->token, "%s", h.token);
     struct timespec at;
@@ -269,7 +278,7 @@ static int print_current(const cli_options *o, leasehold_client *c, watch_event 
         len += (size_t)snprintf(
             line + len, sizeof line - len,
             ",\"event\":\"current\",\"leader\":%s,\"epoch\":", held ? "true" : "false");
-        if (now->epoch != 0)
+        if (now->epoch != 0 && !foreign)
             len += (size_t)snprintf(line + len, sizeof line - len, "%" PRIu64, now->epoch);
         else
             len += (size_t)snprintf(line + len, sizeof line - len, "null");
@@ -278,10 +287,14 @@ static int print_current(const cli_options *o, leasehold_client *c, watch_event 
             line[len++] = '}';
     } else if (held) {
         len = (size_t)snprintf(line, sizeof line, "%s %s leader", stamp, o->key);
-        if (now->epoch != 0 && len < sizeof line)
+        if (now->epoch != 0 && !foreign && len < sizeof line)
             len += (size_t)snprintf(line + len, sizeof line - len, " epoch=%" PRIu64, now->epoch);
+        char quoted[sizeof h.token * 4 + 16];
+        if (foreign)
+            cli_quote(quoted, sizeof quoted, h.token, sizeof h.token);
         if (len < sizeof line)
-            len += (size_t)snprintf(line + len, sizeof line - len, " token=%s", h.token);
+            len += (size_t)snprintf(line + len, sizeof line - len, " token=%s",
+                                    foreign ? quoted : h.token);
     } else {
         len = (size_t)snprintf(line, sizeof line, "%s %s no leader", stamp, o->key);
     }

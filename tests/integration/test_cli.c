@@ -1244,10 +1244,10 @@ static void test_foreign_holder(void **state)
     }
     proc_free(st);
 
-    /* watch shows the holder, escaped, without the key's epoch */
+    /* watch shows the holder first, escaped, without the key's epoch */
     const char *watch[] = {"watch", "--url", redis->url, "--key", key, NULL};
     proc *w = proc_start("leasehold", NULL, watch);
-    expect_output(w, " cli:perm:foreign elected token=\"other\\nprogram\"\n", 5000);
+    expect_output(w, " cli:perm:foreign leader token=\"other\\nprogram\"\n", 5000);
 
     const char *beats = tmp_path("foreign.beats");
     const char *cmd[] = {test_process_self(), "beat", beats, NULL};
@@ -1389,7 +1389,7 @@ static void test_stop_exit_status(void **state)
     expect_exit(p, 3, 5000);
     proc_free(p);
 
-    redis_do("SET %s %s PX 60000", "cli:stop", "other/1");
+    redis_do("SET %s %s PX 60000", "cli:stop", "other:1/0123456789abcdef");
     const char *args[40];
     run_args(args, 40, "cli:stop", NULL, sleeper);
     p = proc_start("leasehold", NULL, args);
