@@ -129,18 +129,20 @@ static const struct option observe_options[] = {
 /* Names the option getopt_long() rejected at argv[optind - 1]. */
 static int bad_option(int c, char **argv, const char *command)
 {
+    char q[OPTS_QUOTE_SIZE];
     const char *arg = argv[optind - 1];
     if (c == ':')
         return usage_error("%s: option %s needs a value (see --help)", command, arg);
-    if (optopt != 0 && optopt < 256)
+    if (optopt > ' ' && optopt < 127)
         return usage_error("%s: unknown option -%c (see --help)", command, optopt);
-    return usage_error("%s: unknown option %s (see --help)", command, arg);
+    return usage_error("%s: unknown option %s (see --help)", command, opts_quote(q, arg));
 }
 
 /* Applies one of leasehold's own options (getopt's c and optarg) to o.
  * 0, or EXIT_USAGE. */
 static int apply_option(int c, opts *s, cli_options *o)
 {
+    char q[OPTS_QUOTE_SIZE];
     uint64_t ms;
     switch (c) {
     case OPT_LOG_FORMAT:
@@ -149,7 +151,7 @@ static int apply_option(int c, opts *s, cli_options *o)
         else if (strcmp(optarg, "json") == 0)
             o->log_format = CLI_LOG_JSON;
         else
-            return usage_error("--log-format: '%s' is not text or json", optarg);
+            return usage_error("--log-format: %s is not text or json", opts_quote(q, optarg));
         return 0;
     case OPT_GRACE:
         return opts_duration(s, "--grace", optarg, UINT32_MAX, &o->grace_ms);
@@ -232,7 +234,9 @@ int cli_parse_options(int argc, char **argv, cli_options *o)
         o->command = CLI_WATCH;
         table = observe_options;
     } else {
-        return usage_error("unknown command '%s': give run, status or watch (see --help)", command);
+        char q[OPTS_QUOTE_SIZE];
+        return usage_error("unknown command %s: give run, status or watch (see --help)",
+                           opts_quote(q, command));
     }
 
     opts s;
@@ -259,8 +263,10 @@ int cli_parse_options(int argc, char **argv, cli_options *o)
             return EXIT_USAGE;
     }
     o->cmd = argv + optind;
+    char q[OPTS_QUOTE_SIZE];
     if (o->command != CLI_RUN && optind < argc)
-        return usage_error("%s: unexpected argument '%s' (see --help)", command, argv[optind]);
+        return usage_error("%s: unexpected argument %s (see --help)", command,
+                           opts_quote(q, argv[optind]));
     return check_options(&s, o);
 }
 

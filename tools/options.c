@@ -26,7 +26,6 @@
 #error "LEASEHOLD_TOOL_VERSION must be defined (CMake passes the project's version)"
 #endif
 
-#define QUOTE_MAX 160 /* bytes of a quoted value in a message */
 
 int opts_error(opts *o, const char *fmt, ...)
 {
@@ -54,13 +53,11 @@ static const char *control_char(const char *s)
     return NULL;
 }
 
-/* s between single quotes in out, control characters as \xHH, cut with
- * "..." past QUOTE_MAX bytes: a user's value, safe in a one-line message. */
-static const char *quote(char out[QUOTE_MAX + 16], const char *s)
+const char *opts_quote(char out[OPTS_QUOTE_SIZE], const char *s)
 {
     size_t n = 0;
     out[n++] = '\'';
-    for (; *s && n < QUOTE_MAX; s++) {
+    for (; *s && n < OPTS_QUOTE_SIZE - 16; s++) {
         unsigned char ch = (unsigned char)*s;
         if (ch < 0x20 || ch == 0x7f)
             n += (size_t)snprintf(out + n, 5, "\\x%02x", ch);
@@ -103,7 +100,7 @@ void opts_init(opts *o, const char *prog)
 
 int opts_duration(opts *o, const char *opt, const char *text, uint64_t max_ms, uint64_t *out)
 {
-    char q[QUOTE_MAX + 16];
+    char q[OPTS_QUOTE_SIZE];
     const char *p = text;
     uint64_t whole = 0;
     bool big = false;
@@ -143,7 +140,7 @@ int opts_duration(opts *o, const char *opt, const char *text, uint64_t max_ms, u
         unit = 3600000;
     else if (*p == '\0')
         return opts_error(o, "%s: %s needs a unit: ms, s, m or h (like %sms or %ss)", opt,
-                          quote(q, text), text, text);
+                          opts_quote(q, text), text, text);
     else
         goto not_a_duration;
     if (big || whole * unit > max_ms)
@@ -160,21 +157,21 @@ not_a_duration:
     return opts_error(o,
                       "%s: %s is not a duration: digits, an optional fraction and a unit "
                       "(500ms, 2s, 1.5s, 1m, 1h)",
-                      opt, quote(q, text));
+                      opt, opts_quote(q, text));
 }
 
 int opts_milliseconds(opts *o, const char *opt, const char *text, uint64_t max_ms, uint64_t *out)
 {
-    char q[QUOTE_MAX + 16];
+    char q[OPTS_QUOTE_SIZE];
     uint64_t v = 0;
     const char *p = text;
     if (*p < '0' || *p > '9')
-        return opts_error(o, "%s: %s is not a number of milliseconds", opt, quote(q, text));
+        return opts_error(o, "%s: %s is not a number of milliseconds", opt, opts_quote(q, text));
     for (; *p >= '0' && *p <= '9'; p++)
         if (v <= max_ms)
             v = v * 10 + (uint64_t)(*p - '0');
     if (*p)
-        return opts_error(o, "%s: %s is not a number of milliseconds", opt, quote(q, text));
+        return opts_error(o, "%s: %s is not a number of milliseconds", opt, opts_quote(q, text));
     if (v > max_ms)
         return opts_error(o, "%s: %s is too large (at most %" PRIu64 ")", opt, text, max_ms);
     *out = v;
@@ -200,7 +197,7 @@ static int timing(opts *o, const char *opt, const char *text, bool ms_alias, uin
 
 int opts_check_identity(opts *o, const char *opt, const char *id)
 {
-    char q[QUOTE_MAX + 16];
+    char q[OPTS_QUOTE_SIZE];
     size_t n = strlen(id);
     if (n == 0)
         return opts_error(o, "%s: the identity is empty", opt);
@@ -210,7 +207,7 @@ int opts_check_identity(opts *o, const char *opt, const char *id)
     for (const char *p = id; *p; p++)
         if ((unsigned char)*p <= ' ' || (unsigned char)*p == 0x7f)
             return opts_error(o, "%s: %s holds a space or control character (byte 0x%02x)", opt,
-                              quote(q, id), (unsigned char)*p);
+                              opts_quote(q, id), (unsigned char)*p);
     return 0;
 }
 
@@ -304,8 +301,8 @@ int opts_apply(opts *o, int id, const char *arg)
         for (int i = 0; i < 4; i++)
             if (strcmp(arg, names[i]) == 0)
                 return log_level(o, opt, (leasehold_log_level)i);
-        char q[QUOTE_MAX + 16];
-        return opts_error(o, "%s: %s is not one of error, warn, info, debug", opt, quote(q, arg));
+        char q[OPTS_QUOTE_SIZE];
+        return opts_error(o, "%s: %s is not one of error, warn, info, debug", opt, opts_quote(q, arg));
     }
     case OPTS_LEASE:
     case OPTS_LEASE_MS:
@@ -334,13 +331,13 @@ int opts_apply(opts *o, int id, const char *arg)
         ppm = 0;
         for (const char *d = arg; *d >= '0' && *d <= '9' && ppm <= 200000; d++)
             ppm = ppm * 10 + (uint64_t)(*d - '0');
-        if (arg[0] < '0' || arg[0] > '9' || arg[strspn(arg, "0123456789")] != '\0' ||
-            ppm == 0 || ppm > 200000) {
-            char q[QUOTE_MAX + 16];
+        if (arg[0] < '0' || arg[0] > '9' || arg[strspn(arg, "0123456789")] != '\0' || ppm == 0 ||
+            ppm > 200000) {
+            char q[OPTS_QUOTE_SIZE];
             return opts_error(o,
                               "%s: %s is not a number of parts per million from 1 to 200000 "
                               "(10000 is 1%%)",
-                              opt, quote(q, arg));
+                              opt, opts_quote(q, arg));
         }
         t->drift_opt = opt;
         t->clock_drift_ppm = (uint32_t)ppm;
@@ -355,7 +352,7 @@ int opts_apply(opts *o, int id, const char *arg)
  * empty or holds a control character. */
 static int check_key_part(opts *o, const char *source, const char *what, const char *s)
 {
-    char q[QUOTE_MAX + 16];
+    char q[OPTS_QUOTE_SIZE];
     if (!s[0])
         return opts_error(o, "%s: the %s is empty", source, what);
     const char *bad = control_char(s);
@@ -363,7 +360,7 @@ static int check_key_part(opts *o, const char *source, const char *what, const c
         return opts_error(o,
                           "%s: %s holds a control character (byte 0x%02x at offset %zu): the "
                           "%s must be printable",
-                          source, quote(q, s), (unsigned char)*bad, (size_t)(bad - s), what);
+                          source, opts_quote(q, s), (unsigned char)*bad, (size_t)(bad - s), what);
     return 0;
 }
 
@@ -395,8 +392,10 @@ int opts_finish_key(opts *o)
         return OPTS_USAGE;
     int n = snprintf(o->key, sizeof o->key, OPTS_KEY_PREFIX "%s", region);
     if (n < 0 || n >= OPTS_KEY_MAX)
-        return opts_error(o, "%s: the key " OPTS_KEY_PREFIX "<region> would be %d bytes long: at "
-                          "most %d", source, n, OPTS_KEY_MAX - 1);
+        return opts_error(o,
+                          "%s: the key " OPTS_KEY_PREFIX "<region> would be %d bytes long: at "
+                          "most %d",
+                          source, n, OPTS_KEY_MAX - 1);
     return 0;
 }
 
@@ -492,8 +491,9 @@ int opts_finish_timing(opts *o, uint64_t (*margin_fn)(uint32_t lease_ms))
                               margin_ms > 0 ? " and the margin to kill CMD before it ends"
                                             : ", exclusive");
         if (t->renew_deadline_ms < 2)
-            return opts_error(o, "%s %s is too short: at least 2ms (the renew interval must be "
-                                 "shorter)",
+            return opts_error(o,
+                              "%s %s is too short: at least 2ms (the renew interval must be "
+                              "shorter)",
                               t->deadline_opt, t->deadline_text);
     } else {
         uint64_t d = b.lease * 3u / 4u;

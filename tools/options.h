@@ -60,7 +60,9 @@ enum opts_id {
         {"url", required_argument, NULL, OPTS_URL}, {"key", required_argument, NULL, OPTS_KEY},    \
         {"region", required_argument, NULL, OPTS_REGION},                                          \
         {"quiet", no_argument, NULL, OPTS_QUIET}, {"verbose", no_argument, NULL, OPTS_VERBOSE},    \
-        {"log-level", required_argument, NULL, OPTS_LOG_LEVEL}
+    {                                                                                              \
+        "log-level", required_argument, NULL, OPTS_LOG_LEVEL                                       \
+    }
 #define OPTS_TABLE_TIMING                                                                          \
     {"id", required_argument, NULL, OPTS_ID}, {"lease", required_argument, NULL, OPTS_LEASE},      \
         {"renew", required_argument, NULL, OPTS_RENEW},                                            \
@@ -68,23 +70,27 @@ enum opts_id {
         {"renew-deadline", required_argument, NULL, OPTS_RENEW_DEADLINE},                          \
         {"command-timeout", required_argument, NULL, OPTS_COMMAND_TIMEOUT},                        \
         {"connect-timeout", required_argument, NULL, OPTS_CONNECT_TIMEOUT},                        \
-        {"clock-drift-ppm", required_argument, NULL, OPTS_CLOCK_DRIFT}
+    {                                                                                              \
+        "clock-drift-ppm", required_argument, NULL, OPTS_CLOCK_DRIFT                               \
+    }
 #define OPTS_TABLE_MS_ALIASES                                                                      \
     {"lease-ms", required_argument, NULL, OPTS_LEASE_MS},                                          \
         {"renew-ms", required_argument, NULL, OPTS_RENEW_MS},                                      \
         {"retry-ms", required_argument, NULL, OPTS_RETRY_MS},                                      \
         {"renew-deadline-ms", required_argument, NULL, OPTS_RENEW_DEADLINE_MS},                    \
         {"command-timeout-ms", required_argument, NULL, OPTS_COMMAND_TIMEOUT_MS},                  \
-        {"connect-timeout-ms", required_argument, NULL, OPTS_CONNECT_TIMEOUT_MS}
+    {                                                                                              \
+        "connect-timeout-ms", required_argument, NULL, OPTS_CONNECT_TIMEOUT_MS                     \
+    }
 
 /* The --help lines of the shared options, so both programs say the same. */
 #define OPTS_HELP_GENERAL                                                                          \
     "  --url URL              Redis URL: redis://[user[:password]@]host[:port][/db]\n"             \
     "                         or unix:///path/to/redis.sock (default:\n"                           \
     "                         $SNAKETRON_REDIS_URL)\n"                                             \
-    "  --key KEY              the lease key (default: " OPTS_KEY_PREFIX "<region>)\n"             \
+    "  --key KEY              the lease key (default: " OPTS_KEY_PREFIX "<region>)\n"              \
     "  --region NAME          region of the default key (default: $SNAKETRON_REGION,\n"            \
-    "                         else " OPTS_DEFAULT_REGION "; set but empty is refused)\n"         \
+    "                         else " OPTS_DEFAULT_REGION "; set but empty is refused)\n"           \
     "  -q, --quiet            log only warnings and errors\n"                                      \
     "  -v, --verbose          log debugging detail too\n"                                          \
     "  --log-level LEVEL      error, warn, info or debug (default: info)\n"                        \
@@ -127,11 +133,11 @@ typedef struct opts_timing {
 } opts_timing;
 
 typedef struct opts {
-    const char *prog;       /* starts every message: "leasehold", "server" */
-    bool silent;            /* messages only into err, not on stderr (tests) */
-    char err[1024];         /* the last message, "<prog>: ..." without newline */
-    const char *url;        /* NULL: none given, SNAKETRON_REDIS_URL unset or empty */
-    const char *url_source; /* "--url" or "SNAKETRON_REDIS_URL", for messages */
+    const char *prog;                 /* starts every message: "leasehold", "server" */
+    bool silent;                      /* messages only into err, not on stderr (tests) */
+    char err[1024];                   /* the last message, "<prog>: ..." without newline */
+    const char *url;                  /* NULL: none given, SNAKETRON_REDIS_URL unset or empty */
+    const char *url_source;           /* "--url" or "SNAKETRON_REDIS_URL", for messages */
     const char *key_arg, *region_arg; /* --key and --region as given */
     char key[OPTS_KEY_MAX];           /* after opts_finish_key() */
     const char *identity;             /* --id; NULL: the library's <hostname>:<pid> */
@@ -198,6 +204,12 @@ int opts_check_identity(opts *o, const char *opt, const char *id);
 /* One message, "<prog>: ...", into o->err and (unless o->silent) on
  * stderr.  Returns OPTS_USAGE. */
 int opts_error(opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* s between single quotes in out, control characters as \xHH, cut with
+ * "..." when long: a user's value, safe in a one-line message.  Returns
+ * out. */
+#define OPTS_QUOTE_SIZE 176
+const char *opts_quote(char out[OPTS_QUOTE_SIZE], const char *s);
 
 /* Prints "<name> <version>" (the project's version from CMake) on stdout. */
 void opts_print_version(const char *name);

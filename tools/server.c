@@ -266,12 +266,13 @@ static void print_help(const char *prog)
 /* Names the option getopt_long() rejected at argv[optind - 1]. */
 static int bad_option(opts *s, int c, char **argv)
 {
+    char q[OPTS_QUOTE_SIZE];
     const char *arg = argv[optind - 1];
     if (c == ':')
         return opts_error(s, "option %s needs a value (see --help)", arg);
-    if (optopt != 0 && optopt < 256)
+    if (optopt > ' ' && optopt < 127)
         return opts_error(s, "unknown option -%c (see --help)", optopt);
-    return opts_error(s, "unknown option %s (see --help)", arg);
+    return opts_error(s, "unknown option %s (see --help)", opts_quote(q, arg));
 }
 
 /* A duration (or plain milliseconds) for one of server's own options,
@@ -339,8 +340,9 @@ static int parse_options(int argc, char **argv, const char *prog, options *o)
         if (rc != 0)
             return EX_USAGE;
     }
+    char q[OPTS_QUOTE_SIZE];
     if (optind < argc)
-        return opts_error(&s, "unexpected argument '%s' (see --help)", argv[optind]);
+        return opts_error(&s, "unexpected argument %s (see --help)", opts_quote(q, argv[optind]));
     if (opts_finish_key(&s) != 0 || opts_finish_timing(&s, NULL) != 0)
         return EX_USAGE;
     o->url = s.url;

@@ -40,11 +40,23 @@ static void test_durations_accepted(void **state)
         const char *text;
         uint64_t ms;
     } ok[] = {
-        {"0ms", 0},          {"1ms", 1},          {"500ms", 500},       {"2s", 2000},
-        {"1.5s", 1500},      {"1.500s", 1500},    {"0.001s", 1},        {"1m", 60000},
-        {"1.5m", 90000},     {"1h", 3600000},     {"0.00001h", 36},     {"0.5h", 1800000},
-        {"007s", 7000},      {"2.0ms", 2},        {"1.0000000000s", 1000},
-        {"4294967295ms", UINT32_MAX},             {"1193h", 4294800000u},
+        {"0ms", 0},
+        {"1ms", 1},
+        {"500ms", 500},
+        {"2s", 2000},
+        {"1.5s", 1500},
+        {"1.500s", 1500},
+        {"0.001s", 1},
+        {"1m", 60000},
+        {"1.5m", 90000},
+        {"1h", 3600000},
+        {"0.00001h", 36},
+        {"0.5h", 1800000},
+        {"007s", 7000},
+        {"2.0ms", 2},
+        {"1.0000000000s", 1000},
+        {"4294967295ms", UINT32_MAX},
+        {"1193h", 4294800000u},
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         opts o;
@@ -119,8 +131,7 @@ static void test_milliseconds(void **state)
     fresh(&o);
     assert_int_equal(opts_apply(&o, OPTS_LEASE_MS, "2500"), 0);
     assert_int_equal(o.t.lease_ms, 2500);
-    static const char *const bad[] = {"2s", " 5", "-1", "+1", "0x10", "1e3", "", "4294967296",
-                                      "0"};
+    static const char *const bad[] = {"2s", " 5", "-1", "+1", "0x10", "1e3", "", "4294967296", "0"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         fresh(&o);
         if (opts_apply(&o, OPTS_LEASE_MS, bad[i]) != OPTS_USAGE)
@@ -305,8 +316,8 @@ static void expect_library_accepts(const opts *o)
     leasehold_error err;
     leasehold_client *c = leasehold_client_new(&cfg, &err);
     if (!c)
-        fail_msg("lease %" PRIu32 "ms, drift %" PRIu32 "ppm: the library refuses %s",
-                 o->t.lease_ms, o->t.clock_drift_ppm, err.msg);
+        fail_msg("lease %" PRIu32 "ms, drift %" PRIu32 "ppm: the library refuses %s", o->t.lease_ms,
+                 o->t.clock_drift_ppm, err.msg);
     leasehold_client_free(c);
 }
 
@@ -404,45 +415,59 @@ static void test_timing_messages(void **state)
         bool run;            /* with leasehold run's kill margin */
         const char *message;
     } cases[] = {
-        {{"--lease", "10ms"}, true,
+        {{"--lease", "10ms"},
+         true,
          "prog: --lease 10ms is too short: it must hold a renew deadline of at least 2ms plus "
          "2ms of clock drift allowance plus the 50ms kill margin; the smallest lease that works "
          "is 54ms"},
-        {{"--lease-ms", "4"}, false,
+        {{"--lease-ms", "4"},
+         false,
          "prog: --lease-ms 4 is too short: it must hold a renew deadline of at least 2ms plus 2ms "
          "of clock drift allowance; the smallest lease that works is 5ms"},
-        {{"--lease", "60ms", "--clock-drift-ppm", "200000"}, true,
+        {{"--lease", "60ms", "--clock-drift-ppm", "200000"},
+         true,
          "prog: --lease 60ms is too short: it must hold a renew deadline of at least 2ms plus "
          "14ms of clock drift allowance (--clock-drift-ppm 200000) plus the 50ms kill margin; the "
          "smallest lease that works is 67ms"},
-        {{"--renew", "5s"}, true,
+        {{"--renew", "5s"},
+         true,
          "prog: --renew 5s is more than half of the default --lease 2000ms: at most 1000ms"},
-        {{"--renew-ms", "1200", "--lease", "2s"}, false,
+        {{"--renew-ms", "1200", "--lease", "2s"},
+         false,
          "prog: --renew-ms 1200 is more than half of --lease 2s: at most 1000ms"},
-        {{"--renew-deadline", "1990ms"}, true,
+        {{"--renew-deadline", "1990ms"},
+         true,
          "prog: --renew-deadline 1990ms leaves too little of the default --lease 2000ms: at most "
          "1878ms, the lease less 22ms of clock drift allowance and the margin to kill CMD before "
          "it ends"},
-        {{"--renew-deadline-ms", "1990"}, false,
+        {{"--renew-deadline-ms", "1990"},
+         false,
          "prog: --renew-deadline-ms 1990 leaves too little of the default --lease 2000ms: at "
          "most 1977ms, the lease less 22ms of clock drift allowance, exclusive"},
-        {{"--renew-deadline", "1ms", "--renew", "1ms"}, true,
+        {{"--renew-deadline", "1ms", "--renew", "1ms"},
+         true,
          "prog: --renew-deadline 1ms is too short: at least 2ms (the renew interval must be "
          "shorter)"},
-        {{"--lease", "100ms", "--renew", "50ms", "--clock-drift-ppm", "200000"}, true,
+        {{"--lease", "100ms", "--renew", "50ms", "--clock-drift-ppm", "200000"},
+         true,
          "prog: --renew 50ms must be shorter than --renew-deadline 28ms (derived: --lease 100ms "
          "less 22ms of clock drift allowance and the kill margin)"},
-        {{"--lease", "1s", "--renew", "800ms", "--renew-deadline", "700ms"}, true,
+        {{"--lease", "1s", "--renew", "800ms", "--renew-deadline", "700ms"},
+         true,
          "prog: --renew 800ms is more than half of --lease 1s: at most 500ms"},
-        {{"--lease", "1s", "--renew", "500ms", "--renew-deadline", "500ms"}, true,
+        {{"--lease", "1s", "--renew", "500ms", "--renew-deadline", "500ms"},
+         true,
          "prog: --renew 500ms must be shorter than --renew-deadline 500ms"},
-        {{"--lease", "1s", "--command-timeout", "600ms"}, true,
+        {{"--lease", "1s", "--command-timeout", "600ms"},
+         true,
          "prog: --command-timeout 600ms is more than half of --renew-deadline 750ms (derived: "
          "75% of --lease 1s): at most 375ms"},
-        {{"--command-timeout-ms", "800"}, false,
+        {{"--command-timeout-ms", "800"},
+         false,
          "prog: --command-timeout-ms 800 is more than half of --renew-deadline 1500ms (derived: "
          "75% of the default --lease 2000ms): at most 750ms"},
-        {{"--renew-deadline", "300ms", "--command-timeout", "200ms"}, false,
+        {{"--renew-deadline", "300ms", "--command-timeout", "200ms"},
+         false,
          "prog: --command-timeout 200ms is more than half of --renew-deadline 300ms: at most "
          "150ms"},
     };
