@@ -105,7 +105,7 @@ enum opts_id {
     "                         of the lease)\n"                                                     \
     "  --renew-deadline DURATION\n"                                                                \
     "                         a leader unrenewed this long steps down (default: 75%%\n"            \
-    "                         of the lease, less when the drift allowance needs it)\n"             \
+    "                         of the lease, less when a short lease needs it)\n"             \
     "  --command-timeout DURATION\n"                                                               \
     "                         a Redis command unanswered this long resets the\n"                   \
     "                         connection; at most half the renew deadline (default:\n"             \

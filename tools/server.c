@@ -14,9 +14,13 @@
  *
  *     2026-11-26T07:31:02.114Z INFO  snaketron:leader:eu epoch=... token=...: message
  *
- * Exit codes: 0 after a signal, 64 for a bad option or configuration, 69 when
- * leader election cannot start (Redis unreachable, AUTH refused...), 71 when
- * the operating system refuses a signal mask.
+ * Its options are parsed by options.c, as `leasehold run`'s are (durations
+ * with units, the original -ms spellings kept as aliases); messages start
+ * with the name the program was called by ("server" in the build tree,
+ * "leasehold-server" installed).  --help and doc/leasehold-server.1 list
+ * them and the exit codes: 0 after a signal, 64 for a bad option or
+ * configuration, 69 when leader election cannot start (Redis unreachable,
+ * AUTH refused...), 71 when the operating system refuses a signal mask.
  */
 #include <leasehold.h>
 
@@ -238,7 +242,7 @@ static void print_help(const char *prog)
            "Environment:\n"
            "  SNAKETRON_REDIS_URL    Redis URL; unset or empty: leader election is disabled\n"
            "                         and the server just runs\n"
-           "  SNAKETRON_REGION       region, the key's last part (default: " OPTS_DEFAULT_REGION
+           "  SNAKETRON_REGION       region, the key's last part (default region: " OPTS_DEFAULT_REGION
            ";\n"
            "                         set but empty is refused)\n"
            "\n"
