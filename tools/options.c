@@ -29,7 +29,7 @@
 
 int opts_error(opts *o, const char *fmt, ...)
 {
-    int n = snprintf(o->err, sizeof o->err, "%s: ", o->prog);
+    int n = snprintf(o->err, sizeof o->err, "%.100s: ", o->prog);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(o->err + n, sizeof o->err - (size_t)n, fmt, ap);
