@@ -4,6 +4,7 @@
  *
  *   leasehold.c          main(): the subcommand and its exit status
  *   leasehold_options.c  the command line and the environment -> cli_options
+ *   options.c            the options and messages shared with server (options.h)
  *   leasehold_log.c      log lines on stderr (text or JSON), UTC stamps, JSON strings
  *   log_sink.c           the queue and thread that write log lines without blocking
  *                        (shared with server)
@@ -57,6 +58,7 @@ typedef struct cli_options {
     uint32_t command_timeout_ms;  /* run: the library's command_timeout_ms */
     bool command_timeout_lowered; /* run: the default, lowered to half the renew deadline */
     uint32_t clock_drift_ppm;     /* run: the library's clock_drift_ppm */
+    uint32_t connect_timeout_ms;  /* run: the library's connect_timeout_ms */
     uint64_t grace_ms;            /* run: SIGTERM/SIGINT -> SIGKILL after this */
     uint64_t wait_timeout_ms;     /* run: 0 = wait for leadership forever */
     bool restart;                 /* run: CMD exiting while leader is restarted */
@@ -72,8 +74,9 @@ typedef struct cli_options {
 
 /*
  * Fills o from the defaults, the environment (SNAKETRON_REDIS_URL,
- * SNAKETRON_REGION) and argv.  Returns 0, -1 after printing help (exit 0),
- * or EXIT_USAGE after printing one line that says what is wrong.
+ * SNAKETRON_REGION) and argv.  Returns 0, -1 after printing the help or
+ * the version (exit 0), or EXIT_USAGE after printing one line that says
+ * what is wrong.
  */
 int cli_parse_options(int argc, char **argv, cli_options *o);
 

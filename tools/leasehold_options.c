@@ -1,31 +1,25 @@
 /*
  * leasehold_options.c — the command line, the environment and the help.
  *
- * Durations carry their unit (500ms, 2s, 1.5s, 1m, 1h): a bare number is
- * refused rather than guessed, since "--lease 2000" read as seconds or as
- * milliseconds are both plausible.  Timings not given follow --lease in the
- * proportions of the library's defaults (renew 15 %, renew deadline 75 %,
- * retry 50 %), so `--lease 1s` alone is a valid configuration; they are
- * computed in 64 bits, so no --lease up to the largest accepted wraps.  The
- * command timeout (250ms) is lowered to half the renew deadline when that
- * is shorter, and `run` says so in its log; given with --command-timeout,
- * it is never changed, only refused when too long.  Every bad value gets
- * one line on stderr that names the option and the value.
+ * The options `leasehold` shares with `server` (the URL, the key, the
+ * identity, the log level, durations and timings) are parsed by options.c,
+ * with the same rules and messages in both programs; this file adds the
+ * subcommands and the options only `leasehold` has, and checks what needs
+ * the whole command line.  Timings not given follow --lease (options.h
+ * says how), so `--lease 200ms` alone is a valid configuration; the run
+ * tool adds its kill margin to the library's rules.  Every bad value gets
+ * one line on stderr that starts with "leasehold: " and names the option.
  */
 #include "leasehold_cli.h"
+#include "options.h"
 
-#include <errno.h>
 #include <getopt.h>
-#include <inttypes.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define KEY_PREFIX     "snaketron:leader:"
-#define DEFAULT_REGION "default"
-#define DEFAULT_GRACE  10000u
+#define DEFAULT_GRACE 10000u
 
 /* Plus two leases: --try-once's longest wait for its first answer. */
 #define TRY_ONCE_WAIT_MS 10000u
@@ -49,11 +43,13 @@ uint64_t cli_kill_margin_ms(uint32_t lease_ms)
     return pct > 50u ? pct : 50u;
 }
 
+/* Prints the usage. */
 static void print_help(void)
 {
     printf("Usage: leasehold run [OPTION]... [--] CMD [ARG]...\n"
            "       leasehold status [--json] [OPTION]...\n"
            "       leasehold watch [--json] [OPTION]...\n"
+           "       leasehold --help | --version\n"
            "\n"
            "Leader election on a Redis key.  `run` campaigns for the key and runs CMD only\n"
            "while this process is the leader; `status` prints who holds the key; `watch`\n"
@@ -76,34 +72,12 @@ static void print_help(void)
            "(lh-guardian) kills CMD's group at its SIGKILL time even if leasehold is\n"
            "stopped (Ctrl-Z); CMD dies with its guardian.\n"
            "\n"
-           "Options for every command:\n"
-           "  --url URL              Redis URL: redis://[user[:password]@]host[:port][/db]\n"
-           "                         or unix:///path/to/redis.sock (default:\n"
-           "                         $SNAKETRON_REDIS_URL)\n"
-           "  --key KEY              the lease key (default: " KEY_PREFIX "<region>)\n"
-           "  --region NAME          region of the default key (default: $SNAKETRON_REGION,\n"
-           "                         else " DEFAULT_REGION ")\n"
-           "  -q, --quiet            log only warnings and errors\n"
-           "  -v, --verbose          log debugging detail too\n"
+           "Options for every command (a key or region with a control character is\n"
+           "refused):\n" OPTS_HELP_GENERAL
            "  --log-format FORMAT    text or json (log lines on stderr; default: text)\n"
-           "  -h, --help             print this help and exit\n"
            "\n"
-           "Options for run (DURATION is a number with a unit: 500ms, 2s, 1.5s, 1m, 1h):\n"
-           "  --id IDENTITY          first half of the token (default: <hostname>:<pid>)\n"
-           "  --lease DURATION       lease TTL (default: 2s)\n"
-           "  --renew DURATION       the leader renews this often (default: 15%% of the lease)\n"
-           "  --retry DURATION       a follower's longest wait between claims (default: 50%%\n"
-           "                         of the lease)\n"
-           "  --renew-deadline DURATION\n"
-           "                         a leader unrenewed this long steps down (default: 75%%\n"
-           "                         of the lease)\n"
-           "  --command-timeout DURATION\n"
-           "                         a Redis command unanswered this long resets the\n"
-           "                         connection; at most half the renew deadline (default:\n"
-           "                         250ms, or half the renew deadline when shorter, which\n"
-           "                         is logged; command_timeout_ms in the URL wins)\n"
-           "  --clock-drift-ppm PPM  the largest clock-rate difference between this host and\n"
-           "                         Redis's, 1 to 200000 (default: 10000, i.e. 1%%)\n"
+           "Options for run (DURATION is digits, an optional fraction and a unit: 500ms,\n"
+           "2s, 1.5s, 1m, 1h; --lease alone is enough, the others follow it):\n" OPTS_HELP_TIMING
            "  --grace DURATION       after SIGTERM/SIGINT, CMD's time to exit before SIGKILL\n"
            "                         (default: 10s)\n"
            "  --wait-timeout DURATION\n"
@@ -147,108 +121,9 @@ static void print_help(void)
            "          A key held with a TTL by another program's value is waited for.\n");
 }
 
-/*
- * Parses a duration with its unit into milliseconds: digits, an optional
- * fraction, then ms, s, m or h.  The result must be a whole number of
- * milliseconds no larger than max_ms.
- */
-static bool parse_duration(const char *opt, const char *text, uint64_t max_ms, uint64_t *out)
-{
-    const char *p = text;
-    if (*p < '0' || *p > '9') {
-        usage_error("%s: '%s' is not a duration (like 500ms, 2s, 1.5s, 1m)", opt, text);
-        return false;
-    }
-    errno = 0;
-    char *end;
-    double v = strtod(p, &end);
-    if (errno == ERANGE || !isfinite(v)) {
-        usage_error("%s: %s is too large", opt, text);
-        return false;
-    }
-    double unit;
-    if (strcmp(end, "ms") == 0)
-        unit = 1;
-    else if (strcmp(end, "s") == 0)
-        unit = 1000;
-    else if (strcmp(end, "m") == 0)
-        unit = 60000;
-    else if (strcmp(end, "h") == 0)
-        unit = 3600000;
-    else if (*end == '\0') {
-        usage_error("%s: '%s' needs a unit: ms, s, m or h (like %sms or %ss)", opt, text, text,
-                    text);
-        return false;
-    } else {
-        usage_error("%s: '%s' is not a duration (like 500ms, 2s, 1.5s, 1m)", opt, text);
-        return false;
-    }
-    double ms = v * unit;
-    if (ms > (double)max_ms) {
-        usage_error("%s: %s is too large (at most %" PRIu64 "ms)", opt, text, max_ms);
-        return false;
-    }
-    if (ms != floor(ms)) {
-        usage_error("%s: %s is not a whole number of milliseconds", opt, text);
-        return false;
-    }
-    *out = (uint64_t)ms;
-    return true;
-}
-
-/* A duration for a uint32_t field of the library's configuration; at
- * least 1 ms. */
-static bool parse_timing(const char *opt, const char *text, uint32_t *out)
-{
-    uint64_t ms;
-    if (!parse_duration(opt, text, UINT32_MAX, &ms))
-        return false;
-    if (ms == 0) {
-        usage_error("%s: must be more than 0ms", opt);
-        return false;
-    }
-    *out = (uint32_t)ms;
-    return true;
-}
-
-/* The clock-rate allowance in parts per million: digits only, 1 to 200000
- * (as the library accepts). */
-static bool parse_ppm(const char *opt, const char *text, uint32_t *out)
-{
-    char *end = NULL;
-    unsigned long v = text[0] >= '0' && text[0] <= '9' ? strtoul(text, &end, 10) : 0;
-    if (!end || *end || v < 1 || v > 200000) {
-        usage_error("%s: '%s' is not a number of parts per million from 1 to 200000 (10000 is "
-                    "1%%)",
-                    opt, text);
-        return false;
-    }
-    *out = (uint32_t)v;
-    return true;
-}
-
-/* An environment variable, or NULL when unset or empty. */
-static const char *env_value(const char *name)
-{
-    const char *v = getenv(name);
-    return v && v[0] ? v : NULL;
-}
-
+/* leasehold's own options; the shared ones are options.h's. */
 enum option_id {
-    OPT_HELP = 'h',
-    OPT_QUIET = 'q',
-    OPT_VERBOSE = 'v',
-    OPT_URL = 1000,
-    OPT_KEY,
-    OPT_REGION,
-    OPT_LOG_FORMAT,
-    OPT_ID,
-    OPT_LEASE,
-    OPT_RENEW,
-    OPT_RETRY,
-    OPT_RENEW_DEADLINE,
-    OPT_COMMAND_TIMEOUT,
-    OPT_CLOCK_DRIFT,
+    OPT_LOG_FORMAT = OPTS_PROGRAM,
     OPT_GRACE,
     OPT_WAIT_TIMEOUT,
     OPT_RESTART,
@@ -258,24 +133,10 @@ enum option_id {
     OPT_HOLD_AFTER_EXIT,
 };
 
-#define COMMON_OPTIONS                                                                             \
-    {"help", no_argument, NULL, OPT_HELP}, {"quiet", no_argument, NULL, OPT_QUIET},                \
-        {"verbose", no_argument, NULL, OPT_VERBOSE}, {"url", required_argument, NULL, OPT_URL},    \
-        {"key", required_argument, NULL, OPT_KEY},                                                 \
-        {"region", required_argument, NULL, OPT_REGION},                                           \
-    {                                                                                              \
-        "log-format", required_argument, NULL, OPT_LOG_FORMAT                                      \
-    }
-
 static const struct option run_options[] = {
-    COMMON_OPTIONS,
-    {"id", required_argument, NULL, OPT_ID},
-    {"lease", required_argument, NULL, OPT_LEASE},
-    {"renew", required_argument, NULL, OPT_RENEW},
-    {"retry", required_argument, NULL, OPT_RETRY},
-    {"renew-deadline", required_argument, NULL, OPT_RENEW_DEADLINE},
-    {"command-timeout", required_argument, NULL, OPT_COMMAND_TIMEOUT},
-    {"clock-drift-ppm", required_argument, NULL, OPT_CLOCK_DRIFT},
+    OPTS_TABLE_GENERAL,
+    OPTS_TABLE_TIMING,
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"grace", required_argument, NULL, OPT_GRACE},
     {"wait-timeout", required_argument, NULL, OPT_WAIT_TIMEOUT},
     {"restart", no_argument, NULL, OPT_RESTART},
@@ -286,96 +147,43 @@ static const struct option run_options[] = {
 };
 
 static const struct option observe_options[] = {
-    COMMON_OPTIONS,
+    OPTS_TABLE_GENERAL,
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"json", no_argument, NULL, OPT_JSON},
     {NULL, 0, NULL, 0},
 };
 
-/* Which options were given, for the checks that need to know. */
-typedef struct given {
-    bool key, region, quiet, verbose, renew, retry, renew_deadline, command_timeout;
-    const char *command_timeout_text; /* as given, for messages */
-} given;
-
 /* Names the option getopt_long() rejected at argv[optind - 1]. */
 static int bad_option(int c, char **argv, const char *command)
 {
+    char q[OPTS_QUOTE_SIZE];
     const char *arg = argv[optind - 1];
     if (c == ':')
         return usage_error("%s: option %s needs a value (see --help)", command, arg);
-    if (optopt != 0 && optopt < 256)
+    if (optopt > ' ' && optopt < 127)
         return usage_error("%s: unknown option -%c (see --help)", command, optopt);
-    return usage_error("%s: unknown option %s (see --help)", command, arg);
+    return usage_error("%s: unknown option %s (see --help)", command, opts_quote(q, arg));
 }
 
-/* Applies one option (getopt's c and optarg) to o.  0, or EXIT_USAGE. */
-static int apply_option(int c, cli_options *o, given *g)
+/* Applies one of leasehold's own options (getopt's c and optarg) to o.
+ * 0, or EXIT_USAGE. */
+static int apply_option(int c, opts *s, cli_options *o)
 {
+    char q[OPTS_QUOTE_SIZE];
     uint64_t ms;
     switch (c) {
-    case OPT_QUIET:
-        g->quiet = true;
-        o->log_level = LEASEHOLD_LOG_WARN;
-        return 0;
-    case OPT_VERBOSE:
-        g->verbose = true;
-        o->log_level = LEASEHOLD_LOG_DEBUG;
-        return 0;
-    case OPT_URL:
-        if (!optarg[0])
-            return usage_error("--url: the URL is empty");
-        o->url = optarg;
-        o->url_source = "--url";
-        return 0;
-    case OPT_KEY:
-        if (!optarg[0])
-            return usage_error("--key: the key is empty");
-        if (strlen(optarg) >= CLI_KEY_MAX)
-            return usage_error("--key: the key is longer than %d bytes", CLI_KEY_MAX - 1);
-        g->key = true;
-        snprintf(o->key, sizeof o->key, "%s", optarg);
-        return 0;
-    case OPT_REGION:
-        if (!optarg[0])
-            return usage_error("--region: the region is empty");
-        g->region = true;
-        if (snprintf(o->key, sizeof o->key, KEY_PREFIX "%s", optarg) >= CLI_KEY_MAX)
-            return usage_error("--region: the key would be longer than %d bytes", CLI_KEY_MAX - 1);
-        return 0;
     case OPT_LOG_FORMAT:
         if (strcmp(optarg, "text") == 0)
             o->log_format = CLI_LOG_TEXT;
         else if (strcmp(optarg, "json") == 0)
             o->log_format = CLI_LOG_JSON;
         else
-            return usage_error("--log-format: '%s' is not text or json", optarg);
+            return usage_error("--log-format: %s is not text or json", opts_quote(q, optarg));
         return 0;
-    case OPT_ID:
-        if (!optarg[0])
-            return usage_error("--id: the identity is empty");
-        o->identity = optarg;
-        return 0;
-    case OPT_LEASE:
-        return parse_timing("--lease", optarg, &o->lease_ms) ? 0 : EXIT_USAGE;
-    case OPT_RENEW:
-        g->renew = true;
-        return parse_timing("--renew", optarg, &o->renew_ms) ? 0 : EXIT_USAGE;
-    case OPT_RETRY:
-        g->retry = true;
-        return parse_timing("--retry", optarg, &o->retry_ms) ? 0 : EXIT_USAGE;
-    case OPT_RENEW_DEADLINE:
-        g->renew_deadline = true;
-        return parse_timing("--renew-deadline", optarg, &o->renew_deadline_ms) ? 0 : EXIT_USAGE;
-    case OPT_COMMAND_TIMEOUT:
-        g->command_timeout = true;
-        g->command_timeout_text = optarg;
-        return parse_timing("--command-timeout", optarg, &o->command_timeout_ms) ? 0 : EXIT_USAGE;
-    case OPT_CLOCK_DRIFT:
-        return parse_ppm("--clock-drift-ppm", optarg, &o->clock_drift_ppm) ? 0 : EXIT_USAGE;
     case OPT_GRACE:
-        return parse_duration("--grace", optarg, UINT32_MAX, &o->grace_ms) ? 0 : EXIT_USAGE;
+        return opts_duration(s, "--grace", optarg, UINT32_MAX, &o->grace_ms);
     case OPT_WAIT_TIMEOUT:
-        if (!parse_duration("--wait-timeout", optarg, UINT32_MAX, &ms))
+        if (opts_duration(s, "--wait-timeout", optarg, UINT32_MAX, &ms) != 0)
             return EXIT_USAGE;
         o->try_once |= ms == 0; /* 0s: give up at once, as --try-once */
         o->wait_timeout_ms = ms;
@@ -393,7 +201,7 @@ static int apply_option(int c, cli_options *o, given *g)
         o->try_once = true;
         return 0;
     case OPT_HOLD_AFTER_EXIT:
-        if (!parse_duration("--hold-after-exit", optarg, UINT32_MAX, &o->hold_after_exit_ms))
+        if (opts_duration(s, "--hold-after-exit", optarg, UINT32_MAX, &o->hold_after_exit_ms) != 0)
             return EXIT_USAGE;
         if (o->hold_after_exit_ms == 0)
             return usage_error("--hold-after-exit: must be more than 0ms (without it the key is "
@@ -403,20 +211,34 @@ static int apply_option(int c, cli_options *o, given *g)
     return EXIT_USAGE;
 }
 
-/* The checks that need every option: conflicts, the URL, and timings that
- * leave CMD no time to be killed.  0, or EXIT_USAGE. */
-static int check_options(cli_options *o, const given *g)
+/* The checks that need every option: the key, the URL, CMD, and timings
+ * that leave CMD no time to be killed; then copies the shared options
+ * into o.  0, or EXIT_USAGE. */
+static int check_options(opts *s, cli_options *o)
 {
-    if (g->key && g->region)
-        return usage_error("--key and --region both name the key: give one");
-    if (g->quiet && g->verbose)
-        return usage_error("--quiet and --verbose contradict each other: give one");
-    if (!o->url)
+    if (opts_finish_key(s) != 0)
+        return EXIT_USAGE;
+    snprintf(o->key, sizeof o->key, "%s", s->key);
+    if (!s->url)
         return usage_error("no Redis URL: give --url or set SNAKETRON_REDIS_URL");
+    o->url = s->url;
+    o->url_source = s->url_source;
+    o->identity = s->identity;
+    o->log_level = s->log_level;
     if (o->command != CLI_RUN)
         return 0;
     if (!o->cmd[0])
         return usage_error("run: no command to run (leasehold run [OPTION]... -- CMD [ARG]...)");
+    if (opts_finish_timing(s, cli_kill_margin_ms) != 0)
+        return EXIT_USAGE;
+    o->lease_ms = s->t.lease_ms;
+    o->renew_ms = s->t.renew_ms;
+    o->retry_ms = s->t.retry_ms;
+    o->renew_deadline_ms = s->t.renew_deadline_ms;
+    o->command_timeout_ms = s->t.command_timeout_ms;
+    o->command_timeout_lowered = s->t.command_timeout_lowered;
+    o->connect_timeout_ms = s->t.connect_timeout_ms;
+    o->clock_drift_ppm = s->t.clock_drift_ppm;
     if (o->restart && o->hold_after_exit_ms)
         return usage_error("--restart and --hold-after-exit contradict each other: --restart "
                            "starts CMD again when it exits, so it never exits for good");
@@ -424,57 +246,16 @@ static int check_options(cli_options *o, const given *g)
      * most: the restart guard and a quarantine hold a claim a lease each. */
     if (o->try_once && o->wait_timeout_ms == 0)
         o->wait_timeout_ms = TRY_ONCE_WAIT_MS + 2u * (uint64_t)o->lease_ms;
-    /* Timings not given follow the lease, as the library's defaults do;
-     * in 64 bits, and each at most the lease, so they fit back. */
-    uint64_t lease = o->lease_ms;
-    if (!g->renew)
-        o->renew_ms = lease * 3u / 20u > 0 ? (uint32_t)(lease * 3u / 20u) : 1u;
-    if (!g->retry)
-        o->retry_ms = lease / 2u > 0 ? (uint32_t)(lease / 2u) : 1u;
-    if (!g->renew_deadline)
-        o->renew_deadline_ms = (uint32_t)(lease * 3u / 4u);
-    /* Commands must time out well within the renew deadline. */
-    uint64_t timeout_max = o->renew_deadline_ms / 2u;
-    if (g->command_timeout && o->command_timeout_ms > timeout_max)
-        return usage_error("--command-timeout %s is more than half the %" PRIu32
-                           "ms renew deadline: at most %" PRIu64 "ms",
-                           g->command_timeout_text, o->renew_deadline_ms, timeout_max);
-    if (!g->command_timeout && o->command_timeout_ms > timeout_max) {
-        o->command_timeout_ms = timeout_max > 0 ? (uint32_t)timeout_max : 1u;
-        o->command_timeout_lowered = true;
-    }
-    /* The library steps down at the renew deadline; CMD must then have had
-     * SIGTERM, and get SIGKILL, before valid_until = lease - drift. */
-    uint64_t drift = (uint64_t)o->lease_ms * o->clock_drift_ppm / 1000000u + 2u;
-    uint64_t margin = cli_kill_margin_ms(o->lease_ms);
-    if ((uint64_t)o->renew_deadline_ms + drift + margin > o->lease_ms)
-        return usage_error("--renew-deadline %" PRIu32 "ms leaves no time to stop CMD before the "
-                           "%" PRIu32 "ms lease could pass on: at most %" PRIu64 "ms",
-                           o->renew_deadline_ms, o->lease_ms,
-                           o->lease_ms > drift + margin ? o->lease_ms - drift - margin : 0);
     return 0;
 }
 
 int cli_parse_options(int argc, char **argv, cli_options *o)
 {
-    leasehold_config d;
-    leasehold_config_init(&d);
     *o = (cli_options){
-        .url = env_value("SNAKETRON_REDIS_URL"),
-        .url_source = "SNAKETRON_REDIS_URL",
-        .lease_ms = d.lease_ms,
-        .renew_ms = d.renew_interval_ms,
-        .retry_ms = d.retry_interval_ms,
-        .renew_deadline_ms = d.renew_deadline_ms,
-        .command_timeout_ms = d.command_timeout_ms,
-        .clock_drift_ppm = d.clock_drift_ppm,
         .grace_ms = DEFAULT_GRACE,
         .log_level = LEASEHOLD_LOG_INFO,
         .log_format = CLI_LOG_TEXT,
     };
-    const char *region = env_value("SNAKETRON_REGION");
-    snprintf(o->key, sizeof o->key, KEY_PREFIX "%s", region ? region : DEFAULT_REGION);
-
     if (argc < 2)
         return usage_error("no command: give run, status or watch (see --help)");
     const char *command = argv[1];
@@ -482,6 +263,9 @@ int cli_parse_options(int argc, char **argv, cli_options *o)
     if (strcmp(command, "-h") == 0 || strcmp(command, "--help") == 0 ||
         strcmp(command, "help") == 0) {
         print_help();
+        return -1;
+    } else if (strcmp(command, "--version") == 0) {
+        opts_print_version("leasehold");
         return -1;
     } else if (strcmp(command, "run") == 0) {
         o->command = CLI_RUN;
@@ -493,28 +277,40 @@ int cli_parse_options(int argc, char **argv, cli_options *o)
         o->command = CLI_WATCH;
         table = observe_options;
     } else {
-        return usage_error("unknown command '%s': give run, status or watch (see --help)", command);
+        char q[OPTS_QUOTE_SIZE];
+        return usage_error("unknown command %s: give run, status or watch (see --help)",
+                           opts_quote(q, command));
     }
 
-    given g = {0};
+    opts s;
+    opts_init(&s, "leasehold");
     opterr = 0;
     optind = 2;
     int c;
     /* '+': options stop at CMD, so CMD's own options stay CMD's. */
     while ((c = getopt_long(argc, argv, "+:hqv", table, NULL)) != -1) {
-        if (c == OPT_HELP) {
+        if (c == OPTS_HELP) {
             print_help();
+            return -1;
+        }
+        if (c == OPTS_VERSION) {
+            opts_print_version("leasehold");
             return -1;
         }
         if (c == '?' || c == ':')
             return bad_option(c, argv, command);
-        if (apply_option(c, o, &g) != 0)
+        int rc = opts_apply(&s, c, optarg);
+        if (rc == 1)
+            rc = apply_option(c, &s, o);
+        if (rc != 0)
             return EXIT_USAGE;
     }
     o->cmd = argv + optind;
+    char q[OPTS_QUOTE_SIZE];
     if (o->command != CLI_RUN && optind < argc)
-        return usage_error("%s: unexpected argument '%s' (see --help)", command, argv[optind]);
-    return check_options(o, &g);
+        return usage_error("%s: unexpected argument %s (see --help)", command,
+                           opts_quote(q, argv[optind]));
+    return check_options(&s, o);
 }
 
 void cli_config(const cli_options *o, leasehold_config *cfg)
@@ -535,5 +331,6 @@ void cli_config(const cli_options *o, leasehold_config *cfg)
     cfg->retry_interval_ms = o->retry_ms;
     cfg->renew_deadline_ms = o->renew_deadline_ms;
     cfg->command_timeout_ms = o->command_timeout_ms;
+    cfg->connect_timeout_ms = o->connect_timeout_ms;
     cfg->clock_drift_ppm = o->clock_drift_ppm;
 }

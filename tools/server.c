@@ -14,19 +14,24 @@
  *
  *     2026-11-26T07:31:02.114Z INFO  snaketron:leader:eu epoch=... token=...: message
  *
- * Exit codes: 0 after a signal, 64 for a bad option or configuration, 69 when
- * leader election cannot start (Redis unreachable, AUTH refused...) or halts
- * on a permanent error (NOPERM, scripts renamed or disabled, a read-only
- * replica), 65 when it halts because the key holds something that is not a
- * lease (WRONGTYPE, a value with no TTL), 71 when the operating system
- * refuses a signal mask.  exit_codes.h maps the library's errors.
+ * Its options are parsed by options.c, as `leasehold run`'s are (durations
+ * with units, the original -ms spellings kept as aliases); messages start
+ * with the name the program was called by ("server" in the build tree,
+ * "leasehold-server" installed).  --help and doc/leasehold-server.1 list
+ * them and the exit codes: 0 after a signal, 64 for a bad option or
+ * configuration, 69 when leader election cannot start (Redis unreachable,
+ * AUTH refused...) or halts on a permanent error (NOPERM, scripts renamed or
+ * disabled, a read-only replica), 65 when it halts because the key holds
+ * something that is not a lease (WRONGTYPE, a value with no TTL), 71 when
+ * the operating system refuses a signal mask.  exit_codes.h maps the
+ * library's errors.
  */
 #include <leasehold.h>
 
 #include "exit_codes.h"
 #include "log_sink.h"
+#include "options.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -42,14 +47,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define KEY_PREFIX                  "snaketron:leader:"
-#define DEFAULT_REGION              "default"
 #define DEFAULT_SERVICE_INTERVAL_MS 10000u
 #define LOG_LINE_MAX                2048
 
 /* Everything the log lines and the service need; set up once in main(). */
 typedef struct server {
-    char key[512];
+    char key[OPTS_KEY_MAX];
     leasehold_log_level log_level;
     uint32_t service_interval_ms;
     _Atomic uint64_t term_epoch; /* the epoch of the last term won, for revoked's line */
@@ -216,11 +219,12 @@ static void on_error(leasehold_election *e, const leasehold_error *err, void *ar
 
 /* ---------------------------------------------------------------- options */
 
+/* What main() needs from the command line; the shared options are parsed
+ * by options.c, with the same rules and messages as `leasehold`. */
 typedef struct options {
-    const char *url;
+    const char *url; /* NULL: leader election disabled */
     const char *url_source; /* "--url" or "SNAKETRON_REDIS_URL", for messages */
-    const char *region;
-    const char *key;
+    char key[OPTS_KEY_MAX];
     const char *identity;
     uint32_t lease_ms, renew_ms, retry_ms, renew_deadline_ms;
     uint32_t command_timeout_ms, connect_timeout_ms, stop_timeout_ms;
@@ -229,267 +233,171 @@ typedef struct options {
     leasehold_log_level log_level;
 } options;
 
+/* server's own options; the shared ones are options.h's. */
 enum option_id {
-    OPT_HELP = 'h',
-    OPT_URL = 1000,
-    OPT_REGION,
-    OPT_KEY,
-    OPT_ID,
-    OPT_LEASE,
-    OPT_RENEW,
-    OPT_RETRY,
-    OPT_RENEW_DEADLINE,
-    OPT_COMMAND_TIMEOUT,
-    OPT_CONNECT_TIMEOUT,
-    OPT_STOP_TIMEOUT,
-    OPT_CLOCK_DRIFT,
-    OPT_LOG_LEVEL,
+    OPT_STOP_TIMEOUT = OPTS_PROGRAM,
+    OPT_STOP_TIMEOUT_MS,
     OPT_SERVICE_INTERVAL,
+    OPT_SERVICE_INTERVAL_MS,
 };
 
 static const struct option long_options[] = {
-    {"help", no_argument, NULL, OPT_HELP},
-    {"url", required_argument, NULL, OPT_URL},
-    {"region", required_argument, NULL, OPT_REGION},
-    {"key", required_argument, NULL, OPT_KEY},
-    {"id", required_argument, NULL, OPT_ID},
-    {"lease-ms", required_argument, NULL, OPT_LEASE},
-    {"renew-ms", required_argument, NULL, OPT_RENEW},
-    {"retry-ms", required_argument, NULL, OPT_RETRY},
-    {"renew-deadline-ms", required_argument, NULL, OPT_RENEW_DEADLINE},
-    {"command-timeout-ms", required_argument, NULL, OPT_COMMAND_TIMEOUT},
-    {"connect-timeout-ms", required_argument, NULL, OPT_CONNECT_TIMEOUT},
-    {"stop-timeout-ms", required_argument, NULL, OPT_STOP_TIMEOUT},
-    {"clock-drift-ppm", required_argument, NULL, OPT_CLOCK_DRIFT},
-    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-    {"service-interval-ms", required_argument, NULL, OPT_SERVICE_INTERVAL},
+    OPTS_TABLE_GENERAL,
+    OPTS_TABLE_TIMING,
+    OPTS_TABLE_MS_ALIASES,
+    {"stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT},
+    {"stop-timeout-ms", required_argument, NULL, OPT_STOP_TIMEOUT_MS},
+    {"service-interval", required_argument, NULL, OPT_SERVICE_INTERVAL},
+    {"service-interval-ms", required_argument, NULL, OPT_SERVICE_INTERVAL_MS},
     {NULL, 0, NULL, 0},
 };
 
-/* Prints the usage, with the defaults the library actually uses. */
-static void print_help(void)
+/* Prints the usage; prog is how the program was called. */
+static void print_help(const char *prog)
 {
-    leasehold_config d;
-    leasehold_config_init(&d);
-    printf("Usage: server [OPTION]...\n"
+    printf("Usage: %s [OPTION]...\n"
            "Runs the example leader-only service while this process holds the lease on\n"
-           "the Redis key " KEY_PREFIX "<region>.  SIGINT or SIGTERM stops the service,\n"
-           "releases the lease and exits 0.  Logs go to stderr.\n"
+           "the Redis key " OPTS_KEY_PREFIX "<region>.  SIGINT or SIGTERM stops the service,\n"
+           "releases the lease and exits 0.  Logs go to stderr.  Installed as\n"
+           "leasehold-server; see leasehold-server(1).\n"
            "\n"
            "Environment:\n"
-           "  SNAKETRON_REDIS_URL   Redis URL, redis://[user[:password]@]host[:port][/db]\n"
-           "                        or unix:///path/to/redis.sock; unset or empty: leader\n"
-           "                        election is disabled and the server just runs\n"
-           "  SNAKETRON_REGION      region, the key's last part (default: " DEFAULT_REGION ")\n"
+           "  SNAKETRON_REDIS_URL    Redis URL; unset or empty: leader election is disabled\n"
+           "                         and the server just runs\n"
+           "  SNAKETRON_REGION       region, the key's last part (default region: " OPTS_DEFAULT_REGION
+           ";\n"
+           "                         set but empty is refused)\n"
            "\n"
-           "Options (each overrides the environment and the default):\n"
-           "  --url URL                   Redis URL (default: $SNAKETRON_REDIS_URL)\n"
-           "  --region NAME               region (default: $SNAKETRON_REGION or " DEFAULT_REGION
-           ")\n"
-           "  --key KEY                   the whole lease key (default: " KEY_PREFIX "<region>)\n"
-           "  --id IDENTITY               first half of the token (default: <hostname>:<pid>)\n"
-           "  --lease-ms MS               lease TTL (default: %" PRIu32 ")\n"
-           "  --renew-ms MS               the leader renews this often (default: %" PRIu32 ")\n"
-           "  --retry-ms MS               a follower's longest wait between claims (default: "
-           "%" PRIu32 ")\n"
-           "  --renew-deadline-ms MS      a leader unrenewed this long steps down (default: "
-           "%" PRIu32 ")\n"
-           "  --command-timeout-ms MS     Redis command timeout (default: %" PRIu32 ")\n"
-           "  --connect-timeout-ms MS     Redis connect timeout (default: %" PRIu32 ")\n"
-           "  --stop-timeout-ms MS        how long a stopping service is waited for (default: "
-           "%" PRIu32 ")\n"
-           "  --clock-drift-ppm PPM       the largest clock-rate difference between this host and\n"
-           "                              Redis's, 1 to 200000 (default: %" PRIu32 ", i.e. 1%%)\n"
-           "  --log-level LEVEL           error, warn, info or debug (default: info)\n"
-           "  --service-interval-ms MS    period of \"Leader service is running...\" (default: "
-           "%u)\n"
-           "  -h, --help                  print this help and exit\n"
+           "Options (each overrides the environment and the default; DURATION is digits,\n"
+           "an optional fraction and a unit: 500ms, 2s, 1.5s, 1m, 1h):\n" OPTS_HELP_GENERAL
+           OPTS_HELP_TIMING
+           "  --stop-timeout DURATION\n"
+           "                         how long a stopping service is waited for (default: 10s)\n"
+           "  --service-interval DURATION\n"
+           "                         period of \"Leader service is running...\" (default: 10s)\n"
            "\n"
-           "Exit status: 0 after SIGINT/SIGTERM, 64 bad option or configuration,\n"
-           "69 leader election could not start (e.g. Redis unreachable) or stopped on an\n"
-           "error no retry can fix (ACL refusal, EVAL/EVALSHA renamed or disabled, a\n"
-           "read-only replica), 65 the key holds something that is not a lease (another\n"
-           "type, a value with no TTL), 71 system error.  Such an error is logged once,\n"
-           "naming the cause and the fix; the service is stopped before the exit.\n",
-           d.lease_ms, d.renew_interval_ms, d.retry_interval_ms, d.renew_deadline_ms,
-           d.command_timeout_ms, d.connect_timeout_ms, d.stop_timeout_ms, d.clock_drift_ppm,
-           DEFAULT_SERVICE_INTERVAL_MS);
-}
-
-/* Parses a decimal number of `unit`s: digits only, no sign, no spaces, at
- * most UINT32_MAX.  Prints why on failure. */
-static bool parse_count(const char *name, const char *text, const char *unit, uint32_t *out)
-{
-    if (text[0] < '0' || text[0] > '9') {
-        fprintf(stderr, "server: --%s: '%s' is not a number of %s\n", name, text, unit);
-        return false;
-    }
-    errno = 0;
-    char *end;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (*end != '\0') {
-        fprintf(stderr, "server: --%s: '%s' is not a number of %s\n", name, text, unit);
-        return false;
-    }
-    if (errno == ERANGE || v > UINT32_MAX) {
-        fprintf(stderr, "server: --%s: %s is too large (at most %" PRIu32 ")\n", name, text,
-                UINT32_MAX);
-        return false;
-    }
-    *out = (uint32_t)v;
-    return true;
-}
-
-static bool parse_ms(const char *name, const char *text, uint32_t *out)
-{
-    return parse_count(name, text, "milliseconds", out);
-}
-
-static bool parse_level(const char *text, leasehold_log_level *out)
-{
-    static const char *const names[] = {"error", "warn", "info", "debug"};
-    for (int i = 0; i < 4; i++) {
-        if (strcmp(text, names[i]) == 0) {
-            *out = (leasehold_log_level)i;
-            return true;
-        }
-    }
-    fprintf(stderr, "server: --log-level: '%s' is not one of error, warn, info, debug\n", text);
-    return false;
-}
-
-/* An environment variable, or NULL when unset or empty. */
-static const char *env_value(const char *name)
-{
-    const char *v = getenv(name);
-    return v && v[0] ? v : NULL;
+           "The original spellings in plain milliseconds are still accepted: --lease-ms,\n"
+           "--renew-ms, --retry-ms, --renew-deadline-ms, --command-timeout-ms,\n"
+           "--connect-timeout-ms, --stop-timeout-ms, --service-interval-ms (e.g.\n"
+           "--lease-ms 2000 is --lease 2s).\n"
+           "\n"
+           "Exit status: 0 after SIGINT/SIGTERM and a clean stop; 64 bad option or\n"
+           "configuration; 65 the key holds something that is not a lease; 69 Redis\n"
+           "unreachable or refusing (leader election could not start, or a permanent\n"
+           "error such as a missing ACL permission or a read-only replica); 70 internal\n"
+           "error; 71 system error.  A permanent error is logged once, naming the cause\n"
+           "and the fix; the service is stopped before the exit.\n",
+           prog);
 }
 
 /* Names the option getopt_long() rejected at argv[optind - 1]. */
-static void print_bad_option(int c, char **argv)
+static int bad_option(opts *s, int c, char **argv)
 {
+    char q[OPTS_QUOTE_SIZE];
     const char *arg = argv[optind - 1];
     if (c == ':')
-        fprintf(stderr, "server: option %s needs a value (see --help)\n", arg);
-    else if (optopt != 0 && optopt != OPT_HELP && optopt < 256)
-        fprintf(stderr, "server: unknown option -%c (see --help)\n", optopt);
-    else
-        fprintf(stderr, "server: unknown option %s (see --help)\n", arg);
+        return opts_error(s, "option %s needs a value (see --help)", arg);
+    if (optopt > ' ' && optopt < 127)
+        return opts_error(s, "unknown option -%c (see --help)", optopt);
+    return opts_error(s, "unknown option %s (see --help)", opts_quote(q, arg));
+}
+
+/* A duration (or plain milliseconds) for one of server's own options,
+ * more than 0. */
+static int own_timing(opts *s, const char *opt, bool ms_alias, uint32_t *out)
+{
+    uint64_t ms;
+    int rc = ms_alias ? opts_milliseconds(s, opt, optarg, UINT32_MAX, &ms)
+                      : opts_duration(s, opt, optarg, UINT32_MAX, &ms);
+    if (rc != 0)
+        return rc;
+    if (ms == 0)
+        return opts_error(s, "%s: must be more than 0%s", opt, ms_alias ? "" : "ms");
+    *out = (uint32_t)ms;
+    return 0;
 }
 
 /*
  * Fills o from the defaults, the environment and argv, in that order of
- * precedence (last wins).  Returns -1 to exit 0 (--help), EX_USAGE after
- * printing one line, or 0.
+ * precedence (last wins).  Returns -1 to exit 0 (--help, --version),
+ * EX_USAGE after printing one line that starts with prog, or 0.
  */
-static int parse_options(int argc, char **argv, options *o)
+static int parse_options(int argc, char **argv, const char *prog, options *o)
 {
     leasehold_config d;
     leasehold_config_init(&d);
+    opts s;
+    opts_init(&s, prog);
     *o = (options){
-        .url = env_value("SNAKETRON_REDIS_URL"),
-        .url_source = "SNAKETRON_REDIS_URL",
-        .region = env_value("SNAKETRON_REGION"),
-        .lease_ms = d.lease_ms,
-        .renew_ms = d.renew_interval_ms,
-        .retry_ms = d.retry_interval_ms,
-        .renew_deadline_ms = d.renew_deadline_ms,
-        .command_timeout_ms = d.command_timeout_ms,
-        .connect_timeout_ms = d.connect_timeout_ms,
         .stop_timeout_ms = d.stop_timeout_ms,
-        .clock_drift_ppm = d.clock_drift_ppm,
         .service_interval_ms = DEFAULT_SERVICE_INTERVAL_MS,
-        .log_level = LEASEHOLD_LOG_INFO,
     };
-    if (!o->region)
-        o->region = DEFAULT_REGION;
 
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
-        bool ok = true;
+    while ((c = getopt_long(argc, argv, ":hqv", long_options, NULL)) != -1) {
+        int rc = 0;
         switch (c) {
-        case OPT_HELP:
-            print_help();
+        case OPTS_HELP:
+            print_help(prog);
             return -1;
-        case OPT_URL:
-            o->url = optarg;
-            o->url_source = "--url";
-            break;
-        case OPT_REGION:
-            o->region = optarg;
-            break;
-        case OPT_KEY:
-            o->key = optarg;
-            break;
-        case OPT_ID:
-            o->identity = optarg;
-            break;
-        case OPT_LEASE:
-            ok = parse_ms("lease-ms", optarg, &o->lease_ms);
-            break;
-        case OPT_RENEW:
-            ok = parse_ms("renew-ms", optarg, &o->renew_ms);
-            break;
-        case OPT_RETRY:
-            ok = parse_ms("retry-ms", optarg, &o->retry_ms);
-            break;
-        case OPT_RENEW_DEADLINE:
-            ok = parse_ms("renew-deadline-ms", optarg, &o->renew_deadline_ms);
-            break;
-        case OPT_COMMAND_TIMEOUT:
-            ok = parse_ms("command-timeout-ms", optarg, &o->command_timeout_ms);
-            break;
-        case OPT_CONNECT_TIMEOUT:
-            ok = parse_ms("connect-timeout-ms", optarg, &o->connect_timeout_ms);
-            break;
+        case OPTS_VERSION:
+            opts_print_version("leasehold-server");
+            return -1;
         case OPT_STOP_TIMEOUT:
-            ok = parse_ms("stop-timeout-ms", optarg, &o->stop_timeout_ms);
-            break;
-        case OPT_CLOCK_DRIFT:
-            ok = parse_count("clock-drift-ppm", optarg, "parts per million", &o->clock_drift_ppm);
-            break;
-        case OPT_LOG_LEVEL:
-            ok = parse_level(optarg, &o->log_level);
+        case OPT_STOP_TIMEOUT_MS:
+            rc = own_timing(&s, c == OPT_STOP_TIMEOUT ? "--stop-timeout" : "--stop-timeout-ms",
+                            c == OPT_STOP_TIMEOUT_MS, &o->stop_timeout_ms);
             break;
         case OPT_SERVICE_INTERVAL:
-            ok = parse_ms("service-interval-ms", optarg, &o->service_interval_ms);
-            if (ok && o->service_interval_ms == 0) {
-                fprintf(stderr, "server: --service-interval-ms: must be at least 1\n");
-                ok = false;
-            }
+        case OPT_SERVICE_INTERVAL_MS:
+            rc = own_timing(&s,
+                            c == OPT_SERVICE_INTERVAL ? "--service-interval"
+                                                      : "--service-interval-ms",
+                            c == OPT_SERVICE_INTERVAL_MS, &o->service_interval_ms);
             break;
+        case '?':
+        case ':':
+            return bad_option(&s, c, argv);
         default:
-            print_bad_option(c, argv);
-            return EX_USAGE;
+            rc = opts_apply(&s, c, optarg);
+            if (rc == 1)
+                return bad_option(&s, '?', argv);
         }
-        if (!ok)
+        if (rc != 0)
             return EX_USAGE;
     }
-    if (optind < argc) {
-        fprintf(stderr, "server: unexpected argument '%s' (see --help)\n", argv[optind]);
+    char q[OPTS_QUOTE_SIZE];
+    if (optind < argc)
+        return opts_error(&s, "unexpected argument %s (see --help)", opts_quote(q, argv[optind]));
+    if (opts_finish_key(&s) != 0 || opts_finish_timing(&s, NULL) != 0)
         return EX_USAGE;
-    }
-    if (o->url && !o->url[0]) {
-        fprintf(stderr, "server: --url: the URL is empty\n");
-        return EX_USAGE;
-    }
-    if (!o->region[0]) {
-        fprintf(stderr, "server: --region: the region is empty\n");
-        return EX_USAGE;
-    }
-    if (o->key && !o->key[0]) {
-        fprintf(stderr, "server: --key: the key is empty\n");
-        return EX_USAGE;
-    }
-    if (o->identity && !o->identity[0]) {
-        fprintf(stderr, "server: --id: the identity is empty\n");
-        return EX_USAGE;
-    }
+    o->url = s.url;
+    o->url_source = s.url_source;
+    snprintf(o->key, sizeof o->key, "%s", s.key);
+    o->identity = s.identity;
+    o->log_level = s.log_level;
+    o->lease_ms = s.t.lease_ms;
+    o->renew_ms = s.t.renew_ms;
+    o->retry_ms = s.t.retry_ms;
+    o->renew_deadline_ms = s.t.renew_deadline_ms;
+    o->command_timeout_ms = s.t.command_timeout_ms;
+    o->connect_timeout_ms = s.t.connect_timeout_ms;
+    o->clock_drift_ppm = s.t.clock_drift_ppm;
     return 0;
 }
 
 /* ------------------------------------------------------------------- main */
+
+/* How the program was called, without its directory, for messages:
+ * "server" in the build tree, "leasehold-server" once installed. */
+static const char *program_name(const char *argv0)
+{
+    if (!argv0 || !argv0[0])
+        return "leasehold-server";
+    const char *slash = strrchr(argv0, '/');
+    return slash && slash[1] ? slash + 1 : argv0;
+}
 
 static const char *signal_name(int sig)
 {
@@ -568,19 +476,14 @@ static int run_election(server *s, const options *o, const sigset_t *stop)
 int main(int argc, char **argv)
 {
     options o;
-    int rc = parse_options(argc, argv, &o);
+    int rc = parse_options(argc, argv, program_name(argv[0]), &o);
     if (rc != 0)
         return rc < 0 ? 0 : rc;
 
     static server s;
     s.log_level = o.log_level;
     s.service_interval_ms = o.service_interval_ms;
-    int n = o.key ? snprintf(s.key, sizeof s.key, "%s", o.key)
-                  : snprintf(s.key, sizeof s.key, KEY_PREFIX "%s", o.region);
-    if (n < 0 || (size_t)n >= sizeof s.key) {
-        fprintf(stderr, "server: the key is longer than %zu bytes\n", sizeof s.key - 1);
-        return EX_USAGE;
-    }
+    snprintf(s.key, sizeof s.key, "%s", o.key);
 
     /* Blocked before any thread exists, so only sigwaitinfo() sees them. */
     sigset_t stop, blocked;

@@ -753,8 +753,8 @@ static void test_timing_options(void **state)
                          "600ms", "--",    "true",     NULL};
     proc *p = proc_start("leasehold", NULL, bad);
     expect_exit(p, 64, 5000);
-    if (!strstr(p->out, "leasehold: --command-timeout 600ms is more than half the 750ms renew "
-                        "deadline: at most 375ms")) {
+    if (!strstr(p->out, "leasehold: --command-timeout 600ms is more than half of --renew-deadline "
+                        "750ms (derived: 75% of --lease 1s): at most 375ms")) {
         proc_show(p, "leasehold");
         fail_msg("--command-timeout 600ms was not refused as it should be");
     }
@@ -911,6 +911,14 @@ static void test_usage_errors(void **state)
         {"run", "--url", "@R", "--lease", "-1s", "--", "true"},
         {"run", "--url", "@R", "--lease", "1.0005s", "--", "true"},
         {"run", "--url", "@R", "--lease", "9999999h", "--", "true"},
+        {"run", "--url", "@R", "--lease", "0x10s", "--", "true"},
+        {"run", "--url", "@R", "--lease", "1e3ms", "--", "true"},
+        {"run", "--url", "@R", "--lease", "inf", "--", "true"},
+        {"run", "--url", "@R", "--lease", " 2s", "--", "true"},
+        {"run", "--url", "@R", "--lease", ".5s", "--", "true"},
+        {"run", "--url", "@R", "--lease", "10ms", "--", "true"},
+        {"run", "--url", "@R", "--id", "a b", "--", "true"},
+        {"run", "--url", "@R", "-q", "--log-level", "debug", "--", "true"},
         {"run", "--url", "@R", "--renew", "", "--", "true"},
         {"run", "--url", "@R", "--retry", "s", "--", "true"},
         {"run", "--url", "@R", "--renew-deadline", "1990ms", "--", "true"},
@@ -998,6 +1006,92 @@ static void test_usage_errors(void **state)
     for (size_t i = 0; i < sizeof mentions / sizeof mentions[0]; i++)
         if (!strstr(p->out, mentions[i]))
             fail_msg("--help does not mention %s", mentions[i]);
+    proc_free(p);
+}
+
+/*
+ * Item 4: a key with a control character is refused, from --key, --region
+ * and SNAKETRON_REGION, by every subcommand: exit 64 and one line naming
+ * where the value came from.  An empty SNAKETRON_REGION is refused too.
+ */
+static void test_control_characters_in_key(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *env;             /* NULL: none */
+        const char *args[8];         /* after the subcommand and --url */
+        const char *message;
+    } cases[] = {
+        {NULL, {"--key", "jobs\nnightly"},
+         "leasehold: --key: 'jobs\\x0anightly' holds a control character (byte 0x0a at offset "
+         "4): the key must be printable"},
+        {NULL, {"--region", "eu\x01"},
+         "leasehold: --region: 'eu\\x01' holds a control character (byte 0x01 at offset 2): "
+         "the region must be printable"},
+        {"SNAKETRON_REGION=eu\nwest", {NULL},
+         "leasehold: SNAKETRON_REGION: 'eu\\x0awest' holds a control character (byte 0x0a at "
+         "offset 2): the region must be printable"},
+        {"SNAKETRON_REGION=", {NULL},
+         "leasehold: SNAKETRON_REGION is set but empty: name a region, or unset it for the "
+         "region default"},
+    };
+    static const char *const commands[] = {"run", "status", "watch"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        for (size_t c = 0; c < 3; c++) {
+            const char *args[16] = {commands[c], "--url", redis->url};
+            size_t n = 3;
+            for (size_t a = 0; cases[i].args[a]; a++)
+                args[n++] = cases[i].args[a];
+            if (c == 0) {
+                args[n++] = "--";
+                args[n++] = "true";
+            }
+            const char *env[] = {cases[i].env, NULL};
+            proc *p = proc_start("leasehold", env, args);
+            int code = proc_exit_code(p, 5000);
+            char want[600];
+            snprintf(want, sizeof want, "%s\n", cases[i].message);
+            if (code != 64 || strcmp(p->out, want) != 0) {
+                proc_show(p, "leasehold");
+                fail_msg("case %zu (%s): exit %d, want 64 and: %s", i, commands[c], code, want);
+            }
+            proc_free(p);
+        }
+    }
+}
+
+/* --version, alone and after a subcommand. */
+static void test_version(void **state)
+{
+    (void)state;
+    const char *alone[] = {"--version", NULL};
+    const char *after[] = {"status", "--version", NULL};
+    const char *const *cases[] = {alone, after};
+    for (int i = 0; i < 2; i++) {
+        proc *p = proc_start("leasehold", NULL, cases[i]);
+        expect_exit(p, 0, 5000);
+        if (strncmp(p->out, "leasehold 0.", 12) != 0 || strchr(p->out, '\n') != p->out + strlen(p->out) - 1) {
+            proc_show(p, "leasehold");
+            fail_msg("--version does not print one line, leasehold 0.x.y");
+        }
+        proc_free(p);
+    }
+}
+
+/* Item 5: --lease 200ms alone works (every other timing derived), and
+ * says what it derived. */
+static void test_short_lease_alone(void **state)
+{
+    (void)state;
+    const char *args[] = {"run", "--url", redis->url, "--key", "cli:short", "--lease", "200ms",
+                          "--", "true", NULL};
+    proc *p = proc_start("leasehold", NULL, args);
+    expect_exit(p, 0, 10000);
+    if (!strstr(p->out, "lease 200 ms, renew every 30 ms, retry within 100 ms, renew deadline "
+                        "146 ms, command timeout 73 ms")) {
+        proc_show(p, "leasehold");
+        fail_msg("--lease 200ms alone did not run with the derived timings");
+    }
     proc_free(p);
 }
 
@@ -1518,6 +1612,9 @@ int main(int argc, char **argv)
         return beat_main(argv[2], argc >= 4 && strcmp(argv[3], "stubborn") == 0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_usage_errors, proc_free_all),
+        cmocka_unit_test_teardown(test_control_characters_in_key, proc_free_all),
+        cmocka_unit_test_teardown(test_version, proc_free_all),
+        cmocka_unit_test_teardown(test_short_lease_alone, proc_free_all),
         cmocka_unit_test_teardown(test_unreachable, proc_free_all),
         cmocka_unit_test_teardown(test_three_instances_no_overlap, proc_free_all),
         cmocka_unit_test_teardown(test_env_and_exit_status, proc_free_all),

@@ -249,6 +249,18 @@ static void test_bad_options(void **state)
         {"--url", "@REDIS", "--clock-drift-ppm", "200001"},
         /* with 20% of drift, lease 2000 is certain for 1598 ms only */
         {"--url", "@REDIS", "--renew-deadline-ms", "1700", "--clock-drift-ppm", "200000"},
+        /* one vocabulary with leasehold: durations with units, same refusals */
+        {"--lease", "2000"},
+        {"--lease", "0x10s"},
+        {"--lease", "1e3ms"},
+        {"--lease", "4ms"},
+        {"--renew", "5s"},
+        {"--command-timeout", "1s"},
+        {"--stop-timeout", "0s"},
+        {"--service-interval", "1.5"},
+        {"--key", "k", "--region", "r"},
+        {"--id", "a b"},
+        {"-q", "-v"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *args[8] = {0};
@@ -263,6 +275,80 @@ static void test_bad_options(void **state)
         }
         proc_free(p);
     }
+}
+
+/*
+ * Item 4: a key with a control character is refused, from --key, --region
+ * and SNAKETRON_REGION, as leasehold refuses it: exit 64 and one line
+ * naming where it came from.  So is an empty SNAKETRON_REGION.
+ */
+static void test_control_characters_in_key(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *env;
+        const char *args[4];
+        const char *message;
+    } cases[] = {
+        {NULL, {"--key", "srv\nkey"},
+         "server: --key: 'srv\\x0akey' holds a control character (byte 0x0a at offset 3): the key "
+         "must be printable"},
+        {NULL, {"--region", "eu\x7f"},
+         "server: --region: 'eu\\x7f' holds a control character (byte 0x7f at offset 2): the "
+         "region must be printable"},
+        {"SNAKETRON_REGION=eu\nwest", {NULL},
+         "server: SNAKETRON_REGION: 'eu\\x0awest' holds a control character (byte 0x0a at offset "
+         "2): the region must be printable"},
+        {"SNAKETRON_REGION=", {NULL},
+         "server: SNAKETRON_REGION is set but empty: name a region, or unset it for the region "
+         "default"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *args[8] = {"--url", redis->url};
+        size_t n = 2;
+        for (size_t a = 0; cases[i].args[a]; a++)
+            args[n++] = cases[i].args[a];
+        const char *env[] = {cases[i].env, NULL};
+        proc *p = proc_start("server", env, args);
+        int code = proc_exit_code(p, 5000);
+        char want[600];
+        snprintf(want, sizeof want, "%s\n", cases[i].message);
+        if (code != 64 || strcmp(p->out, want) != 0) {
+            fprintf(stderr, "--- output:\n%s--- end of output\n", p->out);
+            fail_msg("case %zu: exit %d, want 64 and: %s", i, code, want);
+        }
+        proc_free(p);
+    }
+}
+
+/* --version prints "leasehold-server 0.x.y", whatever the program's file
+ * is called. */
+static void test_version(void **state)
+{
+    (void)state;
+    const char *args[] = {"--version", NULL};
+    proc *p = proc_start("server", NULL, args);
+    expect_exit(p, 0, 5000);
+    if (strncmp(p->out, "leasehold-server 0.", 19) != 0 || line_count(p) != 1) {
+        fprintf(stderr, "--- output:\n%s--- end of output\n", p->out);
+        fail_msg("--version does not print one line, leasehold-server 0.x.y");
+    }
+    proc_free(p);
+}
+
+/* Durations with units, as leasehold takes them: --lease 1s alone derives
+ * the other timings and the server leads. */
+static void test_durations(void **state)
+{
+    (void)state;
+    const char *args[] = {"--url",   redis->url, "--key", "srv:durations", "--lease", "1s",
+                          "--service-interval", "200ms", NULL};
+    proc *p = proc_start("server", NULL, args);
+    expect_output(p, "campaigning for leadership (lease 1000 ms)", 5000);
+    expect_output(p, "Leader service is running...", 10000);
+    test_process_signal(p->pid, SIGTERM);
+    expect_exit(p, 0, 5000);
+    proc_free(p);
 }
 
 /* Redis refusing connections: exit 69 with a message naming the URL. */
@@ -308,6 +394,12 @@ static void test_help(void **state)
         "--stop-timeout-ms",
         "--log-level",
         "--service-interval-ms",
+        "--lease ",
+        "--renew ",
+        "--renew-deadline ",
+        "--command-timeout ",
+        "--quiet",
+        "--version",
         "snaketron:leader:",
         "read-only replica",
         "--help",
@@ -420,6 +512,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_help, proc_free_all),
         cmocka_unit_test_teardown(test_bad_options, proc_free_all),
+        cmocka_unit_test_teardown(test_control_characters_in_key, proc_free_all),
+        cmocka_unit_test_teardown(test_version, proc_free_all),
+        cmocka_unit_test_teardown(test_durations, proc_free_all),
         cmocka_unit_test_teardown(test_election_disabled, proc_free_all),
         cmocka_unit_test_teardown(test_unreachable_redis, proc_free_all),
         cmocka_unit_test_teardown(test_three_servers_failover, proc_free_all),

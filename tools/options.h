@@ -1,0 +1,217 @@
+/*
+ * options.h — the option vocabulary `leasehold` and `server` share: one
+ * parser for durations, the Redis URL, the key (--key, --region,
+ * SNAKETRON_REGION), the identity, the log level and the timings, with the
+ * same rules and the same messages in both programs.
+ *
+ * Each program keeps its own getopt_long() table and loop: the shared
+ * options use the ids below (OPTS_*), and opts_apply() handles them; a
+ * program's own options take ids from OPTS_PROGRAM up.  Once argv is read,
+ * opts_finish_key() and opts_finish_timing() resolve what was not given and
+ * check the whole.  Every message is one line on stderr that starts with
+ * the program's name and names the option the user gave, or says what a
+ * derived value was derived from.  Uses only the public <leasehold.h>.
+ */
+#ifndef LEASEHOLD_OPTIONS_H
+#define LEASEHOLD_OPTIONS_H
+
+#include <leasehold.h>
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define OPTS_USAGE          64 /* EX_USAGE: what every opts_* failure returns */
+#define OPTS_KEY_MAX        512
+#define OPTS_KEY_PREFIX     "snaketron:leader:"
+#define OPTS_DEFAULT_REGION "default"
+#define OPTS_IDENTITY_MAX   200 /* the library's limit */
+
+/* The ids of the shared options in a getopt_long() table. */
+enum opts_id {
+    OPTS_HELP = 'h',
+    OPTS_QUIET = 'q',
+    OPTS_VERBOSE = 'v',
+    OPTS_URL = 1000,
+    OPTS_KEY,
+    OPTS_REGION,
+    OPTS_ID,
+    OPTS_LOG_LEVEL,
+    OPTS_VERSION,
+    OPTS_LEASE,
+    OPTS_RENEW,
+    OPTS_RETRY,
+    OPTS_RENEW_DEADLINE,
+    OPTS_COMMAND_TIMEOUT,
+    OPTS_CONNECT_TIMEOUT,
+    OPTS_CLOCK_DRIFT,
+    /* plain milliseconds: `server`'s original spellings (--lease-ms 2000) */
+    OPTS_LEASE_MS,
+    OPTS_RENEW_MS,
+    OPTS_RETRY_MS,
+    OPTS_RENEW_DEADLINE_MS,
+    OPTS_COMMAND_TIMEOUT_MS,
+    OPTS_CONNECT_TIMEOUT_MS,
+    OPTS_PROGRAM = 1100, /* a program's own options start here */
+};
+
+/* getopt_long() entries for the shared options, to put in a table. */
+#define OPTS_TABLE_GENERAL                                                                         \
+    {"help", no_argument, NULL, OPTS_HELP}, {"version", no_argument, NULL, OPTS_VERSION},          \
+        {"url", required_argument, NULL, OPTS_URL}, {"key", required_argument, NULL, OPTS_KEY},    \
+        {"region", required_argument, NULL, OPTS_REGION},                                          \
+        {"quiet", no_argument, NULL, OPTS_QUIET}, {"verbose", no_argument, NULL, OPTS_VERBOSE},    \
+    {                                                                                              \
+        "log-level", required_argument, NULL, OPTS_LOG_LEVEL                                       \
+    }
+#define OPTS_TABLE_TIMING                                                                          \
+    {"id", required_argument, NULL, OPTS_ID}, {"lease", required_argument, NULL, OPTS_LEASE},      \
+        {"renew", required_argument, NULL, OPTS_RENEW},                                            \
+        {"retry", required_argument, NULL, OPTS_RETRY},                                            \
+        {"renew-deadline", required_argument, NULL, OPTS_RENEW_DEADLINE},                          \
+        {"command-timeout", required_argument, NULL, OPTS_COMMAND_TIMEOUT},                        \
+        {"connect-timeout", required_argument, NULL, OPTS_CONNECT_TIMEOUT},                        \
+    {                                                                                              \
+        "clock-drift-ppm", required_argument, NULL, OPTS_CLOCK_DRIFT                               \
+    }
+#define OPTS_TABLE_MS_ALIASES                                                                      \
+    {"lease-ms", required_argument, NULL, OPTS_LEASE_MS},                                          \
+        {"renew-ms", required_argument, NULL, OPTS_RENEW_MS},                                      \
+        {"retry-ms", required_argument, NULL, OPTS_RETRY_MS},                                      \
+        {"renew-deadline-ms", required_argument, NULL, OPTS_RENEW_DEADLINE_MS},                    \
+        {"command-timeout-ms", required_argument, NULL, OPTS_COMMAND_TIMEOUT_MS},                  \
+    {                                                                                              \
+        "connect-timeout-ms", required_argument, NULL, OPTS_CONNECT_TIMEOUT_MS                     \
+    }
+
+/* The --help lines of the shared options, so both programs say the same. */
+#define OPTS_HELP_GENERAL                                                                          \
+    "  --url URL              Redis URL: redis://[user[:password]@]host[:port][/db]\n"             \
+    "                         or unix:///path/to/redis.sock (default:\n"                           \
+    "                         $SNAKETRON_REDIS_URL)\n"                                             \
+    "  --key KEY              the lease key (default: " OPTS_KEY_PREFIX "<region>)\n"              \
+    "  --region NAME          region of the default key (default: $SNAKETRON_REGION,\n"            \
+    "                         else " OPTS_DEFAULT_REGION "; set but empty is refused)\n"           \
+    "  -q, --quiet            log only warnings and errors\n"                                      \
+    "  -v, --verbose          log debugging detail too\n"                                          \
+    "  --log-level LEVEL      error, warn, info or debug (default: info)\n"                        \
+    "  -h, --help             print this help and exit\n"                                          \
+    "  --version              print the version and exit\n"
+#define OPTS_HELP_TIMING                                                                           \
+    "  --id IDENTITY          first half of the token, 1 to 200 bytes, no spaces\n"                \
+    "                         (default: <hostname>:<pid>)\n"                                       \
+    "  --lease DURATION       lease TTL (default: 2s)\n"                                           \
+    "  --renew DURATION       the leader renews this often (default: 15%% of the lease)\n"         \
+    "  --retry DURATION       a follower's longest wait between claims (default: 50%%\n"           \
+    "                         of the lease)\n"                                                     \
+    "  --renew-deadline DURATION\n"                                                                \
+    "                         a leader unrenewed this long steps down (default: 75%%\n"            \
+    "                         of the lease, less when a short lease needs it)\n"             \
+    "  --command-timeout DURATION\n"                                                               \
+    "                         a Redis command unanswered this long resets the\n"                   \
+    "                         connection; at most half the renew deadline (default:\n"             \
+    "                         250ms, or half the renew deadline when shorter;\n"                   \
+    "                         command_timeout_ms in the URL wins)\n"                               \
+    "  --connect-timeout DURATION\n"                                                               \
+    "                         connecting plus AUTH/SELECT/PING (default: 1s)\n"                    \
+    "  --clock-drift-ppm PPM  the largest clock-rate difference between this host and\n"           \
+    "                         Redis's, 1 to 200000 (default: 10000, i.e. 1%%)\n"
+
+/* The timings and where each came from. */
+typedef struct opts_timing {
+    uint32_t lease_ms, renew_ms, retry_ms, renew_deadline_ms, command_timeout_ms;
+    uint32_t connect_timeout_ms, clock_drift_ppm;
+    /* The option each came from as the user spelled it ("--lease",
+     * "--lease-ms") and the value as given; NULL when not given. */
+    const char *lease_opt, *renew_opt, *retry_opt, *deadline_opt, *timeout_opt, *drift_opt;
+    const char *lease_text, *renew_text, *retry_text, *deadline_text, *timeout_text;
+    /* After opts_finish_timing(): the renew deadline was lowered below 75 %
+     * of the lease to leave room for the drift allowance and the margin. */
+    bool deadline_lowered;
+    /* After opts_finish_timing(): the 250 ms default command timeout was
+     * lowered to half the renew deadline. */
+    bool command_timeout_lowered;
+} opts_timing;
+
+typedef struct opts {
+    const char *prog;                 /* starts every message: "leasehold", "server" */
+    bool silent;                      /* messages only into err, not on stderr (tests) */
+    char err[1024];                   /* the last message, "<prog>: ..." without newline */
+    const char *url;                  /* NULL: none given, SNAKETRON_REDIS_URL unset or empty */
+    const char *url_source;           /* "--url" or "SNAKETRON_REDIS_URL", for messages */
+    const char *key_arg, *region_arg; /* --key and --region as given */
+    char key[OPTS_KEY_MAX];           /* after opts_finish_key() */
+    const char *identity;             /* --id; NULL: the library's <hostname>:<pid> */
+    leasehold_log_level log_level;
+    const char *log_opt; /* the logging option given first, NULL when none */
+    opts_timing t;
+} opts;
+
+/* Sets o to the defaults (the library's, the URL from SNAKETRON_REDIS_URL)
+ * for program prog; o->prog starts every message. */
+void opts_init(opts *o, const char *prog);
+
+/*
+ * Applies one shared option: id from the table (messages then name it as
+ * its long form, "--lease-ms"), arg its value (NULL for flags).  0 when
+ * applied; OPTS_USAGE after a message; 1 when id is not a shared option
+ * (the program's own), or is OPTS_HELP/OPTS_VERSION, which the program
+ * handles.
+ */
+int opts_apply(opts *o, int id, const char *arg);
+
+/*
+ * Resolves the key: --key; else OPTS_KEY_PREFIX and --region; else
+ * SNAKETRON_REGION; else OPTS_DEFAULT_REGION.  Refuses --key with
+ * --region (both name the key), an empty value (SNAKETRON_REGION set but
+ * empty included: it names the variable), a control character (bytes
+ * below 0x20 and 0x7f), and a key of OPTS_KEY_MAX bytes or more.  0, or
+ * OPTS_USAGE after a message that names where the value came from.
+ */
+int opts_finish_key(opts *o);
+
+/*
+ * Fills the timings not given, in the proportions of the library's
+ * defaults (renew 15 %, retry 50 %, renew deadline 75 % of the lease,
+ * command timeout 250 ms), each lowered when the lease needs it, so that
+ * every lease the library accepts works alone; then checks the library's
+ * rules, plus margin_ms(lease) between the renew deadline and the end of
+ * the lease less the drift allowance (NULL: only the library's rule).  A lease
+ * too short for any renew deadline is refused naming --lease and the
+ * smallest lease that works.  0, or OPTS_USAGE after one message naming
+ * the option given, or the derived value and what it was derived from.
+ */
+int opts_finish_timing(opts *o, uint64_t (*margin_ms)(uint32_t lease_ms));
+
+/* The smallest lease for which opts_finish_timing() can derive every
+ * timing, with drift_ppm and margin_ms(lease) (NULL: 0). */
+uint32_t opts_min_lease_ms(uint32_t drift_ppm, uint64_t (*margin_ms)(uint32_t lease_ms));
+
+/*
+ * Parses a duration: digits, an optional '.' and digits, then a unit (ms,
+ * s, m, h), nothing else (no sign, space, exponent, hex, inf).  It must
+ * be a whole number of milliseconds, at most max_ms.  0, or OPTS_USAGE
+ * after a message naming opt.
+ */
+int opts_duration(opts *o, const char *opt, const char *text, uint64_t max_ms, uint64_t *out);
+
+/* Plain milliseconds, digits only, at most max_ms (the -ms aliases). */
+int opts_milliseconds(opts *o, const char *opt, const char *text, uint64_t max_ms, uint64_t *out);
+
+/* Refuses id unless it is 1 to OPTS_IDENTITY_MAX bytes with no space or
+ * control character, as the library requires.  0, or OPTS_USAGE. */
+int opts_check_identity(opts *o, const char *opt, const char *id);
+
+/* One message, "<prog>: ...", into o->err and (unless o->silent) on
+ * stderr.  Returns OPTS_USAGE. */
+int opts_error(opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* s between single quotes in out, control characters as \xHH, cut with
+ * "..." when long: a user's value, safe in a one-line message.  Returns
+ * out. */
+#define OPTS_QUOTE_SIZE 176
+const char *opts_quote(char out[OPTS_QUOTE_SIZE], const char *s);
+
+/* Prints "<name> <version>" (the project's version from CMake) on stdout. */
+void opts_print_version(const char *name);
+
+#endif
