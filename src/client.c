@@ -163,6 +163,7 @@ struct leasehold_client {
     bool shutting_down;
     uint64_t shutdown_deadline_ms;
     char last_conn_error[256];
+    char last_sub_error[256]; /* the last refusal of SUBSCRIBE logged */
 
     /* Inside leasehold_client_new()'s first connect. */
     bool first_connect;
@@ -1011,12 +1012,25 @@ static void sub_ready(void *arg, conn *cn, uint64_t now_ms)
             subscribe(c, e->channel, "SUBSCRIBE", now_ms);
 }
 
-/* The answers to SUBSCRIBE and UNSUBSCRIBE: only a refusal is news. */
+/* The answers to SUBSCRIBE and UNSUBSCRIBE: only a refusal is news, logged
+ * once per change.  It halts nothing: the channel only hastens claims and
+ * reads (a campaign whose ACL lacks the channel halts on its acquire, which
+ * publishes there). */
 static void sub_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r, uint64_t now_ms)
 {
     leasehold_client *c = arg;
     (void)cn, (void)tag, (void)now_ms;
-    if (r->type == CONN_REPLY_ERROR)
+    if (r->type != CONN_REPLY_ERROR || strcmp(c->last_sub_error, r->str) == 0)
+        return;
+    snprintf(c->last_sub_error, sizeof c->last_sub_error, "%s", r->str);
+    if (conn_error_code(r) == LEASEHOLD_ENOPERM)
+        client_log(c, LEASEHOLD_LOG_WARN,
+                   "%s: ACL user '%s' may not subscribe to the events channels: followers claim "
+                   "and observers read on their timers only (grant each key K's channel: ACL "
+                   "SETUSER %s &{K}:events)",
+                   conn_display(c->sub), c->u.user[0] ? c->u.user : "default",
+                   c->u.user[0] ? c->u.user : "default");
+    else
         client_log(c, LEASEHOLD_LOG_WARN,
                    "%s: events subscription refused (%s); followers claim on their timers only",
                    conn_display(c->sub), r->str);

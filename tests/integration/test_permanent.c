@@ -126,7 +126,11 @@ static void start(const char *url, const char *key)
     assert_int_equal(candidate_start(&fx.cand, &cfg, key, fx.q, 0), 0);
 }
 
-/* Counts the ERROR log lines queued so far. */
+/* WARN lines saying that SUBSCRIBE was refused, seen by error_lines(). */
+static int subscribe_warnings;
+
+/* Counts the ERROR log lines queued so far (and the SUBSCRIBE warnings), and
+ * drops every log line. */
 static int error_lines(void)
 {
     event_filter f = events_of(EV_LOG, 0);
@@ -136,6 +140,9 @@ static int error_lines(void)
         if (ev.value == LEASEHOLD_LOG_ERROR) {
             printf("# ERROR log: %s\n", ev.text);
             n++;
+        } else if (ev.value == LEASEHOLD_LOG_WARN && strstr(ev.text, "may not subscribe")) {
+            printf("# WARN log: %s\n", ev.text);
+            subscribe_warnings++;
         }
     return n;
 }
@@ -206,8 +213,10 @@ static void test_noperm_channel(void **state)
     char url[128];
     snprintf(url, sizeof url, "redis://no-channel:pw@127.0.0.1:%d", fx.srv->port);
     start(url, "lh:perm:chan");
+    subscribe_warnings = 0;
     expect_halt(fx.srv, LEASEHOLD_ENOPERM, "events channel '{lh:perm:chan}:events'",
                 "&{lh:perm:chan}:events");
+    assert_int_equal(subscribe_warnings, 1); /* the refused SUBSCRIBE: a warning, once */
 }
 
 /* A server of the test's own with `command` renamed away. */
