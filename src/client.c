@@ -562,6 +562,7 @@ static int explain_reply(leasehold_client *c, const char *key, const char *epoch
                          const char *quarantine_key, const char *channel, const conn_reply *r,
                          char *why, size_t why_size)
 {
+    bool election = channel != NULL; /* a campaign retries; leasehold_holder_get() does not */
     char side[600];
     snprintf(side, sizeof side, "~%s%s%s", epoch_key, quarantine_key ? " ~" : "",
              quarantine_key ? quarantine_key : "");
@@ -570,7 +571,8 @@ static int explain_reply(leasehold_client *c, const char *key, const char *epoch
                            .side_keys = side,
                            .channel = channel,
                            .user = c->u.user[0] ? c->u.user : "default",
-                           .address = conn_display(c->conn)};
+                           .address = conn_display(c->conn),
+                           .retried = election};
     return redis_error_explain(r->str, &ctx, why, why_size);
 }
 
