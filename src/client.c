@@ -179,6 +179,7 @@ struct leasehold_client {
     bool shutting_down;
     uint64_t shutdown_deadline_ms;
     char last_conn_error[256];
+    char last_sub_error[256]; /* the last refusal of SUBSCRIBE logged */
 
     /* Inside leasehold_client_new()'s first connect. */
     bool first_connect;
@@ -577,6 +578,7 @@ static int explain_reply(leasehold_client *c, const char *key, const char *epoch
                          const char *quarantine_key, const char *channel, const conn_reply *r,
                          char *why, size_t why_size)
 {
+    bool election = channel != NULL; /* a campaign retries; leasehold_holder_get() does not */
     char side[600];
     snprintf(side, sizeof side, "~%s%s%s", epoch_key, quarantine_key ? " ~" : "",
              quarantine_key ? quarantine_key : "");
@@ -585,7 +587,8 @@ static int explain_reply(leasehold_client *c, const char *key, const char *epoch
                            .side_keys = side,
                            .channel = channel,
                            .user = c->u.user[0] ? c->u.user : "default",
-                           .address = conn_display(c->conn)};
+                           .address = conn_display(c->conn),
+                           .retried = election};
     return redis_error_explain(r->str, &ctx, why, why_size);
 }
 
@@ -781,8 +784,8 @@ static void handle_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r,
             client_log(c, LEASEHOLD_LOG_WARN, "%s: renewal refused: the key %s%.*s", e->key,
                        lr.result == LEASE_RENEW_MISSING ? "is gone" : "is held by ",
                        (int)lr.holder_len, lr.holder ? lr.holder : "");
-        else if (lr.result == LEASE_RENEW_FAILED)
-            client_log(c, LEASEHOLD_LOG_WARN, "%s: renewal failed: %s", e->key, e->last_error);
+        else if (lr.result == LEASE_RENEW_FAILED) /* reported once per change as an error */
+            client_log(c, LEASEHOLD_LOG_DEBUG, "%s: renewal failed: %s", e->key, e->last_error);
         lease_on_renew(&e->lease, now_ms, p->seq, &lr);
         break;
     case SCRIPT_RELEASE:
@@ -1081,12 +1084,25 @@ static void sub_ready(void *arg, conn *cn, uint64_t now_ms)
             subscribe(c, e->channel, "SUBSCRIBE", now_ms);
 }
 
-/* The answers to SUBSCRIBE and UNSUBSCRIBE: only a refusal is news. */
+/* The answers to SUBSCRIBE and UNSUBSCRIBE: only a refusal is news, logged
+ * once per change.  It halts nothing: the channel only hastens claims and
+ * reads (a campaign whose ACL lacks the channel halts on its acquire, which
+ * publishes there). */
 static void sub_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r, uint64_t now_ms)
 {
     leasehold_client *c = arg;
     (void)cn, (void)tag, (void)now_ms;
-    if (r->type == CONN_REPLY_ERROR)
+    if (r->type != CONN_REPLY_ERROR || strcmp(c->last_sub_error, r->str) == 0)
+        return;
+    snprintf(c->last_sub_error, sizeof c->last_sub_error, "%s", r->str);
+    if (conn_error_code(r) == LEASEHOLD_ENOPERM)
+        client_log(c, LEASEHOLD_LOG_WARN,
+                   "%s: ACL user '%s' may not subscribe to the events channels: followers claim "
+                   "and observers read on their timers only (grant each key K's channel: ACL "
+                   "SETUSER %s &{K}:events)",
+                   conn_display(c->sub), c->u.user[0] ? c->u.user : "default",
+                   c->u.user[0] ? c->u.user : "default");
+    else
         client_log(c, LEASEHOLD_LOG_WARN,
                    "%s: events subscription refused (%s); followers claim on their timers only",
                    conn_display(c->sub), r->str);

@@ -134,6 +134,8 @@ static void halt(lease *l, uint64_t now_ms, lease_action error)
 static void check_holder(lease *l, uint64_t now_ms, const lease_reply *r)
 {
     char v[LEASE_HOLDER_MAX];
+    if (!r->holder)
+        return; /* a reply that names no holder (protocol.c never makes one) */
     size_t n = r->holder_len < sizeof v - 1 ? r->holder_len : sizeof v - 1;
     memcpy(v, r->holder, n);
     v[n] = '\0';

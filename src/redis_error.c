@@ -196,7 +196,7 @@ int redis_error_explain(const char *text, const redis_error_ctx *ctx, char *why,
                  words);
         break;
     default:
-        snprintf(why, why_size, "%s (retrying)", words);
+        snprintf(why, why_size, "%s%s", words, ctx->retried ? " (retrying)" : "");
         break;
     }
     return code;

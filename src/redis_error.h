@@ -16,6 +16,7 @@ typedef struct redis_error_ctx {
     const char *channel;   /* its events channel */
     const char *user;      /* the ACL user ("default" when the URL names none) */
     const char *address;   /* the Redis server, as messages show it */
+    bool retried;          /* a transient error will be retried: the message says so */
 } redis_error_ctx;
 
 /*

@@ -203,6 +203,7 @@ static int decode_error(input *in)
                                 LEASEHOLD_EWRONGTYPE,
                                 LEASEHOLD_ENOPERM,
                                 LEASEHOLD_EREADONLY,
+                                LEASEHOLD_ENOSCRIPT,
                                 LEASEHOLD_EPROTO,
                                 LEASEHOLD_ENOMEM,
                                 0};
@@ -421,8 +422,13 @@ static bool step(input *in, model *m, lease *l)
         break;
     }
     case 8:
-    case 9:
         lease_tick(l, now);
+        break;
+    case 9: /* a permanent error met outside the replies, or a resume */
+        if (op & 0x10)
+            lease_halt(l, now, op & 0x20 ? LEASEHOLD_ENOPERM : LEASEHOLD_EAUTH);
+        else
+            lease_resume(l, now);
         break;
     case 10:
         lease_resign(l, now);

@@ -332,7 +332,8 @@ static void test_key_holds_a_hash(void **state)
     test_config(&cfg, fx.srv->url);
     assert_int_equal(candidate_start(&fx.cand, &cfg, key, fx.q, 0), 0);
     expect_campaign_error(LEASEHOLD_EWRONGTYPE, key, TEST_FRESH_REDIS_MS + 2000);
-    /* It keeps trying without electing anyone (a lower bound: not scaled). */
+    /* It halts (LEASEHOLD_EWRONGTYPE is permanent): nobody is elected (a lower bound: not
+     * scaled). */
     assert_false(events_wait(fx.q, events_of(EV_ELECTED, 0), 1000, NULL));
     r = redis_server_cmd(fx.srv, "TYPE %s", key);
     assert_non_null(r);

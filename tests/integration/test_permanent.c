@@ -126,7 +126,11 @@ static void start(const char *url, const char *key)
     assert_int_equal(candidate_start(&fx.cand, &cfg, key, fx.q, 0), 0);
 }
 
-/* Counts the ERROR log lines queued so far. */
+/* WARN lines saying that SUBSCRIBE was refused, seen by error_lines(). */
+static int subscribe_warnings;
+
+/* Counts the ERROR log lines queued so far (and the SUBSCRIBE warnings), and
+ * drops every log line. */
 static int error_lines(void)
 {
     event_filter f = events_of(EV_LOG, 0);
@@ -136,6 +140,9 @@ static int error_lines(void)
         if (ev.value == LEASEHOLD_LOG_ERROR) {
             printf("# ERROR log: %s\n", ev.text);
             n++;
+        } else if (ev.value == LEASEHOLD_LOG_WARN && strstr(ev.text, "may not subscribe")) {
+            printf("# WARN log: %s\n", ev.text);
+            subscribe_warnings++;
         }
     return n;
 }
@@ -206,8 +213,10 @@ static void test_noperm_channel(void **state)
     char url[128];
     snprintf(url, sizeof url, "redis://no-channel:pw@127.0.0.1:%d", fx.srv->port);
     start(url, "lh:perm:chan");
+    subscribe_warnings = 0;
     expect_halt(fx.srv, LEASEHOLD_ENOPERM, "events channel '{lh:perm:chan}:events'",
                 "&{lh:perm:chan}:events");
+    assert_int_equal(subscribe_warnings, 1); /* the refused SUBSCRIBE: a warning, once */
 }
 
 /* A server of the test's own with `command` renamed away. */
@@ -385,6 +394,60 @@ static void test_leader_acl_revoked(void **state)
     expect_halt(fx.srv, LEASEHOLD_ENOPERM, "may not run 'evalsha'", NULL);
 }
 
+/* A service that reports (EV_NOTE 1) when its token is cancelled. */
+static int probe_service(leasehold_token *t, void *arg)
+{
+    while (leasehold_token_sleep(t, 20)) {
+    }
+    event ev = {.kind = EV_NOTE, .value = 1};
+    events_emit(arg, &ev);
+    return 0;
+}
+
+/* revoked, and whether the election was still leader in it (EV_NOTE 2) or
+ * not (EV_NOTE 3). */
+static void probe_revoked(leasehold_election *e, leasehold_reason reason, void *arg)
+{
+    event ev = {.kind = EV_REVOKED, .value = reason};
+    events_emit(arg, &ev);
+    event note = {.kind = EV_NOTE, .value = leasehold_is_leader(e) ? 2 : 3};
+    events_emit(arg, &note);
+}
+
+/* A leader running a service halts: not leader before revoked(HALTED), its
+ * service cancelled, one ENOPERM. */
+static void test_service_leader_halted(void **state)
+{
+    (void)state;
+    admin(fx.srv, "ACL SETUSER %s on >pw ~* &* +@all", "revocable2");
+    char url[128];
+    snprintf(url, sizeof url, "redis://revocable2:pw@127.0.0.1:%d", fx.srv->port);
+    leasehold_config cfg;
+    test_config(&cfg, url);
+    cfg.restart_guard = false;
+    fx.cand.sink = (event_sink){.q = fx.q, .fd = -1, .who = 0};
+    cfg.log = events_log;
+    cfg.log_arg = &fx.cand.sink;
+    leasehold_error err;
+    fx.cand.client = leasehold_client_new(&cfg, &err);
+    assert_non_null(fx.cand.client);
+    leasehold_callbacks cb = events_callbacks;
+    cb.revoked = probe_revoked;
+    fx.cand.election = leasehold_serve_cb(fx.cand.client, "lh:perm:service", probe_service,
+                                          &fx.cand.sink, &cb, &err);
+    assert_non_null(fx.cand.election);
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, 0), 5000, NULL));
+    admin(fx.srv, "ACL SETUSER %s -evalsha -eval", "revocable2");
+    event ev;
+    assert_true(events_wait(fx.q, events_of(EV_REVOKED, 0), 5000, &ev));
+    assert_int_equal(ev.value, LEASEHOLD_HALTED);
+    assert_true(events_wait(fx.q, events_of(EV_NOTE, 0), 5000, &ev));
+    assert_int_equal(ev.value, 3); /* not leader inside revoked */
+    assert_true(events_wait(fx.q, events_of(EV_NOTE, 0), 5000, &ev));
+    assert_int_equal(ev.value, 1); /* the service was cancelled and returned */
+    expect_halt(fx.srv, LEASEHOLD_ENOPERM, "may not run 'evalsha'", NULL);
+}
+
 /* An observer halts too: no more reads of a key with no TTL. */
 static void test_observer_halts(void **state)
 {
@@ -446,6 +509,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_foreign_value_waited_for, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transient_retried_reported_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leader_acl_revoked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_service_leader_halted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_observer_halts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_control_char_keys, setup, teardown),
     };

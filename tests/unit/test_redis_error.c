@@ -22,7 +22,8 @@ static const redis_error_ctx ctx = {.key = "app:leader",
                                     .side_keys = "~{app:leader}:epoch ~{app:leader}:quarantine",
                                     .channel = "{app:leader}:events",
                                     .user = "bob",
-                                    .address = "redis://127.0.0.1:6380"};
+                                    .address = "redis://127.0.0.1:6380",
+                                    .retried = true};
 
 /* Explains text; checks the code, that its permanence is as expected, that
  * every `want` is in the message and no SHA1 is. */
@@ -121,6 +122,13 @@ static void test_classified(void **state)
     expect("ERR unknown command 'hello'", LEASEHOLD_EREDIS, false, NULL, NULL);
     expect("WRONGTYPEX no", LEASEHOLD_EREDIS, false, NULL, NULL);
     assert_int_equal(redis_error_code(NULL), LEASEHOLD_EREDIS);
+    /* a one-shot read (leasehold_holder_get) is not retried: no such claim */
+    char why[256];
+    redis_error_ctx once = ctx;
+    once.retried = false;
+    assert_int_equal(redis_error_explain("LOADING Redis is loading", &once, why, sizeof why),
+                     LEASEHOLD_EREDIS);
+    assert_string_equal(why, "LOADING Redis is loading");
 }
 
 /* The other codes: only those retrying cannot fix are permanent. */
