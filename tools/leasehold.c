@@ -19,7 +19,7 @@ int main(int argc, char **argv)
     int rc = cli_parse_options(argc, argv, &o);
     if (rc != 0)
         return rc < 0 ? 0 : rc;
-    rc = cli_log_init(o.log_level, o.log_format, o.key);
+    rc = cli_log_init("leasehold", true, o.log_level, o.log_format, o.key);
     if (rc != 0) {
         fprintf(stderr, "leasehold: cannot start the log writer thread: %s\n", strerror(rc));
         return EXIT_OSERR;

@@ -5,7 +5,8 @@
  *   leasehold.c          main(): the subcommand and its exit status
  *   leasehold_options.c  the command line and the environment -> cli_options
  *   options.c            the options and messages shared with server (options.h)
- *   leasehold_log.c      log lines on stderr (text or JSON), UTC stamps, JSON strings
+ *   log_lines.c          log lines on stderr (text or JSON), UTC stamps, JSON strings
+ *                        (shared with server; log_lines.h)
  *   log_sink.c           the queue and thread that write log lines without blocking
  *                        (shared with server)
  *   leasehold_child.c    CMD under its guardian: own process group, deadline, reaping
@@ -16,6 +17,8 @@
 #define LEASEHOLD_CLI_H
 
 #include <leasehold.h>
+
+#include "log_lines.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -44,7 +47,6 @@ enum cli_exit {
 /* --------------------------------------------------------------- options */
 
 typedef enum cli_command { CLI_RUN, CLI_STATUS, CLI_WATCH } cli_command;
-typedef enum cli_log_format { CLI_LOG_TEXT, CLI_LOG_JSON } cli_log_format;
 
 #define CLI_KEY_MAX 512
 
@@ -86,46 +88,6 @@ uint64_t cli_kill_margin_ms(uint32_t lease_ms);
 
 /* The library's configuration for o (timings, identity, logging). */
 void cli_config(const cli_options *o, leasehold_config *cfg);
-
-/* ------------------------------------------------------------------- log */
-
-/* Sets where log lines go and what they carry, and starts the thread that
- * writes them (log_sink.h); call once, before any other thread starts.
- * 0, or errno when that thread cannot start. */
-int cli_log_init(leasehold_log_level level, cli_log_format format, const char *key);
-
-/* Waits a little (1 s at most) for the queued log lines to reach stderr;
- * for the way out. */
-void cli_log_flush(void);
-
-/* Logs one line to stderr in one write(): UTC time, level, key, then
- * epoch and token when given (0 and NULL are left out), then the message.
- * Lines above the configured level are not formatted.  Never waits for
- * stderr: when it does not take lines in time they are dropped, counted
- * and reported once it does.  Thread-safe. */
-void cli_log(leasehold_log_level level, uint64_t epoch, const char *token, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-/* A leasehold_log_fn routing the library's lines into cli_log(). */
-void cli_library_log(leasehold_log_level level, const char *msg, void *arg);
-
-/* Writes ts as "2026-11-26T07:50:18.205Z" into out (at least 32 bytes). */
-void cli_utc_stamp(const struct timespec *ts, char *out, size_t size);
-
-/* Appends s to out (of size bytes, holding a NUL-terminated string) as a
- * JSON string with its quotes; cut, still a valid string, when out is
- * full.  Returns the new length. */
-size_t cli_json_append(char *out, size_t size, const char *s);
-
-/* Writes s into out (size bytes) in double quotes, escaped for a log or
- * terminal line (\n, \t, \", \\, \xNN for other control bytes), at most
- * max bytes of s, then "..." when cut; always NUL-terminated.  For values
- * read from Redis that another program may have written. */
-void cli_quote(char *out, size_t size, const char *s, size_t max);
-
-/* Writes all of buf to fd, retrying short writes and EINTR.  0, or errno.
- * Blocks as fd does: not for log lines (cli_log). */
-int cli_write_all(int fd, const char *buf, size_t len);
 
 /* ----------------------------------------------------------------- child */
 

@@ -36,7 +36,7 @@ static leasehold_client *connect_client(const cli_options *o, int *code)
     leasehold_client *c = leasehold_client_new(&cfg, &err);
     if (!c) {
         bool usage = err.code == LEASEHOLD_ECONFIG || err.code == LEASEHOLD_EURL;
-        fprintf(stderr, "leasehold: cannot connect to Redis (%s): %s\n", o->url_source, err.msg);
+        cli_fatal(usage, "cannot connect to Redis (%s): %s", o->url_source, err.msg);
         *code = usage ? EXIT_USAGE : EXIT_UNAVAILABLE;
     }
     return c;
@@ -87,7 +87,7 @@ int cli_status(const cli_options *o)
     int rc = leasehold_holder_get(c, o->key, &h, &err);
     leasehold_client_free(c);
     if (rc != 0) {
-        fprintf(stderr, "leasehold: cannot read %s: %s\n", o->key, err.msg);
+        cli_log(LEASEHOLD_LOG_ERROR, 0, NULL, "cannot read %s: %s", o->key, err.msg);
         return exit_status_for_error(rc);
     }
 
@@ -148,7 +148,7 @@ int cli_status(const cli_options *o)
         len = sizeof line - 1;
     rc = print_line(line, len, sizeof line);
     if (rc != 0 && rc != EPIPE) {
-        fprintf(stderr, "leasehold: cannot write to stdout: %s\n", strerror(rc));
+        cli_log(LEASEHOLD_LOG_ERROR, 0, NULL, "cannot write to stdout: %s", strerror(rc));
         return EXIT_IOERR;
     }
     return problem ? EXIT_DATAERR : held ? 0 : EXIT_NO_LEADER;
@@ -375,7 +375,7 @@ int cli_watch(const cli_options *o)
     int sig_fd = rc == 0 ? signalfd(-1, &stop, SFD_CLOEXEC) : -1;
     int fds[2];
     if (sig_fd < 0 || pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) {
-        fprintf(stderr, "leasehold: cannot set up signals and pipes: %s\n",
+        cli_log(LEASEHOLD_LOG_ERROR, 0, NULL, "cannot set up signals and pipes: %s",
                 strerror(rc ? rc : errno));
         return EXIT_OSERR;
     }
@@ -396,7 +396,7 @@ int cli_watch(const cli_options *o)
             if (code < 0)
                 code = watch_loop(o, &w, sig_fd, fds[0], &current);
         } else {
-            fprintf(stderr, "leasehold: cannot watch %s: %s\n", o->key, err.msg);
+            cli_fatal(err.code == LEASEHOLD_EINVAL, "cannot watch %s: %s", o->key, err.msg);
             code = err.code == LEASEHOLD_EINVAL ? EXIT_USAGE : EXIT_UNAVAILABLE;
         }
         leasehold_client_free(c);

@@ -73,9 +73,7 @@ static void print_help(void)
            "stopped (Ctrl-Z); CMD dies with its guardian.\n"
            "\n"
            "Options for every command (a key or region with a control character is\n"
-           "refused):\n" OPTS_HELP_GENERAL
-           "  --log-format FORMAT    text or json (log lines on stderr; default: text)\n"
-           "\n"
+           "refused):\n" OPTS_HELP_GENERAL "\n"
            "Options for run (DURATION is digits, an optional fraction and a unit: 500ms,\n"
            "2s, 1.5s, 1m, 1h; --lease alone is enough, the others follow it):\n" OPTS_HELP_TIMING
            "  --grace DURATION       after SIGTERM/SIGINT, CMD's time to exit before SIGKILL\n"
@@ -123,8 +121,7 @@ static void print_help(void)
 
 /* leasehold's own options; the shared ones are options.h's. */
 enum option_id {
-    OPT_LOG_FORMAT = OPTS_PROGRAM,
-    OPT_GRACE,
+    OPT_GRACE = OPTS_PROGRAM,
     OPT_WAIT_TIMEOUT,
     OPT_RESTART,
     OPT_EXIT_ON_LOSS,
@@ -136,7 +133,6 @@ enum option_id {
 static const struct option run_options[] = {
     OPTS_TABLE_GENERAL,
     OPTS_TABLE_TIMING,
-    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"grace", required_argument, NULL, OPT_GRACE},
     {"wait-timeout", required_argument, NULL, OPT_WAIT_TIMEOUT},
     {"restart", no_argument, NULL, OPT_RESTART},
@@ -148,7 +144,6 @@ static const struct option run_options[] = {
 
 static const struct option observe_options[] = {
     OPTS_TABLE_GENERAL,
-    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"json", no_argument, NULL, OPT_JSON},
     {NULL, 0, NULL, 0},
 };
@@ -169,17 +164,8 @@ static int bad_option(int c, char **argv, const char *command)
  * 0, or EXIT_USAGE. */
 static int apply_option(int c, opts *s, cli_options *o)
 {
-    char q[OPTS_QUOTE_SIZE];
     uint64_t ms;
     switch (c) {
-    case OPT_LOG_FORMAT:
-        if (strcmp(optarg, "text") == 0)
-            o->log_format = CLI_LOG_TEXT;
-        else if (strcmp(optarg, "json") == 0)
-            o->log_format = CLI_LOG_JSON;
-        else
-            return usage_error("--log-format: %s is not text or json", opts_quote(q, optarg));
-        return 0;
     case OPT_GRACE:
         return opts_duration(s, "--grace", optarg, UINT32_MAX, &o->grace_ms);
     case OPT_WAIT_TIMEOUT:
@@ -225,6 +211,7 @@ static int check_options(opts *s, cli_options *o)
     o->url_source = s->url_source;
     o->identity = s->identity;
     o->log_level = s->log_level;
+    o->log_format = s->log_json ? CLI_LOG_JSON : CLI_LOG_TEXT;
     if (o->command != CLI_RUN)
         return 0;
     if (!o->cmd[0])

@@ -756,8 +756,7 @@ static int start_campaign(runner *r)
     r->client = leasehold_client_new(&cfg, &err);
     if (!r->client) {
         bool usage = err.code == LEASEHOLD_ECONFIG || err.code == LEASEHOLD_EURL;
-        fprintf(stderr, "leasehold: cannot start leader election (%s): %s\n", r->o->url_source,
-                err.msg);
+        cli_fatal(usage, "cannot start leader election (%s): %s", r->o->url_source, err.msg);
         return usage ? EXIT_USAGE : EXIT_UNAVAILABLE;
     }
     const leasehold_callbacks cbs = {
@@ -768,7 +767,7 @@ static int start_campaign(runner *r)
     };
     r->e = leasehold_campaign(r->client, r->o->key, &cbs, r, &err);
     if (!r->e) {
-        fprintf(stderr, "leasehold: cannot campaign for %s: %s\n", r->o->key, err.msg);
+        cli_fatal(err.code == LEASEHOLD_EINVAL, "cannot campaign for %s: %s", r->o->key, err.msg);
         return err.code == LEASEHOLD_EINVAL ? EXIT_USAGE : EXIT_UNAVAILABLE;
     }
     const cli_options *o = r->o;
@@ -791,7 +790,7 @@ int cli_run(const cli_options *o)
     /* A mistyped CMD is refused now, not after an election it won. */
     int bad = cli_child_check(o->cmd[0]);
     if (bad != 0) {
-        fprintf(stderr, "leasehold: cannot run %s: %s\n", o->cmd[0],
+        cli_log(LEASEHOLD_LOG_ERROR, 0, NULL, "cannot run %s: %s", o->cmd[0],
                 bad == ENOENT   ? "command not found (PATH searched)"
                 : bad == EACCES ? "not an executable file (permission denied)"
                                 : strerror(bad));
@@ -821,7 +820,7 @@ int cli_run(const cli_options *o)
         r.ev_wr = fds[1];
     }
     if (rc != 0) {
-        fprintf(stderr, "leasehold: cannot set up signals and pipes: %s\n", strerror(rc));
+        cli_log(LEASEHOLD_LOG_ERROR, 0, NULL, "cannot set up signals and pipes: %s", strerror(rc));
         return EXIT_OSERR;
     }
 

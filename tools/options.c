@@ -26,7 +26,6 @@
 #error "LEASEHOLD_TOOL_VERSION must be defined (CMake passes the project's version)"
 #endif
 
-
 int opts_error(opts *o, const char *fmt, ...)
 {
     int n = snprintf(o->err, sizeof o->err, "%.100s: ", o->prog);
@@ -239,6 +238,8 @@ static const char *name_of(int id)
         return "--verbose";
     case OPTS_LOG_LEVEL:
         return "--log-level";
+    case OPTS_LOG_FORMAT:
+        return "--log-format";
     case OPTS_LEASE:
         return "--lease";
     case OPTS_RENEW:
@@ -302,8 +303,17 @@ int opts_apply(opts *o, int id, const char *arg)
             if (strcmp(arg, names[i]) == 0)
                 return log_level(o, opt, (leasehold_log_level)i);
         char q[OPTS_QUOTE_SIZE];
-        return opts_error(o, "%s: %s is not one of error, warn, info, debug", opt, opts_quote(q, arg));
+        return opts_error(o, "%s: %s is not one of error, warn, info, debug", opt,
+                          opts_quote(q, arg));
     }
+    case OPTS_LOG_FORMAT:
+        if (strcmp(arg, "text") == 0 || strcmp(arg, "json") == 0) {
+            o->log_json = arg[0] == 'j';
+            return 0;
+        } else {
+            char q[OPTS_QUOTE_SIZE];
+            return opts_error(o, "%s: %s is not text or json", opt, opts_quote(q, arg));
+        }
     case OPTS_LEASE:
     case OPTS_LEASE_MS:
         t->lease_opt = opt, t->lease_text = arg;

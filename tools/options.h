@@ -36,6 +36,7 @@ enum opts_id {
     OPTS_REGION,
     OPTS_ID,
     OPTS_LOG_LEVEL,
+    OPTS_LOG_FORMAT,
     OPTS_VERSION,
     OPTS_LEASE,
     OPTS_RENEW,
@@ -60,8 +61,9 @@ enum opts_id {
         {"url", required_argument, NULL, OPTS_URL}, {"key", required_argument, NULL, OPTS_KEY},    \
         {"region", required_argument, NULL, OPTS_REGION},                                          \
         {"quiet", no_argument, NULL, OPTS_QUIET}, {"verbose", no_argument, NULL, OPTS_VERBOSE},    \
+        {"log-level", required_argument, NULL, OPTS_LOG_LEVEL},                                    \
     {                                                                                              \
-        "log-level", required_argument, NULL, OPTS_LOG_LEVEL                                       \
+        "log-format", required_argument, NULL, OPTS_LOG_FORMAT                                     \
     }
 #define OPTS_TABLE_TIMING                                                                          \
     {"id", required_argument, NULL, OPTS_ID}, {"lease", required_argument, NULL, OPTS_LEASE},      \
@@ -94,6 +96,8 @@ enum opts_id {
     "  -q, --quiet            log only warnings and errors\n"                                      \
     "  -v, --verbose          log debugging detail too\n"                                          \
     "  --log-level LEVEL      error, warn, info or debug (default: info)\n"                        \
+    "  --log-format FORMAT    text or json: log lines on stderr, fatal ones included\n"            \
+    "                         (default: text)\n"                                                   \
     "  -h, --help             print this help and exit\n"                                          \
     "  --version              print the version and exit\n"
 #define OPTS_HELP_TIMING                                                                           \
@@ -105,7 +109,7 @@ enum opts_id {
     "                         of the lease)\n"                                                     \
     "  --renew-deadline DURATION\n"                                                                \
     "                         a leader unrenewed this long steps down (default: 75%%\n"            \
-    "                         of the lease, less when a short lease needs it)\n"             \
+    "                         of the lease, less when a short lease needs it)\n"                   \
     "  --command-timeout DURATION\n"                                                               \
     "                         a Redis command unanswered this long resets the\n"                   \
     "                         connection; at most half the renew deadline (default:\n"             \
@@ -143,6 +147,7 @@ typedef struct opts {
     const char *identity;             /* --id; NULL: the library's <hostname>:<pid> */
     leasehold_log_level log_level;
     const char *log_opt; /* the logging option given first, NULL when none */
+    bool log_json;       /* --log-format json */
     opts_timing t;
 } opts;
 

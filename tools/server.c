@@ -7,10 +7,9 @@
  * is disabled and the process just runs.  SIGINT or SIGTERM stops the service,
  * releases the lease and exits 0.
  *
- * Every log line goes to stderr, written with one write() so lines from the
- * library's I/O thread, the service thread and the main thread never mix,
- * by the writer thread of log_sink.c, so that no thread that logs ever waits
- * for stderr (lines it cannot take in time are dropped, counted, reported):
+ * Every log line goes to stderr through log_lines.c, as leasehold's do (one
+ * write() per line, never waiting for stderr; text or --log-format json),
+ * in the original module's shape, without the program's name:
  *
  *     2026-11-26T07:31:02.114Z INFO  snaketron:leader:eu epoch=... token=...: message
  *
@@ -29,7 +28,7 @@
 #include <leasehold.h>
 
 #include "exit_codes.h"
-#include "log_sink.h"
+#include "log_lines.h"
 #include "options.h"
 
 #include <getopt.h>
@@ -48,12 +47,10 @@
 #include <unistd.h>
 
 #define DEFAULT_SERVICE_INTERVAL_MS 10000u
-#define LOG_LINE_MAX                2048
 
 /* Everything the log lines and the service need; set up once in main(). */
 typedef struct server {
     char key[OPTS_KEY_MAX];
-    leasehold_log_level log_level;
     uint32_t service_interval_ms;
     _Atomic uint64_t term_epoch; /* the epoch of the last term won, for revoked's line */
     atomic_int halt_code;        /* the permanent error that halted the election, or 0 */
@@ -64,100 +61,6 @@ typedef struct server {
  * every thread, like SIGINT and SIGTERM. */
 #define HALT_SIGNAL SIGRTMIN
 
-static const char *level_name(leasehold_log_level level)
-{
-    switch (level) {
-    case LEASEHOLD_LOG_ERROR:
-        return "ERROR";
-    case LEASEHOLD_LOG_WARN:
-        return "WARN ";
-    case LEASEHOLD_LOG_INFO:
-        return "INFO ";
-    case LEASEHOLD_LOG_DEBUG:
-        return "DEBUG";
-    }
-    return "?    ";
-}
-
-/* One line into line (LOG_LINE_MAX bytes): UTC time with milliseconds,
- * level, key, then "epoch=E" and "token=T" when given (epoch 0 and a NULL
- * token are left out), then the message and a newline.  Its length. */
-static size_t format_line(char *line, const server *s, leasehold_log_level level, uint64_t epoch,
-                          const char *token, const char *fmt, va_list ap)
-{
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    size_t len = strftime(line, LOG_LINE_MAX, "%Y-%m-%dT%H:%M:%S", &tm);
-    len += (size_t)snprintf(line + len, LOG_LINE_MAX - len, ".%03ldZ %s %s", ts.tv_nsec / 1000000,
-                            level_name(level), s->key);
-    if (epoch != 0 && len < LOG_LINE_MAX)
-        len += (size_t)snprintf(line + len, LOG_LINE_MAX - len, " epoch=%" PRIu64, epoch);
-    if (token && len < LOG_LINE_MAX)
-        len += (size_t)snprintf(line + len, LOG_LINE_MAX - len, " token=%s", token);
-    if (len < LOG_LINE_MAX)
-        len += (size_t)snprintf(line + len, LOG_LINE_MAX - len, ": ");
-    if (len < LOG_LINE_MAX)
-        len += (size_t)vsnprintf(line + len, LOG_LINE_MAX - len, fmt, ap);
-    if (len >= LOG_LINE_MAX - 1) /* cut: keep the line a line */
-        len = LOG_LINE_MAX - 1;
-    line[len++] = '\n';
-    return len;
-}
-
-/*
- * Logs one line (see format_line()); lines above the configured level are
- * not formatted.  Safe from any thread, and never waits for stderr: the
- * line is built on the stack and queued for the log_sink's writer.
- */
-static void log_line(const server *s, leasehold_log_level level, uint64_t epoch, const char *token,
-                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static void log_line(const server *s, leasehold_log_level level, uint64_t epoch, const char *token,
-                     const char *fmt, ...)
-{
-    if (level > s->log_level)
-        return;
-    char line[LOG_LINE_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    size_t len = format_line(line, s, level, epoch, token, fmt, ap);
-    va_end(ap);
-    log_sink_put(line, len);
-}
-
-static const server *notice_server; /* set before the log_sink starts */
-
-/* A warning line about the log itself into out (LOG_LINE_MAX bytes); its
- * length. */
-static size_t notice_line(char *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static size_t notice_line(char *out, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    size_t len = format_line(out, notice_server, LEASEHOLD_LOG_WARN, 0, NULL, fmt, ap);
-    va_end(ap);
-    return len;
-}
-
-/* The log_sink's notice of lines it dropped, as one of our lines. */
-static size_t dropped_notice(unsigned long dropped, char *out, size_t size)
-{
-    (void)size; /* LOG_SINK_LINE_MAX >= LOG_LINE_MAX */
-    return notice_line(out, "%lu log lines dropped: stderr did not take them in time", dropped);
-}
-
-/* The library's own log lines, routed into ours.  The key is already in
- * every line, so a message that starts with "<key>: " loses that prefix. */
-static void on_library_log(leasehold_log_level level, const char *msg, void *arg)
-{
-    const server *s = arg;
-    size_t key_len = strlen(s->key);
-    if (strncmp(msg, s->key, key_len) == 0 && strncmp(msg + key_len, ": ", 2) == 0)
-        msg += key_len + 2;
-    log_line(s, level, 0, NULL, "%s", msg);
-}
-
 /*
  * The example service: the original module's closure.  Runs in its own
  * thread for one term and returns as soon as the term ends.
@@ -167,10 +70,10 @@ static int leader_service(leasehold_token *t, void *arg)
     const server *s = arg;
     uint64_t epoch = leasehold_token_epoch(t);
     const char *token = leasehold_token_string(leasehold_token_election(t));
-    log_line(s, LEASEHOLD_LOG_INFO, epoch, token, "This server is now the leader!");
+    cli_log(LEASEHOLD_LOG_INFO, epoch, token, "This server is now the leader!");
     while (leasehold_token_sleep(t, s->service_interval_ms))
-        log_line(s, LEASEHOLD_LOG_INFO, epoch, token, "Leader service is running...");
-    log_line(s, LEASEHOLD_LOG_INFO, epoch, token, "leader service stopped");
+        cli_log(LEASEHOLD_LOG_INFO, epoch, token, "Leader service is running...");
+    cli_log(LEASEHOLD_LOG_INFO, epoch, token, "leader service stopped");
     return 0;
 }
 
@@ -178,7 +81,7 @@ static void on_elected(leasehold_election *e, uint64_t epoch, void *arg)
 {
     server *s = arg;
     atomic_store(&s->term_epoch, epoch);
-    log_line(s, LEASEHOLD_LOG_DEBUG, epoch, leasehold_token_string(e), "elected");
+    cli_log(LEASEHOLD_LOG_DEBUG, epoch, leasehold_token_string(e), "elected");
 }
 
 static void on_revoked(leasehold_election *e, leasehold_reason reason, void *arg)
@@ -186,21 +89,22 @@ static void on_revoked(leasehold_election *e, leasehold_reason reason, void *arg
     server *s = arg;
     leasehold_log_level level =
         reason == LEASEHOLD_RESIGNED ? LEASEHOLD_LOG_INFO : LEASEHOLD_LOG_WARN;
-    log_line(s, level, atomic_load(&s->term_epoch), leasehold_token_string(e),
-             "no longer the leader (%s)", leasehold_reason_name(reason));
+    cli_log(level, atomic_load(&s->term_epoch), leasehold_token_string(e),
+            "no longer the leader (%s)", leasehold_reason_name(reason));
 }
 
 static void on_leader_changed(leasehold_election *e, const char *holder_token, uint64_t epoch,
                               void *arg)
 {
+    (void)arg;
     if (!holder_token)
-        log_line(arg, LEASEHOLD_LOG_INFO, 0, NULL, "no leader: the key is free");
+        cli_log(LEASEHOLD_LOG_INFO, 0, NULL, "no leader: the key is free");
     else if (!leasehold_is_token(holder_token))
         return; /* another program's value: the library warns, without our epoch */
     else if (strcmp(holder_token, leasehold_token_string(e)) == 0)
-        log_line(arg, LEASEHOLD_LOG_DEBUG, epoch, holder_token, "leader is now this server");
+        cli_log(LEASEHOLD_LOG_DEBUG, epoch, holder_token, "leader is now this server");
     else
-        log_line(arg, LEASEHOLD_LOG_INFO, epoch, NULL, "new leader %s", holder_token);
+        cli_log(LEASEHOLD_LOG_INFO, epoch, NULL, "new leader %s", holder_token);
 }
 
 /* The library has logged err->msg already, once per change (its log is
@@ -231,6 +135,8 @@ typedef struct options {
     uint32_t clock_drift_ppm;
     uint32_t service_interval_ms;
     leasehold_log_level log_level;
+    cli_log_format log_format;
+    const char *prog; /* the name it was called by, for JSON lines and messages */
 } options;
 
 /* server's own options; the shared ones are options.h's. */
@@ -331,6 +237,7 @@ static int parse_options(int argc, char **argv, const char *prog, options *o)
     *o = (options){
         .stop_timeout_ms = d.stop_timeout_ms,
         .service_interval_ms = DEFAULT_SERVICE_INTERVAL_MS,
+        .prog = prog,
     };
 
     opterr = 0;
@@ -377,6 +284,7 @@ static int parse_options(int argc, char **argv, const char *prog, options *o)
     snprintf(o->key, sizeof o->key, "%s", s.key);
     o->identity = s.identity;
     o->log_level = s.log_level;
+    o->log_format = s.log_json ? CLI_LOG_JSON : CLI_LOG_TEXT;
     o->lease_ms = s.t.lease_ms;
     o->renew_ms = s.t.renew_ms;
     o->retry_ms = s.t.retry_ms;
@@ -430,15 +338,14 @@ static int run_election(server *s, const options *o, const sigset_t *stop)
     cfg.connect_timeout_ms = o->connect_timeout_ms;
     cfg.stop_timeout_ms = o->stop_timeout_ms;
     cfg.clock_drift_ppm = o->clock_drift_ppm;
-    cfg.log = on_library_log;
-    cfg.log_arg = s;
+    cfg.log = cli_library_log;
     cfg.log_level = o->log_level;
 
     leasehold_error err;
     leasehold_client *client = leasehold_client_new(&cfg, &err);
     if (!client) {
         bool usage = err.code == LEASEHOLD_ECONFIG || err.code == LEASEHOLD_EURL;
-        fprintf(stderr, "server: cannot start leader election (%s): %s\n", o->url_source, err.msg);
+        cli_fatal(usage, "cannot start leader election (%s): %s", o->url_source, err.msg);
         return usage ? EX_USAGE : EX_UNAVAILABLE;
     }
     const leasehold_callbacks cbs = {
@@ -449,12 +356,12 @@ static int run_election(server *s, const options *o, const sigset_t *stop)
     };
     leasehold_election *e = leasehold_serve_cb(client, s->key, leader_service, s, &cbs, &err);
     if (!e) {
-        fprintf(stderr, "server: cannot campaign for %s: %s\n", s->key, err.msg);
+        cli_fatal(err.code == LEASEHOLD_EINVAL, "cannot campaign for %s: %s", s->key, err.msg);
         leasehold_client_free(client);
         return err.code == LEASEHOLD_EINVAL ? EX_USAGE : EX_UNAVAILABLE;
     }
-    log_line(s, LEASEHOLD_LOG_INFO, 0, leasehold_token_string(e),
-             "campaigning for leadership (lease %" PRIu32 " ms)", o->lease_ms);
+    cli_log(LEASEHOLD_LOG_INFO, 0, leasehold_token_string(e),
+            "campaigning for leadership (lease %" PRIu32 " ms)", o->lease_ms);
 
     sigset_t wake = *stop;
     sigaddset(&wake, HALT_SIGNAL);
@@ -466,10 +373,10 @@ static int run_election(server *s, const options *o, const sigset_t *stop)
             return exit_status_for_error(halt);
         }
     }
-    log_line(s, LEASEHOLD_LOG_INFO, 0, NULL,
-             "received %s: stopping the service and releasing the lease", signal_name(sig));
+    cli_log(LEASEHOLD_LOG_INFO, 0, NULL,
+            "received %s: stopping the service and releasing the lease", signal_name(sig));
     leasehold_client_free(client);
-    log_line(s, LEASEHOLD_LOG_INFO, 0, NULL, "stopped");
+    cli_log(LEASEHOLD_LOG_INFO, 0, NULL, "stopped");
     return 0;
 }
 
@@ -481,7 +388,6 @@ int main(int argc, char **argv)
         return rc < 0 ? 0 : rc;
 
     static server s;
-    s.log_level = o.log_level;
     s.service_interval_ms = o.service_interval_ms;
     snprintf(s.key, sizeof s.key, "%s", o.key);
 
@@ -495,27 +401,27 @@ int main(int argc, char **argv)
     s.main_thread = pthread_self();
     int sigmask_rc = pthread_sigmask(SIG_BLOCK, &blocked, NULL);
     if (sigmask_rc != 0) {
-        fprintf(stderr, "server: cannot block SIGINT and SIGTERM: %s\n", strerror(sigmask_rc));
+        fprintf(stderr, "%s: cannot block SIGINT and SIGTERM: %s\n", o.prog, strerror(sigmask_rc));
         return EX_OSERR;
     }
     signal(SIGPIPE, SIG_IGN); /* a closed stderr pipe must not kill the leader */
-    notice_server = &s;
-    int sink_rc = log_sink_start(dropped_notice);
+    /* From here every line, the fatal ones too, is a log line in the
+     * chosen format. */
+    int sink_rc = cli_log_init(o.prog, false, o.log_level, o.log_format, o.key);
     if (sink_rc != 0) {
-        fprintf(stderr, "server: cannot start the log writer thread: %s\n", strerror(sink_rc));
+        fprintf(stderr, "%s: cannot start the log writer thread: %s\n", o.prog, strerror(sink_rc));
         return EX_OSERR;
     }
 
     if (!o.url) {
-        log_line(&s, LEASEHOLD_LOG_INFO, 0, NULL,
-                 "leader election disabled (SNAKETRON_REDIS_URL is %s)",
-                 getenv("SNAKETRON_REDIS_URL") ? "empty" : "not set");
+        cli_log(LEASEHOLD_LOG_INFO, 0, NULL, "leader election disabled (SNAKETRON_REDIS_URL is %s)",
+                getenv("SNAKETRON_REDIS_URL") ? "empty" : "not set");
         int sig = wait_for_stop_signal(&stop);
-        log_line(&s, LEASEHOLD_LOG_INFO, 0, NULL, "received %s: exiting", signal_name(sig));
-        log_sink_flush(1000);
+        cli_log(LEASEHOLD_LOG_INFO, 0, NULL, "received %s: exiting", signal_name(sig));
+        cli_log_flush();
         return 0;
     }
     rc = run_election(&s, &o, &stop);
-    log_sink_flush(1000);
+    cli_log_flush();
     return rc;
 }

@@ -351,7 +351,8 @@ static void test_durations(void **state)
     proc_free(p);
 }
 
-/* Redis refusing connections: exit 69 with a message naming the URL. */
+/* Redis refusing connections: exit 69 with one line naming the URL, as
+ * text or JSON (--log-format). */
 static void test_unreachable_redis(void **state)
 {
     (void)state;
@@ -361,14 +362,18 @@ static void test_unreachable_redis(void **state)
     snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
     snprintf(env_url, sizeof env_url, "SNAKETRON_REDIS_URL=%s", url);
     const char *env[] = {env_url, NULL};
-    const char *args[] = {NULL};
-    proc *p = proc_start("server", env, args);
-    int code = proc_exit_code(p, 5000);
-    if (code != 69 || !strstr(p->out, url + strlen("redis://"))) {
-        fprintf(stderr, "--- output:\n%s--- end of output\n", p->out);
-        fail_msg("exit %d, expected 69 and a message naming %s", code, url);
+    /* One line, in the format asked for. */
+    for (int json = 0; json < 2; json++) {
+        const char *args[] = {"--log-format", json ? "json" : "text", NULL};
+        proc *p = proc_start("server", env, args);
+        int code = proc_exit_code(p, 5000);
+        if (code != 69 || !strstr(p->out, url + strlen("redis://"))) {
+            fprintf(stderr, "--- output:\n%s--- end of output\n", p->out);
+            fail_msg("exit %d, expected 69 and a message naming %s", code, url);
+        }
+        expect_one_error_line(p, json);
+        proc_free(p);
     }
-    proc_free(p);
 }
 
 /* --help exits 0 and documents every option and variable. */

@@ -291,3 +291,16 @@ void expect_one_error(const proc *p, const char *needle)
         fail_msg("expected one ERROR line, with \"%s\"", needle);
     }
 }
+
+void expect_one_error_line(const proc *p, bool json)
+{
+    const char *nl = strchr(p->out, '\n');
+    bool one = nl && nl[1] == '\0';
+    bool shaped = json ? strncmp(p->out, "{\"ts\":\"", 7) == 0 && nl && nl[-1] == '}' &&
+                             strstr(p->out, "\"level\":\"error\"") != NULL
+                       : strstr(p->out, " ERROR ") != NULL && p->out[0] != '{';
+    if (!one || !shaped) {
+        proc_show(p, "the process");
+        fail_msg("expected exactly one %s error line", json ? "JSON" : "text");
+    }
+}

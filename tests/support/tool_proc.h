@@ -59,6 +59,12 @@ int first_to_print(proc *const ps[], int n, const char *needle, uint64_t max_ms)
  * returns its exit code (128 + N if killed by signal N). */
 int proc_exit_code(proc *p, uint64_t max_ms);
 
+/* Fails the test unless p printed exactly one line, an error log line in
+ * the format asked for: with json, one JSON object with "level":"error";
+ * else a text line with " ERROR ".  For start-up failures, which must be
+ * said once, in the chosen format. */
+void expect_one_error_line(const proc *p, bool json);
+
 /* As proc_exit_code(); fails the test unless the code is `code`. */
 void expect_exit(proc *p, int code, uint64_t max_ms);
 

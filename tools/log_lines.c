@@ -1,18 +1,16 @@
 /*
- * leasehold_log.c — the tool's log lines on stderr.
+ * log_lines.c — the log lines of `leasehold` and `server` on stderr.
  *
- * CMD shares leasehold's stderr, so every line names leasehold and is
- * written with one write(): lines from the library's I/O thread and the
+ * CMD shares leasehold's stderr, so every leasehold line names leasehold;
+ * every line is written with one write(): lines from the library's I/O thread and the
  * main thread never mix with each other, nor, below PIPE_BUF, with CMD's.
  * No thread that logs ever waits for stderr: lines go through log_sink.c,
  * which drops and counts them when stderr does not take them (a full pipe
  * would otherwise freeze the library's I/O thread, and with it renewals).
  *
- *   text: 2026-11-26T07:50:18.205Z INFO  leasehold KEY epoch=E token=T: message
- *   json: {"ts":"2026-...Z","level":"info","prog":"leasehold","key":"KEY",
- *          "epoch":E,"token":"T","msg":"message"}
+ * The line formats are in log_lines.h.
  */
-#include "leasehold_cli.h"
+#include "log_lines.h"
 #include "log_sink.h"
 
 #include <errno.h>
@@ -27,7 +25,9 @@
 /* Set once by cli_log_init() before any thread starts; read-only after. */
 static leasehold_log_level log_level = LEASEHOLD_LOG_INFO;
 static cli_log_format log_format = CLI_LOG_TEXT;
-static char log_key[CLI_KEY_MAX];
+static char log_key[512];
+static char log_prog[64] = "leasehold";
+static bool log_prog_in_text = true;
 
 static void format_line(char *line, size_t size, leasehold_log_level level, uint64_t epoch,
                         const char *token, const char *msg);
@@ -43,8 +43,11 @@ static size_t dropped_notice(unsigned long dropped, char *out, size_t size)
     return len;
 }
 
-int cli_log_init(leasehold_log_level level, cli_log_format format, const char *key)
+int cli_log_init(const char *prog, bool prog_in_text, leasehold_log_level level,
+                 cli_log_format format, const char *key)
 {
+    snprintf(log_prog, sizeof log_prog, "%s", prog);
+    log_prog_in_text = prog_in_text;
     log_level = level;
     log_format = format;
     snprintf(log_key, sizeof log_key, "%s", key);
@@ -181,9 +184,10 @@ static void format_line(char *line, size_t size, leasehold_log_level level, uint
     cli_utc_stamp(&ts, stamp, sizeof stamp);
     line[0] = '\0';
     if (log_format == CLI_LOG_JSON) {
-        appendf(line, size,
-                "{\"ts\":\"%s\",\"level\":\"%s\",\"prog\":\"leasehold\",\"key\":", stamp,
+        appendf(line, size, "{\"ts\":\"%s\",\"level\":\"%s\",\"prog\":", stamp,
                 level_name(level, true));
+        cli_json_append(line, size, log_prog);
+        appendf(line, size, ",\"key\":");
         cli_json_append(line, size, log_key);
         if (epoch != 0)
             appendf(line, size, ",\"epoch\":%" PRIu64, epoch);
@@ -196,7 +200,8 @@ static void format_line(char *line, size_t size, leasehold_log_level level, uint
         appendf(line, size, "}");
         return;
     }
-    appendf(line, size, "%s %s leasehold %s", stamp, level_name(level, false), log_key);
+    appendf(line, size, "%s %s %s%s%s", stamp, level_name(level, false),
+            log_prog_in_text ? log_prog : "", log_prog_in_text ? " " : "", log_key);
     if (epoch != 0)
         appendf(line, size, " epoch=%" PRIu64, epoch);
     if (token)
@@ -216,6 +221,24 @@ void cli_log(leasehold_log_level level, uint64_t epoch, const char *token, const
     char line[LOG_LINE_MAX];
     format_line(line, sizeof line - 1, level, epoch, token, msg);
     size_t len = strlen(line); /* at most sizeof line - 2: room for the newline */
+    line[len++] = '\n';
+    log_sink_put(line, len);
+}
+
+void cli_fatal(bool usage, const char *fmt, ...)
+{
+    char msg[LOG_LINE_MAX / 2];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (!usage) {
+        cli_log(LEASEHOLD_LOG_ERROR, 0, NULL, "%s", msg);
+        return;
+    }
+    char line[LOG_LINE_MAX];
+    int n = snprintf(line, sizeof line - 1, "%s: %s", log_prog, msg);
+    size_t len = n < 0 ? 0 : (size_t)n < sizeof line - 1 ? (size_t)n : sizeof line - 2;
     line[len++] = '\n';
     log_sink_put(line, len);
 }
