@@ -11,6 +11,17 @@ static int work(leasehold_token *t, void *arg)
     return 0; // cancelled: we are no longer leader
 }
 
+// Trouble after start (Redis down, a missing ACL permission, the key taken
+// by another program's value) arrives here, on leasehold's thread; a
+// permanent error has halted the campaign until leasehold_resume().
+static void on_error(leasehold_election *e, const leasehold_error *err, void *arg)
+{
+    (void)e;
+    (void)arg;
+    fprintf(stderr, "leasehold: %s: %s%s\n", leasehold_errname(err->code), err->msg,
+            leasehold_error_is_permanent(err->code) ? " (campaign halted)" : "");
+}
+
 int main(int argc, char **argv)
 {
     leasehold_config cfg;
@@ -19,7 +30,8 @@ int main(int argc, char **argv)
     const char *url = argc > 1 ? argv[1] : getenv("SNAKETRON_REDIS_URL");
     cfg.url = url ? url : "redis://127.0.0.1:6379";
     leasehold_client *c = leasehold_client_new(&cfg, &err);
-    if (!c || !leasehold_serve(c, "myapp:leader", work, NULL, &err)) {
+    const leasehold_callbacks cb = {.error = on_error};
+    if (!c || !leasehold_serve_cb(c, "myapp:leader", work, NULL, &cb, &err)) {
         fprintf(stderr, "leasehold: %s\n", err.msg);
         return 1;
     }

@@ -2,12 +2,14 @@
  * test_recipes.c — the README's recipes, run as written.
  *
  * Each test reads README.md (LEASEHOLD_SOURCE_DIR), takes the recipe's code
- * block from under its heading, and runs it against a redis-server of this
+ * block from under its heading, and runs it (the cron and systemd recipes
+ * are test_cron.c's) against a redis-server of this
  * test's own, with only what the recipe leaves to the user filled in (the
  * URL, the program it calls).  A recipe edited into something that no
  * longer works fails here.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -175,6 +177,60 @@ static void test_fencing_recipe(void **state)
     proc_free(bare);
 }
 
+/* The whole of a file, malloc'd; fails the test when it cannot be read. */
+static char *read_source(const char *relative)
+{
+    const char *dir = getenv("LEASEHOLD_SOURCE_DIR");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir ? dir : ".", relative);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        fail_msg("cannot read %s: %s", path, strerror(errno));
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&text, &size);
+    assert_non_null(out);
+    int ch;
+    while ((ch = fgetc(f)) != EOF)
+        fputc(ch, out);
+    fclose(f);
+    fclose(out);
+    return text;
+}
+
+/*
+ * "Embedding": the README's code is examples/minimal.c, byte for byte, and
+ * the program reports trouble after start through its error callback: a
+ * key of the wrong type is named, with its code, then Enter ends it.
+ */
+static void test_embedding_example(void **state)
+{
+    (void)state;
+    char *shown = readme_block("## Embedding", "c");
+    char *source = read_source("examples/minimal.c");
+    assert_string_equal(shown, source);
+    free(shown);
+    free(source);
+
+    freeReplyObject(redis_server_cmd(redis, "HSET myapp:leader %s %s", "owner", "billing"));
+    const char *fifo = tmp_path("minimal.stdin");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    int enter = open(fifo, O_RDWR | O_CLOEXEC); /* a writer, so minimal's open does not wait */
+    assert_true(enter >= 0);
+    char command[1200];
+    snprintf(command, sizeof command, "exec %s/examples/minimal '%s' < '%s'",
+             getenv("LEASEHOLD_BUILD_DIR"), redis->url, fifo);
+    const char *args[] = {"-c", command, NULL};
+    proc *p = proc_start("/bin/sh", NULL, args);
+    expect_output(p, "leasehold: LEASEHOLD_EWRONGTYPE: ", TEST_FRESH_REDIS_MS + 5000);
+    expect_output(p, "(campaign halted)\n", 1000);
+    assert_int_equal(write(enter, "\n", 1), 1);
+    expect_exit(p, 0, 5000);
+    proc_free(p);
+    close(enter);
+    freeReplyObject(redis_server_cmd(redis, "DEL myapp:leader"));
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -199,6 +255,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_fencing_recipe, proc_free_all),
+        cmocka_unit_test_teardown(test_embedding_example, proc_free_all),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
