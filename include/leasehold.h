@@ -387,8 +387,8 @@ LEASEHOLD_API int leasehold_resign(leasehold_election *e);
  * `error` callback): the next claim or read goes out at once.  Call it once
  * the cause is fixed (ACL granted, key deleted...); if it is not, the same
  * error is reported again and e halts again.  A no-op returning 0 when e is
- * not halted.  Returns 0, LEASEHOLD_EINVAL (e NULL) or LEASEHOLD_ECLOSED
- * (the election has ended).  Does not wait.  Thread-safe, callbacks
+ * not halted.  Returns 0, LEASEHOLD_EINVAL (e NULL), LEASEHOLD_ECLOSED
+ * (the election has ended) or LEASEHOLD_ENOMEM.  Does not wait.  Thread-safe, callbacks
  * included.
  */
 LEASEHOLD_API int leasehold_resume(leasehold_election *e);
@@ -402,8 +402,10 @@ LEASEHOLD_API int leasehold_resume(leasehold_election *e);
  * release follow, and the campaign has ended (free e as usual).
  *
  * Ordering.  leasehold_is_leader() is false from the moment of the call, for
- * good, whatever it returns: stop everything the term started first, since
- * nothing may act on the term after the call.  On 0, the key is held for
+ * good, and the campaign ends, whatever it returns (except for
+ * LEASEHOLD_EINVAL, LEASEHOLD_EDEADLK and LEASEHOLD_ENOMEM, which change
+ * nothing): stop everything the term started first, since nothing may act
+ * on the term after the call.  On 0, the key is held for
  * hold_ms counted from when Redis ran the hold, which is after the call was
  * made, so no successor can be elected before (call time + hold_ms); hold_ms
  * may be shorter than what is left of the lease, which then ends sooner.  The
@@ -415,7 +417,9 @@ LEASEHOLD_API int leasehold_resume(leasehold_election *e);
  * leader, or the key was no longer this term's: gone or taken, so a successor
  * may lead already); LEASEHOLD_ETIMEDOUT (no answer: the key is held for
  * hold_ms if the hold still arrives, else it lapses with the lease);
- * LEASEHOLD_ECONNRESET (not connected: the key lapses with the lease);
+ * LEASEHOLD_ECONNRESET (not connected, or the connection went down after
+ * the hold was sent: the key is held if the hold arrived, else it lapses
+ * with the lease);
  * LEASEHOLD_ENOPERM, LEASEHOLD_EREDIS...: an error reply; LEASEHOLD_ECLOSED;
  * LEASEHOLD_EDEADLK (from a callback); LEASEHOLD_ENOMEM.  Thread-safe.
  */

@@ -460,8 +460,13 @@ static void drive(leasehold_election *e, uint64_t now_ms)
                 lease_service_abandoned(&e->lease, now_ms);
             break;
         case LEASE_LEADER_CHANGED:
-            client_log(c, LEASEHOLD_LOG_DEBUG, "%s: holder is now %s (epoch %" PRIu64 ")", e->key,
-                       a.holder ? a.holder : "nobody", a.epoch);
+            if (c->cfg.log && c->cfg.log_level >= LEASEHOLD_LOG_DEBUG) {
+                char holder[160] = "nobody";
+                if (a.holder)
+                    redis_error_quote(a.holder, strlen(a.holder), 60, holder, sizeof holder);
+                client_log(c, LEASEHOLD_LOG_DEBUG, "%s: holder is now %s (epoch %" PRIu64 ")",
+                           e->key, holder, a.epoch);
+            }
             if (e->cb.leader_changed)
                 e->cb.leader_changed(e, a.holder, a.epoch, e->arg);
             if (e->cb.observed) {
@@ -592,6 +597,7 @@ static int explain_reply(leasehold_client *c, const char *key, const char *epoch
     return redis_error_explain(r->str, &ctx, why, why_size);
 }
 
+/* Frees a query and its strings. */
 static void query_free(query *q)
 {
     free(q->key);
@@ -601,23 +607,28 @@ static void query_free(query *q)
 }
 
 /* The answer to a hold (the renew script with the hold's TTL) into q: 0
- * when the key was still this term's and now has the hold's TTL. */
-static void hold_answer(query *q, const conn_reply *r)
+ * when the key was still this term's and now has the hold's TTL.  An error
+ * reply is explained as every script's is; another holder is quoted. */
+static void hold_answer(leasehold_client *c, query *q, const conn_reply *r)
 {
     lease_reply lr;
-    char why[200] = "";
+    char why[300] = "";
     protocol_renew_reply(r, &lr, why, sizeof why);
     if (lr.result == LEASE_RENEWED)
         return;
     q->code = lr.result == LEASE_RENEW_FAILED ? lr.error : LEASEHOLD_ENOTLEADER;
-    if (lr.result == LEASE_RENEW_MISSING)
+    if (lr.result == LEASE_RENEW_FAILED && r->type == CONN_REPLY_ERROR)
+        q->code = explain_reply(c, q->key, q->epoch_key, NULL, NULL, r, why, sizeof why);
+    if (lr.result == LEASE_RENEW_MISSING) {
         snprintf(q->msg, sizeof q->msg, "key %s: gone before the hold: the lease had run out",
                  q->key);
-    else if (lr.result == LEASE_RENEW_HELD)
-        snprintf(q->msg, sizeof q->msg, "key %s: held by %.*s before the hold", q->key,
-                 (int)(lr.holder_len < 128 ? lr.holder_len : 128), lr.holder);
-    else
+    } else if (lr.result == LEASE_RENEW_HELD) {
+        char holder[160];
+        redis_error_quote(lr.holder ? lr.holder : "", lr.holder_len, 60, holder, sizeof holder);
+        snprintf(q->msg, sizeof q->msg, "key %s: held by '%s' before the hold", q->key, holder);
+    } else {
         snprintf(q->msg, sizeof q->msg, "key %s: hold failed: %s", q->key, why);
+    }
 }
 
 /* Hands a query its answer (code 0 and r) or its failure, and wakes the
@@ -631,7 +642,7 @@ static void finish_query(leasehold_client *c, query *q, int code, const char *ms
         q->code = code;
         snprintf(q->msg, sizeof q->msg, "%s", msg ? msg : "");
         if (code == 0 && r && q->hold_ms) {
-            hold_answer(q, r);
+            hold_answer(c, q, r);
         } else if (code == 0 && r) {
             lease_reply lr;
             char why[200] = "";
@@ -695,16 +706,21 @@ static void send_unsent_queries(leasehold_client *c, uint64_t now_ms)
  * overwrite its TTL.  A term that ended meanwhile gets no hold. */
 static void hold_term(leasehold_client *c, leasehold_election *e, query *q, uint64_t now_ms)
 {
-    if (e->ending || !lease_is_leader(&e->lease, now_ms)) {
+    bool ended = e->ending || !lease_is_leader(&e->lease, now_ms);
+    /* Either way the campaign ends here, without a release: the caller is
+     * no longer leader for good, so it must not be elected again. */
+    e->holding = true;
+    if (!e->ending) {
+        e->ending = true;
+        lease_stop(&e->lease, now_ms);
+        drive(e, now_ms);
+    }
+    if (ended) {
         char msg[sizeof q->msg];
         snprintf(msg, sizeof msg, "key %s: the term ended before the hold", e->key);
         finish_query(c, q, LEASEHOLD_ENOTLEADER, msg, NULL);
         return;
     }
-    e->holding = true;
-    e->ending = true;
-    lease_stop(&e->lease, now_ms);
-    drive(e, now_ms);
     if (conn_get_state(c->conn) == CONN_READY)
         send_query(c, q, false, now_ms);
     else
@@ -780,10 +796,14 @@ static void handle_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r,
         break;
     case SCRIPT_RENEW:
         protocol_renew_reply(r, &lr, raw, sizeof raw);
-        if (lr.result == LEASE_RENEW_MISSING || lr.result == LEASE_RENEW_HELD)
-            client_log(c, LEASEHOLD_LOG_WARN, "%s: renewal refused: the key %s%.*s", e->key,
-                       lr.result == LEASE_RENEW_MISSING ? "is gone" : "is held by ",
-                       (int)lr.holder_len, lr.holder ? lr.holder : "");
+        if (lr.result == LEASE_RENEW_MISSING || lr.result == LEASE_RENEW_HELD) {
+            char holder[160];
+            redis_error_quote(lr.holder ? lr.holder : "", lr.holder_len, 60, holder,
+                              sizeof holder);
+            client_log(c, LEASEHOLD_LOG_WARN, "%s: renewal refused: the key %s%s%s", e->key,
+                       lr.result == LEASE_RENEW_MISSING ? "is gone" : "is held by '", holder,
+                       lr.result == LEASE_RENEW_MISSING ? "" : "'");
+        }
         else if (lr.result == LEASE_RENEW_FAILED) /* reported once per change as an error */
             client_log(c, LEASEHOLD_LOG_DEBUG, "%s: renewal failed: %s", e->key, e->last_error);
         lease_on_renew(&e->lease, now_ms, p->seq, &lr);
@@ -2041,10 +2061,11 @@ int leasehold_resign_hold(leasehold_election *e, uint32_t hold_ms, leasehold_err
     request *r = calloc(1, sizeof *r);
     if (q) {
         q->key = strdup(e->key);
+        q->epoch_key = strdup(e->epoch_key); /* for the messages */
         q->token = strdup(e->token);
         q->hold_ms = hold_ms;
     }
-    if (!q || !r || !q->key || !q->token) {
+    if (!q || !r || !q->key || !q->epoch_key || !q->token) {
         if (q)
             query_free(q);
         free(r);

@@ -256,7 +256,7 @@ uint64_t lease_max_epoch_seen(const lease *l);
 void lease_gate_claims(lease *l, uint64_t now_ms, uint64_t not_before_ms);
 
 /* A permanent error (leasehold_error_is_permanent(code)) met outside the
- * state machine's own replies (the arm script, the connection's handshake):
+ * state machine's own replies (the connection's handshake):
  * a leader's term ends at once (REVOKED with LEASEHOLD_HALTED), then
  * LEASE_ERROR with code, and nothing more is sent for the key until
  * lease_resume().  The replies the state machine takes halt it the same way

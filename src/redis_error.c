@@ -148,7 +148,7 @@ int redis_error_explain(const char *text, const redis_error_ctx *ctx, char *why,
                      "ACL user '%s' may not use the events channel '%s': grant it with "
                      "ACL SETUSER %s &%s",
                      user, or (ctx->channel, "?"), user, or (ctx->channel, "?"));
-        else if (strstr(text, "keys"))
+        else if (strstr(text, " key")) /* "the keys" (7.0), "a key" (7.2) */
             snprintf(why, why_size,
                      "ACL user '%s' may not access the key or its side keys: grant it with "
                      "ACL SETUSER %s ~%s %s",

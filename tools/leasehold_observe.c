@@ -257,8 +257,11 @@ static int print_current(const cli_options *o, leasehold_client *c, watch_event 
         return -1;
     }
     if (rc != 0) {
-        cli_log(LEASEHOLD_LOG_ERROR, 0, NULL, "cannot read %s: %s", o->key, err.msg);
-        return EXIT_UNAVAILABLE;
+        /* Transient (a timeout, LOADING...): the observation retries and
+         * reports it; watch goes on without a current line. */
+        cli_log(LEASEHOLD_LOG_WARN, 0, NULL, "cannot read %s now: %s", o->key, err.msg);
+        *now = (watch_event){0};
+        return -1;
     }
     bool held = h.token[0] != '\0';
     /* Another program's value may hold any byte: quoted and escaped, as in

@@ -791,7 +791,8 @@ int cli_run(const cli_options *o)
     int bad = cli_child_check(o->cmd[0]);
     if (bad != 0) {
         cli_log(LEASEHOLD_LOG_ERROR, 0, NULL, "cannot run %s: %s", o->cmd[0],
-                bad == ENOENT   ? "command not found (PATH searched)"
+                bad == ENOENT   ? (strchr(o->cmd[0], '/') ? "no such file"
+                                                          : "command not found (PATH searched)")
                 : bad == EACCES ? "not an executable file (permission denied)"
                                 : strerror(bad));
         return bad == ENOENT ? EXIT_NOT_FOUND : bad == EACCES ? EXIT_CANNOT_EXEC : EXIT_OSERR;

@@ -190,8 +190,8 @@ static void print_help(const char *prog)
            "Exit status: 0 after SIGINT/SIGTERM and a clean stop; 64 bad option or\n"
            "configuration; 65 the key holds something that is not a lease; 69 Redis\n"
            "unreachable or refusing (leader election could not start, or a permanent\n"
-           "error such as a missing ACL permission or a read-only replica); 70 internal\n"
-           "error; 71 system error.  A permanent error is logged once, naming the cause\n"
+           "error such as a missing ACL permission or a read-only replica); 71 system\n"
+           "error.  A permanent error is logged once, naming the cause\n"
            "and the fix; the service is stopped before the exit.\n",
            prog);
 }

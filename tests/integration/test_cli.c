@@ -1568,7 +1568,7 @@ static void test_cmd_checked_first(void **state)
         const char *says;
     } cases[] = {
         {"lh-no-such-command", 127, "cannot run lh-no-such-command: command not found"},
-        {"/nonexistent/dir/cmd", 127, "command not found"},
+        {"/nonexistent/dir/cmd", 127, "cannot run /nonexistent/dir/cmd: no such file"},
         {noexec, 126, "not an executable file"},
         {"/tmp", 126, "not an executable file"},
     };

@@ -167,8 +167,15 @@ static void expect_halt(redis_server *s, int code, const char *needle1, const ch
     assert_null(strstr(ev.text, "script: "));
     assert_false(leasehold_is_leader(fx.cand.election));
 
-    test_sleep_ms(100); /* a reply already on its way may still be counted */
-    long long before = script_traffic(s);
+    /* A command already on its way may still be counted: wait for the count
+     * to settle (two reads 50 ms apart agree), with a deadline. */
+    long long before = script_traffic(s), previous;
+    uint64_t settle_deadline = test_now_ms() + test_ms(3000);
+    do {
+        previous = before;
+        test_sleep_ms(50);
+        before = script_traffic(s);
+    } while (before != previous && test_now_ms() < settle_deadline);
     test_sleep_ms(QUIET_MS);
     long long after = script_traffic(s);
     printf("# traffic during %u ms after the halt: %lld\n", QUIET_MS, after - before);
