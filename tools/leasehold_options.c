@@ -148,18 +148,6 @@ static const struct option observe_options[] = {
     {NULL, 0, NULL, 0},
 };
 
-/* Names the option getopt_long() rejected at argv[optind - 1]. */
-static int bad_option(int c, char **argv, const char *command)
-{
-    char q[OPTS_QUOTE_SIZE];
-    const char *arg = argv[optind - 1];
-    if (c == ':')
-        return usage_error("%s: option %s needs a value (see --help)", command, arg);
-    if (optopt > ' ' && optopt < 127)
-        return usage_error("%s: unknown option -%c (see --help)", command, optopt);
-    return usage_error("%s: unknown option %s (see --help)", command, opts_quote(q, arg));
-}
-
 /* Applies one of leasehold's own options (getopt's c and optarg) to o.
  * 0, or EXIT_USAGE. */
 static int apply_option(int c, opts *s, cli_options *o)
@@ -285,7 +273,7 @@ int cli_parse_options(int argc, char **argv, cli_options *o)
             return -1;
         }
         if (c == '?' || c == ':')
-            return bad_option(c, argv, command);
+            return opts_bad_option(&s, c, argv, command);
         int rc = opts_apply(&s, c, optarg);
         if (rc == 1)
             rc = apply_option(c, &s, o);

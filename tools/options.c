@@ -38,6 +38,19 @@ int opts_error(opts *o, const char *fmt, ...)
     return OPTS_USAGE;
 }
 
+int opts_bad_option(opts *o, int c, char **argv, const char *command)
+{
+    char q[OPTS_QUOTE_SIZE];
+    const char *arg = argv[optind - 1];
+    const char *sep = command ? ": " : "";
+    command = command ? command : "";
+    if (c == ':')
+        return opts_error(o, "%s%soption %s needs a value (see --help)", command, sep, arg);
+    if (optopt > ' ' && optopt < 127)
+        return opts_error(o, "%s%sunknown option -%c (see --help)", command, sep, optopt);
+    return opts_error(o, "%s%sunknown option %s (see --help)", command, sep, opts_quote(q, arg));
+}
+
 void opts_print_version(const char *name)
 {
     printf("%s %s\n", name, LEASEHOLD_TOOL_VERSION);

@@ -210,6 +210,11 @@ int opts_check_identity(opts *o, const char *opt, const char *id);
  * stderr.  Returns OPTS_USAGE. */
 int opts_error(opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Names the option getopt_long() rejected (c is '?' or ':') at
+ * argv[optind - 1]: "[<command>: ]unknown option ..." or "... needs a
+ * value", then OPTS_USAGE.  command may be NULL. */
+int opts_bad_option(opts *o, int c, char **argv, const char *command);
+
 /* s between single quotes in out, control characters as \xHH, cut with
  * "..." when long: a user's value, safe in a one-line message.  Returns
  * out. */

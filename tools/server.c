@@ -196,18 +196,6 @@ static void print_help(const char *prog)
            prog);
 }
 
-/* Names the option getopt_long() rejected at argv[optind - 1]. */
-static int bad_option(opts *s, int c, char **argv)
-{
-    char q[OPTS_QUOTE_SIZE];
-    const char *arg = argv[optind - 1];
-    if (c == ':')
-        return opts_error(s, "option %s needs a value (see --help)", arg);
-    if (optopt > ' ' && optopt < 127)
-        return opts_error(s, "unknown option -%c (see --help)", optopt);
-    return opts_error(s, "unknown option %s (see --help)", opts_quote(q, arg));
-}
-
 /* A duration (or plain milliseconds) for one of server's own options,
  * more than 0. */
 static int own_timing(opts *s, const char *opt, bool ms_alias, uint32_t *out)
@@ -265,11 +253,11 @@ static int parse_options(int argc, char **argv, const char *prog, options *o)
             break;
         case '?':
         case ':':
-            return bad_option(&s, c, argv);
+            return opts_bad_option(&s, c, argv, NULL);
         default:
             rc = opts_apply(&s, c, optarg);
             if (rc == 1)
-                return bad_option(&s, '?', argv);
+                return opts_bad_option(&s, '?', argv, NULL);
         }
         if (rc != 0)
             return EX_USAGE;
