@@ -803,9 +803,9 @@ static void handle_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r,
             client_log(c, LEASEHOLD_LOG_WARN, "%s: renewal refused: the key %s%s%s", e->key,
                        lr.result == LEASE_RENEW_MISSING ? "is gone" : "is held by '", holder,
                        lr.result == LEASE_RENEW_MISSING ? "" : "'");
-        }
-        else if (lr.result == LEASE_RENEW_FAILED) /* reported once per change as an error */
+        } else if (lr.result == LEASE_RENEW_FAILED) { /* reported once per change as an error */
             client_log(c, LEASEHOLD_LOG_DEBUG, "%s: renewal failed: %s", e->key, e->last_error);
+        }
         lease_on_renew(&e->lease, now_ms, p->seq, &lr);
         break;
     case SCRIPT_RELEASE:
