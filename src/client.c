@@ -627,7 +627,7 @@ static void hold_answer(leasehold_client *c, query *q, const conn_reply *r)
         redis_error_quote(lr.holder ? lr.holder : "", lr.holder_len, 60, holder, sizeof holder);
         snprintf(q->msg, sizeof q->msg, "key %s: held by '%s' before the hold", q->key, holder);
     } else {
-        snprintf(q->msg, sizeof q->msg, "key %s: hold failed: %s", q->key, why);
+        snprintf(q->msg, sizeof q->msg, "key %s: hold failed: %.200s", q->key, why);
     }
 }
 
