@@ -33,13 +33,14 @@ needs_lib() {
     readelf -d "$1" | grep -q 'NEEDED.*libleasehold\.so' && found=yes
     [ "$found" = "$2" ] || { echo "install: $1: needs libleasehold.so: $found, expected $2" >&2; exit 1; }
 }
-# runs BINARY: it starts, and says why it cannot connect (nothing listens on port 1).
+# runs BINARY: it starts, says why it cannot connect (nothing listens on port 1)
+# and exits 1.
 runs() {
-    local out
-    out=$(env -u LD_LIBRARY_PATH "$1" redis://127.0.0.1:1 2>&1 </dev/null || true)
-    case $out in
-    *"connection refused"*) ;;
-    *) echo "install: $1 did not run as expected: $out" >&2; exit 1 ;;
+    local out status=0
+    out=$(env -u LD_LIBRARY_PATH "$1" redis://127.0.0.1:1 2>&1 </dev/null) || status=$?
+    case $status:$out in
+    1:*"connection refused"*) ;;
+    *) echo "install: $1 did not run as expected (exit $status): $out" >&2; exit 1 ;;
     esac
 }
 # The README's commands, as written (the rpath stands in for ldconfig).
