@@ -798,8 +798,7 @@ static void handle_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r,
         protocol_renew_reply(r, &lr, raw, sizeof raw);
         if (lr.result == LEASE_RENEW_MISSING || lr.result == LEASE_RENEW_HELD) {
             char holder[160];
-            redis_error_quote(lr.holder ? lr.holder : "", lr.holder_len, 60, holder,
-                              sizeof holder);
+            redis_error_quote(lr.holder ? lr.holder : "", lr.holder_len, 60, holder, sizeof holder);
             client_log(c, LEASEHOLD_LOG_WARN, "%s: renewal refused: the key %s%s%s", e->key,
                        lr.result == LEASE_RENEW_MISSING ? "is gone" : "is held by '", holder,
                        lr.result == LEASE_RENEW_MISSING ? "" : "'");

@@ -126,7 +126,7 @@ static void on_error(leasehold_election *e, const leasehold_error *err, void *ar
 /* What main() needs from the command line; the shared options are parsed
  * by options.c, with the same rules and messages as `leasehold`. */
 typedef struct options {
-    const char *url; /* NULL: leader election disabled */
+    const char *url;        /* NULL: leader election disabled */
     const char *url_source; /* "--url" or "SNAKETRON_REDIS_URL", for messages */
     char key[OPTS_KEY_MAX];
     const char *identity;
@@ -161,23 +161,25 @@ static const struct option long_options[] = {
 /* Prints the usage; prog is how the program was called. */
 static void print_help(const char *prog)
 {
-    printf("Usage: %s [OPTION]...\n"
-           "Runs the example leader-only service while this process holds the lease on\n"
-           "the Redis key " OPTS_KEY_PREFIX "<region>.  SIGINT or SIGTERM stops the service,\n"
-           "releases the lease and exits 0.  Logs go to stderr.  Installed as\n"
-           "leasehold-server; see leasehold-server(1).\n"
-           "\n"
-           "Environment:\n"
-           "  SNAKETRON_REDIS_URL    Redis URL; unset or empty: leader election is disabled\n"
-           "                         and the server just runs\n"
-           "  SNAKETRON_REGION       region, the key's last part (default region: " OPTS_DEFAULT_REGION
-           ";\n"
-           "                         set but empty is refused)\n"
-           "\n"
-           "Options (each overrides the environment and the default; DURATION is digits,\n"
-           "an optional fraction and a unit: 500ms, 2s, 1.5s, 1m, 1h):\n" OPTS_HELP_GENERAL
-           OPTS_HELP_TIMING
-           "  --stop-timeout DURATION\n"
+    printf(
+        "Usage: %s [OPTION]...\n"
+        "Runs the example leader-only service while this process holds the lease on\n"
+        "the Redis key " OPTS_KEY_PREFIX "<region>.  SIGINT or SIGTERM stops the service,\n"
+        "releases the lease and exits 0.  Logs go to stderr.  Installed as\n"
+        "leasehold-server; see leasehold-server(1).\n"
+        "\n"
+        "Environment:\n"
+        "  SNAKETRON_REDIS_URL    Redis URL; unset or empty: leader election is disabled\n"
+        "                         and the server just runs\n"
+        "  SNAKETRON_REGION       region, the key's last part (default region: " OPTS_DEFAULT_REGION
+        ";\n"
+        "                         set but empty is refused)\n"
+        "\n"
+        "Options (each overrides the environment and the default; DURATION is digits,\n"
+        "an optional fraction and a unit: 500ms, 2s, 1.5s, 1m, 1h):\n",
+        prog);
+    printf(OPTS_HELP_GENERAL OPTS_HELP_TIMING);
+    printf("  --stop-timeout DURATION\n"
            "                         how long a stopping service is waited for (default: 10s)\n"
            "  --service-interval DURATION\n"
            "                         period of \"Leader service is running...\" (default: 10s)\n"
@@ -191,9 +193,8 @@ static void print_help(const char *prog)
            "configuration; 65 the key holds something that is not a lease; 69 Redis\n"
            "unreachable or refusing (leader election could not start, or a permanent\n"
            "error such as a missing ACL permission or a read-only replica); 71 system\n"
-           "error.  A permanent error is logged once, naming the cause\n"
-           "and the fix; the service is stopped before the exit.\n",
-           prog);
+           "error.  A permanent error is logged once, naming the cause and the fix; the\n"
+           "service is stopped before the exit.\n");
 }
 
 /* A duration (or plain milliseconds) for one of server's own options,
@@ -246,10 +247,9 @@ static int parse_options(int argc, char **argv, const char *prog, options *o)
             break;
         case OPT_SERVICE_INTERVAL:
         case OPT_SERVICE_INTERVAL_MS:
-            rc = own_timing(&s,
-                            c == OPT_SERVICE_INTERVAL ? "--service-interval"
-                                                      : "--service-interval-ms",
-                            c == OPT_SERVICE_INTERVAL_MS, &o->service_interval_ms);
+            rc = own_timing(
+                &s, c == OPT_SERVICE_INTERVAL ? "--service-interval" : "--service-interval-ms",
+                c == OPT_SERVICE_INTERVAL_MS, &o->service_interval_ms);
             break;
         case '?':
         case ':':

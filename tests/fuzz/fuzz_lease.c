@@ -199,14 +199,9 @@ static uint64_t decode_epoch(input *in, uint64_t hint)
 
 static int decode_error(input *in)
 {
-    static const int codes[] = {LEASEHOLD_EREDIS,
-                                LEASEHOLD_EWRONGTYPE,
-                                LEASEHOLD_ENOPERM,
-                                LEASEHOLD_EREADONLY,
-                                LEASEHOLD_ENOSCRIPT,
-                                LEASEHOLD_EPROTO,
-                                LEASEHOLD_ENOMEM,
-                                0};
+    static const int codes[] = {
+        LEASEHOLD_EREDIS,    LEASEHOLD_EWRONGTYPE, LEASEHOLD_ENOPERM, LEASEHOLD_EREADONLY,
+        LEASEHOLD_ENOSCRIPT, LEASEHOLD_EPROTO,     LEASEHOLD_ENOMEM,  0};
     return codes[u8(in) % (sizeof codes / sizeof codes[0])];
 }
 

@@ -1024,20 +1024,24 @@ static void test_control_characters_in_key(void **state)
 {
     (void)state;
     static const struct {
-        const char *env;             /* NULL: none */
-        const char *args[8];         /* after the subcommand and --url */
+        const char *env;     /* NULL: none */
+        const char *args[8]; /* after the subcommand and --url */
         const char *message;
     } cases[] = {
-        {NULL, {"--key", "jobs\nnightly"},
+        {NULL,
+         {"--key", "jobs\nnightly"},
          "leasehold: --key: 'jobs\\x0anightly' holds a control character (byte 0x0a at offset "
          "4): the key must be printable"},
-        {NULL, {"--region", "eu\x01"},
+        {NULL,
+         {"--region", "eu\x01"},
          "leasehold: --region: 'eu\\x01' holds a control character (byte 0x01 at offset 2): "
          "the region must be printable"},
-        {"SNAKETRON_REGION=eu\nwest", {NULL},
+        {"SNAKETRON_REGION=eu\nwest",
+         {NULL},
          "leasehold: SNAKETRON_REGION: 'eu\\x0awest' holds a control character (byte 0x0a at "
          "offset 2): the region must be printable"},
-        {"SNAKETRON_REGION=", {NULL},
+        {"SNAKETRON_REGION=",
+         {NULL},
          "leasehold: SNAKETRON_REGION is set but empty: name a region, or unset it for the "
          "region default"},
     };
@@ -1076,7 +1080,8 @@ static void test_version(void **state)
     for (int i = 0; i < 2; i++) {
         proc *p = proc_start("leasehold", NULL, cases[i]);
         expect_exit(p, 0, 5000);
-        if (strncmp(p->out, "leasehold 0.", 12) != 0 || strchr(p->out, '\n') != p->out + strlen(p->out) - 1) {
+        if (strncmp(p->out, "leasehold 0.", 12) != 0 ||
+            strchr(p->out, '\n') != p->out + strlen(p->out) - 1) {
             proc_show(p, "leasehold");
             fail_msg("--version does not print one line, leasehold 0.x.y");
         }
@@ -1089,8 +1094,8 @@ static void test_version(void **state)
 static void test_short_lease_alone(void **state)
 {
     (void)state;
-    const char *args[] = {"run", "--url", redis->url, "--key", "cli:short", "--lease", "200ms",
-                          "--", "true", NULL};
+    const char *args[] = {"run",     "--url", redis->url, "--key", "cli:short",
+                          "--lease", "200ms", "--",       "true",  NULL};
     proc *p = proc_start("leasehold", NULL, args);
     expect_exit(p, 0, 10000);
     if (!strstr(p->out, "lease 200 ms, renew every 30 ms, retry within 100 ms, renew deadline "

@@ -131,7 +131,7 @@ static void test_fencing_recipe(void **state)
     snprintf(path_env, sizeof path_env, "PATH=%s:%s", tmpdir, getenv("PATH"));
     snprintf(store_env, sizeof store_env, "PRICES_REDIS_URL=%s", redis->url);
     const char *env[] = {path_env, store_env, NULL};
-    const char *args[] = {"run", "--url", redis->url, "--key", "prices:publisher",
+    const char *args[] = {"run", "--url",          redis->url, "--key", "prices:publisher",
                           "--",  "publish-prices", NULL};
     proc *leader = proc_start("leasehold", env, args);
     wait_key_set("prices:fence", TEST_FRESH_REDIS_MS + 5000);

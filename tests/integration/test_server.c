@@ -290,16 +290,20 @@ static void test_control_characters_in_key(void **state)
         const char *args[4];
         const char *message;
     } cases[] = {
-        {NULL, {"--key", "srv\nkey"},
+        {NULL,
+         {"--key", "srv\nkey"},
          "server: --key: 'srv\\x0akey' holds a control character (byte 0x0a at offset 3): the key "
          "must be printable"},
-        {NULL, {"--region", "eu\x7f"},
+        {NULL,
+         {"--region", "eu\x7f"},
          "server: --region: 'eu\\x7f' holds a control character (byte 0x7f at offset 2): the "
          "region must be printable"},
-        {"SNAKETRON_REGION=eu\nwest", {NULL},
+        {"SNAKETRON_REGION=eu\nwest",
+         {NULL},
          "server: SNAKETRON_REGION: 'eu\\x0awest' holds a control character (byte 0x0a at offset "
          "2): the region must be printable"},
-        {"SNAKETRON_REGION=", {NULL},
+        {"SNAKETRON_REGION=",
+         {NULL},
          "server: SNAKETRON_REGION is set but empty: name a region, or unset it for the region "
          "default"},
     };
@@ -341,8 +345,9 @@ static void test_version(void **state)
 static void test_durations(void **state)
 {
     (void)state;
-    const char *args[] = {"--url",   redis->url, "--key", "srv:durations", "--lease", "1s",
-                          "--service-interval", "200ms", NULL};
+    const char *args[] = {
+        "--url", redis->url, "--key", "srv:durations", "--lease", "1s", "--service-interval",
+        "200ms", NULL};
     proc *p = proc_start("server", NULL, args);
     expect_output(p, "campaigning for leadership (lease 1000 ms)", 5000);
     expect_output(p, "Leader service is running...", 10000);
