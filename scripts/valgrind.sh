@@ -19,7 +19,7 @@ for t in "${tests[@]}"; do
     [ -x "$dir/tests/$t" ] || { echo "valgrind: $dir/tests/$t is not built" >&2; exit 1; }
     t0=$(date +%s)
     rc=0
-    LEASEHOLD_TEST_TIMEOUT_MULTIPLIER=10 LEASEHOLD_BUILD_DIR="$PWD/$dir" \
+    LEASEHOLD_TEST_TIMEOUT_MULTIPLIER=10 LEASEHOLD_BUILD_DIR="$PWD/$dir" LEASEHOLD_SOURCE_DIR="$PWD" \
         valgrind --tool=memcheck --leak-check=full --show-leak-kinds=definite,indirect \
         --errors-for-leak-kinds=definite,indirect --error-exitcode=1 --track-fds=no \
         --trace-children=yes --trace-children-skip='*redis-server*' \

@@ -25,12 +25,9 @@
 
 #include <leasehold.h>
 
+#include "readme.h"
 #include "redis_server.h"
 #include "testutil.h"
-
-#ifndef LEASEHOLD_SOURCE_DIR
-#error "LEASEHOLD_SOURCE_DIR must name the source tree (for README.md)"
-#endif
 
 #define MACHINES 3
 /* The recipe's 10m, shortened: long enough (scaled for the sanitizer
@@ -48,37 +45,6 @@ static char *tmp_path(char out[512], const char *name)
 {
     snprintf(out, 512, "%s/%s", tmpdir, name);
     return out;
-}
-
-/* The lines of README.md's first fenced block of `lang` that holds `marker`,
- * into out (NUL-terminated, newline-separated); fails the test if none. */
-static void readme_block(const char *lang, const char *marker, char *out, size_t size)
-{
-    FILE *f = fopen(LEASEHOLD_SOURCE_DIR "/README.md", "r");
-    assert_non_null(f);
-    char fence[32], line[1024];
-    snprintf(fence, sizeof fence, "```%s\n", lang);
-    bool in = false;
-    size_t len = 0;
-    out[0] = '\0';
-    while (fgets(line, sizeof line, f)) {
-        if (!in && strcmp(line, fence) == 0) {
-            in = true;
-            len = 0;
-            out[0] = '\0';
-        } else if (in && strncmp(line, "```", 3) == 0) {
-            in = false;
-            if (strstr(out, marker))
-                break;
-            out[0] = '\0';
-        } else if (in) {
-            len += (size_t)snprintf(out + len, size - len, "%s", line);
-            assert_true(len < size);
-        }
-    }
-    fclose(f);
-    if (!strstr(out, marker))
-        fail_msg("README.md has no ```%s block with '%s'", lang, marker);
 }
 
 /* Replaces the one occurrence of `from` in s (of size bytes) with `to`. */

@@ -1,10 +1,9 @@
 /*
  * test_recipes.c — the README's recipes, run as written.
  *
- * Each test reads README.md (LEASEHOLD_SOURCE_DIR), takes the recipe's code
- * block from under its heading, and runs it (the cron and systemd recipes
- * are test_cron.c's) against a redis-server of this
- * test's own, with only what the recipe leaves to the user filled in (the
+ * Each test takes the recipe's code block from README.md (readme.h) and
+ * runs it (the cron and systemd recipes are test_cron.c's) against a
+ * redis-server of this test's own, with only what the recipe leaves to the user filled in (the
  * URL, the program it calls).  A recipe edited into something that no
  * longer works fails here.
  */
@@ -22,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "readme.h"
 #include "redis_server.h"
 #include "testutil.h"
 #include "tool_proc.h"
@@ -47,48 +47,6 @@ static void write_file(const char *path, const char *text, mode_t mode)
     assert_int_equal(fputs(text, f) >= 0, 1);
     assert_int_equal(fclose(f), 0);
     assert_int_equal(chmod(path, mode), 0);
-}
-
-/*
- * The body of the first ``` block of kind `lang` (e.g. "sh") that follows
- * the README line `heading`, malloc'd; fails the test when there is none.
- */
-static char *readme_block(const char *heading, const char *lang)
-{
-    const char *dir = getenv("LEASEHOLD_SOURCE_DIR");
-    char path[1024];
-    snprintf(path, sizeof path, "%s/README.md", dir ? dir : ".");
-    FILE *f = fopen(path, "r");
-    if (!f)
-        fail_msg("cannot read %s: %s", path, strerror(errno));
-    char fence[32];
-    snprintf(fence, sizeof fence, "```%s\n", lang);
-    char line[4096];
-    bool seen_heading = false, inside = false;
-    size_t size = 1, len = 0;
-    char *body = calloc(1, size);
-    assert_non_null(body);
-    while (fgets(line, sizeof line, f)) {
-        if (!seen_heading) {
-            seen_heading = strncmp(line, heading, strlen(heading)) == 0;
-        } else if (!inside) {
-            if (strncmp(line, "## ", 3) == 0 || strncmp(line, "### ", 4) == 0)
-                break; /* the next section: the recipe has no such block */
-            inside = strcmp(line, fence) == 0;
-        } else if (strcmp(line, "```\n") == 0) {
-            fclose(f);
-            return body;
-        } else {
-            size_t n = strlen(line);
-            body = realloc(body, size += n);
-            assert_non_null(body);
-            memcpy(body + len, line, n + 1);
-            len += n;
-        }
-    }
-    fclose(f);
-    fail_msg("README.md: no ```%s block under \"%s\"", lang, heading);
-    return NULL;
 }
 
 /* The value of key in the test's Redis as a string ("" when missing). */
@@ -122,9 +80,9 @@ static void wait_key_set(const char *key, uint64_t max_ms)
 static void test_fencing_recipe(void **state)
 {
     (void)state;
-    char *script = readme_block("### Recipe: `LEASEHOLD_EPOCH` as a fencing token", "sh");
+    char script[8192];
+    readme_block("sh", "# publish-prices: run as", script, sizeof script);
     write_file(tmp_path("publish-prices"), script, 0755);
-    free(script);
     write_file(tmp_path("fetch-prices"), "#!/bin/sh\necho 'EUR/USD 1.0842'\n", 0755);
 
     char path_env[1200], store_env[700];
@@ -206,10 +164,10 @@ static char *read_source(const char *relative)
 static void test_embedding_example(void **state)
 {
     (void)state;
-    char *shown = readme_block("## Embedding", "c");
+    char shown[8192];
+    readme_block("c", "static int work(leasehold_token *t", shown, sizeof shown);
     char *source = read_source("examples/minimal.c");
     assert_string_equal(shown, source);
-    free(shown);
     free(source);
 
     freeReplyObject(redis_server_cmd(redis, "HSET myapp:leader %s %s", "owner", "billing"));
