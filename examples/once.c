@@ -20,7 +20,7 @@ static atomic_bool taken; /* another process holds the key */
 static void held(leasehold_election *e, const char *holder, uint64_t epoch, void *arg)
 {
     (void)epoch, (void)arg;
-    if (holder && strcmp(holder, leasehold_token_string(e)) != 0)
+    if (holder && strcmp(holder, leasehold_election_token(e)) != 0)
         atomic_store(&taken, true);
 }
 

@@ -368,7 +368,7 @@ LEASEHOLD_API uint64_t leasehold_now_ms(void);
 /* The election's key and this process's token for it ("<identity>/<nonce>").
  * Valid until the election is freed.  Thread-safe. */
 LEASEHOLD_API const char *leasehold_key(const leasehold_election *e);
-LEASEHOLD_API const char *leasehold_token_string(const leasehold_election *e);
+LEASEHOLD_API const char *leasehold_election_token(const leasehold_election *e);
 
 /*
  * Steps down if leader: leasehold_is_leader() is false when this returns; the
@@ -528,7 +528,7 @@ LEASEHOLD_API uint64_t leasehold_token_epoch(const leasehold_token *t);
  * its election is then kept (not freed) until the service returns.  Until
  * then it may still call, through this pointer or any it kept,
  * leasehold_is_leader() (false), leasehold_epoch() (0),
- * leasehold_term_deadline_ms(), leasehold_key(), leasehold_token_string()
+ * leasehold_term_deadline_ms(), leasehold_key(), leasehold_election_token()
  * and leasehold_resign() (LEASEHOLD_ECLOSED), as well as the token
  * functions.  It must not call leasehold_election_free() or use the client.
  */

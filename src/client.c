@@ -249,7 +249,7 @@ static char *format_str(const char *fmt, ...)
 static void publish(leasehold_election *e)
 {
     uint64_t valid_until = lease_valid_until(&e->lease);
-    term_publish(&e->epoch, &e->valid_until_ms, e->lease.epoch, valid_until);
+    term_publish(&e->epoch, &e->valid_until_ms, lease_epoch(&e->lease), valid_until);
     atomic_store(&e->term_deadline_ms, lease_hold_until(&e->lease));
     if (e->svc && valid_until)
         service_extend(e->svc, valid_until);
@@ -1995,7 +1995,7 @@ const char *leasehold_key(const leasehold_election *e)
     return e ? e->key : "";
 }
 
-const char *leasehold_token_string(const leasehold_election *e)
+const char *leasehold_election_token(const leasehold_election *e)
 {
     return e ? e->token : "";
 }

@@ -916,6 +916,11 @@ uint64_t lease_valid_until(const lease *l)
     return l->state == LEASE_LEADER ? l->valid_until_ms : 0;
 }
 
+uint64_t lease_epoch(const lease *l)
+{
+    return l->state == LEASE_LEADER ? l->epoch : 0;
+}
+
 lease_state lease_get_state(const lease *l)
 {
     return l->state;

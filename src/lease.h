@@ -282,6 +282,9 @@ bool lease_is_leader(const lease *l, uint64_t now_ms);
 /* valid_until while LEADER, else 0. */
 uint64_t lease_valid_until(const lease *l);
 
+/* The epoch of the term held while LEADER, else 0. */
+uint64_t lease_epoch(const lease *l);
+
 /* The instant before which the key is certainly ours: valid_until while
  * leader, extended by the renewals of a resigning term; after that the last
  * such instant (0 before the first term).  What a term started must be

@@ -121,7 +121,7 @@ static void on_leader_changed(leasehold_election *e, const char *holder, uint64_
 {
     if (!holder) {
         cli_log(LEASEHOLD_LOG_INFO, 0, NULL, "no leader: the key is free");
-    } else if (strcmp(holder, leasehold_token_string(e)) != 0) {
+    } else if (strcmp(holder, leasehold_election_token(e)) != 0) {
         /* Another program's value: the library warns, without our epoch. */
         if (leasehold_is_token(holder))
             cli_log(LEASEHOLD_LOG_INFO, epoch, holder, "new leader");
@@ -179,7 +179,7 @@ static char **build_env(const runner *r, uint64_t epoch)
         own[0] = NULL;
     if (asprintf(&own[1], "LEASEHOLD_EPOCH=%" PRIu64, epoch) < 0)
         own[1] = NULL;
-    if (asprintf(&own[2], "LEASEHOLD_TOKEN=%s", leasehold_token_string(r->e)) < 0)
+    if (asprintf(&own[2], "LEASEHOLD_TOKEN=%s", leasehold_election_token(r->e)) < 0)
         own[2] = NULL;
     if (!own[0] || !own[1] || !own[2]) {
         for (int i = 0; i < 3; i++)
@@ -228,7 +228,7 @@ static void end_term(runner *r, const char *why, uint64_t now)
 {
     r->cmd_term_over = true;
     uint64_t left = r->kill_at_ms > now ? r->kill_at_ms - now : 0;
-    cli_log(LEASEHOLD_LOG_WARN, r->cmd_epoch, leasehold_token_string(r->e),
+    cli_log(LEASEHOLD_LOG_WARN, r->cmd_epoch, leasehold_election_token(r->e),
             "no longer the leader (%s): SIGTERM to CMD's process group %d, SIGKILL in at most "
             "%" PRIu64 " ms",
             why, (int)r->cmd_pid, left);
@@ -261,7 +261,7 @@ static void check_term(runner *r, uint64_t now)
  * after check_ms.  Sets exit_code when CMD cannot be started. */
 static void start_cmd(runner *r, uint64_t epoch, uint64_t now)
 {
-    const char *token = leasehold_token_string(r->e);
+    const char *token = leasehold_election_token(r->e);
     uint64_t kill_at = kill_time(r, leasehold_term_deadline_ms(r->e));
     if (current_term(r) != epoch)
         return; /* it ended meanwhile: the deadline read may be another term's */
@@ -322,7 +322,7 @@ static void start_cmd(runner *r, uint64_t epoch, uint64_t now)
  * (the key was lost) means a late starter may run CMD again: EXIT_LOST. */
 static void hold_key(runner *r, uint64_t epoch, int code)
 {
-    const char *token = leasehold_token_string(r->e);
+    const char *token = leasehold_election_token(r->e);
     leasehold_error err;
     if (leasehold_resign_hold(r->e, (uint32_t)r->o->hold_after_exit_ms, &err) == 0) {
         cli_log(LEASEHOLD_LOG_INFO, epoch, token,
@@ -342,7 +342,7 @@ static void hold_key(runner *r, uint64_t epoch, int code)
  * `code`. */
 static void after_cmd(runner *r, int code, uint64_t now)
 {
-    const char *token = leasehold_token_string(r->e);
+    const char *token = leasehold_election_token(r->e);
     if (code > 128)
         cli_log(LEASEHOLD_LOG_INFO, r->cmd_epoch, token, "%s (pid %d) was killed by signal %d",
                 r->o->cmd[0], (int)r->cmd_pid, code - 128);
@@ -399,7 +399,7 @@ static void finish_cmd(runner *r, uint64_t now)
     int left = cli_child_reap(&r->child, first ? GROUP_GONE_WAIT_MS : 0);
     if (left > 0) {
         if (first)
-            cli_log(LEASEHOLD_LOG_ERROR, r->cmd_epoch, leasehold_token_string(r->e),
+            cli_log(LEASEHOLD_LOG_ERROR, r->cmd_epoch, leasehold_election_token(r->e),
                     "%d process(es) of CMD's group %d still alive %u ms after SIGKILL: killing "
                     "them again every %u ms; the lease is not released before they are gone",
                     left, (int)r->cmd_pid, GROUP_GONE_WAIT_MS, REAP_RETRY_MS);
@@ -407,7 +407,7 @@ static void finish_cmd(runner *r, uint64_t now)
         return;
     }
     if (!first)
-        cli_log(LEASEHOLD_LOG_WARN, r->cmd_epoch, leasehold_token_string(r->e),
+        cli_log(LEASEHOLD_LOG_WARN, r->cmd_epoch, leasehold_election_token(r->e),
                 "the last of CMD's group %d is gone", (int)r->cmd_pid);
     after_cmd(r, r->cmd_code, now);
 }
@@ -415,7 +415,7 @@ static void finish_cmd(runner *r, uint64_t now)
 static void on_cmd_exit(runner *r, int code, uint64_t now)
 {
     if (r->child.guard_died)
-        cli_log(LEASEHOLD_LOG_ERROR, r->cmd_epoch, leasehold_token_string(r->e),
+        cli_log(LEASEHOLD_LOG_ERROR, r->cmd_epoch, leasehold_election_token(r->e),
                 "the guardian process of CMD's group %d died: CMD died with it, the rest of its "
                 "group gets SIGKILL",
                 (int)r->cmd_pid);
@@ -460,7 +460,7 @@ static bool wait_cmd_exit(runner *r, uint64_t max_ms, int *code)
 static void kill_for_lease(runner *r, uint64_t now)
 {
     bool still_leader = !r->cmd_term_over;
-    cli_log(LEASEHOLD_LOG_WARN, r->cmd_epoch, leasehold_token_string(r->e),
+    cli_log(LEASEHOLD_LOG_WARN, r->cmd_epoch, leasehold_election_token(r->e),
             "SIGKILL to CMD's process group %d (%s)", (int)r->cmd_pid,
             still_leader ? "no renewal came in time: the lease is about to run out"
                          : "the lease could pass to another process");
@@ -495,7 +495,7 @@ static void supervise(runner *r, uint64_t now)
         } else if (now >= r->grace_at_ms) {
             /* A voluntary stop: the lease is released on the way out, once
              * CMD has been reaped. */
-            cli_log(LEASEHOLD_LOG_WARN, r->cmd_epoch, leasehold_token_string(r->e),
+            cli_log(LEASEHOLD_LOG_WARN, r->cmd_epoch, leasehold_election_token(r->e),
                     "SIGKILL to CMD's process group %d (--grace has run out)", (int)r->cmd_pid);
             cli_child_signal_group(r->cmd_pid, SIGKILL);
             r->cmd_killed = true;
@@ -516,7 +516,7 @@ static void supervise(runner *r, uint64_t now)
         if (epoch == 0 || epoch != r->cmd_epoch) {
             r->restart_at_ms = 0; /* the term ended during the back-off */
             if (r->o->exit_on_loss) {
-                cli_log(LEASEHOLD_LOG_WARN, r->cmd_epoch, leasehold_token_string(r->e),
+                cli_log(LEASEHOLD_LOG_WARN, r->cmd_epoch, leasehold_election_token(r->e),
                         "leadership lost: exiting (--exit-on-loss)");
                 r->exit_code = EXIT_LOST;
                 return;
@@ -594,7 +594,7 @@ static void on_signal(runner *r, int sig, uint64_t now)
     if ((sig == SIGTERM || sig == SIGINT) && !r->stop_signal) {
         r->stop_signal = sig;
         r->grace_at_ms = now + r->o->grace_ms;
-        cli_log(LEASEHOLD_LOG_INFO, r->cmd_epoch, leasehold_token_string(r->e),
+        cli_log(LEASEHOLD_LOG_INFO, r->cmd_epoch, leasehold_election_token(r->e),
                 "received SIG%s: forwarded to CMD's process group %d, SIGKILL in %" PRIu64
                 " ms; the lease is released once it has exited",
                 name, (int)r->cmd_pid, r->o->grace_ms);
@@ -607,7 +607,7 @@ static void on_signal(runner *r, int sig, uint64_t now)
 
 static void on_event(runner *r, const run_event *ev, uint64_t now)
 {
-    const char *token = leasehold_token_string(r->e);
+    const char *token = leasehold_election_token(r->e);
     if (ev->kind == RUN_HALTED)
         return; /* supervise() acts on halt_code */
     if (ev->kind == RUN_ELECTED) {
@@ -771,7 +771,7 @@ static int start_campaign(runner *r)
         return err.code == LEASEHOLD_EINVAL ? EXIT_USAGE : EXIT_UNAVAILABLE;
     }
     const cli_options *o = r->o;
-    cli_log(LEASEHOLD_LOG_INFO, 0, leasehold_token_string(r->e),
+    cli_log(LEASEHOLD_LOG_INFO, 0, leasehold_election_token(r->e),
             "campaigning to run %s: lease %" PRIu32 " ms, renew every %" PRIu32
             " ms, retry within %" PRIu32 " ms, renew deadline %" PRIu32
             " ms, command timeout %" PRIu32 " ms",

@@ -69,7 +69,7 @@ static int leader_service(leasehold_token *t, void *arg)
 {
     const server *s = arg;
     uint64_t epoch = leasehold_token_epoch(t);
-    const char *token = leasehold_token_string(leasehold_token_election(t));
+    const char *token = leasehold_election_token(leasehold_token_election(t));
     cli_log(LEASEHOLD_LOG_INFO, epoch, token, "This server is now the leader!");
     while (leasehold_token_sleep(t, s->service_interval_ms))
         cli_log(LEASEHOLD_LOG_INFO, epoch, token, "Leader service is running...");
@@ -81,7 +81,7 @@ static void on_elected(leasehold_election *e, uint64_t epoch, void *arg)
 {
     server *s = arg;
     atomic_store(&s->term_epoch, epoch);
-    cli_log(LEASEHOLD_LOG_DEBUG, epoch, leasehold_token_string(e), "elected");
+    cli_log(LEASEHOLD_LOG_DEBUG, epoch, leasehold_election_token(e), "elected");
 }
 
 static void on_revoked(leasehold_election *e, leasehold_reason reason, void *arg)
@@ -89,7 +89,7 @@ static void on_revoked(leasehold_election *e, leasehold_reason reason, void *arg
     server *s = arg;
     leasehold_log_level level =
         reason == LEASEHOLD_RESIGNED ? LEASEHOLD_LOG_INFO : LEASEHOLD_LOG_WARN;
-    cli_log(level, atomic_load(&s->term_epoch), leasehold_token_string(e),
+    cli_log(level, atomic_load(&s->term_epoch), leasehold_election_token(e),
             "no longer the leader (%s)", leasehold_reason_name(reason));
 }
 
@@ -101,7 +101,7 @@ static void on_leader_changed(leasehold_election *e, const char *holder_token, u
         cli_log(LEASEHOLD_LOG_INFO, 0, NULL, "no leader: the key is free");
     else if (!leasehold_is_token(holder_token))
         return; /* another program's value: the library warns, without our epoch */
-    else if (strcmp(holder_token, leasehold_token_string(e)) == 0)
+    else if (strcmp(holder_token, leasehold_election_token(e)) == 0)
         cli_log(LEASEHOLD_LOG_DEBUG, epoch, holder_token, "leader is now this server");
     else
         cli_log(LEASEHOLD_LOG_INFO, epoch, NULL, "new leader %s", holder_token);
@@ -348,7 +348,7 @@ static int run_election(server *s, const options *o, const sigset_t *stop)
         leasehold_client_free(client);
         return err.code == LEASEHOLD_EINVAL ? EX_USAGE : EX_UNAVAILABLE;
     }
-    cli_log(LEASEHOLD_LOG_INFO, 0, leasehold_token_string(e),
+    cli_log(LEASEHOLD_LOG_INFO, 0, leasehold_election_token(e),
             "campaigning for leadership (lease %" PRIu32 " ms)", o->lease_ms);
 
     sigset_t wake = *stop;

@@ -189,7 +189,7 @@ static void test_original_holder_keeps_leasehold_out(void **state)
            (unsigned long long)(el.at_ms - t0));
     r = redis_server_cmd(fx.srv, "GET %s", key);
     assert_non_null(r);
-    assert_string_equal(r->str, leasehold_token_string(fx.cand[el.who].election));
+    assert_string_equal(r->str, leasehold_election_token(fx.cand[el.who].election));
     freeReplyObject(r);
 }
 
@@ -225,7 +225,7 @@ static void test_original_stays_out_while_leasehold_leads(void **state)
     assert_true(leasehold_is_leader(fx.cand[0].election));
     redisReply *r = redis_server_cmd(fx.srv, "GET %s", key);
     assert_non_null(r);
-    assert_string_equal(r->str, leasehold_token_string(fx.cand[0].election));
+    assert_string_equal(r->str, leasehold_election_token(fx.cand[0].election));
     freeReplyObject(r);
 }
 

@@ -309,7 +309,7 @@ static void test_resign_hold(void **state)
     assert_true(leasehold_is_leader(e));
 
     char token[256], now[256];
-    snprintf(token, sizeof token, "%s", leasehold_token_string(e));
+    snprintf(token, sizeof token, "%s", leasehold_election_token(e));
     assert_int_equal(leasehold_resign_hold(e, 5000, &err), 0);
     assert_false(leasehold_is_leader(e));
     assert_int_equal(leasehold_epoch(e), 0);

@@ -123,7 +123,7 @@ static void test_one_leader_among_five(void **state)
     }
     assert_int_equal(events_count(fx.q, events_of(EV_ELECTED, -1)), 0);
 
-    const char *token = leasehold_token_string(fx.cand[el.who].election);
+    const char *token = leasehold_election_token(fx.cand[el.who].election);
     assert_non_null(token);
     for (int i = 0; i < 5; i++) {
         if (i == el.who)
@@ -150,7 +150,7 @@ static void test_release_hands_over_fast(void **state)
 
     char first_token[300];
     snprintf(first_token, sizeof first_token, "%s",
-             leasehold_token_string(fx.cand[first.who].election));
+             leasehold_election_token(fx.cand[first.who].election));
     uint64_t t0 = test_now_ms();
     candidate_stop(&fx.cand[first.who]);
     uint64_t freed = test_now_ms();
@@ -193,7 +193,7 @@ static void test_resign_epochs_and_recampaign(void **state)
         assert_true(el.epoch > last_epoch);
         last_epoch = el.epoch;
         terms[w]++;
-        const char *token = leasehold_token_string(fx.cand[w].election);
+        const char *token = leasehold_election_token(fx.cand[w].election);
         for (int i = 0; i < 3; i++) {
             event_filter f = {EV_LEADER_CHANGED, i, -1, token};
             if (!events_wait(fx.q, f, cfg.retry_interval_ms + 1000, NULL))

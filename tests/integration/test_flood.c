@@ -78,7 +78,7 @@ static void test_forged_event_flood_is_bounded(void **state)
                             TEST_FRESH_REDIS_MS + cfg.lease_ms + cfg.retry_interval_ms + 1000,
                             &el));
     int follower = 1 - el.who;
-    const char *token = leasehold_token_string(cand[el.who].election);
+    const char *token = leasehold_election_token(cand[el.who].election);
     event_filter knows = {EV_LEADER_CHANGED, follower, -1, token};
     assert_true(events_wait(q, knows, cfg.retry_interval_ms + 1000, NULL));
 

@@ -560,7 +560,7 @@ static void test_changes_follow_epochs(void **state)
     for (int k = 0; k < TERMS; k++) {
         terms[k].epoch = el.epoch;
         snprintf(terms[k].token, sizeof terms[k].token, "%s",
-                 leasehold_token_string(fx.cand[el.who].election));
+                 leasehold_election_token(fx.cand[el.who].election));
         wait_all_report(el.epoch, cfg.retry_interval_ms + 1000);
         if (k == TERMS - 1)
             break;
@@ -663,7 +663,7 @@ static void test_holder_get(void **state)
 
     leasehold_holder h;
     assert_int_equal(leasehold_holder_get(fx.extra, key, &h, &err), 0);
-    assert_string_equal(h.token, leasehold_token_string(cd->election));
+    assert_string_equal(h.token, leasehold_election_token(cd->election));
     assert_int_equal(h.epoch, el.epoch);
     if (h.ttl_ms <= 0 || h.ttl_ms > (int64_t)cfg.lease_ms)
         fail_msg("holder TTL %lld ms, expected within (0, %u]", (long long)h.ttl_ms, cfg.lease_ms);
