@@ -75,7 +75,7 @@ bool leasehold_error_is_permanent(int code)
     }
 }
 
-/* The token's shape as client.c makes it: "<identity>/%016" PRIx64, the
+/* The token's shape as api_election.c makes it: "<identity>/%016" PRIx64, the
  * identity as check_config accepts it (1..200 bytes, no byte <= ' ', no
  * DEL).  The identity may itself hold '/', so the nonce is the last 16
  * bytes after the last '/'. */

@@ -10,6 +10,7 @@
 #include "error.h"
 #include "redis_error.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,6 +153,57 @@ const char *protocol_script_name(enum script_kind kind)
     }
 }
 
+void protocol_call_init(protocol_call *call, enum script_kind kind, const char *sha,
+                        const protocol_key *k, uint32_t ttl_ms, uint64_t epoch)
+{
+    snprintf(call->ttl_ms, sizeof call->ttl_ms, "%" PRIu32, ttl_ms);
+    snprintf(call->epoch, sizeof call->epoch, "%" PRIu64, epoch);
+    const char **argv = call->argv;
+    int argc = 0;
+    argv[argc++] = sha ? "EVALSHA" : "EVAL";
+    argv[argc++] = sha ? sha : protocol_script(kind);
+    switch (kind) {
+    case SCRIPT_ACQUIRE:
+        argv[argc++] = "3";
+        argv[argc++] = k->key;
+        argv[argc++] = k->epoch_key;
+        argv[argc++] = k->quarantine_key;
+        argv[argc++] = k->token;
+        argv[argc++] = call->ttl_ms;
+        argv[argc++] = k->channel;
+        argv[argc++] = call->epoch; /* the floor of the next epoch */
+        break;
+    case SCRIPT_ARM:
+        argv[argc++] = "2";
+        argv[argc++] = k->epoch_key;
+        argv[argc++] = k->quarantine_key;
+        argv[argc++] = call->ttl_ms;
+        argv[argc++] = call->epoch; /* the floor */
+        break;
+    case SCRIPT_RENEW:
+        argv[argc++] = "1";
+        argv[argc++] = k->key;
+        argv[argc++] = k->token;
+        argv[argc++] = call->ttl_ms;
+        break;
+    case SCRIPT_RELEASE:
+        argv[argc++] = "2";
+        argv[argc++] = k->key;
+        argv[argc++] = k->epoch_key;
+        argv[argc++] = k->token;
+        argv[argc++] = k->channel;
+        argv[argc++] = call->epoch; /* the term's */
+        break;
+    case SCRIPT_QUERY:
+    default:
+        argv[argc++] = "2";
+        argv[argc++] = k->key;
+        argv[argc++] = k->epoch_key;
+        break;
+    }
+    call->argc = argc;
+}
+
 /* What Redis Cluster hashes of key to find its slot (keyHashSlot in Redis's
  * cluster.c): the bytes between the first '{' and the first '}' after it
  * when there are any; otherwise the whole key.  True when that is a tag. */
@@ -221,15 +273,31 @@ char *protocol_quarantine_key(const char *key)
     return protocol_side_key(key, "quarantine");
 }
 
-/* An error reply's code, with Redis's words as the reason. */
-static int error_reply(const conn_reply *r, const char *script, char *why, size_t why_size)
+/* An error reply's code, and why: for Redis's refusals the cause and the
+ * fix, naming k's ACL user, side keys and channel; for a reply of the wrong
+ * shape, which script got it. */
+static int error_reply(const conn_reply *r, const protocol_key *k, const char *script, char *why,
+                       size_t why_size)
 {
-    if (r->type == CONN_REPLY_ERROR) {
+    if (r->type != CONN_REPLY_ERROR) {
+        snprintf(why, why_size, "unexpected reply to the %s script", script);
+        return LEASEHOLD_EPROTO;
+    }
+    if (!k) {
         snprintf(why, why_size, "%s", r->str ? r->str : "error reply");
         return conn_error_code(r);
     }
-    snprintf(why, why_size, "unexpected reply to the %s script", script);
-    return LEASEHOLD_EPROTO;
+    char side[600];
+    snprintf(side, sizeof side, "~%s%s%s", k->epoch_key, k->quarantine_key ? " ~" : "",
+             k->quarantine_key ? k->quarantine_key : "");
+    redis_error_ctx ctx = {.key = k->key,
+                           .epoch_key = k->epoch_key,
+                           .side_keys = side,
+                           .channel = k->channel,
+                           .user = k->user && k->user[0] ? k->user : "default",
+                           .address = k->address,
+                           .retried = k->channel != NULL}; /* a campaign retries */
+    return redis_error_explain(r->str, &ctx, why, why_size);
 }
 
 /* {holder or nil, PTTL, epoch or nil}: the acquire's failure and the query. */
@@ -288,7 +356,7 @@ static bool quarantine_reply(const conn_reply *r, lease_reply *out)
     return true;
 }
 
-void protocol_acquire_reply(const conn_reply *r, const char *epoch_key, lease_reply *out, char *why,
+void protocol_acquire_reply(const conn_reply *r, const protocol_key *k, lease_reply *out, char *why,
                             size_t why_size)
 {
     memset(out, 0, sizeof *out);
@@ -310,15 +378,11 @@ void protocol_acquire_reply(const conn_reply *r, const char *epoch_key, lease_re
     }
     memset(out, 0, sizeof *out);
     out->result = LEASE_ACQUIRE_FAILED;
-    out->error = error_reply(r, "acquire", why, why_size);
-    if (out->error == LEASEHOLD_EWRONGTYPE)
-        snprintf(why, why_size,
-                 "the key (or %s) holds a value that is not a string: another program uses it "
-                 "(%s)",
-                 epoch_key, r->str);
+    out->error = error_reply(r, k, "acquire", why, why_size);
 }
 
-void protocol_renew_reply(const conn_reply *r, lease_reply *out, char *why, size_t why_size)
+void protocol_renew_reply(const conn_reply *r, const protocol_key *k, lease_reply *out, char *why,
+                          size_t why_size)
 {
     memset(out, 0, sizeof *out);
     const conn_reply *v = r->type == CONN_REPLY_ARRAY && r->elements == 3 ? &r->element[0] : NULL;
@@ -335,22 +399,23 @@ void protocol_renew_reply(const conn_reply *r, lease_reply *out, char *why, size
     } else {
         out->redis_time_us = 0;
         out->result = LEASE_RENEW_FAILED;
-        out->error = error_reply(r, "renew", why, why_size);
+        out->error = error_reply(r, k, "renew", why, why_size);
     }
 }
 
-void protocol_release_reply(const conn_reply *r, lease_reply *out, char *why, size_t why_size)
+void protocol_release_reply(const conn_reply *r, const protocol_key *k, lease_reply *out, char *why,
+                            size_t why_size)
 {
     memset(out, 0, sizeof *out);
     if (r->type == CONN_REPLY_INTEGER) {
         out->result = r->integer == 1 ? 1 : 0;
     } else {
-        out->error = error_reply(r, "release", why, why_size);
+        out->error = error_reply(r, k, "release", why, why_size);
         out->result = out->error;
     }
 }
 
-void protocol_query_reply(const conn_reply *r, const char *epoch_key, lease_reply *out, char *why,
+void protocol_query_reply(const conn_reply *r, const protocol_key *k, lease_reply *out, char *why,
                           size_t why_size)
 {
     memset(out, 0, sizeof *out);
@@ -359,16 +424,11 @@ void protocol_query_reply(const conn_reply *r, const char *epoch_key, lease_repl
         return;
     }
     out->result = LEASE_QUERY_FAILED;
-    out->error = error_reply(r, "query", why, why_size);
-    if (out->error == LEASEHOLD_EWRONGTYPE)
-        snprintf(why, why_size,
-                 "the key (or %s) holds a value that is not a string: another program uses it "
-                 "(%s)",
-                 epoch_key, r->str);
+    out->error = error_reply(r, k, "query", why, why_size);
 }
 
-int protocol_arm_reply(const conn_reply *r, int64_t *remaining_ms, bool *fresh, char *why,
-                       size_t why_size)
+int protocol_arm_reply(const conn_reply *r, const protocol_key *k, int64_t *remaining_ms,
+                       bool *fresh, char *why, size_t why_size)
 {
     lease_reply lr = {0};
     *remaining_ms = 0;
@@ -380,7 +440,36 @@ int protocol_arm_reply(const conn_reply *r, int64_t *remaining_ms, bool *fresh, 
         *fresh = lr.fresh;
         return 0;
     }
-    return error_reply(r, "arm", why, why_size);
+    return error_reply(r, k, "arm", why, why_size);
+}
+
+void protocol_explain_holder(int code, const char *holder, int64_t pttl_ms, char *why,
+                             size_t why_size)
+{
+    char v[80];
+    const char *h = holder ? holder : "";
+    redis_error_quote(h, strlen(h), 60, v, sizeof v);
+    if (code == LEASEHOLD_ENOTLEASE)
+        snprintf(why, why_size,
+                 "holds '%s' with no TTL: not a lease, and nothing will ever free it (delete "
+                 "it, or pick another key)",
+                 v);
+    else
+        snprintf(why, why_size,
+                 "holds '%s', which is not a leasehold token (another program's value, or the "
+                 "original module's): waiting for it to expire (%" PRId64 " ms left)",
+                 v, pttl_ms);
+}
+
+void protocol_renew_refusal(const lease_reply *r, char *out, size_t out_size)
+{
+    if (r->result == LEASE_RENEW_MISSING) {
+        snprintf(out, out_size, "gone");
+        return;
+    }
+    char holder[160];
+    redis_error_quote(r->holder ? r->holder : "", r->holder_len, 60, holder, sizeof holder);
+    snprintf(out, out_size, "held by '%s'", holder);
 }
 
 int protocol_parse_event(const char *payload, size_t len, lease_event_kind *kind, uint64_t *epoch,

@@ -19,6 +19,33 @@ enum script_kind {
     SCRIPT_KINDS
 };
 
+/* One key's names on Redis, and what messages about it name.  A one-off
+ * read or hold (leasehold_holder_get(), leasehold_resign_hold()) has no
+ * campaign: quarantine_key and channel are NULL, and its errors are not
+ * retried. */
+typedef struct protocol_key {
+    const char *key, *epoch_key, *quarantine_key, *channel;
+    const char *token;   /* ours: acquire, renew (and hold), release */
+    const char *user;    /* the ACL user, for messages; NULL: "default" */
+    const char *address; /* the server, for messages; may be NULL */
+} protocol_key;
+
+/* A script call ready for conn_send(): argv[0..argc) is EVALSHA <sha> (EVAL
+ * <Lua> when no sha is given) and the script's keys and arguments in the
+ * order its Lua reads them (the table above).  argv points into the key's
+ * names, the sha and the struct itself: use it where it was filled. */
+typedef struct protocol_call {
+    int argc;
+    const char *argv[10];
+    char ttl_ms[24], epoch[24];
+} protocol_call;
+
+/* Fills call for script kind on k.  ttl_ms is the TTL the script gives the
+ * key (the lease, or a hold's); epoch is the acquire's and arm's floor of
+ * the next epoch (0: none) or the term a release names. */
+void protocol_call_init(protocol_call *call, enum script_kind kind, const char *sha,
+                        const protocol_key *k, uint32_t ttl_ms, uint64_t epoch);
+
 /* Whether `key` is usable: no control character (bytes below 0x20 and
  * 0x7f, which would split log lines), and side keys in its own Redis Cluster slot.  Redis
  * Cluster hashes only a key's {tag} (the bytes between the first '{' and the
@@ -42,21 +69,37 @@ char *protocol_quarantine_key(const char *key);
 const char *protocol_script(enum script_kind kind);
 const char *protocol_script_name(enum script_kind kind);
 
-/* The replies of the scripts as the state machine takes them.  On an error
- * reply (or one that makes no sense) the reply's error is set and a message
- * naming the cause is written to why (why_size bytes).  Pointers in out point
- * into r. */
-void protocol_acquire_reply(const conn_reply *r, const char *epoch_key, lease_reply *out, char *why,
+/* The replies of the scripts run on k, as the state machine takes them.
+ * On an error reply (or one that makes no sense) the reply's error is set
+ * and a message is written to why (why_size bytes): for Redis's refusals
+ * the cause and the fix, naming k's ACL user, side keys and channel (see
+ * redis_error_explain), never the script's internals.  Pointers in out
+ * point into r. */
+void protocol_acquire_reply(const conn_reply *r, const protocol_key *k, lease_reply *out, char *why,
                             size_t why_size);
-void protocol_renew_reply(const conn_reply *r, lease_reply *out, char *why, size_t why_size);
-void protocol_release_reply(const conn_reply *r, lease_reply *out, char *why, size_t why_size);
-void protocol_query_reply(const conn_reply *r, const char *epoch_key, lease_reply *out, char *why,
+void protocol_renew_reply(const conn_reply *r, const protocol_key *k, lease_reply *out, char *why,
+                          size_t why_size);
+void protocol_release_reply(const conn_reply *r, const protocol_key *k, lease_reply *out, char *why,
+                            size_t why_size);
+void protocol_query_reply(const conn_reply *r, const protocol_key *k, lease_reply *out, char *why,
                           size_t why_size);
 
 /* The arm script's reply: 0 with the quarantine's remaining time (0: none)
  * and whether this script set it, or an error code with the reason in why. */
-int protocol_arm_reply(const conn_reply *r, int64_t *remaining_ms, bool *fresh, char *why,
-                       size_t why_size);
+int protocol_arm_reply(const conn_reply *r, const protocol_key *k, int64_t *remaining_ms,
+                       bool *fresh, char *why, size_t why_size);
+
+/* What an acquire's or a query's holder means when it is no lease
+ * (LEASEHOLD_ENOTLEASE: no TTL) or not a leasehold token
+ * (LEASEHOLD_EFOREIGN, pttl_ms left): a message into why, the value quoted
+ * and cut. */
+void protocol_explain_holder(int code, const char *holder, int64_t pttl_ms, char *why,
+                             size_t why_size);
+
+/* A renewal refused because the key is gone or held by another token
+ * (LEASE_RENEW_MISSING, LEASE_RENEW_HELD in r): "gone" or "held by
+ * '<token>'", the token quoted and cut, into out. */
+void protocol_renew_refusal(const lease_reply *r, char *out, size_t out_size);
 
 /* Parses a message of the events channel, "elected <epoch> <token>" or
  * "released <epoch> <token>".  Returns 0, or -1 for anything else (which is

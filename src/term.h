@@ -1,6 +1,6 @@
 /* term.h — the two numbers of a term that any thread reads without a lock:
  * its fencing epoch and its valid_until (clock.h milliseconds, 0 when not
- * leader).  The I/O thread writes them (client.c's publish()); callers of
+ * leader).  The I/O thread writes them (io_drive.c's publish()); callers of
  * leasehold_is_leader() and leasehold_epoch() read them.
  *
  * The promise: a reader that finds valid_until in the future also finds a

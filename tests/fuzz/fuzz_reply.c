@@ -35,6 +35,15 @@
 #include "conn.h"
 #include "fuzz.h"
 #include "protocol.h"
+
+/* The names the replies are about (error messages name them). */
+static const protocol_key K = {.key = "k",
+                               .epoch_key = "k:epoch",
+                               .quarantine_key = "k:quarantine",
+                               .channel = "k:events",
+                               .token = "host:1/00ff",
+                               .user = "app",
+                               .address = "127.0.0.1:6379"};
 #include "url.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -110,7 +119,7 @@ static void interpret(int kind, const conn_reply *r)
     char why[256] = "";
     switch (kind) {
     case SCRIPT_ACQUIRE:
-        protocol_acquire_reply(r, "k:epoch", &lr, why, sizeof why);
+        protocol_acquire_reply(r, &K, &lr, why, sizeof why);
         if (lr.result == LEASE_ACQUIRED)
             fuzz_require(lr.epoch > 0, "a won claim has an epoch");
         else if (lr.result == LEASE_ACQUIRE_HELD)
@@ -123,7 +132,7 @@ static void interpret(int kind, const conn_reply *r)
             check_why(r, &lr, why, sizeof why);
         break;
     case SCRIPT_RENEW:
-        protocol_renew_reply(r, &lr, why, sizeof why);
+        protocol_renew_reply(r, &K, &lr, why, sizeof why);
         if (lr.result == LEASE_RENEW_HELD)
             check_holder(&lr);
         else if (lr.result == LEASE_RENEW_FAILED)
@@ -133,7 +142,7 @@ static void interpret(int kind, const conn_reply *r)
                          "a renew result is known");
         break;
     case SCRIPT_RELEASE:
-        protocol_release_reply(r, &lr, why, sizeof why);
+        protocol_release_reply(r, &K, &lr, why, sizeof why);
         if (lr.result < 0)
             check_why(r, &lr, why, sizeof why);
         else
@@ -144,7 +153,7 @@ static void interpret(int kind, const conn_reply *r)
          * any reply must be sound. */
         int64_t remaining = -1;
         bool fresh = true;
-        int code = protocol_arm_reply(r, &remaining, &fresh, why, sizeof why);
+        int code = protocol_arm_reply(r, &K, &remaining, &fresh, why, sizeof why);
         fuzz_require(code <= 0, "an arm result is 0 or an error");
         if (code < 0) {
             fuzz_require(remaining == 0 && !fresh, "a failed arm reply says nothing");
@@ -152,7 +161,7 @@ static void interpret(int kind, const conn_reply *r)
             check_why(r, &failed, why, sizeof why);
         }
         why[0] = '\0';
-        protocol_query_reply(r, "k:epoch", &lr, why, sizeof why);
+        protocol_query_reply(r, &K, &lr, why, sizeof why);
         if (lr.result == LEASE_QUERY_HELD)
             check_holder(&lr);
         else if (lr.result == LEASE_QUERY_FAILED)

@@ -13,6 +13,13 @@
 
 #include "protocol.h"
 
+/* The names the replies below are about. */
+static const protocol_key K = {.key = "k",
+                               .epoch_key = "{k}:epoch",
+                               .quarantine_key = "{k}:quarantine",
+                               .channel = "{k}:events",
+                               .token = "host:1/00ff"};
+
 static conn_reply str(const char *s)
 {
     return (conn_reply){.type = CONN_REPLY_STRING, .str = s, .len = strlen(s)};
@@ -42,7 +49,7 @@ static void test_acquire_replies(void **state)
     conn_reply won_el[] = {str("elected"), str("1700000000123456"), str("1700000000"),
                            str("123456")};
     conn_reply won = arr(won_el, 4);
-    protocol_acquire_reply(&won, "{k}:epoch", &out, why, sizeof why);
+    protocol_acquire_reply(&won, &K, &out, why, sizeof why);
     assert_int_equal(out.result, LEASE_ACQUIRED);
     assert_int_equal(out.epoch, 1700000000123456ull);
     assert_int_equal(out.redis_time_us, 1700000000123456ull);
@@ -50,7 +57,7 @@ static void test_acquire_replies(void **state)
     conn_reply held_el[] = {str("held"), str("other/1"),    num(1500),
                             str("42"),   str("1700000001"), str("5")};
     conn_reply held = arr(held_el, 6);
-    protocol_acquire_reply(&held, "{k}:epoch", &out, why, sizeof why);
+    protocol_acquire_reply(&held, &K, &out, why, sizeof why);
     assert_int_equal(out.result, LEASE_ACQUIRE_HELD);
     assert_int_equal(out.holder_len, 7);
     assert_memory_equal(out.holder, "other/1", 7);
@@ -60,7 +67,7 @@ static void test_acquire_replies(void **state)
 
     conn_reply q_el[] = {str("quarantine"), num(1234), num(1), str("1700000002"), str("0")};
     conn_reply q = arr(q_el, 5);
-    protocol_acquire_reply(&q, "{k}:epoch", &out, why, sizeof why);
+    protocol_acquire_reply(&q, &K, &out, why, sizeof why);
     assert_int_equal(out.result, LEASE_ACQUIRE_QUARANTINED);
     assert_int_equal(out.pttl_ms, 1234);
     assert_true(out.fresh);
@@ -68,12 +75,12 @@ static void test_acquire_replies(void **state)
 
     int64_t remaining;
     bool fresh;
-    assert_int_equal(protocol_arm_reply(&q, &remaining, &fresh, why, sizeof why), 0);
+    assert_int_equal(protocol_arm_reply(&q, &K, &remaining, &fresh, why, sizeof why), 0);
     assert_int_equal(remaining, 1234);
     assert_true(fresh);
     conn_reply clear_el[] = {str("clear")};
     conn_reply clear = arr(clear_el, 1);
-    assert_int_equal(protocol_arm_reply(&clear, &remaining, &fresh, why, sizeof why), 0);
+    assert_int_equal(protocol_arm_reply(&clear, &K, &remaining, &fresh, why, sizeof why), 0);
     assert_int_equal(remaining, 0);
     assert_false(fresh);
 }
@@ -85,30 +92,30 @@ static void test_renew_replies(void **state)
     char why[200];
     conn_reply ok_el[] = {num(1), str("1700000000"), str("999999")};
     conn_reply ok = arr(ok_el, 3);
-    protocol_renew_reply(&ok, &out, why, sizeof why);
+    protocol_renew_reply(&ok, &K, &out, why, sizeof why);
     assert_int_equal(out.result, LEASE_RENEWED);
     assert_int_equal(out.redis_time_us, 1700000000999999ull);
 
     conn_reply gone_el[] = {num(0), str("1700000000"), str("1")};
     conn_reply gone = arr(gone_el, 3);
-    protocol_renew_reply(&gone, &out, why, sizeof why);
+    protocol_renew_reply(&gone, &K, &out, why, sizeof why);
     assert_int_equal(out.result, LEASE_RENEW_MISSING);
 
     conn_reply held_el[] = {str("other/2"), str("1700000000"), str("1")};
     conn_reply held = arr(held_el, 3);
-    protocol_renew_reply(&held, &out, why, sizeof why);
+    protocol_renew_reply(&held, &K, &out, why, sizeof why);
     assert_int_equal(out.result, LEASE_RENEW_HELD);
     assert_int_equal(out.holder_len, 7);
 
     /* A TIME that is not one is no TIME: nothing is concluded from it. */
     conn_reply odd_el[] = {num(1), str("17x"), str("1")};
     conn_reply odd = arr(odd_el, 3);
-    protocol_renew_reply(&odd, &out, why, sizeof why);
+    protocol_renew_reply(&odd, &K, &out, why, sizeof why);
     assert_int_equal(out.result, LEASE_RENEWED);
     assert_int_equal(out.redis_time_us, 0);
     conn_reply big_el[] = {num(1), str("1700000000"), str("1000000")};
     conn_reply big = arr(big_el, 3);
-    protocol_renew_reply(&big, &out, why, sizeof why);
+    protocol_renew_reply(&big, &K, &out, why, sizeof why);
     assert_int_equal(out.redis_time_us, 0);
 }
 
@@ -131,18 +138,18 @@ static void test_malformed(void **state)
     const conn_reply *bad[] = {&one, &n, &shortr, &zero, &nohold, &qbad};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         why[0] = '\0';
-        protocol_acquire_reply(bad[i], "{k}:epoch", &out, why, sizeof why);
+        protocol_acquire_reply(bad[i], &K, &out, why, sizeof why);
         assert_int_equal(out.result, LEASE_ACQUIRE_FAILED);
         assert_int_equal(out.error, LEASEHOLD_EPROTO);
         assert_non_null(strstr(why, "acquire"));
     }
     conn_reply old = num(1); /* the renew script's reply before it carried TIME */
-    protocol_renew_reply(&old, &out, why, sizeof why);
+    protocol_renew_reply(&old, &K, &out, why, sizeof why);
     assert_int_equal(out.result, LEASE_RENEW_FAILED);
     assert_int_equal(out.error, LEASEHOLD_EPROTO);
     int64_t remaining;
     bool fresh;
-    assert_int_equal(protocol_arm_reply(&one, &remaining, &fresh, why, sizeof why),
+    assert_int_equal(protocol_arm_reply(&one, &K, &remaining, &fresh, why, sizeof why),
                      LEASEHOLD_EPROTO);
     assert_non_null(strstr(why, "arm"));
 }

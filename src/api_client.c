@@ -1,0 +1,343 @@
+/* api_client.c — a client's life, on the caller's threads: configuration,
+ * leasehold_client_new() (with the first connect, before the I/O thread
+ * exists), leasehold_client_free(), and the helpers every thread may call.
+ *
+ * Nothing here touches a node or an election while the I/O thread runs;
+ * requests go through the queue (api_election.c) under c->mu.
+ */
+#include "client_internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "error.h"
+#include "random.h"
+#include "sha1.h"
+
+/* Formats and hands a line to the user's log callback, if it wants it. */
+void client_log(leasehold_client *c, leasehold_log_level level, const char *fmt, ...)
+{
+    if (!c->cfg.log || level > c->cfg.log_level)
+        return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    c->cfg.log(level, line, c->cfg.log_arg);
+}
+
+/* 64 random bits: a token's nonce, the jitter's first seed. */
+uint64_t client_random_u64(void)
+{
+    uint64_t x = 0;
+    if (getrandom(&x, sizeof x, 0) != sizeof x)
+        x = clock_now_ns() ^ ((uint64_t)getpid() << 32);
+    return x;
+}
+
+/* A seed for each election's and each connection's jitter. */
+uint64_t client_next_seed(leasehold_client *c)
+{
+    return random_next(&c->rng);
+}
+
+/* Wakes the I/O thread (its eventfd). */
+void client_wake(leasehold_client *c)
+{
+    uint64_t one = 1;
+    ssize_t n = write(c->wake_fd, &one, sizeof one);
+    (void)n; /* fails only on overflow, when it is readable anyway */
+}
+
+void leasehold_config_init(leasehold_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->version = LEASEHOLD_CONFIG_VERSION;
+    cfg->lease_ms = 2000;
+    cfg->renew_interval_ms = 300;
+    cfg->retry_interval_ms = 1000;
+    cfg->renew_deadline_ms = 1500;
+    cfg->command_timeout_ms = 250;
+    cfg->connect_timeout_ms = 1000;
+    cfg->stop_timeout_ms = 10000;
+    cfg->clock_drift_ppm = 10000;
+    cfg->log_level = LEASEHOLD_LOG_INFO;
+    cfg->restart_guard = true;
+}
+
+/* The part of the configuration the state machine takes. */
+lease_config client_lease_config(const leasehold_config *cfg)
+{
+    return (lease_config){.lease_ms = cfg->lease_ms,
+                          .renew_interval_ms = cfg->renew_interval_ms,
+                          .retry_interval_ms = cfg->retry_interval_ms,
+                          .renew_deadline_ms = cfg->renew_deadline_ms,
+                          .stop_timeout_ms = cfg->stop_timeout_ms,
+                          .drift_ppm = cfg->clock_drift_ppm,
+                          .original_timing = cfg->original_timing};
+}
+
+/* Checks what lease.c does not: the connection's and the service's times,
+ * the identity. */
+static int check_config(const leasehold_config *cfg, leasehold_error *err)
+{
+    if (cfg->version != LEASEHOLD_CONFIG_VERSION)
+        return error_set(err, LEASEHOLD_ECONFIG,
+                         "config version %d is not %d: start from leasehold_config_init()",
+                         cfg->version, LEASEHOLD_CONFIG_VERSION);
+    if (!cfg->url || !cfg->url[0])
+        return error_set(err, LEASEHOLD_ECONFIG, "no Redis URL given (config url is empty)");
+    if (cfg->connect_timeout_ms == 0)
+        return error_set(err, LEASEHOLD_ECONFIG, "connect_timeout_ms must be above 0");
+    if (cfg->stop_timeout_ms == 0)
+        return error_set(err, LEASEHOLD_ECONFIG, "stop_timeout_ms must be above 0");
+    if (cfg->log_level < LEASEHOLD_LOG_ERROR || cfg->log_level > LEASEHOLD_LOG_DEBUG)
+        return error_set(err, LEASEHOLD_ECONFIG, "log_level %d is not a leasehold_log_level",
+                         (int)cfg->log_level);
+    if (cfg->identity) {
+        size_t n = strlen(cfg->identity);
+        if (n == 0 || n > 200)
+            return error_set(err, LEASEHOLD_ECONFIG, "identity must be 1 to 200 bytes long");
+        for (size_t i = 0; i < n; i++) {
+            unsigned char ch = (unsigned char)cfg->identity[i];
+            if (ch <= ' ' || ch == 0x7f)
+                return error_set(err, LEASEHOLD_ECONFIG,
+                                 "identity \"%s\" holds a space or control character",
+                                 cfg->identity);
+        }
+    }
+    return 0;
+}
+
+/* A malloc'd string, or NULL when out of memory. */
+char *client_format(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = NULL;
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    va_end(ap);
+    return s;
+}
+
+/* "<hostname>:<pid>", blanks replaced: the identity when none is given. */
+static char *default_identity(void)
+{
+    char host[256];
+    if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = '\0';
+    for (char *p = host; *p; p++)
+        if ((unsigned char)*p <= ' ')
+            *p = '_';
+    return client_format("%.180s:%ld", host, (long)getpid());
+}
+
+/* Fails every leasehold_holder_get() the I/O thread has not answered: sent,
+ * waiting for the connection, or still queued.  Called once the I/O thread
+ * has ended (or never ran), so that the askers return at once with
+ * LEASEHOLD_ECLOSED instead of waiting out their timeout. */
+static void fail_queries(leasehold_client *c)
+{
+    static const char why[] = "the client is shutting down (leasehold_client_free)";
+    if (c->node)
+        node_drop_pending(c->node, LEASEHOLD_ECLOSED, why);
+    while (c->node && c->node->unsent) {
+        query *q = c->node->unsent;
+        c->node->unsent = q->next;
+        query_finish(c, q, LEASEHOLD_ECLOSED, why, NULL);
+    }
+    pthread_mutex_lock(&c->mu);
+    request *queued = NULL, **rp = &c->req_head, *last = NULL;
+    while (*rp) {
+        request *r = *rp;
+        if (r->kind == REQ_QUERY || r->kind == REQ_HOLD) {
+            *rp = r->next;
+            r->next = queued;
+            queued = r;
+        } else {
+            last = r;
+            rp = &r->next;
+        }
+    }
+    c->req_tail = last;
+    pthread_mutex_unlock(&c->mu);
+    while (queued) {
+        request *r = queued;
+        queued = r->next;
+        query_finish(c, r->q, LEASEHOLD_ECLOSED, why, NULL);
+        free(r);
+    }
+}
+
+/* Frees c and all it owns; its I/O thread has ended or never started. */
+static void client_destroy(leasehold_client *c)
+{
+    fail_queries(c);
+    node_free(c->node);
+    while (c->req_head) {
+        request *r = c->req_head;
+        c->req_head = r->next;
+        free(r);
+    }
+    if (c->wake_fd >= 0)
+        close(c->wake_fd);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cond);
+    free(c->url_copy);
+    free(c->identity);
+    free(c);
+}
+
+/* Connects on the caller's thread, before the I/O thread exists, so that a
+ * wrong URL, password or database is reported by leasehold_client_new(). */
+static int first_connect(leasehold_client *c, leasehold_error *err)
+{
+    c->first_connect = true;
+    c->first_code = 0;
+    conn_connect(c->node->cmd, clock_now_ms());
+    while (c->first_code == 0) {
+        uint64_t now = clock_now_ms();
+        uint64_t at = conn_wake_at(c->node->cmd);
+        int timeout = at == UINT64_MAX ? 100 : at <= now ? 0 : (int)(at - now);
+        struct pollfd pfd = {.fd = conn_fd(c->node->cmd), .events = conn_poll_events(c->node->cmd)};
+        if (pfd.fd < 0) {
+            conn_tick(c->node->cmd, now);
+            continue;
+        }
+        int n = poll(&pfd, 1, timeout);
+        now = clock_now_ms();
+        if (n > 0)
+            conn_on_io(c->node->cmd, pfd.revents, now);
+        else
+            conn_tick(c->node->cmd, now);
+    }
+    c->first_connect = false;
+    if (c->first_code < 0)
+        return error_set(err, c->first_code, "%s", c->first_msg);
+    return 0;
+}
+
+leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_error *err)
+{
+    error_clear(err);
+    if (!cfg) {
+        error_set(err, LEASEHOLD_EINVAL, "no configuration given");
+        return NULL;
+    }
+    if (check_config(cfg, err) < 0)
+        return NULL;
+    url u;
+    if (url_parse(cfg->url, &u, err) < 0)
+        return NULL;
+    uint32_t command_timeout_ms =
+        u.command_timeout_ms ? u.command_timeout_ms : cfg->command_timeout_ms;
+    uint32_t connect_timeout_ms =
+        u.connect_timeout_ms ? u.connect_timeout_ms : cfg->connect_timeout_ms;
+    lease_config lc = client_lease_config(cfg);
+    if (lease_config_check(&lc, command_timeout_ms, err) < 0)
+        return NULL;
+
+    leasehold_client *c = calloc(1, sizeof *c);
+    if (!c) {
+        error_set(err, LEASEHOLD_ENOMEM, "out of memory");
+        return NULL;
+    }
+    c->wake_fd = -1;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    c->cfg = *cfg;
+    c->cfg.command_timeout_ms = command_timeout_ms;
+    c->cfg.connect_timeout_ms = connect_timeout_ms;
+    c->u = u;
+    c->url_copy = strdup(cfg->url);
+    c->identity = cfg->identity ? strdup(cfg->identity) : default_identity();
+    c->cfg.url = c->url_copy;
+    c->cfg.identity = c->identity;
+    c->rng = cfg->seed ? cfg->seed : client_random_u64();
+    for (int k = 0; k < SCRIPT_KINDS; k++)
+        sha1_hex(protocol_script(k), strlen(protocol_script(k)), c->sha[k]);
+    c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (!c->url_copy || !c->identity || c->wake_fd < 0) {
+        error_set(err, c->wake_fd < 0 ? -errno : LEASEHOLD_ENOMEM, "cannot set up the client: %s",
+                  c->wake_fd < 0 ? strerror(errno) : "out of memory");
+        client_destroy(c);
+        return NULL;
+    }
+
+    conn_options opt = {.connect_timeout_ms = connect_timeout_ms,
+                        .command_timeout_ms = command_timeout_ms,
+                        .backoff_min_ms = 25,
+                        .backoff_max_ms = 1000,
+                        .seed = client_next_seed(c)};
+    if (node_create(c, &opt, err) < 0 || conn_resolve(c->node->cmd, err) < 0 ||
+        conn_resolve(c->node->sub, err) < 0) {
+        client_destroy(c);
+        return NULL;
+    }
+    if (!cfg->lazy_connect) {
+        if (first_connect(c, err) < 0) {
+            client_destroy(c);
+            return NULL;
+        }
+        client_log(c, LEASEHOLD_LOG_INFO, "%s: connected", conn_display(c->node->cmd));
+    } else {
+        conn_connect(c->node->cmd, clock_now_ms());
+    }
+    if (cfg->original_timing)
+        conn_close(c->node->sub); /* the original module had no events channel */
+    else
+        conn_connect(c->node->sub, clock_now_ms());
+
+    int rc = pthread_create(&c->thread, NULL, client_loop_main, c);
+    if (rc != 0) {
+        error_set(err, -rc, "cannot start the I/O thread: %s", strerror(rc));
+        client_destroy(c);
+        return NULL;
+    }
+    atomic_store(&c->thread_running, true);
+    return c;
+}
+
+void leasehold_client_free(leasehold_client *c)
+{
+    if (!c)
+        return;
+    if (client_on_loop_thread(c)) {
+        client_log(c, LEASEHOLD_LOG_ERROR,
+                   "leasehold_client_free() called from a callback of the same client: ignored");
+        return;
+    }
+    pthread_mutex_lock(&c->mu);
+    c->closing = true;
+    c->shut_down = true;
+    pthread_mutex_unlock(&c->mu);
+    if (atomic_load(&c->thread_running)) {
+        client_wake(c); /* the loop ends every election itself */
+        pthread_join(c->thread, NULL);
+    }
+    fail_queries(c);
+    /* A thread still inside leasehold_election_free() or
+     * leasehold_holder_get() waits on the client's condition: let it leave
+     * before the two are destroyed. */
+    pthread_mutex_lock(&c->mu);
+    while (c->waiters > 0)
+        pthread_cond_wait(&c->cond, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+    client_destroy(c);
+}

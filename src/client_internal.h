@@ -1,0 +1,344 @@
+/* client_internal.h — what the files of a leasehold_client share.
+ *
+ * A client is one I/O thread and the caller threads that use it.  Its code
+ * is in one file per thread and concern, so a file's name tells which thread
+ * runs it:
+ *
+ *   client_api.c    caller threads: the public API, client and election
+ *                   lifecycles, the caller's side of the request queue
+ *   client_loop.c   the I/O thread's loop: poll, timers, the requests it is
+ *                   handed, ending and unlinking elections
+ *   client_drive.c  the I/O thread: the state machines' actions carried
+ *                   out (commands, callbacks, services), replies fed back
+ *   client_query.c  the I/O thread's side of leasehold_holder_get() and
+ *                   leasehold_resign_hold()
+ *   client_guard.c  the I/O thread: the restart guard and the eviction check
+ *   client_sub.c    the I/O thread: the events subscription
+ *   node.c          the I/O thread: one Redis server (its connections and the
+ *                   commands in flight on it), and the route from a key to it
+ *
+ * Ownership is stated field by field below.  "I/O thread" fields are
+ * touched by the I/O thread only, once leasehold_client_new() has started
+ * it (before, by the creating thread alone).  "mu" fields are under the
+ * client's mu (or the election's, where said).  Atomics are read by any
+ * thread.  The caller threads touch nothing else.
+ */
+#ifndef LEASEHOLD_CLIENT_INTERNAL_H
+#define LEASEHOLD_CLIENT_INTERNAL_H
+
+#include "leasehold.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "conn.h"
+#include "lease.h"
+#include "protocol.h"
+#include "service.h"
+#include "url.h"
+
+typedef struct query query;
+typedef struct node node;
+
+/* A command sent and not yet answered.  Replies come back in order, so each
+ * node's pending entries form a FIFO that mirrors its connection's.  I/O
+ * thread. */
+typedef struct pending {
+    struct pending *next;
+    leasehold_election *e; /* NULL once the election has gone */
+    query *q;              /* or the leasehold_holder_get() / hold it answers */
+    bool info;             /* or the restart guard's INFO server */
+    enum script_kind kind;
+    uint32_t seq;
+    uint64_t epoch;   /* acquire's and arm's floor, release's term */
+    bool eval;        /* sent as EVAL (after NOSCRIPT) */
+    uint32_t hold_ms; /* a renew sent as a hold (leasehold_resign_hold): this TTL */
+} pending;
+
+/* A leasehold_holder_get() or leasehold_resign_hold() under way.  The asking
+ * thread and the I/O thread share it under client->mu; whichever is last to
+ * let go of it frees it (query_free). */
+struct query {
+    query *next; /* I/O thread: in the node's list of queries waiting for the connection */
+    char *key, *epoch_key; /* set by the asker, then read-only */
+    char *token;           /* a hold: the term's token (else NULL) */
+    uint32_t hold_ms;      /* a hold: its TTL (0: a holder query) */
+    /* mu: */
+    bool done;      /* answered: code, msg and holder are set */
+    bool abandoned; /* the asker gave up waiting: the I/O thread frees it */
+    int code;
+    char msg[256];
+    leasehold_holder holder;
+};
+
+typedef enum request_kind {
+    REQ_CAMPAIGN,
+    REQ_RESIGN,
+    REQ_END,
+    REQ_QUERY,
+    REQ_RESUME,
+    REQ_HOLD,
+} request_kind;
+
+/* What a caller thread asks of the I/O thread.  Queued under client->mu,
+ * then the I/O thread's. */
+typedef struct request {
+    struct request *next;
+    request_kind kind;
+    leasehold_election *e;
+    query *q;
+} request;
+
+struct leasehold_election {
+    /* Set at campaign, then read-only (any thread). */
+    leasehold_client *client;
+    char *key, *epoch_key, *channel, *token, *quarantine_key;
+    leasehold_callbacks cb;
+    void *arg;
+    service_fn service;
+    void *service_arg;
+    bool observer;    /* leasehold_observe(): never claims */
+    request *end_req; /* made at campaign, so that ending needs no memory */
+
+    /* Atomics: read by any thread, written by the I/O thread (publish()),
+     * except resign_pending and refs. */
+    _Atomic uint64_t valid_until_ms;   /* 0 when not leader */
+    _Atomic uint64_t term_deadline_ms; /* valid_until of this or the last term */
+    _Atomic uint64_t epoch;            /* of this or the last term (term.h) */
+    atomic_uint resign_pending;        /* leasehold_resign() calls not yet carried out */
+    /* The election is freed when the last reference lets go: its owner
+     * (leasehold_election_free(), or the loop) and each abandoned service
+     * thread, which may still call is_leader, epoch or resign on it. */
+    atomic_uint refs;
+
+    /* Under e->mu: set when the loop has let go of it.  From then on
+     * leasehold_resign() must not touch the client, which may be freed. */
+    pthread_mutex_t mu;
+    bool gone;
+
+    /* Under client->mu. */
+    leasehold_election *reg_next; /* in client->registry */
+    bool unlinked;                /* the loop has let go of it; the ending thread may free it */
+    bool waited_for;              /* a thread waits in leasehold_election_free() to free it */
+    bool free_by_loop;            /* ended from a callback: the loop frees it */
+
+    /* I/O thread only (lease_init'ed at campaign, before the I/O thread
+     * sees it). */
+    leasehold_election *next; /* in the client's list */
+    lease lease;
+    service *svc; /* the running (or stopping) service */
+    uint64_t svc_stop_deadline_ms;
+    bool svc_overran;        /* the overrun was reported */
+    unsigned pending_count;  /* pending entries that point here */
+    bool ending;             /* REQ_END or shutdown: lease_stop() called */
+    bool end_asked;          /* REQ_END or shutdown came: a held campaign may be let go of */
+    bool holding;            /* leasehold_resign_hold(): the term ends without a release */
+    bool stopped;            /* LEASE_STOPPED received */
+    char why[256];           /* the text behind the next LEASE_ERROR */
+    char last_reported[256]; /* the last error reported; cleared by a reply that is not an
+                                error, a term and a resume, so each change is reported once */
+    uint64_t arm_gate_ms;    /* no claim before this: the quarantine found on connecting
+                                (UINT64_MAX: not known yet; 0: none) */
+};
+
+/* One Redis server: a connection for scripts, one for the events channels,
+ * what the restart guard knows of the server, and the commands in flight.
+ * A client has exactly one today; route_node() says which serves a key.
+ * I/O thread only. */
+struct node {
+    leasehold_client *client;
+    conn *cmd; /* scripts and INFO */
+    conn *sub; /* SUBSCRIBEd to the events channels of the keys routed here */
+    pending *pend_head, *pend_tail;
+    query *unsent;          /* queries waiting for the connection */
+    bool need_info;         /* INFO has yet to be asked on this connection */
+    uint64_t claim_gate_ms; /* the restart guard: no claim before (UINT64_MAX: unknown) */
+    char run_id[48];        /* the last connection's Redis instance, "" unknown */
+    char policy[32];        /* its maxmemory-policy, "" unknown */
+    char warned_policy[32]; /* the eviction policy last warned about */
+    int reset_code;         /* nonzero: the connection must be reset (node_reset_later) */
+    char reset_why[128];
+    char last_conn_error[256];
+    char last_sub_error[256]; /* the last refusal of SUBSCRIBE logged */
+};
+
+struct leasehold_client {
+    /* Set by leasehold_client_new(), then read-only (any thread). */
+    leasehold_config cfg; /* strings point into the copies below */
+    char *url_copy, *identity;
+    url u;
+    char sha[SCRIPT_KINDS][41];
+    int wake_fd;
+    pthread_t thread;
+    atomic_bool thread_running;
+
+    /* mu (cond: CLOCK_MONOTONIC; an election unlinked, a query answered). */
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    uint64_t rng;                 /* jitter seeds (next_seed) */
+    request *req_head, *req_tail; /* the requests not yet taken by the I/O thread */
+    bool closing;                 /* leasehold_client_free() has begun: no new campaigns */
+    bool shut_down;               /* ... and the I/O thread is to end every election */
+    unsigned waiters;             /* threads inside leasehold_election_free(),
+                                     leasehold_holder_get() or leasehold_resign_hold():
+                                     client_free waits for them */
+    leasehold_election *registry; /* every election not yet unlinked, for EEXIST */
+
+    /* I/O thread only. */
+    node *node; /* the one Redis server (see route_node) */
+    leasehold_election *elections;
+    bool shutting_down;
+    uint64_t shutdown_deadline_ms;
+
+    /* Inside leasehold_client_new()'s first connect (the creating thread). */
+    bool first_connect;
+    int first_code;
+    char first_msg[256];
+};
+
+/* ------------------------------------------------- any thread (client_api.c) */
+
+/* Formats and hands a line to the user's log callback, if it wants it. */
+void client_log(leasehold_client *c, leasehold_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* A malloc'd string, or NULL when out of memory. */
+char *client_format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* 64 random bits. */
+uint64_t client_random_u64(void);
+
+/* Wakes the I/O thread. */
+void client_wake(leasehold_client *c);
+
+/* The part of the configuration the state machine takes. */
+lease_config client_lease_config(const leasehold_config *cfg);
+
+/* A seed for an election's or a connection's jitter; with c->mu held, or
+ * before the I/O thread has started. */
+uint64_t client_next_seed(leasehold_client *c);
+
+/* Drops one reference to e (see refs); the last one frees it. */
+void election_release(void *arg);
+
+/* Frees a query and its strings. */
+void query_free(query *q);
+
+/* ------------------------------------------------ I/O thread (client_loop.c) */
+
+/* True on c's I/O thread (inside one of its callbacks). */
+bool client_on_loop_thread(const leasehold_client *c);
+
+/* The I/O thread's body. */
+void *client_loop_main(void *arg);
+
+/* Unlinks a finished election; releases it or hands it to the thread that
+ * waits in leasehold_election_free(). */
+void client_unlink_election(leasehold_client *c, leasehold_election *e);
+
+/* ----------------------------------------------- I/O thread (client_drive.c) */
+
+/* Carries out every action e's state machine has queued, in order. */
+void drive(leasehold_election *e, uint64_t now_ms);
+
+/* Reports e's error code (text in e->why) once per change. */
+void report_error(leasehold_election *e, int code);
+
+/* Sends script kind for e on the node serving its key. */
+void send_for_election(leasehold_election *e, enum script_kind kind, uint32_t seq, uint64_t epoch,
+                       bool eval, uint64_t now_ms);
+
+/* The reply r to pending entry p of e; frees p. */
+void election_answer(leasehold_election *e, pending *p, const conn_reply *r, uint64_t now_ms);
+
+/* Joins a service that returned, or deals with one past its stop timeout. */
+void check_service(leasehold_election *e, uint64_t now_ms);
+
+/* e's names for a script on the node n. */
+protocol_key election_names(const leasehold_election *e, const node *n);
+
+/* ----------------------------------------------- I/O thread (client_query.c) */
+
+/* Hands q its answer (code 0 and r) or its failure, wakes the asker; frees
+ * q when the asker has given up.  Any thread that may touch the node. */
+void query_finish(leasehold_client *c, query *q, int code, const char *msg, const conn_reply *r);
+
+/* Sends q now (eval: as EVAL, after a NOSCRIPT), or fails it. */
+void query_send(leasehold_client *c, query *q, bool eval, uint64_t now_ms);
+
+/* Sends q once its node is connected. */
+void query_start(leasehold_client *c, query *q, uint64_t now_ms);
+
+/* Sends the queries that waited for n's connection. */
+void query_send_unsent(node *n, uint64_t now_ms);
+
+/* leasehold_resign_hold() on the I/O thread. */
+void query_hold_term(leasehold_client *c, leasehold_election *e, query *q, uint64_t now_ms);
+
+/* ----------------------------------------------- I/O thread (client_guard.c) */
+
+/* A new connection on n: with the restart guard, claims wait for INFO. */
+void guard_connected(node *n, uint64_t now_ms);
+
+/* Asks n's Redis about itself and arms each campaign's quarantine check,
+ * once per connection. */
+void guard_ask(node *n, uint64_t now_ms);
+
+/* INFO's answer on n. */
+void guard_answer(node *n, const conn_reply *r, uint64_t now_ms);
+
+/* The arm script's answer for e. */
+void guard_arm_answer(leasehold_election *e, const conn_reply *r, uint64_t now_ms);
+
+/* A campaign joins: its own quarantine check, the eviction warning and its
+ * claim gate. */
+void guard_campaign_started(leasehold_election *e, uint64_t now_ms);
+
+/* Logs a quarantine: loudly when this process's script set it. */
+void guard_log_quarantine(leasehold_election *e, int64_t remaining_ms, bool fresh);
+
+/* ------------------------------------------------- I/O thread (client_sub.c) */
+
+/* Subscribes to (or, verb "UNSUBSCRIBE", leaves) e's channel on its node. */
+void sub_channel(leasehold_client *c, const leasehold_election *e, const char *verb,
+                 uint64_t now_ms);
+
+/* The events connection's handler. */
+extern const conn_handler sub_handler;
+
+/* ------------------------------------------------------ I/O thread (node.c) */
+
+/* The node that serves key.  The one node today; behind this, a Sentinel
+ * name's current master or a Cluster slot's owner. */
+node *route_node(leasehold_client *c, const char *key);
+
+/* Makes c's node for the URL: its two connections, not yet connected.
+ * LEASEHOLD_ENOMEM or 0. */
+int node_create(leasehold_client *c, const conn_options *opt, leasehold_error *err);
+
+/* Frees n and its connections (pending entries are dropped first). */
+void node_free(node *n);
+
+/* Sends argv on n's command connection with p queued for its reply.  On
+ * failure ("<key>: <what> not sent" is logged) p is freed, the connection
+ * reset and false returned. */
+bool node_send(node *n, pending *p, int argc, const char **argv, const char *key, const char *what,
+               uint64_t now_ms);
+
+/* The connection must be renewed once the current callback has returned
+ * (our bookkeeping and the connection's no longer agree). */
+void node_reset_later(node *n, int code, const char *why);
+
+/* Carries out a reset asked for by node_reset_later. */
+void node_apply_reset(node *n);
+
+/* Forgets every command in flight on n (its connection is gone); a query
+ * among them fails with code and msg. */
+void node_drop_pending(node *n, int code, const char *msg);
+
+/* Makes pending entries of e forget it (e is being unlinked). */
+void node_forget(node *n, const leasehold_election *e);
+
+#endif

@@ -1,0 +1,319 @@
+/* io_drive.c — the I/O thread carries out the state machines' decisions.
+ *
+ * The state machine (lease.c) decides; this file only carries its decisions
+ * out: it turns SEND actions into script calls on the node serving the key,
+ * replies into lease_reply, and ELECTED / REVOKED into callbacks and service
+ * starts and stops.  What a script's reply means is protocol.c's to say.
+ * I/O thread only.
+ */
+#include "client_internal.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "redis_error.h"
+#include "term.h"
+
+static void start_service(leasehold_election *e, uint64_t epoch, uint64_t now_ms);
+static void stop_service(leasehold_election *e, uint64_t now_ms);
+
+/* Makes what other threads read agree with the state machine.  The epoch
+ * and valid_until go through term.h, which orders them so that a reader who
+ * finds the term valid never reads epoch 0. */
+static void publish(leasehold_election *e)
+{
+    uint64_t valid_until = lease_valid_until(&e->lease);
+    term_publish(&e->epoch, &e->valid_until_ms, lease_epoch(&e->lease), valid_until);
+    atomic_store(&e->term_deadline_ms, lease_hold_until(&e->lease));
+    if (e->svc && valid_until)
+        service_extend(e->svc, valid_until);
+}
+
+/* Reports an error through the log and the error callback, once per
+ * change: the same text again (a transient failure repeating on every
+ * claim) is logged at DEBUG only and not handed to the callback.  A
+ * permanent error (the election has halted) is logged at ERROR, a foreign
+ * holder or an eviction policy at WARN. */
+void report_error(leasehold_election *e, int code)
+{
+    leasehold_client *c = e->client;
+    leasehold_error err;
+    const char *text = e->why[0] ? e->why : leasehold_strerror(code);
+    error_set(&err, code, "key %s: %s", e->key, text);
+    e->why[0] = '\0';
+    bool repeat = strcmp(e->last_reported, err.msg) == 0;
+    leasehold_log_level level = code == LEASEHOLD_EFOREIGN || code == LEASEHOLD_EEVICTION
+                                    ? LEASEHOLD_LOG_WARN
+                                    : LEASEHOLD_LOG_ERROR;
+    client_log(c, repeat ? LEASEHOLD_LOG_DEBUG : level, "%s", err.msg);
+    if (repeat)
+        return;
+    snprintf(e->last_reported, sizeof e->last_reported, "%s", err.msg);
+    if (e->cb.error)
+        e->cb.error(e, &err, e->arg);
+}
+
+protocol_key election_names(const leasehold_election *e, const node *n)
+{
+    const leasehold_client *c = e->client;
+    return (protocol_key){.key = e->key,
+                          .epoch_key = e->epoch_key,
+                          .quarantine_key = e->quarantine_key,
+                          .channel = e->channel,
+                          .token = e->token,
+                          .user = c->u.user,
+                          .address = conn_display(n->cmd)};
+}
+
+/* Sends script `kind` for election e on the node serving its key, as
+ * EVALSHA (EVAL after a NOSCRIPT); the reply comes back to
+ * election_answer() with seq.  A send that fails resets the connection,
+ * which the state machine learns of through the node going down. */
+void send_for_election(leasehold_election *e, enum script_kind kind, uint32_t seq, uint64_t epoch,
+                       bool eval, uint64_t now_ms)
+{
+    leasehold_client *c = e->client;
+    node *n = route_node(c, e->key);
+    pending *p = calloc(1, sizeof *p);
+    if (!p) {
+        client_log(c, LEASEHOLD_LOG_ERROR, "%s: out of memory sending %s", e->key,
+                   protocol_script_name(kind));
+        node_reset_later(n, LEASEHOLD_ENOMEM, "out of memory sending a command");
+        return;
+    }
+    *p = (pending){.e = e, .kind = kind, .seq = seq, .epoch = epoch, .eval = eval};
+    protocol_key k = election_names(e, n);
+    protocol_call call;
+    protocol_call_init(&call, kind, eval ? NULL : c->sha[kind], &k, c->cfg.lease_ms, epoch);
+    if (node_send(n, p, call.argc, call.argv, e->key, protocol_script_name(kind), now_ms))
+        e->pending_count++;
+}
+
+/* Carries out every action the state machine has queued, in order: sends,
+ * callbacks, service starts and stops.  Runs until the queue is empty,
+ * including actions that carrying out earlier ones produced. */
+void drive(leasehold_election *e, uint64_t now_ms)
+{
+    leasehold_client *c = e->client;
+    lease_action a;
+    for (;;) {
+        publish(e);
+        if (!lease_next_action(&e->lease, &a))
+            break;
+        switch (a.kind) {
+        case LEASE_SEND_ACQUIRE:
+            send_for_election(e, SCRIPT_ACQUIRE, a.seq, a.epoch, false, now_ms);
+            break;
+        case LEASE_SEND_RENEW:
+            send_for_election(e, SCRIPT_RENEW, a.seq, 0, false, now_ms);
+            break;
+        case LEASE_SEND_RELEASE:
+            send_for_election(e, SCRIPT_RELEASE, a.seq, a.epoch, false, now_ms);
+            break;
+        case LEASE_SEND_QUERY:
+            send_for_election(e, SCRIPT_QUERY, a.seq, 0, false, now_ms);
+            break;
+        case LEASE_ELECTED:
+            e->last_reported[0] = '\0';
+            client_log(c, LEASEHOLD_LOG_INFO, "%s: elected, epoch %" PRIu64 ", token %s", e->key,
+                       a.epoch, e->token);
+            if (e->cb.elected)
+                e->cb.elected(e, a.epoch, e->arg);
+            if (e->service)
+                start_service(e, a.epoch, now_ms);
+            break;
+        case LEASE_REVOKED:
+            client_log(c, LEASEHOLD_LOG_INFO, "%s: leadership ended (%s), token %s", e->key,
+                       leasehold_reason_name(a.reason), e->token);
+            if (e->svc)
+                stop_service(e, now_ms);
+            if (e->cb.revoked)
+                e->cb.revoked(e, a.reason, e->arg);
+            /* Without a service of ours, the user's own code acts on the
+             * term: after a resign it has stopped, but a term that ended
+             * against its will may still be acted on until valid_until, so
+             * its key is left to lapse rather than released. */
+            if (!e->svc && a.reason == LEASEHOLD_RESIGNED && !e->holding)
+                lease_service_stopped(&e->lease, now_ms);
+            else if (!e->svc)
+                lease_service_abandoned(&e->lease, now_ms);
+            break;
+        case LEASE_LEADER_CHANGED:
+            if (c->cfg.log && c->cfg.log_level >= LEASEHOLD_LOG_DEBUG) {
+                char holder[160] = "nobody";
+                if (a.holder)
+                    redis_error_quote(a.holder, strlen(a.holder), 60, holder, sizeof holder);
+                client_log(c, LEASEHOLD_LOG_DEBUG, "%s: holder is now %s (epoch %" PRIu64 ")",
+                           e->key, holder, a.epoch);
+            }
+            if (e->cb.leader_changed)
+                e->cb.leader_changed(e, a.holder, a.epoch, e->arg);
+            if (e->cb.observed) {
+                bool began = a.change == LEASEHOLD_CHANGE_ELECTED;
+                leasehold_observation o = {.change = a.change,
+                                           .token = began ? a.holder : a.ended,
+                                           .epoch = began ? a.epoch : a.ended_epoch};
+                if (o.token && o.token[0]) /* an end of a term we never saw begin is no news */
+                    e->cb.observed(e, &o, e->arg);
+            }
+            break;
+        case LEASE_ERROR:
+            if (a.error == LEASEHOLD_ENOTLEASE || a.error == LEASEHOLD_EFOREIGN)
+                protocol_explain_holder(a.error, a.holder, a.pttl_ms, e->why, sizeof e->why);
+            if (a.error == LEASEHOLD_ECLOCKJUMP)
+                snprintf(e->why, sizeof e->why,
+                         "Redis's clock advanced %" PRIu64
+                         " ms while ours advanced at most %" PRIu64
+                         " ms: it was stepped forward, so the lease's TTL cannot be trusted and "
+                         "the term ends now (the Redis host must slew its clock, never step it)",
+                         a.redis_ms, a.local_ms);
+            report_error(e, a.error);
+            break;
+        case LEASE_STOPPED:
+            e->stopped = true;
+            break;
+        }
+    }
+}
+
+/* The reply to one of e's scripts, fed to its state machine (or, NOSCRIPT,
+ * the script sent again as EVAL).  e->why takes the reply's explanation,
+ * for the LEASE_ERROR it may lead to. */
+void election_answer(leasehold_election *e, pending *p, const conn_reply *r, uint64_t now_ms)
+{
+    leasehold_client *c = e->client;
+    e->pending_count--;
+    if (!p->eval && conn_reply_is_error(r, "NOSCRIPT")) {
+        /* SCRIPT FLUSH or a restarted Redis: send the script itself. */
+        client_log(c, LEASEHOLD_LOG_DEBUG, "%s: %s script not cached, sending it", e->key,
+                   protocol_script_name(p->kind));
+        send_for_election(e, p->kind, p->seq, p->epoch, true, now_ms);
+        free(p);
+        return;
+    }
+    protocol_key k = election_names(e, route_node(c, e->key));
+    /* A reply that is not an error is a success of sorts: the next failure
+     * is news again. */
+    e->why[0] = '\0';
+    if (r->type != CONN_REPLY_ERROR)
+        e->last_reported[0] = '\0';
+    lease_reply lr;
+    char refusal[200];
+    switch (p->kind) {
+    case SCRIPT_ACQUIRE:
+        protocol_acquire_reply(r, &k, &lr, e->why, sizeof e->why);
+        if (lr.result == LEASE_ACQUIRE_QUARANTINED)
+            guard_log_quarantine(e, lr.pttl_ms, lr.fresh);
+        lease_on_acquire(&e->lease, now_ms, p->seq, &lr);
+        break;
+    case SCRIPT_ARM:
+        guard_arm_answer(e, r, now_ms);
+        break;
+    case SCRIPT_RENEW:
+        protocol_renew_reply(r, &k, &lr, e->why, sizeof e->why);
+        if (lr.result == LEASE_RENEW_MISSING || lr.result == LEASE_RENEW_HELD) {
+            protocol_renew_refusal(&lr, refusal, sizeof refusal);
+            client_log(c, LEASEHOLD_LOG_WARN, "%s: renewal refused: the key is %s", e->key,
+                       refusal);
+        } else if (lr.result == LEASE_RENEW_FAILED) { /* reported once per change as an error */
+            client_log(c, LEASEHOLD_LOG_DEBUG, "%s: renewal failed: %s", e->key, e->why);
+        }
+        lease_on_renew(&e->lease, now_ms, p->seq, &lr);
+        break;
+    case SCRIPT_RELEASE:
+        protocol_release_reply(r, &k, &lr, e->why, sizeof e->why);
+        client_log(c, lr.result == 1 ? LEASEHOLD_LOG_INFO : LEASEHOLD_LOG_DEBUG, "%s: %s", e->key,
+                   lr.result == 1   ? "lease released"
+                   : lr.result == 0 ? "release found the key not ours"
+                                    : "release failed");
+        lease_on_release(&e->lease, now_ms, p->seq, &lr);
+        break;
+    case SCRIPT_QUERY:
+        protocol_query_reply(r, &k, &lr, e->why, sizeof e->why);
+        lease_on_query(&e->lease, now_ms, p->seq, &lr);
+        break;
+    default:
+        break;
+    }
+    free(p);
+    drive(e, now_ms);
+}
+
+/* ------------------------------------------------------------- services */
+
+static void start_service(leasehold_election *e, uint64_t epoch, uint64_t now_ms)
+{
+    leasehold_client *c = e->client;
+    int code = 0;
+    e->svc = service_start(e, e->service, e->service_arg, epoch, lease_valid_until(&e->lease),
+                           c->wake_fd, &code);
+    if (!e->svc) {
+        snprintf(e->why, sizeof e->why, "cannot start the service thread: %s", strerror(-code));
+        report_error(e, code);
+        lease_resign(&e->lease, now_ms);
+        return;
+    }
+    e->svc_overran = false;
+    e->svc_stop_deadline_ms = UINT64_MAX;
+}
+
+static void stop_service(leasehold_election *e, uint64_t now_ms)
+{
+    service_cancel(e->svc);
+    if (e->svc_stop_deadline_ms == UINT64_MAX)
+        e->svc_stop_deadline_ms = now_ms + e->client->cfg.stop_timeout_ms;
+}
+
+/* Joins a service that has returned, or deals with one that overran its stop
+ * timeout.  A service that returned on its own while leader makes the
+ * election resign: its work is done or failed, so another process should
+ * have the chance to lead. */
+void check_service(leasehold_election *e, uint64_t now_ms)
+{
+    leasehold_client *c = e->client;
+    if (!e->svc)
+        return;
+    if (service_has_exited(e->svc)) {
+        bool was_stopping = e->svc_stop_deadline_ms != UINT64_MAX;
+        int rc = service_join(e->svc);
+        e->svc = NULL;
+        if (e->svc_overran)
+            client_log(c, LEASEHOLD_LOG_WARN, "%s: the overdue service has finally returned (%d)",
+                       e->key, rc);
+        if (was_stopping) {
+            lease_service_stopped(&e->lease, now_ms);
+        } else {
+            client_log(c, LEASEHOLD_LOG_WARN,
+                       "%s: the service returned %d while leader; resigning so another process "
+                       "can lead",
+                       e->key, rc);
+            lease_resign(&e->lease, now_ms);
+        }
+        drive(e, now_ms);
+        return;
+    }
+    if (now_ms >= e->svc_stop_deadline_ms && !e->svc_overran) {
+        e->svc_overran = true;
+        snprintf(e->why, sizeof e->why,
+                 "the service did not return within stop_timeout_ms (%" PRIu32
+                 " ms) of being cancelled; no new term starts until it does",
+                 c->cfg.stop_timeout_ms);
+        report_error(e, LEASEHOLD_ETIMEDOUT);
+    }
+    if (e->svc_overran && e->ending) {
+        atomic_fetch_add(&e->refs, 1); /* the service thread's, until fn returns */
+        if (!service_abandon(e->svc, election_release, e)) {
+            atomic_fetch_sub(&e->refs, 1);
+            return; /* it has just returned: joined when its wake arrives */
+        }
+        client_log(c, LEASEHOLD_LOG_ERROR,
+                   "%s: abandoning a service that ignores its cancellation; it is still running",
+                   e->key);
+        e->svc = NULL;
+        lease_service_abandoned(&e->lease, now_ms);
+        drive(e, now_ms);
+    }
+}

@@ -1,0 +1,280 @@
+/* io_loop.c — the I/O thread's loop: poll, timers, the requests caller
+ * threads hand it, and the end of elections and of the client.
+ *
+ * One leasehold_client owns one I/O thread.  That thread is the only one
+ * that touches the nodes (connections), the state machines and the
+ * services' lifecycles; other threads ask it to act through a locked request
+ * queue and an eventfd in its poll set (curl_multi_wakeup's pattern).  What
+ * other threads read directly, an election's valid_until and epoch, are
+ * atomics: leasehold_is_leader() takes no lock.  I/O thread only.
+ */
+#include "client_internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clock.h"
+
+static __thread const leasehold_client *loop_thread_client; /* set on the I/O thread */
+
+bool client_on_loop_thread(const leasehold_client *c)
+{
+    return loop_thread_client == c;
+}
+
+/* Unlinks a finished election; releases it or hands it to the thread that
+ * waits in leasehold_election_free().  Pending entries forget it, and so do
+ * later leasehold_resign() calls (of a service that outlived it). */
+void client_unlink_election(leasehold_client *c, leasehold_election *e)
+{
+    pthread_mutex_lock(&e->mu);
+    e->gone = true;
+    atomic_store(&e->valid_until_ms, 0);
+    pthread_mutex_unlock(&e->mu);
+    bool shared = false;
+    for (leasehold_election *o = c->elections; o; o = o->next)
+        shared |= o != e && strcmp(o->channel, e->channel) == 0;
+    if (!shared)
+        sub_channel(c, e, "UNSUBSCRIBE", clock_now_ms());
+    node_forget(route_node(c, e->key), e);
+    leasehold_election **pp = &c->elections;
+    while (*pp && *pp != e)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = e->next;
+    e->next = NULL;
+    pthread_mutex_lock(&c->mu);
+    /* Nobody waits for an election ended from a callback, or for one that
+     * leasehold_client_free() ends: those are the loop's to free. */
+    bool free_here = e->free_by_loop || (c->closing && !e->waited_for);
+    e->unlinked = true;
+    /* Requests still queued for it (a resign from its service thread, say)
+     * must not outlive it. */
+    request **qp = &c->req_head, *last = NULL, *holds = NULL;
+    while (*qp) {
+        request *r = *qp;
+        if (r->e == e) {
+            *qp = r->next;
+            if (r->kind == REQ_RESIGN)
+                atomic_fetch_sub(&e->resign_pending, 1);
+            if (r->kind == REQ_HOLD) { /* its asker waits: answered below */
+                r->next = holds;
+                holds = r;
+            } else if (r != e->end_req)
+                free(r);
+        } else {
+            last = r;
+            qp = &r->next;
+        }
+    }
+    c->req_tail = last;
+    leasehold_election **rp = &c->registry;
+    while (*rp && *rp != e)
+        rp = &(*rp)->reg_next;
+    if (*rp)
+        *rp = e->reg_next;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->mu);
+    while (holds) {
+        request *r = holds;
+        holds = r->next;
+        query_finish(c, r->q, LEASEHOLD_ENOTLEADER, "the campaign ended before the hold", NULL);
+        free(r);
+    }
+    if (free_here)
+        election_release(e);
+}
+
+/* Ends every election (services stopped, leases released); the loop exits
+ * when all have finished, or at the deadline, whichever comes first. */
+static void begin_shutdown(leasehold_client *c, uint64_t now_ms)
+{
+    if (c->shutting_down)
+        return;
+    c->shutting_down = true;
+    c->shutdown_deadline_ms =
+        now_ms + c->cfg.stop_timeout_ms + 4 * (uint64_t)c->cfg.command_timeout_ms + 1000;
+    for (leasehold_election *e = c->elections; e; e = e->next) {
+        e->end_asked = true;
+        if (!e->ending) {
+            e->ending = true;
+            lease_stop(&e->lease, now_ms);
+            drive(e, now_ms);
+        }
+    }
+}
+
+/* Carries out what caller threads asked for, in the order they asked. */
+static void handle_requests(leasehold_client *c, uint64_t now_ms)
+{
+    pthread_mutex_lock(&c->mu);
+    request *r = c->req_head;
+    c->req_head = c->req_tail = NULL;
+    bool shut_down = c->shut_down;
+    pthread_mutex_unlock(&c->mu);
+    if (shut_down)
+        begin_shutdown(c, now_ms);
+    while (r) {
+        request *next = r->next;
+        leasehold_election *e = r->e;
+        if (r->kind == REQ_HOLD) {
+            query_hold_term(c, e, r->q, now_ms);
+            free(r);
+            r = next;
+            continue;
+        }
+        if (r->kind == REQ_QUERY) {
+            query_start(c, r->q, now_ms);
+            free(r);
+            r = next;
+            continue;
+        }
+        switch (r->kind) {
+        case REQ_CAMPAIGN:
+            e->next = c->elections;
+            c->elections = e;
+            sub_channel(c, e, "SUBSCRIBE", now_ms);
+            guard_campaign_started(e, now_ms);
+            if (e->observer)
+                lease_observe(&e->lease, now_ms);
+            else
+                lease_start(&e->lease, now_ms);
+            if (conn_get_state(route_node(c, e->key)->cmd) == CONN_READY)
+                lease_on_connected(&e->lease, now_ms);
+            if (c->shutting_down) {
+                e->ending = true;
+                lease_stop(&e->lease, now_ms);
+            }
+            break;
+        case REQ_RESIGN:
+            if (!e->ending)
+                lease_resign(&e->lease, now_ms);
+            break;
+        case REQ_END:
+            e->end_asked = true;
+            if (!e->ending) {
+                e->ending = true;
+                lease_stop(&e->lease, now_ms);
+            }
+            break;
+        case REQ_RESUME:
+            if (!e->ending && lease_halted(&e->lease)) {
+                client_log(c, LEASEHOLD_LOG_INFO, "%s: resumed", e->key);
+                e->last_reported[0] = '\0';
+                lease_resume(&e->lease, now_ms);
+            }
+            break;
+        case REQ_QUERY:
+        case REQ_HOLD:
+            break;
+        }
+        drive(e, now_ms);
+        if (r->kind == REQ_RESIGN)
+            atomic_fetch_sub(&e->resign_pending, 1);
+        if (r != e->end_req)
+            free(r);
+        r = next;
+    }
+}
+
+/* The earliest instant anything needs the loop; UINT64_MAX for nothing. */
+static uint64_t next_wake(leasehold_client *c)
+{
+    node *n = c->node;
+    uint64_t at = conn_wake_at(n->cmd);
+    uint64_t sub_at = conn_wake_at(n->sub);
+    if (sub_at < at)
+        at = sub_at;
+    for (leasehold_election *e = c->elections; e; e = e->next) {
+        uint64_t w = lease_wake_at(&e->lease);
+        if (w < at)
+            at = w;
+        if (e->svc && !e->svc_overran && e->svc_stop_deadline_ms < at)
+            at = e->svc_stop_deadline_ms;
+    }
+    if (c->shutting_down && c->shutdown_deadline_ms < at)
+        at = c->shutdown_deadline_ms;
+    return at;
+}
+
+/* Everything that is due at now_ms: connection timers, elections' timers,
+ * services that returned, elections that finished. */
+static void run_due(leasehold_client *c, uint64_t now_ms)
+{
+    conn_tick(c->node->cmd, now_ms);
+    conn_tick(c->node->sub, now_ms);
+    leasehold_election *e = c->elections;
+    while (e) {
+        leasehold_election *next = e->next;
+        if (lease_wake_at(&e->lease) <= now_ms) {
+            lease_tick(&e->lease, now_ms);
+            drive(e, now_ms);
+        }
+        check_service(e, now_ms);
+        /* A campaign ended by a hold stays linked until its owner frees it
+         * (or the client): only then may the loop let go of it. */
+        if (e->stopped && !e->svc && e->pending_count == 0 && (!e->holding || e->end_asked))
+            client_unlink_election(c, e);
+        e = next;
+    }
+}
+
+/* Runs until every election has ended after leasehold_client_free() asked
+ * (or past the shutdown deadline). */
+void *client_loop_main(void *arg)
+{
+    leasehold_client *c = arg;
+    node *n = c->node;
+    loop_thread_client = c;
+    for (;;) {
+        uint64_t now = clock_now_ms();
+        guard_ask(n, now); /* the first connection was made before the loop ran */
+        handle_requests(c, now);
+        run_due(c, now);
+        node_apply_reset(n);
+        if (c->shutting_down && (!c->elections || now >= c->shutdown_deadline_ms))
+            break;
+
+        uint64_t at = next_wake(c);
+        now = clock_now_ms();
+        int timeout = at == UINT64_MAX   ? -1
+                      : at <= now        ? 0
+                      : at - now > 60000 ? 60000
+                                         : (int)(at - now);
+        struct pollfd pfd[3] = {{.fd = c->wake_fd, .events = POLLIN},
+                                {.fd = conn_fd(n->cmd), .events = conn_poll_events(n->cmd)},
+                                {.fd = conn_fd(n->sub), .events = conn_poll_events(n->sub)}};
+        int ready = poll(pfd, 3, timeout); /* a negative fd is skipped */
+        if (ready < 0 && errno != EINTR)
+            client_log(c, LEASEHOLD_LOG_ERROR, "poll: %s", strerror(errno));
+        now = clock_now_ms();
+        if (ready > 0 && (pfd[0].revents & POLLIN)) {
+            uint64_t v;
+            ssize_t rd = read(c->wake_fd, &v, sizeof v);
+            (void)rd;
+        }
+        if (ready > 0 && pfd[1].fd >= 0 && pfd[1].revents)
+            conn_on_io(n->cmd, pfd[1].revents, now);
+        if (ready > 0 && pfd[2].fd >= 0 && pfd[2].revents && pfd[2].fd == conn_fd(n->sub))
+            conn_on_io(n->sub, pfd[2].revents, now);
+        node_apply_reset(n);
+    }
+    /* Anything still here is past every deadline. */
+    while (c->elections) {
+        leasehold_election *e = c->elections;
+        if (e->svc) {
+            atomic_fetch_add(&e->refs, 1); /* the service thread's, until fn returns */
+            if (!service_abandon(e->svc, election_release, e)) {
+                atomic_fetch_sub(&e->refs, 1);
+                service_join(e->svc); /* it has just returned */
+            }
+            e->svc = NULL;
+        }
+        client_unlink_election(c, e);
+    }
+    return NULL;
+}

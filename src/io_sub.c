@@ -1,0 +1,96 @@
+/* io_sub.c — the events subscription, on the I/O thread.
+ *
+ * The events channels are news that hastens claims and reports changes;
+ * nothing about leadership is ever concluded from them, so losing the
+ * subscription costs speed, never safety.  Each node's second connection
+ * carries the channels of every election routed to it.
+ */
+#include "client_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void sub_channel(leasehold_client *c, const leasehold_election *e, const char *verb,
+                 uint64_t now_ms)
+{
+    node *n = route_node(c, e->key);
+    if (conn_get_state(n->sub) != CONN_READY)
+        return; /* sub_ready subscribes to everything */
+    const char *argv[2] = {verb, e->channel};
+    conn_send(n->sub, 2, argv, NULL, 0, now_ms);
+}
+
+/* The subscription is (again) connected: every live election's channel. */
+static void sub_ready(void *arg, conn *cn, uint64_t now_ms)
+{
+    node *n = arg;
+    leasehold_client *c = n->client;
+    (void)cn;
+    client_log(c, LEASEHOLD_LOG_DEBUG, "%s: events subscription connected", conn_display(n->sub));
+    for (leasehold_election *e = c->elections; e; e = e->next)
+        if (!e->stopped && route_node(c, e->key) == n)
+            sub_channel(c, e, "SUBSCRIBE", now_ms);
+}
+
+/* The answers to SUBSCRIBE and UNSUBSCRIBE: only a refusal is news, logged
+ * once per change.  It halts nothing: the channel only hastens claims and
+ * reads (a campaign whose ACL lacks the channel halts on its acquire, which
+ * publishes there). */
+static void sub_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r, uint64_t now_ms)
+{
+    node *n = arg;
+    leasehold_client *c = n->client;
+    (void)cn, (void)tag, (void)now_ms;
+    if (r->type != CONN_REPLY_ERROR || strcmp(n->last_sub_error, r->str) == 0)
+        return;
+    snprintf(n->last_sub_error, sizeof n->last_sub_error, "%s", r->str);
+    if (conn_error_code(r) == LEASEHOLD_ENOPERM)
+        client_log(c, LEASEHOLD_LOG_WARN,
+                   "%s: ACL user '%s' may not subscribe to the events channels: followers claim "
+                   "and observers read on their timers only (grant each key K's channel: ACL "
+                   "SETUSER %s &{K}:events)",
+                   conn_display(n->sub), c->u.user[0] ? c->u.user : "default",
+                   c->u.user[0] ? c->u.user : "default");
+    else
+        client_log(c, LEASEHOLD_LOG_WARN,
+                   "%s: events subscription refused (%s); followers claim on their timers only",
+                   conn_display(n->sub), r->str);
+}
+
+/* The subscription went down: it reconnects by itself. */
+static void sub_down(void *arg, conn *cn, int code, bool by_peer, const char *msg, uint64_t now_ms)
+{
+    node *n = arg;
+    (void)cn, (void)code, (void)by_peer, (void)now_ms;
+    client_log(n->client, LEASEHOLD_LOG_DEBUG, "events subscription: %s", msg);
+}
+
+/* A published message: ["message", channel, payload].  Handed to every
+ * election on that channel. */
+static bool sub_push(void *arg, conn *cn, const conn_reply *r, uint64_t now_ms)
+{
+    node *n = arg;
+    leasehold_client *c = n->client;
+    (void)cn;
+    if (r->type != CONN_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0].type != CONN_REPLY_STRING || strcmp(r->element[0].str, "message") != 0)
+        return false;
+    const conn_reply *ch = &r->element[1], *msg = &r->element[2];
+    lease_event_kind kind;
+    uint64_t epoch;
+    const char *token;
+    size_t token_len;
+    if (ch->type != CONN_REPLY_STRING || msg->type != CONN_REPLY_STRING ||
+        protocol_parse_event(msg->str, msg->len, &kind, &epoch, &token, &token_len) < 0)
+        return true; /* not ours to understand: ignored */
+    for (leasehold_election *e = c->elections; e; e = e->next) {
+        if (strcmp(e->channel, ch->str) != 0 || route_node(c, e->key) != n)
+            continue;
+        lease_on_event(&e->lease, now_ms, kind, token, token_len, epoch);
+        drive(e, now_ms);
+    }
+    return true;
+}
+
+const conn_handler sub_handler = {
+    .on_ready = sub_ready, .on_reply = sub_reply, .on_down = sub_down, .on_push = sub_push};
