@@ -285,8 +285,7 @@ leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_er
                         .backoff_min_ms = 25,
                         .backoff_max_ms = 1000,
                         .seed = client_next_seed(c)};
-    if (node_create(c, &opt, err) < 0 || conn_resolve(c->node->cmd, err) < 0 ||
-        conn_resolve(c->node->sub, err) < 0) {
+    if (node_create(c, &opt, err) < 0) {
         client_destroy(c);
         return NULL;
     }

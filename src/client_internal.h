@@ -314,8 +314,9 @@ extern const conn_handler sub_handler;
  * name's current master or a Cluster slot's owner. */
 node *route_node(leasehold_client *c, const char *key);
 
-/* Makes c's node for the URL: its two connections, not yet connected.
- * LEASEHOLD_ENOMEM or 0. */
+/* Makes c's node for the URL: its two connections, the address resolved,
+ * not yet connected.  0, or the error in err (LEASEHOLD_ENOMEM, or
+ * conn_resolve()'s); the caller frees c->node either way. */
 int node_create(leasehold_client *c, const conn_options *opt, leasehold_error *err);
 
 /* Frees n and its connections (pending entries are dropped first). */

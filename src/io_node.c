@@ -47,7 +47,8 @@ int node_create(leasehold_client *c, const conn_options *opt, leasehold_error *e
     n->sub = n->cmd ? conn_new(&c->u, &sub_opt, &sub_handler, n) : NULL;
     if (!n->cmd || !n->sub)
         return error_set(err, LEASEHOLD_ENOMEM, "out of memory");
-    return 0;
+    int rc = conn_resolve(n->cmd, err);
+    return rc < 0 ? rc : conn_resolve(n->sub, err);
 }
 
 void node_free(node *n)
