@@ -19,9 +19,12 @@
  *
  * Ownership is stated field by field below.  "I/O thread" fields are
  * touched by the I/O thread only, once leasehold_client_new() has started
- * it (before, by the creating thread alone).  "mu" fields are under the
- * client's mu (or the election's, where said).  Atomics are read by any
- * thread.  The caller threads touch nothing else.
+ * it.  Before it starts and after it has been joined, the creating or
+ * freeing thread stands in for it: leasehold_client_new()'s first connect
+ * runs io_node.c's connection handlers, and leasehold_client_free() fails
+ * what is left through node_drop_pending() and query_finish().  "mu" fields
+ * are under the client's mu (or the election's, where said).  Atomics are
+ * read by any thread.  The caller threads touch nothing else.
  */
 #ifndef LEASEHOLD_CLIENT_INTERNAL_H
 #define LEASEHOLD_CLIENT_INTERNAL_H
