@@ -747,6 +747,17 @@ static const step observer_reports_changes[] = {
     {STOP, 1600, "stopped", LEASE_IDLE, .wake = NO_WAKE},
 };
 
+/* An observer's read lost with its connection is made again on the next
+ * one; a stop waits for the read in flight. */
+static const step observer_read_lost_then_stopped[] = {
+    {OBSERVE, 1000, "", LEASE_OBSERVING},
+    {CONNECTED, 1000, "query", LEASE_READING},
+    {DISC_TIMEOUT, 1200, "", LEASE_OBSERVING, .wake = NO_WAKE},
+    {CONNECTED, 1300, "query", LEASE_READING},
+    {STOP, 1310, "", LEASE_READING, .wake = NO_WAKE},
+    {QUERY_FREE, 1320, "changed(-:expired:?) stopped", LEASE_IDLE, .wake = NO_WAKE},
+};
+
 /* Replies and events come on two connections, in no fixed order: epochs
  * put them in order, and an observation older than what is known is no news. */
 static const step stale_observations_ignored[] = {
@@ -868,6 +879,7 @@ static const scenario scenarios[] = {
     SCENARIO(events_hasten_claims),
     SCENARIO(leader_hears_another_elected),
     SCENARIO(observer_reports_changes),
+    SCENARIO(observer_read_lost_then_stopped),
 };
 
 /* ------------------------------------------------------------ config check */
