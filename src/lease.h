@@ -154,14 +154,14 @@ typedef struct lease {
     lease_config cfg;             /* as given to lease_init */
     lease_state state;            /* changed only by lease_enter */
     char token[LEASE_HOLDER_MAX]; /* our token, to recognise our own key */
-    size_t token_len;
-    uint64_t rng;   /* jitter generator state */
-    bool observer;  /* lease_observe(): OBSERVING and READING, never claims */
-    bool connected; /* commands can be sent */
-    bool stopping;  /* lease_stop() was called: it ends once nothing is in flight */
-    bool stopped;   /* LEASE_STOPPED was emitted (it is, once per campaign) */
-    bool back_off;  /* resign while claiming, draining or releasing: no term, then wait */
-    bool halted;    /* no claim, renewal or read until lease_resume() */
+    size_t token_len;             /* its length */
+    uint64_t rng;                 /* jitter generator state */
+    bool observer;                /* lease_observe(): OBSERVING and READING, never claims */
+    bool connected;               /* commands can be sent */
+    bool stopping;                /* lease_stop() was called: it ends once nothing is in flight */
+    bool stopped;                 /* LEASE_STOPPED was emitted (it is, once per campaign) */
+    bool back_off; /* resign while claiming, draining or releasing: no term, then wait */
+    bool halted;   /* no claim, renewal or read until lease_resume() */
     char foreign[LEASE_HOLDER_MAX]; /* the last foreign value reported (LEASEHOLD_EFOREIGN) */
 
     /* The command in flight, at most one.  It may outlive the state that
@@ -183,9 +183,9 @@ typedef struct lease {
 
     /* What is known of the key's holder, from replies and events. */
     char holder[LEASE_HOLDER_MAX]; /* the holder last observed, "" for none */
-    bool holder_known;
-    uint64_t holder_epoch;
-    char ended[LEASE_HOLDER_MAX]; /* the holder whose term ended, for LEADER_CHANGED */
+    bool holder_known;             /* a holder (or its absence) was observed */
+    uint64_t holder_epoch;         /* its term's epoch, 0 unknown */
+    char ended[LEASE_HOLDER_MAX];  /* the holder whose term ended, for LEADER_CHANGED */
 
     /* Per state: cleared by every transition.  IDLE, CLAIMING and READING
      * have no data of their own (the claim or read is the command in flight). */
@@ -215,8 +215,8 @@ typedef struct lease {
         } releasing;
     } as;
 
-    lease_action queue[LEASE_QUEUE_MAX];
-    unsigned q_head, q_len;
+    lease_action queue[LEASE_QUEUE_MAX]; /* the actions of the last input (lease_next_action) */
+    unsigned q_head, q_len;              /* ... the first one and how many */
 } lease;
 
 /* Checks a configuration: renew interval and deadline well below the lease
