@@ -52,6 +52,8 @@ typedef enum lease_state {
     LEASE_LEADER,    /* holds the lease, renews it */
     LEASE_DRAINING,  /* the term ended; waiting for lease_service_stopped() */
     LEASE_RELEASING, /* a release is in flight */
+    LEASE_OBSERVING, /* an observer (lease_observe) waiting for its next read */
+    LEASE_READING,   /* an observer's read is in flight */
 } lease_state;
 
 typedef enum lease_action_kind {
@@ -130,56 +132,91 @@ typedef struct lease_reply {
     bool fresh;             /* QUARANTINED: this claim found the epoch key missing */
 } lease_reply;
 
+/* The renewals of a held key: a leader's, and those of a resigning term
+ * while its service stops (DRAINING takes them over from LEADER). */
+typedef struct lease_renewal {
+    uint64_t last_renewed_ms; /* send time of the last successful acquire or renew */
+    uint64_t next_renew_ms;   /* when to send the next renew */
+    bool clock_known;         /* the last reply's Redis TIME is known (see clock_jumped) */
+    uint64_t clock_redis_us;  /* ... Redis's TIME in that reply */
+    uint64_t clock_sent_ms;   /* ... the send time of the command it answered */
+} lease_renewal;
+
 /*
- * The whole state of one election.  Fields are private to lease.c; the
- * struct is public only so the caller can embed it without allocation.
+ * The whole state of one election.  Fields are private to the state machine
+ * (src/lease*.c); the struct is public only so the caller can embed
+ * it without allocation: read it through the functions below.
+ *
+ * What only means something in one state lives in that state's part of `as`,
+ * which every transition (lease_enter) clears; the rest spans states.
  */
 typedef struct lease {
-    lease_config cfg;
-    lease_state state;
+    lease_config cfg;             /* as given to lease_init */
+    lease_state state;            /* changed only by lease_enter */
     char token[LEASE_HOLDER_MAX]; /* our token, to recognise our own key */
-    size_t token_len;
-    uint64_t rng;                     /* jitter generator state */
-    bool connected;                   /* commands can be sent */
-    bool stopping;                    /* lease_stop() was called */
-    bool stopped;                     /* LEASE_STOPPED was emitted (it is, once per campaign) */
-    leasehold_reason drain_reason;    /* DRAINING: why the term ended */
-    bool service_stopped;             /* DRAINING: lease_service_stopped() was called */
-    uint64_t drain_epoch;             /* DRAINING: the ended term's epoch, for the release */
-    uint32_t seq;                     /* of the command in flight */
-    bool in_flight;                   /* a command is in flight (at most one at a time) */
-    lease_action_kind in_flight_kind; /* LEASE_SEND_ACQUIRE, _RENEW or _RELEASE */
-    uint64_t in_flight_sent_ms;
-    uint32_t claim_delay_ms;       /* RELEASING: the follower's wait before its next claim */
-    uint64_t epoch;                /* this term's epoch; 0 when not leader */
-    uint64_t valid_until_ms;       /* LEADER: the lease is certainly ours before this */
-    uint64_t last_renewed_ms;      /* LEADER: send time of the last successful acquire/renew */
-    uint64_t next_renew_ms;        /* LEADER: when to send the next renew */
-    uint64_t next_claim_ms;        /* FOLLOWER: when to claim */
-    char holder[LEASE_HOLDER_MAX]; /* the holder last observed, "" for none */
-    bool holder_known;
-    uint64_t holder_epoch;
-    char ended[LEASE_HOLDER_MAX];  /* the holder whose term ended, for LEADER_CHANGED */
-    bool observer;                 /* lease_observe(): reads the key, never claims */
-    bool drain_renewing;           /* DRAINING after a resign: the key is still renewed */
-    uint64_t drain_renew_until_ms; /* ... until the service stops or this instant */
-    bool service_abandoned;        /* DRAINING: the service was given up, still running */
-    bool back_off;                 /* resign while claiming/draining: no term, then wait */
-    uint64_t hold_until_ms;        /* the key is certainly ours before this (never cleared) */
-    uint64_t release_epoch;        /* RELEASING: the term being released */
-    uint64_t claim_gate_ms;        /* the restart guard: no claim before this */
-    uint64_t max_epoch_seen;       /* the highest epoch seen anywhere: the next one is above */
-    bool clock_known;              /* LEADER, DRAINING: the last reply's Redis TIME is known */
-    uint64_t clock_redis_us;       /* ... Redis's TIME in that reply */
-    uint64_t clock_sent_ms;        /* ... the command's send time */
-    uint64_t hasten_ok_ms;         /* an event may hasten a claim or renewal to no sooner
-                                      than this (the event floor, see lease_on_event) */
-
-    /* Permanent errors and foreign holders. */
-    bool halted;                    /* no claim, renewal or read until lease_resume() */
+    size_t token_len;             /* its length */
+    uint64_t rng;                 /* jitter generator state */
+    bool observer;                /* lease_observe(): OBSERVING and READING, never claims */
+    bool connected;               /* commands can be sent */
+    bool stopping;                /* lease_stop() was called: it ends once nothing is in flight */
+    bool stopped;                 /* LEASE_STOPPED was emitted (it is, once per campaign) */
+    bool back_off; /* resign while claiming, draining or releasing: no term, then wait */
+    bool halted;   /* no claim, renewal or read until lease_resume() */
     char foreign[LEASE_HOLDER_MAX]; /* the last foreign value reported (LEASEHOLD_EFOREIGN) */
-    lease_action queue[LEASE_QUEUE_MAX];
-    unsigned q_head, q_len;
+
+    /* The command in flight, at most one.  It may outlive the state that
+     * sent it: a leader's renew can be answered while DRAINING. */
+    uint32_t seq;                     /* of the command in flight */
+    bool in_flight;                   /* a command is in flight */
+    lease_action_kind in_flight_kind; /* LEASE_SEND_ACQUIRE, _RENEW, _RELEASE or _QUERY */
+    uint64_t in_flight_sent_ms;       /* the now_ms of the input that emitted it */
+
+    uint64_t hold_until_ms;   /* the key is certainly ours before this (never cleared) */
+    uint64_t claim_gate_ms;   /* the restart guard: no claim before this */
+    uint64_t max_epoch_seen;  /* the highest epoch seen anywhere: the next one is above */
+    uint64_t hasten_ok_ms;    /* an event may hasten a claim or renewal to no sooner
+                                 than this (the event floor, see lease_on_event) */
+    bool abandoned;           /* the last ended term's service was given up while it
+                                 still runs: its key must lapse, not be released;
+                                 cleared when the next term ends */
+    uint64_t abandoned_epoch; /* ... that term's epoch */
+
+    /* What is known of the key's holder, from replies and events. */
+    char holder[LEASE_HOLDER_MAX]; /* the holder last observed, "" for none */
+    bool holder_known;             /* a holder (or its absence) was observed */
+    uint64_t holder_epoch;         /* its term's epoch, 0 unknown */
+    char ended[LEASE_HOLDER_MAX];  /* the holder whose term ended, for LEADER_CHANGED */
+
+    /* Per state: cleared by every transition.  IDLE, CLAIMING and READING
+     * have no data of their own (the claim or read is the command in flight). */
+    union {
+        struct {
+            uint64_t next_claim_ms; /* when to claim */
+        } follower;
+        struct {
+            uint64_t next_read_ms; /* when to read the key */
+        } observing;
+        struct {
+            uint64_t epoch;          /* this term's epoch */
+            uint64_t valid_until_ms; /* the lease is certainly ours before this */
+            lease_renewal renewal;
+        } leader;
+        struct {
+            leasehold_reason reason; /* why the term ended */
+            uint64_t epoch;          /* the ended term's, for the release */
+            bool service_stopped;    /* lease_service_stopped() was called */
+            bool renewing;           /* after a resign: the key is still renewed ... */
+            uint64_t renew_until_ms; /* ... until the service stops or this instant */
+            lease_renewal renewal;   /* the term's, taken over from LEADER */
+        } draining;
+        struct {
+            uint64_t epoch;          /* the term being released */
+            uint32_t claim_delay_ms; /* the follower's wait before its next claim */
+        } releasing;
+    } as;
+
+    lease_action queue[LEASE_QUEUE_MAX]; /* the actions of the last input (lease_next_action) */
+    unsigned q_head, q_len;              /* ... the first one and how many */
 } lease;
 
 /* Checks a configuration: renew interval and deadline well below the lease
@@ -195,7 +232,9 @@ void lease_start(lease *l, uint64_t now_ms);
 
 /* Starts observing instead: the key is read (LEASE_SEND_QUERY) at once, then
  * again when its holder's TTL runs out, at least every retry_interval_ms;
- * LEADER_CHANGED reports every change.  Never claims. */
+ * LEADER_CHANGED reports every change.  Never claims: an observer is
+ * OBSERVING or READING where a candidate would be FOLLOWER or CLAIMING.
+ * A lease already campaigning stays what it is. */
 void lease_observe(lease *l, uint64_t now_ms);
 
 /* The connection is ready: commands may be sent again. */
@@ -269,6 +308,9 @@ void lease_resume(lease *l, uint64_t now_ms);
 
 /* True while halted. */
 bool lease_halted(const lease *l);
+
+/* True from lease_stop() until the campaign starts again. */
+bool lease_stopping(const lease *l);
 
 /* Pops the next action; false when there is none. */
 bool lease_next_action(lease *l, lease_action *out);

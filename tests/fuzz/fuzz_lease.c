@@ -1,4 +1,4 @@
-/* fuzz_lease.c — the election state machine (lease.c) fed arbitrary
+/* fuzz_lease.c — the election state machine (src/lease*.c) fed arbitrary
  * sequences of inputs, with its promises checked after every one.
  *
  * The bytes are decoded into a configuration, a seed and then a sequence of
@@ -25,7 +25,7 @@
  * - STOPPED only after lease_stop, at most once per campaign, in IDLE with
  *   nothing in flight and no service running, and nothing sent after it;
  * - no claim before the restart guard's gate; an observer only queries.
- * lease.c's own asserts (compiled in) are checked as well. */
+ * The state machine's own asserts (compiled in) are checked as well. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

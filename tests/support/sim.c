@@ -91,7 +91,8 @@ typedef struct machine {
     uint64_t campaign_at;       /* UINT64_MAX: none planned */
     uint64_t resign_service_ms; /* UINT64_MAX: none; the next REVOKED's service time */
     bool ever_elected;
-    uint64_t bound_local; /* the checker's valid_until, on this machine's clock */
+    uint64_t bound_local;     /* the checker's valid_until, on this machine's clock */
+    uint64_t bug_valid_until; /* SIM_BUG_VALID_FROM_ARRIVAL: the buggy valid_until */
 } machine;
 
 typedef struct redis {
@@ -482,6 +483,22 @@ static void stall_at_send(sim *s, lease_action_kind kind)
         sim_redis_pause(s, 20 + rnd(s, 2 * lease_ms));
 }
 
+/* Whether machine m takes itself for leader at `local` on its clock:
+ * lease_is_leader(), or what a machine with the deliberate bug would
+ * believe instead (the lease itself is left correct). */
+static bool believes_leader(const sim *s, const machine *m, uint64_t local)
+{
+    bool leader_state = lease_get_state(&m->l) == LEASE_LEADER;
+    switch (s->o.bug) {
+    case SIM_BUG_TRUST_STATE:
+        return leader_state;
+    case SIM_BUG_VALID_FROM_ARRIVAL:
+        return leader_state && local < m->bug_valid_until;
+    default:
+        return lease_is_leader(&m->l, local);
+    }
+}
+
 /* Performs the actions of the last input, as the client's loop does. */
 static void drain(sim *s, unsigned i)
 {
@@ -526,7 +543,7 @@ static void drain(sim *s, unsigned i)
             if (!m->ever_elected)
                 s->stats.distinct_leaders++;
             m->ever_elected = true;
-            if (!lease_is_leader(&m->l, local))
+            if (!believes_leader(s, m, local))
                 violate(s, "machine %u got ELECTED but is not leader", i);
             if ((s->o.checks & SIM_CHECK_EPOCHS) && a.epoch <= s->last_elected_epoch)
                 violate(s, "machine %u elected with epoch %llu, not above the last one %llu", i,
@@ -549,14 +566,12 @@ static void drain(sim *s, unsigned i)
     }
 }
 
-/* After each input: the deliberate bug, if any, then the actions; the next
- * wake-up must be in the future, or the client's loop would spin. */
+/* After each input: the actions; the next wake-up must be in the future,
+ * or the client's loop would spin. */
 static void after_input(sim *s, unsigned i)
 {
     machine *m = &s->m[i];
     uint64_t local = local_now(m, s->now);
-    if (s->o.bug == SIM_BUG_TRUST_STATE && m->l.state == LEASE_LEADER)
-        m->l.valid_until_ms = UINT64_MAX;
     drain(s, i);
     if (lease_wake_at(&m->l) <= local)
         violate(s, "machine %u: wake_at %llu is not after now %llu", i,
@@ -643,8 +658,8 @@ static void deliver_reply(sim *s, unsigned i, const msg *in)
         lease_on_renew(&m->l, local, in->seq, &r);
     else
         lease_on_release(&m->l, local, in->seq, &r);
-    if (s->o.bug == SIM_BUG_VALID_FROM_ARRIVAL && success && m->l.state == LEASE_LEADER)
-        m->l.valid_until_ms = local + s->o.lease.lease_ms;
+    if (s->o.bug == SIM_BUG_VALID_FROM_ARRIVAL && success && lease_get_state(&m->l) == LEASE_LEADER)
+        m->bug_valid_until = local + s->o.lease.lease_ms;
     after_input(s, i);
 }
 
@@ -791,7 +806,7 @@ static void machine_timers(sim *s, unsigned i)
 int sim_leader(const sim *s)
 {
     for (unsigned i = 0; i < s->o.machines; i++)
-        if (lease_is_leader(&s->m[i].l, local_now(&s->m[i], s->now)))
+        if (believes_leader(s, &s->m[i], local_now(&s->m[i], s->now)))
             return (int)i;
     return -1;
 }
@@ -870,7 +885,7 @@ bool sim_redis_restart(sim *s)
         const machine *m = &s->m[i];
         if (resign_holds(s, m))
             return false;
-        if (m->l.state != LEASE_LEADER)
+        if (lease_get_state(&m->l) != LEASE_LEADER)
             continue;
         if (frozen(s, m) || cut_off(s, m) || m->link != LINK_UP || m->npending ||
             s->r.accepted[i] != m->conn_id)
@@ -935,7 +950,7 @@ static void inject_faults(sim *s)
     if (!restarting(s) && one_in(s, 40000)) {
         unsigned i = (unsigned)rnd(s, s->o.machines);
         machine *m = &s->m[i];
-        if (!frozen(s, m) && m->l.state != LEASE_IDLE && !m->l.stopping) {
+        if (!frozen(s, m) && lease_get_state(&m->l) != LEASE_IDLE && !lease_stopping(&m->l)) {
             s->stats.stops++;
             lease_stop(&m->l, local_now(m, s->now));
             after_input(s, i);
@@ -951,7 +966,7 @@ static void check(sim *s)
     for (unsigned i = 0; i < s->o.machines && !s->violated; i++) {
         machine *m = &s->m[i];
         uint64_t local = local_now(m, s->now);
-        if (!lease_is_leader(&m->l, local))
+        if (!believes_leader(s, m, local))
             continue;
         if ((s->o.checks & SIM_CHECK_VALID_UNTIL) && local >= m->bound_local)
             violate(s,

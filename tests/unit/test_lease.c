@@ -84,34 +84,18 @@ static const lease_config cfg = {.lease_ms = 2000,
 
 /* drift = 2000/100 + 2 = 22: a command sent at s is ours until s + 1978. */
 
-static const char *reason_name(leasehold_reason reason)
-{
-    switch (reason) {
-    case LEASEHOLD_LOST:
-        return "lost";
-    case LEASEHOLD_EXPIRED:
-        return "expired";
-    case LEASEHOLD_DEADLINE:
-        return "deadline";
-    case LEASEHOLD_DISCONNECTED:
-        return "disconnected";
-    case LEASEHOLD_RESIGNED:
-        return "resigned";
-    case LEASEHOLD_CLOCK_JUMPED:
-        return "clock-jumped";
-    case LEASEHOLD_HALTED:
-        return "halted";
-    }
-    return "?";
-}
-
-static void render(lease *l, char *out, size_t size)
+/* Renders the actions of the last input; *last_seq becomes the seq of the
+ * last SEND among them, as the caller would remember it. */
+static void render(lease *l, char *out, size_t size, uint32_t *last_seq)
 {
     lease_action a;
     size_t len = 0;
     out[0] = '\0';
     while (lease_next_action(l, &a)) {
         char one[LEASE_HOLDER_MAX + 64];
+        if (a.kind == LEASE_SEND_ACQUIRE || a.kind == LEASE_SEND_RENEW ||
+            a.kind == LEASE_SEND_RELEASE || a.kind == LEASE_SEND_QUERY)
+            *last_seq = a.seq;
         switch (a.kind) {
         case LEASE_SEND_ACQUIRE:
             snprintf(one, sizeof one, "acquire");
@@ -129,7 +113,7 @@ static void render(lease *l, char *out, size_t size)
             snprintf(one, sizeof one, "elected(%llu)", (unsigned long long)a.epoch);
             break;
         case LEASE_REVOKED:
-            snprintf(one, sizeof one, "revoked(%s)", reason_name(a.reason));
+            snprintf(one, sizeof one, "revoked(%s)", leasehold_reason_name(a.reason));
             break;
         case LEASE_LEADER_CHANGED:
             if (a.holder)
@@ -151,16 +135,12 @@ static void render(lease *l, char *out, size_t size)
     }
 }
 
-/* The seq of the last SEND action, as the caller would remember it. */
-static uint32_t last_seq(const lease *l)
-{
-    return l->seq;
-}
-
-static void feed(lease *l, const step *s, uint64_t now)
+/* Feeds one input; replies answer the command sent s->stale sends before
+ * the last one, whose seq is last_seq. */
+static void feed(lease *l, const step *s, uint64_t now, uint32_t last_seq)
 {
     lease_reply r = {0};
-    uint32_t seq = last_seq(l) - s->stale;
+    uint32_t seq = last_seq - s->stale;
     if (s->holder) {
         r.holder = s->holder;
         r.holder_len = strlen(s->holder);
@@ -248,19 +228,20 @@ static void run_scenario(void **state)
 {
     const scenario *sc = *state;
     lease l;
+    uint32_t last_seq = 0;
     lease_init(&l, &cfg, "me/1", 42);
     for (size_t i = 0; i < sc->n; i++) {
         const step *s = &sc->steps[i];
         uint64_t now = s->now == AT_WAKE ? lease_wake_at(&l) : s->now;
         char got[1024];
-        feed(&l, s, now);
+        feed(&l, s, now, last_seq);
         if (s->in == CHECK) {
             if (lease_is_leader(&l, now) != s->leader)
                 fail_msg("%s, step %zu: is_leader(%llu) should be %d", sc->name, i,
                          (unsigned long long)now, s->leader);
             continue;
         }
-        render(&l, got, sizeof got);
+        render(&l, got, sizeof got, &last_seq);
         if (strcmp(got, s->expect) != 0)
             fail_msg("%s, step %zu at %llu: actions \"%s\", expected \"%s\"", sc->name, i,
                      (unsigned long long)now, got, s->expect);
@@ -318,7 +299,7 @@ static const step renew_errors_then_deadline[] = {
     {TICK, 1900, "", LEASE_LEADER, .leader = true, .wake = 2500},
     {CONNECTED, 2000, "renew", LEASE_LEADER, .leader = true, .wake = 2500},
     {TICK, 2499, "", LEASE_LEADER, .leader = true, .wake = 2500},
-    {TICK, 2500, "revoked(deadline)", LEASE_DRAINING, .wake = NO_WAKE},
+    {TICK, 2500, "revoked(renew deadline passed)", LEASE_DRAINING, .wake = NO_WAKE},
     /* the renew sent at 2000 comes back: it only frees the slot */
     {RENEWED, 2510, "", LEASE_DRAINING},
     {SERVICE_STOPPED, 2600, "release(7)", LEASE_RELEASING},
@@ -408,7 +389,7 @@ static const step slow_acquire_just_in_time[] = {
     /* the renew due at 1300 goes at once */
     {ACQ_OK, 2499, "changed(me/1,7) elected(7) renew", LEASE_LEADER, .epoch = 7, .leader = true,
      .valid_until = 2978, .wake = 2500},
-    {TICK, 2500, "revoked(deadline)", LEASE_DRAINING},
+    {TICK, 2500, "revoked(renew deadline passed)", LEASE_DRAINING},
 };
 
 static const step stop_while_claiming_wins[] = {
@@ -684,11 +665,11 @@ static const step halted_while_claiming[] = {
 
 /* An observer halts too: no more reads. */
 static const step observer_halts[] = {
-    {OBSERVE, 1000, "", LEASE_FOLLOWER},
-    {CONNECTED, 1000, "query", LEASE_CLAIMING},
-    {QUERY_HELD, 1010, "changed(junk,0) error(LEASEHOLD_ENOTLEASE)", LEASE_FOLLOWER,
+    {OBSERVE, 1000, "", LEASE_OBSERVING},
+    {CONNECTED, 1000, "query", LEASE_READING},
+    {QUERY_HELD, 1010, "changed(junk,0) error(LEASEHOLD_ENOTLEASE)", LEASE_OBSERVING,
      .holder = "junk", .pttl = NO_TTL, .wake = NO_WAKE},
-    {RESUME, 1100, "query", LEASE_CLAIMING},
+    {RESUME, 1100, "query", LEASE_READING},
 };
 
 static const step holder_reported_on_change_only[] = {
@@ -751,36 +732,47 @@ static const step leader_hears_another_elected[] = {
 
 /* An observer reads the key and reports every change, never claims. */
 static const step observer_reports_changes[] = {
-    {OBSERVE, 1000, "", LEASE_FOLLOWER},
-    {CONNECTED, 1000, "query", LEASE_CLAIMING},
-    {QUERY_HELD, 1010, "changed(other/0000000000000002,5)", LEASE_FOLLOWER,
+    {OBSERVE, 1000, "", LEASE_OBSERVING},
+    {CONNECTED, 1000, "query", LEASE_READING},
+    {QUERY_HELD, 1010, "changed(other/0000000000000002,5)", LEASE_OBSERVING,
      .holder = "other/0000000000000002", .epoch = 5, .pttl = 300, .wake_min = 1311,
      .wake_max = 1316},
-    {TICK, AT_WAKE, "query", LEASE_CLAIMING},
-    {QUERY_FREE, 1320, "changed(-:expired:other/0000000000000002)", LEASE_FOLLOWER, .wake = 2320},
-    {EV_ELECTED, 1400, "changed(other/0000000000000003,6)", LEASE_FOLLOWER,
+    {TICK, AT_WAKE, "query", LEASE_READING},
+    {QUERY_FREE, 1320, "changed(-:expired:other/0000000000000002)", LEASE_OBSERVING, .wake = 2320},
+    {EV_ELECTED, 1400, "changed(other/0000000000000003,6)", LEASE_OBSERVING,
      .holder = "other/0000000000000003", .epoch = 6},
-    {EV_RELEASED, 1500, "changed(-:released:other/0000000000000003) query", LEASE_CLAIMING,
+    {EV_RELEASED, 1500, "changed(-:released:other/0000000000000003) query", LEASE_READING,
      .holder = "other/0000000000000003", .epoch = 6},
-    {QUERY_FREE, 1502, "", LEASE_FOLLOWER, .wake = 2502},
+    {QUERY_FREE, 1502, "", LEASE_OBSERVING, .wake = 2502},
     {STOP, 1600, "stopped", LEASE_IDLE, .wake = NO_WAKE},
+};
+
+/* An observer's read lost with its connection is made again on the next
+ * one; a stop waits for the read in flight. */
+static const step observer_read_lost_then_stopped[] = {
+    {OBSERVE, 1000, "", LEASE_OBSERVING},
+    {CONNECTED, 1000, "query", LEASE_READING},
+    {DISC_TIMEOUT, 1200, "", LEASE_OBSERVING, .wake = NO_WAKE},
+    {CONNECTED, 1300, "query", LEASE_READING},
+    {STOP, 1310, "", LEASE_READING, .wake = NO_WAKE},
+    {QUERY_FREE, 1320, "changed(-:expired:?) stopped", LEASE_IDLE, .wake = NO_WAKE},
 };
 
 /* Replies and events come on two connections, in no fixed order: epochs
  * put them in order, and an observation older than what is known is no news. */
 static const step stale_observations_ignored[] = {
-    {OBSERVE, 1000, "", LEASE_FOLLOWER},
-    {CONNECTED, 1000, "query", LEASE_CLAIMING},
+    {OBSERVE, 1000, "", LEASE_OBSERVING},
+    {CONNECTED, 1000, "query", LEASE_READING},
     /* the announcement of term 5 overtakes the answer to a read made before it */
-    {EV_ELECTED, 1001, "changed(other/0000000000000002,5)", LEASE_CLAIMING,
+    {EV_ELECTED, 1001, "changed(other/0000000000000002,5)", LEASE_READING,
      .holder = "other/0000000000000002", .epoch = 5},
-    {QUERY_FREE, 1002, "", LEASE_FOLLOWER, .epoch = 4},
+    {QUERY_FREE, 1002, "", LEASE_OBSERVING, .epoch = 4},
     /* a release of an earlier term of the same token */
-    {EV_RELEASED, 1003, "", LEASE_FOLLOWER, .holder = "other/0000000000000002", .epoch = 3},
-    {EV_RELEASED, 1004, "changed(-:released:other/0000000000000002) query", LEASE_CLAIMING,
+    {EV_RELEASED, 1003, "", LEASE_OBSERVING, .holder = "other/0000000000000002", .epoch = 3},
+    {EV_RELEASED, 1004, "changed(-:released:other/0000000000000002) query", LEASE_READING,
      .holder = "other/0000000000000002", .epoch = 5},
     /* once term 5 is known over, its late announcement is no news either */
-    {EV_ELECTED, 1005, "", LEASE_CLAIMING, .holder = "other/0000000000000002", .epoch = 5},
+    {EV_ELECTED, 1005, "", LEASE_READING, .holder = "other/0000000000000002", .epoch = 5},
 };
 
 /* Our own announcement can arrive before the reply to our claim. */
@@ -887,6 +879,7 @@ static const scenario scenarios[] = {
     SCENARIO(events_hasten_claims),
     SCENARIO(leader_hears_another_elected),
     SCENARIO(observer_reports_changes),
+    SCENARIO(observer_read_lost_then_stopped),
 };
 
 /* ------------------------------------------------------------ config check */
@@ -1174,7 +1167,7 @@ static void test_fuzz(void **state)
             if (lease_is_leader(&l, now) && now >= bound)
                 fail_msg("seed %llu step %d: leader at %llu past %llu", (unsigned long long)seed, i,
                          (unsigned long long)now, (unsigned long long)bound);
-            if (lease_get_state(&l) != LEASE_LEADER && (l.epoch || lease_valid_until(&l)))
+            if (lease_get_state(&l) != LEASE_LEADER && (lease_epoch(&l) || lease_valid_until(&l)))
                 fail_msg("seed %llu step %d: epoch or valid_until kept outside a term",
                          (unsigned long long)seed, i);
             if (elected != (lease_get_state(&l) == LEASE_LEADER))
