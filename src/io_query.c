@@ -2,7 +2,7 @@
  * leasehold_resign_hold().
  *
  * The asking thread waits on the client's condition for q->done (see
- * await_query in client_api.c); this file sends the query on the node
+ * await_query in api_election.c); this file sends the query on the node
  * serving its key and hands it its answer, under client->mu.
  */
 #include "client_internal.h"
