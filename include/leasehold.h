@@ -22,6 +22,17 @@
  *         return 0; // cancelled: we are no longer leader
  *     }
  *
+ *     // Trouble after start (Redis down, a missing ACL permission, the key taken
+ *     // by another program's value) arrives here, on leasehold's thread; a
+ *     // permanent error has halted the campaign until leasehold_resume().
+ *     static void on_error(leasehold_election *e, const leasehold_error *err, void *arg)
+ *     {
+ *         (void)e;
+ *         (void)arg;
+ *         fprintf(stderr, "leasehold: %s: %s%s\n", leasehold_errname(err->code), err->msg,
+ *                 leasehold_error_is_permanent(err->code) ? " (campaign halted)" : "");
+ *     }
+ *
  *     int main(int argc, char **argv)
  *     {
  *         leasehold_config cfg;
@@ -30,7 +41,8 @@
  *         const char *url = argc > 1 ? argv[1] : getenv("SNAKETRON_REDIS_URL");
  *         cfg.url = url ? url : "redis://127.0.0.1:6379";
  *         leasehold_client *c = leasehold_client_new(&cfg, &err);
- *         if (!c || !leasehold_serve(c, "myapp:leader", work, NULL, &err)) {
+ *         const leasehold_callbacks cb = {.error = on_error};
+ *         if (!c || !leasehold_serve_cb(c, "myapp:leader", work, NULL, &cb, &err)) {
  *             fprintf(stderr, "leasehold: %s\n", err.msg);
  *             return 1;
  *         }
@@ -54,8 +66,9 @@
  * ------
  * Functions that can fail return NULL or a negative code and, when given a
  * leasehold_error, fill it with the code and a message that names the cause
- * and the thing ("redis://127.0.0.1:1: connection refused").  The library
- * never prints, never exits and never installs signal handlers.
+ * and the thing ("redis://127.0.0.1:1: connection refused").  Each one below
+ * lists every code it can return and when.  The library never prints, never
+ * exits and never installs signal handlers.
  */
 #ifndef LEASEHOLD_H
 #define LEASEHOLD_H
@@ -225,12 +238,43 @@ typedef struct leasehold_token leasehold_token;
 /*
  * Validates cfg, parses the URL, resolves the host name and starts the I/O
  * thread.  Unless cfg->lazy_connect, it first connects (AUTH and SELECT
- * included) and returns NULL with the reason if that fails: LEASEHOLD_EURL,
- * LEASEHOLD_ECONFIG, LEASEHOLD_ERESOLVE, LEASEHOLD_ECONNREFUSED,
- * LEASEHOLD_ETIMEDOUT, LEASEHOLD_EAUTH, LEASEHOLD_ENOPERM, LEASEHOLD_EDB,
- * LEASEHOLD_ENOMEM.  After that, a lost connection is re-established in the
+ * when the URL asks for them, then PING) and returns NULL with the reason
+ * if that fails.  After that, a lost connection is re-established in the
  * background with jittered exponential back-off.  cfg is copied (strings
  * too).  err may be NULL.  Thread-safe.
+ *
+ * Returns the client, or NULL with err->code:
+ *   LEASEHOLD_EINVAL        cfg is NULL
+ *   LEASEHOLD_ECONFIG       cfg is not valid: not from leasehold_config_init()
+ *                           (version), no URL, times that do not make sense,
+ *                           a bad identity or log level (err->msg says which)
+ *   LEASEHOLD_EURL          the URL is malformed or unsupported
+ *   LEASEHOLD_ERESOLVE      the host name did not resolve (lazy_connect too)
+ *   LEASEHOLD_ENOMEM        out of memory
+ *   -EMFILE, -ENFILE, -ENODEV  eventfd() failed (its errno, negated)
+ *   -EAGAIN                 pthread_create() failed: no resources for the
+ *                           I/O thread
+ * and, unless cfg->lazy_connect, when the first connection fails:
+ *   LEASEHOLD_ECONNREFUSED  nobody listens there (for unix://, also: no
+ *                           socket file)
+ *   LEASEHOLD_ETIMEDOUT     not connected, or AUTH/SELECT/PING unanswered,
+ *                           within connect_timeout_ms (or TCP gave up)
+ *   LEASEHOLD_ECONNRESET    Redis closed or reset the connection
+ *   LEASEHOLD_EIO           another socket error (no route to host...)
+ *   LEASEHOLD_ENOMEM        out of memory (also from the socket layer)
+ *   LEASEHOLD_EPROTO        an answer that is not Redis's: malformed, or
+ *                           not the +OK / +PONG the handshake expects
+ *   LEASEHOLD_EAUTH         AUTH refused (WRONGPASS), or Redis asks for a
+ *                           password the URL lacks (NOAUTH)
+ *   LEASEHOLD_EDB           SELECT refused (no such database)
+ *   LEASEHOLD_ENOPERM       the ACL user may not run AUTH, SELECT or PING
+ *   LEASEHOLD_EREDIS        another error reply to the handshake (LOADING,
+ *                           MASTERDOWN...); one whose first word is
+ *                           READONLY, WRONGTYPE or NOSCRIPT gives
+ *                           LEASEHOLD_EREADONLY, LEASEHOLD_EWRONGTYPE or
+ *                           LEASEHOLD_ENOSCRIPT
+ * leasehold_strerror() and leasehold_errname() do not know the -errno
+ * codes ("unknown error"); err->msg names them.
  */
 LEASEHOLD_API leasehold_client *leasehold_client_new(const leasehold_config *cfg,
                                                      leasehold_error *err);
@@ -321,15 +365,21 @@ typedef struct leasehold_callbacks {
 } leasehold_callbacks;
 
 /*
- * Starts campaigning for `key`.  cb (copied) may be NULL.  Returns the
- * election, or NULL with LEASEHOLD_EINVAL (empty key; a key holding a
- * control character, bytes 0x01-0x1f and 0x7f, which would split log
- * lines; or a key holding a '}' but no valid {hash tag}, such as a}b or
- * a{}b, whose side keys could not share its Redis Cluster slot),
- * LEASEHOLD_EEXIST, LEASEHOLD_ECLOSED or LEASEHOLD_ENOMEM.  Does not wait
+ * Starts campaigning for `key`.  cb (copied) may be NULL.  Does not wait
  * for Redis.  Errors met later (Redis refusing the scripts, a key that is
  * not a lease...) come through the `error` callback.
  * Thread-safe, callbacks included.
+ *
+ * Returns the election, or NULL with err->code:
+ *   LEASEHOLD_EINVAL   c or key is NULL; key is empty; key holds a control
+ *                      character (bytes 0x01-0x1f and 0x7f, which would
+ *                      split log lines); or key holds a '}' but no valid
+ *                      {hash tag}, such as a}b or a{}b, whose side keys
+ *                      could not share its Redis Cluster slot
+ *   LEASEHOLD_EEXIST   this client already campaigns for key (observers
+ *                      of it do not count)
+ *   LEASEHOLD_ECLOSED  the client is being freed (leasehold_client_free())
+ *   LEASEHOLD_ENOMEM   out of memory
  */
 LEASEHOLD_API leasehold_election *leasehold_campaign(leasehold_client *c, const char *key,
                                                      const leasehold_callbacks *cb, void *arg,
@@ -371,14 +421,18 @@ LEASEHOLD_API const char *leasehold_key(const leasehold_election *e);
 LEASEHOLD_API const char *leasehold_election_token(const leasehold_election *e);
 
 /*
- * Steps down if leader: leasehold_is_leader() is false when this returns; the
- * service (if any) is stopped, then the lease is released so a successor
- * need not wait for the TTL.  The election keeps campaigning, but waits
- * retry_interval_ms before its next claim so that another candidate is
- * preferred.  Returns 0, or LEASEHOLD_EINVAL, or LEASEHOLD_ECLOSED once
- * the election has ended (only an abandoned service, see
- * leasehold_token_election(), can still call it then).  Does not wait.
- * Thread-safe.
+ * Steps down if leader: leasehold_is_leader() is false when this returns 0;
+ * the service (if any) is stopped, then the lease is released so a
+ * successor need not wait for the TTL.  The election keeps campaigning, but
+ * waits retry_interval_ms before its next claim so that another candidate
+ * is preferred.  Does not wait.  Thread-safe.
+ *
+ * Returns 0 (the resignation is on its way), or:
+ *   LEASEHOLD_EINVAL   e is NULL
+ *   LEASEHOLD_ECLOSED  the election has ended (only an abandoned service,
+ *                      see leasehold_token_election(), can still call it
+ *                      then)
+ *   LEASEHOLD_ENOMEM   out of memory: nothing done, a leader stays leader
  */
 LEASEHOLD_API int leasehold_resign(leasehold_election *e);
 
@@ -386,10 +440,13 @@ LEASEHOLD_API int leasehold_resign(leasehold_election *e);
  * Campaigns (or observes) again after a permanent error halted e (see the
  * `error` callback): the next claim or read goes out at once.  Call it once
  * the cause is fixed (ACL granted, key deleted...); if it is not, the same
- * error is reported again and e halts again.  A no-op returning 0 when e is
- * not halted.  Returns 0, LEASEHOLD_EINVAL (e NULL), LEASEHOLD_ECLOSED
- * (the election has ended) or LEASEHOLD_ENOMEM.  Does not wait.  Thread-safe, callbacks
- * included.
+ * error is reported again and e halts again.  A no-op when e is not halted.
+ * Does not wait.  Thread-safe, callbacks included.
+ *
+ * Returns 0 (also when e is not halted), or:
+ *   LEASEHOLD_EINVAL   e is NULL
+ *   LEASEHOLD_ECLOSED  the election has ended
+ *   LEASEHOLD_ENOMEM   out of memory: e stays halted
  */
 LEASEHOLD_API int leasehold_resume(leasehold_election *e);
 
@@ -402,26 +459,52 @@ LEASEHOLD_API int leasehold_resume(leasehold_election *e);
  * release follow, and the campaign has ended (free e as usual).
  *
  * Ordering.  leasehold_is_leader() is false from the moment of the call, for
- * good, and the campaign ends, whatever it returns (except for
- * LEASEHOLD_EINVAL, LEASEHOLD_EDEADLK and LEASEHOLD_ENOMEM, which change
- * nothing): stop everything the term started first, since nothing may act
- * on the term after the call.  On 0, the key is held for
+ * good, and the campaign ends, whatever it returns, except for the failures
+ * marked "nothing changed" below: stop everything the term started first,
+ * since nothing may act on the term after the call.  On 0, the key is held for
  * hold_ms counted from when Redis ran the hold, which is after the call was
  * made, so no successor can be elected before (call time + hold_ms); hold_ms
  * may be shorter than what is left of the lease, which then ends sooner.  The
  * successor's fencing epoch is above this term's, as for any term.
  *
- * Only for elections made with leasehold_campaign() (LEASEHOLD_EINVAL for a
- * service or an observer).  Waits for the answer as leasehold_holder_get()
- * does.  Returns 0; LEASEHOLD_EINVAL (hold_ms 0); LEASEHOLD_ENOTLEADER (not
- * leader, or the key was no longer this term's: gone or taken, so a successor
- * may lead already); LEASEHOLD_ETIMEDOUT (no answer: the key is held for
- * hold_ms if the hold still arrives, else it lapses with the lease);
- * LEASEHOLD_ECONNRESET (not connected, or the connection went down after
- * the hold was sent: the key is held if the hold arrived, else it lapses
- * with the lease);
- * LEASEHOLD_ENOPERM, LEASEHOLD_EREDIS...: an error reply; LEASEHOLD_ECLOSED;
- * LEASEHOLD_EDEADLK (from a callback); LEASEHOLD_ENOMEM.  Thread-safe.
+ * Only for elections made with leasehold_campaign().  Waits for the answer
+ * as leasehold_holder_get() does.  Thread-safe.
+ *
+ * Returns 0 (the key is held), or:
+ *   LEASEHOLD_EINVAL      e is NULL, hold_ms is 0, or e runs a service or
+ *                         observes (leasehold_serve(), leasehold_observe()):
+ *                         nothing changed
+ *   LEASEHOLD_EDEADLK     called from a callback of e's client: nothing
+ *                         changed
+ *   LEASEHOLD_ENOTLEADER  not leader at the call: nothing changed (the
+ *                         campaign goes on); or, later, the term ended
+ *                         before the hold went out, or the key was no
+ *                         longer this term's (gone or taken), so a
+ *                         successor may lead already (err->msg says which)
+ *   LEASEHOLD_ENOMEM      out of memory on the caller's thread: nothing
+ *                         changed; or on the I/O thread: the key is held
+ *                         if the hold went out, else it lapses with the
+ *                         lease
+ *   LEASEHOLD_ECLOSED     e or its client is being freed: the key is held
+ *                         if the hold had gone out, else it lapses with the
+ *                         lease
+ *   LEASEHOLD_ETIMEDOUT   no answer within command_timeout_ms +
+ *                         connect_timeout_ms, or the command timed out: the
+ *                         key is held for hold_ms if the hold still arrives,
+ *                         else it lapses with the lease
+ *   LEASEHOLD_ECONNRESET  not connected, the hold could not be sent, or the
+ *                         connection was closed or reset after it was sent:
+ *                         the key is held if the hold arrived, else it
+ *                         lapses with the lease
+ *   LEASEHOLD_EIO         the connection failed after the hold was sent (a
+ *                         socket error): as for LEASEHOLD_ECONNRESET
+ *   LEASEHOLD_EPROTO      the same with a reply out of step with Redis; or
+ *                         an answer the hold never gives
+ *   LEASEHOLD_ENOPERM, LEASEHOLD_ENOSCRIPT, LEASEHOLD_EREADONLY,
+ *   LEASEHOLD_EWRONGTYPE, LEASEHOLD_EAUTH (NOAUTH), LEASEHOLD_EREDIS (any
+ *                         other: OOM, LOADING, BUSY...)  Redis answered the
+ *                         hold with that error: the key lapses with the
+ *                         lease
  */
 LEASEHOLD_API int leasehold_resign_hold(leasehold_election *e, uint32_t hold_ms,
                                         leasehold_error *err);
@@ -448,18 +531,37 @@ typedef struct leasehold_holder {
 /*
  * Asks Redis who holds `key`, in one atomic read of the key, its TTL and its
  * epoch.  Waits at most command_timeout_ms, or connect_timeout_ms more when
- * the connection is being re-established.  Returns 0, or LEASEHOLD_EINVAL
- * (as leasehold_campaign() for the key), LEASEHOLD_ETIMEDOUT (Redis
- * unreachable), LEASEHOLD_EWRONGTYPE (the key is not a string),
- * LEASEHOLD_ENOPERM, LEASEHOLD_ENOSCRIPT, LEASEHOLD_EREDIS,
- * LEASEHOLD_ECLOSED, LEASEHOLD_EDEADLK (called from a callback).  It
- * reports what the key holds and does not judge it: a key with no TTL is
- * returned with 0 and ttl_ms -1, and a value that is not a leasehold token
- * as it is; the caller decides (leasehold_is_token(), and a campaign would
- * halt with LEASEHOLD_ENOTLEASE on the first, LEASEHOLD_EFOREIGN on the
- * second).  Thread-safe, also against a concurrent
- * leasehold_client_free(): that fails it with LEASEHOLD_ECLOSED and waits for
- * it to return before freeing the client.
+ * the connection is being re-established.  It reports what the key holds
+ * and does not judge it: a key with no TTL is returned with 0 and ttl_ms
+ * -1, and a value that is not a leasehold token as it is; the caller
+ * decides (leasehold_is_token(), and a campaign would halt with
+ * LEASEHOLD_ENOTLEASE on the first, LEASEHOLD_EFOREIGN on the second).
+ * Thread-safe, also against a concurrent leasehold_client_free(): that
+ * fails it with LEASEHOLD_ECLOSED and waits for it to return before freeing
+ * the client.
+ *
+ * Returns 0 (*out filled), or:
+ *   LEASEHOLD_EINVAL      c, key or out is NULL, or key is one that
+ *                         leasehold_campaign() refuses
+ *   LEASEHOLD_EDEADLK     called from a callback of c (it would wait for
+ *                         itself)
+ *   LEASEHOLD_ENOMEM      out of memory
+ *   LEASEHOLD_ECLOSED     c is being freed (leasehold_client_free())
+ *   LEASEHOLD_ETIMEDOUT   no answer in time (Redis unreachable), or the
+ *                         command timed out
+ *   LEASEHOLD_ECONNRESET  the query could not be sent, or Redis closed or
+ *                         reset the connection before answering
+ *   LEASEHOLD_EIO         the connection failed before the answer (a
+ *                         socket error)
+ *   LEASEHOLD_EPROTO      the same with a reply out of step with Redis; or
+ *                         an answer the query never gives
+ *   LEASEHOLD_EWRONGTYPE  the key or its epoch key is not a string
+ *   LEASEHOLD_ENOPERM     the ACL user may not run the script or read the
+ *                         keys
+ *   LEASEHOLD_ENOSCRIPT   EVAL/EVALSHA are renamed, disabled or broken
+ *   LEASEHOLD_EREDIS      another error reply (OOM, LOADING, BUSY...); one
+ *                         whose first word is READONLY or NOAUTH gives
+ *                         LEASEHOLD_EREADONLY or LEASEHOLD_EAUTH
  */
 LEASEHOLD_API int leasehold_holder_get(leasehold_client *c, const char *key, leasehold_holder *out,
                                        leasehold_error *err);
@@ -470,8 +572,11 @@ LEASEHOLD_API int leasehold_holder_get(leasehold_client *c, const char *key, lea
  * also when the key is read (so a holder that vanished without a word is
  * noticed when its TTL runs out).  elected and revoked never fire, and
  * leasehold_is_leader() is always false.  Free it with
- * leasehold_election_free().  Returns NULL as leasehold_campaign().
- * Thread-safe.
+ * leasehold_election_free().  Thread-safe.
+ *
+ * Returns the election, or NULL with err->code as leasehold_campaign(),
+ * except LEASEHOLD_EEXIST: a key may have any number of observers, beside
+ * a campaign of the same client.
  */
 LEASEHOLD_API leasehold_election *leasehold_observe(leasehold_client *c, const char *key,
                                                     const leasehold_callbacks *cb, void *arg,
@@ -486,14 +591,18 @@ LEASEHOLD_API leasehold_election *leasehold_observe(leasehold_client *c, const c
  * through the log and the error callback, and no new term starts until the
  * service has returned).  A service that returns while still leader makes
  * the election resign, so another process can lead, and campaign again after
- * retry_interval_ms.  Returns the election (free it with
- * leasehold_election_free()), or NULL as leasehold_campaign().  Thread-safe.
+ * retry_interval_ms.  Thread-safe.
+ *
+ * Returns the election (free it with leasehold_election_free()), or NULL
+ * with err->code as leasehold_campaign(); also LEASEHOLD_EINVAL when
+ * service is NULL.
  */
 LEASEHOLD_API leasehold_election *leasehold_serve(leasehold_client *c, const char *key,
                                                   int (*service)(leasehold_token *t, void *arg),
                                                   void *arg, leasehold_error *err);
 
-/* Like leasehold_serve(), with callbacks as well. */
+/* Like leasehold_serve(), with callbacks as well (cb copied, may be NULL);
+ * the same errors. */
 LEASEHOLD_API leasehold_election *leasehold_serve_cb(leasehold_client *c, const char *key,
                                                      int (*service)(leasehold_token *t, void *arg),
                                                      void *arg, const leasehold_callbacks *cb,

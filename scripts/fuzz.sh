@@ -19,7 +19,7 @@ if [ ! -f "$dir/CMakeCache.txt" ]; then
 fi
 cmake --build "$dir" -j"$jobs" --target "${targets[@]}" -- --no-print-directory
 
-# A reply header can announce millions of elements (conn.c allocates them
+# A reply header can announce millions of elements (conn_reply.c allocates them
 # at once): allocations above 256 MB fail, as they may in production, and
 # the code must cope with NULL instead of the run stopping on out-of-memory.
 export ASAN_OPTIONS=detect_leaks=1:quarantine_size_mb=64:allocator_may_return_null=1:max_allocation_size_mb=256

@@ -16,9 +16,12 @@
  * `generation`, and code that called a handler checks it afterwards and
  * stops touching the old socket; conn_free from inside a handler only
  * closes, and the outermost entry point frees when it returns.
+ *
+ * Beside this file: conn_handshake.c (the [AUTH] [SELECT] PING that makes a
+ * connection READY) and conn_reply.c (the reply trees hiredis's reader
+ * builds); conn_internal.h is what the three share.
  */
-#include "conn.h"
-#include "redis_error.h"
+#include "conn_internal.h"
 
 #include "random.h"
 
@@ -37,8 +40,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <hiredis/hiredis.h>
-
 #include "clock.h"
 #include "error.h"
 
@@ -47,178 +48,6 @@
  * loop. */
 #define READS_PER_CALL 16
 
-/* What a pending command is, so its reply goes to the right place. */
-enum pending_kind { PENDING_USER, PENDING_AUTH, PENDING_SELECT, PENDING_PING };
-
-typedef struct pending {
-    enum pending_kind kind;
-    uint64_t tag;
-    uint64_t sent_ms;
-} pending;
-
-struct conn {
-    url u;
-    conn_options opt;
-    conn_handler h;
-    void *arg;
-
-    conn_state state;
-    int fd;
-    redisReader *reader;
-    int oversized_array;        /* an array header asked for this many elements: refused */
-    struct addrinfo *addrs;     /* from conn_resolve; kept for every reconnect */
-    struct addrinfo *next_addr; /* the next address this attempt will try */
-    int last_connect_errno;     /* why the previous address of this attempt failed */
-
-    char *out; /* encoded commands not yet written: out[out_off..out_len) */
-    size_t out_len, out_off, out_cap;
-
-    pending *queue; /* ring: queue[(head + i) % queue_cap], i < queue_len */
-    size_t queue_head, queue_len, queue_cap;
-
-    uint64_t connect_deadline_ms; /* CONNECTING / HANDSHAKE */
-    uint64_t reconnect_at_ms;     /* DOWN: next attempt, UINT64_MAX if none */
-    unsigned retries;             /* attempts since the last successful handshake */
-    uint64_t rng;                 /* jitter generator state */
-    int write_errno;              /* a send() failure seen by conn_send, handled by tick */
-
-    unsigned generation; /* bumped by every teardown */
-    unsigned downs;      /* on_down reports so far */
-    int last_down_code;  /* the code of the latest one */
-    unsigned depth;      /* entry points currently on the stack */
-    bool free_requested; /* conn_free was called from a handler */
-};
-
-/* ------------------------------------------------------------- replies */
-
-/* hiredis builds our conn_reply tree directly: each object it asks for is
- * either a root (allocated) or an entry of its parent's element array (which
- * createArray allocated whole).  Only roots are ever passed to freeObject. */
-static conn_reply *reply_slot(const redisReadTask *task)
-{
-    if (task->parent) {
-        conn_reply *parent = task->parent->obj;
-        return (conn_reply *)&parent->element[task->idx];
-    }
-    return calloc(1, sizeof(conn_reply));
-}
-
-static void *reply_string(const redisReadTask *task, char *str, size_t len)
-{
-    char *copy = malloc(len + 1);
-    if (!copy)
-        return NULL;
-    conn_reply *r = reply_slot(task);
-    if (!r) {
-        free(copy);
-        return NULL;
-    }
-    memcpy(copy, str, len);
-    copy[len] = '\0';
-    r->type = task->type == REDIS_REPLY_ERROR    ? CONN_REPLY_ERROR
-              : task->type == REDIS_REPLY_STATUS ? CONN_REPLY_STATUS
-                                                 : CONN_REPLY_STRING;
-    r->str = copy;
-    r->len = len;
-    return r;
-}
-
-/* No reply of ours has more than a handful of elements: an array header
- * announcing more is a Redis out of step (or not Redis), and allocating what
- * it announces would let one line ask for gigabytes. */
-#define REPLY_ARRAY_MAX 1024
-
-static void *reply_array(const redisReadTask *task, int elements)
-{
-    if (elements > REPLY_ARRAY_MAX) {
-        conn *c = task->privdata;
-        if (c)
-            c->oversized_array = elements;
-        return NULL; /* the reader stops with an error; deliver_replies says why */
-    }
-    conn_reply *children = NULL;
-    if (elements > 0) {
-        children = calloc((size_t)elements, sizeof(conn_reply));
-        if (!children)
-            return NULL;
-    }
-    conn_reply *r = reply_slot(task);
-    if (!r) {
-        free(children);
-        return NULL;
-    }
-    r->type = CONN_REPLY_ARRAY;
-    r->elements = elements > 0 ? (size_t)elements : 0;
-    r->element = children;
-    return r;
-}
-
-static void *reply_integer(const redisReadTask *task, long long value)
-{
-    conn_reply *r = reply_slot(task);
-    if (r) {
-        r->type = CONN_REPLY_INTEGER;
-        r->integer = value;
-    }
-    return r;
-}
-
-static void *reply_nil(const redisReadTask *task)
-{
-    conn_reply *r = reply_slot(task);
-    if (r)
-        r->type = CONN_REPLY_NIL;
-    return r;
-}
-
-/* Frees what r owns (strings, element arrays), not r itself. */
-static void reply_release(conn_reply *r)
-{
-    free((char *)r->str);
-    if (r->type == CONN_REPLY_ARRAY) {
-        for (size_t i = 0; i < r->elements; i++)
-            reply_release((conn_reply *)&r->element[i]);
-        free((conn_reply *)r->element);
-    }
-}
-
-static void reply_free(void *obj)
-{
-    if (obj) {
-        reply_release(obj);
-        free(obj);
-    }
-}
-
-static redisReplyObjectFunctions reply_functions = {
-    .createString = reply_string,
-    .createArray = reply_array,
-    .createInteger = reply_integer,
-    .createNil = reply_nil,
-    .freeObject = reply_free,
-};
-
-static size_t first_word_len(const conn_reply *r)
-{
-    size_t n = 0;
-    while (n < r->len && r->str[n] != ' ')
-        n++;
-    return n;
-}
-
-bool conn_reply_is_error(const conn_reply *r, const char *word)
-{
-    if (!r || r->type != CONN_REPLY_ERROR || !r->str)
-        return false;
-    size_t n = strlen(word);
-    return first_word_len(r) == n && memcmp(r->str, word, n) == 0;
-}
-
-int conn_error_code(const conn_reply *r)
-{
-    return r && r->type == CONN_REPLY_ERROR ? redis_error_code(r->str) : LEASEHOLD_EREDIS;
-}
-
 /* ------------------------------------------------------------- helpers */
 
 static uint64_t next_random(conn *c)
@@ -226,7 +55,7 @@ static uint64_t next_random(conn *c)
     return random_next(&c->rng);
 }
 
-static bool queue_push(conn *c, enum pending_kind kind, uint64_t tag, uint64_t now_ms)
+bool conn_queue_push(conn *c, enum pending_kind kind, uint64_t tag, uint64_t now_ms)
 {
     if (c->queue_len == c->queue_cap) {
         size_t cap = c->queue_cap ? c->queue_cap * 2 : 16;
@@ -255,7 +84,7 @@ static pending queue_pop(conn *c)
 }
 
 /* Appends an encoded command to the output buffer. */
-static int out_append(conn *c, int argc, const char **argv, const size_t *argvlen)
+int conn_out_append(conn *c, int argc, const char **argv, const size_t *argvlen)
 {
     char *cmd;
     int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
@@ -290,7 +119,7 @@ static int out_append(conn *c, int argc, const char **argv, const size_t *argvle
 
 /* Writes as much of the output buffer as the socket takes.  Returns 0, or
  * the errno of a failed send(). */
-static int flush(conn *c)
+int conn_flush(conn *c)
 {
     while (c->out_off < c->out_len) {
         ssize_t n =
@@ -310,7 +139,7 @@ static int flush(conn *c)
 }
 
 /* The leasehold code for a socket errno. */
-static int errno_code(int e)
+int conn_errno_code(int e)
 {
     switch (e) {
     case ECONNREFUSED:
@@ -376,11 +205,8 @@ static void report_down(conn *c, int code, bool by_peer, uint64_t now_ms, const 
         c->h.on_down(c->arg, c, code, by_peer, msg, now_ms);
 }
 
-static void go_down(conn *c, int code, bool by_peer, uint64_t now_ms, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-
 /* report_down with the message "<display url>: <fmt...>". */
-static void go_down(conn *c, int code, bool by_peer, uint64_t now_ms, const char *fmt, ...)
+void conn_go_down(conn *c, int code, bool by_peer, uint64_t now_ms, const char *fmt, ...)
 {
     char msg[768];
     int n = snprintf(msg, sizeof msg, "%s: ", c->u.display);
@@ -406,133 +232,14 @@ static void leave(conn *c)
     }
 }
 
-/* ----------------------------------------------------------- handshake */
-
-/* PING's +PONG ended the handshake.  Only here does the back-off start
- * over: a bare TCP connect proves nothing (a stopped Redis's kernel still
- * accepts connections), so a server that never answers keeps backing off. */
-static void become_ready(conn *c, uint64_t now_ms)
-{
-    c->state = CONN_READY;
-    c->retries = 0;
-    if (c->h.on_ready)
-        c->h.on_ready(c->arg, c, now_ms);
-}
-
-static const char *handshake_name(enum pending_kind kind)
-{
-    switch (kind) {
-    case PENDING_AUTH:
-        return "AUTH";
-    case PENDING_SELECT:
-        return "SELECT";
-    default:
-        return "PING";
-    }
-}
-
-/* Queues one handshake command: its bytes and its pending entry. */
-static int handshake_command(conn *c, enum pending_kind kind, int argc, const char **argv,
-                             uint64_t now_ms)
-{
-    int rc = out_append(c, argc, argv, NULL);
-    if (rc == 0 && !queue_push(c, kind, 0, now_ms))
-        rc = LEASEHOLD_ENOMEM;
-    return rc;
-}
-
-/* The socket is connected: send AUTH and SELECT if the URL asks for them,
- * then PING, all pipelined.  The connection stays in CONN_HANDSHAKE until
- * PING is answered, so a Redis that accepts connections but does not run
- * (stopped, paused) never looks ready and no command of the owner's is left
- * on its socket; connect_timeout_ms, counted from the start of the attempt,
- * covers the whole handshake. */
-static void start_handshake(conn *c, uint64_t now_ms)
-{
-    c->state = CONN_HANDSHAKE;
-    c->reader = redisReaderCreateWithFunctions(&reply_functions);
-    if (c->reader)
-        c->reader->privdata = c;
-    if (!c->reader) {
-        go_down(c, LEASEHOLD_ENOMEM, false, now_ms, "out of memory");
-        return;
-    }
-    int rc = 0;
-    if (c->u.has_password) {
-        const char *argv[3] = {"AUTH", c->u.user, c->u.password};
-        if (c->u.user[0])
-            rc = handshake_command(c, PENDING_AUTH, 3, argv, now_ms);
-        else {
-            argv[1] = c->u.password;
-            rc = handshake_command(c, PENDING_AUTH, 2, argv, now_ms);
-        }
-    }
-    if (rc == 0 && c->u.db != 0) {
-        char db[16];
-        snprintf(db, sizeof db, "%d", c->u.db);
-        const char *argv[2] = {"SELECT", db};
-        rc = handshake_command(c, PENDING_SELECT, 2, argv, now_ms);
-    }
-    if (rc == 0) {
-        const char *argv[1] = {"PING"};
-        rc = handshake_command(c, PENDING_PING, 1, argv, now_ms);
-    }
-    if (rc) {
-        go_down(c, rc, false, now_ms, "out of memory");
-        return;
-    }
-    int e = flush(c);
-    if (e)
-        go_down(c, errno_code(e), false, now_ms, "sending the handshake failed: %s", strerror(e));
-}
-
-/* Handles the reply to AUTH, SELECT or PING.  An error ends the attempt with
- * the code its first word maps to (AUTH's and SELECT's own refusals become
- * LEASEHOLD_EAUTH and LEASEHOLD_EDB); a NOAUTH to a URL without password
- * says that the URL lacks one.  PING's +PONG, always the last answer, makes
- * the connection ready. */
-static void handshake_reply(conn *c, enum pending_kind kind, const conn_reply *r, uint64_t now_ms)
-{
-    const char *what = handshake_name(kind);
-    if (r->type == CONN_REPLY_ERROR) {
-        int code = conn_error_code(r);
-        if (code == LEASEHOLD_EREDIS && kind == PENDING_AUTH)
-            code = LEASEHOLD_EAUTH;
-        else if (code == LEASEHOLD_EREDIS && kind == PENDING_SELECT)
-            code = LEASEHOLD_EDB;
-        if (code == LEASEHOLD_EAUTH && !c->u.has_password)
-            go_down(c, code, false, now_ms,
-                    "authentication required and the URL has no password: %s", r->str);
-        else if (code == LEASEHOLD_EAUTH)
-            go_down(c, code, false, now_ms, "authentication refused: %s", r->str);
-        else if (code == LEASEHOLD_ENOPERM)
-            go_down(c, code, false, now_ms, "permission denied for %s: %s", what, r->str);
-        else if (code == LEASEHOLD_EDB)
-            go_down(c, code, false, now_ms, "database %d rejected: %s", c->u.db, r->str);
-        else
-            go_down(c, code, false, now_ms, "%s refused: %s", what, r->str);
-        return;
-    }
-    const char *want = kind == PENDING_PING ? "PONG" : "OK";
-    if (r->type != CONN_REPLY_STATUS || strcmp(r->str, want) != 0) {
-        go_down(c, LEASEHOLD_EPROTO, false, now_ms, "unexpected reply to %s (expected +%s)", what,
-                want);
-        return;
-    }
-    if (kind == PENDING_PING) {
-        assert(c->queue_len == 0);
-        become_ready(c, now_ms);
-    }
-}
-
 /* ------------------------------------------------------------- connect */
 
 static void connect_failed(conn *c, int e, uint64_t now_ms)
 {
     if (e == ECONNREFUSED)
-        go_down(c, LEASEHOLD_ECONNREFUSED, false, now_ms, "connection refused");
+        conn_go_down(c, LEASEHOLD_ECONNREFUSED, false, now_ms, "connection refused");
     else
-        go_down(c, errno_code(e), false, now_ms, "cannot connect: %s", strerror(e));
+        conn_go_down(c, conn_errno_code(e), false, now_ms, "cannot connect: %s", strerror(e));
 }
 
 static void socket_ready(conn *c, uint64_t now_ms)
@@ -541,7 +248,7 @@ static void socket_ready(conn *c, uint64_t now_ms)
         int one = 1;
         setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    start_handshake(c, now_ms);
+    conn_handshake_start(c, now_ms);
 }
 
 /* Tries the remaining addresses in turn until a connect() is under way or
@@ -665,7 +372,7 @@ int conn_adopt_fd(conn *c, int fd, uint64_t now_ms)
     c->fd = fd;
     c->reconnect_at_ms = UINT64_MAX;
     c->connect_deadline_ms = now_ms + c->opt.connect_timeout_ms;
-    start_handshake(c, now_ms);
+    conn_handshake_start(c, now_ms);
     leave(c);
     return 0;
 }
@@ -708,13 +415,13 @@ static bool deliver_replies(conn *c, uint64_t *now, unsigned *handed)
         void *obj = NULL;
         if (redisReaderGetReply(c->reader, &obj) != REDIS_OK) {
             if (c->oversized_array)
-                go_down(c, LEASEHOLD_EPROTO, false, *now,
-                        "a reply announced an array of %d elements, more than any reply "
-                        "leasehold expects (%d): out of step with Redis",
-                        c->oversized_array, REPLY_ARRAY_MAX);
+                conn_go_down(c, LEASEHOLD_EPROTO, false, *now,
+                             "a reply announced an array of %d elements, more than any reply "
+                             "leasehold expects (%d): out of step with Redis",
+                             c->oversized_array, CONN_REPLY_ARRAY_MAX);
             else
-                go_down(c, LEASEHOLD_EPROTO, false, *now, "protocol error in reply: %s",
-                        c->reader->errstr);
+                conn_go_down(c, LEASEHOLD_EPROTO, false, *now, "protocol error in reply: %s",
+                             c->reader->errstr);
             c->oversized_array = 0;
             return false;
         }
@@ -725,7 +432,7 @@ static bool deliver_replies(conn *c, uint64_t *now, unsigned *handed)
             *now = clock_again(c, *now);
         uint64_t now_ms = *now;
         if (c->h.on_push && c->h.on_push(c->arg, c, r, now_ms)) {
-            reply_free(r);
+            conn_reply_free(r);
             if (c->generation != gen)
                 return false;
             continue;
@@ -734,9 +441,9 @@ static bool deliver_replies(conn *c, uint64_t *now, unsigned *handed)
             char head[48] = "";
             if (r->str)
                 snprintf(head, sizeof head, "%s", r->str);
-            reply_free(r);
-            go_down(c, LEASEHOLD_EPROTO, false, now_ms,
-                    "reply with no command pending (\"%s\"): out of step with Redis", head);
+            conn_reply_free(r);
+            conn_go_down(c, LEASEHOLD_EPROTO, false, now_ms,
+                         "reply with no command pending (\"%s\"): out of step with Redis", head);
             return false;
         }
         pending p = queue_pop(c);
@@ -744,9 +451,9 @@ static bool deliver_replies(conn *c, uint64_t *now, unsigned *handed)
             if (c->h.on_reply)
                 c->h.on_reply(c->arg, c, p.tag, r, now_ms);
         } else {
-            handshake_reply(c, p.kind, r, now_ms);
+            conn_handshake_reply(c, p.kind, r, now_ms);
         }
-        reply_free(r);
+        conn_reply_free(r);
         if (c->generation != gen)
             return false;
     }
@@ -764,7 +471,7 @@ static bool read_socket(conn *c, short revents, uint64_t *now)
         uint64_t now_ms = *now;
         if (n > 0) {
             if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK) {
-                go_down(c, LEASEHOLD_ENOMEM, false, now_ms, "out of memory reading a reply");
+                conn_go_down(c, LEASEHOLD_ENOMEM, false, now_ms, "out of memory reading a reply");
                 return false;
             }
             if (!deliver_replies(c, now, &handed))
@@ -772,7 +479,7 @@ static bool read_socket(conn *c, short revents, uint64_t *now)
             continue;
         }
         if (n == 0) {
-            go_down(c, LEASEHOLD_ECONNRESET, true, now_ms, "connection closed by Redis");
+            conn_go_down(c, LEASEHOLD_ECONNRESET, true, now_ms, "connection closed by Redis");
             return false;
         }
         if (errno == EINTR)
@@ -788,9 +495,10 @@ static bool read_socket(conn *c, short revents, uint64_t *now)
             errno = e;
         }
         if (errno == ECONNRESET)
-            go_down(c, LEASEHOLD_ECONNRESET, true, now_ms, "connection reset by Redis");
+            conn_go_down(c, LEASEHOLD_ECONNRESET, true, now_ms, "connection reset by Redis");
         else
-            go_down(c, errno_code(errno), false, now_ms, "read failed: %s", strerror(errno));
+            conn_go_down(c, conn_errno_code(errno), false, now_ms, "read failed: %s",
+                         strerror(errno));
         return false;
     }
     return true;
@@ -800,9 +508,9 @@ static bool read_socket(conn *c, short revents, uint64_t *now)
 static void write_failed(conn *c, int e, uint64_t now_ms)
 {
     if (e == EPIPE || e == ECONNRESET)
-        go_down(c, LEASEHOLD_ECONNRESET, true, now_ms, "connection closed by Redis");
+        conn_go_down(c, LEASEHOLD_ECONNRESET, true, now_ms, "connection closed by Redis");
     else
-        go_down(c, errno_code(e), false, now_ms, "write failed: %s", strerror(e));
+        conn_go_down(c, conn_errno_code(e), false, now_ms, "write failed: %s", strerror(e));
 }
 
 void conn_on_io(conn *c, short revents, uint64_t now_ms)
@@ -812,7 +520,7 @@ void conn_on_io(conn *c, short revents, uint64_t now_ms)
     enter(c);
     unsigned gen = c->generation;
     if (revents & POLLNVAL) {
-        go_down(c, LEASEHOLD_EIO, false, now_ms, "socket is no longer valid");
+        conn_go_down(c, LEASEHOLD_EIO, false, now_ms, "socket is no longer valid");
     } else if (c->state == CONN_CONNECTING) {
         if (revents & (POLLOUT | POLLERR | POLLHUP))
             connect_done(c, now_ms);
@@ -821,7 +529,7 @@ void conn_on_io(conn *c, short revents, uint64_t now_ms)
         if (revents & (POLLIN | POLLHUP | POLLERR))
             read_socket(c, revents, &now_ms);
         if (c->generation == gen && c->fd >= 0)
-            e = c->write_errno ? c->write_errno : flush(c);
+            e = c->write_errno ? c->write_errno : conn_flush(c);
         if (e)
             write_failed(c, e, now_ms);
     }
@@ -860,20 +568,20 @@ void conn_tick(conn *c, uint64_t now_ms)
         start_attempt(c, now_ms);
         break;
     case CONN_CONNECTING:
-        go_down(c, LEASEHOLD_ETIMEDOUT, false, now_ms, "connect timed out after %u ms",
-                c->opt.connect_timeout_ms);
+        conn_go_down(c, LEASEHOLD_ETIMEDOUT, false, now_ms, "connect timed out after %u ms",
+                     c->opt.connect_timeout_ms);
         break;
     case CONN_HANDSHAKE:
-        go_down(c, LEASEHOLD_ETIMEDOUT, false, now_ms,
-                "no answer to %s: handshake timed out after %u ms",
-                handshake_name(c->queue[c->queue_head].kind), c->opt.connect_timeout_ms);
+        conn_go_down(c, LEASEHOLD_ETIMEDOUT, false, now_ms,
+                     "no answer to %s: handshake timed out after %u ms",
+                     conn_handshake_name(c->queue[c->queue_head].kind), c->opt.connect_timeout_ms);
         break;
     case CONN_READY:
         if (c->write_errno)
             write_failed(c, c->write_errno, now_ms);
         else
-            go_down(c, LEASEHOLD_ETIMEDOUT, false, now_ms, "command timed out after %u ms",
-                    c->opt.command_timeout_ms);
+            conn_go_down(c, LEASEHOLD_ETIMEDOUT, false, now_ms, "command timed out after %u ms",
+                         c->opt.command_timeout_ms);
         break;
     case CONN_CLOSED:
         break;
@@ -907,15 +615,15 @@ int conn_send(conn *c, int argc, const char **argv, const size_t *argvlen, uint6
 {
     if (c->state != CONN_READY)
         return -ENOTCONN;
-    if (!queue_push(c, PENDING_USER, tag, now_ms))
+    if (!conn_queue_push(c, PENDING_USER, tag, now_ms))
         return LEASEHOLD_ENOMEM;
-    int rc = out_append(c, argc, argv, argvlen);
+    int rc = conn_out_append(c, argc, argv, argvlen);
     if (rc) {
         c->queue_len--; /* keep the queue in step with the bytes sent */
         return rc;
     }
     if (!c->write_errno)
-        c->write_errno = flush(c);
+        c->write_errno = conn_flush(c);
     return 0;
 }
 
@@ -958,7 +666,7 @@ void conn_fail(conn *c, int code, const char *msg, uint64_t now_ms)
     if (c->state == CONN_DOWN || c->state == CONN_CLOSED)
         return; /* no connection to fail */
     enter(c);
-    go_down(c, code, false, now_ms, "%s", msg);
+    conn_go_down(c, code, false, now_ms, "%s", msg);
     leave(c);
 }
 

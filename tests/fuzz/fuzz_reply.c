@@ -1,7 +1,7 @@
-/* fuzz_reply.c — arbitrary bytes from "Redis" through conn.c's parsing
- * (hiredis's redisReader building our conn_reply) into our interpretation
- * of them: protocol.c's protocol_*_reply for the scripts' replies and
- * protocol_parse_event for the events channel's messages.
+/* fuzz_reply.c — arbitrary bytes from "Redis" through the conn's parsing
+ * (hiredis's redisReader building our conn_reply, in conn_reply.c) into our
+ * interpretation of them: protocol.c's protocol_*_reply for the scripts'
+ * replies and protocol_parse_event for the events channel's messages.
  *
  * A conn adopts one end of a socketpair, exactly as the client's
  * connection would run; the harness writes the bytes on the other end, in
@@ -70,7 +70,7 @@ static void touch(const char *p, size_t len)
     (void)sink;
 }
 
-/* A reply as conn.c promises it: strings NUL-terminated at len, arrays with
+/* A reply as conn.h promises it: strings NUL-terminated at len, arrays with
  * their elements. */
 static void check_reply(const conn_reply *r, int depth)
 {

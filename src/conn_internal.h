@@ -1,0 +1,110 @@
+/* conn_internal.h — what conn.c, conn_handshake.c and conn_reply.c share.
+ *
+ * Not for anyone else: the connection's owner includes conn.h, and no
+ * hiredis type leaves these files.  conn.c keeps the connection's life
+ * (state, connect, timers, back-off, the send queue, I/O); conn_handshake.c
+ * the [AUTH] [SELECT] PING that makes it READY; conn_reply.c the reply
+ * objects hiredis's reader builds and what an error reply means.
+ */
+#ifndef LEASEHOLD_CONN_INTERNAL_H
+#define LEASEHOLD_CONN_INTERNAL_H
+
+#include "conn.h"
+
+#include <hiredis/hiredis.h>
+
+/* No reply of ours has more than a handful of elements: an array header
+ * announcing more is a Redis out of step (or not Redis), and allocating what
+ * it announces would let one line ask for gigabytes. */
+#define CONN_REPLY_ARRAY_MAX 1024
+
+/* What a pending command is, so its reply goes to the right place. */
+enum pending_kind { PENDING_USER, PENDING_AUTH, PENDING_SELECT, PENDING_PING };
+
+typedef struct pending {
+    enum pending_kind kind;
+    uint64_t tag;
+    uint64_t sent_ms;
+} pending;
+
+struct conn {
+    url u;
+    conn_options opt;
+    conn_handler h;
+    void *arg;
+
+    conn_state state;
+    int fd;
+    redisReader *reader;
+    int oversized_array;        /* an array header asked for this many elements: refused */
+    struct addrinfo *addrs;     /* from conn_resolve; kept for every reconnect */
+    struct addrinfo *next_addr; /* the next address this attempt will try */
+    int last_connect_errno;     /* why the previous address of this attempt failed */
+
+    char *out; /* encoded commands not yet written: out[out_off..out_len) */
+    size_t out_len, out_off, out_cap;
+
+    pending *queue; /* ring: queue[(head + i) % queue_cap], i < queue_len */
+    size_t queue_head, queue_len, queue_cap;
+
+    uint64_t connect_deadline_ms; /* CONNECTING / HANDSHAKE */
+    uint64_t reconnect_at_ms;     /* DOWN: next attempt, UINT64_MAX if none */
+    unsigned retries;             /* attempts since the last successful handshake */
+    uint64_t rng;                 /* jitter generator state */
+    int write_errno;              /* a send() failure seen by conn_send, handled by tick */
+
+    unsigned generation; /* bumped by every teardown */
+    unsigned downs;      /* on_down reports so far */
+    int last_down_code;  /* the code of the latest one */
+    unsigned depth;      /* entry points currently on the stack */
+    bool free_requested; /* conn_free was called from a handler */
+};
+
+/* --- conn.c */
+
+/* Queues the pending entry of a command whose bytes are (or are about to
+ * be) in the output buffer.  Returns false when out of memory. */
+bool conn_queue_push(conn *c, enum pending_kind kind, uint64_t tag, uint64_t now_ms);
+
+/* Appends an encoded command to the output buffer.  Returns 0 or
+ * LEASEHOLD_ENOMEM (nothing appended). */
+int conn_out_append(conn *c, int argc, const char **argv, const size_t *argvlen);
+
+/* Writes as much of the output buffer as the socket takes.  Returns 0, or
+ * the errno of a failed send(). */
+int conn_flush(conn *c);
+
+/* The leasehold code for a socket errno. */
+int conn_errno_code(int e);
+
+/* Ends the connection or the attempt with the message "<display url>:
+ * <fmt...>": drops the socket and every pending command, schedules the
+ * reconnect and calls on_down.  The caller must not touch the old socket's
+ * state afterwards. */
+void conn_go_down(conn *c, int code, bool by_peer, uint64_t now_ms, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* --- conn_handshake.c */
+
+/* The socket is connected: sends the handshake (CONN_HANDSHAKE), or goes
+ * down. */
+void conn_handshake_start(conn *c, uint64_t now_ms);
+
+/* Handles the reply to a handshake command; PING's +PONG makes the
+ * connection READY and calls on_ready. */
+void conn_handshake_reply(conn *c, enum pending_kind kind, const conn_reply *r, uint64_t now_ms);
+
+/* "AUTH", "SELECT" or "PING", for messages. */
+const char *conn_handshake_name(enum pending_kind kind);
+
+/* --- conn_reply.c */
+
+/* A reader that builds conn_reply trees (freed with conn_reply_free) and
+ * notes an oversized array in c->oversized_array.  NULL when out of
+ * memory. */
+redisReader *conn_reader_new(conn *c);
+
+/* Frees a reply the reader handed out (NULL is allowed). */
+void conn_reply_free(void *obj);
+
+#endif
