@@ -210,6 +210,20 @@ void expect_exit(proc *p, int code, uint64_t max_ms)
     }
 }
 
+void expect_mentions(const proc *p, const char *what, const char *needles)
+{
+    for (const char *n = needles; *n;) {
+        size_t len = strcspn(n, "|");
+        char needle[128];
+        snprintf(needle, sizeof needle, "%.*s", (int)len, n);
+        if (!strstr(p->out, needle)) {
+            proc_show(p, what);
+            fail_msg("%s does not mention %s", what, needle);
+        }
+        n += len + (n[len] == '|');
+    }
+}
+
 /* ------------------------------------------------ the permanent-error table */
 
 const perm_case perm_cases[PERM_CASES] = {

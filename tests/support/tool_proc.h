@@ -65,6 +65,11 @@ int proc_exit_code(proc *p, uint64_t max_ms);
  * said once, in the chosen format. */
 void expect_one_error_line(const proc *p, bool json);
 
+/* Fails the test unless p printed every one of needles ('|'-separated),
+ * showing what p printed and naming the first one missing from `what`
+ * (e.g. "--help"). */
+void expect_mentions(const proc *p, const char *what, const char *needles);
+
 /* As proc_exit_code(); fails the test unless the code is `code`. */
 void expect_exit(proc *p, int code, uint64_t max_ms);
 
