@@ -26,6 +26,7 @@
 #include <cmocka.h>
 
 #include "fixture.h"
+#include "perm_cases.h"
 #include "testutil.h"
 #include "tool_proc.h"
 
