@@ -141,8 +141,11 @@ void fixture_start_children(const leasehold_config *cfg, const char *key, int n)
     }
 }
 
-/* The child's election, with the time read before is_leader(), so that a
- * sample stamped after SIGCONT was taken after SIGCONT.  Never returns. */
+/* Samples leasehold_is_leader(e) every 5 ms and reports through sink each
+ * change (EV_SAMPLE) and the first sample after a gap of more than 200 ms
+ * (EV_WOKE: the process was stopped).  The time is read before
+ * is_leader(), so a sample stamped after SIGCONT was taken after SIGCONT.
+ * Never returns. */
 static void sample_leadership(leasehold_election *e, event_sink *sink)
 {
     uint64_t prev_ms = test_now_ms();
