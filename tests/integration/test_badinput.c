@@ -10,50 +10,8 @@
 
 #include <cmocka.h>
 
-#include "events.h"
-#include "redis_server.h"
+#include "fixture.h"
 #include "testutil.h"
-
-typedef struct fixture {
-    redis_server *srv; /* plain, for the configuration cases and key checks */
-    event_queue *q;
-    candidate cand;
-    redis_server *extra; /* a server of the test's own (password, replica) */
-} fixture;
-
-static fixture fx;
-
-static int group_setup(void **state)
-{
-    (void)state;
-    fx.srv = redis_server_start(NULL);
-    return fx.srv ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    redis_server_stop(fx.srv);
-    return 0;
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    fx.q = events_new();
-    return fx.q ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    candidate_stop(&fx.cand);
-    redis_server_stop(fx.extra);
-    fx.extra = NULL;
-    events_free(fx.q);
-    fx.q = NULL;
-    return 0;
-}
 
 /* True when msg contains one of the '|'-separated needles, ignoring case. */
 static bool mentions(const char *msg, const char *needles)
@@ -229,10 +187,10 @@ static void test_wrong_password(void **state)
 {
     (void)state;
     redis_server_opts o = {.password = "right-password"};
-    fx.extra = redis_server_start(&o);
-    assert_non_null(fx.extra);
+    fx.own = redis_server_start(&o);
+    assert_non_null(fx.own);
     char url[128];
-    snprintf(url, sizeof url, "redis://:hunter2x@127.0.0.1:%d", fx.extra->port);
+    snprintf(url, sizeof url, "redis://:hunter2x@127.0.0.1:%d", fx.own->port);
     leasehold_config cfg;
     test_config(&cfg, url);
     leasehold_error err;
@@ -256,7 +214,7 @@ static void expect_campaign_error(int code, const char *needle, uint64_t max_ms)
     }
     if (needle && !strstr(ev.text, needle))
         fail_msg("the message \"%s\" does not name %s", ev.text, needle);
-    assert_false(leasehold_is_leader(fx.cand.election));
+    assert_false(leasehold_is_leader(fx.cand[0].election));
     assert_int_equal(events_count(fx.q, events_of(EV_ELECTED, -1)), 0);
 }
 
@@ -266,7 +224,7 @@ static void expect_noperm(const char *url, const char *key)
 {
     leasehold_config cfg;
     test_config(&cfg, url);
-    int rc = candidate_start(&fx.cand, &cfg, key, fx.q, 0);
+    int rc = candidate_start(&fx.cand[0], &cfg, key, fx.q, 0);
     if (rc != 0) {
         assert_int_equal(rc, LEASEHOLD_ENOPERM);
         return;
@@ -330,7 +288,7 @@ static void test_key_holds_a_hash(void **state)
     freeReplyObject(r);
     leasehold_config cfg;
     test_config(&cfg, fx.srv->url);
-    assert_int_equal(candidate_start(&fx.cand, &cfg, key, fx.q, 0), 0);
+    assert_int_equal(candidate_start(&fx.cand[0], &cfg, key, fx.q, 0), 0);
     expect_campaign_error(LEASEHOLD_EWRONGTYPE, key, TEST_FRESH_REDIS_MS + 2000);
     /* It halts (LEASEHOLD_EWRONGTYPE is permanent): nobody is elected (a lower bound: not
      * scaled). */
@@ -384,15 +342,10 @@ static void test_key_without_a_slot_refused(void **state)
 static void test_read_only_replica(void **state)
 {
     (void)state;
-    char port[16];
-    snprintf(port, sizeof port, "%d", fx.srv->port);
-    const char *args[] = {"--replicaof", "127.0.0.1", port, NULL};
-    redis_server_opts o = {.args = args};
-    fx.extra = redis_server_start(&o);
-    assert_non_null(fx.extra);
+    fixture_start_replica();
     leasehold_config cfg;
-    test_config(&cfg, fx.extra->url);
-    assert_int_equal(candidate_start(&fx.cand, &cfg, "lh:bad:replica", fx.q, 0), 0);
+    test_config(&cfg, fx.own->url);
+    assert_int_equal(candidate_start(&fx.cand[0], &cfg, "lh:bad:replica", fx.q, 0), 0);
     expect_campaign_error(LEASEHOLD_EREADONLY, NULL, TEST_FRESH_REDIS_MS + 3000);
     assert_false(events_wait(fx.q, events_of(EV_ELECTED, 0), 1000, NULL));
 }
@@ -442,7 +395,7 @@ static void test_lazy_connect_nothing_listening(void **state)
     leasehold_config cfg;
     test_config(&cfg, url);
     cfg.lazy_connect = true;
-    assert_int_equal(candidate_start(&fx.cand, &cfg, "lh:bad:lazy", fx.q, 0), 0);
+    assert_int_equal(candidate_start(&fx.cand[0], &cfg, "lh:bad:lazy", fx.q, 0), 0);
     event ev;
     bool seen = false;
     while (!seen && events_wait(fx.q, events_of(EV_LOG, 0), 3000, &ev))
@@ -450,24 +403,24 @@ static void test_lazy_connect_nothing_listening(void **state)
     if (!seen)
         fail_msg("no log line reported the refused connection");
     printf("# log: %s\n", ev.text);
-    assert_false(leasehold_is_leader(fx.cand.election));
+    assert_false(leasehold_is_leader(fx.cand[0].election));
     assert_int_equal(events_count(fx.q, events_of(EV_ELECTED, -1)), 0);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_bad_urls_and_configs, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_wrong_password, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_acl_connection_only, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_acl_without_eval, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_db_out_of_range, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_key_holds_a_hash, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_key_without_a_slot_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_read_only_replica, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_connection_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_name_does_not_resolve, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lazy_connect_nothing_listening, setup, teardown),
+        FIXTURE_TEST(test_bad_urls_and_configs),
+        FIXTURE_TEST(test_wrong_password),
+        FIXTURE_TEST(test_acl_connection_only),
+        FIXTURE_TEST(test_acl_without_eval),
+        FIXTURE_TEST(test_db_out_of_range),
+        FIXTURE_TEST(test_key_holds_a_hash),
+        FIXTURE_TEST(test_key_without_a_slot_refused),
+        FIXTURE_TEST(test_read_only_replica),
+        FIXTURE_TEST(test_connection_refused),
+        FIXTURE_TEST(test_name_does_not_resolve),
+        FIXTURE_TEST(test_lazy_connect_nothing_listening),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, fixture_group_setup, fixture_group_teardown);
 }

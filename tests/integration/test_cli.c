@@ -28,14 +28,12 @@
 
 #include <cmocka.h>
 
-#include "redis_server.h"
+#include "fixture.h"
+#include "perm_cases.h"
 #include "testutil.h"
 #include "tool_proc.h"
 
 #define MAX_BEATERS 32
-
-static redis_server *redis;
-static char tmpdir[256];
 
 /* ------------------------------------------------------------ CMD modes */
 
@@ -92,8 +90,8 @@ static void run_args(const char **args, size_t room, const char *key, const char
                      const char *const cmd[])
 {
     size_t n = 0;
-    const char *base[] = {"run",   "--url",   redis->url, "--key",   key,     "--lease",
-                          "1s",    "--renew", "100ms",    "--retry", "300ms", "--renew-deadline",
+    const char *base[] = {"run",   "--url",   fx.srv->url, "--key",   key,     "--lease",
+                          "1s",    "--renew", "100ms",     "--retry", "300ms", "--renew-deadline",
                           "700ms", NULL};
     for (size_t i = 0; base[i]; i++)
         args[n++] = base[i];
@@ -106,28 +104,17 @@ static void run_args(const char **args, size_t room, const char *key, const char
     assert_true(n < room);
 }
 
-/* A path in this test's temporary directory. */
+/* A path in fx.tmpdir, with nothing there yet. */
 static const char *tmp_path(const char *name)
 {
-    static char paths[8][512];
-    static int next;
-    char *p = paths[next++ % 8];
-    snprintf(p, 512, "%s/%s", tmpdir, name);
+    const char *p = fixture_path(name);
     unlink(p);
     return p;
 }
 
-static void redis_get(const char *key, char *out, size_t size)
-{
-    redisReply *r = redis_server_cmd(redis, "GET %s", key);
-    assert_non_null(r);
-    snprintf(out, size, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
-    freeReplyObject(r);
-}
-
 static void redis_do(const char *fmt, const char *a, const char *b)
 {
-    redisReply *r = redis_server_cmd(redis, fmt, a, b);
+    redisReply *r = redis_server_cmd(fx.srv, fmt, a, b);
     assert_non_null(r);
     freeReplyObject(r);
 }
@@ -307,11 +294,11 @@ static void test_env_and_exit_status(void **state)
     assert_string_equal(key, "cli:env");
     assert_true(strtoull(epoch, NULL, 10) > 0);
     char stored[64];
-    redis_get("{cli:env}:epoch", stored, sizeof stored);
+    fixture_redis_get("{cli:env}:epoch", stored, sizeof stored);
     assert_string_equal(epoch, stored);
     assert_true(strncmp(token, "envtest/", 8) == 0);
     assert_non_null(strstr(p->out, token)); /* the log names the same token */
-    redis_get("cli:env", stored, sizeof stored);
+    fixture_redis_get("cli:env", stored, sizeof stored);
     assert_string_equal(stored, ""); /* released on exit */
     proc_free(p);
 
@@ -475,19 +462,19 @@ static void test_redis_paused_kills_before_expiry(void **state)
     test_sleep_ms(200);
 
     redis_do("CLIENT PAUSE 10000 WRITE", NULL, NULL);
-    redisReply *r = redis_server_cmd(redis, "PEXPIRETIME cli:pause");
+    redisReply *r = redis_server_cmd(fx.srv, "PEXPIRETIME cli:pause");
     assert_non_null(r);
     assert_int_equal(r->type, REDIS_REPLY_INTEGER);
     long long expiry_ms = r->integer; /* Unix ms */
     freeReplyObject(r);
     assert_true(expiry_ms > 0);
-    redis_server_pause(redis);
+    redis_server_pause(fx.srv);
 
     bool dead = wait_until(pid_dead, &b.pid, 3000) && wait_until(pid_dead, &gpid, 500);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     long long dead_at_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-    redis_server_resume(redis);
+    redis_server_resume(fx.srv);
     redis_do("CLIENT UNPAUSE", NULL, NULL);
     if (!dead) {
         proc_show(p, "leasehold");
@@ -636,7 +623,7 @@ static void test_guardian_killed_while_stopped(void **state)
     expect_output(p, "the guardian process", 3000);
     expect_exit(p, 128 + SIGKILL, 5000);
     char holder[256];
-    redis_get("cli:guard", holder, sizeof holder);
+    fixture_redis_get("cli:guard", holder, sizeof holder);
     assert_string_equal(holder, ""); /* released once CMD's group was gone */
     proc_free(p);
 }
@@ -674,7 +661,7 @@ static void test_full_stderr_keeps_leading(void **state)
         test_sleep_ms(10);
     }
     char holder[256];
-    redis_get("cli:log", holder, sizeof holder);
+    fixture_redis_get("cli:log", holder, sizeof holder);
     assert_true(holder[0] != '\0');
 
     const char *other_cmd[] = {test_process_self(), "beat", beats, NULL};
@@ -690,7 +677,7 @@ static void test_full_stderr_keeps_leading(void **state)
             test_sleep_ms(1);
         }
         char now_holder[256];
-        redis_get("cli:log", now_holder, sizeof now_holder);
+        fixture_redis_get("cli:log", now_holder, sizeof now_holder);
         beater bs[MAX_BEATERS];
         if (strcmp(now_holder, holder) != 0 || read_beats(beats, bs) != 1) {
             proc_show(f, "the other leasehold");
@@ -732,7 +719,7 @@ static void test_timing_options(void **state)
         {"1s", "100ms", "renew deadline 750 ms, command timeout 100 ms"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const char *args[16] = {"run",        "--url",   redis->url,    "--key",
+        const char *args[16] = {"run",        "--url",   fx.srv->url,   "--key",
                                 "cli:timing", "--lease", cases[i].lease};
         size_t n = 7;
         if (cases[i].timeout) {
@@ -749,8 +736,8 @@ static void test_timing_options(void **state)
     }
     redis_do("DEL %s", "cli:timing", NULL);
 
-    const char *bad[] = {"run",   "--url", redis->url, "--lease", "1s", "--command-timeout",
-                         "600ms", "--",    "true",     NULL};
+    const char *bad[] = {"run",   "--url", fx.srv->url, "--lease", "1s", "--command-timeout",
+                         "600ms", "--",    "true",      NULL};
     proc *p = proc_start("leasehold", NULL, bad);
     expect_exit(p, 64, 5000);
     if (!strstr(p->out, "leasehold: --command-timeout 600ms is more than half of --renew-deadline "
@@ -776,10 +763,10 @@ static void test_restart(void **state)
     proc *p = proc_start("leasehold", NULL, args);
     expect_output(p, "restarting sh in 1000 ms", 10000); /* 500, then 1000: twice started */
     char holder[256];
-    redis_get("cli:restart", holder, sizeof holder);
+    fixture_redis_get("cli:restart", holder, sizeof holder);
     expect_output(p, "restarting sh in 2000 ms", 3000);
     char still[256];
-    redis_get("cli:restart", still, sizeof still);
+    fixture_redis_get("cli:restart", still, sizeof still);
     assert_string_equal(holder, still); /* one term all along */
     FILE *f = fopen(out, "r");
     assert_non_null(f);
@@ -790,7 +777,7 @@ static void test_restart(void **state)
     assert_string_equal(e2, e3);
     test_process_signal(p->pid, SIGTERM);
     expect_exit(p, 128 + SIGTERM, 5000);
-    redis_get("cli:restart", still, sizeof still);
+    fixture_redis_get("cli:restart", still, sizeof still);
     assert_string_equal(still, "");
     proc_free(p);
 }
@@ -859,13 +846,13 @@ static void test_signals_and_grace(void **state)
     test_process_signal(p->pid, SIGTERM);
     test_sleep_ms(200); /* within the grace: CMD runs and the lease is held */
     char holder[256];
-    redis_get("cli:grace", holder, sizeof holder);
+    fixture_redis_get("cli:grace", holder, sizeof holder);
     assert_true(holder[0] != '\0');
     assert_true(pid_alive(b.pid));
     expect_exit(p, 128 + SIGKILL, 3000);
     assert_true(test_now_ms() - t0 >= 400);
     assert_false(pid_alive(b.pid));
-    redis_get("cli:grace", holder, sizeof holder);
+    fixture_redis_get("cli:grace", holder, sizeof holder);
     assert_string_equal(holder, "");
     /* A voluntary stop: no stepping down before the kill (the lease is
      * released on the way out, after CMD is reaped). */
@@ -961,7 +948,7 @@ static void test_usage_errors(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *args[10] = {0};
         for (size_t j = 0; j < 9 && cases[i][j]; j++)
-            args[j] = strcmp(cases[i][j], "@R") == 0 ? redis->url : cases[i][j];
+            args[j] = strcmp(cases[i][j], "@R") == 0 ? fx.srv->url : cases[i][j];
         proc *p = proc_start("leasehold", NULL, args);
         int code = proc_exit_code(p, 5000);
         int lines = 0;
@@ -978,40 +965,12 @@ static void test_usage_errors(void **state)
     const char *help[] = {"--help", NULL};
     proc *p = proc_start("leasehold", NULL, help);
     expect_exit(p, 0, 5000);
-    static const char *const mentions[] = {
-        "--url",
-        "--key",
-        "--region",
-        "--id",
-        "--lease",
-        "--renew",
-        "--retry",
-        "--renew-deadline",
-        "--grace",
-        "--wait-timeout",
-        "--restart",
-        "--exit-on-loss",
-        "--quiet",
-        "--verbose",
-        "--log-format",
-        "--json",
-        "LEASEHOLD_EPOCH",
-        "LEASEHOLD_TOKEN",
-        "LEASEHOLD_KEY",
-        "SNAKETRON_REDIS_URL",
-        "SNAKETRON_REGION",
-        " 75 ",
-        " 79 ",
-        "--try-once",
-        "--hold-after-exit",
-        " 64 ",
-        " 69 ",
-        "128+N",
-        "read-only replica",
-    };
-    for (size_t i = 0; i < sizeof mentions / sizeof mentions[0]; i++)
-        if (!strstr(p->out, mentions[i]))
-            fail_msg("--help does not mention %s", mentions[i]);
+    expect_mentions(p, "--help",
+                    "--url|--key|--region|--id|--lease|--renew|--retry|--renew-deadline|--grace|"
+                    "--wait-timeout|--restart|--exit-on-loss|--quiet|--verbose|--log-format|--json|"
+                    "LEASEHOLD_EPOCH|LEASEHOLD_TOKEN|LEASEHOLD_KEY|SNAKETRON_REDIS_URL|"
+                    "SNAKETRON_REGION| 75 | 79 |--try-once|--hold-after-exit| 64 | 69 |128+N|"
+                    "read-only replica");
     proc_free(p);
 }
 
@@ -1048,7 +1007,7 @@ static void test_control_characters_in_key(void **state)
     static const char *const commands[] = {"run", "status", "watch"};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         for (size_t c = 0; c < 3; c++) {
-            const char *args[16] = {commands[c], "--url", redis->url};
+            const char *args[16] = {commands[c], "--url", fx.srv->url};
             size_t n = 3;
             for (size_t a = 0; cases[i].args[a]; a++)
                 args[n++] = cases[i].args[a];
@@ -1094,8 +1053,8 @@ static void test_version(void **state)
 static void test_short_lease_alone(void **state)
 {
     (void)state;
-    const char *args[] = {"run",     "--url", redis->url, "--key", "cli:short",
-                          "--lease", "200ms", "--",       "true",  NULL};
+    const char *args[] = {"run",     "--url", fx.srv->url, "--key", "cli:short",
+                          "--lease", "200ms", "--",        "true",  NULL};
     proc *p = proc_start("leasehold", NULL, args);
     expect_exit(p, 0, 10000);
     if (!strstr(p->out, "lease 200 ms, renew every 30 ms, retry within 100 ms, renew deadline "
@@ -1112,7 +1071,7 @@ static void test_status(void **state)
 {
     (void)state;
     char url_env[700];
-    snprintf(url_env, sizeof url_env, "SNAKETRON_REDIS_URL=%s", redis->url);
+    snprintf(url_env, sizeof url_env, "SNAKETRON_REDIS_URL=%s", fx.srv->url);
     const char *env[] = {url_env, "SNAKETRON_REGION=cli-status", NULL};
     const char *text[] = {"status", NULL};
     const char *json[] = {"status", "--json", NULL};
@@ -1145,7 +1104,7 @@ static void test_status(void **state)
     beater b;
     wait_beaters(beats, 1, 10000, &b);
     char token[256], line[700];
-    redis_get("snaketron:leader:cli-status", token, sizeof token);
+    fixture_redis_get("snaketron:leader:cli-status", token, sizeof token);
     p = proc_start("leasehold", env, text);
     expect_exit(p, 0, 5000);
     snprintf(line, sizeof line, "snaketron:leader:cli-status: leader %s, epoch %s, expires in ",
@@ -1172,8 +1131,8 @@ static void test_status(void **state)
 static void test_watch(void **state)
 {
     (void)state;
-    const char *text[] = {"watch", "--url", redis->url, "--key", "cli:watch", NULL};
-    const char *json[] = {"watch", "--url", redis->url, "--key", "cli:watch", "--json", NULL};
+    const char *text[] = {"watch", "--url", fx.srv->url, "--key", "cli:watch", NULL};
+    const char *json[] = {"watch", "--url", fx.srv->url, "--key", "cli:watch", "--json", NULL};
     proc *wt = proc_start("leasehold", NULL, text);
     proc *wj = proc_start("leasehold", NULL, json);
     test_sleep_ms(300); /* let both subscribe */
@@ -1262,7 +1221,7 @@ static void test_permanent_errors(void **state)
         const perm_case *pc = &perm_cases[i];
         char key[64];
         snprintf(key, sizeof key, "cli:perm:%zu", i);
-        const char *url = perm_prepare(redis, i, key);
+        const char *url = perm_prepare(fx.srv, i, key);
         const char *run[24], *watch[24], *status[24];
         perm_args(run, "run", url, key, cmd);
         perm_args(watch, "watch", url, key, NULL);
@@ -1301,7 +1260,7 @@ static void test_permanent_error_while_leader(void **state)
     (void)state;
     redis_do("ACL SETUSER %s reset on >pw ~* &* +@all", "lh-leader", NULL);
     char url[128];
-    snprintf(url, sizeof url, "redis://lh-leader:pw@127.0.0.1:%d", redis->port);
+    snprintf(url, sizeof url, "redis://lh-leader:pw@127.0.0.1:%d", fx.srv->port);
     const char *beats = tmp_path("perm.beats");
     const char *cmd[] = {test_process_self(), "beat", beats, NULL};
     const char *args[24];
@@ -1329,8 +1288,9 @@ static void test_foreign_holder(void **state)
     (void)state;
     const char *key = "cli:perm:foreign";
     redis_do("SET %s %s PX 60000", key, "other\nprogram");
-    const char *status[24], *json[] = {"status", "--url", redis->url, "--key", key, "--json", NULL};
-    perm_args(status, "status", redis->url, key, NULL);
+    const char *status[24],
+        *json[] = {"status", "--url", fx.srv->url, "--key", key, "--json", NULL};
+    perm_args(status, "status", fx.srv->url, key, NULL);
     proc *st = proc_start("leasehold", NULL, status);
     expect_exit(st, 65, 5000);
     if (!strstr(st->out, "cli:perm:foreign: held by \"other\\nprogram\" (expires in ") ||
@@ -1350,14 +1310,14 @@ static void test_foreign_holder(void **state)
     proc_free(st);
 
     /* watch shows the holder first, escaped, without the key's epoch */
-    const char *watch[] = {"watch", "--url", redis->url, "--key", key, NULL};
+    const char *watch[] = {"watch", "--url", fx.srv->url, "--key", key, NULL};
     proc *w = proc_start("leasehold", NULL, watch);
     expect_output(w, " cli:perm:foreign leader token=\"other\\nprogram\"\n", 5000);
 
     const char *beats = tmp_path("foreign.beats");
     const char *cmd[] = {test_process_self(), "beat", beats, NULL};
     const char *run[24];
-    perm_args(run, "run", redis->url, key, cmd);
+    perm_args(run, "run", fx.srv->url, key, cmd);
     proc *p = proc_start("leasehold", NULL, run);
     const char *warn = "which is not a leasehold token";
     expect_output(p, warn, 5000);
@@ -1397,8 +1357,8 @@ static void test_transient_error_once(void **state)
 {
     (void)state;
     redis_do("CONFIG SET maxmemory %s", "1", NULL);
-    const char *args[] = {"run",          "-v",      "--url", redis->url, "--key",
-                          "cli:perm:oom", "--lease", "1s",    "--retry",  "300ms",
+    const char *args[] = {"run",          "-v",      "--url", fx.srv->url, "--key",
+                          "cli:perm:oom", "--lease", "1s",    "--retry",   "300ms",
                           "--",           "true",    NULL};
     proc *p = proc_start("leasehold", NULL, args);
     const char *oom = "OOM command not allowed";
@@ -1471,7 +1431,7 @@ static void test_stop_exit_status(void **state)
     expect_exit(p, 0, 5000);
     assert_non_null(strstr(p->out, "was killed by signal 15"));
     char holder[256];
-    redis_get("cli:stop", holder, sizeof holder);
+    fixture_redis_get("cli:stop", holder, sizeof holder);
     assert_string_equal(holder, "");
     proc_free(p);
 
@@ -1520,7 +1480,7 @@ static void test_watch_current_and_closed_stdout(void **state)
     snprintf(command, sizeof command,
              "{ '%s/leasehold' watch --url '%s' --key cli:head; echo \"watch=$?\" >&2; } | "
              "head -1",
-             bin ? bin : ".", redis->url);
+             bin ? bin : ".", fx.srv->url);
     assert_int_equal(sh_run(command, out, sizeof out, 5000, &took), 0);
     print_message("watch | head -1 with nobody leading: %llu ms\n", (unsigned long long)took);
     if (!strstr(out, " cli:head no leader\n") || !strstr(out, "watch=0\n") || out[10] != 'T')
@@ -1528,7 +1488,7 @@ static void test_watch_current_and_closed_stdout(void **state)
 
     snprintf(command, sizeof command,
              "'%s/leasehold' watch --json --url '%s' --key cli:head | head -1", bin ? bin : ".",
-             redis->url);
+             fx.srv->url);
     assert_int_equal(sh_run(command, out, sizeof out, 5000, &took), 0);
     if (!strstr(out, "\"key\":\"cli:head\",\"event\":\"current\",\"leader\":false,\"epoch\":null,"
                      "\"token\":null}\n"))
@@ -1540,9 +1500,9 @@ static void test_watch_current_and_closed_stdout(void **state)
     beater b;
     wait_beaters(beats, 1, 5000, &b);
     char token[256], line[600];
-    redis_get("cli:head", token, sizeof token);
+    fixture_redis_get("cli:head", token, sizeof token);
     snprintf(command, sizeof command, "'%s/leasehold' watch --url '%s' --key cli:head | head -1",
-             bin ? bin : ".", redis->url);
+             bin ? bin : ".", fx.srv->url);
     assert_int_equal(sh_run(command, out, sizeof out, 5000, &took), 0);
     snprintf(line, sizeof line, " cli:head leader epoch=%s token=%s\n", b.epoch, token);
     if (!strstr(out, line))
@@ -1590,29 +1550,9 @@ static void test_cmd_checked_first(void **state)
         proc_free(p);
     }
     char holder[256];
-    redis_get("cli:cmdcheck", holder, sizeof holder);
+    fixture_redis_get("cli:cmdcheck", holder, sizeof holder);
     assert_string_equal(holder, "intruder/1");
     redis_do("DEL %s", "cli:cmdcheck", NULL);
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/leasehold-cli-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(tmpdir))
-        return -1;
-    redis = redis_server_start(NULL);
-    return redis ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    redis_server_stop(redis);
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
 }
 
 int main(int argc, char **argv)
@@ -1649,5 +1589,5 @@ int main(int argc, char **argv)
     const char *only = getenv("TEST_CLI_ONLY"); /* a cmocka pattern, to run some tests alone */
     if (only && *only)
         cmocka_set_test_filter(only);
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, fixture_group_setup_tmpdir, fixture_group_teardown);
 }

@@ -11,8 +11,7 @@
 
 #include <cmocka.h>
 
-#include "events.h"
-#include "redis_server.h"
+#include "fixture.h"
 #include "testutil.h"
 
 /* The original module's renewal, verbatim. */
@@ -22,63 +21,12 @@
 #define ORIGINAL_LEASE_MS 2000
 #define ORIGINAL_RENEW_MS 300
 
-typedef struct fixture {
-    redis_server *srv;
-    event_queue *q;
-    candidate cand[3];
-    int n;
-    bool fresh;
-} fixture;
-
-static fixture fx;
-
-static int group_setup(void **state)
-{
-    (void)state;
-    fx.srv = redis_server_start(NULL);
-    fx.fresh = true;
-    return fx.srv ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    redis_server_stop(fx.srv);
-    return 0;
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    fx.q = events_new();
-    fx.n = 0;
-    return fx.q ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    for (int i = 0; i < fx.n; i++)
-        candidate_stop(&fx.cand[i]);
-    events_free(fx.q);
-    fx.q = NULL;
-    return 0;
-}
-
 /* The original module's timings: lease 2000, renew 300; retry short. */
 static void compat_config(leasehold_config *cfg)
 {
     test_config(cfg, fx.srv->url);
     cfg->lease_ms = ORIGINAL_LEASE_MS;
     cfg->renew_deadline_ms = 1500;
-}
-
-static void start_candidates(const leasehold_config *cfg, const char *key, int n)
-{
-    for (int i = 0; i < n; i++) {
-        assert_int_equal(candidate_start(&fx.cand[i], cfg, key, fx.q, i), 0);
-        fx.n = i + 1;
-    }
 }
 
 static long long original_renew(const char *key, const char *value)
@@ -158,9 +106,8 @@ static void test_original_holder_keeps_leasehold_out(void **state)
 
     leasehold_config cfg;
     compat_config(&cfg);
-    start_candidates(&cfg, key, 2);
-    uint64_t hold_ms = 3000 + (fx.fresh ? TEST_FRESH_REDIS_MS : 0);
-    fx.fresh = false;
+    fixture_start_candidates(&cfg, key, 2);
+    uint64_t hold_ms = 3000 + fixture_fresh_ms();
     uint64_t end = test_now_ms() + hold_ms, next_renew = 0;
     while (test_now_ms() < end) {
         if (test_now_ms() >= next_renew) {
@@ -201,13 +148,8 @@ static void test_original_stays_out_while_leasehold_leads(void **state)
     const char *key = "snaketron:leader:compat-b";
     leasehold_config cfg;
     compat_config(&cfg);
-    start_candidates(&cfg, key, 1);
-    uint64_t first = cfg.lease_ms + cfg.retry_interval_ms + 1000;
-    if (fx.fresh)
-        first += TEST_FRESH_REDIS_MS;
-    fx.fresh = false;
-    event el;
-    assert_true(events_wait(fx.q, events_of(EV_ELECTED, 0), first, &el));
+    fixture_start_candidates(&cfg, key, 1);
+    fixture_first_leader(&cfg, 0);
 
     for (int round = 0; round < 5; round++) {
         redisReply *r =
@@ -233,9 +175,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_harness_selfcheck),
-        cmocka_unit_test_setup_teardown(test_original_holder_keeps_leasehold_out, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_original_stays_out_while_leasehold_leads, setup,
-                                        teardown),
+        FIXTURE_TEST(test_original_holder_keeps_leasehold_out),
+        FIXTURE_TEST(test_original_stays_out_while_leasehold_leads),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, fixture_group_setup, fixture_group_teardown);
 }

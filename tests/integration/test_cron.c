@@ -26,7 +26,7 @@
 #include <leasehold.h>
 
 #include "readme.h"
-#include "redis_server.h"
+#include "fixture.h"
 #include "testutil.h"
 
 #define MACHINES 3
@@ -37,13 +37,10 @@
 
 extern char **environ;
 
-static redis_server *redis;
-static char tmpdir[256];
-
 /* name's path in this test's temporary directory, into out (512 bytes). */
 static char *tmp_path(char out[512], const char *name)
 {
-    snprintf(out, 512, "%s/%s", tmpdir, name);
+    snprintf(out, 512, "%s", fixture_path(name));
     return out;
 }
 
@@ -96,7 +93,7 @@ static char **cron_env(void)
     const char *build = getenv("LEASEHOLD_BUILD_DIR");
     const char *old_path = getenv("PATH");
     snprintf(path, sizeof path, "PATH=%s:%s", build ? build : ".", old_path ? old_path : "/bin");
-    snprintf(url, sizeof url, "SNAKETRON_REDIS_URL=%s", redis->url);
+    snprintf(url, sizeof url, "SNAKETRON_REDIS_URL=%s", fx.srv->url);
     for (char **e = environ; *e && n < 250; e++)
         if (strncmp(*e, "PATH=", 5) != 0 && strncmp(*e, "SNAKETRON_", 10) != 0)
             env[n++] = *e;
@@ -170,7 +167,7 @@ static int line_count(const char *path)
 
 static bool key_exists(const char *key)
 {
-    redisReply *r = redis_server_cmd(redis, "EXISTS %s", key);
+    redisReply *r = redis_server_cmd(fx.srv, "EXISTS %s", key);
     assert_non_null(r);
     bool exists = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
     freeReplyObject(r);
@@ -179,7 +176,7 @@ static bool key_exists(const char *key)
 
 static int64_t key_pttl(const char *key)
 {
-    redisReply *r = redis_server_cmd(redis, "PTTL %s", key);
+    redisReply *r = redis_server_cmd(fx.srv, "PTTL %s", key);
     assert_non_null(r);
     int64_t pttl = r->type == REDIS_REPLY_INTEGER ? r->integer : -3;
     freeReplyObject(r);
@@ -246,7 +243,7 @@ static void test_cron_recipe(void **state)
 
     /* The hold runs out (brought forward to 200 ms from now: its TTL was
      * checked above); the next schedule runs the job. */
-    freeReplyObject(redis_server_cmd(redis, "PEXPIRE %s 200", "cron:nightly-report"));
+    freeReplyObject(redis_server_cmd(fx.srv, "PEXPIRE %s 200", "cron:nightly-report"));
     uint64_t deadline = test_now_ms() + test_ms(3000);
     while (key_exists("cron:nightly-report") && test_now_ms() < deadline)
         test_sleep_ms(50); /* polling Redis for the key's expiry, with a deadline */
@@ -273,7 +270,7 @@ static int idle_service(leasehold_token *t, void *arg)
 
 static void get_key(const char *key, char *out, size_t size)
 {
-    redisReply *r = redis_server_cmd(redis, "GET %s", key);
+    redisReply *r = redis_server_cmd(fx.srv, "GET %s", key);
     assert_non_null(r);
     snprintf(out, size, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
     freeReplyObject(r);
@@ -290,7 +287,7 @@ static void test_resign_hold(void **state)
 {
     (void)state;
     leasehold_config cfg;
-    test_config(&cfg, redis->url);
+    test_config(&cfg, fx.srv->url);
     leasehold_error err;
     leasehold_client *c = leasehold_client_new(&cfg, &err);
     assert_non_null(c);
@@ -324,7 +321,7 @@ static void test_resign_hold(void **state)
     get_key("lib:hold", now, sizeof now);
     assert_string_equal(now, token);
 
-    redisReply *r = redis_server_cmd(redis, "SET lib:taken other/1 PX 60000");
+    redisReply *r = redis_server_cmd(fx.srv, "SET lib:taken other/1 PX 60000");
     assert_non_null(r);
     freeReplyObject(r);
     int rc = leasehold_resign_hold(taken, 5000, &err);
@@ -397,26 +394,6 @@ static void test_systemd_unit(void **state)
         fail_msg("systemd-analyze verify did not object to KillMode=mixd:\n%s", out);
 }
 
-static int setup(void **state)
-{
-    (void)state;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/leasehold-cron-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(tmpdir))
-        return -1;
-    redis = redis_server_start(NULL);
-    return redis ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    redis_server_stop(redis);
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -426,5 +403,5 @@ int main(void)
         cmocka_unit_test(test_resign_hold),
         cmocka_unit_test(test_systemd_unit),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, fixture_group_setup_tmpdir, fixture_group_teardown);
 }

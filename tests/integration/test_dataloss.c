@@ -13,48 +13,8 @@
 
 #include <cmocka.h>
 
-#include "events.h"
-#include "redis_server.h"
+#include "fixture.h"
 #include "testutil.h"
-
-typedef struct fixture {
-    redis_server *srv;
-    event_queue *q;
-    candidate cand[2];
-} fixture;
-
-static fixture fx;
-
-static int group_setup(void **state)
-{
-    (void)state;
-    fx.srv = redis_server_start(NULL);
-    return fx.srv ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    redis_server_stop(fx.srv);
-    return 0;
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    fx.q = events_new();
-    return fx.q ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    for (int i = 0; i < 2; i++)
-        candidate_stop(&fx.cand[i]);
-    events_free(fx.q);
-    fx.q = NULL;
-    return 0;
-}
 
 /* The test timings without the restart guard: only the quarantine holds. */
 static void config(leasehold_config *cfg)
@@ -319,12 +279,9 @@ static void test_run_id_changed(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_unused_key_waits_a_lease, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_holds_overlap, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flush_quarantines, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_epoch_floor, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_eviction_policy, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_run_id_changed, setup, teardown),
+        FIXTURE_TEST(test_unused_key_waits_a_lease), FIXTURE_TEST(test_holds_overlap),
+        FIXTURE_TEST(test_flush_quarantines),        FIXTURE_TEST(test_epoch_floor),
+        FIXTURE_TEST(test_eviction_policy),          FIXTURE_TEST(test_run_id_changed),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, fixture_group_setup, fixture_group_teardown);
 }

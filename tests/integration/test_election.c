@@ -9,93 +9,15 @@
 
 #include <cmocka.h>
 
-#include "events.h"
-#include "redis_server.h"
+#include "fixture.h"
 #include "testutil.h"
-
-#define MAX_CANDIDATES 5
-
-typedef struct fixture {
-    redis_server *srv; /* one server for the whole binary */
-    event_queue *q;
-    candidate cand[MAX_CANDIDATES];
-    int n;
-    bool fresh; /* the server has not had an election yet (see TEST_FRESH_REDIS_MS) */
-} fixture;
-
-static fixture fx;
-
-static int group_setup(void **state)
-{
-    (void)state;
-    fx.srv = redis_server_start(NULL);
-    fx.fresh = true;
-    return fx.srv ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    redis_server_stop(fx.srv);
-    return 0;
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    fx.q = events_new();
-    fx.n = 0;
-    return fx.q ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    for (int i = 0; i < fx.n; i++)
-        candidate_stop(&fx.cand[i]);
-    events_free(fx.q);
-    fx.q = NULL;
-    return 0;
-}
-
-/* Starts n candidates for key with cfg. */
-static void start_candidates(const leasehold_config *cfg, const char *key, int n)
-{
-    for (int i = 0; i < n; i++) {
-        assert_int_equal(candidate_start(&fx.cand[i], cfg, key, fx.q, i), 0);
-        fx.n = i + 1;
-    }
-}
-
-/* How long a first election may take: lease + retry + margin, plus the
- * fresh-server guard on the binary's first election. */
-static uint64_t first_election_ms(const leasehold_config *cfg)
-{
-    uint64_t ms = cfg->lease_ms + cfg->retry_interval_ms + 1000;
-    if (fx.fresh)
-        ms += TEST_FRESH_REDIS_MS;
-    fx.fresh = false;
-    return ms;
-}
 
 /* Waits for the first election and returns it in *ev. */
 static void wait_first_leader(const leasehold_config *cfg, event *ev)
 {
-    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1), first_election_ms(cfg), ev));
+    *ev = fixture_first_leader(cfg, -1);
     assert_true(leasehold_is_leader(fx.cand[ev->who].election));
     assert_int_equal(leasehold_epoch(fx.cand[ev->who].election), ev->epoch);
-}
-
-static int count_leaders(int *which)
-{
-    int n = 0;
-    for (int i = 0; i < fx.n; i++) {
-        if (fx.cand[i].election && leasehold_is_leader(fx.cand[i].election)) {
-            n++;
-            *which = i;
-        }
-    }
-    return n;
 }
 
 /* Five candidates: exactly one leads, and keeps leading, while sampled
@@ -105,7 +27,7 @@ static void test_one_leader_among_five(void **state)
     (void)state;
     leasehold_config cfg;
     test_config(&cfg, fx.srv->url);
-    start_candidates(&cfg, "lh:election:five", 5);
+    fixture_start_candidates(&cfg, "lh:election:five", 5);
     event el;
     wait_first_leader(&cfg, &el);
 
@@ -113,7 +35,7 @@ static void test_one_leader_among_five(void **state)
     int samples = 0;
     while (test_now_ms() < end) {
         int who = -1;
-        int n = count_leaders(&who);
+        int n = fixture_count_leaders(&who);
         if (n != 1)
             fail_msg("sample %d: %d leaders, expected exactly one (candidate %d)", samples, n,
                      el.who);
@@ -144,7 +66,7 @@ static void test_release_hands_over_fast(void **state)
     cfg.lease_ms = 2000;
     cfg.renew_deadline_ms = 1500;
     cfg.retry_interval_ms = 1000;
-    start_candidates(&cfg, "lh:election:release", 3);
+    fixture_start_candidates(&cfg, "lh:election:release", 3);
     event first;
     wait_first_leader(&cfg, &first);
 
@@ -182,11 +104,11 @@ static void test_resign_epochs_and_recampaign(void **state)
     (void)state;
     leasehold_config cfg;
     test_config(&cfg, fx.srv->url);
-    start_candidates(&cfg, "lh:election:resign", 3);
+    fixture_start_candidates(&cfg, "lh:election:resign", 3);
     event el;
     wait_first_leader(&cfg, &el);
 
-    int terms[MAX_CANDIDATES] = {0};
+    int terms[3] = {0};
     uint64_t last_epoch = 0;
     for (int term = 0; term < 4; term++) {
         int w = el.who;
@@ -233,7 +155,7 @@ static void test_overwritten_key_is_lost(void **state)
     test_config(&cfg, fx.srv->url);
     cfg.lease_ms = 2000;
     cfg.renew_deadline_ms = 1500;
-    start_candidates(&cfg, "lh:election:overwrite", 1);
+    fixture_start_candidates(&cfg, "lh:election:overwrite", 1);
     event el;
     wait_first_leader(&cfg, &el);
 
@@ -264,7 +186,7 @@ static void test_deleted_key_is_expired(void **state)
     test_config(&cfg, fx.srv->url);
     cfg.lease_ms = 2000;
     cfg.renew_deadline_ms = 1500;
-    start_candidates(&cfg, "lh:election:delete", 1);
+    fixture_start_candidates(&cfg, "lh:election:delete", 1);
     event el;
     wait_first_leader(&cfg, &el);
 
@@ -284,11 +206,9 @@ static void test_deleted_key_is_expired(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_one_leader_among_five, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_release_hands_over_fast, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_resign_epochs_and_recampaign, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_overwritten_key_is_lost, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_deleted_key_is_expired, setup, teardown),
+        FIXTURE_TEST(test_one_leader_among_five),        FIXTURE_TEST(test_release_hands_over_fast),
+        FIXTURE_TEST(test_resign_epochs_and_recampaign), FIXTURE_TEST(test_overwritten_key_is_lost),
+        FIXTURE_TEST(test_deleted_key_is_expired),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, fixture_group_setup, fixture_group_teardown);
 }

@@ -1,9 +1,9 @@
 /* test_faults.c — faults against a real redis-server: a leader killed or
  * frozen, Redis frozen or restarted, the leader's connection killed.
  *
- * Candidates that must be killed or stopped run in child processes: this
- * binary re-executed as `test_faults candidate URL KEY WHO`, reporting its
- * events as lines on stdout (see events.h). */
+ * Candidates that must be killed or stopped run in child processes, which
+ * report their events and sample leasehold_is_leader() (see
+ * fixture_start_children). */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -11,134 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
-#include "events.h"
-#include "redis_server.h"
+#include "fixture.h"
 #include "testutil.h"
-
-#define MAX_CANDIDATES 3
-
-typedef struct fixture {
-    redis_server *srv;
-    event_queue *q;
-    candidate cand[MAX_CANDIDATES];
-    int n;
-    events_child *child[MAX_CANDIDATES];
-    bool fresh;
-} fixture;
-
-static fixture fx;
-
-/* ------------------------------------------------------------ child mode */
-
-/*
- * A candidate in a child process.  Besides the callbacks' events it samples
- * leasehold_is_leader() every 5 ms: it reports each change (EV_SAMPLE), and
- * when two samples are more than 200 ms apart (it was stopped) it reports
- * the first sample after waking (EV_WOKE).  The time is read before
- * is_leader(), so a sample stamped after SIGCONT was taken after SIGCONT.
- */
-static int candidate_main(int argc, char **argv)
-{
-    if (argc != 5)
-        return 2;
-    leasehold_config cfg;
-    test_config(&cfg, argv[2]);
-    event_sink sink = {NULL, STDOUT_FILENO, atoi(argv[4])};
-    cfg.log = events_log;
-    cfg.log_arg = &sink;
-    leasehold_error err;
-    leasehold_client *c = leasehold_client_new(&cfg, &err);
-    if (!c) {
-        fprintf(stderr, "candidate: %s\n", err.msg);
-        return 1;
-    }
-    leasehold_election *e = leasehold_campaign(c, argv[3], &events_callbacks, &sink, &err);
-    if (!e) {
-        fprintf(stderr, "candidate: %s\n", err.msg);
-        return 1;
-    }
-    uint64_t prev_ms = test_now_ms();
-    bool prev = false;
-    for (;;) {
-        uint64_t now = test_now_ms();
-        bool leader = leasehold_is_leader(e);
-        if (now - prev_ms > 200) {
-            event ev = {.kind = EV_WOKE, .value = leader, .at_ms = now};
-            events_emit(&sink, &ev);
-        }
-        if (leader != prev) {
-            event ev = {.kind = EV_SAMPLE, .value = leader, .at_ms = now};
-            events_emit(&sink, &ev);
-        }
-        prev = leader;
-        prev_ms = now;
-        test_sleep_ms(5);
-    }
-}
-
-/* ------------------------------------------------------------- fixtures */
-
-static int group_setup(void **state)
-{
-    (void)state;
-    fx.srv = redis_server_start(NULL);
-    fx.fresh = true;
-    return fx.srv ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    redis_server_stop(fx.srv);
-    return 0;
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    fx.q = events_new();
-    fx.n = 0;
-    return fx.q ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    for (int i = 0; i < MAX_CANDIDATES; i++) {
-        events_child_stop(fx.child[i]);
-        fx.child[i] = NULL;
-    }
-    for (int i = 0; i < fx.n; i++)
-        candidate_stop(&fx.cand[i]);
-    events_free(fx.q);
-    fx.q = NULL;
-    return 0;
-}
-
-static uint64_t first_election_ms(const leasehold_config *cfg)
-{
-    uint64_t ms = cfg->lease_ms + cfg->retry_interval_ms + 1000;
-    if (fx.fresh)
-        ms += TEST_FRESH_REDIS_MS;
-    fx.fresh = false;
-    return ms;
-}
-
-static void start_children(const char *key, int n)
-{
-    for (int i = 0; i < n; i++) {
-        char who[16];
-        snprintf(who, sizeof who, "%d", i);
-        char *argv[] = {
-            (char *)test_process_self(), "candidate", fx.srv->url, (char *)key, who, NULL};
-        fx.child[i] = events_child_start(fx.q, i, argv);
-        assert_non_null(fx.child[i]);
-    }
-}
 
 /* A service that reports its start and the moment its token is cancelled. */
 static int noting_service(leasehold_token *t, void *arg)
@@ -152,45 +29,6 @@ static int noting_service(leasehold_token *t, void *arg)
     return 0;
 }
 
-/* Starts n in-process candidates; with a service when `serve`. */
-static void start_candidates(const leasehold_config *cfg, const char *key, int n, bool serve)
-{
-    for (int i = 0; i < n; i++) {
-        candidate *cd = &fx.cand[i];
-        if (!serve) {
-            assert_int_equal(candidate_start(cd, cfg, key, fx.q, i), 0);
-            fx.n = i + 1;
-            continue;
-        }
-        memset(cd, 0, sizeof *cd);
-        cd->sink = (event_sink){fx.q, -1, i};
-        leasehold_config c = *cfg;
-        c.log = events_log;
-        c.log_arg = &cd->sink;
-        leasehold_error err;
-        cd->client = leasehold_client_new(&c, &err);
-        if (!cd->client)
-            fail_msg("leasehold_client_new: %s", err.msg);
-        fx.n = i + 1;
-        cd->election =
-            leasehold_serve_cb(cd->client, key, noting_service, &cd->sink, &events_callbacks, &err);
-        if (!cd->election)
-            fail_msg("leasehold_serve_cb: %s", err.msg);
-    }
-}
-
-static int count_leaders(int *which)
-{
-    int n = 0;
-    for (int i = 0; i < fx.n; i++) {
-        if (fx.cand[i].election && leasehold_is_leader(fx.cand[i].election)) {
-            n++;
-            *which = i;
-        }
-    }
-    return n;
-}
-
 /* -------------------------------------------------------------- tests */
 
 /* The leader's process is SIGKILLed: its key runs out and another candidate
@@ -200,9 +38,8 @@ static void test_leader_killed(void **state)
     (void)state;
     leasehold_config cfg;
     test_config(&cfg, fx.srv->url);
-    start_children("lh:faults:kill", 3);
-    event first;
-    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1), first_election_ms(&cfg), &first));
+    fixture_start_children(&cfg, "lh:faults:kill", 3);
+    event first = fixture_first_leader(&cfg, -1);
 
     uint64_t t0 = test_now_ms();
     events_child_stop(fx.child[first.who]);
@@ -232,9 +69,8 @@ static void test_redis_paused(void **state)
     test_config(&cfg, fx.srv->url);
     cfg.lease_ms = 2000;
     cfg.renew_deadline_ms = 1000;
-    start_candidates(&cfg, "lh:faults:redis-paused", 3, true);
-    event el;
-    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1), first_election_ms(&cfg), &el));
+    fixture_serve_candidates(&cfg, "lh:faults:redis-paused", 3, noting_service);
+    event el = fixture_first_leader(&cfg, -1);
     int w = el.who;
     event started;
     assert_true(events_wait(fx.q, events_of(EV_NOTE, w), 1000, &started));
@@ -273,7 +109,7 @@ static void test_redis_paused(void **state)
     uint64_t end = test_now_ms() + 1000;
     while (test_now_ms() < end) {
         int who = -1;
-        int n = count_leaders(&who);
+        int n = fixture_count_leaders(&who);
         if (n != 1)
             fail_msg("%d leaders after the freeze, expected exactly one", n);
         test_sleep_ms(5);
@@ -288,9 +124,8 @@ static void test_leader_paused_past_lease(void **state)
     (void)state;
     leasehold_config cfg;
     test_config(&cfg, fx.srv->url);
-    start_children("lh:faults:leader-paused", 3);
-    event el;
-    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1), first_election_ms(&cfg), &el));
+    fixture_start_children(&cfg, "lh:faults:leader-paused", 3);
+    event el = fixture_first_leader(&cfg, -1);
     int w = el.who;
     /* The child's sampler has seen itself leader before it is stopped. */
     event s;
@@ -329,9 +164,8 @@ static void test_client_kill(void **state)
     (void)state;
     leasehold_config cfg;
     test_config(&cfg, fx.srv->url);
-    start_candidates(&cfg, "lh:faults:client-kill", 1, false);
-    event el;
-    assert_true(events_wait(fx.q, events_of(EV_ELECTED, 0), first_election_ms(&cfg), &el));
+    fixture_start_candidates(&cfg, "lh:faults:client-kill", 1);
+    event el = fixture_first_leader(&cfg, 0);
 
     /* Every connection but ours belongs to the only candidate so far. */
     redisReply *me = redis_server_cmd(fx.srv, "CLIENT ID");
@@ -381,9 +215,8 @@ static void test_redis_restart(void **state)
     (void)state;
     leasehold_config cfg;
     test_config(&cfg, fx.srv->url);
-    start_candidates(&cfg, "lh:faults:restart", 2, false);
-    event el;
-    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1), first_election_ms(&cfg), &el));
+    fixture_start_candidates(&cfg, "lh:faults:restart", 2);
+    event el = fixture_first_leader(&cfg, -1);
 
     uint64_t t0 = test_now_ms();
     assert_int_equal(redis_server_restart(fx.srv, false), 0);
@@ -416,9 +249,8 @@ static void test_redis_restart_unguarded(void **state)
     leasehold_config cfg;
     test_config(&cfg, fx.srv->url);
     cfg.restart_guard = false;
-    start_candidates(&cfg, "lh:faults:unguarded", 2, false);
-    event el;
-    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1), first_election_ms(&cfg), &el));
+    fixture_start_candidates(&cfg, "lh:faults:unguarded", 2);
+    event el = fixture_first_leader(&cfg, -1);
     assert_int_equal(redis_server_restart(fx.srv, false), 0);
     uint64_t t_up = test_now_ms();
     event next;
@@ -431,15 +263,14 @@ static void test_redis_restart_unguarded(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "candidate") == 0)
-        return candidate_main(argc, argv);
+    fixture_run_child(argc, argv);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_leader_killed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_redis_paused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_leader_paused_past_lease, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_client_kill, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_redis_restart, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_redis_restart_unguarded, setup, teardown),
+        FIXTURE_TEST(test_leader_killed),
+        FIXTURE_TEST(test_redis_paused),
+        FIXTURE_TEST(test_leader_paused_past_lease),
+        FIXTURE_TEST(test_client_kill),
+        FIXTURE_TEST(test_redis_restart),
+        FIXTURE_TEST(test_redis_restart_unguarded),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, fixture_group_setup, fixture_group_teardown);
 }

@@ -12,32 +12,15 @@
 
 #include <cmocka.h>
 
-#include "events.h"
-#include "redis_server.h"
+#include "fixture.h"
 #include "testutil.h"
 
 #define FORGED 2000
 
-static redis_server *srv;
-
-static int group_setup(void **state)
-{
-    (void)state;
-    srv = redis_server_start(NULL);
-    return srv ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    redis_server_stop(srv);
-    return 0;
-}
-
 /* The calls of the scripts so far: EVALSHA and EVAL, from INFO commandstats. */
 static long long script_calls(void)
 {
-    redisReply *r = redis_server_cmd(srv, "INFO commandstats");
+    redisReply *r = redis_server_cmd(fx.srv, "INFO commandstats");
     assert_non_null(r);
     assert_int_equal(r->type, REDIS_REPLY_STRING);
     long long total = 0;
@@ -65,24 +48,17 @@ static long long script_calls(void)
 static void test_forged_event_flood_is_bounded(void **state)
 {
     (void)state;
-    event_queue *q = events_new();
-    assert_non_null(q);
     leasehold_config cfg;
-    test_config(&cfg, srv->url);
+    test_config(&cfg, fx.srv->url);
     const char *key = "lh:flood";
-    candidate cand[2];
-    for (int i = 0; i < 2; i++)
-        assert_int_equal(candidate_start(&cand[i], &cfg, key, q, i), 0);
-    event el;
-    assert_true(events_wait(q, events_of(EV_ELECTED, -1),
-                            TEST_FRESH_REDIS_MS + cfg.lease_ms + cfg.retry_interval_ms + 1000,
-                            &el));
+    fixture_start_candidates(&cfg, key, 2);
+    event el = fixture_first_leader(&cfg, -1);
     int follower = 1 - el.who;
-    const char *token = leasehold_election_token(cand[el.who].election);
+    const char *token = leasehold_election_token(fx.cand[el.who].election);
     event_filter knows = {EV_LEADER_CHANGED, follower, -1, token};
-    assert_true(events_wait(q, knows, cfg.retry_interval_ms + 1000, NULL));
+    assert_true(events_wait(fx.q, knows, cfg.retry_interval_ms + 1000, NULL));
 
-    redisContext *pub = redisConnect("127.0.0.1", srv->port);
+    redisContext *pub = redisConnect("127.0.0.1", fx.srv->port);
     assert_non_null(pub);
     assert_int_equal(pub->err, 0);
     long long before = script_calls();
@@ -105,7 +81,7 @@ static void test_forged_event_flood_is_bounded(void **state)
     redisFree(pub);
     for (int i = 0; i < 2; i++) {
         event_filter seen = {EV_LEADER_CHANGED, i, -1, "sentinel/1"};
-        if (!events_wait(q, seen, 10000, NULL))
+        if (!events_wait(fx.q, seen, 10000, NULL))
             fail_msg("candidate %d never handled the end of the flood", i);
     }
     uint64_t took = test_now_ms() - t0;
@@ -125,18 +101,14 @@ static void test_forged_event_flood_is_bounded(void **state)
         fail_msg("%lld script calls during a flood of %d forged messages (%llu ms): more than %lld",
                  calls, FORGED, (unsigned long long)took, bound);
     /* News is never proof: the leader still leads. */
-    assert_true(leasehold_is_leader(cand[el.who].election));
-    assert_false(leasehold_is_leader(cand[follower].election));
-
-    for (int i = 0; i < 2; i++)
-        candidate_stop(&cand[i]);
-    events_free(q);
+    assert_true(leasehold_is_leader(fx.cand[el.who].election));
+    assert_false(leasehold_is_leader(fx.cand[follower].election));
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_forged_event_flood_is_bounded),
+        FIXTURE_TEST(test_forged_event_flood_is_bounded),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, fixture_group_setup, fixture_group_teardown);
 }

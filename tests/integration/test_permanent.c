@@ -20,57 +20,23 @@
 
 #include <cmocka.h>
 
-#include "events.h"
-#include "redis_server.h"
+#include "fixture.h"
 #include "testutil.h"
-
-typedef struct fixture {
-    redis_server *srv; /* shared by the tests, each on keys of its own */
-    redis_server *own; /* a server of one test's own (renamed commands, a replica) */
-    event_queue *q;
-    candidate cand;
-} fixture;
-
-static fixture fx;
 
 /* Three retry intervals of test_config() and then some: long enough for a
  * campaign that was not halted to have tried again.  A lower bound: never
  * scaled. */
 #define QUIET_MS 1200u
 
-static int group_setup(void **state)
-{
-    (void)state;
-    fx.srv = redis_server_start(NULL);
-    return fx.srv ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    redis_server_stop(fx.srv);
-    return 0;
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    fx.q = events_new();
-    return fx.q ? 0 : -1;
-}
-
+/* The fixture's teardown, with the shared server's memory limit lifted
+ * once the candidate has stopped. */
 static int teardown(void **state)
 {
-    (void)state;
-    candidate_stop(&fx.cand);
+    candidate_stop(&fx.cand[0]);
     redisReply *r = redis_server_cmd(fx.srv, "CONFIG SET maxmemory 0");
     if (r)
         freeReplyObject(r);
-    redis_server_stop(fx.own);
-    fx.own = NULL;
-    events_free(fx.q);
-    fx.q = NULL;
-    return 0;
+    return fixture_teardown(state);
 }
 
 /* Runs a command on s that must succeed. */
@@ -123,7 +89,7 @@ static void start(const char *url, const char *key)
     leasehold_config cfg;
     test_config(&cfg, url);
     cfg.restart_guard = false;
-    assert_int_equal(candidate_start(&fx.cand, &cfg, key, fx.q, 0), 0);
+    assert_int_equal(candidate_start(&fx.cand[0], &cfg, key, fx.q, 0), 0);
 }
 
 /* WARN lines saying that SUBSCRIBE was refused, seen by error_lines(). */
@@ -165,7 +131,7 @@ static void expect_halt(redis_server *s, int code, const char *needle1, const ch
     if (needle2 && !strstr(ev.text, needle2))
         fail_msg("the message \"%s\" does not name %s", ev.text, needle2);
     assert_null(strstr(ev.text, "script: "));
-    assert_false(leasehold_is_leader(fx.cand.election));
+    assert_false(leasehold_is_leader(fx.cand[0].election));
 
     /* A command already on its way may still be counted: wait for the count
      * to settle (two reads 50 ms apart agree), with a deadline. */
@@ -266,12 +232,12 @@ static void test_wrongtype(void **state)
                 "pick another key");
     leasehold_holder h;
     leasehold_error err;
-    assert_int_equal(leasehold_holder_get(fx.cand.client, "lh:perm:list", &h, &err),
+    assert_int_equal(leasehold_holder_get(fx.cand[0].client, "lh:perm:list", &h, &err),
                      LEASEHOLD_EWRONGTYPE);
     printf("# holder_get: %s\n", err.msg);
     assert_non_null(strstr(err.msg, "'lh:perm:list' holds a list"));
     admin(fx.srv, "HSET %s f v", "{lh:perm:epochhash}:epoch");
-    assert_int_equal(leasehold_holder_get(fx.cand.client, "lh:perm:epochhash", &h, &err),
+    assert_int_equal(leasehold_holder_get(fx.cand[0].client, "lh:perm:epochhash", &h, &err),
                      LEASEHOLD_EWRONGTYPE);
     printf("# holder_get: %s\n", err.msg);
     assert_non_null(strstr(err.msg, "'{lh:perm:epochhash}:epoch' holds a hash"));
@@ -285,12 +251,7 @@ static void test_wrongtype(void **state)
 static void test_readonly_replica(void **state)
 {
     (void)state;
-    char port[16];
-    snprintf(port, sizeof port, "%d", fx.srv->port);
-    const char *args[] = {"--replicaof", "127.0.0.1", port, NULL};
-    redis_server_opts o = {.args = args};
-    fx.own = redis_server_start(&o);
-    assert_non_null(fx.own);
+    fixture_start_replica();
     start(fx.own->url, "lh:perm:replica");
     char where[64];
     snprintf(where, sizeof where, "127.0.0.1:%d is a read-only replica", fx.own->port);
@@ -311,18 +272,18 @@ static void test_no_ttl_then_resume(void **state)
 
     leasehold_holder h;
     leasehold_error err;
-    assert_int_equal(leasehold_holder_get(fx.cand.client, key, &h, &err), 0);
+    assert_int_equal(leasehold_holder_get(fx.cand[0].client, key, &h, &err), 0);
     assert_string_equal(h.token, "somevalue");
     assert_int_equal(h.ttl_ms, -1);
     assert_false(leasehold_is_token(h.token));
 
     admin(fx.srv, "DEL %s", key);
-    assert_int_equal(leasehold_resume(fx.cand.election), 0);
+    assert_int_equal(leasehold_resume(fx.cand[0].election), 0);
     event ev;
     assert_true(events_wait(fx.q, events_of(EV_ELECTED, 0), 5000, &ev));
-    assert_true(leasehold_is_leader(fx.cand.election));
-    assert_int_equal(leasehold_resume(fx.cand.election), 0); /* not halted: nothing */
-    assert_true(leasehold_is_leader(fx.cand.election));
+    assert_true(leasehold_is_leader(fx.cand[0].election));
+    assert_int_equal(leasehold_resume(fx.cand[0].election), 0); /* not halted: nothing */
+    assert_true(leasehold_is_leader(fx.cand[0].election));
     assert_int_equal(leasehold_resume(NULL), LEASEHOLD_EINVAL);
 }
 
@@ -376,7 +337,7 @@ static void test_transient_retried_reported_once(void **state)
 
     /* Successes in between: the same failure is news again. */
     admin(fx.srv, "CONFIG SET maxmemory %s", "1");
-    assert_int_equal(leasehold_resign(fx.cand.election), 0);
+    assert_int_equal(leasehold_resign(fx.cand[0].election), 0);
     assert_true(events_wait(fx.q, events_of(EV_ERROR, 0), 5000, &ev));
     printf("# error callback: %s: %s\n", leasehold_errname((int)ev.value), ev.text);
     assert_int_equal(ev.value, LEASEHOLD_EREDIS);
@@ -397,7 +358,7 @@ static void test_leader_acl_revoked(void **state)
     event ev;
     assert_true(events_wait(fx.q, events_of(EV_REVOKED, 0), 5000, &ev));
     assert_int_equal(ev.value, LEASEHOLD_HALTED);
-    assert_false(leasehold_is_leader(fx.cand.election));
+    assert_false(leasehold_is_leader(fx.cand[0].election));
     expect_halt(fx.srv, LEASEHOLD_ENOPERM, "may not run 'evalsha'", NULL);
 }
 
@@ -432,17 +393,17 @@ static void test_service_leader_halted(void **state)
     leasehold_config cfg;
     test_config(&cfg, url);
     cfg.restart_guard = false;
-    fx.cand.sink = (event_sink){.q = fx.q, .fd = -1, .who = 0};
+    fx.cand[0].sink = (event_sink){.q = fx.q, .fd = -1, .who = 0};
     cfg.log = events_log;
-    cfg.log_arg = &fx.cand.sink;
+    cfg.log_arg = &fx.cand[0].sink;
     leasehold_error err;
-    fx.cand.client = leasehold_client_new(&cfg, &err);
-    assert_non_null(fx.cand.client);
+    fx.cand[0].client = leasehold_client_new(&cfg, &err);
+    assert_non_null(fx.cand[0].client);
     leasehold_callbacks cb = events_callbacks;
     cb.revoked = probe_revoked;
-    fx.cand.election = leasehold_serve_cb(fx.cand.client, "lh:perm:service", probe_service,
-                                          &fx.cand.sink, &cb, &err);
-    assert_non_null(fx.cand.election);
+    fx.cand[0].election = leasehold_serve_cb(fx.cand[0].client, "lh:perm:service", probe_service,
+                                             &fx.cand[0].sink, &cb, &err);
+    assert_non_null(fx.cand[0].election);
     assert_true(events_wait(fx.q, events_of(EV_ELECTED, 0), 5000, NULL));
     admin(fx.srv, "ACL SETUSER %s -evalsha -eval", "revocable2");
     event ev;
@@ -473,12 +434,12 @@ static void test_observer_halts(void **state)
     cfg.log = events_log;
     cfg.log_arg = &sink;
     leasehold_error err;
-    fx.cand.client = leasehold_client_new(&cfg, &err);
-    assert_non_null(fx.cand.client);
-    fx.cand.election = leasehold_observe(fx.cand.client, key, &events_callbacks, &sink, &err);
-    assert_non_null(fx.cand.election);
+    fx.cand[0].client = leasehold_client_new(&cfg, &err);
+    assert_non_null(fx.cand[0].client);
+    fx.cand[0].election = leasehold_observe(fx.cand[0].client, key, &events_callbacks, &sink, &err);
+    assert_non_null(fx.cand[0].election);
     expect_halt(fx.srv, LEASEHOLD_ENOTLEASE, "holds 'junk' with no TTL", NULL);
-    candidate_stop(&fx.cand); /* before sink goes out of scope */
+    candidate_stop(&fx.cand[0]); /* before sink goes out of scope */
 }
 
 /* Keys with control characters are refused by every entry point. */
@@ -508,23 +469,26 @@ static void test_control_char_keys(void **state)
     leasehold_client_free(c);
 }
 
+/* A test between fixture_setup and the teardown above. */
+#define PERM_TEST(f) cmocka_unit_test_setup_teardown(f, fixture_setup, teardown)
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_noperm_command, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_noperm_key, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_noperm_channel, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_evalsha_renamed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_eval_renamed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_wrongtype, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_readonly_replica, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_no_ttl_then_resume, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_foreign_value_waited_for, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_transient_retried_reported_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_leader_acl_revoked, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_service_leader_halted, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_observer_halts, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_control_char_keys, setup, teardown),
+        PERM_TEST(test_noperm_command),
+        PERM_TEST(test_noperm_key),
+        PERM_TEST(test_noperm_channel),
+        PERM_TEST(test_evalsha_renamed),
+        PERM_TEST(test_eval_renamed),
+        PERM_TEST(test_wrongtype),
+        PERM_TEST(test_readonly_replica),
+        PERM_TEST(test_no_ttl_then_resume),
+        PERM_TEST(test_foreign_value_waited_for),
+        PERM_TEST(test_transient_retried_reported_once),
+        PERM_TEST(test_leader_acl_revoked),
+        PERM_TEST(test_service_leader_halted),
+        PERM_TEST(test_observer_halts),
+        PERM_TEST(test_control_char_keys),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, fixture_group_setup, fixture_group_teardown);
 }

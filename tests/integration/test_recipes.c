@@ -22,22 +22,9 @@
 #include <cmocka.h>
 
 #include "readme.h"
-#include "redis_server.h"
+#include "fixture.h"
 #include "testutil.h"
 #include "tool_proc.h"
-
-static redis_server *redis;
-static char tmpdir[256];
-
-/* A path in this test's temporary directory. */
-static const char *tmp_path(const char *name)
-{
-    static char path[2][512];
-    static int next;
-    char *p = path[next++ % 2];
-    snprintf(p, sizeof path[0], "%s/%s", tmpdir, name);
-    return p;
-}
 
 /* Writes text to path with mode. */
 static void write_file(const char *path, const char *text, mode_t mode)
@@ -49,21 +36,13 @@ static void write_file(const char *path, const char *text, mode_t mode)
     assert_int_equal(chmod(path, mode), 0);
 }
 
-/* The value of key in the test's Redis as a string ("" when missing). */
-static void redis_get(const char *key, char *out, size_t size)
-{
-    redisReply *r = redis_server_cmd(redis, "GET %s", key);
-    assert_non_null(r);
-    snprintf(out, size, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
-    freeReplyObject(r);
-}
-
 /* Waits up to test_ms(max_ms) for key to hold something; fails otherwise. */
 static void wait_key_set(const char *key, uint64_t max_ms)
 {
     uint64_t deadline = test_now_ms() + test_ms(max_ms);
     char value[256];
-    for (redis_get(key, value, sizeof value); !value[0]; redis_get(key, value, sizeof value)) {
+    for (fixture_redis_get(key, value, sizeof value); !value[0];
+         fixture_redis_get(key, value, sizeof value)) {
         if (test_now_ms() >= deadline) {
             procs_show_all("a process");
             fail_msg("%s was not written within %llu ms", key, (unsigned long long)test_ms(max_ms));
@@ -82,21 +61,21 @@ static void test_fencing_recipe(void **state)
     (void)state;
     char script[8192];
     readme_block("sh", "# publish-prices: run as", script, sizeof script);
-    write_file(tmp_path("publish-prices"), script, 0755);
-    write_file(tmp_path("fetch-prices"), "#!/bin/sh\necho 'EUR/USD 1.0842'\n", 0755);
+    write_file(fixture_path("publish-prices"), script, 0755);
+    write_file(fixture_path("fetch-prices"), "#!/bin/sh\necho 'EUR/USD 1.0842'\n", 0755);
 
     char path_env[1200], store_env[700];
-    snprintf(path_env, sizeof path_env, "PATH=%s:%s", tmpdir, getenv("PATH"));
-    snprintf(store_env, sizeof store_env, "PRICES_REDIS_URL=%s", redis->url);
+    snprintf(path_env, sizeof path_env, "PATH=%s:%s", fx.tmpdir, getenv("PATH"));
+    snprintf(store_env, sizeof store_env, "PRICES_REDIS_URL=%s", fx.srv->url);
     const char *env[] = {path_env, store_env, NULL};
-    const char *args[] = {"run", "--url",          redis->url, "--key", "prices:publisher",
+    const char *args[] = {"run", "--url",          fx.srv->url, "--key", "prices:publisher",
                           "--",  "publish-prices", NULL};
     proc *leader = proc_start("leasehold", env, args);
     wait_key_set("prices:fence", TEST_FRESH_REDIS_MS + 5000);
 
     char fence[64], latest[256];
-    redis_get("prices:fence", fence, sizeof fence);
-    redis_get("prices:latest", latest, sizeof latest);
+    fixture_redis_get("prices:fence", fence, sizeof fence);
+    fixture_redis_get("prices:latest", latest, sizeof latest);
     assert_string_equal(latest, "EUR/USD 1.0842");
     unsigned long long epoch = strtoull(fence, NULL, 10);
     assert_true(epoch > 0);
@@ -110,26 +89,26 @@ static void test_fencing_recipe(void **state)
     proc_free(leader);
 
     /* A leader of an older term, paused until now, wakes up and writes. */
-    freeReplyObject(redis_server_cmd(redis, "SET prices:latest %s", "newer term's prices"));
+    freeReplyObject(redis_server_cmd(fx.srv, "SET prices:latest %s", "newer term's prices"));
     char stale_env[64];
     snprintf(stale_env, sizeof stale_env, "LEASEHOLD_EPOCH=%llu", epoch - 1);
     const char *stale_envs[] = {path_env, store_env, stale_env, NULL};
     const char *no_args[] = {NULL};
-    proc *stale = proc_start(tmp_path("publish-prices"), stale_envs, no_args);
+    proc *stale = proc_start(fixture_path("publish-prices"), stale_envs, no_args);
     assert_int_equal(proc_exit_code(stale, 5000), 1);
     if (!strstr(stale->out, "is stale: a newer leader wrote; stopping")) {
         proc_show(stale, "publish-prices with a stale epoch");
         fail_msg("no stale-epoch message");
     }
     proc_free(stale);
-    redis_get("prices:latest", latest, sizeof latest);
+    fixture_redis_get("prices:latest", latest, sizeof latest);
     assert_string_equal(latest, "newer term's prices");
-    redis_get("prices:fence", fence, sizeof fence);
+    fixture_redis_get("prices:fence", fence, sizeof fence);
     assert_int_equal(strtoull(fence, NULL, 10), epoch);
 
     /* Outside leasehold it refuses to run at all. */
     const char *bare_envs[] = {path_env, store_env, NULL};
-    proc *bare = proc_start(tmp_path("publish-prices"), bare_envs, no_args);
+    proc *bare = proc_start(fixture_path("publish-prices"), bare_envs, no_args);
     assert_int_not_equal(proc_exit_code(bare, 5000), 0);
     assert_non_null(strstr(bare->out, "run me under leasehold"));
     proc_free(bare);
@@ -170,14 +149,14 @@ static void test_embedding_example(void **state)
     assert_string_equal(shown, source);
     free(source);
 
-    freeReplyObject(redis_server_cmd(redis, "HSET myapp:leader %s %s", "owner", "billing"));
-    const char *fifo = tmp_path("minimal.stdin");
+    freeReplyObject(redis_server_cmd(fx.srv, "HSET myapp:leader %s %s", "owner", "billing"));
+    const char *fifo = fixture_path("minimal.stdin");
     assert_int_equal(mkfifo(fifo, 0600), 0);
     int enter = open(fifo, O_RDWR | O_CLOEXEC); /* a writer, so minimal's open does not wait */
     assert_true(enter >= 0);
     char command[1200];
     snprintf(command, sizeof command, "exec %s/examples/minimal '%s' < '%s'",
-             getenv("LEASEHOLD_BUILD_DIR"), redis->url, fifo);
+             getenv("LEASEHOLD_BUILD_DIR"), fx.srv->url, fifo);
     const char *args[] = {"-c", command, NULL};
     proc *p = proc_start("/bin/sh", NULL, args);
     expect_output(p, "leasehold: LEASEHOLD_EWRONGTYPE: ", TEST_FRESH_REDIS_MS + 5000);
@@ -186,27 +165,7 @@ static void test_embedding_example(void **state)
     expect_exit(p, 0, 5000);
     proc_free(p);
     close(enter);
-    freeReplyObject(redis_server_cmd(redis, "DEL myapp:leader"));
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/leasehold-recipes-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(tmpdir))
-        return -1;
-    redis = redis_server_start(NULL);
-    return redis ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    redis_server_stop(redis);
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    freeReplyObject(redis_server_cmd(fx.srv, "DEL myapp:leader"));
 }
 
 int main(void)
@@ -215,5 +174,5 @@ int main(void)
         cmocka_unit_test_teardown(test_fencing_recipe, proc_free_all),
         cmocka_unit_test_teardown(test_embedding_example, proc_free_all),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, fixture_group_setup_tmpdir, fixture_group_teardown);
 }

@@ -25,7 +25,8 @@
 
 #include <cmocka.h>
 
-#include "redis_server.h"
+#include "fixture.h"
+#include "perm_cases.h"
 #include "testutil.h"
 #include "tool_proc.h"
 
@@ -38,8 +39,6 @@ static const char *const fast_timing[][2] = {
     {"--renew-deadline-ms", "700"},   {"--retry-ms", "300"},
     {"--service-interval-ms", "200"},
 };
-
-static redis_server *redis;
 
 /* A text and how many times it should have been printed. */
 typedef struct text_count {
@@ -71,7 +70,7 @@ static void campaign_args(const char *args[20], const char *key, const char *id)
 {
     size_t n = 0;
     args[n++] = "--url";
-    args[n++] = redis->url;
+    args[n++] = fx.srv->url;
     args[n++] = "--key";
     args[n++] = key;
     args[n++] = "--id";
@@ -81,15 +80,6 @@ static void campaign_args(const char *args[20], const char *key, const char *id)
         args[n++] = fast_timing[i][1];
     }
     args[n] = NULL;
-}
-
-/* The value of `key` on the test's Redis, or "" when it is missing. */
-static void redis_get(const char *key, char *out, size_t size)
-{
-    redisReply *r = redis_server_cmd(redis, "GET %s", key);
-    assert_non_null(r);
-    snprintf(out, size, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
-    freeReplyObject(r);
 }
 
 /* The full line of p's output that contains needle (cut to size). */
@@ -149,7 +139,7 @@ static void test_three_servers_failover(void **state)
     if (match != 0)
         fail_msg("malformed leader line: %s", line);
     char holder[512], expected[16];
-    redis_get(key, holder, sizeof holder);
+    fixture_redis_get(key, holder, sizeof holder);
     snprintf(expected, sizeof expected, "%s/", ids[leader]);
     assert_true(strncmp(holder, expected, strlen(expected)) == 0);
     assert_non_null(strstr(line, holder)); /* the token in the log is the key's */
@@ -180,7 +170,7 @@ static void test_three_servers_failover(void **state)
 
     test_process_signal(last->pid, SIGTERM);
     expect_exit(last, 0, 5000);
-    redis_get(key, holder, sizeof holder);
+    fixture_redis_get(key, holder, sizeof holder);
     assert_string_equal(holder, ""); /* released on the way out */
     for (int i = 0; i < 3; i++)
         proc_free(ps[i]);
@@ -191,7 +181,7 @@ static void test_region_from_environment(void **state)
 {
     (void)state;
     char url_env[700];
-    snprintf(url_env, sizeof url_env, "SNAKETRON_REDIS_URL=%s", redis->url);
+    snprintf(url_env, sizeof url_env, "SNAKETRON_REDIS_URL=%s", fx.srv->url);
     const char *env[] = {url_env, "SNAKETRON_REGION=test-region", NULL};
     const char *args[] = {"--lease-ms",          "1000", "--renew-ms", "300",
                           "--renew-deadline-ms", "700",  NULL};
@@ -200,7 +190,7 @@ static void test_region_from_environment(void **state)
     char line[1024], holder[512];
     line_with(p, LEADER_LINE, line, sizeof line);
     assert_non_null(strstr(line, " snaketron:leader:test-region "));
-    redis_get("snaketron:leader:test-region", holder, sizeof holder);
+    fixture_redis_get("snaketron:leader:test-region", holder, sizeof holder);
     assert_true(holder[0] != '\0');
     assert_non_null(strstr(line, holder));
     test_process_signal(p->pid, SIGINT);
@@ -265,7 +255,7 @@ static void test_bad_options(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *args[8] = {0};
         for (size_t j = 0; j < 6 && cases[i][j]; j++)
-            args[j] = strcmp(cases[i][j], "@REDIS") == 0 ? redis->url : cases[i][j];
+            args[j] = strcmp(cases[i][j], "@REDIS") == 0 ? fx.srv->url : cases[i][j];
         proc *p = proc_start("server", NULL, args);
         int code = proc_exit_code(p, 5000);
         if (code != 64 || line_count(p) != 1 || strncmp(p->out, "server: ", 8) != 0) {
@@ -308,7 +298,7 @@ static void test_control_characters_in_key(void **state)
          "default"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const char *args[8] = {"--url", redis->url};
+        const char *args[8] = {"--url", fx.srv->url};
         size_t n = 2;
         for (size_t a = 0; cases[i].args[a]; a++)
             args[n++] = cases[i].args[a];
@@ -346,7 +336,7 @@ static void test_durations(void **state)
 {
     (void)state;
     const char *args[] = {
-        "--url", redis->url, "--key", "srv:durations", "--lease", "1s", "--service-interval",
+        "--url", fx.srv->url, "--key", "srv:durations", "--lease", "1s", "--service-interval",
         "200ms", NULL};
     proc *p = proc_start("server", NULL, args);
     expect_output(p, "campaigning for leadership (lease 1000 ms)", 5000);
@@ -388,35 +378,12 @@ static void test_help(void **state)
     const char *args[] = {"--help", NULL};
     proc *p = proc_start("server", NULL, args);
     expect_exit(p, 0, 5000);
-    static const char *const mentions[] = {
-        "SNAKETRON_REDIS_URL",
-        "SNAKETRON_REGION",
-        "--url",
-        "--region",
-        "--key",
-        "--id",
-        "--lease-ms",
-        "--renew-ms",
-        "--retry-ms",
-        "--renew-deadline-ms",
-        "--command-timeout-ms",
-        "--connect-timeout-ms",
-        "--stop-timeout-ms",
-        "--log-level",
-        "--service-interval-ms",
-        "--lease ",
-        "--renew ",
-        "--renew-deadline ",
-        "--command-timeout ",
-        "--quiet",
-        "--version",
-        "snaketron:leader:",
-        "read-only replica",
-        "--help",
-    };
-    for (size_t i = 0; i < sizeof mentions / sizeof mentions[0]; i++)
-        if (!strstr(p->out, mentions[i]))
-            fail_msg("--help does not mention %s:\n%s", mentions[i], p->out);
+    expect_mentions(p, "--help",
+                    "SNAKETRON_REDIS_URL|SNAKETRON_REGION|--url|--region|--key|--id|--lease-ms|"
+                    "--renew-ms|--retry-ms|--renew-deadline-ms|--command-timeout-ms|"
+                    "--connect-timeout-ms|--stop-timeout-ms|--log-level|--service-interval-ms|"
+                    "--lease |--renew |--renew-deadline |--command-timeout |--quiet|--version|"
+                    "snaketron:leader:|read-only replica|--help");
     proc_free(p);
 }
 
@@ -441,7 +408,7 @@ static void test_permanent_errors(void **state)
         char key[64];
         snprintf(key, sizeof key, "test_server:perm:%zu", i);
         const char *args[20];
-        perm_server_args(args, perm_prepare(redis, i, key), key);
+        perm_server_args(args, perm_prepare(fx.srv, i, key), key);
         fprintf(stderr, "case %zu: %s\n", i, perm_cases[i].name);
         proc *p = proc_start("server", NULL, args);
         expect_exit(p, perm_cases[i].exit_code, 10000);
@@ -456,16 +423,16 @@ static void test_permanent_errors(void **state)
 static void test_permanent_error_while_leader(void **state)
 {
     (void)state;
-    redisReply *r = redis_server_cmd(redis, "ACL SETUSER lh-server reset on >pw ~* &* +@all");
+    redisReply *r = redis_server_cmd(fx.srv, "ACL SETUSER lh-server reset on >pw ~* &* +@all");
     assert_non_null(r);
     freeReplyObject(r);
     char url[128];
-    snprintf(url, sizeof url, "redis://lh-server:pw@127.0.0.1:%d", redis->port);
+    snprintf(url, sizeof url, "redis://lh-server:pw@127.0.0.1:%d", fx.srv->port);
     const char *args[20];
     perm_server_args(args, url, "test_server:perm:leader");
     proc *p = proc_start("server", NULL, args);
     expect_output(p, LEADER_LINE, 10000);
-    r = redis_server_cmd(redis, "ACL SETUSER lh-server -evalsha");
+    r = redis_server_cmd(fx.srv, "ACL SETUSER lh-server -evalsha");
     assert_non_null(r);
     freeReplyObject(r);
     expect_exit(p, 69, 10000);
@@ -482,7 +449,7 @@ static void test_foreign_holder(void **state)
 {
     (void)state;
     const char *key = "test_server:perm:foreign";
-    redisReply *r = redis_server_cmd(redis, "SET %s %s PX 60000", key, "original-module");
+    redisReply *r = redis_server_cmd(fx.srv, "SET %s %s PX 60000", key, "original-module");
     assert_non_null(r);
     freeReplyObject(r);
     const char *args[20];
@@ -490,7 +457,7 @@ static void test_foreign_holder(void **state)
     proc *p = proc_start("server", NULL, args);
     const char *warn = "holds 'original-module', which is not a leasehold token";
     expect_output(p, warn, 5000);
-    r = redis_server_cmd(redis, "PEXPIRE %s 300", key); /* its lease runs out */
+    r = redis_server_cmd(fx.srv, "PEXPIRE %s 300", key); /* its lease runs out */
     assert_non_null(r);
     freeReplyObject(r);
     expect_output(p, LEADER_LINE, 10000);
@@ -501,20 +468,6 @@ static void test_foreign_holder(void **state)
     test_process_signal(p->pid, SIGTERM);
     expect_exit(p, 0, 5000);
     proc_free(p);
-}
-
-static int start_redis(void **state)
-{
-    (void)state;
-    redis = redis_server_start(NULL);
-    return redis ? 0 : -1;
-}
-
-static int stop_redis(void **state)
-{
-    (void)state;
-    redis_server_stop(redis);
-    return 0;
 }
 
 int main(void)
@@ -533,5 +486,5 @@ int main(void)
         cmocka_unit_test_teardown(test_permanent_error_while_leader, proc_free_all),
         cmocka_unit_test_teardown(test_foreign_holder, proc_free_all),
     };
-    return cmocka_run_group_tests(tests, start_redis, stop_redis);
+    return cmocka_run_group_tests(tests, fixture_group_setup, fixture_group_teardown);
 }

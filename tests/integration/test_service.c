@@ -14,11 +14,8 @@
 
 #include <cmocka.h>
 
-#include "events.h"
-#include "redis_server.h"
+#include "fixture.h"
 #include "testutil.h"
-
-#define MAX_CANDIDATES 3
 
 /* What a service does; every service reports through its candidate's sink. */
 typedef enum behaviour {
@@ -36,47 +33,35 @@ enum note {
     NOTE_OVERLAP = 3, /* another service was running at the same time */
 };
 
-/* leasehold_serve_cb gives the service and the callbacks the same arg: the
- * sink comes first, so a pointer to the candidate is one to its sink. */
-typedef struct svc_candidate {
-    event_sink sink;
-    leasehold_client *client;
-    leasehold_election *election;
-    behaviour how;
-} svc_candidate;
-
-typedef struct fixture {
-    redis_server *srv;
-    event_queue *q;
-    svc_candidate cand[MAX_CANDIDATES];
-    int n;
-    bool fresh;
+/* What the tests share with their services, besides the fixture. */
+typedef struct service_state {
+    behaviour how;       /* what every service of the test does */
     atomic_int running;  /* services running now, across candidates */
     atomic_bool release; /* lets an IGNORE_TOKEN service return */
     atomic_bool stall;   /* the stalling callback blocks the I/O thread... */
     atomic_bool stalled; /* ...and is blocking it now */
     bool paused;         /* the test SIGSTOPped Redis: teardown resumes it */
-} fixture;
+} service_state;
 
-static fixture fx;
+static service_state svc;
 
-static void note(svc_candidate *sc, enum note what, uint64_t epoch, const char *text)
+static void note(event_sink *sink, enum note what, uint64_t epoch, const char *text)
 {
     event ev = {.kind = EV_NOTE, .value = what, .epoch = epoch, .has_text = text != NULL};
     snprintf(ev.text, sizeof ev.text, "%s", text ? text : "");
-    events_emit(&sc->sink, &ev);
+    events_emit(sink, &ev);
 }
 
 static int service(leasehold_token *t, void *arg)
 {
-    svc_candidate *sc = arg;
+    event_sink *sink = arg;
     uint64_t epoch = leasehold_token_epoch(t);
-    if (atomic_fetch_add(&fx.running, 1) != 0)
-        note(sc, NOTE_OVERLAP, epoch, NULL);
+    if (atomic_fetch_add(&svc.running, 1) != 0)
+        note(sink, NOTE_OVERLAP, epoch, NULL);
     bool leader = leasehold_is_leader(leasehold_token_election(t));
-    note(sc, NOTE_STARTED, epoch, leader ? "leader" : "follower");
+    note(sink, NOTE_STARTED, epoch, leader ? "leader" : "follower");
     const char *how = "";
-    switch (sc->how) {
+    switch (svc.how) {
     case SLEEP_ON_TOKEN:
         while (leasehold_token_sleep(t, 10000)) {
         }
@@ -96,12 +81,12 @@ static int service(leasehold_token *t, void *arg)
         how = leasehold_token_sleep(t, 200) ? "returned" : "cancelled";
         break;
     case IGNORE_TOKEN:
-        while (!atomic_load(&fx.release))
+        while (!atomic_load(&svc.release))
             test_sleep_ms(10);
         how = "released";
         break;
     case IGNORE_THEN_CALL: {
-        while (!atomic_load(&fx.release))
+        while (!atomic_load(&svc.release))
             test_sleep_ms(10);
         /* The election may be freed by now: every call must still be safe. */
         leasehold_election *e = leasehold_token_election(t);
@@ -110,94 +95,40 @@ static int service(leasehold_token *t, void *arg)
                  leasehold_is_leader(e), (unsigned long long)leasehold_epoch(e),
                  leasehold_errname(leasehold_resign(e)), leasehold_token_cancelled(t),
                  leasehold_key(e));
-        atomic_fetch_sub(&fx.running, 1);
-        note(sc, NOTE_STOPPED, epoch, what);
+        atomic_fetch_sub(&svc.running, 1);
+        note(sink, NOTE_STOPPED, epoch, what);
         return 0;
     }
     }
-    atomic_fetch_sub(&fx.running, 1);
-    note(sc, NOTE_STOPPED, epoch, how);
-    return 0;
-}
-
-static int group_setup(void **state)
-{
-    (void)state;
-    fx.srv = redis_server_start(NULL);
-    fx.fresh = true;
-    return fx.srv ? 0 : -1;
-}
-
-static int group_teardown(void **state)
-{
-    (void)state;
-    redis_server_stop(fx.srv);
+    atomic_fetch_sub(&svc.running, 1);
+    note(sink, NOTE_STOPPED, epoch, how);
     return 0;
 }
 
 static int setup(void **state)
 {
-    (void)state;
-    fx.q = events_new();
-    fx.n = 0;
-    atomic_store(&fx.running, 0);
-    atomic_store(&fx.release, false);
-    atomic_store(&fx.stall, false);
-    atomic_store(&fx.stalled, false);
-    fx.paused = false;
-    return fx.q ? 0 : -1;
-}
-
-static void stop_candidate(svc_candidate *sc)
-{
-    if (sc->client)
-        leasehold_client_free(sc->client);
-    sc->client = NULL;
-    sc->election = NULL;
+    atomic_store(&svc.running, 0);
+    atomic_store(&svc.release, false);
+    atomic_store(&svc.stall, false);
+    atomic_store(&svc.stalled, false);
+    svc.paused = false;
+    return fixture_setup(state);
 }
 
 static int teardown(void **state)
 {
-    (void)state;
-    atomic_store(&fx.release, true);
-    atomic_store(&fx.stall, false);
-    if (fx.paused)
+    atomic_store(&svc.release, true);
+    atomic_store(&svc.stall, false);
+    if (svc.paused)
         redis_server_resume(fx.srv);
-    for (int i = 0; i < fx.n; i++)
-        stop_candidate(&fx.cand[i]);
-    events_free(fx.q);
-    fx.q = NULL;
-    return 0;
+    return fixture_teardown(state);
 }
 
+/* Starts n candidates for key, each serving with `how`. */
 static void start_candidates(const leasehold_config *cfg, const char *key, int n, behaviour how)
 {
-    for (int i = 0; i < n; i++) {
-        svc_candidate *sc = &fx.cand[i];
-        memset(sc, 0, sizeof *sc);
-        sc->sink = (event_sink){fx.q, -1, i};
-        sc->how = how;
-        leasehold_config c = *cfg;
-        c.log = events_log;
-        c.log_arg = &sc->sink;
-        leasehold_error err;
-        sc->client = leasehold_client_new(&c, &err);
-        if (!sc->client)
-            fail_msg("leasehold_client_new: %s", err.msg);
-        fx.n = i + 1;
-        sc->election = leasehold_serve_cb(sc->client, key, service, sc, &events_callbacks, &err);
-        if (!sc->election)
-            fail_msg("leasehold_serve_cb: %s", err.msg);
-    }
-}
-
-static uint64_t first_election_ms(const leasehold_config *cfg)
-{
-    uint64_t ms = cfg->lease_ms + cfg->retry_interval_ms + 1000;
-    if (fx.fresh)
-        ms += TEST_FRESH_REDIS_MS;
-    fx.fresh = false;
-    return ms;
+    svc.how = how;
+    fixture_serve_candidates(cfg, key, n, service);
 }
 
 static event_filter note_of(int who)
@@ -235,8 +166,7 @@ static void test_runs_only_while_leader(void **state)
     leasehold_config cfg;
     test_config(&cfg, fx.srv->url);
     start_candidates(&cfg, "lh:service:only-leader", 2, SLEEP_ON_TOKEN);
-    event el;
-    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1), first_election_ms(&cfg), &el));
+    event el = fixture_first_leader(&cfg, -1);
     event st = expect_note(el.who, NOTE_STARTED, 1000);
     assert_string_equal(st.text, "leader");
     assert_int_equal(st.epoch, el.epoch);
@@ -272,8 +202,7 @@ static void test_token_fd_readable_on_loss(void **state)
     leasehold_config cfg;
     test_config(&cfg, fx.srv->url);
     start_candidates(&cfg, "lh:service:fd", 1, POLL_ON_FD);
-    event el;
-    assert_true(events_wait(fx.q, events_of(EV_ELECTED, 0), first_election_ms(&cfg), &el));
+    fixture_first_leader(&cfg, 0);
     expect_note(0, NOTE_STARTED, 1000);
     uint64_t t0 = steal_key("lh:service:fd");
     event sp = expect_note(0, NOTE_STOPPED, 1000);
@@ -291,8 +220,7 @@ static void test_returning_service_resigns(void **state)
     leasehold_config cfg;
     test_config(&cfg, fx.srv->url);
     start_candidates(&cfg, "lh:service:return", 2, RETURN_SOON);
-    event el;
-    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1), first_election_ms(&cfg), &el));
+    event el = fixture_first_leader(&cfg, -1);
     int a = el.who, b = 1 - el.who;
     expect_note(a, NOTE_STARTED, 1000);
     event sp = expect_note(a, NOTE_STOPPED, 1000);
@@ -325,8 +253,7 @@ static void test_overrunning_service(void **state)
     test_config(&cfg, fx.srv->url);
     cfg.stop_timeout_ms = 300;
     start_candidates(&cfg, "lh:service:overrun", 1, IGNORE_TOKEN);
-    event el;
-    assert_true(events_wait(fx.q, events_of(EV_ELECTED, 0), first_election_ms(&cfg), &el));
+    fixture_first_leader(&cfg, 0);
     expect_note(0, NOTE_STARTED, 1000);
 
     steal_key("lh:service:overrun");
@@ -347,7 +274,7 @@ static void test_overrunning_service(void **state)
     assert_non_null(r);
     freeReplyObject(r);
     assert_false(events_wait(fx.q, events_of(EV_ELECTED, 0), 1500, NULL));
-    atomic_store(&fx.release, true);
+    atomic_store(&svc.release, true);
     event sp = expect_note(0, NOTE_STOPPED, 1000);
     assert_string_equal(sp.text, "released");
     event el2;
@@ -365,12 +292,11 @@ static void test_client_free_stops_and_releases(void **state)
     cfg.lease_ms = 2000;
     cfg.renew_deadline_ms = 1500;
     start_candidates(&cfg, "lh:service:free", 2, SLEEP_ON_TOKEN);
-    event el;
-    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1), first_election_ms(&cfg), &el));
+    event el = fixture_first_leader(&cfg, -1);
     expect_note(el.who, NOTE_STARTED, 1000);
 
     uint64_t t0 = test_now_ms();
-    stop_candidate(&fx.cand[el.who]);
+    candidate_stop(&fx.cand[el.who]);
     uint64_t freed = test_now_ms();
     /* Its service had returned before leasehold_client_free did. */
     event sp;
@@ -385,26 +311,26 @@ static void test_client_free_stops_and_releases(void **state)
                  (unsigned long long)(next.at_ms - t0));
 }
 
-/* An observer's leader_changed that blocks the I/O thread while fx.stall is
+/* An observer's leader_changed that blocks the I/O thread while svc.stall is
  * set (for at most 20 s, scaled), as a slow callback of another election on
  * the same client would. */
 static void stalling_leader_changed(leasehold_election *e, const char *holder, uint64_t epoch,
                                     void *arg)
 {
     (void)e, (void)holder, (void)epoch, (void)arg;
-    if (!atomic_load(&fx.stall))
+    if (!atomic_load(&svc.stall))
         return;
-    atomic_store(&fx.stalled, true);
+    atomic_store(&svc.stalled, true);
     uint64_t end = test_now_ms() + test_ms(20000);
-    while (atomic_load(&fx.stall) && test_now_ms() < end)
+    while (atomic_load(&svc.stall) && test_now_ms() < end)
         test_sleep_ms(5);
-    atomic_store(&fx.stalled, false);
+    atomic_store(&svc.stalled, false);
 }
 
 static bool is_stalled(void *arg)
 {
     (void)arg;
-    return atomic_load(&fx.stalled);
+    return atomic_load(&svc.stalled);
 }
 
 /* The token's fd turns readable at the end of the term by itself, while the
@@ -416,8 +342,7 @@ static void test_token_fd_readable_at_valid_until(void **state)
     leasehold_config cfg;
     test_config(&cfg, fx.srv->url);
     start_candidates(&cfg, "lh:service:stall", 1, POLL_ON_FD);
-    event el;
-    assert_true(events_wait(fx.q, events_of(EV_ELECTED, 0), first_election_ms(&cfg), &el));
+    fixture_first_leader(&cfg, 0);
     expect_note(0, NOTE_STARTED, 1000);
     leasehold_callbacks cb = {.leader_changed = stalling_leader_changed};
     leasehold_error err;
@@ -428,16 +353,16 @@ static void test_token_fd_readable_at_valid_until(void **state)
 
     /* A forged event makes the observer's callback run, and stall; it is
      * published until it does (the subscription may not be up yet). */
-    atomic_store(&fx.stall, true);
+    atomic_store(&svc.stall, true);
     uint64_t give_up = test_now_ms() + test_ms(5000);
-    while (!atomic_load(&fx.stalled) && test_now_ms() < give_up) {
+    while (!atomic_load(&svc.stalled) && test_now_ms() < give_up) {
         redisReply *r = redis_server_cmd(fx.srv, "PUBLISH %s %s", "{lh:service:stall-other}:events",
                                          "elected 7 someone/1");
         assert_non_null(r);
         freeReplyObject(r);
         wait_until(is_stalled, NULL, 100);
     }
-    assert_true(atomic_load(&fx.stalled));
+    assert_true(atomic_load(&svc.stalled));
     /* Nothing renews the term while the I/O thread is stuck. */
     uint64_t now = leasehold_now_ms(), mono = test_now_ms();
     uint64_t deadline = leasehold_term_deadline_ms(fx.cand[0].election);
@@ -449,8 +374,8 @@ static void test_token_fd_readable_at_valid_until(void **state)
     if (!events_wait(fx.q, note_of(0), left_ms + 1000, &sp))
         fail_msg("the token's fd was not readable %llu ms after the term's end",
                  (unsigned long long)test_ms(1000));
-    bool still_stalled = atomic_load(&fx.stalled);
-    atomic_store(&fx.stall, false);
+    bool still_stalled = atomic_load(&svc.stalled);
+    atomic_store(&svc.stall, false);
     assert_int_equal(sp.value, NOTE_STOPPED);
     assert_string_equal(sp.text, "fd");
     assert_true(still_stalled); /* the I/O thread had not cancelled the token */
@@ -471,11 +396,10 @@ static void abandoned_service_outlives(bool free_client)
     cfg.stop_timeout_ms = 300;
     start_candidates(&cfg, free_client ? "lh:service:abandon-c" : "lh:service:abandon-e", 1,
                      IGNORE_THEN_CALL);
-    event el;
-    assert_true(events_wait(fx.q, events_of(EV_ELECTED, 0), first_election_ms(&cfg), &el));
+    fixture_first_leader(&cfg, 0);
     expect_note(0, NOTE_STARTED, 1000);
     if (free_client) {
-        stop_candidate(&fx.cand[0]);
+        candidate_stop(&fx.cand[0]);
     } else {
         leasehold_election_free(fx.cand[0].election);
         fx.cand[0].election = NULL;
@@ -485,7 +409,7 @@ static void abandoned_service_outlives(bool free_client)
     while (!abandoned && events_wait(fx.q, events_of(EV_LOG, 0), 0, &line))
         abandoned = strstr(line.text, "abandoning") != NULL;
     assert_true(abandoned);
-    atomic_store(&fx.release, true);
+    atomic_store(&svc.release, true);
     event sp = expect_note(0, NOTE_STOPPED, 2000);
     char want[200];
     snprintf(want, sizeof want, "leader=0 epoch=0 resign=LEASEHOLD_ECLOSED cancelled=1 key=%s",
@@ -567,7 +491,7 @@ static void test_holder_get_during_client_free(void **state)
     if (!a.c)
         fail_msg("leasehold_client_new: %s", err.msg);
     redis_server_pause(fx.srv);
-    fx.paused = true;
+    svc.paused = true;
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, ask, &a), 0);
     bool waiting = wait_until(asker_waits, &a, 2000);
@@ -575,7 +499,7 @@ static void test_holder_get_during_client_free(void **state)
     bool returned = wait_until(asker_done, &a, 2000);
     pthread_join(t, NULL);
     redis_server_resume(fx.srv);
-    fx.paused = false;
+    svc.paused = false;
     assert_true(waiting);
     assert_true(returned);
     printf("# holder_get: %s: %s\n", leasehold_errname(a.rc), a.err.msg);
@@ -597,5 +521,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_abandoned_service_after_client_free, setup, teardown),
         cmocka_unit_test_setup_teardown(test_holder_get_during_client_free, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, fixture_group_setup, fixture_group_teardown);
 }

@@ -8,27 +8,22 @@
  * These tests check behaviour, not speed: every upper bound has a wide
  * margin and is scaled by LEASEHOLD_TEST_TIMEOUT_MULTIPLIER; the measured
  * times are printed.  Each test starts its own redis-server.  Candidates that
- * must be killed run in child processes: this binary re-executed as
- * `test_takeover candidate URL KEY WHO LEASE_MS RETRY_MS`. */
+ * must be killed run in child processes (fixture_start_children). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
-#include "events.h"
-#include "redis_server.h"
+#include "fixture.h"
 #include "testutil.h"
 
-#define MAX_CANDIDATES 51
-#define MAX_CHILDREN   3
-#define OBSERVER       MAX_CANDIDATES /* the sink index of the observer (test 4) */
-#define MAX_WHO        (MAX_CANDIDATES + 1)
-#define HISTORY_MAX    128
+#define OBSERVER    FIXTURE_MAX_CANDIDATES /* the sink index of the observer (test 4) */
+#define MAX_WHO     (FIXTURE_MAX_CANDIDATES + 1)
+#define HISTORY_MAX 128
 
 /* A release must wake a follower well under this (test 1 and 3). */
 #define WAKE_BOUND_MS 1000u
@@ -40,74 +35,31 @@ typedef struct history {
     bool overflow;
 } history;
 
-typedef struct fixture {
-    redis_server *srv; /* one per test */
-    event_queue *q;
-    candidate cand[MAX_CANDIDATES];
-    int n;
-    events_child *child[MAX_CHILDREN];
+/* What the tests keep besides the fixture. */
+typedef struct takeover_state {
     leasehold_client *extra; /* a client that does not campaign: observer or reader */
     leasehold_election *watch;
     event_sink extra_sink;
     history changes[MAX_WHO]; /* leader_changed, per participant */
     history observed;         /* the observer's `observed` callbacks (EV_NOTE) */
-} fixture;
+} takeover_state;
 
-static fixture fx;
+static takeover_state tk;
 
-/* ------------------------------------------------------------ child mode */
-
-/* A candidate in a child process, reporting its events on stdout until it is
- * killed. */
-static int candidate_main(int argc, char **argv)
-{
-    if (argc != 7)
-        return 2;
-    leasehold_config cfg;
-    test_config(&cfg, argv[2]);
-    cfg.lease_ms = (uint32_t)atoi(argv[5]);
-    cfg.retry_interval_ms = (uint32_t)atoi(argv[6]);
-    event_sink sink = {NULL, STDOUT_FILENO, atoi(argv[4])};
-    cfg.log = events_log;
-    cfg.log_arg = &sink;
-    leasehold_error err;
-    leasehold_client *c = leasehold_client_new(&cfg, &err);
-    if (!c) {
-        fprintf(stderr, "candidate: %s\n", err.msg);
-        return 1;
-    }
-    if (!leasehold_campaign(c, argv[3], &events_callbacks, &sink, &err)) {
-        fprintf(stderr, "candidate: %s\n", err.msg);
-        return 1;
-    }
-    for (;;)
-        pause();
-}
-
-/* ------------------------------------------------------------- fixtures */
-
+/* A Redis of each test's own, so that every first election is on a fresh
+ * server. */
 static int setup(void **state)
 {
-    (void)state;
-    memset(&fx, 0, sizeof fx);
-    fx.srv = redis_server_start(NULL);
-    fx.q = events_new();
-    return fx.srv && fx.q ? 0 : -1;
+    memset(&tk, 0, sizeof tk);
+    return fixture_setup_redis(state);
 }
 
 static int teardown(void **state)
 {
-    (void)state;
-    for (int i = 0; i < MAX_CHILDREN; i++)
-        events_child_stop(fx.child[i]);
-    for (int i = 0; i < fx.n; i++)
-        candidate_stop(&fx.cand[i]);
-    if (fx.extra)
-        leasehold_client_free(fx.extra);
-    events_free(fx.q);
-    redis_server_stop(fx.srv);
-    memset(&fx, 0, sizeof fx);
-    return 0;
+    if (tk.extra)
+        leasehold_client_free(tk.extra);
+    memset(&tk, 0, sizeof tk);
+    return fixture_teardown_redis(state);
 }
 
 /* test_config with the lease and retry interval a test is about. */
@@ -118,48 +70,13 @@ static void takeover_config(leasehold_config *cfg, uint32_t lease_ms, uint32_t r
     cfg->retry_interval_ms = retry_ms;
 }
 
-/* How long the first election on a fresh server may take. */
-static uint64_t first_election_ms(const leasehold_config *cfg)
-{
-    return cfg->lease_ms + cfg->retry_interval_ms + 1000 + TEST_FRESH_REDIS_MS;
-}
-
-static void start_candidates(const leasehold_config *cfg, const char *key, int n)
-{
-    for (int i = 0; i < n; i++) {
-        assert_int_equal(candidate_start(&fx.cand[i], cfg, key, fx.q, i), 0);
-        fx.n = i + 1;
-    }
-}
-
-static void start_children(const char *key, int n, uint32_t lease_ms, uint32_t retry_ms)
-{
-    char lease[16], retry[16];
-    snprintf(lease, sizeof lease, "%u", lease_ms);
-    snprintf(retry, sizeof retry, "%u", retry_ms);
-    for (int i = 0; i < n; i++) {
-        char who[16];
-        snprintf(who, sizeof who, "%d", i);
-        char *argv[] = {(char *)test_process_self(),
-                        "candidate",
-                        fx.srv->url,
-                        (char *)key,
-                        who,
-                        lease,
-                        retry,
-                        NULL};
-        fx.child[i] = events_child_start(fx.q, i, argv);
-        assert_non_null(fx.child[i]);
-    }
-}
-
 /* True for a participant that still runs: a candidate, a child or the
  * observer. */
 static bool participant(int who)
 {
     if (who == OBSERVER)
-        return fx.watch != NULL;
-    if (who < MAX_CHILDREN && fx.child[who])
+        return tk.watch != NULL;
+    if (who < FIXTURE_MAX_CHILDREN && fx.child[who])
         return true;
     return who < fx.n && fx.cand[who].client != NULL;
 }
@@ -179,14 +96,14 @@ static void collect(void)
     event ev;
     while (events_wait(fx.q, events_of(EV_LEADER_CHANGED, -1), 0, &ev))
         if (ev.who >= 0 && ev.who < MAX_WHO)
-            history_add(&fx.changes[ev.who], &ev);
+            history_add(&tk.changes[ev.who], &ev);
     while (events_wait(fx.q, events_of(EV_NOTE, OBSERVER), 0, &ev))
-        history_add(&fx.observed, &ev);
+        history_add(&tk.observed, &ev);
 }
 
 static bool has_reported(int who, uint64_t epoch)
 {
-    const history *h = &fx.changes[who];
+    const history *h = &tk.changes[who];
     for (int i = 0; i < h->n; i++)
         if (h->ev[i].epoch == epoch)
             return true;
@@ -326,10 +243,9 @@ static void test_release_wakes_follower(void **state)
     const char *key = "lh:takeover:release";
     leasehold_config cfg;
     takeover_config(&cfg, 2000, 5000);
-    start_candidates(&cfg, key, 3);
+    fixture_start_candidates(&cfg, key, 3);
     wait_subscribed("{lh:takeover:release}:events", 3, 2000);
-    event el;
-    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1), first_election_ms(&cfg), &el));
+    event el = fixture_first_leader(&cfg, -1);
     wait_all_report(el.epoch, 1000);
 
     event next = hand_over(el.who, false, &cfg, "resign");
@@ -354,9 +270,8 @@ static void test_crashed_leader_replaced(void **state)
     const char *key = "lh:takeover:crash";
     leasehold_config cfg;
     takeover_config(&cfg, 2000, 1000);
-    start_children(key, 3, cfg.lease_ms, cfg.retry_interval_ms);
-    event el;
-    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1), first_election_ms(&cfg), &el));
+    fixture_start_children(&cfg, key, 3);
+    event el = fixture_first_leader(&cfg, -1);
     wait_all_report(el.epoch, cfg.retry_interval_ms + 1000);
 
     uint64_t t_kill = test_now_ms();
@@ -404,10 +319,9 @@ static void test_subscriptions_come_back(void **state)
     const char *channel = "{lh:takeover:resubscribe}:events";
     leasehold_config cfg;
     takeover_config(&cfg, 2000, 5000);
-    start_candidates(&cfg, key, 3);
+    fixture_start_candidates(&cfg, key, 3);
     wait_subscribed(channel, 3, 2000);
-    event el;
-    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1), first_election_ms(&cfg), &el));
+    event el = fixture_first_leader(&cfg, -1);
     wait_all_report(el.epoch, 1000);
 
     redisReply *r = redis_server_cmd(fx.srv, "CLIENT KILL TYPE pubsub");
@@ -466,7 +380,7 @@ static void print_history(const char *what, int who, const history *h)
  * strictly increase. */
 static void check_changes_increase(int who)
 {
-    const history *h = &fx.changes[who];
+    const history *h = &tk.changes[who];
     assert_false(h->overflow);
     uint64_t last = 0;
     for (int i = 0; i < h->n; i++) {
@@ -492,14 +406,14 @@ typedef struct term {
 static void check_observed_term(const term *t, bool ended)
 {
     bool began = false, released = false;
-    for (int i = 0; i < fx.observed.n; i++) {
-        const event *o = &fx.observed.ev[i];
+    for (int i = 0; i < tk.observed.n; i++) {
+        const event *o = &tk.observed.ev[i];
         bool same = o->epoch == t->epoch && strcmp(o->text, t->token) == 0;
         began |= same && o->value == LEASEHOLD_CHANGE_ELECTED;
         released |= same && o->value == LEASEHOLD_CHANGE_RELEASED;
     }
     if (!began || (ended && !released))
-        print_history("observed", OBSERVER, &fx.observed);
+        print_history("observed", OBSERVER, &tk.observed);
     if (!began)
         fail_msg("the observer never saw term %llu (%s) elected", (unsigned long long)t->epoch,
                  t->token);
@@ -514,8 +428,8 @@ static bool observed_elected(void *arg)
 {
     const term *t = arg;
     collect();
-    for (int i = 0; i < fx.observed.n; i++) {
-        const event *o = &fx.observed.ev[i];
+    for (int i = 0; i < tk.observed.n; i++) {
+        const event *o = &tk.observed.ev[i];
         if (o->value == LEASEHOLD_CHANGE_ELECTED && o->epoch == t->epoch &&
             strcmp(o->text, t->token) == 0)
             return true;
@@ -537,26 +451,25 @@ static void test_changes_follow_epochs(void **state)
     leasehold_config cfg;
     test_config(&cfg, fx.srv->url);
 
-    fx.extra_sink = (event_sink){fx.q, -1, OBSERVER};
+    tk.extra_sink = (event_sink){fx.q, -1, OBSERVER};
     leasehold_config ocfg = cfg;
     ocfg.log = events_log;
-    ocfg.log_arg = &fx.extra_sink;
+    ocfg.log_arg = &tk.extra_sink;
     leasehold_error err;
-    fx.extra = leasehold_client_new(&ocfg, &err);
-    if (!fx.extra)
+    tk.extra = leasehold_client_new(&ocfg, &err);
+    if (!tk.extra)
         fail_msg("leasehold_client_new: %s", err.msg);
     leasehold_callbacks cb = events_callbacks;
     cb.observed = note_observed;
-    fx.watch = leasehold_observe(fx.extra, key, &cb, &fx.extra_sink, &err);
-    if (!fx.watch)
+    tk.watch = leasehold_observe(tk.extra, key, &cb, &tk.extra_sink, &err);
+    if (!tk.watch)
         fail_msg("leasehold_observe: %s", err.msg);
-    start_candidates(&cfg, key, 3);
+    fixture_start_candidates(&cfg, key, 3);
     wait_subscribed("{lh:takeover:order}:events", 4, 2000);
 
     enum { TERMS = 5 };
     term terms[TERMS];
-    event el;
-    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1), first_election_ms(&cfg), &el));
+    event el = fixture_first_leader(&cfg, -1);
     for (int k = 0; k < TERMS; k++) {
         terms[k].epoch = el.epoch;
         snprintf(terms[k].token, sizeof terms[k].token, "%s",
@@ -580,14 +493,14 @@ static void test_changes_follow_epochs(void **state)
         check_changes_increase(i);
     check_changes_increase(OBSERVER);
 
-    assert_false(fx.observed.overflow);
+    assert_false(tk.observed.overflow);
     uint64_t last_elected = 0;
     const event *current = NULL;
-    for (int i = 0; i < fx.observed.n; i++) {
-        const event *o = &fx.observed.ev[i];
+    for (int i = 0; i < tk.observed.n; i++) {
+        const event *o = &tk.observed.ev[i];
         if (o->value == LEASEHOLD_CHANGE_ELECTED) {
             if (o->epoch <= last_elected) {
-                print_history("observed", OBSERVER, &fx.observed);
+                print_history("observed", OBSERVER, &tk.observed);
                 fail_msg("observed #%d: ELECTED epoch %llu after %llu", i,
                          (unsigned long long)o->epoch, (unsigned long long)last_elected);
             }
@@ -595,7 +508,7 @@ static void test_changes_follow_epochs(void **state)
             current = o;
         } else if (o->value == LEASEHOLD_CHANGE_RELEASED) {
             if (!current || o->epoch != current->epoch || strcmp(o->text, current->text) != 0) {
-                print_history("observed", OBSERVER, &fx.observed);
+                print_history("observed", OBSERVER, &tk.observed);
                 fail_msg("observed #%d: RELEASED %s epoch %llu, but the term that ended is %s "
                          "epoch %llu",
                          i, o->text, (unsigned long long)o->epoch, current ? current->text : "none",
@@ -606,8 +519,8 @@ static void test_changes_follow_epochs(void **state)
     }
     for (int k = 0; k < TERMS; k++)
         check_observed_term(&terms[k], k < TERMS - 1);
-    printf("# %d terms: the observer saw %d changes, candidates %d/%d/%d\n", TERMS, fx.observed.n,
-           fx.changes[0].n, fx.changes[1].n, fx.changes[2].n);
+    printf("# %d terms: the observer saw %d changes, candidates %d/%d/%d\n", TERMS, tk.observed.n,
+           tk.changes[0].n, tk.changes[1].n, tk.changes[2].n);
 }
 
 /* leader_changed of the probe candidate: calls leasehold_holder_get on its
@@ -634,8 +547,8 @@ static void test_holder_get(void **state)
     leasehold_config cfg;
     takeover_config(&cfg, 2000, 300);
     leasehold_error err;
-    fx.extra = leasehold_client_new(&cfg, &err);
-    if (!fx.extra)
+    tk.extra = leasehold_client_new(&cfg, &err);
+    if (!tk.extra)
         fail_msg("leasehold_client_new: %s", err.msg);
 
     candidate *cd = &fx.cand[0];
@@ -654,7 +567,7 @@ static void test_holder_get(void **state)
         fail_msg("leasehold_campaign: %s", err.msg);
 
     event el, probe;
-    assert_true(events_wait(fx.q, events_of(EV_ELECTED, 0), first_election_ms(&cfg), &el));
+    el = fixture_first_leader(&cfg, 0);
     assert_true(events_wait(fx.q, events_of(EV_NOTE, 0), 1000, &probe));
     if (probe.value != LEASEHOLD_EDEADLK)
         fail_msg("leasehold_holder_get from a callback returned %s (%s), expected "
@@ -662,7 +575,7 @@ static void test_holder_get(void **state)
                  leasehold_errname((int)probe.value), probe.text);
 
     leasehold_holder h;
-    assert_int_equal(leasehold_holder_get(fx.extra, key, &h, &err), 0);
+    assert_int_equal(leasehold_holder_get(tk.extra, key, &h, &err), 0);
     assert_string_equal(h.token, leasehold_election_token(cd->election));
     assert_int_equal(h.epoch, el.epoch);
     if (h.ttl_ms <= 0 || h.ttl_ms > (int64_t)cfg.lease_ms)
@@ -671,12 +584,12 @@ static void test_holder_get(void **state)
            (long long)h.ttl_ms);
 
     candidate_stop(cd); /* releases the key */
-    assert_int_equal(leasehold_holder_get(fx.extra, key, &h, &err), 0);
+    assert_int_equal(leasehold_holder_get(tk.extra, key, &h, &err), 0);
     assert_string_equal(h.token, "");
     assert_int_equal(h.ttl_ms, 0);
     assert_int_equal(h.epoch, el.epoch);
 
-    assert_int_equal(leasehold_holder_get(fx.extra, "lh:takeover:never", &h, &err), 0);
+    assert_int_equal(leasehold_holder_get(tk.extra, "lh:takeover:never", &h, &err), 0);
     assert_string_equal(h.token, "");
     assert_int_equal(h.ttl_ms, 0);
     assert_int_equal(h.epoch, 0);
@@ -684,7 +597,7 @@ static void test_holder_get(void **state)
     redisReply *r = redis_server_cmd(fx.srv, "HSET %s %s %s", "lh:takeover:hash", "f", "v");
     assert_non_null(r);
     freeReplyObject(r);
-    int rc = leasehold_holder_get(fx.extra, "lh:takeover:hash", &h, &err);
+    int rc = leasehold_holder_get(tk.extra, "lh:takeover:hash", &h, &err);
     if (rc != LEASEHOLD_EWRONGTYPE)
         fail_msg("holder_get on a hash returned %s (%s), expected LEASEHOLD_EWRONGTYPE",
                  leasehold_errname(rc), err.msg);
@@ -712,10 +625,9 @@ static void test_no_thundering_herd(void **state)
     leasehold_config cfg;
     leasehold_config_init(&cfg);
     cfg.url = fx.srv->url;
-    start_candidates(&cfg, key, FOLLOWERS + 1);
+    fixture_start_candidates(&cfg, key, FOLLOWERS + 1);
     wait_subscribed("{lh:takeover:herd}:events", FOLLOWERS + 1, 3000);
-    event el;
-    assert_true(events_wait(fx.q, events_of(EV_ELECTED, -1), first_election_ms(&cfg), &el));
+    event el = fixture_first_leader(&cfg, -1);
     wait_all_report(el.epoch, cfg.retry_interval_ms + 1000);
 
     /* The measurement window is the test's own pacing, not a wait. */
@@ -762,8 +674,7 @@ static void test_no_thundering_herd(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "candidate") == 0)
-        return candidate_main(argc, argv);
+    fixture_run_child(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_release_wakes_follower, setup, teardown),
         cmocka_unit_test_setup_teardown(test_crashed_leader_replaced, setup, teardown),

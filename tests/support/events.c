@@ -224,8 +224,11 @@ void events_log(leasehold_log_level level, const char *msg, void *arg)
     events_emit(arg, &ev);
 }
 
-int candidate_start(candidate *cd, const leasehold_config *cfg, const char *key, event_queue *q,
-                    int who)
+/* Creates cd's client for cfg as candidate `who` of q, then its election
+ * through serve_cb when service is given, else through leasehold_campaign.
+ * Returns 0, or the error code with the message printed. */
+static int candidate_begin(candidate *cd, const leasehold_config *cfg, const char *key,
+                           int (*service)(leasehold_token *t, void *arg), event_queue *q, int who)
 {
     memset(cd, 0, sizeof *cd);
     cd->sink.q = q;
@@ -241,15 +244,30 @@ int candidate_start(candidate *cd, const leasehold_config *cfg, const char *key,
                 leasehold_errname(err.code));
         return err.code ? err.code : -1;
     }
-    cd->election = leasehold_campaign(cd->client, key, &events_callbacks, &cd->sink, &err);
+    cd->election =
+        service ? leasehold_serve_cb(cd->client, key, service, &cd->sink, &events_callbacks, &err)
+                : leasehold_campaign(cd->client, key, &events_callbacks, &cd->sink, &err);
     if (!cd->election) {
-        fprintf(stderr, "candidate %d: leasehold_campaign: %s (%s)\n", who, err.msg,
+        fprintf(stderr, "candidate %d: %s: %s (%s)\n", who,
+                service ? "leasehold_serve_cb" : "leasehold_campaign", err.msg,
                 leasehold_errname(err.code));
         leasehold_client_free(cd->client);
         cd->client = NULL;
         return err.code ? err.code : -1;
     }
     return 0;
+}
+
+int candidate_start(candidate *cd, const leasehold_config *cfg, const char *key, event_queue *q,
+                    int who)
+{
+    return candidate_begin(cd, cfg, key, NULL, q, who);
+}
+
+int candidate_serve(candidate *cd, const leasehold_config *cfg, const char *key,
+                    int (*service)(leasehold_token *t, void *arg), event_queue *q, int who)
+{
+    return candidate_begin(cd, cfg, key, service, q, who);
 }
 
 void candidate_stop(candidate *cd)

@@ -107,6 +107,12 @@ typedef struct candidate {
 int candidate_start(candidate *cd, const leasehold_config *cfg, const char *key, event_queue *q,
                     int who);
 
+/* As candidate_start, but runs service while it leads (leasehold_serve_cb):
+ * service's arg, like the callbacks', is &cd->sink, whose `who` tells the
+ * candidate. */
+int candidate_serve(candidate *cd, const leasehold_config *cfg, const char *key,
+                    int (*service)(leasehold_token *t, void *arg), event_queue *q, int who);
+
 /* Frees the candidate's client (which resigns and releases); idempotent. */
 void candidate_stop(candidate *cd);
 

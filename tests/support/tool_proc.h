@@ -65,37 +65,13 @@ int proc_exit_code(proc *p, uint64_t max_ms);
  * said once, in the chosen format. */
 void expect_one_error_line(const proc *p, bool json);
 
+/* Fails the test unless p printed every one of needles ('|'-separated),
+ * showing what p printed and naming the first one missing from `what`
+ * (e.g. "--help"). */
+void expect_mentions(const proc *p, const char *what, const char *needles);
+
 /* As proc_exit_code(); fails the test unless the code is `code`. */
 void expect_exit(proc *p, int code, uint64_t max_ms);
-
-/* ------------------------------------------------ the permanent-error table */
-
-/*
- * Issue 9's table of what Redis can answer that no retry fixes, as a tool
- * meets it: an ACL user who may not run EVALSHA, one who may not touch the
- * key, EVALSHA renamed away, a key holding a hash, a read-only replica, a
- * key holding a value with no TTL.
- */
-typedef struct perm_case {
-    const char *name;
-    int exit_code;      /* run, watch and server exit with this */
-    int status_code;    /* `leasehold status` exits with this */
-    bool watch_halts;   /* false: watch, which only reads, goes on */
-    const char *needle; /* in the one ERROR line logged, and in status's message */
-} perm_case;
-
-#define PERM_CASES 6
-extern const perm_case perm_cases[PERM_CASES];
-
-struct redis_server;
-
-/* Sets Redis up for perm_cases[i] on key: an ACL user on main, the key's
- * value on main, or a second redis-server (EVALSHA renamed, or a replica
- * of main).  Returns the URL to give the tool, valid until perm_done(). */
-const char *perm_prepare(struct redis_server *main, size_t i, const char *key);
-
-/* Stops the second redis-server perm_prepare() started, if any. */
-void perm_done(void);
 
 /* Fails the test unless p logged exactly one ERROR line and it holds
  * needle. */
