@@ -114,27 +114,6 @@ static void test_fencing_recipe(void **state)
     proc_free(bare);
 }
 
-/* The whole of a file, malloc'd; fails the test when it cannot be read. */
-static char *read_source(const char *relative)
-{
-    const char *dir = getenv("LEASEHOLD_SOURCE_DIR");
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir ? dir : ".", relative);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        fail_msg("cannot read %s: %s", path, strerror(errno));
-    char *text = NULL;
-    size_t size = 0;
-    FILE *out = open_memstream(&text, &size);
-    assert_non_null(out);
-    int ch;
-    while ((ch = fgetc(f)) != EOF)
-        fputc(ch, out);
-    fclose(f);
-    fclose(out);
-    return text;
-}
-
 /*
  * "Embedding": the README's code is examples/minimal.c, byte for byte, and
  * the program reports trouble after start through its error callback: a
@@ -145,7 +124,7 @@ static void test_embedding_example(void **state)
     (void)state;
     char shown[8192];
     readme_block("c", "static int work(leasehold_token *t", shown, sizeof shown);
-    char *source = read_source("examples/minimal.c");
+    char *source = source_file("examples/minimal.c");
     assert_string_equal(shown, source);
     free(source);
 

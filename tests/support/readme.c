@@ -1,8 +1,10 @@
-/* readme.c — the README's code blocks (see readme.h). */
+/* readme.c — the README's code blocks and the source tree's files (see
+ * readme.h). */
 #include "readme.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -44,4 +46,25 @@ void readme_block(const char *lang, const char *marker, char *out, size_t size)
     fclose(f);
     if (!strstr(out, marker))
         fail_msg("README.md has no ```%s block with '%s'", lang, marker);
+}
+
+char *source_file(const char *rel)
+{
+    const char *dir = getenv("LEASEHOLD_SOURCE_DIR");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir ? dir : ".", rel);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        fail_msg("cannot read %s: %s", path, strerror(errno));
+    char *text = NULL;
+    size_t size = 0;
+    FILE *out = open_memstream(&text, &size);
+    assert_non_null(out);
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        fwrite(buf, 1, n, out);
+    fclose(f);
+    fclose(out);
+    return text;
 }

@@ -23,35 +23,10 @@
 
 #include <cmocka.h>
 
+#include "readme.h"
+
 #define MARKER " * A minimal program (this is examples/minimal.c):\n *\n"
 #define PREFIX " *     "
-
-/* The whole file at `rel` under the source directory; fails the test if it
- * cannot be read. */
-static char *read_source(const char *rel)
-{
-    const char *dir = getenv("LEASEHOLD_SOURCE_DIR");
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir ? dir : ".", rel);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot read %s", path);
-    size_t cap = 4096, len = 0;
-    char *text = malloc(cap);
-    assert_non_null(text);
-    size_t n;
-    while ((n = fread(text + len, 1, cap - len - 1, f)) > 0) {
-        len += n;
-        if (len + 1 == cap) {
-            cap *= 2;
-            text = realloc(text, cap);
-            assert_non_null(text);
-        }
-    }
-    fclose(f);
-    text[len] = '\0';
-    return text;
-}
 
 /* The example in `header` by the rule above (malloc'd), or NULL when the
  * header has no MARKER. */
@@ -86,8 +61,8 @@ static char *header_example(const char *header)
 static void test_example_is_minimal_c(void **state)
 {
     (void)state;
-    char *header = read_source("include/leasehold.h");
-    char *minimal = read_source("examples/minimal.c");
+    char *header = source_file("include/leasehold.h");
+    char *minimal = source_file("examples/minimal.c");
     char *example = header_example(header);
     if (!example)
         fail_msg("include/leasehold.h has no line \"%.52s\"", MARKER);
