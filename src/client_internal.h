@@ -4,17 +4,20 @@
  * is in one file per thread and concern, so a file's name tells which thread
  * runs it:
  *
- *   client_api.c    caller threads: the public API, client and election
- *                   lifecycles, the caller's side of the request queue
- *   client_loop.c   the I/O thread's loop: poll, timers, the requests it is
+ *   api_client.c    caller threads: configuration, leasehold_client_new()
+ *                   and _free(), helpers any thread may call
+ *   api_election.c  caller threads: campaigns, observers, the term's reads,
+ *                   resign, resume, hold, free, holder_get; the caller's
+ *                   side of the request queue
+ *   io_loop.c       the I/O thread's loop: poll, timers, the requests it is
  *                   handed, ending and unlinking elections
- *   client_drive.c  the I/O thread: the state machines' actions carried
+ *   io_drive.c      the I/O thread: the state machines' actions carried
  *                   out (commands, callbacks, services), replies fed back
- *   client_query.c  the I/O thread's side of leasehold_holder_get() and
+ *   io_query.c      the I/O thread's side of leasehold_holder_get() and
  *                   leasehold_resign_hold()
- *   client_guard.c  the I/O thread: the restart guard and the eviction check
- *   client_sub.c    the I/O thread: the events subscription
- *   node.c          the I/O thread: one Redis server (its connections and the
+ *   io_guard.c      the I/O thread: the restart guard and the eviction check
+ *   io_sub.c        the I/O thread: the events subscription
+ *   io_node.c       the I/O thread: one Redis server (its connections and the
  *                   commands in flight on it), and the route from a key to it
  *
  * Ownership is stated field by field below.  "I/O thread" fields are
@@ -180,7 +183,7 @@ struct leasehold_client {
     /* mu (cond: CLOCK_MONOTONIC; an election unlinked, a query answered). */
     pthread_mutex_t mu;
     pthread_cond_t cond;
-    uint64_t rng;                 /* jitter seeds (next_seed) */
+    uint64_t rng;                 /* jitter seeds (client_next_seed) */
     request *req_head, *req_tail; /* the requests not yet taken by the I/O thread */
     bool closing;                 /* leasehold_client_free() has begun: no new campaigns */
     bool shut_down;               /* ... and the I/O thread is to end every election */
@@ -201,7 +204,7 @@ struct leasehold_client {
     char first_msg[256];
 };
 
-/* ------------------------------------------------- any thread (client_api.c) */
+/* ------------------------------------------------- any thread (api_client.c, api_election.c) */
 
 /* Formats and hands a line to the user's log callback, if it wants it. */
 void client_log(leasehold_client *c, leasehold_log_level level, const char *fmt, ...)
@@ -229,7 +232,7 @@ void election_release(void *arg);
 /* Frees a query and its strings. */
 void query_free(query *q);
 
-/* ------------------------------------------------ I/O thread (client_loop.c) */
+/* ------------------------------------------------ I/O thread (io_loop.c) */
 
 /* True on c's I/O thread (inside one of its callbacks). */
 bool client_on_loop_thread(const leasehold_client *c);
@@ -241,7 +244,7 @@ void *client_loop_main(void *arg);
  * waits in leasehold_election_free(). */
 void client_unlink_election(leasehold_client *c, leasehold_election *e);
 
-/* ----------------------------------------------- I/O thread (client_drive.c) */
+/* ----------------------------------------------- I/O thread (io_drive.c) */
 
 /* Carries out every action e's state machine has queued, in order. */
 void drive(leasehold_election *e, uint64_t now_ms);
@@ -262,7 +265,7 @@ void check_service(leasehold_election *e, uint64_t now_ms);
 /* e's names for a script on the node n. */
 protocol_key election_names(const leasehold_election *e, const node *n);
 
-/* ----------------------------------------------- I/O thread (client_query.c) */
+/* ----------------------------------------------- I/O thread (io_query.c) */
 
 /* Hands q its answer (code 0 and r) or its failure, wakes the asker; frees
  * q when the asker has given up.  Any thread that may touch the node. */
@@ -280,7 +283,7 @@ void query_send_unsent(node *n, uint64_t now_ms);
 /* leasehold_resign_hold() on the I/O thread. */
 void query_hold_term(leasehold_client *c, leasehold_election *e, query *q, uint64_t now_ms);
 
-/* ----------------------------------------------- I/O thread (client_guard.c) */
+/* ----------------------------------------------- I/O thread (io_guard.c) */
 
 /* A new connection on n: with the restart guard, claims wait for INFO. */
 void guard_connected(node *n, uint64_t now_ms);
@@ -302,7 +305,7 @@ void guard_campaign_started(leasehold_election *e, uint64_t now_ms);
 /* Logs a quarantine: loudly when this process's script set it. */
 void guard_log_quarantine(leasehold_election *e, int64_t remaining_ms, bool fresh);
 
-/* ------------------------------------------------- I/O thread (client_sub.c) */
+/* ------------------------------------------------- I/O thread (io_sub.c) */
 
 /* Subscribes to (or, verb "UNSUBSCRIBE", leaves) e's channel on its node. */
 void sub_channel(leasehold_client *c, const leasehold_election *e, const char *verb,
@@ -311,7 +314,7 @@ void sub_channel(leasehold_client *c, const leasehold_election *e, const char *v
 /* The events connection's handler. */
 extern const conn_handler sub_handler;
 
-/* ------------------------------------------------------ I/O thread (node.c) */
+/* ------------------------------------------------------ I/O thread (io_node.c) */
 
 /* The node that serves key.  The one node today; behind this, a Sentinel
  * name's current master or a Cluster slot's owner. */

@@ -4,7 +4,7 @@
  *
  * A node owns two connections: one for scripts and INFO, whose replies come
  * back in order to the FIFO of pending entries kept here, and one for the
- * events channels (client_sub.c).  Its connection's events (ready, a reply,
+ * events channels (io_sub.c).  Its connection's events (ready, a reply,
  * down) are handed on to the elections whose keys are routed to it.
  *
  * Today a client has one node, the URL's server.  Election driving asks
