@@ -118,7 +118,14 @@ extern "C" {
     X(LEASEHOLD_ENOSCRIPT, -1015, "Redis refuses the Lua scripts leasehold needs")                 \
     X(LEASEHOLD_ENOTLEASE, -1016, "the key holds a value with no TTL: not a lease")                \
     X(LEASEHOLD_EFOREIGN, -1017, "the key holds a value that is not a leasehold token")            \
-    X(LEASEHOLD_ENOTLEADER, -1018, "not the leader")
+    X(LEASEHOLD_ENOTLEADER, -1018, "not the leader")                                               \
+    X(LEASEHOLD_ETLS, -1019, "TLS failed")                                                         \
+    X(LEASEHOLD_ETLSUNTRUSTED, -1020, "server certificate not issued by a trusted CA")             \
+    X(LEASEHOLD_ETLSHOSTNAME, -1021, "server certificate does not name the host")                  \
+    X(LEASEHOLD_ETLSEXPIRED, -1022, "server certificate expired or not yet valid")                 \
+    X(LEASEHOLD_ETLSCLIENTCERT, -1023, "Redis requires a client certificate")                      \
+    X(LEASEHOLD_ETLSPLAIN, -1024, "Redis answered in plain text: the port does not speak TLS")     \
+    X(LEASEHOLD_ETLSNEEDED, -1025, "Redis closed the connection at once: the port may expect TLS")
 
 enum leasehold_errno {
 #define LEASEHOLD_ENUM_(name, value, msg) name = (value),
@@ -151,6 +158,8 @@ LEASEHOLD_API const char *leasehold_errname(int code);
  *   LEASEHOLD_EREADONLY   the URL points at a read-only replica
  *   LEASEHOLD_ENOSCRIPT   EVAL/EVALSHA are renamed, disabled or broken
  *   LEASEHOLD_ENOTLEASE   the key holds a value with no TTL
+ *   LEASEHOLD_ETLSUNTRUSTED, _ETLSHOSTNAME, _ETLSEXPIRED, _ETLSCLIENTCERT,
+ *   _ETLSPLAIN            the TLS settings and the server's do not match
  *   LEASEHOLD_EURL, LEASEHOLD_ECONFIG, LEASEHOLD_EINVAL  bad input
  * An election that meets one of the Redis ones halts (see the `error`
  * callback and leasehold_resume()).  Everything else (timeouts, lost
@@ -181,7 +190,7 @@ typedef enum leasehold_log_level {
  * thread, or on the caller's thread inside leasehold_client_new(). */
 typedef void (*leasehold_log_fn)(leasehold_log_level level, const char *msg, void *arg);
 
-#define LEASEHOLD_CONFIG_VERSION 2
+#define LEASEHOLD_CONFIG_VERSION 3
 
 /*
  * Client configuration.  Always start from leasehold_config_init(): it sets
@@ -194,7 +203,10 @@ typedef void (*leasehold_log_fn)(leasehold_log_level level, const char *msg, voi
  */
 typedef struct leasehold_config {
     int version;                 /* LEASEHOLD_CONFIG_VERSION, set by init */
-    const char *url;             /* redis://... or unix://...; required */
+    const char *url;             /* redis://, rediss:// (TLS) or unix://; required */
+    const char *password;        /* NULL: the URL's password, if any; else this one (a
+                                    password read from a file or the environment, so it
+                                    need not appear in a URL on the command line) */
     const char *identity;        /* first half of each token; NULL: "<hostname>:<pid>" */
     uint32_t lease_ms;           /* TTL of the key: 2000 */
     uint32_t renew_interval_ms;  /* the leader renews this often: 300 */
@@ -221,6 +233,21 @@ typedef struct leasehold_config {
     bool original_timing;        /* for comparisons only: behave as the original module
                                     did (a blind claim every retry_interval_ms, no
                                     events channel, no release on resign or shutdown) */
+    /* TLS, for rediss:// URLs (the URL's query may give each too: tls_ca_file=,
+     * tls_ca_dir=, tls_cert_file=, tls_key_file=, tls_server_name=,
+     * tls_insecure=yes; given in both places, they must agree).  The server is
+     * verified by default: its chain against the CAs below, its name against
+     * the URL's host (or tls_server_name). */
+    const char *tls_ca_file;     /* PEM file of CA certificates to trust; NULL, with no
+                                    tls_ca_dir: the system's trust store */
+    const char *tls_ca_dir;      /* directory of hashed CA certificates (openssl rehash) */
+    const char *tls_cert_file;   /* PEM client certificate (chain), for Redis's
+                                    tls-auth-clients; NULL: none */
+    const char *tls_key_file;    /* its PEM private key; NULL: in tls_cert_file */
+    const char *tls_server_name; /* SNI and the name checked in the server's certificate;
+                                    NULL: the URL's host (an IP address is checked as one) */
+    bool tls_insecure;           /* true: no verification of the server at all (logged as a
+                                    WARN at start); for tests only */
     leasehold_log_fn log;        /* NULL: no logging */
     void *log_arg;
     leasehold_log_level log_level; /* lines above this level are not formatted: INFO */
@@ -247,7 +274,10 @@ typedef struct leasehold_token leasehold_token;
  *   LEASEHOLD_EINVAL        cfg is NULL
  *   LEASEHOLD_ECONFIG       cfg is not valid: not from leasehold_config_init()
  *                           (version), no URL, times that do not make sense,
- *                           a bad identity or log level (err->msg says which)
+ *                           a bad identity or log level, TLS settings without
+ *                           rediss:// or given twice and differently, a CA,
+ *                           certificate or key file that cannot be read or
+ *                           does not match (err->msg says which)
  *   LEASEHOLD_EURL          the URL is malformed or unsupported
  *   LEASEHOLD_ERESOLVE      the host name did not resolve (lazy_connect too)
  *   LEASEHOLD_ENOMEM        out of memory
@@ -268,6 +298,24 @@ typedef struct leasehold_token leasehold_token;
  *                           password the URL lacks (NOAUTH)
  *   LEASEHOLD_EDB           SELECT refused (no such database)
  *   LEASEHOLD_ENOPERM       the ACL user may not run AUTH, SELECT or PING
+ * and for rediss:// (the TLS handshake shares connect_timeout_ms):
+ *   LEASEHOLD_ETLSUNTRUSTED  the server's certificate chain does not lead to
+ *                           a trusted CA (tls_ca_file / tls_ca_dir)
+ *   LEASEHOLD_ETLSHOSTNAME  the certificate names neither the URL's host nor
+ *                           tls_server_name
+ *   LEASEHOLD_ETLSEXPIRED   a certificate in the chain has expired or is not
+ *                           valid yet
+ *   LEASEHOLD_ETLSCLIENTCERT  Redis requires a client certificate
+ *                           (tls-auth-clients) and none was given, or
+ *                           refused the one given
+ *   LEASEHOLD_ETLSPLAIN     the server answered in plain text: a plain Redis
+ *                           port (use redis://)
+ *   LEASEHOLD_ETLSNEEDED    (redis://) Redis reset the connection before
+ *                           answering: most likely a TLS-only port (use
+ *                           rediss://); not permanent, since a Redis that
+ *                           crashed at that moment looks the same
+ *   LEASEHOLD_ETLS          any other TLS failure (err->msg has OpenSSL's
+ *                           words)
  *   LEASEHOLD_EREDIS        another error reply to the handshake (LOADING,
  *                           MASTERDOWN...); one whose first word is
  *                           READONLY, WRONGTYPE or NOSCRIPT gives
