@@ -123,9 +123,9 @@ extern "C" {
     X(LEASEHOLD_ETLSUNTRUSTED, -1020, "server certificate not issued by a trusted CA")             \
     X(LEASEHOLD_ETLSHOSTNAME, -1021, "server certificate does not name the host")                  \
     X(LEASEHOLD_ETLSEXPIRED, -1022, "server certificate expired or not yet valid")                 \
-    X(LEASEHOLD_ETLSCLIENTCERT, -1023, "Redis requires a client certificate")                      \
-    X(LEASEHOLD_ETLSPLAIN, -1024, "Redis answered in plain text: the port does not speak TLS")     \
-    X(LEASEHOLD_ETLSNEEDED, -1025, "Redis closed the connection at once: the port may expect TLS")
+    X(LEASEHOLD_ETLSCLIENTCERT, -1023, "client certificate missing or refused by Redis")           \
+    X(LEASEHOLD_ETLSPLAIN, -1024, "the port speaks plain Redis, not TLS: use redis://")            \
+    X(LEASEHOLD_ETLSNEEDED, -1025, "the port speaks TLS: use rediss://")
 
 enum leasehold_errno {
 #define LEASEHOLD_ENUM_(name, value, msg) name = (value),
@@ -159,7 +159,7 @@ LEASEHOLD_API const char *leasehold_errname(int code);
  *   LEASEHOLD_ENOSCRIPT   EVAL/EVALSHA are renamed, disabled or broken
  *   LEASEHOLD_ENOTLEASE   the key holds a value with no TTL
  *   LEASEHOLD_ETLSUNTRUSTED, _ETLSHOSTNAME, _ETLSEXPIRED, _ETLSCLIENTCERT,
- *   _ETLSPLAIN            the TLS settings and the server's do not match
+ *   _ETLSPLAIN, _ETLSNEEDED  the TLS settings and the server's do not match
  *   LEASEHOLD_EURL, LEASEHOLD_ECONFIG, LEASEHOLD_EINVAL  bad input
  * An election that meets one of the Redis ones halts (see the `error`
  * callback and leasehold_resume()).  Everything else (timeouts, lost
@@ -311,9 +311,8 @@ typedef struct leasehold_token leasehold_token;
  *   LEASEHOLD_ETLSPLAIN     the server answered in plain text: a plain Redis
  *                           port (use redis://)
  *   LEASEHOLD_ETLSNEEDED    (redis://) Redis reset the connection before
- *                           answering: most likely a TLS-only port (use
- *                           rediss://); not permanent, since a Redis that
- *                           crashed at that moment looks the same
+ *                           answering, and the port answers a TLS
+ *                           ClientHello: a TLS port (use rediss://)
  *   LEASEHOLD_ETLS          any other TLS failure (err->msg has OpenSSL's
  *                           words)
  *   LEASEHOLD_EREDIS        another error reply to the handshake (LOADING,

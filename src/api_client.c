@@ -22,6 +22,7 @@
 #include "error.h"
 #include "random.h"
 #include "sha1.h"
+#include "tls.h"
 
 /* Formats and hands a line to the user's log callback, if it wants it. */
 void client_log(leasehold_client *c, leasehold_log_level level, const char *fmt, ...)
@@ -195,8 +196,10 @@ static void client_destroy(leasehold_client *c)
         close(c->wake_fd);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cond);
+    tls_ctx_free(c->tls);
     free(c->url_copy);
     free(c->identity);
+    explicit_bzero(c->u.password, sizeof c->u.password);
     free(c);
 }
 
@@ -241,6 +244,20 @@ leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_er
     url u;
     if (url_parse(cfg->url, &u, err) < 0)
         return NULL;
+    if (cfg->password) {
+        if (strlen(cfg->password) >= sizeof u.password) {
+            error_set(err, LEASEHOLD_ECONFIG, "password is too long (at most %zu bytes)",
+                      sizeof u.password - 1);
+            return NULL;
+        }
+        snprintf(u.password, sizeof u.password, "%s", cfg->password);
+        u.has_password = true;
+    }
+    tls_ctx *tls;
+    if (tls_ctx_make(&u, cfg, &tls, err) < 0) {
+        explicit_bzero(u.password, sizeof u.password);
+        return NULL;
+    }
     uint32_t command_timeout_ms =
         u.command_timeout_ms ? u.command_timeout_ms : cfg->command_timeout_ms;
     uint32_t connect_timeout_ms =
@@ -251,10 +268,13 @@ leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_er
 
     leasehold_client *c = calloc(1, sizeof *c);
     if (!c) {
+        tls_ctx_free(tls);
+        explicit_bzero(u.password, sizeof u.password);
         error_set(err, LEASEHOLD_ENOMEM, "out of memory");
         return NULL;
     }
     c->wake_fd = -1;
+    c->tls = tls;
     pthread_mutex_init(&c->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -265,10 +285,15 @@ leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_er
     c->cfg.command_timeout_ms = command_timeout_ms;
     c->cfg.connect_timeout_ms = connect_timeout_ms;
     c->u = u;
+    explicit_bzero(u.password, sizeof u.password);
     c->url_copy = strdup(cfg->url);
     c->identity = cfg->identity ? strdup(cfg->identity) : default_identity();
     c->cfg.url = c->url_copy;
     c->cfg.identity = c->identity;
+    /* Consumed above: the caller's strings are not kept. */
+    c->cfg.password = NULL;
+    c->cfg.tls_ca_file = c->cfg.tls_ca_dir = c->cfg.tls_cert_file = NULL;
+    c->cfg.tls_key_file = c->cfg.tls_server_name = NULL;
     c->rng = cfg->seed ? cfg->seed : client_random_u64();
     for (int k = 0; k < SCRIPT_KINDS; k++)
         sha1_hex(protocol_script(k), strlen(protocol_script(k)), c->sha[k]);
@@ -284,7 +309,13 @@ leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_er
                         .command_timeout_ms = command_timeout_ms,
                         .backoff_min_ms = 25,
                         .backoff_max_ms = 1000,
-                        .seed = client_next_seed(c)};
+                        .seed = client_next_seed(c),
+                        .tls = tls};
+    if (tls && tls->insecure)
+        client_log(c, LEASEHOLD_LOG_WARN,
+                   "%s: TLS without verification (tls_insecure): the server is not "
+                   "authenticated, so anyone on the path can pose as it; for tests only",
+                   u.display);
     if (node_create(c, &opt, err) < 0) {
         client_destroy(c);
         return NULL;

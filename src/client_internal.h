@@ -175,6 +175,7 @@ struct leasehold_client {
     leasehold_config cfg; /* strings point into the copies below */
     char *url_copy, *identity;
     url u;
+    struct tls_ctx *tls; /* rediss://: every connection's TLS context; NULL otherwise */
     char sha[SCRIPT_KINDS][41];
     int wake_fd;
     pthread_t thread;

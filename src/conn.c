@@ -117,13 +117,28 @@ int conn_out_append(conn *c, int argc, const char **argv, const size_t *argvlen)
     return 0;
 }
 
+/* send() or, on a TLS connection, SSL_write: the same contract. */
+static ssize_t sock_write(conn *c, const void *buf, size_t len)
+{
+    if (c->tls.ssl)
+        return conn_tls_write(c, buf, len);
+    return send(c->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* recv() or, on a TLS connection, SSL_read: the same contract. */
+static ssize_t sock_read(conn *c, void *buf, size_t len)
+{
+    if (c->tls.ssl)
+        return conn_tls_read(c, buf, len);
+    return recv(c->fd, buf, len, MSG_DONTWAIT);
+}
+
 /* Writes as much of the output buffer as the socket takes.  Returns 0, or
- * the errno of a failed send(). */
+ * the errno of a failed send() (EPROTO: a TLS failure, in c->tls). */
 int conn_flush(conn *c)
 {
     while (c->out_off < c->out_len) {
-        ssize_t n =
-            send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = sock_write(c, c->out + c->out_off, c->out_len - c->out_off);
         if (n > 0) {
             c->out_off += (size_t)n;
         } else if (n < 0 && errno == EINTR) {
@@ -159,8 +174,11 @@ int conn_errno_code(int e)
 }
 
 /* Closes the socket and forgets everything tied to it. */
-static void drop_socket(conn *c)
+void conn_drop_socket(conn *c)
 {
+    conn_tls_end(c);
+    c->probe = (conn_probe){0};
+    c->heard = c->read_again = false;
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
@@ -196,7 +214,7 @@ static uint64_t backoff_delay(conn *c)
  * started a new one). */
 static void report_down(conn *c, int code, bool by_peer, uint64_t now_ms, const char *msg)
 {
-    drop_socket(c);
+    conn_drop_socket(c);
     c->state = CONN_DOWN;
     c->reconnect_at_ms = now_ms + backoff_delay(c);
     c->downs++;
@@ -248,7 +266,10 @@ static void socket_ready(conn *c, uint64_t now_ms)
         int one = 1;
         setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    conn_handshake_start(c, now_ms);
+    if (c->opt.tls)
+        conn_tls_begin(c, now_ms);
+    else
+        conn_handshake_start(c, now_ms);
 }
 
 /* Tries the remaining addresses in turn until a connect() is under way or
@@ -280,6 +301,7 @@ static void try_next_address(conn *c, uint64_t now_ms)
             sa = c->next_addr->ai_addr;
             salen = c->next_addr->ai_addrlen;
             family = c->next_addr->ai_family;
+            c->cur_addr = c->next_addr;
             c->next_addr = c->next_addr->ai_next;
         }
 
@@ -323,7 +345,7 @@ int conn_resolve(conn *c, leasehold_error *err)
     if (c->addrs)
         freeaddrinfo(c->addrs);
     c->addrs = list;
-    c->next_addr = NULL; /* an attempt under way must not walk the freed list */
+    c->next_addr = c->cur_addr = NULL; /* an attempt under way must not use the freed list */
     return 0;
 }
 
@@ -372,7 +394,7 @@ int conn_adopt_fd(conn *c, int fd, uint64_t now_ms)
     c->fd = fd;
     c->reconnect_at_ms = UINT64_MAX;
     c->connect_deadline_ms = now_ms + c->opt.connect_timeout_ms;
-    conn_handshake_start(c, now_ms);
+    socket_ready(c, now_ms);
     leave(c);
     return 0;
 }
@@ -467,9 +489,10 @@ static bool read_socket(conn *c, short revents, uint64_t *now)
     char buf[READ_CHUNK];
     unsigned handed = 0;
     for (int i = 0; i < READS_PER_CALL; i++) {
-        ssize_t n = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
+        ssize_t n = sock_read(c, buf, sizeof buf);
         uint64_t now_ms = *now;
         if (n > 0) {
+            c->heard = true;
             if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK) {
                 conn_go_down(c, LEASEHOLD_ENOMEM, false, now_ms, "out of memory reading a reply");
                 return false;
@@ -494,19 +517,29 @@ static bool read_socket(conn *c, short revents, uint64_t *now)
                 return true;
             errno = e;
         }
-        if (errno == ECONNRESET)
+        if (conn_tls_failed(c, errno, now_ms))
+            return false;
+        if (errno == ECONNRESET && !c->opt.tls && !c->heard && c->state == CONN_HANDSHAKE &&
+            c->u.kind == URL_TCP)
+            conn_probe_start(c, PROBE_FOR_TLS, now_ms);
+        else if (errno == ECONNRESET)
             conn_go_down(c, LEASEHOLD_ECONNRESET, true, now_ms, "connection reset by Redis");
         else
             conn_go_down(c, conn_errno_code(errno), false, now_ms, "read failed: %s",
                          strerror(errno));
         return false;
     }
+    /* A plain socket's unread bytes wake poll() again; TLS may hold them
+     * already decrypted, where poll() cannot see them. */
+    c->read_again = conn_tls_buffered(c);
     return true;
 }
 
 /* A send() failure on an established connection: the peer is gone. */
 static void write_failed(conn *c, int e, uint64_t now_ms)
 {
+    if (conn_tls_failed(c, e, now_ms))
+        return;
     if (e == EPIPE || e == ECONNRESET)
         conn_go_down(c, LEASEHOLD_ECONNRESET, true, now_ms, "connection closed by Redis");
     else
@@ -521,12 +554,16 @@ void conn_on_io(conn *c, short revents, uint64_t now_ms)
     unsigned gen = c->generation;
     if (revents & POLLNVAL) {
         conn_go_down(c, LEASEHOLD_EIO, false, now_ms, "socket is no longer valid");
+    } else if (c->state == CONN_CONNECTING && c->tls.handshaking) {
+        conn_tls_step(c, now_ms);
+    } else if (c->state == CONN_CONNECTING && c->probe.kind) {
+        conn_probe_io(c, revents, now_ms);
     } else if (c->state == CONN_CONNECTING) {
         if (revents & (POLLOUT | POLLERR | POLLHUP))
             connect_done(c, now_ms);
     } else {
         int e = 0;
-        if (revents & (POLLIN | POLLHUP | POLLERR))
+        if ((revents & (POLLIN | POLLHUP | POLLERR)) || (c->tls.want_write && (revents & POLLOUT)))
             read_socket(c, revents, &now_ms);
         if (c->generation == gen && c->fd >= 0)
             e = c->write_errno ? c->write_errno : conn_flush(c);
@@ -544,10 +581,14 @@ uint64_t conn_wake_at(const conn *c)
     case CONN_DOWN:
         return c->reconnect_at_ms;
     case CONN_CONNECTING:
-    case CONN_HANDSHAKE:
+        if (c->tls.handshaking && c->tls.first_len == 0 &&
+            c->tls.probe_at_ms < c->connect_deadline_ms)
+            return c->tls.probe_at_ms;
         return c->connect_deadline_ms;
+    case CONN_HANDSHAKE:
+        return c->read_again ? 0 : c->connect_deadline_ms;
     case CONN_READY:
-        if (c->write_errno)
+        if (c->write_errno || c->read_again)
             return 0;
         if (c->queue_len == 0)
             return UINT64_MAX;
@@ -563,13 +604,26 @@ void conn_tick(conn *c, uint64_t now_ms)
     if (now_ms < conn_wake_at(c))
         return;
     enter(c);
+    if (c->read_again && (c->state == CONN_HANDSHAKE || c->state == CONN_READY)) {
+        read_socket(c, 0, &now_ms);
+        leave(c);
+        return;
+    }
     switch (c->state) {
     case CONN_DOWN:
         start_attempt(c, now_ms);
         break;
     case CONN_CONNECTING:
-        conn_go_down(c, LEASEHOLD_ETIMEDOUT, false, now_ms, "connect timed out after %u ms",
-                     c->opt.connect_timeout_ms);
+        if (c->tls.handshaking && now_ms < c->connect_deadline_ms)
+            conn_probe_start(c, PROBE_FOR_PLAIN, now_ms);
+        else if (c->probe.kind)
+            conn_probe_timeout(c, now_ms);
+        else if (c->tls.handshaking)
+            conn_go_down(c, LEASEHOLD_ETIMEDOUT, false, now_ms,
+                         "TLS handshake timed out after %u ms", c->opt.connect_timeout_ms);
+        else
+            conn_go_down(c, LEASEHOLD_ETIMEDOUT, false, now_ms, "connect timed out after %u ms",
+                         c->opt.connect_timeout_ms);
         break;
     case CONN_HANDSHAKE:
         conn_go_down(c, LEASEHOLD_ETIMEDOUT, false, now_ms,
@@ -641,10 +695,16 @@ short conn_poll_events(const conn *c)
 {
     switch (c->state) {
     case CONN_CONNECTING:
+        if (c->tls.handshaking)
+            return c->tls.want_write ? POLLOUT : POLLIN;
+        if (c->probe.kind)
+            return c->probe.sent ? POLLIN : POLLOUT;
         return POLLOUT;
     case CONN_HANDSHAKE:
-    case CONN_READY:
-        return (short)(POLLIN | (c->out_off < c->out_len && !c->write_errno ? POLLOUT : 0));
+    case CONN_READY: {
+        bool out = (c->out_off < c->out_len && !c->write_errno) || c->tls.want_write;
+        return (short)(POLLIN | (out ? POLLOUT : 0));
+    }
     default:
         return 0;
     }
@@ -672,7 +732,7 @@ void conn_fail(conn *c, int code, const char *msg, uint64_t now_ms)
 
 void conn_close(conn *c)
 {
-    drop_socket(c);
+    conn_drop_socket(c);
     c->state = CONN_CLOSED;
     c->reconnect_at_ms = UINT64_MAX;
 }
@@ -686,7 +746,7 @@ void conn_free(conn *c)
         c->free_requested = true;
         return;
     }
-    drop_socket(c);
+    conn_drop_socket(c);
     if (c->addrs)
         freeaddrinfo(c->addrs);
     explicit_bzero(c->u.password, sizeof c->u.password);

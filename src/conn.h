@@ -28,6 +28,7 @@
 #include "url.h"
 
 typedef struct conn conn;
+struct tls_ctx;
 
 typedef enum conn_reply_type {
     CONN_REPLY_NIL,
@@ -94,6 +95,10 @@ typedef struct conn_options {
      * (the later of the two is used: now_ms never goes back).  A test with
      * simulated time gives its own. */
     uint64_t (*clock_ms)(void);
+    /* For a rediss:// URL, the client's TLS context (tls.h), which must
+     * outlive the conn; NULL for any other.  The TLS handshake runs within
+     * connect_timeout_ms. */
+    const struct tls_ctx *tls;
 } conn_options;
 
 /* A connection to u (copied), down until conn_connect() or conn_adopt_fd().

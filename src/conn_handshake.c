@@ -85,7 +85,7 @@ void conn_handshake_start(conn *c, uint64_t now_ms)
         return;
     }
     int e = conn_flush(c);
-    if (e)
+    if (e && !conn_tls_failed(c, e, now_ms))
         conn_go_down(c, conn_errno_code(e), false, now_ms, "sending the handshake failed: %s",
                      strerror(e));
 }

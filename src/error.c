@@ -71,6 +71,7 @@ bool leasehold_error_is_permanent(int code)
     case LEASEHOLD_ETLSEXPIRED:
     case LEASEHOLD_ETLSCLIENTCERT:
     case LEASEHOLD_ETLSPLAIN:
+    case LEASEHOLD_ETLSNEEDED:
     case LEASEHOLD_EURL:
     case LEASEHOLD_ECONFIG:
     case LEASEHOLD_EINVAL:

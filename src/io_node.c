@@ -203,7 +203,7 @@ static void handle_down(void *arg, conn *cn, int code, bool by_peer, const char 
     bool repeat = strcmp(n->last_conn_error, msg) == 0;
     client_log(c, repeat ? LEASEHOLD_LOG_DEBUG : LEASEHOLD_LOG_WARN, "%s", msg);
     snprintf(n->last_conn_error, sizeof n->last_conn_error, "%s", msg);
-    bool permanent = code == LEASEHOLD_EAUTH || code == LEASEHOLD_ENOPERM || code == LEASEHOLD_EDB;
+    bool permanent = leasehold_error_is_permanent(code);
     for (leasehold_election *e = c->elections; e; e = e->next) {
         if (route_node(c, e->key) != n)
             continue;

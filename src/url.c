@@ -1,4 +1,4 @@
-/* url.c — parsing redis:// and unix:// URLs into a struct url.
+/* url.c — parsing redis://, rediss:// and unix:// URLs into a struct url.
  *
  * The parser is strict: anything it does not understand is an error that
  * names the URL and the problem, never a guess.  Every message shows the URL
@@ -199,12 +199,59 @@ static int parse_timeout(const parse *p, const char *name, const char *s, size_t
     return 0;
 }
 
+/* The TLS query parameters, in the order of url_tls. */
+enum {
+    TLS_CA_FILE,
+    TLS_CA_DIR,
+    TLS_CERT_FILE,
+    TLS_KEY_FILE,
+    TLS_SERVER_NAME,
+    TLS_INSECURE,
+    TLS_PARAMS
+};
+static const char *const tls_params[TLS_PARAMS] = {"tls_ca_file",     "tls_ca_dir",
+                                                   "tls_cert_file",   "tls_key_file",
+                                                   "tls_server_name", "tls_insecure"};
+
+/* The TLS parameter named q[0..len), or -1. */
+static int tls_param(const char *q, size_t len)
+{
+    for (int i = 0; i < TLS_PARAMS; i++)
+        if (strlen(tls_params[i]) == len && memcmp(q, tls_params[i], len) == 0)
+            return i;
+    return -1;
+}
+
+/* The value of TLS parameter i: a path or name (percent-decoded), or
+ * yes/no for tls_insecure. */
+static int parse_tls_param(const parse *p, int i, const char *val, size_t len, url_tls *t)
+{
+    char q[200];
+    char *dst[] = {t->ca_file, t->ca_dir, t->cert_file, t->key_file, t->server_name};
+    size_t cap[] = {sizeof t->ca_file, sizeof t->ca_dir, sizeof t->cert_file, sizeof t->key_file,
+                    sizeof t->server_name};
+    if (i == TLS_INSECURE) {
+        if ((len == 3 && memcmp(val, "yes", 3) == 0) || (len == 1 && val[0] == '1'))
+            t->insecure = 1;
+        else if ((len == 2 && memcmp(val, "no", 2) == 0) || (len == 1 && val[0] == '0'))
+            t->insecure = 0;
+        else
+            return fail(p, "tls_insecure must be yes or no, not \"%s\"",
+                        quote(val, len, q, sizeof q));
+        return 0;
+    }
+    if (len == 0)
+        return fail(p, "%s is empty", tls_params[i]);
+    return decode(p, val, len, dst[i], cap[i], tls_params[i], false);
+}
+
 /* Parses "name=value&..." (after the '?', up to the end).  unix:// URLs
- * also take db=N, redis:// URLs carry the database in the path. */
+ * also take db=N, redis:// URLs carry the database in the path, rediss://
+ * URLs take the TLS settings. */
 static int parse_query(const parse *p, const char *q, url *out)
 {
     char buf[200];
-    bool seen_db = false, seen_connect = false, seen_command = false;
+    bool seen_db = false, seen_connect = false, seen_command = false, seen_tls[TLS_PARAMS] = {0};
     if (*q == '\0')
         return fail(p, "empty query after '?'");
     while (true) {
@@ -220,7 +267,13 @@ static int parse_query(const parse *p, const char *q, url *out)
         size_t val_len = len - name_len - 1;
         bool *seen;
         int rc;
-        if (name_len == 18 && memcmp(q, "connect_timeout_ms", 18) == 0) {
+        int tls = tls_param(q, name_len);
+        if (tls >= 0 && !out->tls) {
+            return fail(p, "query parameter \"%s\" needs a rediss:// URL (TLS)", tls_params[tls]);
+        } else if (tls >= 0) {
+            seen = &seen_tls[tls];
+            rc = *seen ? 0 : parse_tls_param(p, tls, val, val_len, &out->tls_opt);
+        } else if (name_len == 18 && memcmp(q, "connect_timeout_ms", 18) == 0) {
             seen = &seen_connect;
             rc = parse_timeout(p, "connect_timeout_ms", val, val_len, &out->connect_timeout_ms);
         } else if (name_len == 18 && memcmp(q, "command_timeout_ms", 18) == 0) {
@@ -235,8 +288,11 @@ static int parse_query(const parse *p, const char *q, url *out)
         } else {
             return fail(p,
                         "unknown query parameter \"%s\" (known: %sconnect_timeout_ms, "
-                        "command_timeout_ms)",
-                        quote(q, name_len, buf, sizeof buf), out->kind == URL_UNIX ? "db, " : "");
+                        "command_timeout_ms%s)",
+                        quote(q, name_len, buf, sizeof buf), out->kind == URL_UNIX ? "db, " : "",
+                        out->tls ? ", tls_ca_file, tls_ca_dir, tls_cert_file, tls_key_file, "
+                                   "tls_server_name, tls_insecure"
+                                 : "");
         }
         if (*seen)
             return fail(p, "query parameter \"%s\" is given twice",
@@ -347,10 +403,12 @@ static int parse_hostport(const parse *p, const char *s, size_t len, url *out)
     return 0;
 }
 
-/* redis://[user[:password]@]host[:port][/db][?query] after "redis://". */
-static int parse_redis(const parse *p, const char *rest, url *out)
+/* redis[s]://[user[:password]@]host[:port][/db][?query] after "://". */
+static int parse_redis(const parse *p, const char *rest, bool tls, url *out)
 {
     out->kind = URL_TCP;
+    out->tls = tls;
+    out->tls_opt.insecure = -1;
     const char *query = strchr(rest, '?');
     const char *end = query ? query : rest + strlen(rest);
     const char *at = NULL;
@@ -423,14 +481,14 @@ int url_parse(const char *s, url *out, leasehold_error *err)
     if (!sep)
         rc = fail(&p, "no scheme (expected redis://host:port or unix:///path)");
     else if (scheme_len == 5 && strncasecmp(s, "redis", 5) == 0)
-        rc = parse_redis(&p, sep + 3, out);
+        rc = parse_redis(&p, sep + 3, false, out);
+    else if (scheme_len == 6 && strncasecmp(s, "rediss", 6) == 0)
+        rc = parse_redis(&p, sep + 3, true, out);
     else if (scheme_len == 4 && strncasecmp(s, "unix", 4) == 0)
         rc = parse_unix(&p, sep + 3, out);
-    else if (scheme_len == 6 && strncasecmp(s, "rediss", 6) == 0)
-        rc = fail(&p, "TLS is not supported yet (rediss://); use redis:// or unix://");
     else {
         char q[200];
-        rc = fail(&p, "unknown scheme \"%s\" (expected redis:// or unix://)",
+        rc = fail(&p, "unknown scheme \"%s\" (expected redis://, rediss:// or unix://)",
                   quote(s, scheme_len, q, sizeof q));
     }
     if (rc) {

@@ -1,4 +1,4 @@
-/* url.h — parsing redis:// and unix:// URLs. */
+/* url.h — parsing redis://, rediss:// and unix:// URLs. */
 #ifndef LEASEHOLD_URL_H
 #define LEASEHOLD_URL_H
 
@@ -7,6 +7,17 @@
 #include "leasehold.h"
 
 enum url_kind { URL_TCP, URL_UNIX };
+
+/* The TLS settings a rediss:// URL's query may give: strings empty and
+ * insecure -1 when absent. */
+typedef struct url_tls {
+    char ca_file[512];
+    char ca_dir[512];
+    char cert_file[512];
+    char key_file[512];
+    char server_name[256];
+    int insecure; /* -1: not given; 0 or 1 */
+} url_tls;
 
 /*
  * A parsed URL.  Fields not given in the URL are empty / zero:
@@ -25,12 +36,17 @@ typedef struct url {
     int db;                      /* SELECT db when non-zero */
     uint32_t connect_timeout_ms; /* from ?connect_timeout_ms=, 0 if absent */
     uint32_t command_timeout_ms; /* from ?command_timeout_ms=, 0 if absent */
+    bool tls;                    /* rediss:// */
+    url_tls tls_opt;             /* rediss:// only: ?tls_ca_file=...&tls_insecure=yes */
     char display[512];
 } url;
 
 /*
  * Parses
  *   redis://[user[:password]@]host[:port][/db][?connect_timeout_ms=N&command_timeout_ms=N]
+ *   rediss://... the same, over TLS, and the query may also hold tls_ca_file,
+ *                tls_ca_dir, tls_cert_file, tls_key_file, tls_server_name
+ *                (percent-encoded) and tls_insecure=yes|no
  *   unix:///path/to/redis.sock[?db=N&connect_timeout_ms=N&command_timeout_ms=N]
  * Userinfo and path may be percent-encoded.  host may be [IPv6].  On error
  * returns LEASEHOLD_EURL with a message naming the URL (password hidden) and

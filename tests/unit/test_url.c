@@ -68,7 +68,13 @@ static const invalid_case invalid[] = {
     {"", "empty", NULL},
     {"localhost:6379", "no scheme", NULL},
     {"http://h:80", "unknown scheme \"http\"", NULL},
-    {"rediss://:s3cr3t@h:6380", "TLS is not supported yet", "s3cr3t"},
+    {"rediss://:s3cr3t@h:6380?tls_insecure=maybe", "tls_insecure must be yes or no", "s3cr3t"},
+    {"rediss://h?tls_ca_file=", "tls_ca_file is empty", NULL},
+    {"rediss://h?tls_ca_file=a&tls_ca_file=b", "\"tls_ca_file\" is given twice", NULL},
+    {"rediss://h?tls_ca_fil=a", "known: connect_timeout_ms, command_timeout_ms, tls_ca_file", NULL},
+    {"redis://:s3cr3t@h?tls_ca_file=/ca.pem", "\"tls_ca_file\" needs a rediss:// URL", "s3cr3t"},
+    {"unix:///r.sock?tls_insecure=yes", "\"tls_insecure\" needs a rediss:// URL", NULL},
+    {"rediss://h?tls_cert_file=%zz", "bad percent-encoding in the tls_cert_file", NULL},
     {"redis://", "empty host", NULL},
     {"redis://:s3cr3t@", "empty host", "s3cr3t"},
     {"redis://:6379", "empty host", NULL},
@@ -119,6 +125,39 @@ static const invalid_case invalid[] = {
     {"unix:///tmp/%zz.sock", "bad percent-encoding in the socket path at \"%zz\"", NULL},
     {"unix:///tmp/a%00b", "percent-encoded NUL", NULL},
 };
+
+/* The TLS half of rediss:// URLs: the scheme, and each query parameter. */
+static void test_tls_urls(void **state)
+{
+    (void)state;
+    url u;
+    leasehold_error err = {0};
+    assert_int_equal(url_parse("redis://h", &u, &err), 0);
+    assert_false(u.tls);
+    assert_int_equal(url_parse("rediss://:pw@h:6380/1", &u, &err), 0);
+    assert_true(u.tls);
+    assert_int_equal(u.kind, URL_TCP);
+    assert_int_equal(u.port, 6380);
+    assert_int_equal(u.db, 1);
+    assert_string_equal(u.display, "rediss://:***@h:6380/1");
+    assert_int_equal(u.tls_opt.insecure, -1);
+    assert_string_equal(u.tls_opt.ca_file, "");
+    assert_int_equal(url_parse("RedisS://h?tls_ca_file=/etc/ca%20x.pem&tls_ca_dir=/etc/ssl/certs&"
+                               "tls_cert_file=/c.pem&tls_key_file=/k.pem&tls_server_name=redis.lan&"
+                               "tls_insecure=no&connect_timeout_ms=5",
+                               &u, &err),
+                     0);
+    assert_string_equal(u.tls_opt.ca_file, "/etc/ca x.pem");
+    assert_string_equal(u.tls_opt.ca_dir, "/etc/ssl/certs");
+    assert_string_equal(u.tls_opt.cert_file, "/c.pem");
+    assert_string_equal(u.tls_opt.key_file, "/k.pem");
+    assert_string_equal(u.tls_opt.server_name, "redis.lan");
+    assert_int_equal(u.tls_opt.insecure, 0);
+    assert_int_equal(u.connect_timeout_ms, 5);
+    assert_string_equal(u.display, "RedisS://h");
+    assert_int_equal(url_parse("rediss://h?tls_insecure=yes", &u, &err), 0);
+    assert_int_equal(u.tls_opt.insecure, 1);
+}
 
 static void test_valid_urls(void **state)
 {
@@ -225,7 +264,7 @@ static void test_password_hidden_everywhere(void **state)
     (void)state;
     const char *bad[] = {"redis://u:topsecret@h:0",    "redis://u:topsecret@",
                          "redis://u:topsecret@[::1",   "redis://u:topsecret@h?x=1",
-                         "redis://u:top/secret@h:bad", "rediss://u:topsecret@h"};
+                         "redis://u:top/secret@h:bad", "rediss://u:topsecret@h?tls_insecure=x"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         url u;
         leasehold_error err = {0};
@@ -240,6 +279,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_urls),
+        cmocka_unit_test(test_tls_urls),
         cmocka_unit_test(test_invalid_urls),
         cmocka_unit_test(test_null_and_missing_err),
         cmocka_unit_test(test_unix_path_limits),
