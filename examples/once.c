@@ -1,6 +1,8 @@
 /* examples/once.c — a job that runs once per schedule across a fleet.
  *
  *     build/examples/once redis://127.0.0.1:6379 myapp:nightly 600000
+ *     REDIS_PASSWORD=... build/examples/once 'rediss://redis.lan:6380?tls_ca_file=/etc/redis/ca.crt' \
+ *         myapp:nightly 600000
  *
  * Every machine starts it at the same time.  The one elected does the job,
  * then leasehold_resign_hold() keeps the key for HOLD_MS more instead of
@@ -34,6 +36,8 @@ int main(int argc, char **argv)
     leasehold_error err;
     leasehold_config_init(&cfg);
     cfg.url = argv[1];
+    /* The password from the environment, not in the URL: argv shows in ps. */
+    cfg.password = getenv("REDIS_PASSWORD");
     leasehold_client *c = leasehold_client_new(&cfg, &err);
     leasehold_callbacks cb = {.leader_changed = held};
     leasehold_election *e = c ? leasehold_campaign(c, argv[2], &cb, NULL, &err) : NULL;
