@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 dir=${1:-build}
 command -v valgrind >/dev/null || { echo "valgrind: valgrind is missing (make deps)" >&2; exit 1; }
 command -v redis-server >/dev/null || { echo "valgrind: redis-server is missing (make deps)" >&2; exit 1; }
-tests=(test_election test_faults test_takeover test_compat test_badinput test_service)
+tests=(test_election test_faults test_takeover test_compat test_badinput test_service test_tls)
 logs="$dir/valgrind"
 rm -rf "$logs"
 mkdir -p "$logs"

@@ -329,7 +329,7 @@ static char **build_argv(const redis_server *s, const redis_server_opts *o)
     size_t extra = 0;
     while (o && o->args && o->args[extra])
         extra++;
-    char **argv = calloc(32 + extra, sizeof *argv);
+    char **argv = calloc(48 + extra, sizeof *argv);
     size_t n = 0;
     char buf[600];
     argv[n++] = strdup("redis-server");
@@ -355,6 +355,16 @@ static char **build_argv(const redis_server *s, const redis_server_opts *o)
         argv[n++] = strdup(s->unix_path);
         argv[n++] = strdup("--unixsocketperm");
         argv[n++] = strdup("700");
+    }
+    if (o && o->tls_cert) {
+        snprintf(buf, sizeof buf, "%d", s->tls_port);
+        const char *tls[] = {"--tls-port",         buf,
+                             "--tls-cert-file",    o->tls_cert,
+                             "--tls-key-file",     o->tls_key,
+                             "--tls-ca-cert-file", o->tls_ca,
+                             "--tls-auth-clients", o->tls_auth_clients ? "yes" : "no"};
+        for (size_t i = 0; i < sizeof tls / sizeof *tls; i++)
+            argv[n++] = strdup(tls[i]);
     }
     for (size_t i = 0; i < extra; i++)
         argv[n++] = strdup(o->args[i]);
@@ -425,8 +435,11 @@ redis_server *redis_server_start(const redis_server_opts *opts)
     s->envp = build_envp(opts ? opts->env : NULL);
     for (int attempt = 0; attempt < 5; attempt++) {
         s->port = redis_server_free_port();
-        if (s->port < 0)
+        s->tls_port = opts && opts->tls_cert ? redis_server_free_port() : 0;
+        if (s->port < 0 || s->tls_port < 0)
             break;
+        if (s->tls_port == s->port)
+            continue;
         free_argv(s->argv);
         s->argv = build_argv(s, opts);
         if (launch(s)) {
@@ -434,6 +447,10 @@ redis_server *redis_server_start(const redis_server_opts *opts)
                 snprintf(s->url, sizeof s->url, "redis://:%s@127.0.0.1:%d", s->password, s->port);
             else
                 snprintf(s->url, sizeof s->url, "redis://127.0.0.1:%d", s->port);
+            if (s->tls_port)
+                snprintf(s->tls_url, sizeof s->tls_url, "rediss://%s%s%s127.0.0.1:%d",
+                         s->password ? ":" : "", s->password ? s->password : "",
+                         s->password ? "@" : "", s->tls_port);
             return s;
         }
     }

@@ -29,6 +29,12 @@ typedef struct redis_server_opts {
     const char *const *env;  /* "NAME=value" entries added to (or replacing in) the server's
                                 environment, NULL-terminated, kept for restarts; may be NULL
                                 (the chaos driver's LD_PRELOAD clock shim) */
+    /* TLS: with tls_cert set, also --tls-port on a second free port, with this
+     * certificate, tls_key and tls_ca (PEM files, see tls_certs.h);
+     * tls_auth_clients asks clients for a certificate.  The plain port stays
+     * for the test's own admin connection (hiredis 0.14 has no TLS). */
+    const char *tls_cert, *tls_key, *tls_ca;
+    bool tls_auth_clients;
 } redis_server_opts;
 
 typedef struct redis_server {
@@ -36,6 +42,8 @@ typedef struct redis_server {
     int port;            /* 127.0.0.1:port */
     char dir[256];       /* the temporary directory: --dir, redis.log, redis.sock */
     char url[600];       /* redis://[:password@]127.0.0.1:port */
+    int tls_port;        /* 127.0.0.1:tls_port with opts.tls_cert, else 0 */
+    char tls_url[600];   /* rediss://[:password@]127.0.0.1:tls_port, or "" */
     char unix_path[300]; /* <dir>/redis.sock when opts.unix_socket, else empty */
     /* private */
     char **argv;
