@@ -7,13 +7,15 @@
 # _command_offset when it is loaded, else command names, then files).
 
 # The options of each subcommand, and those that take a value.
-_leasehold_general='--url --key --region -q --quiet -v --verbose --log-level --log-format
-    -h --help --version'
+_leasehold_general='--url --url-file --password-file --key --region -q --quiet -v --verbose
+    --log-level --log-format --tls-ca-file --tls-ca-dir --tls-cert-file --tls-key-file
+    --tls-server-name --tls-insecure -h --help --version'
 _leasehold_run='--id --lease --renew --retry --renew-deadline --command-timeout
     --connect-timeout --clock-drift-ppm --grace --wait-timeout --restart --exit-on-loss
     --try-once --hold-after-exit'
 _leasehold_observe='--json'
-_leasehold_valued=' --url --key --region --log-level --log-format --id --lease --renew --retry
+_leasehold_valued=' --url --url-file --password-file --tls-ca-file --tls-ca-dir --tls-cert-file
+    --tls-key-file --tls-server-name --key --region --log-level --log-format --id --lease --renew --retry
     --renew-deadline --command-timeout --connect-timeout --clock-drift-ppm --grace
     --wait-timeout --hold-after-exit '
 
@@ -88,7 +90,15 @@ _leasehold() {
         compopt -o nospace 2>/dev/null
         return 0
         ;;
-    --key | --region | --id | --lease | --renew | --retry | --renew-deadline | \
+    --url-file | --password-file | --tls-ca-file | --tls-cert-file | --tls-key-file)
+        _leasehold_reply -f -- "$cur"
+        return 0
+        ;;
+    --tls-ca-dir)
+        _leasehold_reply -d -- "$cur"
+        return 0
+        ;;
+    --key | --region | --tls-server-name | --id | --lease | --renew | --retry | --renew-deadline | \
         --command-timeout | --connect-timeout | --clock-drift-ppm | --grace | \
         --wait-timeout | --hold-after-exit)
         return 0 # a value of the user's own: nothing to guess

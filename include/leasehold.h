@@ -206,7 +206,9 @@ typedef struct leasehold_config {
     const char *url;             /* redis://, rediss:// (TLS) or unix://; required */
     const char *password;        /* NULL: the URL's password, if any; else this one (a
                                     password read from a file or the environment, so it
-                                    need not appear in a URL on the command line) */
+                                    need not appear in a URL on the command line); the
+                                    URL must then hold none (redis://user:@host for an
+                                    ACL user), else LEASEHOLD_ECONFIG */
     const char *identity;        /* first half of each token; NULL: "<hostname>:<pid>" */
     uint32_t lease_ms;           /* TTL of the key: 2000 */
     uint32_t renew_interval_ms;  /* the leader renews this often: 300 */

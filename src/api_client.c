@@ -244,6 +244,15 @@ leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_er
     url u;
     if (url_parse(cfg->url, &u, err) < 0)
         return NULL;
+    if (cfg->password && u.password[0]) {
+        error_set(err, LEASEHOLD_ECONFIG,
+                  "the URL %s holds a password and one is given apart from it as well "
+                  "(leasehold_config.password, --password-file, SNAKETRON_REDIS_PASSWORD): keep "
+                  "one",
+                  u.display);
+        explicit_bzero(u.password, sizeof u.password);
+        return NULL;
+    }
     if (cfg->password) {
         if (strlen(cfg->password) >= sizeof u.password) {
             error_set(err, LEASEHOLD_ECONFIG, "password is too long (at most %zu bytes)",

@@ -19,6 +19,7 @@
 #include <leasehold.h>
 
 #include "log_lines.h"
+#include "options.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -53,7 +54,8 @@ typedef enum cli_command { CLI_RUN, CLI_STATUS, CLI_WATCH } cli_command;
 typedef struct cli_options {
     cli_command command;
     const char *url;
-    const char *url_source; /* "--url" or "SNAKETRON_REDIS_URL", for messages */
+    const char *url_source; /* "--url", "--url-file" or "SNAKETRON_REDIS_URL" */
+    opts_conn conn;         /* password, TLS */
     char key[CLI_KEY_MAX];
     const char *identity; /* NULL: the library's <hostname>:<pid> */
     uint32_t lease_ms, renew_ms, retry_ms, renew_deadline_ms;

@@ -194,9 +194,12 @@ static int check_options(opts *s, cli_options *o)
         return EXIT_USAGE;
     snprintf(o->key, sizeof o->key, "%s", s->key);
     if (!s->url)
-        return usage_error("no Redis URL: give --url or set SNAKETRON_REDIS_URL");
+        return usage_error("no Redis URL: give --url, --url-file or set SNAKETRON_REDIS_URL");
+    if (opts_conn_finish(s) != 0)
+        return EXIT_USAGE;
     o->url = s->url;
     o->url_source = s->url_source;
+    o->conn = s->conn;
     o->identity = s->identity;
     o->log_level = s->log_level;
     o->log_format = s->log_json ? CLI_LOG_JSON : CLI_LOG_TEXT;
@@ -292,6 +295,7 @@ void cli_config(const cli_options *o, leasehold_config *cfg)
 {
     leasehold_config_init(cfg);
     cfg->url = o->url;
+    opts_conn_config(&o->conn, cfg);
     cfg->identity = o->identity;
     cfg->log = cli_library_log;
     cfg->log_level = o->log_level;

@@ -157,8 +157,9 @@ static void free_env(char **env)
     free(env);
 }
 
-/* environ without LEASEHOLD_KEY/EPOCH/TOKEN, then this term's three, last.
- * NULL when out of memory. */
+/* environ without LEASEHOLD_KEY/EPOCH/TOKEN, then this term's three, last;
+ * without SNAKETRON_REDIS_PASSWORD too, which is leasehold's secret, not
+ * CMD's.  NULL when out of memory. */
 static char **build_env(const runner *r, uint64_t epoch)
 {
     size_t n = 0;
@@ -171,7 +172,8 @@ static char **build_env(const runner *r, uint64_t epoch)
     for (size_t i = 0; i < n; i++) {
         if (strncmp(environ[i], "LEASEHOLD_KEY=", 14) != 0 &&
             strncmp(environ[i], "LEASEHOLD_EPOCH=", 16) != 0 &&
-            strncmp(environ[i], "LEASEHOLD_TOKEN=", 16) != 0)
+            strncmp(environ[i], "LEASEHOLD_TOKEN=", 16) != 0 &&
+            strncmp(environ[i], "SNAKETRON_REDIS_PASSWORD=", 25) != 0)
             env[k++] = environ[i];
     }
     char *own[3] = {NULL, NULL, NULL};

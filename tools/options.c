@@ -279,6 +279,22 @@ static const char *name_of(int id)
         return "--command-timeout-ms";
     case OPTS_CONNECT_TIMEOUT_MS:
         return "--connect-timeout-ms";
+    case OPTS_URL_FILE:
+        return "--url-file";
+    case OPTS_PASSWORD_FILE:
+        return "--password-file";
+    case OPTS_TLS_CA_FILE:
+        return "--tls-ca-file";
+    case OPTS_TLS_CA_DIR:
+        return "--tls-ca-dir";
+    case OPTS_TLS_CERT_FILE:
+        return "--tls-cert-file";
+    case OPTS_TLS_KEY_FILE:
+        return "--tls-key-file";
+    case OPTS_TLS_SERVER_NAME:
+        return "--tls-server-name";
+    case OPTS_TLS_INSECURE:
+        return "--tls-insecure";
     }
     return NULL;
 }
@@ -294,6 +310,8 @@ int opts_apply(opts *o, int id, const char *arg)
     case OPTS_URL:
         if (!arg[0])
             return opts_error(o, "%s: the URL is empty", opt);
+        if (strcmp(o->url_source, "--url-file") == 0)
+            return opts_error(o, "--url and --url-file both give the URL: give one");
         o->url = arg;
         o->url_source = "--url";
         return 0;
@@ -365,8 +383,9 @@ int opts_apply(opts *o, int id, const char *arg)
         t->drift_opt = opt;
         t->clock_drift_ppm = (uint32_t)ppm;
         return 0;
+    default:
+        return opts_conn_apply(o, id, opt, arg);
     }
-    return 1;
 }
 
 /* ------------------------------------------------------------------ key */

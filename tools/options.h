@@ -52,6 +52,15 @@ enum opts_id {
     OPTS_RENEW_DEADLINE_MS,
     OPTS_COMMAND_TIMEOUT_MS,
     OPTS_CONNECT_TIMEOUT_MS,
+    /* the connection's: options_conn.c */
+    OPTS_URL_FILE,
+    OPTS_PASSWORD_FILE,
+    OPTS_TLS_CA_FILE,
+    OPTS_TLS_CA_DIR,
+    OPTS_TLS_CERT_FILE,
+    OPTS_TLS_KEY_FILE,
+    OPTS_TLS_SERVER_NAME,
+    OPTS_TLS_INSECURE,
     OPTS_PROGRAM = 1100, /* a program's own options start here */
 };
 
@@ -62,8 +71,16 @@ enum opts_id {
         {"region", required_argument, NULL, OPTS_REGION},                                          \
         {"quiet", no_argument, NULL, OPTS_QUIET}, {"verbose", no_argument, NULL, OPTS_VERBOSE},    \
         {"log-level", required_argument, NULL, OPTS_LOG_LEVEL},                                    \
+        {"log-format", required_argument, NULL, OPTS_LOG_FORMAT},                                  \
+        {"url-file", required_argument, NULL, OPTS_URL_FILE},                                      \
+        {"password-file", required_argument, NULL, OPTS_PASSWORD_FILE},                            \
+        {"tls-ca-file", required_argument, NULL, OPTS_TLS_CA_FILE},                                \
+        {"tls-ca-dir", required_argument, NULL, OPTS_TLS_CA_DIR},                                  \
+        {"tls-cert-file", required_argument, NULL, OPTS_TLS_CERT_FILE},                            \
+        {"tls-key-file", required_argument, NULL, OPTS_TLS_KEY_FILE},                              \
+        {"tls-server-name", required_argument, NULL, OPTS_TLS_SERVER_NAME},                        \
     {                                                                                              \
-        "log-format", required_argument, NULL, OPTS_LOG_FORMAT                                     \
+        "tls-insecure", no_argument, NULL, OPTS_TLS_INSECURE                                       \
     }
 #define OPTS_TABLE_TIMING                                                                          \
     {"id", required_argument, NULL, OPTS_ID}, {"lease", required_argument, NULL, OPTS_LEASE},      \
@@ -87,9 +104,19 @@ enum opts_id {
 
 /* The --help lines of the shared options, so both programs say the same. */
 #define OPTS_HELP_GENERAL                                                                          \
-    "  --url URL              Redis URL: redis://[user[:password]@]host[:port][/db]\n"             \
-    "                         or unix:///path/to/redis.sock (default:\n"                           \
-    "                         $SNAKETRON_REDIS_URL)\n"                                             \
+    "  --url URL              Redis URL: redis://[user[:password]@]host[:port][/db],\n"            \
+    "                         rediss://... (TLS) or unix:///path/to/redis.sock\n"                  \
+    "                         (default: $SNAKETRON_REDIS_URL)\n"                                   \
+    "  --url-file FILE        the URL from the first line of FILE (not shown by ps)\n"             \
+    "  --password-file FILE   the password from the first line of FILE (default:\n"                \
+    "                         $SNAKETRON_REDIS_PASSWORD); the URL must then hold none\n"           \
+    "  --tls-ca-file FILE     rediss://: the CAs to trust, PEM (default: the system's)\n"          \
+    "  --tls-ca-dir DIR       rediss://: a directory of CAs (openssl rehash)\n"                    \
+    "  --tls-cert-file FILE   rediss://: a client certificate, PEM (tls-auth-clients)\n"           \
+    "  --tls-key-file FILE    rediss://: its key (default: in the certificate's file)\n"           \
+    "  --tls-server-name NAME rediss://: the name Redis's certificate must have\n"                 \
+    "                         (default: the URL's host)\n"                                         \
+    "  --tls-insecure         rediss:// without verifying Redis at all (tests only)\n"             \
     "  --key KEY              the lease key (default: " OPTS_KEY_PREFIX "<region>)\n"              \
     "  --region NAME          region of the default key (default: $SNAKETRON_REGION,\n"            \
     "                         else " OPTS_DEFAULT_REGION "; set but empty is refused)\n"           \
@@ -120,6 +147,14 @@ enum opts_id {
     "  --clock-drift-ppm PPM  the largest clock-rate difference between this host and\n"           \
     "                         Redis's, 1 to 200000 (default: 10000, i.e. 1%%)\n"
 
+/* The connection's settings beside the URL (options_conn.c). */
+typedef struct opts_conn {
+    const char *password;        /* NULL: the URL's, if any; never printed */
+    const char *password_source; /* "--password-file", "SNAKETRON_REDIS_PASSWORD" */
+    const char *tls_ca_file, *tls_ca_dir, *tls_cert_file, *tls_key_file, *tls_server_name;
+    bool tls_insecure;
+} opts_conn;
+
 /* The timings and where each came from. */
 typedef struct opts_timing {
     uint32_t lease_ms, renew_ms, retry_ms, renew_deadline_ms, command_timeout_ms;
@@ -141,7 +176,8 @@ typedef struct opts {
     bool silent;                      /* messages only into err, not on stderr (tests) */
     char err[1024];                   /* the last message, "<prog>: ..." without newline */
     const char *url;                  /* NULL: none given, SNAKETRON_REDIS_URL unset or empty */
-    const char *url_source;           /* "--url" or "SNAKETRON_REDIS_URL", for messages */
+    const char *url_source;           /* "--url", "--url-file" or "SNAKETRON_REDIS_URL" */
+    opts_conn conn;                   /* password, TLS */
     const char *key_arg, *region_arg; /* --key and --region as given */
     char key[OPTS_KEY_MAX];           /* after opts_finish_key() */
     const char *identity;             /* --id; NULL: the library's <hostname>:<pid> */
@@ -220,6 +256,18 @@ int opts_bad_option(opts *o, int c, char **argv, const char *command);
  * out. */
 #define OPTS_QUOTE_SIZE 176
 const char *opts_quote(char out[OPTS_QUOTE_SIZE], const char *s);
+
+/* Applies one of the connection's options (OPTS_URL_FILE to
+ * OPTS_TLS_INSECURE, opt its long name): 0, or OPTS_USAGE after a message.
+ * Called by opts_apply(). */
+int opts_conn_apply(opts *o, int id, const char *opt, const char *arg);
+
+/* Once argv is read: SNAKETRON_REDIS_PASSWORD, when set and no option gave
+ * a password.  0, or OPTS_USAGE after a message. */
+int opts_conn_finish(opts *o);
+
+/* Puts c into cfg (after leasehold_config_init()). */
+void opts_conn_config(const opts_conn *c, leasehold_config *cfg);
 
 /* Prints "<name> <version>" (the project's version from CMake) on stdout. */
 void opts_print_version(const char *name);

@@ -127,7 +127,8 @@ static void on_error(leasehold_election *e, const leasehold_error *err, void *ar
  * by options.c, with the same rules and messages as `leasehold`. */
 typedef struct options {
     const char *url;        /* NULL: leader election disabled */
-    const char *url_source; /* "--url" or "SNAKETRON_REDIS_URL", for messages */
+    const char *url_source; /* "--url", "--url-file" or "SNAKETRON_REDIS_URL" */
+    opts_conn conn;         /* password, TLS */
     char key[OPTS_KEY_MAX];
     const char *identity;
     uint32_t lease_ms, renew_ms, retry_ms, renew_deadline_ms;
@@ -171,6 +172,7 @@ static void print_help(const char *prog)
         "Environment:\n"
         "  SNAKETRON_REDIS_URL    Redis URL; unset or empty: leader election is disabled\n"
         "                         and the server just runs\n"
+        "  SNAKETRON_REDIS_PASSWORD  the password, when not in the URL (ps shows argv)\n"
         "  SNAKETRON_REGION       region, the key's last part (default region: " OPTS_DEFAULT_REGION
         ";\n"
         "                         set but empty is refused)\n"
@@ -265,10 +267,11 @@ static int parse_options(int argc, char **argv, const char *prog, options *o)
     char q[OPTS_QUOTE_SIZE];
     if (optind < argc)
         return opts_error(&s, "unexpected argument %s (see --help)", opts_quote(q, argv[optind]));
-    if (opts_finish_key(&s) != 0 || opts_finish_timing(&s, NULL) != 0)
+    if (opts_finish_key(&s) != 0 || opts_finish_timing(&s, NULL) != 0 || opts_conn_finish(&s) != 0)
         return EX_USAGE;
     o->url = s.url;
     o->url_source = s.url_source;
+    o->conn = s.conn;
     snprintf(o->key, sizeof o->key, "%s", s.key);
     o->identity = s.identity;
     o->log_level = s.log_level;
@@ -317,6 +320,7 @@ static int run_election(server *s, const options *o, const sigset_t *stop)
     leasehold_config cfg;
     leasehold_config_init(&cfg);
     cfg.url = o->url;
+    opts_conn_config(&o->conn, &cfg);
     cfg.identity = o->identity;
     cfg.lease_ms = o->lease_ms;
     cfg.renew_interval_ms = o->renew_ms;

@@ -310,15 +310,25 @@ static void test_insecure_warns(void **state)
     fixture_first_leader(&cfg, 0);
 }
 
-/* leasehold status over TLS, the CA in the URL. */
+/* leasehold status over TLS, the CA in the URL and as an option; with
+ * neither, exit 69 and the reason. */
 static void test_tool_status(void **state)
 {
     (void)state;
-    const char *args[] = {"status", "--url", ca_url, "--key", "lh:tls:tool", NULL};
-    proc *p = proc_start("leasehold", NULL, args);
-    expect_exit(p, 3, 10000);
-    if (!strstr(p->out, "no leader"))
-        fail_msg("leasehold status over TLS printed: %s", p->out);
+    const char *in_url[] = {"status", "--url", ca_url, "--key", "lh:tls:tool", NULL};
+    const char *as_option[] = {"status",      "--url",         fx.srv->tls_url, "--key",
+                               "lh:tls:tool", "--tls-ca-file", certs.ca,        NULL};
+    const char *const *ok[] = {in_url, as_option};
+    for (int i = 0; i < 2; i++) {
+        proc *p = proc_start("leasehold", NULL, ok[i]);
+        expect_exit(p, 3, 10000);
+        expect_mentions(p, "status over TLS", "no leader");
+        proc_free(p);
+    }
+    const char *untrusted[] = {"status", "--url", fx.srv->tls_url, "--key", "lh:tls:tool", NULL};
+    proc *p = proc_start("leasehold", NULL, untrusted);
+    expect_exit(p, 69, 10000);
+    expect_mentions(p, "status with an unknown CA", "does not lead to a CA trusted");
     proc_free(p);
 }
 

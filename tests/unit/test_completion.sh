@@ -69,6 +69,13 @@ expect_exactly "leasehold run --log-format " "text json"
 expect_exactly "leasehold watch --log-format j" "json"
 expect_exactly "leasehold status --log-level d" "debug"
 expect_exactly "leasehold run --url " "redis:// rediss:// unix://"
+expect "leasehold status --tls" --tls-ca-file --tls-ca-dir --tls-cert-file --tls-key-file \
+    --tls-server-name --tls-insecure
+expect "leasehold run --" --url-file --password-file
+expect "leasehold status --password-file $dir/al" "$dir/alpha.txt"
+expect "leasehold run --tls-ca-file $dir/be" "$dir/beta.txt"
+expect_exactly "leasehold run --tls-server-name " ""
+expect "leasehold run --tls-ca-file x.pem --key k ech" echo
 expect_exactly "leasehold run --lease " ""
 expect_exactly "leasehold run --key " ""
 # CMD after `--`, or at the first word that is not an option or a value

@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -504,6 +506,94 @@ static void test_timing_messages(void **state)
     }
 }
 
+/* A file in $TMPDIR holding text, with mode; its path into out. */
+static void temp_file(char out[256], const char *text, mode_t mode)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(out, 256, "%s/leasehold-opts-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    int fd = mkstemp(out);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    assert_int_equal(fchmod(fd, mode), 0);
+    close(fd);
+}
+
+/* --url-file, --password-file, SNAKETRON_REDIS_PASSWORD and the TLS
+ * options, into the configuration; a secret never in a message. */
+static void test_connection_options(void **state)
+{
+    (void)state;
+    char url_file[256], pass_file[256], empty[256], long_line[256], crlf[256];
+    temp_file(url_file, "rediss://127.0.0.1:6380\nignored\n", 0600);
+    temp_file(pass_file, "s3cr3t-from-file\n", 0600);
+    temp_file(empty, "\n", 0600);
+    temp_file(crlf, "s3cr3t-crlf\r\n", 0600);
+    static char big[5000];
+    memset(big, 'x', sizeof big - 1);
+    temp_file(long_line, big, 0600);
+
+    opts o;
+    unsetenv("SNAKETRON_REDIS_PASSWORD");
+    fresh(&o);
+    assert_int_equal(opts_apply(&o, OPTS_URL_FILE, url_file), 0);
+    assert_string_equal(o.url, "rediss://127.0.0.1:6380");
+    assert_string_equal(o.url_source, "--url-file");
+    assert_int_equal(opts_apply(&o, OPTS_URL, "redis://h"), OPTS_USAGE);
+    assert_string_equal(o.err, "prog: --url and --url-file both give the URL: give one");
+    assert_int_equal(opts_apply(&o, OPTS_PASSWORD_FILE, pass_file), 0);
+    assert_int_equal(opts_apply(&o, OPTS_TLS_CA_FILE, "/ca.pem"), 0);
+    assert_int_equal(opts_apply(&o, OPTS_TLS_CA_DIR, "/cas"), 0);
+    assert_int_equal(opts_apply(&o, OPTS_TLS_CERT_FILE, "/c.pem"), 0);
+    assert_int_equal(opts_apply(&o, OPTS_TLS_KEY_FILE, "/k.pem"), 0);
+    assert_int_equal(opts_apply(&o, OPTS_TLS_SERVER_NAME, "redis.lan"), 0);
+    assert_int_equal(opts_apply(&o, OPTS_TLS_INSECURE, NULL), 0);
+    setenv("SNAKETRON_REDIS_PASSWORD", "from-env", 1);
+    assert_int_equal(opts_conn_finish(&o), 0); /* the file beats the environment */
+    leasehold_config cfg;
+    leasehold_config_init(&cfg);
+    opts_conn_config(&o.conn, &cfg);
+    assert_string_equal(cfg.password, "s3cr3t-from-file");
+    assert_string_equal(o.conn.password_source, "--password-file");
+    assert_string_equal(cfg.tls_ca_file, "/ca.pem");
+    assert_string_equal(cfg.tls_ca_dir, "/cas");
+    assert_string_equal(cfg.tls_cert_file, "/c.pem");
+    assert_string_equal(cfg.tls_key_file, "/k.pem");
+    assert_string_equal(cfg.tls_server_name, "redis.lan");
+    assert_true(cfg.tls_insecure);
+
+    fresh(&o);
+    assert_int_equal(opts_apply(&o, OPTS_URL, "redis://h"), 0);
+    assert_int_equal(opts_apply(&o, OPTS_URL_FILE, url_file), OPTS_USAGE);
+    assert_int_equal(opts_conn_finish(&o), 0);
+    assert_string_equal(o.conn.password, "from-env");
+    assert_string_equal(o.conn.password_source, "SNAKETRON_REDIS_PASSWORD");
+    setenv("SNAKETRON_REDIS_PASSWORD", "", 1);
+    fresh(&o);
+    assert_int_equal(opts_conn_finish(&o), OPTS_USAGE);
+    assert_non_null(strstr(o.err, "SNAKETRON_REDIS_PASSWORD is set but empty"));
+    unsetenv("SNAKETRON_REDIS_PASSWORD");
+
+    fresh(&o);
+    assert_int_equal(opts_apply(&o, OPTS_PASSWORD_FILE, crlf), 0);
+    assert_string_equal(o.conn.password, "s3cr3t-crlf");
+    assert_int_equal(opts_apply(&o, OPTS_PASSWORD_FILE, empty), OPTS_USAGE);
+    assert_non_null(strstr(o.err, "is empty"));
+    assert_int_equal(opts_apply(&o, OPTS_PASSWORD_FILE, long_line), OPTS_USAGE);
+    assert_non_null(strstr(o.err, "longer than"));
+    assert_null(strstr(o.err, "xxxxxxxxxx"));
+    assert_int_equal(opts_apply(&o, OPTS_PASSWORD_FILE, "/nonexistent/pw"), OPTS_USAGE);
+    assert_string_equal(o.err,
+                        "prog: --password-file: cannot read '/nonexistent/pw': No such file or "
+                        "directory");
+    assert_int_equal(opts_apply(&o, OPTS_TLS_CA_FILE, ""), OPTS_USAGE);
+    assert_string_equal(o.err, "prog: --tls-ca-file: the value is empty");
+    unlink(url_file);
+    unlink(pass_file);
+    unlink(empty);
+    unlink(long_line);
+    unlink(crlf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -516,6 +606,7 @@ int main(void)
         cmocka_unit_test(test_default_timings),
         cmocka_unit_test(test_timing_messages),
         cmocka_unit_test(test_derived_timings),
+        cmocka_unit_test(test_connection_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
