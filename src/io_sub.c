@@ -7,6 +7,8 @@
  */
 #include "client_internal.h"
 
+#include "redis_error.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -44,14 +46,16 @@ static void sub_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r, ui
     if (r->type != CONN_REPLY_ERROR || strcmp(n->last_sub_error, r->str) == 0)
         return;
     snprintf(n->last_sub_error, sizeof n->last_sub_error, "%s", r->str);
-    if (conn_error_code(r) == LEASEHOLD_ENOPERM)
+    if (conn_error_code(r) == LEASEHOLD_ENOPERM) {
+        /* Which permission: the command, or the channel (each key K's). */
+        char why[300];
+        redis_error_ctx ctx = {.user = c->u.user, .channel = "{K}:events"};
+        redis_error_explain(r->str, &ctx, why, sizeof why);
         client_log(c, LEASEHOLD_LOG_WARN,
-                   "%s: ACL user '%s' may not subscribe to the events channels: followers claim "
-                   "and observers read on their timers only (grant each key K's channel: ACL "
-                   "SETUSER %s &{K}:events)",
-                   conn_display(n->sub), c->u.user[0] ? c->u.user : "default",
-                   c->u.user[0] ? c->u.user : "default");
-    else
+                   "%s: may not subscribe to the events channel: %s; followers claim and "
+                   "observers read on their timers only",
+                   conn_display(n->sub), why);
+    } else
         client_log(c, LEASEHOLD_LOG_WARN,
                    "%s: events subscription refused (%s); followers claim on their timers only",
                    conn_display(n->sub), r->str);

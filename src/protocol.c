@@ -15,10 +15,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* GET that fails on a value of another type with the key and its type in
- * the error ("WRONGTYPE {K}:epoch holds a list"), so the user is told which
- * key holds what.  Other errors pass through as they are. */
+/* What every script starts with.  call() is redis.call that names the
+ * command an ACL refused (Redis's own words inside a script do not: "can't
+ * run this command"), so the user is told which permission is missing:
+ * "NOPERM ... to run the 'pexpire' command (in a leasehold script)".  get()
+ * also fails on a value of another type with the key and its type in the
+ * error ("WRONGTYPE {K}:epoch holds a list"), so the user is told which key
+ * holds what.  Other errors pass through as they are. */
 #define GET_LUA                                                                                    \
+    "local function fail(r, cmd)\n"                                                                \
+    "  if string.find(r.err, \"can't run this command\", 1, true) then\n"                          \
+    "    r.err = \"NOPERM this user has no permissions to run the '\" .. string.lower(cmd) ..\n"   \
+    "      \"' command (in a leasehold script)\"\n"                                                \
+    "  end\n"                                                                                      \
+    "  error(r)\n"                                                                                 \
+    "end\n"                                                                                        \
+    "local function call(cmd, ...)\n"                                                              \
+    "  local r = redis.pcall(cmd, ...)\n"                                                          \
+    "  if type(r) == 'table' and r.err then fail(r, cmd) end\n"                                    \
+    "  return r\n"                                                                                 \
+    "end\n"                                                                                        \
     "local function get(k)\n"                                                                      \
     "  local v = redis.pcall('GET', k)\n"                                                          \
     "  if type(v) == 'table' and v.err then\n"                                                     \
@@ -26,7 +42,7 @@
     "      local t = redis.pcall('TYPE', k)\n"                                                     \
     "      v.err = 'WRONGTYPE ' .. k .. ' holds a ' .. (type(t) == 'table' and t.ok or '?')\n"     \
     "    end\n"                                                                                    \
-    "    error(v)\n"                                                                               \
+    "    fail(v, 'GET')\n"                                                                         \
     "  end\n"                                                                                      \
     "  return v\n"                                                                                 \
     "end\n"
@@ -44,18 +60,18 @@
  */
 #define QUARANTINE_STEP_LUA                                                                        \
     "if redis.replicate_commands then redis.replicate_commands() end\n"                            \
-    "local t = redis.call('TIME')\n"                                                               \
+    "local t = call('TIME')\n"                                                                     \
     "local floor = tonumber(ARGV[FLOOR]) or 0\n"                                                   \
     "local last = get(KEYS[EPOCH])\n"                                                              \
     "if not last then\n"                                                                           \
     "  local e = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"                                      \
     "  if floor > e then e = floor end\n"                                                          \
     "  local s = string.format('%.0f', e)\n"                                                       \
-    "  redis.call('SET', KEYS[EPOCH], s)\n"                                                        \
-    "  redis.call('SET', KEYS[EPOCH + 1], s, 'PX', ARGV[LEASE])\n"                                 \
+    "  call('SET', KEYS[EPOCH], s)\n"                                                              \
+    "  call('SET', KEYS[EPOCH + 1], s, 'PX', ARGV[LEASE])\n"                                       \
     "  return {'quarantine', tonumber(ARGV[LEASE]), 1, t[1], t[2]}\n"                              \
     "end\n"                                                                                        \
-    "local q = redis.call('PTTL', KEYS[EPOCH + 1])\n"                                              \
+    "local q = call('PTTL', KEYS[EPOCH + 1])\n"                                                    \
     "if q > 0 then return {'quarantine', q, 0, t[1], t[2]} end\n"
 
 /* Acquire: the quarantine step, then SET NX PX; on success the next fencing
@@ -70,16 +86,16 @@
 static const char SCRIPT_ACQUIRE_LUA[] =
     "local EPOCH, LEASE, FLOOR = 2, 2, 4\n" GET_LUA QUARANTINE_STEP_LUA
     "last = tonumber(last) or 0\n"
-    "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
+    "if call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
     "  local epoch = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
     "  if last + 1 > epoch then epoch = last + 1 end\n"
     "  if floor > epoch then epoch = floor end\n"
     "  local s = string.format('%.0f', epoch)\n"
-    "  redis.call('SET', KEYS[2], s)\n"
-    "  redis.call('PUBLISH', ARGV[3], 'elected ' .. s .. ' ' .. ARGV[1])\n"
+    "  call('SET', KEYS[2], s)\n"
+    "  call('PUBLISH', ARGV[3], 'elected ' .. s .. ' ' .. ARGV[1])\n"
     "  return {'elected', s, t[1], t[2]}\n"
     "end\n"
-    "return {'held', get(KEYS[1]), redis.call('PTTL', KEYS[1]), get(KEYS[2]), t[1], t[2]}\n";
+    "return {'held', get(KEYS[1]), call('PTTL', KEYS[1]), get(KEYS[2]), t[1], t[2]}\n";
 
 /* Arm: the quarantine step alone, run on each new connection so that a
  * quarantine starts when the connection does, not after the restart guard
@@ -93,10 +109,10 @@ static const char SCRIPT_ARM_LUA[] =
  * {token, TIME}: the token that holds it instead. */
 static const char SCRIPT_RENEW_LUA[] =
     "if redis.replicate_commands then redis.replicate_commands() end\n" GET_LUA
-    "local t = redis.call('TIME')\n"
+    "local t = call('TIME')\n"
     "local v = get(KEYS[1])\n"
     "if v == ARGV[1] then\n"
-    "  return {redis.call('PEXPIRE', KEYS[1], ARGV[2]), t[1], t[2]}\n"
+    "  return {call('PEXPIRE', KEYS[1], ARGV[2]), t[1], t[2]}\n"
     "end\n"
     "if v then return {v, t[1], t[2]} end\n"
     "return {0, t[1], t[2]}\n";
@@ -107,15 +123,15 @@ static const char SCRIPT_RENEW_LUA[] =
  * connection that was given up, say) must not delete a later one. */
 static const char SCRIPT_RELEASE_LUA[] =
     GET_LUA "if get(KEYS[1]) == ARGV[1] and get(KEYS[2]) == ARGV[3] then\n"
-            "  redis.call('DEL', KEYS[1])\n"
-            "  redis.call('PUBLISH', ARGV[2], 'released ' .. ARGV[3] .. ' ' .. ARGV[1])\n"
+            "  call('DEL', KEYS[1])\n"
+            "  call('PUBLISH', ARGV[2], 'released ' .. ARGV[3] .. ' ' .. ARGV[1])\n"
             "  return 1\n"
             "end\n"
             "return 0\n";
 
 /* Query: one consistent read of the holder, its PTTL and the epoch. */
 static const char SCRIPT_QUERY_LUA[] =
-    GET_LUA "return {get(KEYS[1]), redis.call('PTTL', KEYS[1]), get(KEYS[2])}\n";
+    GET_LUA "return {get(KEYS[1]), call('PTTL', KEYS[1]), get(KEYS[2])}\n";
 
 const char *protocol_script(enum script_kind kind)
 {

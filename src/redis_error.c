@@ -140,8 +140,8 @@ int redis_error_explain(const char *text, const redis_error_ctx *ctx, char *why,
     switch (code) {
     case LEASEHOLD_ENOPERM:
         snprintf(grant, sizeof grant,
-                 "ACL SETUSER %s +evalsha +eval +get +set +pexpire +pttl +del +publish +time "
-                 "+subscribe +info",
+                 "ACL SETUSER %s +ping +evalsha +eval +get +set +pttl +pexpire +del +publish "
+                 "+time +info +subscribe +unsubscribe",
                  user);
         if (strstr(text, "channel"))
             snprintf(why, why_size,
@@ -153,9 +153,16 @@ int redis_error_explain(const char *text, const redis_error_ctx *ctx, char *why,
                      "ACL user '%s' may not access the key or its side keys: grant it with "
                      "ACL SETUSER %s ~%s %s",
                      user, user, or (ctx->key, "?"), or (ctx->side_keys, ""));
+        else if (denied_command(text, name, sizeof name) &&
+                 (strcmp(name, "evalsha") == 0 || strcmp(name, "eval") == 0))
+            snprintf(why, why_size,
+                     "ACL user '%s' may not run '%s': grant it with ACL SETUSER %s +evalsha +eval "
+                     "(leasehold runs its scripts with both)",
+                     user, name, user);
         else if (denied_command(text, name, sizeof name))
-            snprintf(why, why_size, "ACL user '%s' may not run '%s': grant it with %s", user, name,
-                     grant);
+            snprintf(why, why_size,
+                     "ACL user '%s' may not run '%s': grant it with ACL SETUSER %s +%s", user, name,
+                     user, name);
         else
             snprintf(why, why_size,
                      "ACL user '%s' may not run a command the leasehold scripts call: grant it "

@@ -53,6 +53,13 @@ static void test_classified(void **state)
            true, "ACL user 'bob'", "+evalsha +eval");
     expect("NOPERM User bob has no permissions to run the 'evalsha' command", LEASEHOLD_ENOPERM,
            true, "'evalsha'", "ACL SETUSER bob");
+    /* ...and as leasehold's scripts name a command Redis refused inside them */
+    snprintf(text, sizeof text,
+             "NOPERM this user has no permissions to run the 'pexpire' command (in a leasehold "
+             "script) script: %s, on @user_script:9.",
+             SHA);
+    expect(text, LEASEHOLD_ENOPERM, true, "ACL user 'bob' may not run 'pexpire'",
+           "grant it with ACL SETUSER bob +pexpire");
     snprintf(text, sizeof text,
              "ERR The user executing the script can't run this command or subcommand script: "
              "%s, on @user_script:1.",
