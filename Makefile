@@ -45,11 +45,12 @@ bench: build
 # round of the deck, every fault type once, is always dealt whole).  One type
 # alone: build/tests/chaos_driver --faults clock-step --seconds 60 --seed 1
 #   make chaos SECONDS=600 SEED=7
+#   make chaos TLS=1          the same over rediss:// (make test runs 45 s of it)
 SECONDS ?= 90
 SEED    ?= 1
 .PHONY: chaos
 chaos: build
-	@$(BUILD)/tests/chaos_driver --seconds $(SECONDS) --seed $(SEED)
+	@$(BUILD)/tests/chaos_driver --seconds $(SECONDS) --seed $(SEED) $(if $(TLS),--tls)
 
 # libFuzzer (clang) on the URL parser, the reply handling and the state
 # machine, FUZZ_SECONDS each; `make test` runs it with the default.

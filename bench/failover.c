@@ -13,6 +13,10 @@
  *            the new leader at t0 (it calls leasehold_client_free(): stops
  *            its service, releases the lease); graceful handover is t0 ->
  *            another's elected.  Restart it.
+ *   TLS:     the same rounds, leasehold's defaults, over rediss:// to the same
+ *            Redis's TLS port (certificates made with openssl at the start):
+ *            beside plain TCP, what TLS costs a failover.  A graceful
+ *            handover needs no new connection, so no handshake.
  *   cost:    one candidate alone (the leader) for --stats-seconds, INFO
  *            commandstats before and after; then all of them, idle, for
  *            --idle-seconds: commandstats, and utime+stime and VmRSS of every
@@ -24,6 +28,7 @@
  * is asserted.
  */
 #include "bench.h"
+#include "tls_certs.h"
 
 #include <leasehold.h>
 
@@ -247,23 +252,24 @@ static const char *ratio(char buf[32], double a, double b, int digits)
     return buf;
 }
 
-/* One figure's min / median / p90 / p99 / max for both timings, and their
- * ratio. */
+/* One figure's min / median / p90 / p99 / max for two configurations
+ * (names[0], names[1]), and the ratio of the first to the second. */
 static void print_distribution(const char *title, unsigned count, const options *o,
-                               uint64_t *const ns[MODES])
+                               const char *const names[2], uint64_t *const ns[2],
+                               const char *ratio_name)
 {
-    double fig[MODES][5];
+    double fig[2][5];
     printf("\n%s, %u candidates, %u rounds (ms)\n", title, count, o->rounds);
     printf("  %-26s %9s %9s %9s %9s %9s\n", "", "min", "median", "p90", "p99", "max");
-    for (int m = 0; m < MODES; m++) {
+    for (int m = 0; m < 2; m++) {
         five_figures(ns[m], o->rounds, fig[m]);
-        printf("  %-26s %9.1f %9.1f %9.1f %9.1f %9.1f\n", MODE_NAME[m], fig[m][0], fig[m][1],
-               fig[m][2], fig[m][3], fig[m][4]);
+        printf("  %-26s %9.1f %9.1f %9.1f %9.1f %9.1f\n", names[m], fig[m][0], fig[m][1], fig[m][2],
+               fig[m][3], fig[m][4]);
     }
-    printf("  %-26s", "ratio leasehold/original");
+    printf("  %-26s", ratio_name);
     char r[32];
     for (int i = 0; i < 5; i++)
-        printf(" %9s", ratio(r, fig[MODE_DEFAULTS][i], fig[MODE_ORIGINAL][i], 4));
+        printf(" %9s", ratio(r, fig[0][i], fig[1][i], 4));
     printf("\n");
 }
 
@@ -314,7 +320,7 @@ static const char *verdict(bool met)
 }
 
 /* The targets, for leasehold's defaults. */
-static void print_checks(const options *o, result res[MODES][SIZES])
+static void print_checks(const options *o, result res[MODES][SIZES], const result tls[SIZES])
 {
     printf("\nchecks against the targets (leasehold defaults; reported, not asserted):\n");
     if (o->lease_ms != 2000 || o->retry_ms != 1000)
@@ -342,11 +348,15 @@ static void print_checks(const options *o, result res[MODES][SIZES])
             printf("  %2u candidates: %u terms ended other than by the bench's signals (see "
                    "stderr)\n",
                    n, r->revocations);
+        double tls99 = pct_ms(tls[s].graceful_ns, o->rounds, 99);
+        printf("  %2u candidates: graceful handover over TLS p99 %.1f ms <= 10 ms (no handshake "
+               "in it): %s\n",
+               n, tls99, verdict(tls99 <= 10.0));
     }
 }
 
 /* A Markdown table for the README's "Failover timing" section. */
-static void print_table(const options *o, result res[MODES][SIZES])
+static void print_table(const options *o, result res[MODES][SIZES], const result tls[SIZES])
 {
     printf("\n`%s`  (lease %" PRIu32 " ms, renew %" PRIu32 ", retry %" PRIu32
            ", renew deadline %" PRIu32 ", command timeout %" PRIu32 "; %u rounds; idle window %u s)"
@@ -382,6 +392,46 @@ static void print_table(const options *o, result res[MODES][SIZES])
         printf("| RSS per idle candidate (MiB) | %u | %.1f | %.1f | %s |\n", n, dc->rss_mib,
                gc->rss_mib, ratio(r1, dc->rss_mib, gc->rss_mib, 2));
     }
+    printf("\nOver TLS (leasehold's defaults, rediss://), beside the same over plain TCP:\n\n"
+           "| figure | candidates | TCP | TLS | TLS / TCP |\n"
+           "| --- | ---: | ---: | ---: | ---: |\n");
+    for (int s = 0; s < SIZES; s++) {
+        const result *d = &res[MODE_DEFAULTS][s], *t = &tls[s];
+        unsigned n = SIZE_COUNT[s], k = o->rounds;
+        char r1[32], r2[32];
+        double dc50 = pct_ms(d->crash_ns, k, 50), dc99 = pct_ms(d->crash_ns, k, 99);
+        double tc50 = pct_ms(t->crash_ns, k, 50), tc99 = pct_ms(t->crash_ns, k, 99);
+        double dg50 = pct_ms(d->graceful_ns, k, 50), dg99 = pct_ms(d->graceful_ns, k, 99);
+        double tg50 = pct_ms(t->graceful_ns, k, 50), tg99 = pct_ms(t->graceful_ns, k, 99);
+        printf("| crash failover, median / p99 (ms) | %u | %.0f / %.0f | %.0f / %.0f | %s / %s |\n",
+               n, dc50, dc99, tc50, tc99, ratio(r1, tc50, dc50, 2), ratio(r2, tc99, dc99, 2));
+        printf("| graceful handover, median / p99 (ms) | %u | %.1f / %.1f | %.1f / %.1f | "
+               "%s / %s |\n",
+               n, dg50, dg99, tg50, tg99, ratio(r1, tg50, dg50, 2), ratio(r2, tg99, dg99, 2));
+    }
+}
+
+/* The TLS rounds: leasehold's defaults over rediss:// with `count`
+ * candidates, on a key of their own. */
+static void run_tls(const char *url, const options *o, unsigned count, result *res)
+{
+    char key[64];
+    snprintf(key, sizeof key, "bench:failover:tls:%u", count);
+    candidate_setup setup = {.url = url,
+                             .key = key,
+                             .lease_ms = o->lease_ms,
+                             .renew_ms = o->renew_ms,
+                             .retry_ms = o->retry_ms,
+                             .renew_deadline_ms = o->renew_deadline_ms,
+                             .command_timeout_ms = o->command_timeout_ms,
+                             .debug = o->debug};
+    static fleet f;
+    fleet_init(&f, &setup);
+    uint64_t t0 = bench_now_ns();
+    run_rounds(&f, count, o, "leasehold over TLS", res);
+    res->revocations = f.revocations;
+    fprintf(stderr, "  [leasehold over TLS, %u candidates] done in %.0f s\n", count,
+            (double)(bench_now_ns() - t0) / 1e9);
 }
 
 /* ------------------------------------------------------------------ main */
@@ -394,7 +444,8 @@ static unsigned estimate_s(const options *o)
     double pauses = 2 * (o->renew_ms / 1000.0 + retry / 2);
     double rounds = o->rounds * ((lease + 0.1) + 2 * (lease + retry / 2 + 0.1) + 2 * pauses);
     double cost = MODES * (o->stats_seconds + o->idle_seconds + 2 * lease + retry + 2);
-    return (unsigned)(SIZES * (rounds + cost) + 5);
+    double tls_rounds = o->rounds * ((lease + 0.1) + 2 * pauses);
+    return (unsigned)(SIZES * (rounds + cost + tls_rounds) + 5);
 }
 
 /* --help: the options and how long a run takes. */
@@ -416,7 +467,8 @@ static void usage(FILE *to)
             "elected) and graceful handover (SIGTERM -> the successor's elected), and the\n"
             "Redis commands/s, CPU and RSS of idle candidates, with 3 and with 10 candidates\n"
             "(child processes) on a private redis-server, for leasehold's defaults and for\n"
-            "the original module's timing (leasehold_config.original_timing) side by side.\n"
+            "the original module's timing (leasehold_config.original_timing) side by side;\n"
+            "then the failover rounds over TLS (rediss://) beside plain TCP.\n"
             "\n"
             "  --rounds N              failover rounds per configuration (30)\n"
             "  --idle-seconds S        window for the idle followers' cost (60)\n"
@@ -509,9 +561,32 @@ int main(int argc, char **argv)
             }
         }
     }
-    redis_server *redis = redis_server_start(NULL);
+    static result tls[SIZES];
+    for (int s = 0; s < SIZES; s++) {
+        tls[s].crash_ns = calloc(o.rounds, sizeof(uint64_t));
+        tls[s].graceful_ns = calloc(o.rounds, sizeof(uint64_t));
+        if (!tls[s].crash_ns || !tls[s].graceful_ns) {
+            fprintf(stderr, "failover: out of memory\n");
+            return 71;
+        }
+    }
+    /* One Redis with a plain and a TLS port; certificates in a directory of
+     * their own, removed at the end. */
+    char cert_dir[256], tls_url[1024];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(cert_dir, sizeof cert_dir, "%s/leasehold-bench-tls-XXXXXX",
+             tmp && *tmp ? tmp : "/tmp");
+    tls_certs certs;
+    if (!mkdtemp(cert_dir) || !tls_certs_make(cert_dir, &certs)) {
+        fprintf(stderr, "failover: cannot make the TLS certificates in %s\n", cert_dir);
+        return 70;
+    }
+    redis_server_opts ro = {
+        .tls_cert = certs.server_cert, .tls_key = certs.server_key, .tls_ca = certs.ca};
+    redis_server *redis = redis_server_start(&ro);
     if (!redis)
         return 69;
+    snprintf(tls_url, sizeof tls_url, "%s?tls_ca_file=%s", redis->tls_url, certs.ca);
     double load[3] = {0};
     getloadavg(load, 3);
     printf("leasehold failover benchmark: %s\n"
@@ -532,19 +607,33 @@ int main(int argc, char **argv)
            o.retry_ms, o.renew_deadline_ms, o.command_timeout_ms, o.rounds, estimate_s(&o));
     fflush(stdout);
 
-    for (int s = 0; s < SIZES; s++)
+    for (int s = 0; s < SIZES; s++) {
         for (int m = 0; m < MODES; m++)
             run_configuration(redis, &o, m, SIZE_COUNT[s], &res[m][s]);
+        run_tls(tls_url, &o, SIZE_COUNT[s], &tls[s]);
+    }
     redis_server_stop(redis);
+    char rm[300];
+    snprintf(rm, sizeof rm, "rm -rf '%s'", cert_dir);
+    if (system(rm) != 0)
+        fprintf(stderr, "failover: could not remove %s\n", cert_dir);
     getloadavg(load, 3);
 
+    static const char *const vs_original[2] = {MODE_NAME[MODE_DEFAULTS], MODE_NAME[MODE_ORIGINAL]};
+    static const char *const vs_tcp[2] = {"leasehold over TLS", "leasehold over TCP"};
     for (int s = 0; s < SIZES; s++) {
-        uint64_t *crash[MODES] = {res[0][s].crash_ns, res[1][s].crash_ns};
-        uint64_t *graceful[MODES] = {res[0][s].graceful_ns, res[1][s].graceful_ns};
+        uint64_t *crash[2] = {res[0][s].crash_ns, res[1][s].crash_ns};
+        uint64_t *graceful[2] = {res[0][s].graceful_ns, res[1][s].graceful_ns};
         print_distribution("crash failover: SIGKILL of the leader -> successor elected",
-                           SIZE_COUNT[s], &o, crash);
+                           SIZE_COUNT[s], &o, vs_original, crash, "ratio leasehold/original");
         print_distribution("graceful handover: SIGTERM to the leader -> successor elected",
-                           SIZE_COUNT[s], &o, graceful);
+                           SIZE_COUNT[s], &o, vs_original, graceful, "ratio leasehold/original");
+        uint64_t *tls_crash[2] = {tls[s].crash_ns, res[MODE_DEFAULTS][s].crash_ns};
+        uint64_t *tls_graceful[2] = {tls[s].graceful_ns, res[MODE_DEFAULTS][s].graceful_ns};
+        print_distribution("crash failover over TLS", SIZE_COUNT[s], &o, vs_tcp, tls_crash,
+                           "ratio TLS/TCP");
+        print_distribution("graceful handover over TLS", SIZE_COUNT[s], &o, vs_tcp, tls_graceful,
+                           "ratio TLS/TCP");
     }
     for (int s = 0; s < SIZES; s++) {
         const cost_result *c[MODES] = {&res[0][s].cost, &res[1][s].cost};
@@ -558,14 +647,18 @@ int main(int argc, char **argv)
            "single SET NX PX, so for it read requests/s as commands/s.\n  CPU is read in clock "
            "ticks of 1/%ld s: over the idle window one tick is %.3f %% of a core.\n",
            sysconf(_SC_CLK_TCK), 100.0 / (double)sysconf(_SC_CLK_TCK) / o.idle_seconds);
-    print_checks(&o, res);
+    print_checks(&o, res, tls);
     printf("\nload average at the end: %.2f (1 min), %.2f (5 min)\n", load[0], load[1]);
-    print_table(&o, res);
+    print_table(&o, res, tls);
     for (int m = 0; m < MODES; m++) {
         for (int s = 0; s < SIZES; s++) {
             free(res[m][s].crash_ns);
             free(res[m][s].graceful_ns);
         }
+    }
+    for (int s = 0; s < SIZES; s++) {
+        free(tls[s].crash_ns);
+        free(tls[s].graceful_ns);
     }
     return 0;
 }

@@ -6,7 +6,11 @@
  *                  [--lease-ms N] [--renew-ms N] [--retry-ms N]
  *                  [--renew-deadline-ms N] [--command-timeout-ms N]
  *                  [--no-restart-guard] [--faults TYPE,TYPE...]
- *                  [--clock-step-bound-ms N]
+ *                  [--clock-step-bound-ms N] [--tls]
+ *
+ * With --tls every probe speaks rediss:// to Redis's TLS port (certificates
+ * made with openssl in DIR, verified against their CA): the proxies pass
+ * TLS bytes through, and every fault hits TLS connections.
  *
  * It starts one redis-server (appendonly, fsync always) with the clockshift
  * shim preloaded (its wall clock offset 0 until a clock step), one
@@ -88,6 +92,7 @@
 #include "clockshift.h"
 #include "redis_server.h"
 #include "testutil.h"
+#include "tls_certs.h"
 
 #define MAX_PROBES            16
 #define PROBE_KEY             "chaos:leader"
@@ -128,6 +133,7 @@ typedef struct options {
     uint32_t lease_ms, renew_ms, retry_ms, renew_deadline_ms, command_timeout_ms;
     uint32_t clock_step_bound_ms; /* 0: renew + command timeout + 100 */
     bool restart_guard;
+    bool tls;                   /* rediss:// to Redis's TLS port */
     bool fault_on[FAULT_COUNT]; /* the deck: --faults, or every type */
 } options;
 
@@ -167,6 +173,7 @@ typedef struct chaos {
     char dir[PATH_MAX];
     char bindir[PATH_MAX];
     redis_server *redis;
+    tls_certs certs; /* --tls: in dir */
     proxy proxies[MAX_PROBES];
     probe probes[MAX_PROBES];
     int fault_fd;
@@ -218,7 +225,7 @@ static void usage(FILE *f)
                "                    [--lease-ms N] [--renew-ms N] [--retry-ms N]\n"
                "                    [--renew-deadline-ms N] [--command-timeout-ms N]\n"
                "                    [--no-restart-guard] [--faults TYPE,TYPE...]\n"
-               "                    [--clock-step-bound-ms N]\n"
+               "                    [--clock-step-bound-ms N] [--tls]\n"
                "fault types: kill stop redis-stop blackhole latency restart-aof restart-empty\n"
                "             client-kill term clock-step restart-keep guardian-kill\n");
 }
@@ -283,6 +290,10 @@ static bool parse_options(int argc, char **argv, options *o)
         uint64_t n;
         if (strcmp(a, "--no-restart-guard") == 0) {
             o->restart_guard = false;
+            continue;
+        }
+        if (strcmp(a, "--tls") == 0) {
+            o->tls = true;
             continue;
         }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -466,6 +477,13 @@ static int open_out(chaos *c, const char *name, bool fresh)
     return fd;
 }
 
+/* The port the probes reach Redis on, through their proxies: the TLS port
+ * with --tls. */
+static int redis_port(const chaos *c)
+{
+    return c->opt.tls ? c->redis->tls_port : c->redis->port;
+}
+
 /* Starts proxy i towards Redis and reads the port it listens on. */
 static bool start_proxy(chaos *c, int i)
 {
@@ -478,7 +496,7 @@ static bool start_proxy(chaos *c, int i)
     char name[64], exe[PATH_MAX + 32], target[16];
     snprintf(name, sizeof name, "proxy-%d.err", i + 1);
     snprintf(exe, sizeof exe, "%s/chaos_proxy", c->bindir);
-    snprintf(target, sizeof target, "%d", c->redis->port);
+    snprintf(target, sizeof target, "%d", redis_port(c));
     int err_fd = open_out(c, name, true);
     char *argv[] = {exe, target, NULL};
     px->pid = test_process_spawn_stdio(argv, to[0], from[1], err_fd);
@@ -519,10 +537,14 @@ static bool start_probe(chaos *c, probe *p, bool fresh)
         c->broken = true;
         return false;
     }
-    char exe[PATH_MAX + 32], url[64], id[16], lease[16], renew[16], retry[16], deadline[16],
-        timeout[16];
+    char exe[PATH_MAX + 32], url[PATH_MAX + 128], id[16], lease[16], renew[16], retry[16],
+        deadline[16], timeout[16];
     snprintf(exe, sizeof exe, "%s/chaos_probe", c->bindir);
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d", c->proxies[p->id - 1].port);
+    if (c->opt.tls)
+        snprintf(url, sizeof url, "rediss://127.0.0.1:%d?tls_ca_file=%s",
+                 c->proxies[p->id - 1].port, c->certs.ca);
+    else
+        snprintf(url, sizeof url, "redis://127.0.0.1:%d", c->proxies[p->id - 1].port);
     snprintf(id, sizeof id, "%d", p->id);
     snprintf(lease, sizeof lease, "%" PRIu32, c->opt.lease_ms);
     snprintf(renew, sizeof renew, "%" PRIu32, c->opt.renew_ms);
@@ -531,11 +553,11 @@ static bool start_probe(chaos *c, probe *p, bool fresh)
     snprintf(timeout, sizeof timeout, "%" PRIu32, c->opt.command_timeout_ms);
     char *argv[32];
     int n = 0;
-    char cli_url[128], cli_lease[24], cli_renew[24], cli_retry[24], cli_deadline[24];
+    char cli_url[PATH_MAX + 192], cli_lease[24], cli_renew[24], cli_retry[24], cli_deadline[24];
     if (p->cli) {
         /* leasehold run, its CMD a chaos_probe --actor printing to the same log */
-        snprintf(cli_url, sizeof cli_url, "%s?command_timeout_ms=%" PRIu32, url,
-                 c->opt.command_timeout_ms);
+        snprintf(cli_url, sizeof cli_url, "%s%ccommand_timeout_ms=%" PRIu32, url,
+                 c->opt.tls ? '&' : '?', c->opt.command_timeout_ms);
         snprintf(cli_lease, sizeof cli_lease, "%" PRIu32 "ms", c->opt.lease_ms);
         snprintf(cli_renew, sizeof cli_renew, "%" PRIu32 "ms", c->opt.renew_ms);
         snprintf(cli_retry, sizeof cli_retry, "%" PRIu32 "ms", c->opt.retry_ms);
@@ -1075,7 +1097,7 @@ static void inject(chaos *c, const fault_plan *f, probe *leader)
     }
     case FAULT_CLIENT_KILL: {
         int ports[16];
-        int n = proxy_upstream_ports(px->pid, c->redis->port, ports, 16);
+        int n = proxy_upstream_ports(px->pid, redis_port(c), ports, 16);
         say(c, name, "probe %d's %d connection%s", id, n, n == 1 ? "" : "s");
         log_line(c, "fault", "client-kill probe=%d,connections=%d", id, n);
         int killed = kill_connections(c, ports, n);
@@ -1241,6 +1263,13 @@ static bool start_all(chaos *c)
     snprintf(env_preload, sizeof env_preload, "LD_PRELOAD=%s/%s", c->bindir, CLOCKSHIFT_NAME);
     const char *env[] = {env_file, env_preload, NULL};
     redis_server_opts ro = {.appendonly = true, .env = env};
+    if (c->opt.tls) {
+        if (!tls_certs_make(c->dir, &c->certs))
+            return false;
+        ro.tls_cert = c->certs.server_cert;
+        ro.tls_key = c->certs.server_key;
+        ro.tls_ca = c->certs.ca;
+    }
     c->redis = redis_server_start(&ro);
     if (!c->redis)
         return false;
@@ -1340,11 +1369,11 @@ int main(int argc, char **argv)
     if (!prepare_dir(&c))
         return 1;
     printf("chaos: seed %" PRIu64 ", %u s, %d probes; lease %u ms, renew %u, retry %u, "
-           "renew deadline %u, command timeout %u; restart guard %s\n"
+           "renew deadline %u, command timeout %u; restart guard %s%s\n"
            "chaos: logs in %s\n",
            c.opt.seed, c.opt.seconds, c.opt.probes, c.opt.lease_ms, c.opt.renew_ms, c.opt.retry_ms,
            c.opt.renew_deadline_ms, c.opt.command_timeout_ms, c.opt.restart_guard ? "on" : "off",
-           c.dir);
+           c.opt.tls ? "; over TLS" : "", c.dir);
 
     c.start_ns = now_ns();
     bool started = start_all(&c);
