@@ -9,6 +9,7 @@
  * client authentication switches it with CONFIG SET on the plain port
  * (which only the test's own admin connection uses). */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -217,6 +218,8 @@ static void test_tls_mismatches(void **state)
          NULL},
         {"verified: CA from the URL", NULL, false, ca_query, NULL, NULL, NULL, NULL, false, 0,
          NULL},
+        {"verified: CA directory from the config", NULL, false, "%s", NULL, NULL, NULL, NULL, false,
+         0, NULL},
         {"the system's trust store does not know our CA", NULL, false, "%s", NULL, NULL, NULL, NULL,
          false, LEASEHOLD_ETLSUNTRUSTED, "the system's trust store"},
         {"a server certificate from another CA", certs.other_ca_cert, false, "%s", certs.ca, NULL,
@@ -263,6 +266,8 @@ static void test_tls_mismatches(void **state)
         test_config(&cfg, url);
         cfg.connect_timeout_ms = 600;
         cfg.tls_ca_file = k->ca;
+        if (strstr(k->what, "CA directory"))
+            cfg.tls_ca_dir = certs.ca_dir;
         cfg.tls_cert_file = k->cert;
         cfg.tls_key_file = k->key;
         cfg.tls_server_name = k->server_name;
@@ -332,13 +337,30 @@ static void test_tool_status(void **state)
     proc_free(p);
 }
 
+/* The host process over TLS, the CA as an option. */
+static void test_server(void **state)
+{
+    (void)state;
+    const char *args[] = {"--url",         fx.srv->tls_url, "--region", "tls",
+                          "--tls-ca-file", certs.ca,        NULL};
+    proc *p = proc_start("server", NULL, args);
+    expect_output(p, "This server is now the leader!", 10000);
+    test_process_signal(p->pid, SIGTERM);
+    expect_exit(p, 0, 10000);
+    proc_free(p);
+}
+
 int main(int argc, char **argv)
 {
     fixture_run_child(argc, argv);
     const struct CMUnitTest tests[] = {
-        TLS_TEST(test_election_and_handover), TLS_TEST(test_crash_takeover),
-        TLS_TEST(test_tls_mismatches),        TLS_TEST(test_insecure_warns),
-        TLS_TEST(test_tool_status),           TLS_TEST(test_reconnect_after_restart),
+        TLS_TEST(test_election_and_handover),
+        TLS_TEST(test_crash_takeover),
+        TLS_TEST(test_tls_mismatches),
+        TLS_TEST(test_insecure_warns),
+        TLS_TEST(test_tool_status),
+        TLS_TEST(test_server),
+        TLS_TEST(test_reconnect_after_restart),
     };
     return cmocka_run_group_tests(tests, group_setup, fixture_group_teardown);
 }

@@ -10,6 +10,7 @@
 
 typedef struct tls_certs {
     char ca[320];          /* the CA the tests trust */
+    char ca_dir[320];      /* a directory holding it, hashed by openssl rehash */
     char server_cert[320]; /* signed by ca, for DNS:localhost and IP:127.0.0.1 */
     char server_key[320];  /* the key of every server certificate below */
     char expired_cert[320];
