@@ -24,7 +24,7 @@ static int read_first_line(opts *o, const char *opt, const char *path, char *out
     if (!f)
         return opts_error(o, "%s: cannot read %s: %s", opt, opts_quote(q, path), strerror(errno));
     struct stat st;
-    if (fstat(fileno(f), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) && !o->silent)
+    if (fstat(fileno(f), &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)) && !o->silent)
         fprintf(stderr, "%s: warning: %s %s can be read by group or others: chmod 600 it\n",
                 o->prog, opt, opts_quote(q, path));
     bool got = fgets(out, (int)size, f) != NULL;
