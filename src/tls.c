@@ -165,7 +165,6 @@ int tls_ctx_make(const url *u, const leasehold_config *cfg, tls_ctx **out, lease
      * Redis's replies frame themselves, so nothing is taken for whole that
      * is not. */
     SSL_CTX_set_options(t->ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
-    SSL_CTX_set_verify(t->ssl, insecure ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
     int rc = load(t, &s[0], &s[1], &s[2], &s[3], err);
     if (rc) {
         tls_ctx_free(t);
