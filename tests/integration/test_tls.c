@@ -337,6 +337,42 @@ static void test_tool_status(void **state)
     proc_free(p);
 }
 
+/* After start, Redis presents a certificate from another CA: the
+ * reconnect fails with LEASEHOLD_ETLSUNTRUSTED and the election halts, as for
+ * a refused password; with the certificate fixed, leasehold_resume()
+ * campaigns again. */
+static void test_mismatch_after_start_halts(void **state)
+{
+    (void)state;
+    leasehold_config cfg;
+    test_config(&cfg, ca_url);
+    fixture_start_candidates(&cfg, "lh:tls:halt", 1);
+    event el = fixture_first_leader(&cfg, 0);
+    serve_cert(certs.other_ca_cert);
+    char laddr[64];
+    snprintf(laddr, sizeof laddr, "127.0.0.1:%d", fx.srv->tls_port);
+    redisReply *r = redis_server_cmd(fx.srv, "CLIENT KILL LADDR %s", laddr);
+    assert_non_null(r);
+    freeReplyObject(r);
+    event err;
+    event_filter f = {EV_ERROR, 0, -1, NULL};
+    if (!events_wait(fx.q, f, 5000, &err))
+        fail_msg("no error after Redis changed its certificate");
+    if (err.value != LEASEHOLD_ETLSUNTRUSTED)
+        fail_msg("error %s (%s), expected LEASEHOLD_ETLSUNTRUSTED",
+                 leasehold_errname((int)err.value), err.text);
+    assert_false(leasehold_is_leader(fx.cand[0].election));
+    serve_cert(certs.server_cert);
+    assert_int_equal(leasehold_resume(fx.cand[0].election), 0);
+    event again;
+    event_filter g = {EV_ELECTED, 0, -1, NULL};
+    bool seen = false;
+    while (!seen && events_wait(fx.q, g, fixture_first_election_ms(&cfg) + 3000, &again))
+        seen = again.epoch > el.epoch;
+    if (!seen)
+        fail_msg("not elected again after leasehold_resume() with the certificate fixed");
+}
+
 /* The host process over TLS, the CA as an option. */
 static void test_server(void **state)
 {
@@ -361,6 +397,7 @@ int main(int argc, char **argv)
         TLS_TEST(test_tool_status),
         TLS_TEST(test_server),
         TLS_TEST(test_reconnect_after_restart),
+        TLS_TEST(test_mismatch_after_start_halts),
     };
     return cmocka_run_group_tests(tests, group_setup, fixture_group_teardown);
 }
