@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/valgrind.sh [DIR]: runs the integration tests of the build in DIR
 # (default build) under valgrind memcheck, with the candidate processes they
-# re-execute themselves as (redis-server is skipped).  Each process writes its
+# re-execute themselves as (redis-server and the openssl command that makes
+# the TLS tests' certificates are skipped).  Each process writes its
 # own log in DIR/valgrind/; fails if any test fails or any process reports an
 # error or a definite or indirect leak.  Slow: deadlines are scaled by 10.
 set -euo pipefail
@@ -22,7 +23,7 @@ for t in "${tests[@]}"; do
     LEASEHOLD_TEST_TIMEOUT_MULTIPLIER=10 LEASEHOLD_BUILD_DIR="$PWD/$dir" LEASEHOLD_SOURCE_DIR="$PWD" \
         valgrind --tool=memcheck --leak-check=full --show-leak-kinds=definite,indirect \
         --errors-for-leak-kinds=definite,indirect --error-exitcode=1 --track-fds=no \
-        --trace-children=yes --trace-children-skip='*redis-server*' \
+        --trace-children=yes --trace-children-skip='*redis-server*,*openssl*' \
         --log-file="$logs/$t.%p.log" "$dir/tests/$t" >"$logs/$t.out" 2>&1 || rc=$?
     # Every process's verdict, children's included, whose exit status the
     # test may not look at.  A candidate killed with SIGKILL writes no

@@ -395,7 +395,17 @@ ssize_t conn_tls_write(conn *c, const void *buf, size_t len)
     ssize_t n = data_failed(c, r);
     if (n == 0) { /* SSL_write has no end of stream: the peer is gone */
         errno = EPIPE;
-        return -1;
+        n = -1;
+    }
+    if (n < 0 && errno != EAGAIN && errno != EPROTO && c->state != CONN_READY) {
+        /* Redis may have said why before it closed (an alert about our
+         * client certificate, sent as our handshake was on its way): the
+         * bytes that came before the reset are still there to read. */
+        int e = errno;
+        char b[64];
+        if (conn_tls_read(c, b, sizeof b) < 0 && errno == EPROTO)
+            return -1;
+        errno = e;
     }
     return n;
 }
