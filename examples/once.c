@@ -1,8 +1,8 @@
 /* examples/once.c — a job that runs once per schedule across a fleet.
  *
  *     build/examples/once redis://127.0.0.1:6379 myapp:nightly 600000
- *     REDIS_PASSWORD=... build/examples/once 'rediss://redis.lan:6380?tls_ca_file=/etc/redis/ca.crt' \
- *         myapp:nightly 600000
+ *     REDIS_PASSWORD=... build/examples/once \
+ *         'rediss://redis.lan:6380?tls_ca_file=/etc/redis/ca.crt' myapp:nightly 600000
  *
  * Every machine starts it at the same time.  The one elected does the job,
  * then leasehold_resign_hold() keeps the key for HOLD_MS more instead of

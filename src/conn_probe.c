@@ -24,6 +24,8 @@
  */
 #include "conn_internal.h"
 
+#include "redis_error.h"
+
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
@@ -80,14 +82,11 @@ static bool resp_type(unsigned char b)
 /* A plain Redis answered: says so with what it said. */
 static void plain_answered(conn *c, const char *buf, size_t n, uint64_t now_ms)
 {
-    char said[160];
-    size_t k = 0;
-    for (size_t i = 0; i < n && buf[i] != '\r' && buf[i] != '\n' && k + 5 < sizeof said; i++) {
-        unsigned char ch = (unsigned char)buf[i];
-        k += (size_t)snprintf(said + k, sizeof said - k, ch >= 0x20 && ch < 0x7f ? "%c" : "\\x%02x",
-                              ch);
-    }
-    said[k] = '\0';
+    char said[200];
+    size_t line = 0;
+    while (line < n && buf[line] != '\r' && buf[line] != '\n')
+        line++;
+    redis_error_quote(buf, line, 40, said, sizeof said);
     conn_go_down(c, LEASEHOLD_ETLSPLAIN, false, now_ms,
                  "the server did not answer the TLS handshake, and answered a plain PING "
                  "(\"%s\"): this port speaks plain Redis, not TLS (use redis://, or the port of "

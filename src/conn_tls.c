@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "redis_error.h"
 #include "tls.h"
 
 /* ---------------------------------------------------------- socket BIO */
@@ -221,15 +222,18 @@ static int explain(conn *c, int ssl_err, int sys_errno, char *msg, size_t size)
         return LEASEHOLD_ETLSCLIENTCERT;
     }
     if (c->tls.handshaking && c->tls.first_len > 0 && !tls_record_type(c->tls.first[0])) {
-        char said[sizeof c->tls.first * 4 + 1];
-        size_t n = 0;
-        for (size_t i = 0;
-             i < c->tls.first_len && c->tls.first[i] != '\r' && c->tls.first[i] != '\n'; i++) {
-            unsigned char ch = c->tls.first[i];
-            n += (size_t)snprintf(said + n, sizeof said - n,
-                                  ch >= 0x20 && ch < 0x7f ? "%c" : "\\x%02x", ch);
-        }
-        said[n] = '\0';
+        char said[200];
+        /* OpenSSL read only a record header's worth: the rest of the
+         * line, if it came, is still in the socket. */
+        ssize_t more = recv(c->fd, c->tls.first + c->tls.first_len,
+                            sizeof c->tls.first - c->tls.first_len, MSG_DONTWAIT);
+        if (more > 0)
+            c->tls.first_len += (size_t)more;
+        const char *first = (const char *)c->tls.first;
+        size_t line = 0;
+        while (line < c->tls.first_len && first[line] != '\r' && first[line] != '\n')
+            line++;
+        redis_error_quote(first, line, 40, said, sizeof said);
         snprintf(msg, size,
                  "Redis answered the TLS handshake in plain text (\"%s\"): this port does not "
                  "speak TLS (use redis://, or the port of Redis's tls-port)",

@@ -8,6 +8,9 @@
  * One redis-server for the file; a case that needs another certificate or
  * client authentication switches it with CONFIG SET on the plain port
  * (which only the test's own admin connection uses). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -15,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -373,6 +378,53 @@ static void test_mismatch_after_start_halts(void **state)
         fail_msg("not elected again after leasehold_resume() with the certificate fixed");
 }
 
+/* A listener that answers every connection with a plain-text line at once,
+ * as a protected-mode Redis does: the TLS handshake sees text and says so. */
+static int text_listener = -1;
+
+static void *answer_in_text(void *arg)
+{
+    (void)arg;
+    int c = accept(text_listener, NULL, NULL);
+    if (c >= 0) {
+        const char line[] = "-DENIED Redis is running in protected mode\r\n";
+        ssize_t n = write(c, line, sizeof line - 1);
+        (void)n;
+        char buf[512];
+        while (read(c, buf, sizeof buf) > 0) {
+        }
+        close(c);
+    }
+    return NULL;
+}
+
+static void test_plain_text_answer(void **state)
+{
+    (void)state;
+    text_listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    assert_int_equal(bind(text_listener, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(text_listener, 1), 0);
+    assert_int_equal(getsockname(text_listener, (struct sockaddr *)&a, &len), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, answer_in_text, NULL), 0);
+    char url[128];
+    snprintf(url, sizeof url, "rediss://127.0.0.1:%d", ntohs(a.sin_port));
+    leasehold_config cfg;
+    test_config(&cfg, url);
+    cfg.tls_ca_file = certs.ca;
+    leasehold_error err = {0};
+    leasehold_client *c = leasehold_client_new(&cfg, &err);
+    leasehold_client_free(c);
+    pthread_join(t, NULL);
+    close(text_listener);
+    assert_null(c);
+    printf("# %s\n", err.msg);
+    assert_int_equal(err.code, LEASEHOLD_ETLSPLAIN);
+    assert_non_null(strstr(err.msg, "-DENIED Redis is running in protected mo"));
+}
+
 /* The host process over TLS, the CA as an option. */
 static void test_server(void **state)
 {
@@ -398,6 +450,7 @@ int main(int argc, char **argv)
         TLS_TEST(test_server),
         TLS_TEST(test_reconnect_after_restart),
         TLS_TEST(test_mismatch_after_start_halts),
+        TLS_TEST(test_plain_text_answer),
     };
     return cmocka_run_group_tests(tests, group_setup, fixture_group_teardown);
 }
