@@ -125,7 +125,11 @@ extern "C" {
     X(LEASEHOLD_ETLSEXPIRED, -1022, "server certificate expired or not yet valid")                 \
     X(LEASEHOLD_ETLSCLIENTCERT, -1023, "client certificate missing or refused by Redis")           \
     X(LEASEHOLD_ETLSPLAIN, -1024, "the port speaks plain Redis, not TLS: use redis://")            \
-    X(LEASEHOLD_ETLSNEEDED, -1025, "the port speaks TLS: use rediss://")
+    X(LEASEHOLD_ETLSNEEDED, -1025, "the port speaks TLS: use rediss://")                           \
+    X(LEASEHOLD_ESENTINEL, -1026, "no Sentinel reachable")                                         \
+    X(LEASEHOLD_EMASTERNAME, -1027, "no Sentinel knows the master name")                           \
+    X(LEASEHOLD_ENOMASTER, -1028, "no master yet: the server Sentinel names is not a master")      \
+    X(LEASEHOLD_ENOREPLICAS, -1029, "too few replicas acknowledged the write (WAIT)")
 
 enum leasehold_errno {
 #define LEASEHOLD_ENUM_(name, value, msg) name = (value),
@@ -190,7 +194,7 @@ typedef enum leasehold_log_level {
  * thread, or on the caller's thread inside leasehold_client_new(). */
 typedef void (*leasehold_log_fn)(leasehold_log_level level, const char *msg, void *arg);
 
-#define LEASEHOLD_CONFIG_VERSION 3
+#define LEASEHOLD_CONFIG_VERSION 4
 
 /*
  * Client configuration.  Always start from leasehold_config_init(): it sets
@@ -250,7 +254,17 @@ typedef struct leasehold_config {
                                     NULL: the URL's host (an IP address is checked as one) */
     bool tls_insecure;           /* true: no verification of the server at all (logged as a
                                     WARN at start); for tests only */
-    leasehold_log_fn log;        /* NULL: no logging */
+    /* Redis Sentinel, for redis+sentinel:// and rediss+sentinel:// URLs (the
+     * URL's user and password are the master's). */
+    const char *sentinel_user;     /* the Sentinels' own ACL user; NULL: none */
+    const char *sentinel_password; /* the Sentinels' own password (their requirepass);
+                                      NULL: none */
+    int min_replicas;              /* a claim or renewal counts only once WAIT has confirmed
+                                      it on this many replicas; -1 (default): 1 for Sentinel
+                                      URLs, 0 (no WAIT) otherwise */
+    uint32_t replica_timeout_ms;   /* how long WAIT may wait for them: 100; below
+                                      command_timeout_ms */
+    leasehold_log_fn log;          /* NULL: no logging */
     void *log_arg;
     leasehold_log_level log_level; /* lines above this level are not formatted: INFO */
 } leasehold_config;

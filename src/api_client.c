@@ -74,6 +74,8 @@ void leasehold_config_init(leasehold_config *cfg)
     cfg->clock_drift_ppm = 10000;
     cfg->log_level = LEASEHOLD_LOG_INFO;
     cfg->restart_guard = true;
+    cfg->min_replicas = -1;
+    cfg->replica_timeout_ms = 100;
 }
 
 /* The part of the configuration the state machine takes. */
@@ -102,6 +104,10 @@ static int check_config(const leasehold_config *cfg, leasehold_error *err)
         return error_set(err, LEASEHOLD_ECONFIG, "connect_timeout_ms must be above 0");
     if (cfg->stop_timeout_ms == 0)
         return error_set(err, LEASEHOLD_ECONFIG, "stop_timeout_ms must be above 0");
+    if (cfg->min_replicas < -1 || cfg->min_replicas > 100)
+        return error_set(err, LEASEHOLD_ECONFIG,
+                         "min_replicas %d is out of range (-1 for the default, 0 to 100)",
+                         cfg->min_replicas);
     if (cfg->log_level < LEASEHOLD_LOG_ERROR || cfg->log_level > LEASEHOLD_LOG_DEBUG)
         return error_set(err, LEASEHOLD_ECONFIG, "log_level %d is not a leasehold_log_level",
                          (int)cfg->log_level);
@@ -207,24 +213,25 @@ static void client_destroy(leasehold_client *c)
  * wrong URL, password or database is reported by leasehold_client_new(). */
 static int first_connect(leasehold_client *c, leasehold_error *err)
 {
+    node *n = c->node;
     c->first_connect = true;
     c->first_code = 0;
-    conn_connect(c->node->cmd, clock_now_ms());
+    node_connect(n, n->cmd, clock_now_ms());
     while (c->first_code == 0) {
         uint64_t now = clock_now_ms();
-        uint64_t at = conn_wake_at(c->node->cmd);
+        uint64_t at = node_wake_at(n);
         int timeout = at == UINT64_MAX ? 100 : at <= now ? 0 : (int)(at - now);
-        struct pollfd pfd = {.fd = conn_fd(c->node->cmd), .events = conn_poll_events(c->node->cmd)};
-        if (pfd.fd < 0) {
-            conn_tick(c->node->cmd, now);
-            continue;
-        }
-        int n = poll(&pfd, 1, timeout);
+        conn *cs[NODE_CONNS];
+        int k = node_conns(n, cs);
+        struct pollfd pfd[NODE_CONNS];
+        for (int i = 0; i < k; i++)
+            pfd[i] = (struct pollfd){.fd = conn_fd(cs[i]), .events = conn_poll_events(cs[i])};
+        int ready = poll(pfd, (nfds_t)k, timeout);
         now = clock_now_ms();
-        if (n > 0)
-            conn_on_io(c->node->cmd, pfd.revents, now);
-        else
-            conn_tick(c->node->cmd, now);
+        for (int i = 0; ready > 0 && i < k; i++)
+            if (pfd[i].fd >= 0 && pfd[i].revents && pfd[i].fd == conn_fd(cs[i]))
+                conn_on_io(cs[i], pfd[i].revents, now);
+        node_tick(n, now);
     }
     c->first_connect = false;
     if (c->first_code < 0)
@@ -262,8 +269,22 @@ leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_er
         snprintf(u.password, sizeof u.password, "%s", cfg->password);
         u.has_password = true;
     }
+    if (!u.sentinel && (cfg->sentinel_user || cfg->sentinel_password)) {
+        error_set(err, LEASEHOLD_ECONFIG,
+                  "sentinel_user or sentinel_password is set, but the URL %s is not a Sentinel "
+                  "URL (redis+sentinel://)",
+                  u.display);
+        explicit_bzero(u.password, sizeof u.password);
+        return NULL;
+    }
+    /* One TLS context serves whichever side speaks TLS: the master
+     * (rediss+sentinel://), the Sentinels (sentinel_tls=yes), or both. */
+    url tls_u = u;
+    tls_u.tls = u.tls || (u.sentinel && u.sentinel_tls == 1);
     tls_ctx *tls;
-    if (tls_ctx_make(&u, cfg, &tls, err) < 0) {
+    int rc = tls_ctx_make(&tls_u, cfg, &tls, err);
+    explicit_bzero(tls_u.password, sizeof tls_u.password);
+    if (rc < 0) {
         explicit_bzero(u.password, sizeof u.password);
         return NULL;
     }
@@ -272,8 +293,22 @@ leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_er
     uint32_t connect_timeout_ms =
         u.connect_timeout_ms ? u.connect_timeout_ms : cfg->connect_timeout_ms;
     lease_config lc = client_lease_config(cfg);
-    if (lease_config_check(&lc, command_timeout_ms, err) < 0)
+    int min_replicas = cfg->min_replicas >= 0 ? cfg->min_replicas : u.sentinel ? 1 : 0;
+    bool bad = lease_config_check(&lc, command_timeout_ms, err) < 0;
+    if (!bad && min_replicas > 0 &&
+        (cfg->replica_timeout_ms == 0 || cfg->replica_timeout_ms + 50 > command_timeout_ms)) {
+        error_set(err, LEASEHOLD_ECONFIG,
+                  "replica_timeout_ms (%" PRIu32 ") must be above 0 and at least 50 ms below "
+                  "command_timeout_ms (%" PRIu32 "): WAIT must answer before the command "
+                  "times out",
+                  cfg->replica_timeout_ms, command_timeout_ms);
+        bad = true;
+    }
+    if (bad) {
+        tls_ctx_free(tls);
+        explicit_bzero(u.password, sizeof u.password);
         return NULL;
+    }
 
     leasehold_client *c = calloc(1, sizeof *c);
     if (!c) {
@@ -293,6 +328,7 @@ leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_er
     c->cfg = *cfg;
     c->cfg.command_timeout_ms = command_timeout_ms;
     c->cfg.connect_timeout_ms = connect_timeout_ms;
+    c->cfg.min_replicas = min_replicas;
     c->u = u;
     explicit_bzero(u.password, sizeof u.password);
     c->url_copy = strdup(cfg->url);
@@ -303,6 +339,7 @@ leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_er
     c->cfg.password = NULL;
     c->cfg.tls_ca_file = c->cfg.tls_ca_dir = c->cfg.tls_cert_file = NULL;
     c->cfg.tls_key_file = c->cfg.tls_server_name = NULL;
+    c->cfg.sentinel_user = c->cfg.sentinel_password = NULL;
     c->rng = cfg->seed ? cfg->seed : client_random_u64();
     for (int k = 0; k < SCRIPT_KINDS; k++)
         sha1_hex(protocol_script(k), strlen(protocol_script(k)), c->sha[k]);
@@ -325,7 +362,7 @@ leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_er
                    "%s: TLS without verification (tls_insecure): the server is not "
                    "authenticated, so anyone on the path can pose as it; for tests only",
                    u.display);
-    if (node_create(c, &opt, err) < 0) {
+    if (node_create(c, &opt, cfg->sentinel_user, cfg->sentinel_password, err) < 0) {
         client_destroy(c);
         return NULL;
     }
@@ -335,15 +372,17 @@ leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_er
             return NULL;
         }
         client_log(c, LEASEHOLD_LOG_INFO, "%s: connected", conn_display(c->node->cmd));
+        if (c->node->sen)
+            sentinel_watch(c->node->sen, clock_now_ms());
     } else {
-        conn_connect(c->node->cmd, clock_now_ms());
+        node_connect(c->node, c->node->cmd, clock_now_ms());
     }
     if (cfg->original_timing)
         conn_close(c->node->sub); /* the original module had no events channel */
     else
-        conn_connect(c->node->sub, clock_now_ms());
+        node_connect(c->node, c->node->sub, clock_now_ms());
 
-    int rc = pthread_create(&c->thread, NULL, client_loop_main, c);
+    rc = pthread_create(&c->thread, NULL, client_loop_main, c);
     if (rc != 0) {
         error_set(err, -rc, "cannot start the I/O thread: %s", strerror(rc));
         client_destroy(c);

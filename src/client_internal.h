@@ -42,6 +42,7 @@
 #include "conn.h"
 #include "lease.h"
 #include "protocol.h"
+#include "sentinel.h"
 #include "service.h"
 #include "url.h"
 
@@ -53,9 +54,13 @@ typedef struct node node;
  * thread. */
 typedef struct pending {
     struct pending *next;
-    leasehold_election *e; /* NULL once the election has gone */
-    query *q;              /* or the leasehold_holder_get() / hold it answers */
-    bool info;             /* or the restart guard's INFO server */
+    leasehold_election *e;    /* NULL once the election has gone */
+    query *q;                 /* or the leasehold_holder_get() / hold it answers */
+    bool info;                /* or the restart guard's INFO server */
+    bool wait;                /* or the WAIT after a claim or renewal (see held) */
+    struct pending *wait_for; /* a claim or renewal: the WAIT sent right after it */
+    bool held_set;            /* a WAIT: the claim or renewal it follows succeeded... */
+    lease_reply held;         /* ...and this is its reply, fed to e once WAIT confirms it */
     enum script_kind kind;
     uint32_t seq;
     uint64_t epoch;   /* acquire's and arm's floor, release's term */
@@ -152,11 +157,24 @@ struct leasehold_election {
 /* One Redis server: a connection for scripts, one for the events channels,
  * what the restart guard knows of the server, and the commands in flight.
  * A client has exactly one today; route_node() says which serves a key.
- * I/O thread only. */
+ * Behind a Sentinel URL the server is whichever is master: the node asks
+ * the Sentinels before each attempt to connect.  I/O thread only. */
 struct node {
     leasehold_client *client;
-    conn *cmd; /* scripts and INFO */
-    conn *sub; /* SUBSCRIBEd to the events channels of the keys routed here */
+    conn *cmd;                   /* scripts and INFO */
+    conn *sub;                   /* SUBSCRIBEd to the events channels of the keys routed here */
+    sentinel *sen;               /* redis+sentinel://: finds the master; NULL otherwise */
+    bool cmd_parked, sub_parked; /* waiting for the Sentinels to name the master */
+    char master_host[256];       /* the master the Sentinels named last ("": none yet) */
+    uint16_t master_port;
+    char news_host[256]; /* the master a +switch-master announced last, and when */
+    uint16_t news_port;
+    uint64_t news_ms;
+    unsigned failovers;        /* changes of master followed */
+    uint64_t failover_gate_ms; /* the failover guard: no claim before */
+    char replid[48];           /* the last connection's replication ID, "" unknown */
+    char info_host[256];       /* the address run_id and replid were read at */
+    uint16_t info_port;
     pending *pend_head, *pend_tail;
     query *unsent;          /* queries waiting for the connection */
     bool need_info;         /* INFO has yet to be asked on this connection */
@@ -260,6 +278,11 @@ void send_for_election(leasehold_election *e, enum script_kind kind, uint32_t se
 /* The reply r to pending entry p of e; frees p. */
 void election_answer(leasehold_election *e, pending *p, const conn_reply *r, uint64_t now_ms);
 
+/* WAIT's reply w for e: the claim or renewal it follows counts (it is fed
+ * to the state machine now) if enough replicas acknowledged it, else it
+ * fails with LEASEHOLD_ENOREPLICAS; frees w. */
+void election_wait_answer(leasehold_election *e, pending *w, const conn_reply *r, uint64_t now_ms);
+
 /* Joins a service that returned, or deals with one past its stop timeout. */
 void check_service(leasehold_election *e, uint64_t now_ms);
 
@@ -296,6 +319,11 @@ void guard_ask(node *n, uint64_t now_ms);
 /* INFO's answer on n. */
 void guard_answer(node *n, const conn_reply *r, uint64_t now_ms);
 
+/* n's server may have changed without a restart (another master, a
+ * promotion), seen at seen_ms: with the restart guard, no claim for one
+ * lease from then.  why says what was seen, for the log. */
+void guard_failover(node *n, const char *why, uint64_t seen_ms, uint64_t now_ms);
+
 /* The arm script's answer for e. */
 void guard_arm_answer(leasehold_election *e, const conn_reply *r, uint64_t now_ms);
 
@@ -321,10 +349,31 @@ extern const conn_handler sub_handler;
  * name's current master or a Cluster slot's owner. */
 node *route_node(leasehold_client *c, const char *key);
 
-/* Makes c's node for the URL: its two connections, the address resolved,
- * not yet connected.  0, or the error in err (LEASEHOLD_ENOMEM, or
- * conn_resolve()'s); the caller frees c->node either way. */
-int node_create(leasehold_client *c, const conn_options *opt, leasehold_error *err);
+/* Makes c's node for the URL: its two connections, the address resolved
+ * (for a Sentinel URL, the Sentinels to ask), not yet connected.
+ * sentinel_user and sentinel_password are the Sentinels' own (NULL: none).
+ * 0, or the error in err (LEASEHOLD_ENOMEM, or conn_resolve()'s); the
+ * caller frees c->node either way. */
+int node_create(leasehold_client *c, const conn_options *opt, const char *sentinel_user,
+                const char *sentinel_password, leasehold_error *err);
+
+/* Starts connecting cn (n's cmd or sub): at once, or for a Sentinel URL
+ * once the Sentinels have named the master. */
+void node_connect(node *n, conn *cn, uint64_t now_ms);
+
+/* Every connection of n to poll (at most NODE_CONNS), stored in out; their
+ * number. */
+#define NODE_CONNS 4
+int node_conns(node *n, conn *out[NODE_CONNS]);
+
+/* The next instant node_tick() has work, UINT64_MAX if none. */
+uint64_t node_wake_at(const node *n);
+
+/* Handles the due timers of n's connections (and of its Sentinels). */
+void node_tick(node *n, uint64_t now_ms);
+
+/* The node's before_attempt handler for cmd and sub (conn.h). */
+bool node_before_attempt(void *arg, conn *cn, uint64_t now_ms);
 
 /* Frees n and its connections (pending entries are dropped first). */
 void node_free(node *n);

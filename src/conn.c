@@ -611,7 +611,13 @@ void conn_tick(conn *c, uint64_t now_ms)
     }
     switch (c->state) {
     case CONN_DOWN:
-        start_attempt(c, now_ms);
+        if (c->h.before_attempt && !c->h.before_attempt(c->arg, c, now_ms)) {
+            if (c->state == CONN_DOWN && c->reconnect_at_ms <= now_ms)
+                c->reconnect_at_ms = UINT64_MAX; /* parked until the owner acts */
+            break;
+        }
+        if (c->state == CONN_DOWN)
+            start_attempt(c, now_ms);
         break;
     case CONN_CONNECTING:
         if (c->tls.handshaking && now_ms < c->connect_deadline_ms)
@@ -727,6 +733,28 @@ void conn_fail(conn *c, int code, const char *msg, uint64_t now_ms)
         return; /* no connection to fail */
     enter(c);
     conn_go_down(c, code, false, now_ms, "%s", msg);
+    leave(c);
+}
+
+int conn_set_target(conn *c, const url *u)
+{
+    if (c->state != CONN_DOWN && c->state != CONN_CLOSED)
+        return -EISCONN;
+    explicit_bzero(c->u.password, sizeof c->u.password);
+    c->u = *u;
+    if (c->addrs)
+        freeaddrinfo(c->addrs);
+    c->addrs = c->next_addr = c->cur_addr = NULL;
+    return 0;
+}
+
+void conn_attempt_failed(conn *c, int code, const char *msg, uint64_t now_ms)
+{
+    assert(code < 0);
+    if (c->state != CONN_DOWN && c->state != CONN_CLOSED)
+        return;
+    enter(c);
+    report_down(c, code, false, now_ms, msg);
     leave(c);
 }
 

@@ -75,6 +75,12 @@ typedef struct conn_handler {
      * it is matched to a command; returns true when r is a push (a published
      * message) that it has taken, which then answers no command. */
     bool (*on_push)(void *arg, conn *c, const conn_reply *r, uint64_t now_ms);
+    /* Optional: called when the back-off has run out, before the next
+     * attempt.  Returning false parks the connection (CONN_DOWN, no timer)
+     * until the owner calls conn_connect() or conn_attempt_failed(): an
+     * owner that must first learn where to connect (a Sentinel's master)
+     * does so in between and may call conn_set_target(). */
+    bool (*before_attempt)(void *arg, conn *c, uint64_t now_ms);
 } conn_handler;
 
 /* All times must be > 0 (asserted): the caller validates its configuration
@@ -99,6 +105,9 @@ typedef struct conn_options {
      * outlive the conn; NULL for any other.  The TLS handshake runs within
      * connect_timeout_ms. */
     const struct tls_ctx *tls;
+    /* Ask ROLE after PING: only a master makes the connection ready; a
+     * replica or a Sentinel ends the attempt with LEASEHOLD_ENOMASTER. */
+    bool require_master;
 } conn_options;
 
 /* A connection to u (copied), down until conn_connect() or conn_adopt_fd().
@@ -171,6 +180,18 @@ const char *conn_display(const conn *c);
  * attempt; with no socket (CONN_DOWN, CONN_CLOSED) it does nothing.  Safe
  * to call from a handler. */
 void conn_fail(conn *c, int code, const char *msg, uint64_t now_ms);
+
+/* Points the connection at u (copied) for its next attempt; only without a
+ * socket (CONN_DOWN or CONN_CLOSED), else -EISCONN.  The new host is
+ * resolved (blocking) at the next attempt: give addresses, not names, from
+ * the I/O thread. */
+int conn_set_target(conn *c, const url *u);
+
+/* Counts an attempt the owner could not even start (no address to connect
+ * to) as a failed one: without a socket (else nothing happens), schedules
+ * the next attempt on the back-off and calls on_down(code, false, msg) with
+ * msg as given.  Safe to call from a handler. */
+void conn_attempt_failed(conn *c, int code, const char *msg, uint64_t now_ms);
 
 /* Closes the socket, drops pending commands (on_down is not called) and stays
  * down: no reconnect. */

@@ -1,8 +1,9 @@
 /* conn_handshake.c — what a new connection says before it is READY.
  *
- * On a connected socket conn sends [AUTH] [SELECT] PING, pipelined, and
- * stays in CONN_HANDSHAKE until PING's +PONG: a Redis whose kernel accepts
- * connections but which does not run never looks ready.  Each refusal ends
+ * On a connected socket conn sends [AUTH] [SELECT] PING [ROLE], pipelined,
+ * and stays in CONN_HANDSHAKE until PING's +PONG (and, when the owner asks
+ * for a master, ROLE's "master"): a Redis whose kernel accepts connections
+ * but which does not run never looks ready, and neither does a replica.  Each refusal ends
  * the attempt through conn_go_down with the code and the message a user can
  * act on (a wrong password, a missing one, an ACL, a database out of
  * range); conn.c then backs off and retries as after any failure.
@@ -31,6 +32,8 @@ const char *conn_handshake_name(enum pending_kind kind)
         return "AUTH";
     case PENDING_SELECT:
         return "SELECT";
+    case PENDING_ROLE:
+        return "ROLE";
     default:
         return "PING";
     }
@@ -80,6 +83,10 @@ void conn_handshake_start(conn *c, uint64_t now_ms)
         const char *argv[1] = {"PING"};
         rc = handshake_command(c, PENDING_PING, 1, argv, now_ms);
     }
+    if (rc == 0 && c->opt.require_master) {
+        const char *argv[1] = {"ROLE"};
+        rc = handshake_command(c, PENDING_ROLE, 1, argv, now_ms);
+    }
     if (rc) {
         conn_go_down(c, rc, false, now_ms, "out of memory");
         return;
@@ -88,6 +95,29 @@ void conn_handshake_start(conn *c, uint64_t now_ms)
     if (e && !conn_tls_failed(c, e, now_ms))
         conn_go_down(c, conn_errno_code(e), false, now_ms, "sending the handshake failed: %s",
                      strerror(e));
+}
+
+/* ROLE's answer: {"master", offset, replicas} makes the connection ready;
+ * a replica or a Sentinel ends the attempt with LEASEHOLD_ENOMASTER. */
+static void role_reply(conn *c, const conn_reply *r, uint64_t now_ms)
+{
+    const conn_reply *role = r->type == CONN_REPLY_ARRAY && r->elements > 0 ? &r->element[0] : NULL;
+    if (!role || role->type != CONN_REPLY_STRING) {
+        conn_go_down(c, LEASEHOLD_EPROTO, false, now_ms, "unexpected reply to ROLE");
+        return;
+    }
+    if (strcmp(role->str, "master") == 0) {
+        become_ready(c, now_ms);
+        return;
+    }
+    if (strcmp(role->str, "slave") == 0 && r->elements >= 3 &&
+        r->element[1].type == CONN_REPLY_STRING && r->element[2].type == CONN_REPLY_INTEGER)
+        conn_go_down(c, LEASEHOLD_ENOMASTER, false, now_ms,
+                     "not a master: ROLE says it is a replica of %.100s:%lld", r->element[1].str,
+                     r->element[2].integer);
+    else
+        conn_go_down(c, LEASEHOLD_ENOMASTER, false, now_ms, "not a master: ROLE says %.40s",
+                     role->str);
 }
 
 /* Handles the reply to AUTH, SELECT or PING.  An error ends the attempt with
@@ -117,13 +147,17 @@ void conn_handshake_reply(conn *c, enum pending_kind kind, const conn_reply *r, 
             conn_go_down(c, code, false, now_ms, "%s refused: %s", what, r->str);
         return;
     }
+    if (kind == PENDING_ROLE) {
+        role_reply(c, r, now_ms);
+        return;
+    }
     const char *want = kind == PENDING_PING ? "PONG" : "OK";
     if (r->type != CONN_REPLY_STATUS || strcmp(r->str, want) != 0) {
         conn_go_down(c, LEASEHOLD_EPROTO, false, now_ms, "unexpected reply to %s (expected +%s)",
                      what, want);
         return;
     }
-    if (kind == PENDING_PING) {
+    if (kind == PENDING_PING && !c->opt.require_master) {
         assert(c->queue_len == 0);
         become_ready(c, now_ms);
     }

@@ -22,7 +22,7 @@
 #define CONN_REPLY_ARRAY_MAX 1024
 
 /* What a pending command is, so its reply goes to the right place. */
-enum pending_kind { PENDING_USER, PENDING_AUTH, PENDING_SELECT, PENDING_PING };
+enum pending_kind { PENDING_USER, PENDING_AUTH, PENDING_SELECT, PENDING_PING, PENDING_ROLE };
 
 typedef struct pending {
     enum pending_kind kind;
@@ -171,7 +171,7 @@ void conn_handshake_start(conn *c, uint64_t now_ms);
  * connection READY and calls on_ready. */
 void conn_handshake_reply(conn *c, enum pending_kind kind, const conn_reply *r, uint64_t now_ms);
 
-/* "AUTH", "SELECT" or "PING", for messages. */
+/* "AUTH", "SELECT", "PING" or "ROLE", for messages. */
 const char *conn_handshake_name(enum pending_kind kind);
 
 /* --- conn_reply.c */

@@ -36,7 +36,7 @@ static void publish(leasehold_election *e)
  * change: the same text again (a transient failure repeating on every
  * claim) is logged at DEBUG only and not handed to the callback.  A
  * permanent error (the election has halted) is logged at ERROR, a foreign
- * holder or an eviction policy at WARN. */
+ * holder, an eviction policy or missing replica acknowledgements at WARN. */
 void report_error(leasehold_election *e, int code)
 {
     leasehold_client *c = e->client;
@@ -45,9 +45,10 @@ void report_error(leasehold_election *e, int code)
     error_set(&err, code, "key %s: %s", e->key, text);
     e->why[0] = '\0';
     bool repeat = strcmp(e->last_reported, err.msg) == 0;
-    leasehold_log_level level = code == LEASEHOLD_EFOREIGN || code == LEASEHOLD_EEVICTION
-                                    ? LEASEHOLD_LOG_WARN
-                                    : LEASEHOLD_LOG_ERROR;
+    leasehold_log_level level =
+        code == LEASEHOLD_EFOREIGN || code == LEASEHOLD_EEVICTION || code == LEASEHOLD_ENOREPLICAS
+            ? LEASEHOLD_LOG_WARN
+            : LEASEHOLD_LOG_ERROR;
     client_log(c, repeat ? LEASEHOLD_LOG_DEBUG : level, "%s", err.msg);
     if (repeat)
         return;
@@ -66,6 +67,28 @@ protocol_key election_names(const leasehold_election *e, const node *n)
                           .token = e->token,
                           .user = c->u.user,
                           .address = conn_display(n->cmd)};
+}
+
+/* Sends WAIT right after the claim or renewal p on the same connection: its
+ * success counts only once enough replicas have it (election_wait_answer).
+ * A WAIT that cannot be sent resets the connection, which drops p too. */
+static void send_wait(leasehold_election *e, node *n, pending *p, uint64_t now_ms)
+{
+    leasehold_client *c = e->client;
+    pending *w = calloc(1, sizeof *w);
+    if (!w) {
+        node_reset_later(n, LEASEHOLD_ENOMEM, "out of memory sending WAIT");
+        return;
+    }
+    *w = (pending){.e = e, .wait = true, .kind = p->kind, .seq = p->seq};
+    char replicas[16], timeout[16];
+    snprintf(replicas, sizeof replicas, "%d", c->cfg.min_replicas);
+    snprintf(timeout, sizeof timeout, "%" PRIu32, c->cfg.replica_timeout_ms);
+    const char *argv[3] = {"WAIT", replicas, timeout};
+    if (!node_send(n, w, 3, argv, e->key, "WAIT", now_ms))
+        return;
+    e->pending_count++;
+    p->wait_for = w;
 }
 
 /* Sends script `kind` for election e on the node serving its key, as
@@ -88,8 +111,11 @@ void send_for_election(leasehold_election *e, enum script_kind kind, uint32_t se
     protocol_key k = election_names(e, n);
     protocol_call call;
     protocol_call_init(&call, kind, eval ? NULL : c->sha[kind], &k, c->cfg.lease_ms, epoch);
-    if (node_send(n, p, call.argc, call.argv, e->key, protocol_script_name(kind), now_ms))
-        e->pending_count++;
+    if (!node_send(n, p, call.argc, call.argv, e->key, protocol_script_name(kind), now_ms))
+        return;
+    e->pending_count++;
+    if (c->cfg.min_replicas > 0 && (kind == SCRIPT_ACQUIRE || kind == SCRIPT_RENEW))
+        send_wait(e, n, p, now_ms);
 }
 
 /* Carries out every action the state machine has queued, in order: sends,
@@ -179,6 +205,61 @@ void drive(leasehold_election *e, uint64_t now_ms)
     }
 }
 
+/* A claim or renewal succeeded in Redis: its reply waits, in the WAIT
+ * entry that follows it, for the replicas' acknowledgement.  Frees p. */
+static void hold_for_wait(pending *p, const lease_reply *lr)
+{
+    pending *w = p->wait_for;
+    w->held = *lr;
+    w->held.holder = NULL; /* a success names no holder */
+    w->held.holder_len = 0;
+    w->held_set = true;
+    free(p);
+}
+
+void election_wait_answer(leasehold_election *e, pending *w, const conn_reply *r, uint64_t now_ms)
+{
+    leasehold_client *c = e->client;
+    e->pending_count--;
+    if (!w->held_set) { /* the claim or renewal failed and was answered already */
+        free(w);
+        return;
+    }
+    lease_reply lr = w->held;
+    const char *what = w->kind == SCRIPT_ACQUIRE ? "claim" : "renewal";
+    if (r->type == CONN_REPLY_INTEGER && r->integer >= c->cfg.min_replicas) {
+        e->why[0] = '\0';
+    } else {
+        lr = (lease_reply){.result = w->kind == SCRIPT_ACQUIRE ? (int)LEASE_ACQUIRE_FAILED
+                                                               : (int)LEASE_RENEW_FAILED};
+        if (r->type == CONN_REPLY_INTEGER) {
+            lr.error = LEASEHOLD_ENOREPLICAS;
+            snprintf(e->why, sizeof e->why,
+                     "the %s succeeded on the master %s but only %lld of the %d replicas asked "
+                     "for acknowledged it within %" PRIu32
+                     " ms (WAIT): it does not count (is the master cut off from its replicas?)",
+                     what, conn_display(route_node(c, e->key)->cmd), r->integer,
+                     c->cfg.min_replicas, c->cfg.replica_timeout_ms);
+        } else if (r->type == CONN_REPLY_ERROR) {
+            lr.error = conn_error_code(r);
+            redis_error_ctx ctx = {.user = c->u.user};
+            char why[300];
+            redis_error_explain(r->str, &ctx, why, sizeof why);
+            snprintf(e->why, sizeof e->why, "WAIT after the %s was refused: %.200s", what, why);
+        } else {
+            lr.error = LEASEHOLD_EPROTO;
+            snprintf(e->why, sizeof e->why, "unexpected reply to WAIT after the %s", what);
+        }
+        client_log(c, LEASEHOLD_LOG_DEBUG, "%s: %s", e->key, e->why);
+    }
+    if (w->kind == SCRIPT_ACQUIRE)
+        lease_on_acquire(&e->lease, now_ms, w->seq, &lr);
+    else
+        lease_on_renew(&e->lease, now_ms, w->seq, &lr);
+    free(w);
+    drive(e, now_ms);
+}
+
 /* The reply to one of e's scripts, fed to its state machine (or, NOSCRIPT,
  * the script sent again as EVAL).  e->why takes the reply's explanation,
  * for the LEASE_ERROR it may lead to. */
@@ -205,6 +286,10 @@ void election_answer(leasehold_election *e, pending *p, const conn_reply *r, uin
     switch (p->kind) {
     case SCRIPT_ACQUIRE:
         protocol_acquire_reply(r, &k, &lr, e->why, sizeof e->why);
+        if (lr.result == LEASE_ACQUIRED && p->wait_for) {
+            hold_for_wait(p, &lr);
+            return;
+        }
         if (lr.result == LEASE_ACQUIRE_QUARANTINED)
             guard_log_quarantine(e, lr.pttl_ms, lr.fresh);
         lease_on_acquire(&e->lease, now_ms, p->seq, &lr);
@@ -214,6 +299,10 @@ void election_answer(leasehold_election *e, pending *p, const conn_reply *r, uin
         break;
     case SCRIPT_RENEW:
         protocol_renew_reply(r, &k, &lr, e->why, sizeof e->why);
+        if (lr.result == LEASE_RENEWED && p->wait_for) {
+            hold_for_wait(p, &lr);
+            return;
+        }
         if (lr.result == LEASE_RENEW_MISSING || lr.result == LEASE_RENEW_HELD) {
             protocol_renew_refusal(&lr, refusal, sizeof refusal);
             client_log(c, LEASEHOLD_LOG_WARN, "%s: renewal refused: the key is %s", e->key,

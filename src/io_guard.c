@@ -13,6 +13,11 @@
  *     Redis up for less than the lease, or whose run_id differs from the one
  *     the last connection met (a restart, whatever uptime says), for one lease
  *     from then.
+ * A third hold has the same reason: the failover guard.  A master other
+ * than the last one (the Sentinels name another, or the same address
+ * answers with another replication ID: a promotion) may lack the latest
+ * writes, replication being asynchronous; no claim for one lease from the
+ * moment the change was seen.
  * Renewals are never held back: a key that is gone answers so.  The same INFO
  * gives the eviction policy: any other than noeviction may drop the lease key
  * from a full Redis, which is reported to every election.
@@ -29,7 +34,8 @@
 /* The instant before which e may not claim: the later of the two holds. */
 static uint64_t claim_gate(const leasehold_election *e)
 {
-    uint64_t gate = route_node(e->client, e->key)->claim_gate_ms;
+    const node *n = route_node(e->client, e->key);
+    uint64_t gate = n->claim_gate_ms > n->failover_gate_ms ? n->claim_gate_ms : n->failover_gate_ms;
     return e->arm_gate_ms > gate ? e->arm_gate_ms : gate;
 }
 
@@ -154,10 +160,45 @@ static void check_eviction(node *n, const char *policy)
             warn_eviction(e, n);
 }
 
+void guard_failover(node *n, const char *why, uint64_t seen_ms, uint64_t now_ms)
+{
+    leasehold_client *c = n->client;
+    uint64_t until = seen_ms + c->cfg.lease_ms;
+    if (!c->cfg.restart_guard || until <= now_ms) {
+        client_log(c, LEASEHOLD_LOG_INFO, "%s", why);
+        return;
+    }
+    client_log(c, LEASEHOLD_LOG_INFO, "%s; no claim for %" PRIu64 " ms (failover guard)", why,
+               until - now_ms);
+    if (until > n->failover_gate_ms)
+        n->failover_gate_ms = until;
+    for (leasehold_election *e = c->elections; e; e = e->next)
+        if (route_node(c, e->key) == n)
+            apply_gate(e, now_ms);
+}
+
+/* Notes which server INFO came from; behind Sentinel, a promotion on the
+ * same address (another replication ID, the same run_id) is a failover. */
+static void check_promotion(node *n, const redis_info *info, bool same_address, uint64_t now_ms)
+{
+    if (same_address && info->replid[0] && n->replid[0] && strcmp(info->replid, n->replid) != 0 &&
+        strcmp(info->run_id, n->run_id) == 0) {
+        char why[300];
+        snprintf(why, sizeof why,
+                 "%s: its replication ID changed from %s to %s (it was a replica in between, "
+                 "or was promoted): it may lack the latest writes",
+                 conn_display(n->cmd), n->replid, info->replid);
+        guard_failover(n, why, now_ms, now_ms);
+    }
+    if (info->replid[0])
+        snprintf(n->replid, sizeof n->replid, "%s", info->replid);
+}
+
 /* INFO's answer.  Claims may go out once Redis has been up for the lease:
  * uptime_in_seconds is a difference of whole wall-clock seconds and can read
  * up to 1 s high, so it is counted one second short.  A run_id other than the
- * last connection's is a restart just now, whatever uptime says.  A Redis
+ * last connection's, at the same address, is a restart just now, whatever
+ * uptime says.  A Redis
  * that will not say (ACL) is taken to have just started. */
 void guard_answer(node *n, const conn_reply *r, uint64_t now_ms)
 {
@@ -165,7 +206,15 @@ void guard_answer(node *n, const conn_reply *r, uint64_t now_ms)
     redis_info info;
     redis_info_parse(r->type == CONN_REPLY_STRING ? r->str : NULL, &info);
     check_eviction(n, info.maxmemory_policy);
-    bool restarted = info.run_id[0] && n->run_id[0] && strcmp(info.run_id, n->run_id) != 0;
+    /* Behind Sentinel another address is another server, not a restart:
+     * the failover guard holds for that. */
+    bool same_address =
+        !n->sen || (strcmp(n->info_host, n->master_host) == 0 && n->info_port == n->master_port);
+    snprintf(n->info_host, sizeof n->info_host, "%s", n->master_host);
+    n->info_port = n->master_port;
+    bool restarted =
+        same_address && info.run_id[0] && n->run_id[0] && strcmp(info.run_id, n->run_id) != 0;
+    check_promotion(n, &info, same_address, now_ms);
     if (c->cfg.restart_guard && !info.has_uptime) {
         client_log(c, LEASEHOLD_LOG_WARN,
                    "%s: INFO gave no uptime (%s); the restart guard assumes Redis has just "

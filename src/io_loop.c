@@ -184,11 +184,7 @@ static void handle_requests(leasehold_client *c, uint64_t now_ms)
 /* The earliest instant anything needs the loop; UINT64_MAX for nothing. */
 static uint64_t next_wake(leasehold_client *c)
 {
-    node *n = c->node;
-    uint64_t at = conn_wake_at(n->cmd);
-    uint64_t sub_at = conn_wake_at(n->sub);
-    if (sub_at < at)
-        at = sub_at;
+    uint64_t at = node_wake_at(c->node);
     for (leasehold_election *e = c->elections; e; e = e->next) {
         uint64_t w = lease_wake_at(&e->lease);
         if (w < at)
@@ -205,8 +201,7 @@ static uint64_t next_wake(leasehold_client *c)
  * services that returned, elections that finished. */
 static void run_due(leasehold_client *c, uint64_t now_ms)
 {
-    conn_tick(c->node->cmd, now_ms);
-    conn_tick(c->node->sub, now_ms);
+    node_tick(c->node, now_ms);
     leasehold_election *e = c->elections;
     while (e) {
         leasehold_election *next = e->next;
@@ -245,10 +240,12 @@ void *client_loop_main(void *arg)
                       : at <= now        ? 0
                       : at - now > 60000 ? 60000
                                          : (int)(at - now);
-        struct pollfd pfd[3] = {{.fd = c->wake_fd, .events = POLLIN},
-                                {.fd = conn_fd(n->cmd), .events = conn_poll_events(n->cmd)},
-                                {.fd = conn_fd(n->sub), .events = conn_poll_events(n->sub)}};
-        int ready = poll(pfd, 3, timeout); /* a negative fd is skipped */
+        conn *cs[NODE_CONNS];
+        int k = node_conns(n, cs);
+        struct pollfd pfd[1 + NODE_CONNS] = {{.fd = c->wake_fd, .events = POLLIN}};
+        for (int i = 0; i < k; i++)
+            pfd[1 + i] = (struct pollfd){.fd = conn_fd(cs[i]), .events = conn_poll_events(cs[i])};
+        int ready = poll(pfd, (nfds_t)(1 + k), timeout); /* a negative fd is skipped */
         if (ready < 0 && errno != EINTR)
             client_log(c, LEASEHOLD_LOG_ERROR, "poll: %s", strerror(errno));
         now = clock_now_ms();
@@ -257,10 +254,11 @@ void *client_loop_main(void *arg)
             ssize_t rd = read(c->wake_fd, &v, sizeof v);
             (void)rd;
         }
-        if (ready > 0 && pfd[1].fd >= 0 && pfd[1].revents)
-            conn_on_io(n->cmd, pfd[1].revents, now);
-        if (ready > 0 && pfd[2].fd >= 0 && pfd[2].revents && pfd[2].fd == conn_fd(n->sub))
-            conn_on_io(n->sub, pfd[2].revents, now);
+        /* A handler may have closed or replaced a later connection's socket:
+         * only events for the socket it still has are its own. */
+        for (int i = 0; ready > 0 && i < k; i++)
+            if (pfd[1 + i].fd >= 0 && pfd[1 + i].revents && pfd[1 + i].fd == conn_fd(cs[i]))
+                conn_on_io(cs[i], pfd[1 + i].revents, now);
         node_apply_reset(n);
     }
     /* Anything still here is past every deadline. */

@@ -7,10 +7,17 @@
  * events channels (io_sub.c).  Its connection's events (ready, a reply,
  * down) are handed on to the elections whose keys are routed to it.
  *
- * Today a client has one node, the URL's server.  Election driving asks
+ * Today a client has one node: the URL's server, or behind a Sentinel URL
+ * whichever server the Sentinels name as master.  Election driving asks
  * route_node() for the node of a key and never keeps it across inputs, so
- * that a Sentinel name's current master or a Cluster slot's owner can stand
- * behind it without touching the drive.
+ * that a Cluster slot's owner can stand behind it too without touching the
+ * drive.
+ *
+ * Behind Sentinel, each attempt to connect first asks the Sentinels
+ * (before_attempt parks the connection until they answer) and then checks
+ * ROLE; a READONLY reply or a +switch-master announcement makes the node
+ * reconnect, and so ask again.  Another master than the last one found is a
+ * failover, which the failover guard (io_guard.c) holds claims for.
  */
 #include "client_internal.h"
 
@@ -33,20 +40,183 @@ node *route_node(leasehold_client *c, const char *key)
     return c->node;
 }
 
-int node_create(leasehold_client *c, const conn_options *opt, leasehold_error *err)
+/* ------------------------------------------------------------ Sentinel */
+
+/* Points cn at the master the Sentinels named and connects it, if it
+ * waits for that. */
+static void connect_parked(node *n, conn *cn, bool *parked, uint64_t now_ms)
+{
+    if (!*parked)
+        return;
+    *parked = false;
+    url m;
+    url_sentinel_master(&n->client->u, n->master_host, n->master_port, &m);
+    conn_set_target(cn, &m);
+    explicit_bzero(m.password, sizeof m.password);
+    conn_connect(cn, now_ms);
+}
+
+/* A new master, seen at now_ms (or earlier, when a +switch-master told of
+ * it first). */
+static void master_changed(node *n, const char *host, uint16_t port, uint64_t now_ms)
+{
+    leasehold_client *c = n->client;
+    uint64_t seen = now_ms;
+    if (n->news_ms && strcmp(n->news_host, host) == 0 && n->news_port == port)
+        seen = n->news_ms;
+    n->failovers++;
+    char why[600];
+    snprintf(why, sizeof why, "'%s' failed over: the Sentinels name %s:%u as master (was %s:%u)",
+             c->u.master_name, host, port, n->master_host, n->master_port);
+    guard_failover(n, why, seen, now_ms);
+}
+
+/* The Sentinels answered: connect whatever waits for the master; a master
+ * other than the last is a failover, and a connection still on the old one
+ * is renewed.  A failure fails the waiting attempts with its reason. */
+static void sentinel_resolved(void *arg, int code, const char *host, uint16_t port, const char *msg,
+                              uint64_t now_ms)
+{
+    node *n = arg;
+    leasehold_client *c = n->client;
+    if (code < 0) {
+        if (n->cmd_parked) {
+            n->cmd_parked = false;
+            conn_attempt_failed(n->cmd, code, msg, now_ms);
+        }
+        if (n->sub_parked) {
+            n->sub_parked = false;
+            conn_attempt_failed(n->sub, code, msg, now_ms);
+        }
+        return;
+    }
+    bool changed = strcmp(n->master_host, host) != 0 || n->master_port != port;
+    if (changed && n->master_host[0])
+        master_changed(n, host, port, now_ms);
+    else if (changed)
+        client_log(c, LEASEHOLD_LOG_INFO, "%s: the Sentinels name %s:%u as master of '%s'",
+                   c->u.display, host, port, c->u.master_name);
+    snprintf(n->master_host, sizeof n->master_host, "%s", host);
+    n->master_port = port;
+    if (!c->first_connect)
+        sentinel_watch(n->sen, now_ms);
+    /* A connection still on the old master is renewed (conn_fail without a
+     * socket does nothing); the parked ones go to the new one. */
+    if (changed && !n->cmd_parked)
+        conn_fail(n->cmd, LEASEHOLD_ENOMASTER, "the Sentinels name another master now", now_ms);
+    if (changed && !n->sub_parked)
+        conn_fail(n->sub, LEASEHOLD_ENOMASTER, "the Sentinels name another master now", now_ms);
+    connect_parked(n, n->cmd, &n->cmd_parked, now_ms);
+    connect_parked(n, n->sub, &n->sub_parked, now_ms);
+}
+
+/* +switch-master: news of a failover.  It only makes the node reconnect,
+ * and so ask the Sentinels again; the answer and ROLE decide. */
+static void sentinel_switched(void *arg, const char *host, uint16_t port, uint64_t now_ms)
+{
+    node *n = arg;
+    leasehold_client *c = n->client;
+    if (strcmp(n->master_host, host) == 0 && n->master_port == port)
+        return;
+    snprintf(n->news_host, sizeof n->news_host, "%s", host);
+    n->news_port = port;
+    n->news_ms = now_ms;
+    client_log(c, LEASEHOLD_LOG_INFO, "%s: a Sentinel announces a failover to %s:%u", c->u.display,
+               host, port);
+    conn_fail(n->cmd, LEASEHOLD_ENOMASTER, "a Sentinel announced a failover", now_ms);
+    conn_fail(n->sub, LEASEHOLD_ENOMASTER, "a Sentinel announced a failover", now_ms);
+}
+
+static const sentinel_handler sentinel_h = {.on_resolved = sentinel_resolved,
+                                            .on_switch = sentinel_switched};
+
+bool node_before_attempt(void *arg, conn *cn, uint64_t now_ms)
+{
+    node *n = arg;
+    if (!n->sen)
+        return true;
+    if (cn == n->cmd)
+        n->cmd_parked = true;
+    else
+        n->sub_parked = true;
+    sentinel_resolve(n->sen, now_ms);
+    return false;
+}
+
+void node_connect(node *n, conn *cn, uint64_t now_ms)
+{
+    if (n->sen)
+        node_before_attempt(n, cn, now_ms); /* connected once the Sentinels answer */
+    else
+        conn_connect(cn, now_ms);
+}
+
+int node_conns(node *n, conn *out[NODE_CONNS])
+{
+    int k = 0;
+    out[k++] = n->cmd;
+    out[k++] = n->sub;
+    if (n->sen)
+        k += sentinel_conns(n->sen, out + k);
+    return k;
+}
+
+uint64_t node_wake_at(const node *n)
+{
+    uint64_t at = conn_wake_at(n->cmd);
+    uint64_t w = conn_wake_at(n->sub);
+    if (w < at)
+        at = w;
+    if (n->sen) {
+        w = sentinel_wake_at(n->sen);
+        if (w < at)
+            at = w;
+    }
+    return at;
+}
+
+void node_tick(node *n, uint64_t now_ms)
+{
+    conn_tick(n->cmd, now_ms);
+    conn_tick(n->sub, now_ms);
+    if (n->sen)
+        sentinel_tick(n->sen, now_ms);
+}
+
+int node_create(leasehold_client *c, const conn_options *opt, const char *sentinel_user,
+                const char *sentinel_password, leasehold_error *err)
 {
     node *n = calloc(1, sizeof *n);
     if (!n)
         return error_set(err, LEASEHOLD_ENOMEM, "out of memory");
     n->client = c;
     c->node = n;
-    conn_handler h = {.on_ready = handle_ready, .on_reply = handle_reply, .on_down = handle_down};
-    n->cmd = conn_new(&c->u, opt, &h, n);
-    conn_options sub_opt = *opt;
+    conn_handler h = {.on_ready = handle_ready,
+                      .on_reply = handle_reply,
+                      .on_down = handle_down,
+                      .before_attempt = node_before_attempt};
+    conn_options cmd_opt = *opt;
+    cmd_opt.require_master = c->u.sentinel;
+    cmd_opt.tls = c->u.tls ? opt->tls : NULL;
+    n->cmd = conn_new(&c->u, &cmd_opt, &h, n);
+    conn_options sub_opt = cmd_opt;
     sub_opt.seed = client_next_seed(c);
     n->sub = n->cmd ? conn_new(&c->u, &sub_opt, &sub_handler, n) : NULL;
     if (!n->cmd || !n->sub)
         return error_set(err, LEASEHOLD_ENOMEM, "out of memory");
+    if (c->u.sentinel) {
+        /* Each Sentinel is given a short time: one that does not answer
+         * must not hold up asking the next. */
+        conn_options sen_opt = *opt;
+        sen_opt.seed = client_next_seed(c);
+        sen_opt.tls = (c->u.sentinel_tls < 0 ? c->u.tls : c->u.sentinel_tls) ? opt->tls : NULL;
+        if (sen_opt.connect_timeout_ms > 500)
+            sen_opt.connect_timeout_ms = 500;
+        n->sen = sentinel_new(&c->u, sentinel_user, sentinel_password, &sen_opt, &sentinel_h, n);
+        if (!n->sen)
+            return error_set(err, LEASEHOLD_ENOMEM, "out of memory");
+        return 0;
+    }
     int rc = conn_resolve(n->cmd, err);
     return rc < 0 ? rc : conn_resolve(n->sub, err);
 }
@@ -60,6 +230,7 @@ void node_free(node *n)
         conn_free(n->cmd);
     if (n->sub)
         conn_free(n->sub);
+    sentinel_free(n->sen);
     free(n);
 }
 
@@ -161,12 +332,21 @@ static void handle_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r,
         node_reset_later(n, LEASEHOLD_EPROTO, "a reply does not match the command sent");
         return;
     }
+    if (n->sen && conn_reply_is_error(r, "READONLY")) {
+        /* Demoted under us: what is in flight is dropped with the
+         * connection, and the next attempt asks the Sentinels. */
+        node_reset_later(n, LEASEHOLD_ENOMASTER,
+                         "answered READONLY: it is a replica now; asking the Sentinels again");
+        return;
+    }
     n->pend_head = p->next;
     if (!n->pend_head)
         n->pend_tail = NULL;
     if (p->info) {
         free(p);
         guard_answer(n, r, now_ms);
+    } else if (p->wait && p->e) {
+        election_wait_answer(p->e, p, r, now_ms);
     } else if (p->q) {
         if (!p->eval && conn_reply_is_error(r, "NOSCRIPT"))
             query_send(n->client, p->q, true, now_ms);

@@ -96,5 +96,8 @@ static bool sub_push(void *arg, conn *cn, const conn_reply *r, uint64_t now_ms)
     return true;
 }
 
-const conn_handler sub_handler = {
-    .on_ready = sub_ready, .on_reply = sub_reply, .on_down = sub_down, .on_push = sub_push};
+const conn_handler sub_handler = {.on_ready = sub_ready,
+                                  .on_reply = sub_reply,
+                                  .on_down = sub_down,
+                                  .on_push = sub_push,
+                                  .before_attempt = node_before_attempt};

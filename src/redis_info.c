@@ -32,6 +32,7 @@ void redis_info_parse(const char *info, redis_info *out)
         return;
     char uptime[24] = "";
     info_field(info, "run_id", out->run_id, sizeof out->run_id);
+    info_field(info, "master_replid", out->replid, sizeof out->replid);
     info_field(info, "maxmemory_policy", out->maxmemory_policy, sizeof out->maxmemory_policy);
     if (!info_field(info, "uptime_in_seconds", uptime, sizeof uptime) || uptime[0] < '0' ||
         uptime[0] > '9')

@@ -1,6 +1,7 @@
 /* redis_info.h — what leasehold reads from Redis's INFO on each new
- * connection: how long the server has been up, which instance it is, and
- * whether it may evict keys.  Pure: parsing only, no I/O, no state. */
+ * connection: how long the server has been up, which instance it is (and
+ * which replication history it has), and whether it may evict keys.  Pure: parsing only, no I/O, no
+ * state. */
 #ifndef LEASEHOLD_REDIS_INFO_H
 #define LEASEHOLD_REDIS_INFO_H
 
@@ -11,6 +12,7 @@ typedef struct redis_info {
     bool has_uptime;
     uint64_t up_ms;            /* uptime_in_seconds counted one second short, in ms */
     char run_id[48];           /* "" when INFO does not say */
+    char replid[48];           /* master_replid: "" when INFO does not say */
     char maxmemory_policy[32]; /* "" when INFO does not say */
 } redis_info;
 

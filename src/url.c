@@ -251,7 +251,8 @@ static int parse_tls_param(const parse *p, int i, const char *val, size_t len, u
 static int parse_query(const parse *p, const char *q, url *out)
 {
     char buf[200];
-    bool seen_db = false, seen_connect = false, seen_command = false, seen_tls[TLS_PARAMS] = {0};
+    bool seen_db = false, seen_connect = false, seen_command = false, seen_tls[TLS_PARAMS] = {0},
+         seen_sentinel_tls = false;
     if (*q == '\0')
         return fail(p, "empty query after '?'");
     while (true) {
@@ -268,7 +269,7 @@ static int parse_query(const parse *p, const char *q, url *out)
         bool *seen;
         int rc;
         int tls = tls_param(q, name_len);
-        if (tls >= 0 && !out->tls) {
+        if (tls >= 0 && !out->tls && !out->sentinel) {
             return fail(p, "query parameter \"%s\" needs a rediss:// URL (TLS)", tls_params[tls]);
         } else if (tls >= 0) {
             seen = &seen_tls[tls];
@@ -279,17 +280,31 @@ static int parse_query(const parse *p, const char *q, url *out)
         } else if (name_len == 18 && memcmp(q, "command_timeout_ms", 18) == 0) {
             seen = &seen_command;
             rc = parse_timeout(p, "command_timeout_ms", val, val_len, &out->command_timeout_ms);
+        } else if (name_len == 12 && memcmp(q, "sentinel_tls", 12) == 0 && out->sentinel) {
+            seen = &seen_sentinel_tls;
+            rc = 0;
+            if ((val_len == 3 && memcmp(val, "yes", 3) == 0) || (val_len == 1 && val[0] == '1'))
+                out->sentinel_tls = 1;
+            else if ((val_len == 2 && memcmp(val, "no", 2) == 0) || (val_len == 1 && val[0] == '0'))
+                out->sentinel_tls = 0;
+            else
+                rc = fail(p, "sentinel_tls must be yes or no, not \"%s\"",
+                          quote(val, val_len, buf, sizeof buf));
         } else if (name_len == 2 && memcmp(q, "db", 2) == 0 && out->kind == URL_UNIX) {
             seen = &seen_db;
             rc = parse_db(p, val, val_len, &out->db);
         } else if (name_len == 2 && memcmp(q, "db", 2) == 0) {
-            return fail(p, "unknown query parameter \"db\" (a redis:// URL gives the database "
-                           "in its path: redis://host:port/N)");
+            return fail(p, out->sentinel ? "unknown query parameter \"db\" (a Sentinel URL gives "
+                                           "the database after the master name: "
+                                           "redis+sentinel://host/mymaster/N)"
+                                         : "unknown query parameter \"db\" (a redis:// URL gives "
+                                           "the database in its path: redis://host:port/N)");
         } else {
             return fail(p,
                         "unknown query parameter \"%s\" (known: %sconnect_timeout_ms, "
-                        "command_timeout_ms%s)",
+                        "command_timeout_ms%s%s)",
                         quote(q, name_len, buf, sizeof buf), out->kind == URL_UNIX ? "db, " : "",
+                        out->sentinel ? ", sentinel_tls" : "",
                         out->tls ? ", tls_ca_file, tls_ca_dir, tls_cert_file, tls_key_file, "
                                    "tls_server_name, tls_insecure"
                                  : "");
@@ -336,8 +351,10 @@ static bool host_char(char c)
     return isalnum((unsigned char)c) || c == '-' || c == '.' || c == '_';
 }
 
-/* host[:port][/db] of a redis:// URL, s[0..len) (the query excluded). */
-static int parse_hostport(const parse *p, const char *s, size_t len, url *out)
+/* host[:port][/db] of a redis:// URL, s[0..len) (the query excluded);
+ * the port is default_port when not given. */
+static int parse_hostport(const parse *p, const char *s, size_t len, uint16_t default_port,
+                          url *out)
 {
     char q[200];
     const char *end = s + len;
@@ -380,7 +397,7 @@ static int parse_hostport(const parse *p, const char *s, size_t len, url *out)
         rest = s + host_len;
     }
 
-    out->port = 6379;
+    out->port = default_port;
     if (rest < end && *rest == ':') {
         rest++;
         size_t port_len = strcspn(rest, "/");
@@ -421,10 +438,126 @@ static int parse_redis(const parse *p, const char *rest, bool tls, url *out)
             return rc;
         rest = at + 1;
     }
-    int rc = parse_hostport(p, rest, (size_t)(end - rest), out);
+    int rc = parse_hostport(p, rest, (size_t)(end - rest), 6379, out);
     if (rc)
         return rc;
     return query ? parse_query(p, query + 1, out) : 0;
+}
+
+/* The master name of a Sentinel URL, s[0..len): percent-decoded, with no
+ * space or control character (Sentinel's own names have none). */
+static int parse_master_name(const parse *p, const char *s, size_t len, url *out)
+{
+    if (len == 0)
+        return fail(p, "no master name (expected redis+sentinel://host:26379/mymaster)");
+    int rc = decode(p, s, len, out->master_name, sizeof out->master_name, "master name", false);
+    if (rc)
+        return rc;
+    for (const char *c = out->master_name; *c; c++)
+        if ((unsigned char)*c <= 0x20 || *c == 0x7f)
+            return fail(p, "the master name contains a space or a control character");
+    return 0;
+}
+
+/* redis[s]+sentinel://[user[:password]@]host[:port],.../name[/db][?query]
+ * after "://". */
+static int parse_sentinel(const parse *p, const char *rest, bool tls, url *out)
+{
+    out->kind = URL_TCP;
+    out->tls = tls;
+    out->tls_opt.insecure = -1;
+    out->sentinel = true;
+    out->sentinel_tls = -1;
+    const char *query = strchr(rest, '?');
+    const char *end = query ? query : rest + strlen(rest);
+    const char *at = NULL;
+    for (const char *c = rest; c < end; c++)
+        if (*c == '@')
+            at = c;
+    if (at) {
+        int rc = parse_userinfo(p, rest, (size_t)(at - rest), out);
+        if (rc)
+            return rc;
+        rest = at + 1;
+    }
+    const char *slash = memchr(rest, '/', (size_t)(end - rest));
+    if (!slash)
+        return fail(p, "no master name (expected redis+sentinel://host:26379/mymaster)");
+    const char *host = rest;
+    while (true) {
+        size_t len = (size_t)(slash - host);
+        const char *comma = memchr(host, ',', len);
+        if (comma)
+            len = (size_t)(comma - host);
+        if (len == 0)
+            return fail(p, "empty Sentinel address (a stray ',' or nothing before '/')");
+        if (out->sentinel_count == URL_SENTINELS_MAX)
+            return fail(p, "more than %d Sentinels", URL_SENTINELS_MAX);
+        url one = {0};
+        int rc = parse_hostport(p, host, len, 26379, &one);
+        if (rc)
+            return rc;
+        url_endpoint *ep = &out->sentinels[out->sentinel_count++];
+        memcpy(ep->host, one.host, sizeof ep->host);
+        ep->port = one.port;
+        if (!comma)
+            break;
+        host = comma + 1;
+    }
+    const char *name = slash + 1;
+    size_t name_len = strcspn(name, "/?");
+    if (name + name_len > end)
+        name_len = (size_t)(end - name);
+    int rc = parse_master_name(p, name, name_len, out);
+    if (rc)
+        return rc;
+    const char *db = name + name_len;
+    if (db < end && *db == '/' && db + 1 < end) {
+        rc = parse_db(p, db + 1, (size_t)(end - db - 1), &out->db);
+        if (rc)
+            return rc;
+    }
+    rc = query ? parse_query(p, query + 1, out) : 0;
+    if (rc)
+        return rc;
+    const url_tls *t = &out->tls_opt;
+    bool tls_given = t->ca_file[0] || t->ca_dir[0] || t->cert_file[0] || t->key_file[0] ||
+                     t->server_name[0] || t->insecure >= 0;
+    if (tls_given && !out->tls && out->sentinel_tls != 1)
+        return fail(p, "TLS query parameters need rediss+sentinel:// or sentinel_tls=yes");
+    return 0;
+}
+
+void url_sentinel_master(const url *sentinel_url, const char *host, uint16_t port, url *out)
+{
+    *out = *sentinel_url;
+    out->sentinel = false;
+    out->sentinel_count = 0;
+    snprintf(out->host, sizeof out->host, "%s", host);
+    out->port = port;
+    bool v6 = strchr(out->host, ':') != NULL;
+    snprintf(out->display, sizeof out->display, "%s://%s%s%s:%u (master %s)",
+             out->tls ? "rediss" : "redis", v6 ? "[" : "", out->host, v6 ? "]" : "", port,
+             sentinel_url->master_name);
+}
+
+void url_sentinel_node(const url *sentinel_url, int i, const char *user, const char *password,
+                       url *out)
+{
+    const url_endpoint *ep = &sentinel_url->sentinels[i];
+    *out = *sentinel_url;
+    out->sentinel = false;
+    out->sentinel_count = 0;
+    out->db = 0;
+    out->tls = sentinel_url->sentinel_tls < 0 ? sentinel_url->tls : sentinel_url->sentinel_tls;
+    snprintf(out->user, sizeof out->user, "%s", user ? user : "");
+    snprintf(out->password, sizeof out->password, "%s", password ? password : "");
+    out->has_password = out->user[0] != '\0' || out->password[0] != '\0';
+    memcpy(out->host, ep->host, sizeof out->host);
+    out->port = ep->port;
+    bool v6 = strchr(out->host, ':') != NULL;
+    snprintf(out->display, sizeof out->display, "Sentinel %s%s%s:%u", v6 ? "[" : "", out->host,
+             v6 ? "]" : "", ep->port);
 }
 
 /* unix:///absolute/path[?query] after "unix://". */
@@ -486,9 +619,15 @@ int url_parse(const char *s, url *out, leasehold_error *err)
         rc = parse_redis(&p, sep + 3, true, out);
     else if (scheme_len == 4 && strncasecmp(s, "unix", 4) == 0)
         rc = parse_unix(&p, sep + 3, out);
+    else if (scheme_len == 14 && strncasecmp(s, "redis+sentinel", 14) == 0)
+        rc = parse_sentinel(&p, sep + 3, false, out);
+    else if (scheme_len == 15 && strncasecmp(s, "rediss+sentinel", 15) == 0)
+        rc = parse_sentinel(&p, sep + 3, true, out);
     else {
         char q[200];
-        rc = fail(&p, "unknown scheme \"%s\" (expected redis://, rediss:// or unix://)",
+        rc = fail(&p,
+                  "unknown scheme \"%s\" (expected redis://, rediss://, unix:// or "
+                  "redis+sentinel://)",
                   quote(s, scheme_len, q, sizeof q));
     }
     if (rc) {

@@ -8,6 +8,15 @@
 
 enum url_kind { URL_TCP, URL_UNIX };
 
+/* At most this many Sentinels in one redis+sentinel:// URL. */
+#define URL_SENTINELS_MAX 16
+
+/* A host and port, as a Sentinel URL lists them. */
+typedef struct url_endpoint {
+    char host[256]; /* name or address, IPv6 without brackets */
+    uint16_t port;
+} url_endpoint;
+
 /* The TLS settings a rediss:// URL's query may give: strings empty and
  * insecure -1 when absent. */
 typedef struct url_tls {
@@ -38,6 +47,14 @@ typedef struct url {
     uint32_t command_timeout_ms; /* from ?command_timeout_ms=, 0 if absent */
     bool tls;                    /* rediss:// */
     url_tls tls_opt;             /* rediss:// only: ?tls_ca_file=...&tls_insecure=yes */
+    /* redis+sentinel:// and rediss+sentinel://: the Sentinels to ask for the
+     * master named master_name.  host and port are then empty until a
+     * Sentinel has named the master (url_sentinel_master). */
+    bool sentinel;
+    char master_name[128];
+    url_endpoint sentinels[URL_SENTINELS_MAX];
+    int sentinel_count;
+    int sentinel_tls; /* ?sentinel_tls=yes|no; -1: not given (as the master: tls) */
     char display[512];
 } url;
 
@@ -48,10 +65,26 @@ typedef struct url {
  *                tls_ca_dir, tls_cert_file, tls_key_file, tls_server_name
  *                (percent-encoded) and tls_insecure=yes|no
  *   unix:///path/to/redis.sock[?db=N&connect_timeout_ms=N&command_timeout_ms=N]
+ *   redis+sentinel://[user[:password]@]host[:port][,host[:port]...]/master_name[/db][?query]
+ *   rediss+sentinel://... the same, the master over TLS; ?sentinel_tls=yes|no
+ *                says whether the Sentinels speak TLS too (default: as the master)
+ * A Sentinel's port defaults to 26379; the user and password are the
+ * master's (a Sentinel's own come from the configuration).
  * Userinfo and path may be percent-encoded.  host may be [IPv6].  On error
  * returns LEASEHOLD_EURL with a message naming the URL (password hidden) and
  * what is wrong with it; never reads past the string.  Thread-safe.
  */
 int url_parse(const char *s, url *out, leasehold_error *err);
+
+/* The URL of the master a Sentinel named: sentinel_url's user, password,
+ * database, timeouts and TLS settings with host and port set, displayed as
+ * "redis://host:port (master NAME)".  host is cut to fit. */
+void url_sentinel_master(const url *sentinel_url, const char *host, uint16_t port, url *out);
+
+/* The URL of Sentinel i of sentinel_url: its host and port, TLS as
+ * sentinel_tls says (with the URL's TLS settings), with user and password
+ * (either may be NULL or empty: no AUTH), no database. */
+void url_sentinel_node(const url *sentinel_url, int i, const char *user, const char *password,
+                       url *out);
 
 #endif

@@ -124,7 +124,90 @@ static const invalid_case invalid[] = {
     {"unix:///tmp/redis.sock?password=x", "unknown query parameter \"password\"", NULL},
     {"unix:///tmp/%zz.sock", "bad percent-encoding in the socket path at \"%zz\"", NULL},
     {"unix:///tmp/a%00b", "percent-encoded NUL", NULL},
+    {"redis+sentinel://h:26379", "no master name", NULL},
+    {"redis+sentinel://h:26379/", "no master name", NULL},
+    {"redis+sentinel://:s3cr3t@h,,g/m", "empty Sentinel address", "s3cr3t"},
+    {"redis+sentinel://h,/m", "empty Sentinel address", NULL},
+    {"redis+sentinel:///m", "empty Sentinel address", NULL},
+    {"redis+sentinel://h:0/m", "port 0 is out of range", NULL},
+    {"redis+sentinel://h/m%20x", "master name contains a space", NULL},
+    {"redis+sentinel://h/m/x", "database \"x\"", NULL},
+    {"redis+sentinel://h/m?db=2", "gives the database after the master name", NULL},
+    {"redis+sentinel://h/m?sentinel_tls=maybe", "sentinel_tls must be yes or no", NULL},
+    {"redis+sentinel://h/m?tls_ca_file=/ca.pem", "need rediss+sentinel:// or sentinel_tls=yes",
+     NULL},
+    {"redis://h?sentinel_tls=yes", "unknown query parameter \"sentinel_tls\"", NULL},
+    {"redis+sentinel://a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q/m", "more than 16 Sentinels", NULL},
+    {"redis+cluster://h/m", "unknown scheme \"redis+cluster\"", NULL},
 };
+
+/* redis+sentinel:// and rediss+sentinel://: the Sentinels, the master name,
+ * the database, which side speaks TLS, and the URLs made from them. */
+static void test_sentinel_urls(void **state)
+{
+    (void)state;
+    url u, m, s;
+    leasehold_error err = {0};
+    assert_int_equal(url_parse("redis+sentinel://:pw@10.0.0.1,[::1]:26380,s3.lan:7/my%2Dmaster/2"
+                               "?command_timeout_ms=100",
+                               &u, &err),
+                     0);
+    assert_true(u.sentinel);
+    assert_false(u.tls);
+    assert_int_equal(u.sentinel_count, 3);
+    assert_string_equal(u.sentinels[0].host, "10.0.0.1");
+    assert_int_equal(u.sentinels[0].port, 26379);
+    assert_string_equal(u.sentinels[1].host, "::1");
+    assert_int_equal(u.sentinels[1].port, 26380);
+    assert_string_equal(u.sentinels[2].host, "s3.lan");
+    assert_int_equal(u.sentinels[2].port, 7);
+    assert_string_equal(u.master_name, "my-master");
+    assert_int_equal(u.db, 2);
+    assert_string_equal(u.password, "pw");
+    assert_int_equal(u.command_timeout_ms, 100);
+    assert_int_equal(u.sentinel_tls, -1);
+    assert_string_equal(u.display,
+                        "redis+sentinel://:***@10.0.0.1,[::1]:26380,s3.lan:7/my%2Dmaster/2");
+
+    url_sentinel_master(&u, "10.0.0.9", 6380, &m);
+    assert_false(m.sentinel);
+    assert_string_equal(m.host, "10.0.0.9");
+    assert_int_equal(m.port, 6380);
+    assert_string_equal(m.password, "pw");
+    assert_int_equal(m.db, 2);
+    assert_string_equal(m.display, "redis://10.0.0.9:6380 (master my-master)");
+
+    url_sentinel_node(&u, 1, NULL, "spw", &s);
+    assert_string_equal(s.host, "::1");
+    assert_int_equal(s.port, 26380);
+    assert_string_equal(s.password, "spw");
+    assert_true(s.has_password);
+    assert_int_equal(s.db, 0);
+    assert_false(s.tls);
+    assert_string_equal(s.display, "Sentinel [::1]:26380");
+    url_sentinel_node(&u, 0, NULL, NULL, &s);
+    assert_false(s.has_password);
+
+    /* TLS: the master's by the scheme, the Sentinels' as the master unless
+     * sentinel_tls says otherwise; the TLS parameters serve both. */
+    assert_int_equal(url_parse("rediss+sentinel://h/m?tls_ca_file=/ca.pem", &u, &err), 0);
+    assert_true(u.tls);
+    assert_string_equal(u.tls_opt.ca_file, "/ca.pem");
+    url_sentinel_node(&u, 0, NULL, NULL, &s);
+    assert_true(s.tls);
+    assert_int_equal(url_parse("rediss+sentinel://h/m?sentinel_tls=no", &u, &err), 0);
+    url_sentinel_node(&u, 0, NULL, NULL, &s);
+    assert_false(s.tls);
+    url_sentinel_master(&u, "h2", 1, &m);
+    assert_true(m.tls);
+    assert_string_equal(m.display, "rediss://h2:1 (master m)");
+    assert_int_equal(
+        url_parse("redis+sentinel://h/m?tls_ca_file=/ca.pem&sentinel_tls=yes", &u, &err), 0);
+    url_sentinel_node(&u, 0, NULL, NULL, &s);
+    assert_true(s.tls);
+    url_sentinel_master(&u, "h2", 1, &m);
+    assert_false(m.tls);
+}
 
 /* The TLS half of rediss:// URLs: the scheme, and each query parameter. */
 static void test_tls_urls(void **state)
@@ -280,6 +363,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_urls),
         cmocka_unit_test(test_tls_urls),
+        cmocka_unit_test(test_sentinel_urls),
         cmocka_unit_test(test_invalid_urls),
         cmocka_unit_test(test_null_and_missing_err),
         cmocka_unit_test(test_unix_path_limits),
