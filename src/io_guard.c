@@ -168,10 +168,14 @@ void guard_failover(node *n, const char *why, uint64_t seen_ms, uint64_t now_ms)
         client_log(c, LEASEHOLD_LOG_INFO, "%s", why);
         return;
     }
-    client_log(c, LEASEHOLD_LOG_INFO, "%s; no claim for %" PRIu64 " ms (failover guard)", why,
-               until - now_ms);
-    if (until > n->failover_gate_ms)
-        n->failover_gate_ms = until;
+    /* The same change seen again (by the events connection's own question)
+     * moves nothing: logged at DEBUG. */
+    bool news = until > n->failover_gate_ms;
+    client_log(c, news ? LEASEHOLD_LOG_INFO : LEASEHOLD_LOG_DEBUG,
+               "%s; no claim for %" PRIu64 " ms (failover guard)", why, until - now_ms);
+    if (!news)
+        return;
+    n->failover_gate_ms = until;
     for (leasehold_election *e = c->elections; e; e = e->next)
         if (route_node(c, e->key) == n)
             apply_gate(e, now_ms);

@@ -22,6 +22,7 @@
 #include "client_internal.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,8 +75,8 @@ static void master_changed(node *n, const char *host, uint16_t port, uint64_t no
 /* The Sentinels answered: connect whatever waits for the master; a master
  * other than the last is a failover, and a connection still on the old one
  * is renewed.  A failure fails the waiting attempts with its reason. */
-static void sentinel_resolved(void *arg, int code, const char *host, uint16_t port, const char *msg,
-                              uint64_t now_ms)
+static void sentinel_resolved(void *arg, int code, const char *host, uint16_t port,
+                              uint64_t role_age_ms, const char *msg, uint64_t now_ms)
 {
     node *n = arg;
     leasehold_client *c = n->client;
@@ -96,6 +97,15 @@ static void sentinel_resolved(void *arg, int code, const char *host, uint16_t po
     else if (changed)
         client_log(c, LEASEHOLD_LOG_INFO, "%s: the Sentinels name %s:%u as master of '%s'",
                    c->u.display, host, port, c->u.master_name);
+    if (changed && role_age_ms < c->cfg.lease_ms) {
+        /* A promotion this process did not see happen (it started since):
+         * the new master may lack a key a leader of the old one holds. */
+        char why[1100];
+        snprintf(why, sizeof why,
+                 "%s: the Sentinels saw %s:%u take the master's role %" PRIu64 " ms ago",
+                 c->u.display, host, port, role_age_ms);
+        guard_failover(n, why, now_ms - role_age_ms, now_ms);
+    }
     snprintf(n->master_host, sizeof n->master_host, "%s", host);
     n->master_port = port;
     if (!c->first_connect)

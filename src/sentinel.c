@@ -33,7 +33,9 @@ struct sentinel {
     int unknown;  /* Sentinels that know no master of our name */
     int refused;  /* Sentinels that refused us (AUTH, ACL) */
     int refused_code;
-    char why[640]; /* each Sentinel's failure, "; "-separated */
+    char why[640];  /* each Sentinel's failure, "; "-separated */
+    char host[256]; /* the address the current Sentinel gave, waiting for SENTINEL MASTER */
+    uint16_t port;
 };
 
 /* Appends one Sentinel's failure to the round's account. */
@@ -45,12 +47,12 @@ static void note(sentinel *s, const char *msg)
 }
 
 /* Ends the round with code (0: host:port found). */
-static void finish(sentinel *s, int code, const char *host, uint16_t port, const char *msg,
-                   uint64_t now_ms)
+static void finish(sentinel *s, int code, const char *host, uint16_t port, uint64_t role_age_ms,
+                   const char *msg, uint64_t now_ms)
 {
     s->resolving = false;
     s->advance = false;
-    s->h.on_resolved(s->arg, code, host, port, msg, now_ms);
+    s->h.on_resolved(s->arg, code, host, port, role_age_ms, msg, now_ms);
 }
 
 /* Asks the Sentinel at s->pos, or ends the round when none is left. */
@@ -73,7 +75,7 @@ static void ask_next(sentinel *s, uint64_t now_ms)
             snprintf(msg, sizeof msg, "no Sentinel reachable for master '%s': %s", s->u.master_name,
                      s->why);
         }
-        finish(s, code, NULL, 0, msg, now_ms);
+        finish(s, code, NULL, 0, UINT64_MAX, msg, now_ms);
         return;
     }
     url one;
@@ -92,30 +94,59 @@ static void to_front(sentinel *s, int pos)
     s->order[0] = first;
 }
 
+/* The address, and how long ago the Sentinel saw the master take its role
+ * (SENTINEL MASTER's role-reported-time): a promotion a process did not
+ * live through itself is still seen. */
 static void ask_ready(void *arg, conn *cn, uint64_t now_ms)
 {
     sentinel *s = arg;
-    const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", s->u.master_name};
-    if (conn_send(cn, 3, argv, NULL, 0, now_ms) < 0)
+    const char *addr[3] = {"SENTINEL", "get-master-addr-by-name", s->u.master_name};
+    const char *master[3] = {"SENTINEL", "MASTER", s->u.master_name};
+    if (conn_send(cn, 3, addr, NULL, 0, now_ms) < 0 ||
+        conn_send(cn, 3, master, NULL, 1, now_ms) < 0)
         conn_fail(cn, LEASEHOLD_ENOMEM, "cannot send SENTINEL get-master-addr-by-name", now_ms);
 }
 
-/* The answer: [host, port], nil (no such master) or an error. */
+/* SENTINEL MASTER's answer, a flat list of names and values: the master's
+ * role-reported-time in ms; UINT64_MAX when it does not say (an ACL that
+ * refuses the command, an older Sentinel). */
+static uint64_t role_age(const conn_reply *r)
+{
+    if (r->type != CONN_REPLY_ARRAY)
+        return UINT64_MAX;
+    for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        const conn_reply *k = &r->element[i], *v = &r->element[i + 1];
+        if (k->type == CONN_REPLY_STRING && strcmp(k->str, "role-reported-time") == 0 &&
+            v->type == CONN_REPLY_STRING) {
+            char *end;
+            unsigned long long age = strtoull(v->str, &end, 10);
+            return *end == '\0' && end != v->str ? age : UINT64_MAX;
+        }
+    }
+    return UINT64_MAX;
+}
+
+/* The answers: [host, port], nil (no such master) or an error; then
+ * SENTINEL MASTER's. */
 static void ask_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r, uint64_t now_ms)
 {
     sentinel *s = arg;
-    (void)tag;
     char msg[300];
+    if (tag == 1) {
+        conn_close(cn);
+        to_front(s, s->pos);
+        finish(s, 0, s->host, s->port, role_age(r), NULL, now_ms);
+        return;
+    }
     if (r->type == CONN_REPLY_ARRAY && r->elements == 2 &&
         r->element[0].type == CONN_REPLY_STRING && r->element[1].type == CONN_REPLY_STRING) {
         char *end;
         long port = strtol(r->element[1].str, &end, 10);
-        if (r->element[0].len > 0 && r->element[0].len < 256 && *end == '\0' && port > 0 &&
-            port <= 65535) {
-            conn_close(cn);
-            to_front(s, s->pos);
-            finish(s, 0, r->element[0].str, (uint16_t)port, NULL, now_ms);
-            return;
+        if (r->element[0].len > 0 && r->element[0].len < sizeof s->host && *end == '\0' &&
+            port > 0 && port <= 65535) {
+            memcpy(s->host, r->element[0].str, r->element[0].len + 1);
+            s->port = (uint16_t)port;
+            return; /* SENTINEL MASTER's answer follows */
         }
         snprintf(msg, sizeof msg, "%s: an address that is not host and port", conn_display(cn));
     } else if (r->type == CONN_REPLY_NIL) {

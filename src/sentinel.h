@@ -2,7 +2,8 @@
  *
  * As Sentinel's client protocol asks: the Sentinels of a redis+sentinel://
  * URL are asked in turn, each with a short timeout, `SENTINEL
- * get-master-addr-by-name <name>`; the first that answers with an address
+ * get-master-addr-by-name <name>` (and `SENTINEL MASTER <name>`, for when
+ * the master took its role); the first that answers with an address
  * moves to the front of the list for the next round.  The address is only
  * a candidate: the owner connects with ROLE checked (conn_options'
  * require_master) and asks again when it is not a master.  A second
@@ -25,13 +26,15 @@ typedef struct sentinel sentinel;
 
 typedef struct sentinel_handler {
     /* A round of questions has ended: code 0 and the master's host and
-     * port, or the reason there is none: LEASEHOLD_EMASTERNAME (every
+     * port, with how long ago the Sentinel saw it take the master's role
+     * (role_age_ms; UINT64_MAX when it does not say), or the reason there
+     * is none: LEASEHOLD_EMASTERNAME (every
      * Sentinel that answered knows no master of that name), LEASEHOLD_EAUTH
      * or _ENOPERM (every Sentinel that answered refused us), otherwise
      * LEASEHOLD_ESENTINEL (none could be reached); msg names each Sentinel's
      * answer. */
-    void (*on_resolved)(void *arg, int code, const char *host, uint16_t port, const char *msg,
-                        uint64_t now_ms);
+    void (*on_resolved)(void *arg, int code, const char *host, uint16_t port,
+                        uint64_t role_age_ms, const char *msg, uint64_t now_ms);
     /* A Sentinel announced +switch-master for our master: host:port is the
      * new master, by its word. */
     void (*on_switch)(void *arg, const char *host, uint16_t port, uint64_t now_ms);
