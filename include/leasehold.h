@@ -262,8 +262,9 @@ typedef struct leasehold_config {
     int min_replicas;              /* a claim or renewal counts only once WAIT has confirmed
                                       it on this many replicas; -1 (default): 1 for Sentinel
                                       URLs, 0 (no WAIT) otherwise */
-    uint32_t replica_timeout_ms;   /* how long WAIT may wait for them: 100; below
-                                      command_timeout_ms */
+    uint32_t replica_timeout_ms;   /* how long WAIT may wait for them; 0 (default): 2/5
+                                      of command_timeout_ms (100 ms of the default 250);
+                                      else at least 50 ms below command_timeout_ms */
     leasehold_log_fn log;          /* NULL: no logging */
     void *log_arg;
     leasehold_log_level log_level; /* lines above this level are not formatted: INFO */

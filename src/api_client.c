@@ -75,7 +75,6 @@ void leasehold_config_init(leasehold_config *cfg)
     cfg->log_level = LEASEHOLD_LOG_INFO;
     cfg->restart_guard = true;
     cfg->min_replicas = -1;
-    cfg->replica_timeout_ms = 100;
 }
 
 /* The part of the configuration the state machine takes. */
@@ -295,10 +294,13 @@ leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_er
     lease_config lc = client_lease_config(cfg);
     int min_replicas = cfg->min_replicas >= 0 ? cfg->min_replicas : u.sentinel ? 1 : 0;
     bool bad = lease_config_check(&lc, command_timeout_ms, err) < 0;
+    uint32_t replica_timeout_ms =
+        cfg->replica_timeout_ms ? cfg->replica_timeout_ms : command_timeout_ms * 2 / 5;
     if (!bad && min_replicas > 0 &&
-        (cfg->replica_timeout_ms == 0 || cfg->replica_timeout_ms + 50 > command_timeout_ms)) {
+        (replica_timeout_ms == 0 || replica_timeout_ms + 50 > command_timeout_ms) &&
+        cfg->replica_timeout_ms) {
         error_set(err, LEASEHOLD_ECONFIG,
-                  "replica_timeout_ms (%" PRIu32 ") must be above 0 and at least 50 ms below "
+                  "replica_timeout_ms (%" PRIu32 ") must be at least 50 ms below "
                   "command_timeout_ms (%" PRIu32 "): WAIT must answer before the command "
                   "times out",
                   cfg->replica_timeout_ms, command_timeout_ms);
@@ -329,6 +331,7 @@ leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_er
     c->cfg.command_timeout_ms = command_timeout_ms;
     c->cfg.connect_timeout_ms = connect_timeout_ms;
     c->cfg.min_replicas = min_replicas;
+    c->cfg.replica_timeout_ms = replica_timeout_ms ? replica_timeout_ms : 1;
     c->u = u;
     explicit_bzero(u.password, sizeof u.password);
     c->url_copy = strdup(cfg->url);

@@ -275,16 +275,22 @@ static bool admin_open(redis_server *s)
     return true;
 }
 
-redisReply *redis_server_cmd(redis_server *s, const char *fmt, ...)
+redisReply *redis_server_vcmd(redis_server *s, const char *fmt, va_list ap)
 {
     if (!s->admin && !admin_open(s))
         return NULL;
-    va_list ap;
-    va_start(ap, fmt);
     redisReply *r = redisvCommand(s->admin, fmt, ap);
-    va_end(ap);
     if (!r)
         admin_close(s);
+    return r;
+}
+
+redisReply *redis_server_cmd(redis_server *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redis_server_vcmd(s, fmt, ap);
+    va_end(ap);
     return r;
 }
 
@@ -334,6 +340,19 @@ static char **build_argv(const redis_server *s, const redis_server_opts *o)
     char buf[600];
     argv[n++] = strdup("redis-server");
     snprintf(buf, sizeof buf, "%d", s->port);
+    if (o && o->sentinel_conf) {
+        char conf[600];
+        snprintf(conf, sizeof conf, "%s/sentinel.conf", s->dir);
+        const char *fixed[] = {conf,     "--sentinel", "--port",      buf,
+                               "--bind", "127.0.0.1",  "--daemonize", "no",
+                               "--dir",  s->dir,       "--logfile"};
+        for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
+            argv[n++] = strdup(fixed[i]);
+        snprintf(buf, sizeof buf, "%s/redis.log", s->dir);
+        argv[n++] = strdup(buf);
+        argv[n] = NULL;
+        return argv;
+    }
     const char *aof = o && o->appendonly ? "yes" : "no";
     const char *fixed[] = {"--port",       buf, "--bind",      "127.0.0.1", "--save", "",
                            "--appendonly", aof, "--daemonize", "no",        "--dir",  s->dir};
@@ -433,6 +452,19 @@ redis_server *redis_server_start(const redis_server_opts *opts)
     if (opts && opts->password)
         s->password = strdup(opts->password);
     s->envp = build_envp(opts ? opts->env : NULL);
+    if (opts && opts->sentinel_conf) {
+        char conf[600];
+        snprintf(conf, sizeof conf, "%s/sentinel.conf", s->dir);
+        FILE *f = fopen(conf, "w");
+        bool written = f && fputs(opts->sentinel_conf, f) >= 0;
+        if (f && fclose(f) != 0)
+            written = false;
+        if (!written) {
+            perror("redis_server_start: sentinel.conf");
+            redis_server_stop(s);
+            return NULL;
+        }
+    }
     for (int attempt = 0; attempt < 5; attempt++) {
         s->port = redis_server_free_port();
         s->tls_port = opts && opts->tls_cert ? redis_server_free_port() : 0;

@@ -14,6 +14,7 @@
 #ifndef LEASEHOLD_REDIS_SERVER_H
 #define LEASEHOLD_REDIS_SERVER_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -35,6 +36,10 @@ typedef struct redis_server_opts {
      * for the test's own admin connection (hiredis 0.14 has no TLS). */
     const char *tls_cert, *tls_key, *tls_ca;
     bool tls_auth_clients;
+    /* A Sentinel: this text is written to <dir>/sentinel.conf (Sentinel
+     * rewrites it) and redis-server runs with --sentinel on it; the data
+     * options above (appendonly, unix_socket, tls) are not used. */
+    const char *sentinel_conf;
 } redis_server_opts;
 
 typedef struct redis_server {
@@ -82,6 +87,9 @@ int redis_server_restart(redis_server *s, bool keep_data);
  * freeReplyObject), or NULL if the server did not answer; the connection is
  * then re-opened for the next call.  Error replies are returned as replies. */
 redisReply *redis_server_cmd(redis_server *s, const char *fmt, ...);
+
+/* redis_server_cmd with a va_list. */
+redisReply *redis_server_vcmd(redis_server *s, const char *fmt, va_list ap);
 
 /* A port on 127.0.0.1 nothing listened on a moment ago (for "connection
  * refused" tests), or -1. */

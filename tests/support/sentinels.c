@@ -1,0 +1,305 @@
+/* sentinels.c — a Redis Sentinel topology for integration tests (see
+ * sentinels.h). */
+#include "sentinels.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+/* The value of field `name` in an INFO text, copied into out; false if
+ * absent. */
+static bool info_value(const char *info, const char *name, char *out, size_t size)
+{
+    size_t n = strlen(name);
+    for (const char *p = info; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+        if (strncmp(p, name, n) != 0 || p[n] != ':')
+            continue;
+        size_t len = strcspn(p + n + 1, "\r\n");
+        if (len >= size)
+            len = size - 1;
+        memcpy(out, p + n + 1, len);
+        out[len] = '\0';
+        return true;
+    }
+    return false;
+}
+
+/* The value of `field` in a reply that lists names and values (SENTINEL
+ * MASTER), as a number; -1 if absent. */
+static long long field_number(const redisReply *r, const char *field)
+{
+    if (!r || r->type != REDIS_REPLY_ARRAY)
+        return -1;
+    for (size_t i = 0; i + 1 < r->elements; i += 2)
+        if (r->element[i]->type == REDIS_REPLY_STRING && strcmp(r->element[i]->str, field) == 0 &&
+            r->element[i + 1]->type == REDIS_REPLY_STRING)
+            return atoll(r->element[i + 1]->str);
+    return -1;
+}
+
+redisReply *sentinels_cmd(sentinels *t, int i, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redis_server_vcmd(t->sen[i], fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+/* True when data node s replicates from the master on master_port with its
+ * link up. */
+static bool replica_in_sync(redis_server *s, int master_port)
+{
+    redisReply *r = redis_server_cmd(s, "INFO replication");
+    char role[16] = "", link[16] = "", port[16] = "";
+    if (r && r->type == REDIS_REPLY_STRING) {
+        info_value(r->str, "role", role, sizeof role);
+        info_value(r->str, "master_link_status", link, sizeof link);
+        info_value(r->str, "master_port", port, sizeof port);
+    }
+    if (r)
+        freeReplyObject(r);
+    return strcmp(role, "slave") == 0 && strcmp(link, "up") == 0 && atoi(port) == master_port;
+}
+
+/* The port Sentinel i names as master, or -1. */
+static int named_port(sentinels *t, int i)
+{
+    if (t->sen[i]->pid <= 0)
+        return -1;
+    redisReply *r = sentinels_cmd(t, i, "SENTINEL get-master-addr-by-name %s", t->name);
+    int port = -1;
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[1]->type == REDIS_REPLY_STRING)
+        port = atoi(r->element[1]->str);
+    if (r)
+        freeReplyObject(r);
+    return port;
+}
+
+redis_server *sentinels_master(sentinels *t)
+{
+    int running = 0;
+    for (int i = 0; i < t->n_sen; i++)
+        running += t->sen[i]->pid > 0;
+    for (int d = 0; d < t->n_data; d++) {
+        int votes = 0;
+        for (int i = 0; i < t->n_sen; i++)
+            votes += named_port(t, i) == t->data[d]->port;
+        if (votes * 2 > t->n_sen && votes > 0 && running > 0)
+            return t->data[d];
+    }
+    return NULL;
+}
+
+/* True when s answers ROLE with "master". */
+static bool is_master(redis_server *s)
+{
+    if (s->pid <= 0)
+        return false;
+    redisReply *r = redis_server_cmd(s, "ROLE");
+    bool yes = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+               r->element[0]->type == REDIS_REPLY_STRING &&
+               strcmp(r->element[0]->str, "master") == 0;
+    if (r)
+        freeReplyObject(r);
+    return yes;
+}
+
+redis_server *sentinels_wait_new_master(sentinels *t, const redis_server *old, uint64_t max_ms)
+{
+    uint64_t deadline = test_now_ms() + test_ms(max_ms);
+    for (;;) {
+        redis_server *m = sentinels_master(t);
+        if (m && m != old && is_master(m))
+            return m;
+        if (test_now_ms() >= deadline)
+            return NULL;
+        test_sleep_ms(20);
+    }
+}
+
+/* True when every Sentinel knows want_replicas replicas and every other
+ * Sentinel. */
+static bool sentinels_know_all(sentinels *t, int want_replicas)
+{
+    for (int i = 0; i < t->n_sen; i++) {
+        if (t->sen[i]->pid <= 0)
+            continue;
+        redisReply *r = sentinels_cmd(t, i, "SENTINEL MASTER %s", t->name);
+        bool ok = field_number(r, "num-slaves") >= want_replicas &&
+                  field_number(r, "num-other-sentinels") == t->n_sen - 1;
+        if (r)
+            freeReplyObject(r);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+bool sentinels_wait_synced(sentinels *t, uint64_t max_ms)
+{
+    uint64_t deadline = test_now_ms() + test_ms(max_ms);
+    for (;;) {
+        redis_server *m = sentinels_master(t);
+        bool ok = m && is_master(m);
+        int replicas = 0;
+        for (int d = 0; ok && d < t->n_data; d++) {
+            if (t->data[d] == m || t->data[d]->pid <= 0)
+                continue;
+            ok = replica_in_sync(t->data[d], m->port);
+            replicas++;
+        }
+        if (ok && sentinels_know_all(t, replicas))
+            return true;
+        if (test_now_ms() >= deadline)
+            return false;
+        test_sleep_ms(20);
+    }
+}
+
+int sentinels_failover(sentinels *t)
+{
+    uint64_t deadline = test_now_ms() + test_ms(10000);
+    for (;;) {
+        int i = 0;
+        while (i < t->n_sen - 1 && t->sen[i]->pid <= 0)
+            i++;
+        redisReply *r = sentinels_cmd(t, i, "SENTINEL FAILOVER %s", t->name);
+        bool ok = r && r->type == REDIS_REPLY_STATUS;
+        char why[200];
+        snprintf(why, sizeof why, "%s", r && r->type == REDIS_REPLY_ERROR ? r->str : "no answer");
+        if (r)
+            freeReplyObject(r);
+        if (ok)
+            return 0;
+        if (test_now_ms() >= deadline) {
+            fprintf(stderr, "sentinels_failover: %s\n", why);
+            return -1;
+        }
+        test_sleep_ms(100);
+    }
+}
+
+/* Starts one Sentinel watching the master on master_port. */
+static redis_server *start_sentinel(const sentinels *t, const sentinels_opts *o, int master_port)
+{
+    char conf[1024];
+    int n = snprintf(conf, sizeof conf,
+                     "sentinel resolve-hostnames no\n"
+                     "sentinel monitor %s 127.0.0.1 %d %d\n"
+                     "sentinel down-after-milliseconds %s %d\n"
+                     "sentinel failover-timeout %s %d\n",
+                     t->name, master_port, t->n_sen / 2 + 1, t->name, o->down_after_ms, t->name,
+                     o->failover_timeout_ms);
+    if (o->password)
+        n += snprintf(conf + n, sizeof conf - (size_t)n, "sentinel auth-pass %s %s\n", t->name,
+                      o->password);
+    if (o->sentinel_password)
+        snprintf(conf + n, sizeof conf - (size_t)n, "requirepass %s\nsentinel sentinel-pass %s\n",
+                 o->sentinel_password, o->sentinel_password);
+    redis_server_opts so = {.sentinel_conf = conf, .password = o->sentinel_password};
+    return redis_server_start(&so);
+}
+
+sentinels *sentinels_start(const sentinels_opts *opts)
+{
+    sentinels_opts o = opts ? *opts : (sentinels_opts){0};
+    if (!o.replicas)
+        o.replicas = 2;
+    if (!o.sentinels)
+        o.sentinels = 3;
+    if (!o.down_after_ms)
+        o.down_after_ms = 1000;
+    if (!o.failover_timeout_ms)
+        o.failover_timeout_ms = 3000;
+    if (o.replicas + 1 > SENTINELS_DATA_MAX || o.sentinels > SENTINELS_MAX)
+        return NULL;
+    sentinels *t = calloc(1, sizeof *t);
+    snprintf(t->name, sizeof t->name, "mymaster");
+    if (o.sentinel_password)
+        t->sentinel_password = strdup(o.sentinel_password);
+
+    redis_server_opts mo = {.password = o.password};
+    const char *master_args[] = {"--masterauth", o.password, NULL};
+    if (o.password)
+        mo.args = master_args;
+    t->data[t->n_data] = redis_server_start(&mo);
+    if (!t->data[t->n_data])
+        goto fail;
+    t->n_data++;
+    char port[16];
+    snprintf(port, sizeof port, "%d", t->data[0]->port);
+    const char *replica_args[] = {"--replicaof",  "127.0.0.1", port,
+                                  "--masterauth", o.password,  NULL};
+    if (!o.password)
+        replica_args[3] = NULL;
+    for (int i = 0; i < o.replicas; i++) {
+        redis_server_opts ro = {.password = o.password, .args = replica_args};
+        t->data[t->n_data] = redis_server_start(&ro);
+        if (!t->data[t->n_data])
+            goto fail;
+        t->n_data++;
+    }
+    uint64_t deadline = test_now_ms() + test_ms(10000);
+    for (int d = 1; d < t->n_data; d++)
+        while (!replica_in_sync(t->data[d], t->data[0]->port)) {
+            if (test_now_ms() >= deadline) {
+                fprintf(stderr, "sentinels_start: replica %d never synced\n", d);
+                goto fail;
+            }
+            test_sleep_ms(20);
+        }
+
+    t->n_sen = 0;
+    int want = o.sentinels;
+    for (int i = 0; i < want; i++) {
+        t->n_sen = want; /* the quorum in each configuration counts them all */
+        redis_server *s = start_sentinel(t, &o, t->data[0]->port);
+        t->n_sen = i;
+        if (!s)
+            goto fail;
+        t->sen[t->n_sen] = s;
+        t->n_sen = i + 1;
+    }
+    int n = snprintf(t->url, sizeof t->url, "redis+sentinel://%s%s%s", o.password ? ":" : "",
+                     o.password ? o.password : "", o.password ? "@" : "");
+    for (int i = 0; i < t->n_sen; i++)
+        n += snprintf(t->url + n, sizeof t->url - (size_t)n, "%s127.0.0.1:%d", i ? "," : "",
+                      t->sen[i]->port);
+    snprintf(t->url + n, sizeof t->url - (size_t)n, "/%s", t->name);
+    /* Sentinels find each other by hello messages every 2 s. */
+    if (!sentinels_wait_synced(t, 20000)) {
+        fprintf(stderr, "sentinels_start: the Sentinels never knew every replica and Sentinel:\n");
+        for (int i = 0; i < t->n_sen; i++) {
+            redisReply *r = sentinels_cmd(t, i, "SENTINEL MASTER %s", t->name);
+            fprintf(stderr,
+                    "  Sentinel %d (port %d, %s): master port %lld, %lld replicas, %lld "
+                    "other Sentinels\n",
+                    i, t->sen[i]->port, t->sen[i]->dir, field_number(r, "port"),
+                    field_number(r, "num-slaves"), field_number(r, "num-other-sentinels"));
+            if (r)
+                freeReplyObject(r);
+        }
+        goto fail;
+    }
+    return t;
+fail:
+    sentinels_stop(t);
+    return NULL;
+}
+
+void sentinels_stop(sentinels *t)
+{
+    if (!t)
+        return;
+    for (int i = 0; i < t->n_sen; i++)
+        redis_server_stop(t->sen[i]);
+    for (int d = 0; d < t->n_data; d++)
+        redis_server_stop(t->data[d]);
+    free(t->sentinel_password);
+    free(t);
+}
