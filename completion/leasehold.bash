@@ -9,13 +9,15 @@
 # The options of each subcommand, and those that take a value.
 _leasehold_general='--url --url-file --password-file --key --region -q --quiet -v --verbose
     --log-level --log-format --tls-ca-file --tls-ca-dir --tls-cert-file --tls-key-file
-    --tls-server-name --tls-insecure -h --help --version'
+    --tls-server-name --tls-insecure --sentinel-user --sentinel-password-file --min-replicas
+    -h --help --version'
 _leasehold_run='--id --lease --renew --retry --renew-deadline --command-timeout
     --connect-timeout --clock-drift-ppm --grace --wait-timeout --restart --exit-on-loss
     --try-once --hold-after-exit'
 _leasehold_observe='--json'
 _leasehold_valued=' --url --url-file --password-file --tls-ca-file --tls-ca-dir --tls-cert-file
-    --tls-key-file --tls-server-name --key --region --log-level --log-format --id --lease --renew --retry
+    --tls-key-file --tls-server-name --sentinel-user --sentinel-password-file --min-replicas
+    --key --region --log-level --log-format --id --lease --renew --retry
     --renew-deadline --command-timeout --connect-timeout --clock-drift-ppm --grace
     --wait-timeout --hold-after-exit '
 
@@ -86,11 +88,11 @@ _leasehold() {
         return 0
         ;;
     --url)
-        _leasehold_reply -W 'redis:// rediss:// unix://' -- "$cur"
+        _leasehold_reply -W 'redis:// rediss:// unix:// redis+sentinel:// rediss+sentinel://' -- "$cur"
         compopt -o nospace 2>/dev/null
         return 0
         ;;
-    --url-file | --password-file | --tls-ca-file | --tls-cert-file | --tls-key-file)
+    --url-file | --password-file | --sentinel-password-file | --tls-ca-file | --tls-cert-file | --tls-key-file)
         _leasehold_reply -f -- "$cur"
         return 0
         ;;

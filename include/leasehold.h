@@ -590,6 +590,9 @@ typedef struct leasehold_holder {
     int64_t ttl_ms;  /* the lease's remaining time; -1 when the key has no TTL; 0 when free */
     char maxmemory_policy[32]; /* the Redis server's eviction policy ("noeviction" is the safe
                                   one), "" when Redis would not say */
+    char master[272];          /* Sentinel URLs: the master that answered, "host:port" as the
+                                  Sentinels named it; "" for other URLs */
+    unsigned failovers;        /* Sentinel URLs: changes of master this client has followed */
 } leasehold_holder;
 
 /*

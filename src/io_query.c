@@ -73,8 +73,15 @@ void query_finish(leasehold_client *c, query *q, int code, const char *msg, cons
                 q->holder.ttl_ms = lr.pttl_ms;
             }
             q->holder.epoch = lr.epoch;
+            node *n = route_node(c, q->key);
             snprintf(q->holder.maxmemory_policy, sizeof q->holder.maxmemory_policy, "%s",
-                     route_node(c, q->key)->policy);
+                     n->policy);
+            if (n->sen) {
+                bool v6 = strchr(n->master_host, ':') != NULL;
+                snprintf(q->holder.master, sizeof q->holder.master, "%s%s%s:%u", v6 ? "[" : "",
+                         n->master_host, v6 ? "]" : "", n->master_port);
+                q->holder.failovers = n->failovers;
+            }
         }
         q->done = true;
         pthread_cond_broadcast(&c->cond);

@@ -112,6 +112,8 @@ int cli_status(const cli_options *o)
                                 ",\"epoch\":%" PRIu64 ",\"ttl_ms\":%" PRId64, h.epoch,
                                 held ? h.ttl_ms : 0);
         len = json_field(line, sizeof line, "maxmemory_policy", h.maxmemory_policy);
+        if (h.master[0])
+            len = json_field(line, sizeof line, "master", h.master);
         if (problem)
             len = json_field(line, sizeof line, "error", problem);
         len += (size_t)snprintf(line + len, sizeof line - len, "}");
@@ -138,6 +140,9 @@ int cli_status(const cli_options *o)
         len = (size_t)snprintf(line, sizeof line, "%s: no leader (last epoch %" PRIu64 ")", o->key,
                                h.epoch);
     }
+    /* Behind Sentinel: which master answered. */
+    if (!o->json && h.master[0] && len < sizeof line)
+        len += (size_t)snprintf(line + len, sizeof line - len, "; master %s", h.master);
     /* A Redis that may evict keys can drop the lease under its leader. */
     if (!o->json && h.maxmemory_policy[0] && strcmp(h.maxmemory_policy, "noeviction") != 0 &&
         len < sizeof line)

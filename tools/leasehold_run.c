@@ -158,8 +158,8 @@ static void free_env(char **env)
 }
 
 /* environ without LEASEHOLD_KEY/EPOCH/TOKEN, then this term's three, last;
- * without SNAKETRON_REDIS_PASSWORD too, which is leasehold's secret, not
- * CMD's.  NULL when out of memory. */
+ * without SNAKETRON_REDIS_PASSWORD and SNAKETRON_SENTINEL_PASSWORD too,
+ * which are leasehold's secrets, not CMD's.  NULL when out of memory. */
 static char **build_env(const runner *r, uint64_t epoch)
 {
     size_t n = 0;
@@ -173,7 +173,8 @@ static char **build_env(const runner *r, uint64_t epoch)
         if (strncmp(environ[i], "LEASEHOLD_KEY=", 14) != 0 &&
             strncmp(environ[i], "LEASEHOLD_EPOCH=", 16) != 0 &&
             strncmp(environ[i], "LEASEHOLD_TOKEN=", 16) != 0 &&
-            strncmp(environ[i], "SNAKETRON_REDIS_PASSWORD=", 25) != 0)
+            strncmp(environ[i], "SNAKETRON_REDIS_PASSWORD=", 25) != 0 &&
+            strncmp(environ[i], "SNAKETRON_SENTINEL_PASSWORD=", 28) != 0)
             env[k++] = environ[i];
     }
     char *own[3] = {NULL, NULL, NULL};

@@ -95,6 +95,7 @@ void opts_init(opts *o, const char *prog)
         .url = url && url[0] ? url : NULL,
         .url_source = "SNAKETRON_REDIS_URL",
         .log_level = LEASEHOLD_LOG_INFO,
+        .conn = {.min_replicas = -1},
         .t =
             {
                 .lease_ms = d.lease_ms,
@@ -295,6 +296,12 @@ static const char *name_of(int id)
         return "--tls-server-name";
     case OPTS_TLS_INSECURE:
         return "--tls-insecure";
+    case OPTS_SENTINEL_USER:
+        return "--sentinel-user";
+    case OPTS_SENTINEL_PASSWORD_FILE:
+        return "--sentinel-password-file";
+    case OPTS_MIN_REPLICAS:
+        return "--min-replicas";
     }
     return NULL;
 }

@@ -61,6 +61,9 @@ enum opts_id {
     OPTS_TLS_KEY_FILE,
     OPTS_TLS_SERVER_NAME,
     OPTS_TLS_INSECURE,
+    OPTS_SENTINEL_USER,
+    OPTS_SENTINEL_PASSWORD_FILE,
+    OPTS_MIN_REPLICAS,
     OPTS_PROGRAM = 1100, /* a program's own options start here */
 };
 
@@ -79,6 +82,9 @@ enum opts_id {
         {"tls-cert-file", required_argument, NULL, OPTS_TLS_CERT_FILE},                            \
         {"tls-key-file", required_argument, NULL, OPTS_TLS_KEY_FILE},                              \
         {"tls-server-name", required_argument, NULL, OPTS_TLS_SERVER_NAME},                        \
+        {"sentinel-user", required_argument, NULL, OPTS_SENTINEL_USER},                            \
+        {"sentinel-password-file", required_argument, NULL, OPTS_SENTINEL_PASSWORD_FILE},          \
+        {"min-replicas", required_argument, NULL, OPTS_MIN_REPLICAS},                              \
     {                                                                                              \
         "tls-insecure", no_argument, NULL, OPTS_TLS_INSECURE                                       \
     }
@@ -105,7 +111,8 @@ enum opts_id {
 /* The --help lines of the shared options, so both programs say the same. */
 #define OPTS_HELP_GENERAL                                                                          \
     "  --url URL              Redis URL: redis://[user[:password]@]host[:port][/db],\n"            \
-    "                         rediss://... (TLS) or unix:///path/to/redis.sock\n"                  \
+    "                         rediss://... (TLS), unix:///path/to/redis.sock, or\n"                \
+    "                         redis+sentinel://host:26379,host2:26379/mymaster[/db]\n"             \
     "                         (default: $SNAKETRON_REDIS_URL)\n"                                   \
     "  --url-file FILE        the URL from the first line of FILE (not shown by ps)\n"             \
     "  --password-file FILE   the password from the first line of FILE (default:\n"                \
@@ -117,6 +124,12 @@ enum opts_id {
     "  --tls-server-name NAME rediss://: the name Redis's certificate must have\n"                 \
     "                         (default: the URL's host)\n"                                         \
     "  --tls-insecure         rediss:// without verifying Redis at all (tests only)\n"             \
+    "  --sentinel-user NAME   Sentinel URLs: the Sentinels' own ACL user\n"                        \
+    "  --sentinel-password-file FILE\n"                                                            \
+    "                         Sentinel URLs: the Sentinels' own password (default:\n"              \
+    "                         $SNAKETRON_SENTINEL_PASSWORD)\n"                                     \
+    "  --min-replicas N       a claim or renewal counts once N replicas have it (WAIT)\n"          \
+    "                         (default: 1 behind Sentinel, else 0)\n"                              \
     "  --key KEY              the lease key (default: " OPTS_KEY_PREFIX "<region>)\n"              \
     "  --region NAME          region of the default key (default: $SNAKETRON_REGION,\n"            \
     "                         else " OPTS_DEFAULT_REGION "; set but empty is refused)\n"           \
@@ -153,6 +166,9 @@ typedef struct opts_conn {
     const char *password_source; /* "--password-file", "SNAKETRON_REDIS_PASSWORD" */
     const char *tls_ca_file, *tls_ca_dir, *tls_cert_file, *tls_key_file, *tls_server_name;
     bool tls_insecure;
+    const char *sentinel_user;
+    const char *sentinel_password; /* never printed */
+    int min_replicas;              /* -1: the library's default */
 } opts_conn;
 
 /* The timings and where each came from. */

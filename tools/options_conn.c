@@ -40,7 +40,7 @@ static int read_first_line(opts *o, const char *opt, const char *path, char *out
     return 0;
 }
 
-/* A TLS option's value: refused when empty. */
+/* A TLS or Sentinel option's value: refused when empty. */
 static int tls_value(opts *o, const char *opt, const char *arg, const char **field)
 {
     if (!arg[0])
@@ -51,7 +51,7 @@ static int tls_value(opts *o, const char *opt, const char *arg, const char **fie
 
 int opts_conn_apply(opts *o, int id, const char *opt, const char *arg)
 {
-    static char url[SECRET_MAX], password[SECRET_MAX];
+    static char url[SECRET_MAX], password[SECRET_MAX], sentinel_password[SECRET_MAX];
     opts_conn *c = &o->conn;
     switch (id) {
     case OPTS_URL_FILE:
@@ -81,6 +81,21 @@ int opts_conn_apply(opts *o, int id, const char *opt, const char *arg)
     case OPTS_TLS_INSECURE:
         c->tls_insecure = true;
         return 0;
+    case OPTS_SENTINEL_USER:
+        return tls_value(o, opt, arg, &c->sentinel_user);
+    case OPTS_SENTINEL_PASSWORD_FILE:
+        if (read_first_line(o, opt, arg, sentinel_password, sizeof sentinel_password) != 0)
+            return OPTS_USAGE;
+        c->sentinel_password = sentinel_password;
+        return 0;
+    case OPTS_MIN_REPLICAS: {
+        char *end;
+        long n = strtol(arg, &end, 10);
+        if (!arg[0] || *end || n < 0 || n > 100)
+            return opts_error(o, "%s: expected a whole number from 0 to 100, not \"%s\"", opt, arg);
+        c->min_replicas = (int)n;
+        return 0;
+    }
     default:
         return 1;
     }
@@ -88,6 +103,13 @@ int opts_conn_apply(opts *o, int id, const char *opt, const char *arg)
 
 int opts_conn_finish(opts *o)
 {
+    const char *senv = getenv("SNAKETRON_SENTINEL_PASSWORD");
+    if (!o->conn.sentinel_password && senv) {
+        if (!senv[0])
+            return opts_error(o, "SNAKETRON_SENTINEL_PASSWORD is set but empty (unset it, or "
+                                 "give the password)");
+        o->conn.sentinel_password = senv;
+    }
     const char *env = getenv("SNAKETRON_REDIS_PASSWORD");
     if (o->conn.password || !env)
         return 0;
@@ -108,4 +130,7 @@ void opts_conn_config(const opts_conn *c, leasehold_config *cfg)
     cfg->tls_key_file = c->tls_key_file;
     cfg->tls_server_name = c->tls_server_name;
     cfg->tls_insecure = c->tls_insecure;
+    cfg->sentinel_user = c->sentinel_user;
+    cfg->sentinel_password = c->sentinel_password;
+    cfg->min_replicas = c->min_replicas;
 }

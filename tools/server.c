@@ -173,6 +173,7 @@ static void print_help(const char *prog)
         "  SNAKETRON_REDIS_URL    Redis URL; unset or empty: leader election is disabled\n"
         "                         and the server just runs\n"
         "  SNAKETRON_REDIS_PASSWORD  the password, when not in the URL (ps shows argv)\n"
+        "  SNAKETRON_SENTINEL_PASSWORD  the Sentinels' own password (Sentinel URLs)\n"
         "  SNAKETRON_REGION       region, the key's last part (default region: " OPTS_DEFAULT_REGION
         ";\n"
         "                         set but empty is refused)\n"

@@ -20,6 +20,7 @@
 #include "fixture.h"
 #include "sentinels.h"
 #include "testutil.h"
+#include "tool_proc.h"
 
 static sentinels *topo;
 
@@ -296,6 +297,36 @@ static void test_discovery_errors(void **state)
     assert_int_equal(err.code, LEASEHOLD_ECONFIG);
 }
 
+/* The tools through Sentinel: `leasehold status` names the master that
+ * answered; `server` is elected, follows a failover and logs it. */
+static void test_tools(void **state)
+{
+    (void)state;
+    redis_server *m = sentinels_master(topo);
+    char want[64];
+    snprintf(want, sizeof want, "; master 127.0.0.1:%d", m->port);
+    const char *status[] = {"status", "--url", topo->url, "--key", "lh:sentinel:tools", NULL};
+    proc *p = proc_start("leasehold", NULL, status);
+    expect_exit(p, 3, 10000);
+    expect_mentions(p, "status through Sentinel", want);
+    proc_free(p);
+
+    const char *env[] = {"SNAKETRON_REGION=sentinel-tools", NULL};
+    const char *args[] = {"--url", topo->url, "--lease", "1s", NULL};
+    p = proc_start("server", env, args);
+    expect_output(p, "This server is now the leader!", 15000);
+    assert_int_equal(sentinels_failover(topo), 0);
+    redis_server *next = sentinels_wait_new_master(topo, m, FAILOVER_MS);
+    assert_non_null(next);
+    char failover[160];
+    snprintf(failover, sizeof failover, "'mymaster' failed over: the Sentinels name 127.0.0.1:%d",
+             next->port);
+    expect_output(p, failover, FAILOVER_MS);
+    test_process_signal(p->pid, SIGTERM);
+    expect_exit(p, 0, 10000);
+    proc_free(p);
+}
+
 int main(int argc, char **argv)
 {
     fixture_run_child(argc, argv);
@@ -307,6 +338,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_master_stopped, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_leader_paused_during_failover, setup,
                                         fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_tools, setup, proc_free_all),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -68,7 +68,7 @@ expect_exactly "leasehold watch --j" "--json"
 expect_exactly "leasehold run --log-format " "text json"
 expect_exactly "leasehold watch --log-format j" "json"
 expect_exactly "leasehold status --log-level d" "debug"
-expect_exactly "leasehold run --url " "redis:// rediss:// unix://"
+expect_exactly "leasehold run --url " "redis:// rediss:// unix:// redis+sentinel:// rediss+sentinel://"
 expect "leasehold status --tls" --tls-ca-file --tls-ca-dir --tls-cert-file --tls-key-file \
     --tls-server-name --tls-insecure
 expect "leasehold run --" --url-file --password-file
