@@ -1,6 +1,7 @@
 /* examples/watch.c — who leads a key, and every change as it happens.
  *
  *     build/examples/watch redis://127.0.0.1:6379 myapp:leader
+ *     build/examples/watch redis+sentinel://10.0.0.1,10.0.0.2,10.0.0.3/mymaster myapp:leader
  *
  * leasehold_holder_get() reads the key once; leasehold_observe() then reports
  * each change without campaigning (`leasehold watch` does the same, with
@@ -51,6 +52,8 @@ int main(int argc, char **argv)
                (long long)h.ttl_ms);
     else
         printf("now: no leader\n");
+    if (h.master[0]) /* a Sentinel URL: the master that answered */
+        printf("master: %s\n", h.master);
     fflush(stdout);
     leasehold_callbacks cb = {.observed = observed, .error = error};
     if (!leasehold_observe(c, argv[2], &cb, NULL, &err)) {
