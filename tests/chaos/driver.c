@@ -90,7 +90,9 @@
 #include <unistd.h>
 
 #include "clockshift.h"
+#include "netns.h"
 #include "redis_server.h"
+#include "sentinels.h"
 #include "testutil.h"
 #include "tls_certs.h"
 
@@ -102,6 +104,7 @@
 #define PROXY_ANSWER_MS       2000u
 #define CHECK_MAX_MS          120000u
 #define TCP_ESTABLISHED_STATE 1u /* the "st" column of /proc/net/tcp */
+#define SENTINEL_SETTLE_MS    "10000"
 
 typedef enum fault_type {
     FAULT_KILL,
@@ -116,13 +119,24 @@ typedef enum fault_type {
     FAULT_CLOCK_STEP,
     FAULT_RESTART_KEEP,
     FAULT_GUARDIAN_KILL,
+    /* --sentinel only: */
+    FAULT_FAILOVER,
+    FAULT_MASTER_KILL,
+    FAULT_MASTER_STOP,
+    FAULT_PARTITION,
+    FAULT_LEADER_CUT,
+    FAULT_REPLICA_SPLIT, /* never dealt unless --faults names it */
     FAULT_COUNT
 } fault_type;
 
+/* The first of the --sentinel topology's own faults. */
+#define FAULT_SENTINEL_FIRST FAULT_FAILOVER
+
 /* The names the fault log, --faults and chaos_check use. */
 static const char *const fault_names[FAULT_COUNT] = {
-    "kill",          "stop",        "redis-stop", "blackhole",  "latency",      "restart-aof",
-    "restart-empty", "client-kill", "term",       "clock-step", "restart-keep", "guardian-kill",
+    "kill",          "stop",        "redis-stop",  "blackhole",  "latency",      "restart-aof",
+    "restart-empty", "client-kill", "term",        "clock-step", "restart-keep", "guardian-kill",
+    "failover",      "master-kill", "master-stop", "partition",  "leader-cut",   "replica-split",
 };
 
 typedef struct options {
@@ -134,7 +148,9 @@ typedef struct options {
     uint32_t clock_step_bound_ms; /* 0: renew + command timeout + 100 */
     bool restart_guard;
     bool tls;                   /* rediss:// to Redis's TLS port */
-    bool fault_on[FAULT_COUNT]; /* the deck: --faults, or every type */
+    bool sentinel;              /* the Sentinel topology, each node in a namespace */
+    int min_replicas;           /* --min-replicas; -1: the library's default */
+    bool fault_on[FAULT_COUNT]; /* the deck: --faults, or every type of the topology */
 } options;
 
 /* One fault as the schedule drew it. */
@@ -187,7 +203,16 @@ typedef struct chaos {
     unsigned dealt[FAULT_COUNT], injected[FAULT_COUNT], skipped[FAULT_COUNT];
     unsigned unexpected_exits;
     bool broken; /* something the run needs failed: stop the schedule, fail the run */
+    /* --sentinel: the private network (nodes: the data nodes, the Sentinels,
+     * then the probes) and the topology on it */
+    chaos_net net;
+    sentinels *topo;
 } chaos;
+
+/* --sentinel: the nodes of the private network. */
+#define NODE_DATA(i)  (i)
+#define NODE_SEN(i)   (3 + (i))
+#define NODE_PROBE(p) (6 + (p)->id - 1)
 
 static volatile sig_atomic_t interrupted;
 
@@ -226,8 +251,11 @@ static void usage(FILE *f)
                "                    [--renew-deadline-ms N] [--command-timeout-ms N]\n"
                "                    [--no-restart-guard] [--faults TYPE,TYPE...]\n"
                "                    [--clock-step-bound-ms N] [--tls]\n"
+               "                    [--sentinel [--min-replicas N]]\n"
                "fault types: kill stop redis-stop blackhole latency restart-aof restart-empty\n"
-               "             client-kill term clock-step restart-keep guardian-kill\n");
+               "             client-kill term clock-step restart-keep guardian-kill\n"
+               "  --sentinel: kill stop term failover master-kill master-stop partition\n"
+               "             leader-cut (and replica-split, only when named)\n");
 }
 
 /* Fills on[] from a comma-separated list of fault names; false (printed)
@@ -281,9 +309,9 @@ static bool parse_options(int argc, char **argv, options *o)
                    .retry_ms = 1000,
                    .renew_deadline_ms = 1500,
                    .command_timeout_ms = 250,
-                   .restart_guard = true};
-    for (int t = 0; t < FAULT_COUNT; t++)
-        o->fault_on[t] = true;
+                   .restart_guard = true,
+                   .min_replicas = -1};
+    bool faults_given = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -294,6 +322,10 @@ static bool parse_options(int argc, char **argv, options *o)
         }
         if (strcmp(a, "--tls") == 0) {
             o->tls = true;
+            continue;
+        }
+        if (strcmp(a, "--sentinel") == 0) {
+            o->sentinel = true;
             continue;
         }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -312,6 +344,11 @@ static bool parse_options(int argc, char **argv, options *o)
                     fprintf(stderr, "chaos_driver: --faults wants a list of fault types\n");
                 return false;
             }
+            faults_given = true;
+        } else if (strcmp(a, "--min-replicas") == 0) {
+            if (!parse_number(a, v, 0, 2, &n))
+                return false;
+            o->min_replicas = (int)n;
         } else if (strcmp(a, "--seconds") == 0) {
             if (!parse_number(a, v, 1, 86400, &n))
                 return false;
@@ -342,6 +379,28 @@ static bool parse_options(int argc, char **argv, options *o)
             *t = (uint32_t)n;
         }
         i++;
+    }
+    /* Each topology has its own faults: a Sentinel topology has no proxies
+     * and no single Redis, the plain one no Sentinels. */
+    for (int t = 0; t < FAULT_COUNT; t++) {
+        bool sentinel_only = t >= FAULT_SENTINEL_FIRST;
+        bool both = t == FAULT_KILL || t == FAULT_STOP || t == FAULT_TERM;
+        bool fits = both || sentinel_only == o->sentinel;
+        if (faults_given && o->fault_on[t] && !fits) {
+            fprintf(stderr, "chaos_driver: fault type %s is not for the %s topology\n",
+                    fault_names[t], o->sentinel ? "--sentinel" : "single-Redis");
+            return false;
+        }
+        if (!faults_given)
+            o->fault_on[t] = fits && t != FAULT_REPLICA_SPLIT;
+    }
+    if ((o->tls || !o->restart_guard) && o->sentinel) {
+        fprintf(stderr, "chaos_driver: --sentinel goes without --tls and --no-restart-guard\n");
+        return false;
+    }
+    if (o->min_replicas >= 0 && !o->sentinel) {
+        fprintf(stderr, "chaos_driver: --min-replicas needs --sentinel\n");
+        return false;
     }
     return true;
 }
@@ -540,19 +599,29 @@ static bool start_probe(chaos *c, probe *p, bool fresh)
     char exe[PATH_MAX + 32], url[PATH_MAX + 128], id[16], lease[16], renew[16], retry[16],
         deadline[16], timeout[16];
     snprintf(exe, sizeof exe, "%s/chaos_probe", c->bindir);
-    if (c->opt.tls)
+    if (c->opt.sentinel)
+        snprintf(url, sizeof url, "%s", c->topo->url);
+    else if (c->opt.tls)
         snprintf(url, sizeof url, "rediss://127.0.0.1:%d?tls_ca_file=%s",
                  c->proxies[p->id - 1].port, c->certs.ca);
     else
         snprintf(url, sizeof url, "redis://127.0.0.1:%d", c->proxies[p->id - 1].port);
+    char min_replicas[16];
+    snprintf(min_replicas, sizeof min_replicas, "%d", c->opt.min_replicas);
     snprintf(id, sizeof id, "%d", p->id);
     snprintf(lease, sizeof lease, "%" PRIu32, c->opt.lease_ms);
     snprintf(renew, sizeof renew, "%" PRIu32, c->opt.renew_ms);
     snprintf(retry, sizeof retry, "%" PRIu32, c->opt.retry_ms);
     snprintf(deadline, sizeof deadline, "%" PRIu32, c->opt.renew_deadline_ms);
     snprintf(timeout, sizeof timeout, "%" PRIu32, c->opt.command_timeout_ms);
-    char *argv[32];
+    char *argv[40];
     int n = 0;
+    if (c->opt.sentinel) { /* in the probe's own network namespace */
+        argv[n++] = "ip";
+        argv[n++] = "netns";
+        argv[n++] = "exec";
+        argv[n++] = c->net.ns[NODE_PROBE(p)];
+    }
     char cli_url[PATH_MAX + 192], cli_lease[24], cli_renew[24], cli_retry[24], cli_deadline[24];
     if (p->cli) {
         /* leasehold run, its CMD a chaos_probe --actor printing to the same log */
@@ -562,30 +631,19 @@ static bool start_probe(chaos *c, probe *p, bool fresh)
         snprintf(cli_renew, sizeof cli_renew, "%" PRIu32 "ms", c->opt.renew_ms);
         snprintf(cli_retry, sizeof cli_retry, "%" PRIu32 "ms", c->opt.retry_ms);
         snprintf(cli_deadline, sizeof cli_deadline, "%" PRIu32 "ms", c->opt.renew_deadline_ms);
-        char *cli_argv[] = {LEASEHOLD_CLI_PATH,
-                            "run",
-                            "--url",
-                            cli_url,
-                            "--key",
-                            PROBE_KEY,
-                            "--id",
-                            id,
-                            "--lease",
-                            cli_lease,
-                            "--renew",
-                            cli_renew,
-                            "--retry",
-                            cli_retry,
-                            "--renew-deadline",
-                            cli_deadline,
-                            "--",
-                            exe,
-                            "--actor",
-                            "--id",
-                            id,
-                            NULL};
-        for (; cli_argv[n]; n++)
-            argv[n] = cli_argv[n];
+        char *cli_argv[] = {LEASEHOLD_CLI_PATH, "run",     "--url",   cli_url,   "--key",
+                            PROBE_KEY,          "--id",    id,        "--lease", cli_lease,
+                            "--renew",          cli_renew, "--retry", cli_retry, "--renew-deadline",
+                            cli_deadline,       NULL};
+        for (int k = 0; cli_argv[k]; k++)
+            argv[n++] = cli_argv[k];
+        if (c->opt.min_replicas >= 0) {
+            argv[n++] = "--min-replicas";
+            argv[n++] = min_replicas;
+        }
+        char *cmd[] = {"--", exe, "--actor", "--id", id, NULL};
+        for (int k = 0; cmd[k]; k++)
+            argv[n++] = cmd[k];
         argv[n] = NULL;
     } else {
         argv[n++] = exe;
@@ -607,6 +665,10 @@ static bool start_probe(chaos *c, probe *p, bool fresh)
         argv[n++] = timeout;
         if (!c->opt.restart_guard)
             argv[n++] = "--no-restart-guard";
+        if (c->opt.min_replicas >= 0) {
+            argv[n++] = "--min-replicas";
+            argv[n++] = min_replicas;
+        }
         argv[n] = NULL;
     }
     if (fresh) {
@@ -747,6 +809,9 @@ static void stop_all(chaos *c)
         stop_proxy(&c->proxies[i]);
     redis_server_stop(c->redis);
     c->redis = NULL;
+    sentinels_stop(c->topo);
+    c->topo = NULL;
+    chaos_net_destroy(&c->net);
 }
 
 /* ------------------------------------------------------------ the faults */
@@ -879,6 +944,16 @@ static fault_plan draw_fault(chaos *c)
     case FAULT_GUARDIAN_KILL: /* leasehold run stopped 0.2–2 s past the lease */
         f.hold_ms = o->lease_ms + 200 + a * 1800 / 1000;
         break;
+    case FAULT_MASTER_STOP: /* past down-after-milliseconds and the failover: 6–9 s */
+    case FAULT_PARTITION:   /* long enough for a failover and an election there: 6–9 s */
+    case FAULT_REPLICA_SPLIT:
+        f.hold_ms = 6000 + a * 3;
+        break;
+    case FAULT_LEADER_CUT: /* as blackhole */
+        f.hold_ms = 1000 + a * 4;
+        break;
+    case FAULT_FAILOVER:
+    case FAULT_MASTER_KILL:
     case FAULT_CLIENT_KILL:
     case FAULT_COUNT:
         f.hold_ms = 0;
@@ -891,13 +966,15 @@ static fault_plan draw_fault(chaos *c)
 static bool needs_leader(fault_type t)
 {
     return t != FAULT_REDIS_STOP && t != FAULT_RESTART_AOF && t != FAULT_RESTART_EMPTY &&
-           t != FAULT_RESTART_KEEP;
+           t != FAULT_RESTART_KEEP && t != FAULT_FAILOVER && t != FAULT_MASTER_KILL &&
+           t != FAULT_MASTER_STOP;
 }
 
 /* True for the faults that involve the leader when there is one. */
 static bool wants_leader(fault_type t)
 {
-    return t != FAULT_REDIS_STOP;
+    return t != FAULT_REDIS_STOP && t != FAULT_FAILOVER && t != FAULT_MASTER_KILL &&
+           t != FAULT_MASTER_STOP;
 }
 
 /* Restarts Redis after a crash (SIGKILL) with its append-only file, or with
@@ -1019,11 +1096,138 @@ static pid_t find_guardian(pid_t pid)
     return found;
 }
 
+/* ------------------------------------------------- the Sentinel topology */
+
+/* Waits up to max_ms (watching the children) until the Sentinels name a
+ * master other than old that says it is one; NULL if they did not. */
+static redis_server *wait_new_master(chaos *c, const redis_server *old, uint64_t max_ms)
+{
+    uint64_t deadline = test_now_ms() + max_ms;
+    while (!interrupted && !c->broken && test_now_ms() < deadline) {
+        redis_server *m = sentinels_wait_new_master(c->topo, old, 0);
+        if (m)
+            return m;
+        pass_time(c, 100);
+    }
+    return NULL;
+}
+
+/* Waits up to max_ms until every data node replicates from the master and
+ * the Sentinels know them all (after a failover, the old master demoted). */
+static bool wait_synced(chaos *c, uint64_t max_ms)
+{
+    uint64_t deadline = test_now_ms() + max_ms;
+    while (!interrupted && !c->broken && test_now_ms() < deadline) {
+        if (sentinels_wait_synced(c->topo, 0))
+            return true;
+        pass_time(c, 100);
+    }
+    return false;
+}
+
+/* The data node that is master now, by the Sentinels' word (NULL: none). */
+static int master_index(chaos *c)
+{
+    redis_server *m = sentinels_master(c->topo);
+    for (int d = 0; d < c->topo->n_data; d++)
+        if (c->topo->data[d] == m)
+            return d;
+    return -1;
+}
+
+/* Cuts (or heals) every link between a node of the group and one outside
+ * it: the group keeps talking among itself, and so does the rest. */
+static void cut_group(chaos *c, const bool in_group[CHAOS_NET_MAX], bool cut)
+{
+    for (int a = 0; a < c->net.n; a++)
+        for (int b = 0; b < c->net.n; b++)
+            if (in_group[a] && !in_group[b] && !chaos_net_set_cut(&c->net, a, b, cut))
+                c->broken = true;
+}
+
+/* The Sentinel topology's faults; see inject(). */
+static void inject_sentinel(chaos *c, const fault_plan *f, probe *leader)
+{
+    const char *name = fault_names[f->type];
+    int id = leader ? leader->id : 0;
+    int m = master_index(c);
+    if (m < 0) {
+        say(c, name, "skipped: the Sentinels name no master");
+        c->skipped[f->type]++;
+        return;
+    }
+    redis_server *old = c->topo->data[m];
+    uint64_t failover_ms = test_ms(30000);
+    switch (f->type) {
+    case FAULT_FAILOVER:
+        say(c, name, "SENTINEL FAILOVER (master: data node %d)", m);
+        log_line(c, "fault", "failover master=%d", m);
+        if (sentinels_failover(c->topo) != 0 || !wait_new_master(c, old, failover_ms))
+            say(c, name, "no new master within %" PRIu64 " ms", failover_ms);
+        break;
+    case FAULT_MASTER_KILL:
+        say(c, name, "master (data node %d) SIGKILLed, restarted empty once replaced", m);
+        log_line(c, "fault", "master-kill master=%d", m);
+        redis_server_kill(old);
+        if (!wait_new_master(c, old, failover_ms))
+            say(c, name, "no new master within %" PRIu64 " ms", failover_ms);
+        if (redis_server_restart(old, false) != 0)
+            c->broken = true;
+        break;
+    case FAULT_MASTER_STOP:
+        say(c, name, "master (data node %d) SIGSTOPped for %u ms", m, f->hold_ms);
+        log_line(c, "fault", "master-stop master=%d,ms=%u", m, f->hold_ms);
+        redis_server_pause(old);
+        pass_time(c, f->hold_ms);
+        redis_server_resume(old);
+        break;
+    case FAULT_PARTITION:
+    case FAULT_REPLICA_SPLIT: {
+        bool group[CHAOS_NET_MAX] = {false};
+        group[NODE_DATA(m)] = true;
+        group[NODE_PROBE(leader)] = true;
+        int replica = -1;
+        if (f->type == FAULT_REPLICA_SPLIT) {
+            replica = (m + 1) % c->topo->n_data;
+            group[NODE_DATA(replica)] = true;
+        }
+        say(c, name,
+            "master (data node %d)%s and probe %d (epoch %" PRIu64
+            ") cut off from the rest for %u ms",
+            m, replica >= 0 ? " with a replica" : "", id, leader->epoch, f->hold_ms);
+        log_line(c, "fault", "%s master=%d,probe=%d,ms=%u", name, m, id, f->hold_ms);
+        cut_group(c, group, true);
+        pass_time(c, f->hold_ms);
+        cut_group(c, group, false);
+        break;
+    }
+    case FAULT_LEADER_CUT: {
+        bool group[CHAOS_NET_MAX] = {false};
+        group[NODE_PROBE(leader)] = true;
+        say(c, name, "probe %d (epoch %" PRIu64 ") cut off from everything for %u ms", id,
+            leader->epoch, f->hold_ms);
+        log_line(c, "fault", "leader-cut probe=%d,ms=%u", id, f->hold_ms);
+        cut_group(c, group, true);
+        pass_time(c, f->hold_ms);
+        cut_group(c, group, false);
+        break;
+    }
+    default:
+        break;
+    }
+    log_line(c, "heal", "%s", name);
+    c->injected[f->type]++;
+}
+
 /* Injects f, holds it, heals it; the fault log gets `fault` just before
  * the damage and `heal` once it is undone.  An interrupt cuts the hold
  * short; the heal is done anyway. */
 static void inject(chaos *c, const fault_plan *f, probe *leader)
 {
+    if (f->type >= FAULT_SENTINEL_FIRST) {
+        inject_sentinel(c, f, leader);
+        return;
+    }
     const char *name = fault_names[f->type];
     proxy *px = leader ? &c->proxies[leader->id - 1] : NULL;
     int id = leader ? leader->id : 0;
@@ -1162,7 +1366,7 @@ static void inject(chaos *c, const fault_plan *f, probe *leader)
         start_probe(c, leader, false);
         break;
     }
-    case FAULT_COUNT:
+    default:
         break;
     }
     log_line(c, "heal", "%s", name);
@@ -1200,6 +1404,12 @@ static void run_schedule(chaos *c)
             }
         }
         inject(c, &f, leader);
+        /* Behind Sentinel the next fault waits for the topology to be whole
+         * again (the old master demoted and in sync) */
+        if (o->sentinel && !wait_synced(c, test_ms(60000)) && !interrupted) {
+            fprintf(stderr, "chaos_driver: the Sentinel topology did not heal within 60 s\n");
+            c->broken = true;
+        }
         pass_time(c, settle_ms);
     }
 }
@@ -1258,6 +1468,22 @@ static bool start_all(chaos *c)
                 strerror(errno));
         return false;
     }
+    if (c->opt.sentinel) {
+        /* Each data node, Sentinel and probe in a namespace of its own. */
+        if (!chaos_net_create(&c->net, 6 + c->opt.probes))
+            return false;
+        const char *dn[3], *dh[3], *sn[3], *sh[3];
+        for (int i = 0; i < 3; i++) {
+            dn[i] = c->net.ns[NODE_DATA(i)];
+            dh[i] = c->net.ip[NODE_DATA(i)];
+            sn[i] = c->net.ns[NODE_SEN(i)];
+            sh[i] = c->net.ip[NODE_SEN(i)];
+        }
+        sentinels_opts so = {.data_netns = dn, .data_host = dh, .sen_netns = sn, .sen_host = sh};
+        c->topo = sentinels_start(&so);
+        if (!c->topo)
+            return false;
+    }
     char env_file[PATH_MAX + 64], env_preload[PATH_MAX + 64];
     snprintf(env_file, sizeof env_file, "%s=%s", CLOCKSHIFT_ENV, c->clock_shift_path);
     snprintf(env_preload, sizeof env_preload, "LD_PRELOAD=%s/%s", c->bindir, CLOCKSHIFT_NAME);
@@ -1270,12 +1496,14 @@ static bool start_all(chaos *c)
         ro.tls_key = c->certs.server_key;
         ro.tls_ca = c->certs.ca;
     }
-    c->redis = redis_server_start(&ro);
-    if (!c->redis)
-        return false;
-    for (int i = 0; i < c->opt.probes; i++)
-        if (!start_proxy(c, i))
+    if (!c->opt.sentinel) {
+        c->redis = redis_server_start(&ro);
+        if (!c->redis)
             return false;
+        for (int i = 0; i < c->opt.probes; i++)
+            if (!start_proxy(c, i))
+                return false;
+    }
     for (int i = 0; i < c->opt.probes; i++)
         if (!start_probe(c, &c->probes[i], true))
             return false;
@@ -1305,9 +1533,15 @@ static int run_checker(chaos *c)
     snprintf(bound, sizeof bound, "%" PRIu32,
              c->opt.clock_step_bound_ms ? c->opt.clock_step_bound_ms
                                         : c->opt.renew_ms + c->opt.command_timeout_ms + 100);
-    char *argv[10 + MAX_PROBES] = {
+    char *argv[12 + MAX_PROBES] = {
         exe, "--lease-ms", lease, "--retry-ms", retry, "--clock-step-bound-ms", bound, faults};
     int n = 8;
+    if (c->opt.sentinel) {
+        /* After a failover's heal the new master is known, but the failover
+         * guard holds claims for a lease from when each probe saw it. */
+        argv[n++] = "--settle-ms";
+        argv[n++] = SENTINEL_SETTLE_MS;
+    }
     for (int i = 0; i < c->opt.probes; i++) {
         snprintf(logs[i], sizeof logs[i], "%s/probe-%d.log", c->dir, i + 1);
         argv[n++] = logs[i];
@@ -1369,11 +1603,16 @@ int main(int argc, char **argv)
     if (!prepare_dir(&c))
         return 1;
     printf("chaos: seed %" PRIu64 ", %u s, %d probes; lease %u ms, renew %u, retry %u, "
-           "renew deadline %u, command timeout %u; restart guard %s%s\n"
+           "renew deadline %u, command timeout %u; restart guard %s%s%s\n"
            "chaos: logs in %s\n",
            c.opt.seed, c.opt.seconds, c.opt.probes, c.opt.lease_ms, c.opt.renew_ms, c.opt.retry_ms,
            c.opt.renew_deadline_ms, c.opt.command_timeout_ms, c.opt.restart_guard ? "on" : "off",
-           c.opt.tls ? "; over TLS" : "", c.dir);
+           c.opt.tls ? "; over TLS" : "",
+           !c.opt.sentinel           ? ""
+           : c.opt.min_replicas == 0 ? "; Sentinel, 1 master + 2 replicas, no replica ack"
+           : c.opt.min_replicas == 2 ? "; Sentinel, 1 master + 2 replicas, min_replicas 2"
+                                     : "; Sentinel, 1 master + 2 replicas, min_replicas 1",
+           c.dir);
 
     c.start_ns = now_ns();
     bool started = start_all(&c);

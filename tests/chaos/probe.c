@@ -3,7 +3,7 @@
  *
  *     chaos_probe --url URL --key KEY --id ID [--lease-ms N --renew-ms N
  *                 --retry-ms N --renew-deadline-ms N --command-timeout-ms N]
- *                 [--no-restart-guard] [--broken]
+ *                 [--no-restart-guard] [--min-replicas N] [--broken]
  *
  * Campaigns for KEY with identity ID and prints, one line each, flushed,
  * stamped with CLOCK_MONOTONIC nanoseconds:
@@ -156,6 +156,7 @@ typedef struct probe_opts {
     const char *url, *key, *id;
     uint32_t lease_ms, renew_ms, retry_ms, renew_deadline_ms, command_timeout_ms;
     uint32_t linger_ms;
+    int min_replicas; /* -1: the library's default */
     bool restart_guard, broken, actor;
 } probe_opts;
 
@@ -208,7 +209,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: chaos_probe --url URL --key KEY --id ID [--lease-ms N --renew-ms N "
             "--retry-ms N --renew-deadline-ms N --command-timeout-ms N] "
-            "[--no-restart-guard] [--broken]\n"
+            "[--no-restart-guard] [--min-replicas N] [--broken]\n"
             "       chaos_probe --actor --id ID [--linger-ms N]   (the CMD of leasehold run)\n");
 }
 
@@ -244,9 +245,10 @@ static bool parse_args(int argc, char **argv, probe_opts *o)
         {"broken", no_argument, NULL, 'b'},
         {"actor", no_argument, NULL, 'a'},
         {"linger-ms", required_argument, NULL, 'L'},
+        {"min-replicas", required_argument, NULL, 'm'},
         {NULL, 0, NULL, 0},
     };
-    *o = (probe_opts){.restart_guard = true, .linger_ms = 3000};
+    *o = (probe_opts){.restart_guard = true, .linger_ms = 3000, .min_replicas = -1};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         bool ok = true;
@@ -287,6 +289,15 @@ static bool parse_args(int argc, char **argv, probe_opts *o)
         case 'L':
             ok = parse_ms("linger-ms", optarg, &o->linger_ms);
             break;
+        case 'm': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            ok = end != optarg && *end == '\0' && v >= 0 && v <= 100;
+            if (!ok)
+                fprintf(stderr, "chaos_probe: --min-replicas wants 0 to 100, not '%s'\n", optarg);
+            o->min_replicas = (int)v;
+            break;
+        }
         default:
             ok = false;
         }
@@ -314,6 +325,7 @@ static void configure(const probe_opts *o, leasehold_config *cfg)
     cfg->identity = o->id;
     cfg->lazy_connect = true;
     cfg->restart_guard = o->restart_guard;
+    cfg->min_replicas = o->min_replicas;
     if (o->lease_ms)
         cfg->lease_ms = o->lease_ms;
     if (o->renew_ms)

@@ -251,7 +251,7 @@ static void admin_close(redis_server *s)
 static bool admin_open(redis_server *s)
 {
     struct timeval tv = {0, 300 * 1000};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", s->port, tv);
+    redisContext *c = redisConnectWithTimeout(s->host, s->port, tv);
     if (!c || c->err) {
         if (c)
             redisFree(c);
@@ -335,27 +335,35 @@ static char **build_argv(const redis_server *s, const redis_server_opts *o)
     size_t extra = 0;
     while (o && o->args && o->args[extra])
         extra++;
-    char **argv = calloc(48 + extra, sizeof *argv);
+    char **argv = calloc(56 + extra, sizeof *argv);
     size_t n = 0;
     char buf[600];
+    if (o && o->netns) {
+        const char *wrap[] = {"ip", "netns", "exec", o->netns};
+        for (size_t i = 0; i < 4; i++)
+            argv[n++] = strdup(wrap[i]);
+    }
     argv[n++] = strdup("redis-server");
     snprintf(buf, sizeof buf, "%d", s->port);
     if (o && o->sentinel_conf) {
         char conf[600];
         snprintf(conf, sizeof conf, "%s/sentinel.conf", s->dir);
-        const char *fixed[] = {conf,     "--sentinel", "--port",      buf,
-                               "--bind", "127.0.0.1",  "--daemonize", "no",
-                               "--dir",  s->dir,       "--logfile"};
+        const char *fixed[] = {conf,          "--sentinel", "--port", buf,    "--bind",   s->host,
+                               "--daemonize", "no",         "--dir",  s->dir, "--logfile"};
         for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
             argv[n++] = strdup(fixed[i]);
         snprintf(buf, sizeof buf, "%s/redis.log", s->dir);
         argv[n++] = strdup(buf);
+        if (strcmp(s->host, "127.0.0.1") != 0) {
+            argv[n++] = strdup("--protected-mode");
+            argv[n++] = strdup("no");
+        }
         argv[n] = NULL;
         return argv;
     }
     const char *aof = o && o->appendonly ? "yes" : "no";
-    const char *fixed[] = {"--port",       buf, "--bind",      "127.0.0.1", "--save", "",
-                           "--appendonly", aof, "--daemonize", "no",        "--dir",  s->dir};
+    const char *fixed[] = {"--port",       buf, "--bind",      s->host, "--save", "",
+                           "--appendonly", aof, "--daemonize", "no",    "--dir",  s->dir};
     for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
         argv[n++] = strdup(fixed[i]);
     argv[n++] = strdup("--logfile");
@@ -384,6 +392,10 @@ static char **build_argv(const redis_server *s, const redis_server_opts *o)
                              "--tls-auth-clients", o->tls_auth_clients ? "yes" : "no"};
         for (size_t i = 0; i < sizeof tls / sizeof *tls; i++)
             argv[n++] = strdup(tls[i]);
+    }
+    if (strcmp(s->host, "127.0.0.1") != 0) {
+        argv[n++] = strdup("--protected-mode");
+        argv[n++] = strdup("no");
     }
     for (size_t i = 0; i < extra; i++)
         argv[n++] = strdup(o->args[i]);
@@ -447,6 +459,7 @@ redis_server *redis_server_start(const redis_server_opts *opts)
         return NULL;
     }
     track_server(s, true);
+    snprintf(s->host, sizeof s->host, "%s", opts && opts->host ? opts->host : "127.0.0.1");
     if (opts && opts->unix_socket)
         snprintf(s->unix_path, sizeof s->unix_path, "%s/redis.sock", s->dir);
     if (opts && opts->password)
@@ -466,7 +479,7 @@ redis_server *redis_server_start(const redis_server_opts *opts)
         }
     }
     for (int attempt = 0; attempt < 5; attempt++) {
-        s->port = redis_server_free_port();
+        s->port = opts && opts->port ? opts->port : redis_server_free_port();
         s->tls_port = opts && opts->tls_cert ? redis_server_free_port() : 0;
         if (s->port < 0 || s->tls_port < 0)
             break;
@@ -476,13 +489,13 @@ redis_server *redis_server_start(const redis_server_opts *opts)
         s->argv = build_argv(s, opts);
         if (launch(s)) {
             if (s->password)
-                snprintf(s->url, sizeof s->url, "redis://:%s@127.0.0.1:%d", s->password, s->port);
+                snprintf(s->url, sizeof s->url, "redis://:%s@%s:%d", s->password, s->host, s->port);
             else
-                snprintf(s->url, sizeof s->url, "redis://127.0.0.1:%d", s->port);
+                snprintf(s->url, sizeof s->url, "redis://%s:%d", s->host, s->port);
             if (s->tls_port)
-                snprintf(s->tls_url, sizeof s->tls_url, "rediss://%s%s%s127.0.0.1:%d",
+                snprintf(s->tls_url, sizeof s->tls_url, "rediss://%s%s%s%s:%d",
                          s->password ? ":" : "", s->password ? s->password : "",
-                         s->password ? "@" : "", s->tls_port);
+                         s->password ? "@" : "", s->host, s->tls_port);
             return s;
         }
     }

@@ -40,11 +40,20 @@ typedef struct redis_server_opts {
      * rewrites it) and redis-server runs with --sentinel on it; the data
      * options above (appendonly, unix_socket, tls) are not used. */
     const char *sentinel_conf;
+    /* A server in a network namespace (the chaos suite's partitions): run
+     * through `ip netns exec netns`, bound to host (an address of that
+     * namespace, reachable from the test's), on port (fixed: each namespace
+     * has its own ports), protected mode off.  NULL, NULL, 0: the test's own
+     * namespace, 127.0.0.1 and a free port. */
+    const char *netns;
+    const char *host;
+    int port;
 } redis_server_opts;
 
 typedef struct redis_server {
     pid_t pid;           /* 0 while killed/stopped */
-    int port;            /* 127.0.0.1:port */
+    int port;            /* host:port */
+    char host[64];       /* 127.0.0.1, or opts.host */
     char dir[256];       /* the temporary directory: --dir, redis.log, redis.sock */
     char url[600];       /* redis://[:password@]127.0.0.1:port */
     int tls_port;        /* 127.0.0.1:tls_port with opts.tls_cert, else 0 */

@@ -49,35 +49,36 @@ redisReply *sentinels_cmd(sentinels *t, int i, const char *fmt, ...)
     return r;
 }
 
-/* True when data node s replicates from the master on master_port with its
- * link up. */
-static bool replica_in_sync(redis_server *s, int master_port)
+/* True when data node s replicates from master m with its link up. */
+static bool replica_in_sync(redis_server *s, const redis_server *m)
 {
     redisReply *r = redis_server_cmd(s, "INFO replication");
-    char role[16] = "", link[16] = "", port[16] = "";
+    char role[16] = "", link[16] = "", port[16] = "", host[64] = "";
     if (r && r->type == REDIS_REPLY_STRING) {
         info_value(r->str, "role", role, sizeof role);
         info_value(r->str, "master_link_status", link, sizeof link);
         info_value(r->str, "master_port", port, sizeof port);
+        info_value(r->str, "master_host", host, sizeof host);
     }
     if (r)
         freeReplyObject(r);
-    return strcmp(role, "slave") == 0 && strcmp(link, "up") == 0 && atoi(port) == master_port;
+    return strcmp(role, "slave") == 0 && strcmp(link, "up") == 0 && atoi(port) == m->port &&
+           strcmp(host, m->host) == 0;
 }
 
-/* The port Sentinel i names as master, or -1. */
-static int named_port(sentinels *t, int i)
+/* True when Sentinel i names data node s as master. */
+static bool names_as_master(sentinels *t, int i, const redis_server *s)
 {
     if (t->sen[i]->pid <= 0)
-        return -1;
+        return false;
     redisReply *r = sentinels_cmd(t, i, "SENTINEL get-master-addr-by-name %s", t->name);
-    int port = -1;
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-        r->element[1]->type == REDIS_REPLY_STRING)
-        port = atoi(r->element[1]->str);
+    bool yes = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+               r->element[0]->type == REDIS_REPLY_STRING &&
+               r->element[1]->type == REDIS_REPLY_STRING &&
+               strcmp(r->element[0]->str, s->host) == 0 && atoi(r->element[1]->str) == s->port;
     if (r)
         freeReplyObject(r);
-    return port;
+    return yes;
 }
 
 redis_server *sentinels_master(sentinels *t)
@@ -88,7 +89,7 @@ redis_server *sentinels_master(sentinels *t)
     for (int d = 0; d < t->n_data; d++) {
         int votes = 0;
         for (int i = 0; i < t->n_sen; i++)
-            votes += named_port(t, i) == t->data[d]->port;
+            votes += names_as_master(t, i, t->data[d]);
         if (votes * 2 > t->n_sen && votes > 0 && running > 0)
             return t->data[d];
     }
@@ -150,7 +151,7 @@ bool sentinels_wait_synced(sentinels *t, uint64_t max_ms)
         for (int d = 0; ok && d < t->n_data; d++) {
             if (t->data[d] == m || t->data[d]->pid <= 0)
                 continue;
-            ok = replica_in_sync(t->data[d], m->port);
+            ok = replica_in_sync(t->data[d], m);
             replicas++;
         }
         if (ok && sentinels_know_all(t, replicas))
@@ -184,17 +185,18 @@ int sentinels_failover(sentinels *t)
     }
 }
 
-/* Starts one Sentinel watching the master on master_port. */
-static redis_server *start_sentinel(const sentinels *t, const sentinels_opts *o, int master_port)
+/* Starts Sentinel i watching the master on master_host:master_port. */
+static redis_server *start_sentinel(const sentinels *t, const sentinels_opts *o, int i,
+                                    const char *master_host, int master_port)
 {
     char conf[1024];
     int n = snprintf(conf, sizeof conf,
                      "sentinel resolve-hostnames no\n"
-                     "sentinel monitor %s 127.0.0.1 %d %d\n"
+                     "sentinel monitor %s %s %d %d\n"
                      "sentinel down-after-milliseconds %s %d\n"
                      "sentinel failover-timeout %s %d\n",
-                     t->name, master_port, t->n_sen / 2 + 1, t->name, o->down_after_ms, t->name,
-                     o->failover_timeout_ms);
+                     t->name, master_host, master_port, t->n_sen / 2 + 1, t->name, o->down_after_ms,
+                     t->name, o->failover_timeout_ms);
     if (o->password)
         n += snprintf(conf + n, sizeof conf - (size_t)n, "sentinel auth-pass %s %s\n", t->name,
                       o->password);
@@ -202,6 +204,12 @@ static redis_server *start_sentinel(const sentinels *t, const sentinels_opts *o,
         snprintf(conf + n, sizeof conf - (size_t)n, "requirepass %s\nsentinel sentinel-pass %s\n",
                  o->sentinel_password, o->sentinel_password);
     redis_server_opts so = {.sentinel_conf = conf, .password = o->sentinel_password};
+    if (o->sen_netns)
+        so = (redis_server_opts){.sentinel_conf = conf,
+                                 .password = o->sentinel_password,
+                                 .netns = o->sen_netns[i],
+                                 .host = o->sen_host[i],
+                                 .port = 26379};
     return redis_server_start(&so);
 }
 
@@ -227,18 +235,28 @@ sentinels *sentinels_start(const sentinels_opts *opts)
     const char *master_args[] = {"--masterauth", o.password, NULL};
     if (o.password)
         mo.args = master_args;
+    if (o.data_netns) {
+        mo.netns = o.data_netns[0];
+        mo.host = o.data_host[0];
+        mo.port = 6379;
+    }
     t->data[t->n_data] = redis_server_start(&mo);
     if (!t->data[t->n_data])
         goto fail;
     t->n_data++;
     char port[16];
     snprintf(port, sizeof port, "%d", t->data[0]->port);
-    const char *replica_args[] = {"--replicaof",  "127.0.0.1", port,
-                                  "--masterauth", o.password,  NULL};
+    const char *replica_args[] = {"--replicaof",  t->data[0]->host, port,
+                                  "--masterauth", o.password,       NULL};
     if (!o.password)
         replica_args[3] = NULL;
     for (int i = 0; i < o.replicas; i++) {
         redis_server_opts ro = {.password = o.password, .args = replica_args};
+        if (o.data_netns) {
+            ro.netns = o.data_netns[1 + i];
+            ro.host = o.data_host[1 + i];
+            ro.port = 6379;
+        }
         t->data[t->n_data] = redis_server_start(&ro);
         if (!t->data[t->n_data])
             goto fail;
@@ -246,7 +264,7 @@ sentinels *sentinels_start(const sentinels_opts *opts)
     }
     uint64_t deadline = test_now_ms() + test_ms(10000);
     for (int d = 1; d < t->n_data; d++)
-        while (!replica_in_sync(t->data[d], t->data[0]->port)) {
+        while (!replica_in_sync(t->data[d], t->data[0])) {
             if (test_now_ms() >= deadline) {
                 fprintf(stderr, "sentinels_start: replica %d never synced\n", d);
                 goto fail;
@@ -258,7 +276,7 @@ sentinels *sentinels_start(const sentinels_opts *opts)
     int want = o.sentinels;
     for (int i = 0; i < want; i++) {
         t->n_sen = want; /* the quorum in each configuration counts them all */
-        redis_server *s = start_sentinel(t, &o, t->data[0]->port);
+        redis_server *s = start_sentinel(t, &o, i, t->data[0]->host, t->data[0]->port);
         t->n_sen = i;
         if (!s)
             goto fail;
@@ -268,8 +286,8 @@ sentinels *sentinels_start(const sentinels_opts *opts)
     int n = snprintf(t->url, sizeof t->url, "redis+sentinel://%s%s%s", o.password ? ":" : "",
                      o.password ? o.password : "", o.password ? "@" : "");
     for (int i = 0; i < t->n_sen; i++)
-        n += snprintf(t->url + n, sizeof t->url - (size_t)n, "%s127.0.0.1:%d", i ? "," : "",
-                      t->sen[i]->port);
+        n += snprintf(t->url + n, sizeof t->url - (size_t)n, "%s%s:%d", i ? "," : "",
+                      t->sen[i]->host, t->sen[i]->port);
     snprintf(t->url + n, sizeof t->url - (size_t)n, "/%s", t->name);
     /* Sentinels find each other by hello messages every 2 s. */
     if (!sentinels_wait_synced(t, 20000)) {

@@ -23,6 +23,12 @@ typedef struct sentinels_opts {
     int failover_timeout_ms;       /* failover-timeout: 3000 when 0 */
     const char *password;          /* requirepass and masterauth of the data nodes; NULL: none */
     const char *sentinel_password; /* the Sentinels' requirepass; NULL: none */
+    /* Each process in a network namespace of its own (the chaos suite's
+     * partitions): data node i in data_netns[i], bound to data_host[i] on
+     * port 6379, Sentinel i in sen_netns[i] at sen_host[i] on 26379 (see
+     * redis_server_opts).  NULL: all on loopback, on free ports. */
+    const char *const *data_netns, *const *data_host;
+    const char *const *sen_netns, *const *sen_host;
 } sentinels_opts;
 
 typedef struct sentinels {
