@@ -172,6 +172,8 @@ struct node {
     uint64_t news_ms;
     unsigned failovers;        /* changes of master followed */
     uint64_t failover_gate_ms; /* the failover guard: no claim before */
+    bool replicas_pending;     /* ...nor before min_replicas replicas follow the new master */
+    uint64_t info_again_ms;    /* when to ask INFO again for them (0: no need) */
     char replid[48];           /* the last connection's replication ID, "" unknown */
     char info_host[256];       /* the address run_id and replid were read at */
     uint16_t info_port;
@@ -321,8 +323,14 @@ void guard_answer(node *n, const conn_reply *r, uint64_t now_ms);
 
 /* n's server may have changed without a restart (another master, a
  * promotion), seen at seen_ms: with the restart guard, no claim for one
- * lease from then.  why says what was seen, for the log. */
+ * lease from then, and with min_replicas, none until that many replicas
+ * follow the new master and for a lease after that.  why says what was
+ * seen, for the log. */
 void guard_failover(node *n, const char *why, uint64_t seen_ms, uint64_t now_ms);
+
+/* Asks INFO again when the failover guard waits for replicas (at
+ * n->info_again_ms). */
+void guard_tick(node *n, uint64_t now_ms);
 
 /* The arm script's answer for e. */
 void guard_arm_answer(leasehold_election *e, const conn_reply *r, uint64_t now_ms);

@@ -17,7 +17,12 @@
  * than the last one (the Sentinels name another, or the same address
  * answers with another replication ID: a promotion) may lack the latest
  * writes, replication being asynchronous; no claim for one lease from the
- * moment the change was seen.
+ * moment the change was seen.  With replica acknowledgement, claims also
+ * wait until min_replicas replicas follow the new master, and a lease more:
+ * until a replica has switched to the new master, it may still confirm the
+ * old leader's renewals on the old one (Sentinel tells clients of the new
+ * master while it is still reconfiguring the replicas), and each of those
+ * keeps that leader's term alive for a lease after it.
  * Renewals are never held back: a key that is gone answers so.  The same INFO
  * gives the eviction policy: any other than noeviction may drop the lease key
  * from a full Redis, which is reported to every election.
@@ -35,6 +40,8 @@
 static uint64_t claim_gate(const leasehold_election *e)
 {
     const node *n = route_node(e->client, e->key);
+    if (n->replicas_pending)
+        return UINT64_MAX;
     uint64_t gate = n->claim_gate_ms > n->failover_gate_ms ? n->claim_gate_ms : n->failover_gate_ms;
     return e->arm_gate_ms > gate ? e->arm_gate_ms : gate;
 }
@@ -164,21 +171,73 @@ void guard_failover(node *n, const char *why, uint64_t seen_ms, uint64_t now_ms)
 {
     leasehold_client *c = n->client;
     uint64_t until = seen_ms + c->cfg.lease_ms;
-    if (!c->cfg.restart_guard || until <= now_ms) {
+    bool wait_replicas = c->cfg.restart_guard && c->cfg.min_replicas > 0;
+    if (!c->cfg.restart_guard || (until <= now_ms && !wait_replicas)) {
         client_log(c, LEASEHOLD_LOG_INFO, "%s", why);
         return;
     }
     /* The same change seen again (by the events connection's own question)
      * moves nothing: logged at DEBUG. */
-    bool news = until > n->failover_gate_ms;
-    client_log(c, news ? LEASEHOLD_LOG_INFO : LEASEHOLD_LOG_DEBUG,
-               "%s; no claim for %" PRIu64 " ms (failover guard)", why, until - now_ms);
+    bool news = until > n->failover_gate_ms || (wait_replicas && !n->replicas_pending);
+    if (wait_replicas)
+        client_log(c, news ? LEASEHOLD_LOG_INFO : LEASEHOLD_LOG_DEBUG,
+                   "%s; no claim until %d replica%s follow%s it, and for a lease after that "
+                   "(failover guard)",
+                   why, c->cfg.min_replicas, c->cfg.min_replicas == 1 ? "" : "s",
+                   c->cfg.min_replicas == 1 ? "s" : "");
+    else
+        client_log(c, news ? LEASEHOLD_LOG_INFO : LEASEHOLD_LOG_DEBUG,
+                   "%s; no claim for %" PRIu64 " ms (failover guard)", why, until - now_ms);
     if (!news)
         return;
-    n->failover_gate_ms = until;
+    if (until > n->failover_gate_ms)
+        n->failover_gate_ms = until;
+    if (wait_replicas) {
+        n->replicas_pending = true;
+        n->info_again_ms = 0; /* the next connection's INFO counts them */
+    }
     for (leasehold_election *e = c->elections; e; e = e->next)
         if (route_node(c, e->key) == n)
             apply_gate(e, now_ms);
+}
+
+/* INFO while the failover guard waits for replicas: once min_replicas
+ * are online, claims wait a lease more; until then INFO is asked again
+ * every retry interval. */
+static void count_replicas(node *n, const redis_info *info, uint64_t now_ms)
+{
+    leasehold_client *c = n->client;
+    if (!n->replicas_pending)
+        return;
+    if (info->online_replicas < c->cfg.min_replicas) {
+        n->info_again_ms = now_ms + c->cfg.retry_interval_ms;
+        return;
+    }
+    n->replicas_pending = false;
+    n->info_again_ms = 0;
+    uint64_t until = now_ms + c->cfg.lease_ms;
+    if (until > n->failover_gate_ms)
+        n->failover_gate_ms = until;
+    client_log(c, LEASEHOLD_LOG_INFO,
+               "%s: %d replica%s follow%s it now; no claim for %" PRIu32 " ms (failover guard)",
+               conn_display(n->cmd), info->online_replicas, info->online_replicas == 1 ? "" : "s",
+               info->online_replicas == 1 ? "s" : "", c->cfg.lease_ms);
+}
+
+void guard_tick(node *n, uint64_t now_ms)
+{
+    if (!n->replicas_pending || !n->info_again_ms || now_ms < n->info_again_ms ||
+        conn_get_state(n->cmd) != CONN_READY)
+        return;
+    n->info_again_ms = 0;
+    pending *p = calloc(1, sizeof *p);
+    if (!p) {
+        node_reset_later(n, LEASEHOLD_ENOMEM, "out of memory asking INFO");
+        return;
+    }
+    p->info = true;
+    const char *argv[1] = {"INFO"};
+    node_send(n, p, 1, argv, conn_display(n->cmd), "INFO", now_ms);
 }
 
 /* Notes which server INFO came from; behind Sentinel, a promotion on the
@@ -219,6 +278,7 @@ void guard_answer(node *n, const conn_reply *r, uint64_t now_ms)
     bool restarted =
         same_address && info.run_id[0] && n->run_id[0] && strcmp(info.run_id, n->run_id) != 0;
     check_promotion(n, &info, same_address, now_ms);
+    count_replicas(n, &info, now_ms);
     if (c->cfg.restart_guard && !info.has_uptime) {
         client_log(c, LEASEHOLD_LOG_WARN,
                    "%s: INFO gave no uptime (%s); the restart guard assumes Redis has just "

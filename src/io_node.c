@@ -182,6 +182,8 @@ uint64_t node_wake_at(const node *n)
         if (w < at)
             at = w;
     }
+    if (n->replicas_pending && n->info_again_ms && n->info_again_ms < at)
+        at = n->info_again_ms;
     return at;
 }
 
@@ -191,6 +193,7 @@ void node_tick(node *n, uint64_t now_ms)
     conn_tick(n->sub, now_ms);
     if (n->sen)
         sentinel_tick(n->sen, now_ms);
+    guard_tick(n, now_ms);
 }
 
 int node_create(leasehold_client *c, const conn_options *opt, const char *sentinel_user,

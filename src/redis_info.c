@@ -33,6 +33,12 @@ void redis_info_parse(const char *info, redis_info *out)
     char uptime[24] = "";
     info_field(info, "run_id", out->run_id, sizeof out->run_id);
     info_field(info, "master_replid", out->replid, sizeof out->replid);
+    for (const char *l = info; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+        size_t digits = strncmp(l, "slave", 5) == 0 ? strspn(l + 5, "0123456789") : 0;
+        size_t len = strcspn(l, "\r\n");
+        if (digits > 0 && l[5 + digits] == ':' && memmem(l, len, "state=online", 12))
+            out->online_replicas++;
+    }
     info_field(info, "maxmemory_policy", out->maxmemory_policy, sizeof out->maxmemory_policy);
     if (!info_field(info, "uptime_in_seconds", uptime, sizeof uptime) || uptime[0] < '0' ||
         uptime[0] > '9')

@@ -13,6 +13,7 @@ typedef struct redis_info {
     uint64_t up_ms;            /* uptime_in_seconds counted one second short, in ms */
     char run_id[48];           /* "" when INFO does not say */
     char replid[48];           /* master_replid: "" when INFO does not say */
+    int online_replicas;       /* replicas with state=online (INFO replication's slaveN) */
     char maxmemory_policy[32]; /* "" when INFO does not say */
 } redis_info;
 

@@ -946,8 +946,11 @@ static fault_plan draw_fault(chaos *c)
         break;
     case FAULT_MASTER_STOP: /* past down-after-milliseconds and the failover: 6–9 s */
     case FAULT_PARTITION:   /* long enough for a failover and an election there: 6–9 s */
-    case FAULT_REPLICA_SPLIT:
         f.hold_ms = 6000 + a * 3;
+        break;
+    case FAULT_REPLICA_SPLIT: /* the cut-off replica's master link must count as down for
+                                 Sentinel to pick the other one, and then the election: 12–15 s */
+        f.hold_ms = 12000 + a * 3;
         break;
     case FAULT_LEADER_CUT: /* as blackhole */
         f.hold_ms = 1000 + a * 4;

@@ -24,7 +24,8 @@ typedef enum event_kind {
     EV_ERROR,          /* value: error code; text: message */
     EV_LOG,            /* value: log level; text: line */
     EV_SAMPLE,         /* from a child: value = leasehold_is_leader() as sampled at at_ms */
-    EV_WOKE,           /* from a child: it was stopped; value = is_leader() first thing after */
+    EV_WOKE,           /* from a child: it was stopped; value = is_leader() first thing after,
+                          epoch = the time (ms) of its last sample before the stop */
     EV_EXIT,           /* from a child's reader: the child closed its pipe */
     EV_NOTE,           /* a test's own: value and text as the test likes */
 } event_kind;

@@ -154,7 +154,7 @@ static void sample_leadership(leasehold_election *e, event_sink *sink)
         uint64_t now = test_now_ms();
         bool leader = leasehold_is_leader(e);
         if (now - prev_ms > 200) {
-            event ev = {.kind = EV_WOKE, .value = leader, .at_ms = now};
+            event ev = {.kind = EV_WOKE, .value = leader, .epoch = prev_ms, .at_ms = now};
             events_emit(sink, &ev);
         }
         if (leader != prev) {

@@ -27,6 +27,25 @@ static void test_fields(void **state)
     assert_string_equal(i.maxmemory_policy, "allkeys-lru");
     assert_int_equal(redis_info_guard_wait_ms(&i, 2000), 0);
     assert_int_equal(redis_info_guard_wait_ms(&i, 20000), 9000);
+    assert_int_equal(i.online_replicas, 0);
+    assert_string_equal(i.replid, "");
+}
+
+/* The replication section: the replication ID and the replicas online (a
+ * replica still syncing, or a line that only looks like one, is not). */
+static void test_replication(void **state)
+{
+    (void)state;
+    redis_info i;
+    redis_info_parse("# Replication\r\nrole:master\r\nconnected_slaves:3\r\n"
+                     "slave0:ip=10.0.0.2,port=6379,state=online,offset=42,lag=0\r\n"
+                     "slave1:ip=10.0.0.3,port=6379,state=wait_bgsave,offset=0,lag=0\r\n"
+                     "slave2:ip=10.0.0.4,port=6379,state=online,offset=42,lag=1\r\n"
+                     "slaves:state=online\r\n"
+                     "master_replid:9f3c0a\r\nmaster_replid2:0000\r\n",
+                     &i);
+    assert_int_equal(i.online_replicas, 2);
+    assert_string_equal(i.replid, "9f3c0a");
 }
 
 /* 0 and 1 s both count as just started: the field can read 1 s high. */
@@ -98,9 +117,9 @@ static void test_long_values(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fields),      cmocka_unit_test(test_short_uptime),
-        cmocka_unit_test(test_huge_uptime), cmocka_unit_test(test_no_uptime),
-        cmocka_unit_test(test_long_values),
+        cmocka_unit_test(test_fields),       cmocka_unit_test(test_replication),
+        cmocka_unit_test(test_short_uptime), cmocka_unit_test(test_huge_uptime),
+        cmocka_unit_test(test_no_uptime),    cmocka_unit_test(test_long_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
