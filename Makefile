@@ -46,11 +46,16 @@ bench: build
 # alone: build/tests/chaos_driver --faults clock-step --seconds 60 --seed 1
 #   make chaos SECONDS=600 SEED=7
 #   make chaos TLS=1          the same over rediss:// (make test runs 45 s of it)
+#   make chaos SENTINEL=1     a master, two replicas, three Sentinels, each node in a
+#                             network namespace (root), and their failovers and
+#                             partitions; MIN_REPLICAS=0 runs it without replica
+#                             acknowledgement (and fails: see README)
 SECONDS ?= 90
 SEED    ?= 1
 .PHONY: chaos
 chaos: build
-	@$(BUILD)/tests/chaos_driver --seconds $(SECONDS) --seed $(SEED) $(if $(TLS),--tls)
+	@$(BUILD)/tests/chaos_driver --seconds $(SECONDS) --seed $(SEED) $(if $(TLS),--tls) \
+	    $(if $(SENTINEL),--sentinel) $(if $(MIN_REPLICAS),--min-replicas $(MIN_REPLICAS))
 
 # libFuzzer (clang) on the URL parser, the reply handling and the state
 # machine, FUZZ_SECONDS each; `make test` runs it with the default.

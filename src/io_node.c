@@ -104,7 +104,7 @@ static void sentinel_resolved(void *arg, int code, const char *host, uint16_t po
         snprintf(why, sizeof why,
                  "%s: the Sentinels saw %s:%u take the master's role %" PRIu64 " ms ago",
                  c->u.display, host, port, role_age_ms);
-        guard_failover(n, why, now_ms - role_age_ms, now_ms);
+        guard_failover(n, why, now_ms > role_age_ms ? now_ms - role_age_ms : 0, now_ms);
     }
     snprintf(n->master_host, sizeof n->master_host, "%s", host);
     n->master_port = port;
