@@ -332,6 +332,15 @@ typedef struct leasehold_token leasehold_token;
  *                           ClientHello: a TLS port (use rediss://)
  *   LEASEHOLD_ETLS          any other TLS failure (err->msg has OpenSSL's
  *                           words)
+ * and for redis+sentinel:// (each Sentinel asked in turn, then ROLE on the
+ * master it names):
+ *   LEASEHOLD_ESENTINEL     no Sentinel of the URL could be reached
+ *   LEASEHOLD_EMASTERNAME   every Sentinel that answered knows no master of
+ *                           that name
+ *   LEASEHOLD_ENOMASTER     the server the Sentinels name is not a master
+ *                           (yet: ROLE says replica)
+ *   LEASEHOLD_EAUTH, _ENOPERM  every Sentinel that answered refused
+ *                           sentinel_user / sentinel_password
  *   LEASEHOLD_EREDIS        another error reply to the handshake (LOADING,
  *                           MASTERDOWN...); one whose first word is
  *                           READONLY, WRONGTYPE or NOSCRIPT gives

@@ -34,9 +34,20 @@ static void check_parsed(const url *u, const leasehold_error *err)
                  "every string field is NUL-terminated");
     fuzz_require(u->db >= 0, "the database index is not negative");
     fuzz_require(u->display[0] != '\0', "the display form is not empty");
-    if (u->kind == URL_TCP)
-        fuzz_require(u->host[0] != '\0' && u->port != 0, "a TCP URL has a host and a port");
-    else
+    if (u->kind == URL_TCP && u->sentinel) {
+        fuzz_require(u->host[0] == '\0' && u->sentinel_count >= 1 &&
+                         u->sentinel_count <= URL_SENTINELS_MAX &&
+                         terminated(u->master_name, sizeof u->master_name) &&
+                         u->master_name[0] != '\0',
+                     "a Sentinel URL has Sentinels and a master name, and no host yet");
+        for (int i = 0; i < u->sentinel_count; i++)
+            fuzz_require(terminated(u->sentinels[i].host, sizeof u->sentinels[i].host) &&
+                             u->sentinels[i].host[0] != '\0' && u->sentinels[i].port != 0,
+                         "each Sentinel has a host and a port");
+    } else if (u->kind == URL_TCP) {
+        fuzz_require(u->host[0] != '\0' && u->port != 0 && u->sentinel_count == 0,
+                     "a TCP URL has a host and a port");
+    } else
         fuzz_require(u->kind == URL_UNIX && u->path[0] != '\0', "a unix URL has a path");
     if (u->password[0] != '\0') {
         /* Unless a long user name (shown escaped) fills the display form

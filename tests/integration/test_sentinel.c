@@ -23,6 +23,7 @@
 #include "tool_proc.h"
 
 static sentinels *topo;
+static sentinels *tls_topo; /* test_tls's own */
 
 /* How long a failover of any kind may take, end to end, on a busy
  * machine: Sentinel's detection (down-after 1 s) and election, the
@@ -31,17 +32,17 @@ static sentinels *topo;
 
 static int group_setup(void **state)
 {
-    (void)state;
+    if (fixture_group_setup_tmpdir(state) != 0)
+        return -1;
     topo = sentinels_start(NULL);
     return topo ? 0 : -1;
 }
 
 static int group_teardown(void **state)
 {
-    (void)state;
     sentinels_stop(topo);
     topo = NULL;
-    return 0;
+    return fixture_group_teardown(state);
 }
 
 /* Each test starts from a master with both replicas in sync. */
@@ -351,6 +352,53 @@ static void test_tools(void **state)
     proc_free(p);
 }
 
+/* rediss+sentinel://: master, replicas and Sentinels over TLS (verified
+ * against the test's CA); an election, a SENTINEL FAILOVER followed, never
+ * two leaders; and the Sentinels on their plain ports with the master over
+ * TLS (sentinel_tls=no). */
+static void test_tls(void **state)
+{
+    (void)state;
+    tls_certs certs;
+    assert_true(tls_certs_make(fx.tmpdir, &certs));
+    sentinels_opts o = {.tls = &certs};
+    sentinels *tt = tls_topo = sentinels_start(&o);
+    assert_non_null(tt);
+    leasehold_config cfg;
+    test_config(&cfg, tt->url);
+    fixture_start_children(&cfg, "lh:sentinel:tls", 3);
+    event first = fixture_first_leader(&cfg, -1);
+    redis_server *old = sentinels_master(tt);
+    assert_non_null(old);
+    uint64_t t0 = test_now_ms();
+    assert_int_equal(sentinels_failover(tt), 0);
+    redis_server *next = sentinels_wait_new_master(tt, old, FAILOVER_MS);
+    assert_non_null(next);
+    wait_new_leader(t0, first.epoch, "SENTINEL FAILOVER over TLS");
+    assert_one_leader_at_a_time("SENTINEL FAILOVER over TLS");
+
+    char url[900], want[64];
+    snprintf(url, sizeof url,
+             "rediss+sentinel://127.0.0.1:%d,127.0.0.1:%d/mymaster?sentinel_tls=no&tls_ca_file=%s",
+             tt->sen[0]->port, tt->sen[1]->port, certs.ca);
+    snprintf(want, sizeof want, "; master 127.0.0.1:%d", next->tls_port);
+    const char *status[] = {"status", "--url", url, "--key", "lh:sentinel:tls-status", NULL};
+    proc *p = proc_start("leasehold", NULL, status);
+    expect_exit(p, 3, 10000);
+    expect_mentions(p, "status with plain Sentinels and a TLS master", want);
+    proc_free(p);
+}
+
+/* test_tls's teardown: its candidates, then its topology. */
+static int teardown_tls(void **state)
+{
+    proc_free_all(state);
+    fixture_teardown(state);
+    sentinels_stop(tls_topo);
+    tls_topo = NULL;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     fixture_run_child(argc, argv);
@@ -363,6 +411,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_leader_paused_during_failover, setup,
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_tools, setup, proc_free_all),
+        cmocka_unit_test_setup_teardown(test_tls, fixture_setup, teardown_tls),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -329,6 +329,21 @@ static void free_argv(char **argv)
     free(argv);
 }
 
+/* Appends the TLS arguments of o to argv at n; the new n. */
+static size_t add_tls_args(const redis_server *s, const redis_server_opts *o, char **argv, size_t n)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", s->tls_port);
+    const char *tls[] = {"--tls-port",         port,
+                         "--tls-cert-file",    o->tls_cert,
+                         "--tls-key-file",     o->tls_key,
+                         "--tls-ca-cert-file", o->tls_ca,
+                         "--tls-auth-clients", o->tls_auth_clients ? "yes" : "no"};
+    for (size_t i = 0; i < sizeof tls / sizeof *tls; i++)
+        argv[n++] = strdup(tls[i]);
+    return n;
+}
+
 /* Builds the command line for port, with the options' extra arguments. */
 static char **build_argv(const redis_server *s, const redis_server_opts *o)
 {
@@ -358,6 +373,10 @@ static char **build_argv(const redis_server *s, const redis_server_opts *o)
             argv[n++] = strdup("--protected-mode");
             argv[n++] = strdup("no");
         }
+        if (o->tls_cert)
+            n = add_tls_args(s, o, argv, n);
+        for (size_t i = 0; i < extra; i++)
+            argv[n++] = strdup(o->args[i]);
         argv[n] = NULL;
         return argv;
     }
@@ -383,16 +402,8 @@ static char **build_argv(const redis_server *s, const redis_server_opts *o)
         argv[n++] = strdup("--unixsocketperm");
         argv[n++] = strdup("700");
     }
-    if (o && o->tls_cert) {
-        snprintf(buf, sizeof buf, "%d", s->tls_port);
-        const char *tls[] = {"--tls-port",         buf,
-                             "--tls-cert-file",    o->tls_cert,
-                             "--tls-key-file",     o->tls_key,
-                             "--tls-ca-cert-file", o->tls_ca,
-                             "--tls-auth-clients", o->tls_auth_clients ? "yes" : "no"};
-        for (size_t i = 0; i < sizeof tls / sizeof *tls; i++)
-            argv[n++] = strdup(tls[i]);
-    }
+    if (o && o->tls_cert)
+        n = add_tls_args(s, o, argv, n);
     if (strcmp(s->host, "127.0.0.1") != 0) {
         argv[n++] = strdup("--protected-mode");
         argv[n++] = strdup("no");

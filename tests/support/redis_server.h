@@ -37,8 +37,8 @@ typedef struct redis_server_opts {
     const char *tls_cert, *tls_key, *tls_ca;
     bool tls_auth_clients;
     /* A Sentinel: this text is written to <dir>/sentinel.conf (Sentinel
-     * rewrites it) and redis-server runs with --sentinel on it; the data
-     * options above (appendonly, unix_socket, tls) are not used. */
+     * rewrites it) and redis-server runs with --sentinel on it, with args and
+     * the TLS options; appendonly and unix_socket are not used. */
     const char *sentinel_conf;
     /* A server in a network namespace (the chaos suite's partitions): run
      * through `ip netns exec netns`, bound to host (an address of that

@@ -49,8 +49,14 @@ redisReply *sentinels_cmd(sentinels *t, int i, const char *fmt, ...)
     return r;
 }
 
+/* The port the Sentinels and replicas know data node s by. */
+static int known_port(const sentinels *t, const redis_server *s)
+{
+    return t->tls ? s->tls_port : s->port;
+}
+
 /* True when data node s replicates from master m with its link up. */
-static bool replica_in_sync(redis_server *s, const redis_server *m)
+static bool replica_in_sync(const sentinels *t, redis_server *s, const redis_server *m)
 {
     redisReply *r = redis_server_cmd(s, "INFO replication");
     char role[16] = "", link[16] = "", port[16] = "", host[64] = "";
@@ -62,8 +68,8 @@ static bool replica_in_sync(redis_server *s, const redis_server *m)
     }
     if (r)
         freeReplyObject(r);
-    return strcmp(role, "slave") == 0 && strcmp(link, "up") == 0 && atoi(port) == m->port &&
-           strcmp(host, m->host) == 0;
+    return strcmp(role, "slave") == 0 && strcmp(link, "up") == 0 &&
+           atoi(port) == known_port(t, m) && strcmp(host, m->host) == 0;
 }
 
 /* True when Sentinel i names data node s as master. */
@@ -72,10 +78,10 @@ static bool names_as_master(sentinels *t, int i, const redis_server *s)
     if (t->sen[i]->pid <= 0)
         return false;
     redisReply *r = sentinels_cmd(t, i, "SENTINEL get-master-addr-by-name %s", t->name);
-    bool yes = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
-               r->element[0]->type == REDIS_REPLY_STRING &&
-               r->element[1]->type == REDIS_REPLY_STRING &&
-               strcmp(r->element[0]->str, s->host) == 0 && atoi(r->element[1]->str) == s->port;
+    bool yes =
+        r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING &&
+        strcmp(r->element[0]->str, s->host) == 0 && atoi(r->element[1]->str) == known_port(t, s);
     if (r)
         freeReplyObject(r);
     return yes;
@@ -151,7 +157,7 @@ bool sentinels_wait_synced(sentinels *t, uint64_t max_ms)
         for (int d = 0; ok && d < t->n_data; d++) {
             if (t->data[d] == m || t->data[d]->pid <= 0)
                 continue;
-            ok = replica_in_sync(t->data[d], m);
+            ok = replica_in_sync(t, t->data[d], m);
             replicas++;
         }
         if (ok && sentinels_know_all(t, replicas))
@@ -204,6 +210,13 @@ static redis_server *start_sentinel(const sentinels *t, const sentinels_opts *o,
         snprintf(conf + n, sizeof conf - (size_t)n, "requirepass %s\nsentinel sentinel-pass %s\n",
                  o->sentinel_password, o->sentinel_password);
     redis_server_opts so = {.sentinel_conf = conf, .password = o->sentinel_password};
+    static const char *const tls_args[] = {"--tls-replication", "yes", NULL};
+    if (o->tls) {
+        so.tls_cert = o->tls->server_cert;
+        so.tls_key = o->tls->server_key;
+        so.tls_ca = o->tls->ca;
+        so.args = tls_args;
+    }
     if (o->sen_netns)
         so = (redis_server_opts){.sentinel_conf = conf,
                                  .password = o->sentinel_password,
@@ -240,18 +253,34 @@ sentinels *sentinels_start(const sentinels_opts *opts)
         mo.host = o.data_host[0];
         mo.port = 6379;
     }
+    const char *tls_master_args[] = {"--tls-replication", "yes", "--masterauth", o.password, NULL};
+    if (o.tls) {
+        t->tls = true;
+        mo.tls_cert = o.tls->server_cert;
+        mo.tls_key = o.tls->server_key;
+        mo.tls_ca = o.tls->ca;
+        if (!o.password)
+            tls_master_args[2] = NULL;
+        mo.args = tls_master_args;
+    }
     t->data[t->n_data] = redis_server_start(&mo);
     if (!t->data[t->n_data])
         goto fail;
     t->n_data++;
     char port[16];
-    snprintf(port, sizeof port, "%d", t->data[0]->port);
-    const char *replica_args[] = {"--replicaof",  t->data[0]->host, port,
-                                  "--masterauth", o.password,       NULL};
+    snprintf(port, sizeof port, "%d", known_port(t, t->data[0]));
+    const char *replica_args[] = {
+        "--replicaof",         t->data[0]->host, port,       "--tls-replication",
+        t->tls ? "yes" : "no", "--masterauth",   o.password, NULL};
     if (!o.password)
-        replica_args[3] = NULL;
+        replica_args[5] = NULL;
     for (int i = 0; i < o.replicas; i++) {
         redis_server_opts ro = {.password = o.password, .args = replica_args};
+        if (o.tls) {
+            ro.tls_cert = o.tls->server_cert;
+            ro.tls_key = o.tls->server_key;
+            ro.tls_ca = o.tls->ca;
+        }
         if (o.data_netns) {
             ro.netns = o.data_netns[1 + i];
             ro.host = o.data_host[1 + i];
@@ -264,7 +293,7 @@ sentinels *sentinels_start(const sentinels_opts *opts)
     }
     uint64_t deadline = test_now_ms() + test_ms(10000);
     for (int d = 1; d < t->n_data; d++)
-        while (!replica_in_sync(t->data[d], t->data[0])) {
+        while (!replica_in_sync(t, t->data[d], t->data[0])) {
             if (test_now_ms() >= deadline) {
                 fprintf(stderr, "sentinels_start: replica %d never synced\n", d);
                 goto fail;
@@ -276,19 +305,22 @@ sentinels *sentinels_start(const sentinels_opts *opts)
     int want = o.sentinels;
     for (int i = 0; i < want; i++) {
         t->n_sen = want; /* the quorum in each configuration counts them all */
-        redis_server *s = start_sentinel(t, &o, i, t->data[0]->host, t->data[0]->port);
+        redis_server *s = start_sentinel(t, &o, i, t->data[0]->host, known_port(t, t->data[0]));
         t->n_sen = i;
         if (!s)
             goto fail;
         t->sen[t->n_sen] = s;
         t->n_sen = i + 1;
     }
-    int n = snprintf(t->url, sizeof t->url, "redis+sentinel://%s%s%s", o.password ? ":" : "",
+    int n = snprintf(t->url, sizeof t->url, "%s://%s%s%s",
+                     t->tls ? "rediss+sentinel" : "redis+sentinel", o.password ? ":" : "",
                      o.password ? o.password : "", o.password ? "@" : "");
     for (int i = 0; i < t->n_sen; i++)
         n += snprintf(t->url + n, sizeof t->url - (size_t)n, "%s%s:%d", i ? "," : "",
-                      t->sen[i]->host, t->sen[i]->port);
-    snprintf(t->url + n, sizeof t->url - (size_t)n, "/%s", t->name);
+                      t->sen[i]->host, t->tls ? t->sen[i]->tls_port : t->sen[i]->port);
+    n += snprintf(t->url + n, sizeof t->url - (size_t)n, "/%s", t->name);
+    if (t->tls)
+        snprintf(t->url + n, sizeof t->url - (size_t)n, "?tls_ca_file=%s", o.tls->ca);
     /* Sentinels find each other by hello messages every 2 s. */
     if (!sentinels_wait_synced(t, 20000)) {
         fprintf(stderr, "sentinels_start: the Sentinels never knew every replica and Sentinel:\n");
@@ -301,6 +333,19 @@ sentinels *sentinels_start(const sentinels_opts *opts)
                     field_number(r, "num-slaves"), field_number(r, "num-other-sentinels"));
             if (r)
                 freeReplyObject(r);
+        }
+        for (int d = 0; d < t->n_data; d++) {
+            redisReply *r = redis_server_cmd(t->data[d], "INFO replication");
+            char link[16] = "?", mport[16] = "?";
+            if (r && r->type == REDIS_REPLY_STRING) {
+                info_value(r->str, "master_link_status", link, sizeof link);
+                info_value(r->str, "master_port", mport, sizeof mport);
+            }
+            if (r)
+                freeReplyObject(r);
+            fprintf(stderr, "  data node %d: port %d, TLS port %d, %s, master port %s, link %s\n",
+                    d, t->data[d]->port, t->data[d]->tls_port,
+                    is_master(t->data[d]) ? "master" : "not master", mport, link);
         }
         goto fail;
     }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "redis_server.h"
+#include "tls_certs.h"
 
 #define SENTINELS_DATA_MAX 4
 #define SENTINELS_MAX      5
@@ -29,6 +30,11 @@ typedef struct sentinels_opts {
      * redis_server_opts).  NULL: all on loopback, on free ports. */
     const char *const *data_netns, *const *data_host;
     const char *const *sen_netns, *const *sen_host;
+    /* TLS: every data node and Sentinel also has a TLS port with these
+     * certificates, replication and monitoring go over TLS, and url lists
+     * the Sentinels' TLS ports (rediss+sentinel://...?tls_ca_file=); the
+     * plain ports stay for the test's own admin connections. */
+    const tls_certs *tls;
 } sentinels_opts;
 
 typedef struct sentinels {
@@ -37,7 +43,8 @@ typedef struct sentinels {
     redis_server *sen[SENTINELS_MAX];
     int n_sen;
     char name[32]; /* the master name: "mymaster" */
-    char url[600]; /* redis+sentinel://[:password@]127.0.0.1:P1,...,/mymaster */
+    char url[900]; /* redis+sentinel://[:password@]127.0.0.1:P1,...,/mymaster */
+    bool tls;      /* ports below are the TLS ports (opts.tls) */
     char *sentinel_password;
 } sentinels;
 
