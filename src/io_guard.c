@@ -113,6 +113,20 @@ void guard_connected(node *n, uint64_t now_ms)
     }
 }
 
+/* Sends INFO on n's command connection (guard_answer() gets the reply);
+ * false when it could not (the connection is then reset). */
+static bool send_info(node *n, uint64_t now_ms)
+{
+    pending *p = calloc(1, sizeof *p);
+    if (!p) {
+        node_reset_later(n, LEASEHOLD_ENOMEM, "out of memory asking INFO");
+        return false;
+    }
+    p->info = true;
+    const char *argv[1] = {"INFO"};
+    return node_send(n, p, 1, argv, conn_display(n->cmd), "INFO", now_ms);
+}
+
 /* Asks n's Redis about itself (INFO), then arms the quarantine check of
  * each campaign routed there; once per connection, before anything else is
  * sent. */
@@ -122,14 +136,7 @@ void guard_ask(node *n, uint64_t now_ms)
     if (!n->need_info || conn_get_state(n->cmd) != CONN_READY)
         return;
     n->need_info = false;
-    pending *p = calloc(1, sizeof *p);
-    if (!p) {
-        node_reset_later(n, LEASEHOLD_ENOMEM, "out of memory asking INFO");
-        return;
-    }
-    p->info = true;
-    const char *argv[1] = {"INFO"};
-    if (!node_send(n, p, 1, argv, conn_display(n->cmd), "INFO", now_ms))
+    if (!send_info(n, now_ms))
         return;
     if (c->cfg.restart_guard)
         for (leasehold_election *e = c->elections; e; e = e->next)
@@ -230,14 +237,7 @@ void guard_tick(node *n, uint64_t now_ms)
         conn_get_state(n->cmd) != CONN_READY)
         return;
     n->info_again_ms = 0;
-    pending *p = calloc(1, sizeof *p);
-    if (!p) {
-        node_reset_later(n, LEASEHOLD_ENOMEM, "out of memory asking INFO");
-        return;
-    }
-    p->info = true;
-    const char *argv[1] = {"INFO"};
-    node_send(n, p, 1, argv, conn_display(n->cmd), "INFO", now_ms);
+    send_info(n, now_ms);
 }
 
 /* Notes which server INFO came from; behind Sentinel, a promotion on the

@@ -420,6 +420,22 @@ static int parse_hostport(const parse *p, const char *s, size_t len, uint16_t de
     return 0;
 }
 
+/* The userinfo at *rest, up to the last '@' before end, if there is one;
+ * *rest then moves past the '@'. */
+static int parse_userinfo_before(const parse *p, const char **rest, const char *end, url *out)
+{
+    const char *at = NULL;
+    for (const char *c = *rest; c < end; c++)
+        if (*c == '@')
+            at = c;
+    if (!at)
+        return 0;
+    int rc = parse_userinfo(p, *rest, (size_t)(at - *rest), out);
+    if (rc == 0)
+        *rest = at + 1;
+    return rc;
+}
+
 /* redis[s]://[user[:password]@]host[:port][/db][?query] after "://". */
 static int parse_redis(const parse *p, const char *rest, bool tls, url *out)
 {
@@ -428,17 +444,10 @@ static int parse_redis(const parse *p, const char *rest, bool tls, url *out)
     out->tls_opt.insecure = -1;
     const char *query = strchr(rest, '?');
     const char *end = query ? query : rest + strlen(rest);
-    const char *at = NULL;
-    for (const char *c = rest; c < end; c++)
-        if (*c == '@')
-            at = c;
-    if (at) {
-        int rc = parse_userinfo(p, rest, (size_t)(at - rest), out);
-        if (rc)
-            return rc;
-        rest = at + 1;
-    }
-    int rc = parse_hostport(p, rest, (size_t)(end - rest), 6379, out);
+    int rc = parse_userinfo_before(p, &rest, end, out);
+    if (rc)
+        return rc;
+    rc = parse_hostport(p, rest, (size_t)(end - rest), 6379, out);
     if (rc)
         return rc;
     return query ? parse_query(p, query + 1, out) : 0;
@@ -470,16 +479,9 @@ static int parse_sentinel(const parse *p, const char *rest, bool tls, url *out)
     out->sentinel_tls = -1;
     const char *query = strchr(rest, '?');
     const char *end = query ? query : rest + strlen(rest);
-    const char *at = NULL;
-    for (const char *c = rest; c < end; c++)
-        if (*c == '@')
-            at = c;
-    if (at) {
-        int rc = parse_userinfo(p, rest, (size_t)(at - rest), out);
-        if (rc)
-            return rc;
-        rest = at + 1;
-    }
+    int rc = parse_userinfo_before(p, &rest, end, out);
+    if (rc)
+        return rc;
     const char *slash = memchr(rest, '/', (size_t)(end - rest));
     if (!slash)
         return fail(p, "no master name (expected redis+sentinel://host:26379/mymaster)");
@@ -494,7 +496,7 @@ static int parse_sentinel(const parse *p, const char *rest, bool tls, url *out)
         if (out->sentinel_count == URL_SENTINELS_MAX)
             return fail(p, "more than %d Sentinels", URL_SENTINELS_MAX);
         url one = {0};
-        int rc = parse_hostport(p, host, len, 26379, &one);
+        rc = parse_hostport(p, host, len, 26379, &one);
         if (rc)
             return rc;
         url_endpoint *ep = &out->sentinels[out->sentinel_count++];
@@ -508,7 +510,7 @@ static int parse_sentinel(const parse *p, const char *rest, bool tls, url *out)
     size_t name_len = strcspn(name, "/?");
     if (name + name_len > end)
         name_len = (size_t)(end - name);
-    int rc = parse_master_name(p, name, name_len, out);
+    rc = parse_master_name(p, name, name_len, out);
     if (rc)
         return rc;
     const char *db = name + name_len;
