@@ -389,11 +389,17 @@ static void test_tls(void **state)
     proc_free(p);
 }
 
+/* test_tools's teardown: the tools it ran, then the fixture's test hook. */
+static int teardown_tools(void **state)
+{
+    proc_free_all(state);
+    return fixture_teardown(state);
+}
+
 /* test_tls's teardown: its candidates, then its topology. */
 static int teardown_tls(void **state)
 {
-    proc_free_all(state);
-    fixture_teardown(state);
+    teardown_tools(state);
     sentinels_stop(tls_topo);
     tls_topo = NULL;
     return 0;
@@ -410,7 +416,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_master_stopped, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_leader_paused_during_failover, setup,
                                         fixture_teardown),
-        cmocka_unit_test_setup_teardown(test_tools, setup, proc_free_all),
+        cmocka_unit_test_setup_teardown(test_tools, setup, teardown_tools),
         cmocka_unit_test_setup_teardown(test_tls, fixture_setup, teardown_tls),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
