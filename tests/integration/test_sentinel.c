@@ -45,9 +45,12 @@ static int group_teardown(void **state)
     return fixture_group_teardown(state);
 }
 
-/* Each test starts from a master with both replicas in sync. */
+/* Each test starts from a master with both replicas in sync.  The last
+ * test's old master is demoted at once rather than at the Sentinels' next
+ * INFO, up to 10 s later: these tests time failovers, not that. */
 static int setup(void **state)
 {
+    sentinels_demote_stale(topo);
     if (!sentinels_wait_synced(topo, 30000))
         return -1;
     return fixture_setup(state);

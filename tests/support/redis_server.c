@@ -381,8 +381,22 @@ static char **build_argv(const redis_server *s, const redis_server_opts *o)
         return argv;
     }
     const char *aof = o && o->appendonly ? "yes" : "no";
-    const char *fixed[] = {"--port",       buf, "--bind",      s->host, "--save", "",
-                           "--appendonly", aof, "--daemonize", "no",    "--dir",  s->dir};
+    /* A master made to feed a new replica starts at once instead of waiting
+     * 5 s for others to join the same transfer (Redis's default delay). */
+    const char *fixed[] = {"--port",
+                           buf,
+                           "--bind",
+                           s->host,
+                           "--save",
+                           "",
+                           "--appendonly",
+                           aof,
+                           "--daemonize",
+                           "no",
+                           "--dir",
+                           s->dir,
+                           "--repl-diskless-sync-delay",
+                           "0"};
     for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
         argv[n++] = strdup(fixed[i]);
     argv[n++] = strdup("--logfile");

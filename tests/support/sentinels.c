@@ -168,6 +168,24 @@ bool sentinels_wait_synced(sentinels *t, uint64_t max_ms)
     }
 }
 
+int sentinels_demote_stale(sentinels *t)
+{
+    redis_server *m = sentinels_master(t);
+    if (!m)
+        return 0;
+    int demoted = 0;
+    for (int d = 0; d < t->n_data; d++) {
+        redis_server *s = t->data[d];
+        if (s == m || !is_master(s))
+            continue;
+        redisReply *r = redis_server_cmd(s, "REPLICAOF %s %d", m->host, known_port(t, m));
+        demoted += r && r->type == REDIS_REPLY_STATUS;
+        if (r)
+            freeReplyObject(r);
+    }
+    return demoted;
+}
+
 int sentinels_failover(sentinels *t)
 {
     uint64_t deadline = test_now_ms() + test_ms(10000);

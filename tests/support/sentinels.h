@@ -76,4 +76,11 @@ redis_server *sentinels_wait_new_master(sentinels *t, const redis_server *old, u
  * replicates from it with its link up, and the Sentinels know it. */
 bool sentinels_wait_synced(sentinels *t, uint64_t max_ms);
 
+/* Makes every running data node that still says it is a master, other than
+ * the one the Sentinels name, a replica of that one (REPLICAOF): what the
+ * Sentinels do themselves, but only once their next INFO (every 10 s) has
+ * seen it.  For tests that do not study that window; returns how many it
+ * demoted. */
+int sentinels_demote_stale(sentinels *t);
+
 #endif
