@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -26,6 +27,13 @@ typedef struct shared {
     atomic_bool stop;
     atomic_ullong terms;
 } shared;
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static void *writer(void *arg)
 {
@@ -50,9 +58,12 @@ static void test_epoch_never_zero_while_valid(void **state)
     assert_int_equal(pthread_create(&t, NULL, writer, &s), 0);
     /* A fixed amount of work, not a time: enough reads within live terms,
      * across enough term changes, on any machine, slow sanitizer builds
-     * included (the cap only ends a run whose writer never got a core). */
+     * included.  On a machine whose cores are busy with other tests the two
+     * threads may rarely run at once, so the run goes on until then, up to
+     * a deadline that only ends a run whose writer never got a core. */
     uint64_t reads = 0, valid = 0, seen = 0, last = 0, zero = 0, wrong_term = 0;
-    for (; reads < 400000000u && seen < 20000u; reads++) {
+    uint64_t deadline = now_ms() + 120000;
+    for (; seen < 20000u && ((reads & 0xfffff) || now_ms() < deadline); reads++) {
         uint64_t before = atomic_load(&s.valid_until_ms);
         uint64_t epoch = term_epoch(&s.epoch, &s.valid_until_ms, NOW_MS);
         uint64_t after = atomic_load(&s.valid_until_ms);
