@@ -218,8 +218,12 @@ event fixture_first_leader(const leasehold_config *cfg, int who)
 {
     event ev;
     uint64_t max_ms = fixture_first_election_ms(cfg);
-    if (!events_wait(fx.q, events_of(EV_ELECTED, who), max_ms, &ev))
+    if (!events_wait(fx.q, events_of(EV_ELECTED, who), max_ms, &ev)) {
+        /* What the candidates logged says why. */
+        while (events_wait(fx.q, events_of(EV_LOG, -1), 0, &ev))
+            fprintf(stderr, "  candidate %d: %s\n", ev.who, ev.text);
         fail_msg("nobody was elected within %llu ms", (unsigned long long)test_ms(max_ms));
+    }
     return ev;
 }
 

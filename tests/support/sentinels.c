@@ -160,6 +160,8 @@ bool sentinels_wait_synced(sentinels *t, uint64_t max_ms)
             ok = replica_in_sync(t, t->data[d], m);
             replicas++;
         }
+        for (int i = 0; ok && i < t->n_sen; i++)
+            ok = t->sen[i]->pid <= 0 || names_as_master(t, i, m);
         if (ok && sentinels_know_all(t, replicas))
             return true;
         if (test_now_ms() >= deadline)

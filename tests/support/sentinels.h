@@ -73,7 +73,8 @@ int sentinels_failover(sentinels *t);
 redis_server *sentinels_wait_new_master(sentinels *t, const redis_server *old, uint64_t max_ms);
 
 /* Waits up to max_ms until every running data node other than the master
- * replicates from it with its link up, and the Sentinels know it. */
+ * replicates from it with its link up, every running Sentinel names it as
+ * master, and they know every replica and each other. */
 bool sentinels_wait_synced(sentinels *t, uint64_t max_ms);
 
 /* Makes every running data node that still says it is a master, other than
