@@ -109,6 +109,8 @@ void send_for_election(leasehold_election *e, enum script_kind kind, uint32_t se
     }
     *p = (pending){.e = e, .kind = kind, .seq = seq, .epoch = epoch, .eval = eval};
     protocol_key k = election_names(e, n);
+    if (kind == SCRIPT_ACQUIRE)
+        k.known_holder = lease_known_holder(&e->lease);
     protocol_call call;
     protocol_call_init(&call, kind, eval ? NULL : c->sha[kind], &k, c->cfg.lease_ms, epoch);
     if (!node_send(n, p, call.argc, call.argv, e->key, protocol_script_name(kind), now_ms))

@@ -289,6 +289,12 @@ void lease_service_abandoned(lease *l, uint64_t now_ms);
 /* The highest epoch seen: own terms, holders in replies, events. */
 uint64_t lease_max_epoch_seen(const lease *l);
 
+/* The holder of another campaign whose epoch is known, for a claim to name
+ * (the script then need not read the epoch again while it holds); NULL when
+ * there is none: no holder seen, its epoch unknown, or our own token, whose
+ * epoch a claim must always learn. */
+const char *lease_known_holder(const lease *l);
+
 /* The restart guard: no claim goes out before not_before_ms (UINT64_MAX:
  * not until told otherwise; 0: no limit).  Renewals and observers' reads are
  * not held back. */

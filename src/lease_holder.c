@@ -68,8 +68,20 @@ void lease_note_holder(lease *l, const char *holder, size_t len, uint64_t epoch,
     lease_push(l, a);
 }
 
+const char *lease_known_holder(const lease *l)
+{
+    if (!l->holder_known || !l->holder[0] || !l->holder_epoch)
+        return NULL;
+    if (strlen(l->holder) == l->token_len && memcmp(l->holder, l->token, l->token_len) == 0)
+        return NULL;
+    return l->holder;
+}
+
 /* The channel's news of a release names the holder it had: news of the
- * holder we know of (or the first holder we hear of) at the same term. */
+ * holder we know of (or the first holder we hear of) at the same term, or
+ * at a later one of the same holder (whose election we did not hear of,
+ * and whose epoch a claim's answer does not repeat while the token is the
+ * same). */
 bool lease_note_release(lease *l, const char *token, size_t token_len, uint64_t epoch)
 {
     size_t cut = token_len < LEASE_HOLDER_MAX ? token_len : LEASE_HOLDER_MAX - 1;
@@ -79,7 +91,7 @@ bool lease_note_release(lease *l, const char *token, size_t token_len, uint64_t 
         l->holder_epoch = epoch;
         l->holder_known = true;
     }
-    bool same_term = !epoch || !l->holder_epoch || epoch == l->holder_epoch;
+    bool same_term = !epoch || !l->holder_epoch || epoch >= l->holder_epoch;
     if (!same_term || strlen(l->holder) != cut || memcmp(l->holder, token, cut) != 0)
         return false;
     lease_note_holder(l, NULL, 0, epoch, LEASEHOLD_CHANGE_RELEASED);

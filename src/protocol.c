@@ -74,18 +74,27 @@
     "local q = call('PTTL', KEYS[EPOCH + 1])\n"                                                    \
     "if q > 0 then return {'quarantine', q, 0, t[1], t[2]} end\n"
 
-/* Acquire: the quarantine step, then SET NX PX; on success the next fencing
- * epoch (strictly above the last one, at least Redis's TIME in microseconds
- * and at least the caller's floor, the highest epoch it has seen plus one, so
- * it keeps growing across a restart that lost the epoch key even if Redis's
- * clock went back), stored and announced: {"elected", epoch, TIME}; on
- * failure {"held", holder, PTTL, epoch, TIME}.  The epoch key is read before
- * anything is written, so a wrong type there fails the script with nothing
- * changed.  Lua numbers are doubles: exact up to 2^53, far above microseconds
+/* Acquire.  A key held by another costs two commands, GET and PTTL:
+ * {"held", holder, PTTL, epoch or nil}, where the epoch (a third command)
+ * is read only when the holder is not the one the caller already knows
+ * (ARGV[5], "" for none), the steady state of a follower.  A free key: the
+ * quarantine step, then SET NX PX and the next fencing epoch (strictly
+ * above the last one, at least Redis's TIME in microseconds and at least
+ * the caller's floor, the highest epoch it has seen plus one, so it keeps
+ * growing across a restart that lost the epoch key even if Redis's clock
+ * went back), stored and announced: {"elected", epoch, TIME}.  The epoch key
+ * is read before anything is written, so a wrong type there fails the script
+ * with nothing changed.  A held key needs no quarantine step: no claim can
+ * succeed while it lives, and the first claim that finds it free takes the
+ * step.  Lua numbers are doubles: exact up to 2^53, far above microseconds
  * since 1970 (and floors are kept below 2^52). */
 static const char SCRIPT_ACQUIRE_LUA[] =
-    "local EPOCH, LEASE, FLOOR = 2, 2, 4\n" GET_LUA QUARANTINE_STEP_LUA
-    "last = tonumber(last) or 0\n"
+    "local EPOCH, LEASE, FLOOR = 2, 2, 4\n" GET_LUA "local v = get(KEYS[1])\n"
+    "if v then\n"
+    "  local ttl = call('PTTL', KEYS[1])\n"
+    "  if v == ARGV[5] then return {'held', v, ttl, false} end\n"
+    "  return {'held', v, ttl, get(KEYS[2])}\n"
+    "end\n" QUARANTINE_STEP_LUA "last = tonumber(last) or 0\n"
     "if call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
     "  local epoch = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
     "  if last + 1 > epoch then epoch = last + 1 end\n"
@@ -95,7 +104,7 @@ static const char SCRIPT_ACQUIRE_LUA[] =
     "  call('PUBLISH', ARGV[3], 'elected ' .. s .. ' ' .. ARGV[1])\n"
     "  return {'elected', s, t[1], t[2]}\n"
     "end\n"
-    "return {'held', get(KEYS[1]), call('PTTL', KEYS[1]), get(KEYS[2]), t[1], t[2]}\n";
+    "return redis.error_reply('ERR leasehold: the key was free and SET NX failed')\n";
 
 /* Arm: the quarantine step alone, run on each new connection so that a
  * quarantine starts when the connection does, not after the restart guard
@@ -188,6 +197,7 @@ void protocol_call_init(protocol_call *call, enum script_kind kind, const char *
         argv[argc++] = call->ttl_ms;
         argv[argc++] = k->channel;
         argv[argc++] = call->epoch; /* the floor of the next epoch */
+        argv[argc++] = k->known_holder ? k->known_holder : "";
         break;
     case SCRIPT_ARM:
         argv[argc++] = "2";
@@ -384,11 +394,10 @@ void protocol_acquire_reply(const conn_reply *r, const protocol_key *k, lease_re
     }
     if (quarantine_reply(r, out))
         return;
-    if (tagged(r, "held", 6)) {
+    if (tagged(r, "held", 4)) {
         conn_reply snapshot = {.type = CONN_REPLY_ARRAY, .elements = 3, .element = r->element + 1};
         if (holder_snapshot(&snapshot, out) && out->holder) {
             out->result = LEASE_ACQUIRE_HELD;
-            out->redis_time_us = redis_time_us(&r->element[4], &r->element[5]);
             return;
         }
     }

@@ -11,7 +11,8 @@
 #include "lease.h"
 
 enum script_kind {
-    SCRIPT_ACQUIRE, /* KEYS: K, K:epoch, K:quarantine  ARGV: token, lease_ms, channel, floor */
+    SCRIPT_ACQUIRE, /* KEYS: K, K:epoch, K:quarantine  ARGV: token, lease_ms, channel, floor,
+                                                             known holder */
     SCRIPT_RENEW,   /* KEYS: K                         ARGV: token, lease_ms */
     SCRIPT_RELEASE, /* KEYS: K, K:epoch                ARGV: token, channel, epoch */
     SCRIPT_QUERY,   /* KEYS: K, K:epoch */
@@ -25,9 +26,10 @@ enum script_kind {
  * retried. */
 typedef struct protocol_key {
     const char *key, *epoch_key, *quarantine_key, *channel;
-    const char *token;   /* ours: acquire, renew (and hold), release */
-    const char *user;    /* the ACL user, for messages; NULL: "default" */
-    const char *address; /* the server, for messages; may be NULL */
+    const char *token;        /* ours: acquire, renew (and hold), release */
+    const char *known_holder; /* acquire: the holder whose epoch the caller knows, or NULL */
+    const char *user;         /* the ACL user, for messages; NULL: "default" */
+    const char *address;      /* the server, for messages; may be NULL */
 } protocol_key;
 
 /* A script call ready for conn_send(): argv[0..argc) is EVALSHA <sha> (EVAL
@@ -36,7 +38,7 @@ typedef struct protocol_key {
  * names, the sha and the struct itself: use it where it was filled. */
 typedef struct protocol_call {
     int argc;
-    const char *argv[10];
+    const char *argv[12];
     char ttl_ms[24], epoch[24];
 } protocol_call;
 

@@ -672,6 +672,75 @@ static void test_no_thundering_herd(void **state)
                  claims, bound);
 }
 
+/* One `INFO commandstats`: the calls of each command in names (lower case),
+ * into calls. */
+static void commandstats(const char *const *names, long long *calls, size_t n)
+{
+    redisReply *r = redis_server_cmd(fx.srv, "INFO commandstats");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    for (size_t i = 0; i < n; i++) {
+        char field[64];
+        snprintf(field, sizeof field, "cmdstat_%s:calls=", names[i]);
+        const char *p = strstr(r->str, field);
+        calls[i] = p ? atoll(p + strlen(field)) : 0;
+    }
+    freeReplyObject(r);
+}
+
+/* The claims made so far (EVALSHA), for wait_until. */
+static bool claims_made(void *arg)
+{
+    static const char *const names[] = {"evalsha"};
+    long long calls;
+    commandstats(names, &calls, 1);
+    return calls >= *(long long *)arg;
+}
+
+/*
+ * What a failed claim costs inside Redis: a follower that already knows the
+ * holder runs GET and PTTL of the key and nothing else (Redis counts the
+ * commands a script runs in commandstats).  The key is held by a token set
+ * by hand, so no leader's renewals are counted; the follower learns its
+ * epoch from its first claim, before the count starts.
+ */
+static void test_failed_claim_cost(void **state)
+{
+    (void)state;
+    const char *key = "lh:takeover:cost";
+    const char *holder = "elsewhere:1/0123456789abcdef";
+    redisReply *r = redis_server_cmd(fx.srv, "SET {%s}:epoch 42", key);
+    assert_non_null(r);
+    freeReplyObject(r);
+    r = redis_server_cmd(fx.srv, "SET %s %s PX 60000", key, holder);
+    assert_non_null(r);
+    freeReplyObject(r);
+    leasehold_config cfg;
+    takeover_config(&cfg, 1000, 50);
+    fixture_start_candidates(&cfg, key, 1);
+    event ev;
+    assert_true(events_wait(fx.q, (event_filter){EV_LEADER_CHANGED, 0, -1, holder}, 5000, &ev));
+    assert_int_equal(ev.epoch, 42);
+
+    r = redis_server_cmd(fx.srv, "CONFIG RESETSTAT");
+    assert_non_null(r);
+    freeReplyObject(r);
+    long long want = 20;
+    assert_true(wait_until(claims_made, &want, 10000));
+    static const char *const names[] = {"evalsha", "eval", "get",     "pttl",
+                                        "time",    "set",  "publish", "pexpire"};
+    long long calls[8];
+    commandstats(names, calls, 8);
+    printf("# %lld claims of a known holder's key: %lld GET, %lld PTTL, %lld TIME, %lld SET\n",
+           calls[0] + calls[1], calls[2], calls[3], calls[4], calls[5]);
+    assert_int_equal(calls[1], 0);        /* the script was loaded before */
+    assert_int_equal(calls[2], calls[0]); /* one GET per claim */
+    assert_int_equal(calls[3], calls[0]); /* one PTTL per claim */
+    for (int i = 4; i < 8; i++)
+        assert_int_equal(calls[i], 0);
+    assert_int_equal(events_count(fx.q, events_of(EV_ELECTED, -1)), 0);
+}
+
 int main(int argc, char **argv)
 {
     fixture_run_child(argc, argv);
@@ -682,6 +751,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_changes_follow_epochs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_holder_get, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_thundering_herd, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_claim_cost, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

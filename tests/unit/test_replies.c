@@ -54,16 +54,23 @@ static void test_acquire_replies(void **state)
     assert_int_equal(out.epoch, 1700000000123456ull);
     assert_int_equal(out.redis_time_us, 1700000000123456ull);
 
-    conn_reply held_el[] = {str("held"), str("other/1"),    num(1500),
-                            str("42"),   str("1700000001"), str("5")};
-    conn_reply held = arr(held_el, 6);
+    conn_reply held_el[] = {str("held"), str("other/1"), num(1500), str("42")};
+    conn_reply held = arr(held_el, 4);
     protocol_acquire_reply(&held, &K, &out, why, sizeof why);
     assert_int_equal(out.result, LEASE_ACQUIRE_HELD);
     assert_int_equal(out.holder_len, 7);
     assert_memory_equal(out.holder, "other/1", 7);
     assert_int_equal(out.pttl_ms, 1500);
     assert_int_equal(out.epoch, 42);
-    assert_int_equal(out.redis_time_us, 1700000001000005ull);
+    assert_int_equal(out.redis_time_us, 0);
+
+    /* The holder the claim named as known: its epoch is not read again. */
+    conn_reply known_el[] = {str("held"), str("other/1"), num(900), nil()};
+    conn_reply known = arr(known_el, 4);
+    protocol_acquire_reply(&known, &K, &out, why, sizeof why);
+    assert_int_equal(out.result, LEASE_ACQUIRE_HELD);
+    assert_int_equal(out.pttl_ms, 900);
+    assert_int_equal(out.epoch, 0);
 
     conn_reply q_el[] = {str("quarantine"), num(1234), num(1), str("1700000002"), str("0")};
     conn_reply q = arr(q_el, 5);
@@ -131,11 +138,13 @@ static void test_malformed(void **state)
     conn_reply shortr = arr(short_el, 2);
     conn_reply zero_el[] = {str("elected"), str("0"), str("1"), str("2")};
     conn_reply zero = arr(zero_el, 4);
-    conn_reply nohold_el[] = {str("held"), nil(), num(-2), nil(), str("1"), str("2")};
-    conn_reply nohold = arr(nohold_el, 6);
+    conn_reply nohold_el[] = {str("held"), nil(), num(-2), nil()};
+    conn_reply nohold = arr(nohold_el, 4);
+    conn_reply oldheld_el[] = {str("held"), str("a/1"), num(5), str("4"), str("1"), str("2")};
+    conn_reply oldheld = arr(oldheld_el, 6);
     conn_reply qbad_el[] = {str("quarantine"), str("x"), num(0), str("1"), str("2")};
     conn_reply qbad = arr(qbad_el, 5);
-    const conn_reply *bad[] = {&one, &n, &shortr, &zero, &nohold, &qbad};
+    const conn_reply *bad[] = {&one, &n, &shortr, &zero, &nohold, &oldheld, &qbad};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         why[0] = '\0';
         protocol_acquire_reply(bad[i], &K, &out, why, sizeof why);
