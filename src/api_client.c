@@ -192,6 +192,7 @@ static void client_destroy(leasehold_client *c)
 {
     fail_queries(c);
     node_free(c->node);
+    chanmap_free(&c->chans);
     while (c->req_head) {
         request *r = c->req_head;
         c->req_head = r->next;
@@ -365,6 +366,11 @@ leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_er
                    "%s: TLS without verification (tls_insecure): the server is not "
                    "authenticated, so anyone on the path can pose as it; for tests only",
                    u.display);
+    if (chanmap_init(&c->chans) < 0) {
+        error_set(err, LEASEHOLD_ENOMEM, "out of memory");
+        client_destroy(c);
+        return NULL;
+    }
     if (node_create(c, &opt, cfg->sentinel_user, cfg->sentinel_password, err) < 0) {
         client_destroy(c);
         return NULL;

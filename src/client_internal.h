@@ -39,9 +39,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "chanmap.h"
 #include "conn.h"
 #include "lease.h"
 #include "protocol.h"
+#include "timer_heap.h"
 #include "sentinel.h"
 #include "service.h"
 #include "url.h"
@@ -138,6 +140,12 @@ struct leasehold_election {
     /* I/O thread only (lease_init'ed at campaign, before the I/O thread
      * sees it). */
     leasehold_election *next; /* in the client's list */
+    timer_node timer;         /* in client->timers while anything is due (election_wake_at) */
+    chan_link chan;           /* in client->chans under its channel while linked */
+    leasehold_election *touched_next; /* in client->touched */
+    bool touched;
+    leasehold_election *svc_next; /* in client->services while it has a service */
+    bool in_services;
     lease lease;
     service *svc; /* the running (or stopping) service */
     uint64_t svc_stop_deadline_ms;
@@ -216,6 +224,10 @@ struct leasehold_client {
     /* I/O thread only. */
     node *node; /* the one Redis server (see route_node) */
     leasehold_election *elections;
+    timer_heap timers;            /* every election with a timer, earliest first */
+    chanmap chans;                /* events channel -> its elections */
+    leasehold_election *touched;  /* elections acted on since the loop last settled them */
+    leasehold_election *services; /* elections with a running (or stopping) service */
     bool shutting_down;
     uint64_t shutdown_deadline_ms;
 
@@ -264,6 +276,12 @@ void *client_loop_main(void *arg);
 /* Unlinks a finished election; releases it or hands it to the thread that
  * waits in leasehold_election_free(). */
 void client_unlink_election(leasehold_client *c, leasehold_election *e);
+
+/* Notes that e was acted on: before the loop sleeps, its timer is set again
+ * from its state machine and its service, and it is unlinked if it has
+ * finished.  Whatever changes an election's timers or its end calls this
+ * (drive() does). */
+void election_touch(leasehold_election *e);
 
 /* ----------------------------------------------- I/O thread (io_drive.c) */
 

@@ -127,6 +127,7 @@ void drive(leasehold_election *e, uint64_t now_ms)
 {
     leasehold_client *c = e->client;
     lease_action a;
+    election_touch(e);
     for (;;) {
         publish(e);
         if (!lease_next_action(&e->lease, &a))
@@ -223,6 +224,7 @@ void election_wait_answer(leasehold_election *e, pending *w, const conn_reply *r
 {
     leasehold_client *c = e->client;
     e->pending_count--;
+    election_touch(e);
     if (!w->held_set) { /* the claim or renewal failed and was answered already */
         free(w);
         return;
@@ -269,6 +271,7 @@ void election_answer(leasehold_election *e, pending *p, const conn_reply *r, uin
 {
     leasehold_client *c = e->client;
     e->pending_count--;
+    election_touch(e);
     if (!p->eval && conn_reply_is_error(r, "NOSCRIPT")) {
         /* SCRIPT FLUSH or a restarted Redis: send the script itself. */
         client_log(c, LEASEHOLD_LOG_DEBUG, "%s: %s script not cached, sending it", e->key,
@@ -348,6 +351,11 @@ static void start_service(leasehold_election *e, uint64_t epoch, uint64_t now_ms
         return;
     }
     e->svc_overran = false;
+    if (!e->in_services) {
+        e->svc_next = c->services;
+        c->services = e;
+        e->in_services = true;
+    }
     e->svc_stop_deadline_ms = UINT64_MAX;
 }
 

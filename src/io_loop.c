@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,10 +36,23 @@ void client_unlink_election(leasehold_client *c, leasehold_election *e)
     e->gone = true;
     atomic_store(&e->valid_until_ms, 0);
     pthread_mutex_unlock(&e->mu);
-    bool shared = false;
-    for (leasehold_election *o = c->elections; o; o = o->next)
-        shared |= o != e && strcmp(o->channel, e->channel) == 0;
-    if (!shared)
+    timer_heap_remove(&c->timers, &e->timer);
+    if (e->touched) {
+        leasehold_election **tp = &c->touched;
+        while (*tp != e)
+            tp = &(*tp)->touched_next;
+        *tp = e->touched_next;
+        e->touched = false;
+    }
+    if (e->in_services) {
+        leasehold_election **sp = &c->services;
+        while (*sp != e)
+            sp = &(*sp)->svc_next;
+        *sp = e->svc_next;
+        e->in_services = false;
+    }
+    chanmap_del(&c->chans, &e->chan);
+    if (!chanmap_first(&c->chans, e->channel))
         sub_channel(c, e, "UNSUBSCRIBE", clock_now_ms());
     node_forget(route_node(c, e->key), e);
     leasehold_election **pp = &c->elections;
@@ -89,6 +103,44 @@ void client_unlink_election(leasehold_client *c, leasehold_election *e)
         election_release(e);
 }
 
+void election_touch(leasehold_election *e)
+{
+    leasehold_client *c = e->client;
+    if (e->touched)
+        return;
+    e->touched = true;
+    e->touched_next = c->touched;
+    c->touched = e;
+}
+
+/* The next instant e needs the loop: its state machine's timer, or its
+ * service's stop deadline. */
+static uint64_t election_wake_at(const leasehold_election *e)
+{
+    uint64_t at = lease_wake_at(&e->lease);
+    if (e->svc && !e->svc_overran && e->svc_stop_deadline_ms < at)
+        at = e->svc_stop_deadline_ms;
+    return at;
+}
+
+/* Settles every election acted on since the last time: a finished one is
+ * unlinked (it may be freed), the others' timers set again. */
+static void settle(leasehold_client *c)
+{
+    while (c->touched) {
+        leasehold_election *e = c->touched;
+        c->touched = e->touched_next;
+        e->touched_next = NULL;
+        e->touched = false;
+        /* A campaign ended by a hold stays linked until its owner frees it
+         * (or the client): only then may the loop let go of it. */
+        if (e->stopped && !e->svc && e->pending_count == 0 && (!e->holding || e->end_asked))
+            client_unlink_election(c, e);
+        else
+            timer_heap_set(&c->timers, &e->timer, election_wake_at(e));
+    }
+}
+
 /* Ends every election (services stopped, leases released); the loop exits
  * when all have finished, or at the deadline, whichever comes first. */
 static void begin_shutdown(leasehold_client *c, uint64_t now_ms)
@@ -100,6 +152,7 @@ static void begin_shutdown(leasehold_client *c, uint64_t now_ms)
         now_ms + c->cfg.stop_timeout_ms + 4 * (uint64_t)c->cfg.command_timeout_ms + 1000;
     for (leasehold_election *e = c->elections; e; e = e->next) {
         e->end_asked = true;
+        election_touch(e);
         if (!e->ending) {
             e->ending = true;
             lease_stop(&e->lease, now_ms);
@@ -137,6 +190,8 @@ static void handle_requests(leasehold_client *c, uint64_t now_ms)
         case REQ_CAMPAIGN:
             e->next = c->elections;
             c->elections = e;
+            e->chan.channel = e->channel;
+            chanmap_add(&c->chans, &e->chan);
             sub_channel(c, e, "SUBSCRIBE", now_ms);
             guard_campaign_started(e, now_ms);
             if (e->observer)
@@ -185,36 +240,39 @@ static void handle_requests(leasehold_client *c, uint64_t now_ms)
 static uint64_t next_wake(leasehold_client *c)
 {
     uint64_t at = node_wake_at(c->node);
-    for (leasehold_election *e = c->elections; e; e = e->next) {
-        uint64_t w = lease_wake_at(&e->lease);
-        if (w < at)
-            at = w;
-        if (e->svc && !e->svc_overran && e->svc_stop_deadline_ms < at)
-            at = e->svc_stop_deadline_ms;
-    }
+    uint64_t first = timer_heap_next_at(&c->timers);
+    if (first < at)
+        at = first;
     if (c->shutting_down && c->shutdown_deadline_ms < at)
         at = c->shutdown_deadline_ms;
     return at;
 }
 
-/* Everything that is due at now_ms: connection timers, elections' timers,
- * services that returned, elections that finished. */
+/* Everything that is due at now_ms: connection timers, the elections whose
+ * timers are due, services that returned or overran (a service's thread
+ * wakes the loop as it returns). */
 static void run_due(leasehold_client *c, uint64_t now_ms)
 {
     node_tick(c->node, now_ms);
-    leasehold_election *e = c->elections;
-    while (e) {
-        leasehold_election *next = e->next;
-        if (lease_wake_at(&e->lease) <= now_ms) {
-            lease_tick(&e->lease, now_ms);
-            drive(e, now_ms);
-        }
+    timer_node *t;
+    while ((t = timer_heap_pop_due(&c->timers, now_ms))) {
+        leasehold_election *e =
+            (leasehold_election *)((char *)t - offsetof(leasehold_election, timer));
+        lease_tick(&e->lease, now_ms);
+        drive(e, now_ms);
+    }
+    leasehold_election **sp = &c->services;
+    while (*sp) {
+        leasehold_election *e = *sp;
         check_service(e, now_ms);
-        /* A campaign ended by a hold stays linked until its owner frees it
-         * (or the client): only then may the loop let go of it. */
-        if (e->stopped && !e->svc && e->pending_count == 0 && (!e->holding || e->end_asked))
-            client_unlink_election(c, e);
-        e = next;
+        if (e->svc) {
+            sp = &e->svc_next;
+        } else {
+            *sp = e->svc_next;
+            e->svc_next = NULL;
+            e->in_services = false;
+            election_touch(e);
+        }
     }
 }
 
@@ -231,6 +289,7 @@ void *client_loop_main(void *arg)
         handle_requests(c, now);
         run_due(c, now);
         node_apply_reset(n);
+        settle(c);
         if (c->shutting_down && (!c->elections || now >= c->shutdown_deadline_ms))
             break;
 
@@ -260,6 +319,7 @@ void *client_loop_main(void *arg)
             if (pfd[1 + i].fd >= 0 && pfd[1 + i].revents && pfd[1 + i].fd == conn_fd(cs[i]))
                 conn_on_io(cs[i], pfd[1 + i].revents, now);
         node_apply_reset(n);
+        settle(c);
     }
     /* Anything still here is past every deadline. */
     while (c->elections) {

@@ -9,6 +9,7 @@
 
 #include "redis_error.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -70,7 +71,7 @@ static void sub_down(void *arg, conn *cn, int code, bool by_peer, const char *ms
 }
 
 /* A published message: ["message", channel, payload].  Handed to every
- * election on that channel. */
+ * election on that channel (and no other: the channel map finds them). */
 static bool sub_push(void *arg, conn *cn, const conn_reply *r, uint64_t now_ms)
 {
     node *n = arg;
@@ -87,8 +88,12 @@ static bool sub_push(void *arg, conn *cn, const conn_reply *r, uint64_t now_ms)
     if (ch->type != CONN_REPLY_STRING || msg->type != CONN_REPLY_STRING ||
         protocol_parse_event(msg->str, msg->len, &kind, &epoch, &token, &token_len) < 0)
         return true; /* not ours to understand: ignored */
-    for (leasehold_election *e = c->elections; e; e = e->next) {
-        if (strcmp(e->channel, ch->str) != 0 || route_node(c, e->key) != n)
+    if (memchr(ch->str, '\0', ch->len))
+        return true; /* no channel of ours */
+    for (chan_link *l = chanmap_first(&c->chans, ch->str); l; l = chanmap_next(l)) {
+        leasehold_election *e =
+            (leasehold_election *)((char *)l - offsetof(leasehold_election, chan));
+        if (route_node(c, e->key) != n)
             continue;
         lease_on_event(&e->lease, now_ms, kind, token, token_len, epoch);
         drive(e, now_ms);
