@@ -643,7 +643,8 @@ int main(int argc, char **argv)
            "commands/s also counts\n  the GET/SET/PTTL/PEXPIRE/PUBLISH/TIME/DEL its Lua scripts "
            "run. A follower's figure is\n  (everyone - leader alone) / followers, so it carries "
            "the noise of two samples.\n  Both configurations claim with leasehold's acquire "
-           "script (6 commands when it fails); the\n  original module's blind claim was a "
+           "script (2 commands when it fails on a\n  holder it knows); the original module's blind "
+           "claim was a "
            "single SET NX PX, so for it read requests/s as commands/s.\n  CPU is read in clock "
            "ticks of 1/%ld s: over the idle window one tick is %.3f %% of a core.\n",
            sysconf(_SC_CLK_TCK), 100.0 / (double)sysconf(_SC_CLK_TCK) / o.idle_seconds);
