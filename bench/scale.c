@@ -12,16 +12,22 @@
  * p99, max, and the keys that waited longer than lease + retry.  Every
  * elected and revoked callback of every member is kept per key, and the
  * bench checks that no two members' terms overlapped (the killed member's
- * end at the kill).
+ * end at the kill).  For a sample of the keys (every SAMPLE_EVERY-th, at
+ * least 100 keys) each member also acts as the chaos probe does, every
+ * 10 ms while it leads, and the chaos checker's safety rule judges each
+ * sampled key's actions (tests/chaos/checker.h).
  *
  *   build/bench/scale --elections 10000 --lease-ms 10000 --renew-ms 1500 --retry-ms 5000
  *   make bench-scale   (the profiles of the README's table)
  *
  * Members report on a pipe, one line per callback: "e KEY EPOCH NS",
- * "r KEY NS", "ready RSS_KB_BEFORE", "x MESSAGE" (an error, the first few).
- * Times are CLOCK_BOOTTIME in ns, one clock for every process.
+ * "r KEY NS", "ready RSS_KB_BEFORE", "x MESSAGE" (an error, the first few),
+ * and "a KEY EPOCH NS" per action.  Callback times are CLOCK_BOOTTIME in ns,
+ * action stamps CLOCK_MONOTONIC (as the chaos probe's); each is one clock
+ * for every process.
  */
 #include "bench.h"
+#include "checker.h"
 
 #include <leasehold.h>
 
@@ -29,6 +35,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -36,9 +43,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
-#define MAX_MEMBERS 8
+#define MAX_MEMBERS  8
+#define SAMPLED_KEYS 100 /* keys whose actions the checker judges */
+
+/* Every how many keys one is sampled. */
+static uint32_t sample_every(uint32_t elections)
+{
+    return elections > SAMPLED_KEYS ? elections / SAMPLED_KEYS : 1;
+}
+
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 typedef struct options {
     uint32_t elections, members, seconds;
@@ -86,6 +108,44 @@ static void member_error(leasehold_election *e, const leasehold_error *err, void
 }
 
 static volatile sig_atomic_t member_stop;
+static atomic_bool sampler_stop;
+
+typedef struct sampled {
+    leasehold_election **e;
+    uint32_t *key;
+    uint32_t n;
+} sampled;
+
+/* Acts for each sampled key it leads every 10 ms, as tests/chaos/probe.c's
+ * act(): the epoch, is_leader, the stamp, is_leader and the epoch again, so
+ * that an action line is stamped only inside its term.  One write per sweep,
+ * so the sampling costs little of the CPU the bench measures. */
+static void *sampler_main(void *arg)
+{
+    const sampled *s = arg;
+    static char buf[SAMPLED_KEYS * 2 * 64];
+    while (!atomic_load(&sampler_stop)) {
+        size_t len = 0;
+        for (uint32_t i = 0; i < s->n && len + 64 < sizeof buf; i++) {
+            uint64_t epoch = leasehold_epoch(s->e[i]);
+            if (epoch == 0 || !leasehold_is_leader(s->e[i]))
+                continue;
+            uint64_t ns = monotonic_ns();
+            if (!leasehold_is_leader(s->e[i]) || leasehold_epoch(s->e[i]) != epoch)
+                continue;
+            len +=
+                (size_t)snprintf(buf + len, sizeof buf - len,
+                                 "a %" PRIu32 " %" PRIu64 " %" PRIu64 "\n", s->key[i], epoch, ns);
+        }
+        if (len) {
+            ssize_t w = write(report_fd, buf, len);
+            (void)w;
+        }
+        struct timespec pause = {0, 10000000};
+        nanosleep(&pause, NULL);
+    }
+    return NULL;
+}
 
 static void on_term(int sig)
 {
@@ -125,20 +185,36 @@ static int member_main(int argc, char **argv)
     long rss0 = cost_rss_kb(getpid()); /* the client, before any election */
     leasehold_callbacks cb = {
         .elected = member_elected, .revoked = member_revoked, .error = member_error};
+    uint32_t every = sample_every(v[0]);
+    sampled s = {calloc(v[0] / every + 1, sizeof *s.e), calloc(v[0] / every + 1, sizeof *s.key), 0};
+    if (!s.e || !s.key)
+        return 70;
     for (uint32_t i = 0; i < v[0]; i++) {
         char key[48];
         snprintf(key, sizeof key, "lh:scale:%" PRIu32, i);
-        if (!leasehold_campaign(c, key, &cb, (void *)(uintptr_t)i, &err)) {
+        leasehold_election *e = leasehold_campaign(c, key, &cb, (void *)(uintptr_t)i, &err);
+        if (!e) {
             report("x %s", err.msg);
             return 70;
         }
+        if (i % every == 0 && s.n < SAMPLED_KEYS) {
+            s.e[s.n] = e;
+            s.key[s.n++] = i;
+        }
     }
+    pthread_t sampler;
+    if (pthread_create(&sampler, NULL, sampler_main, &s) != 0)
+        return 71;
     report("ready %ld", rss0);
     sigset_t none;
     sigemptyset(&none);
     while (!member_stop)
         sigsuspend(&none);
+    atomic_store(&sampler_stop, true);
+    pthread_join(sampler, NULL);
     leasehold_client_free(c);
+    free(s.e);
+    free(s.key);
     return 0;
 }
 
@@ -164,6 +240,8 @@ typedef struct key_state {
     int leader; /* the member whose term is open, -1 none */
     term *terms;
     uint32_t nterms, cap;
+    checker_event *actions; /* a sampled key's, as the checker takes them */
+    size_t nactions, acap;
 } key_state;
 
 static options opt;
@@ -200,13 +278,31 @@ static void key_close(uint32_t k, int who, uint64_t ns)
         s->leader = -1;
 }
 
+/* An action of member who for key k. */
+static void key_action(uint32_t k, int who, uint64_t epoch, uint64_t ns)
+{
+    key_state *s = &keys[k];
+    if (s->nactions == s->acap) {
+        s->acap = s->acap ? 2 * s->acap : 256;
+        s->actions = realloc(s->actions, s->acap * sizeof *s->actions);
+        if (!s->actions) {
+            fprintf(stderr, "scale: out of memory\n");
+            exit(70);
+        }
+    }
+    s->actions[s->nactions++] =
+        (checker_event){.kind = CHECKER_ACTION, .ns = ns, .epoch = epoch, .id = (size_t)who};
+}
+
 /* One line from member who. */
 static void handle_line(int who, char *line)
 {
     unsigned long k;
     uint64_t epoch, ns;
     long rss;
-    if (sscanf(line, "e %lu %" SCNu64 " %" SCNu64, &k, &epoch, &ns) == 3 && k < opt.elections)
+    if (sscanf(line, "a %lu %" SCNu64 " %" SCNu64, &k, &epoch, &ns) == 3 && k < opt.elections)
+        key_action((uint32_t)k, who, epoch, ns);
+    else if (sscanf(line, "e %lu %" SCNu64 " %" SCNu64, &k, &epoch, &ns) == 3 && k < opt.elections)
         key_open((uint32_t)k, who, ns);
     else if (sscanf(line, "r %lu %" SCNu64, &k, &ns) == 2 && k < opt.elections)
         key_close((uint32_t)k, who, ns);
@@ -318,6 +414,46 @@ static uint32_t overlaps(const key_state *s, int killed, uint64_t kill_ns, uint6
             n += to > from;
         }
     return n;
+}
+
+/* Runs the chaos checker's rules on each sampled key's actions: the keys
+ * judged, the violations, the actions and terms seen.  -1: out of memory. */
+static int check_actions(uint32_t *judged, uint32_t *violations, size_t *actions, size_t *terms)
+{
+    char names[MAX_MEMBERS][8];
+    char *ids[MAX_MEMBERS];
+    for (uint32_t m = 0; m < opt.members; m++) {
+        snprintf(names[m], sizeof names[m], "m%u", m);
+        ids[m] = names[m];
+    }
+    checker_opts co = {.lease_ms = opt.lease_ms, .retry_ms = opt.retry_ms};
+    uint32_t every = sample_every(opt.elections);
+    for (uint32_t k = 0; k < opt.elections; k += every) {
+        key_state *s = &keys[k];
+        if (!s->nactions)
+            continue;
+        checker_history h = {.events = s->actions,
+                             .n_events = s->nactions,
+                             .ids = ids,
+                             .n_ids = opt.members,
+                             .n_logs = opt.members,
+                             .start_ns = UINT64_MAX};
+        for (size_t i = 0; i < s->nactions; i++) {
+            if (s->actions[i].ns < h.start_ns)
+                h.start_ns = s->actions[i].ns;
+            if (s->actions[i].ns > h.end_ns)
+                h.end_ns = s->actions[i].ns;
+        }
+        checker_result r;
+        if (checker_analyze(&h, &co, &r) < 0)
+            return -1;
+        (*judged)++;
+        *violations += (uint32_t)r.n_violations;
+        *actions += r.n_actions;
+        *terms += r.n_terms;
+        checker_result_free(&r);
+    }
+    return 0;
 }
 
 static void usage(FILE *f)
@@ -505,6 +641,13 @@ int main(int argc, char **argv)
     printf("  keys ever led by two members at once (their elected..revoked callbacks, the "
            "killed member's ending at the kill): %u of %" PRIu32 " (%u terms)\n",
            double_led, opt.elections, terms);
+    uint32_t judged = 0, violations = 0;
+    size_t actions = 0, checked_terms = 0;
+    if (check_actions(&judged, &violations, &actions, &checked_terms) < 0)
+        return 70;
+    printf("  the chaos checker's safety rule on the actions of %u sampled keys (every %" PRIu32
+           "th): %u violations (%zu actions in %zu terms)\n",
+           judged, sample_every(opt.elections), violations, actions, checked_terms);
 
     for (uint32_t m = 0; m < opt.members; m++)
         if (!members[m].dead) {
@@ -513,7 +656,7 @@ int main(int argc, char **argv)
                 test_process_kill(members[m].pid);
         }
     redis_server_stop(redis);
-    bool ok = late + (nled - n) == 0 && double_led == 0 && errors_seen == 0;
+    bool ok = late + (nled - n) == 0 && double_led == 0 && violations == 0 && errors_seen == 0;
     printf("result: %s\n", ok ? "PASS" : "FAIL");
     return ok ? 0 : 1;
 }

@@ -65,9 +65,11 @@ typedef struct pending {
     lease_reply held;         /* ...and this is its reply, fed to e once WAIT confirms it */
     enum script_kind kind;
     uint32_t seq;
-    uint64_t epoch;   /* acquire's and arm's floor, release's term */
-    bool eval;        /* sent as EVAL (after NOSCRIPT) */
-    uint32_t hold_ms; /* a renew sent as a hold (leasehold_resign_hold): this TTL */
+    uint64_t epoch;                   /* acquire's and arm's floor, release's term */
+    uint64_t named_epoch, named_hash; /* acquire: the known holder it named (its epoch, the
+                                         hash of its token), whose epoch the reply omits */
+    bool eval;                        /* sent as EVAL (after NOSCRIPT) */
+    uint32_t hold_ms;                 /* a renew sent as a hold (leasehold_resign_hold): this TTL */
 } pending;
 
 /* A leasehold_holder_get() or leasehold_resign_hold() under way.  The asking
@@ -172,6 +174,7 @@ struct node {
     conn *cmd;                   /* scripts and INFO */
     conn *sub;                   /* SUBSCRIBEd to the events channels of the keys routed here */
     sentinel *sen;               /* redis+sentinel://: finds the master; NULL otherwise */
+    bool events_live;            /* sub has confirmed a SUBSCRIBE since it last connected */
     bool cmd_parked, sub_parked; /* waiting for the Sentinels to name the master */
     char master_host[256];       /* the master the Sentinels named last ("": none yet) */
     uint16_t master_port;

@@ -91,6 +91,16 @@ static void send_wait(leasehold_election *e, node *n, pending *p, uint64_t now_m
     p->wait_for = w;
 }
 
+/* A token's hash (FNV-1a), to tell whether a claim's answer names the
+ * holder the claim named. */
+static uint64_t holder_hash(const char *s, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
+    return h;
+}
+
 /* Sends script `kind` for election e on the node serving its key, as
  * EVALSHA (EVAL after a NOSCRIPT); the reply comes back to
  * election_answer() with seq.  A send that fails resets the connection,
@@ -109,8 +119,11 @@ void send_for_election(leasehold_election *e, enum script_kind kind, uint32_t se
     }
     *p = (pending){.e = e, .kind = kind, .seq = seq, .epoch = epoch, .eval = eval};
     protocol_key k = election_names(e, n);
-    if (kind == SCRIPT_ACQUIRE)
-        k.known_holder = lease_known_holder(&e->lease);
+    if (kind == SCRIPT_ACQUIRE && n->events_live) {
+        k.known_holder = lease_known_holder(&e->lease, &p->named_epoch);
+        if (k.known_holder)
+            p->named_hash = holder_hash(k.known_holder, strlen(k.known_holder));
+    }
     protocol_call call;
     protocol_call_init(&call, kind, eval ? NULL : c->sha[kind], &k, c->cfg.lease_ms, epoch);
     if (!node_send(n, p, call.argc, call.argv, e->key, protocol_script_name(kind), now_ms))
@@ -291,6 +304,12 @@ void election_answer(leasehold_election *e, pending *p, const conn_reply *r, uin
     switch (p->kind) {
     case SCRIPT_ACQUIRE:
         protocol_acquire_reply(r, &k, &lr, e->why, sizeof e->why);
+        /* The holder the claim named: the script left out the epoch we knew
+         * when sending, which keeps a late answer in its place among the
+         * events (lease_note_holder drops news older than it knows). */
+        if (lr.result == LEASE_ACQUIRE_HELD && lr.epoch == 0 && p->named_epoch &&
+            holder_hash(lr.holder, lr.holder_len) == p->named_hash)
+            lr.epoch = p->named_epoch;
         if (lr.result == LEASE_ACQUIRED && p->wait_for) {
             hold_for_wait(p, &lr);
             return;

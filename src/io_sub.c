@@ -29,22 +29,37 @@ static void sub_ready(void *arg, conn *cn, uint64_t now_ms)
     node *n = arg;
     leasehold_client *c = n->client;
     (void)cn;
+    n->events_live = false;
     client_log(c, LEASEHOLD_LOG_DEBUG, "%s: events subscription connected", conn_display(n->sub));
     for (leasehold_election *e = c->elections; e; e = e->next)
         if (!e->stopped && route_node(c, e->key) == n)
             sub_channel(c, e, "SUBSCRIBE", now_ms);
 }
 
-/* The answers to SUBSCRIBE and UNSUBSCRIBE: only a refusal is news, logged
- * once per change.  It halts nothing: the channel only hastens claims and
- * reads (a campaign whose ACL lacks the channel halts on its acquire, which
- * publishes there). */
+/* The answers to SUBSCRIBE and UNSUBSCRIBE.  The first confirmation on a
+ * new connection makes the channel live: news flows again, and what the
+ * elections knew of their holders' epochs from before is learned anew (a
+ * term missed meanwhile would otherwise go unseen by claims that name the
+ * holder).  A refusal makes it not live, and is logged once per change.
+ * It halts nothing: the channel only hastens claims and reads (a campaign
+ * whose ACL lacks the channel halts on its acquire, which publishes
+ * there). */
 static void sub_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r, uint64_t now_ms)
 {
     node *n = arg;
     leasehold_client *c = n->client;
     (void)cn, (void)tag, (void)now_ms;
-    if (r->type != CONN_REPLY_ERROR || strcmp(n->last_sub_error, r->str) == 0)
+    if (r->type != CONN_REPLY_ERROR) {
+        if (!n->events_live) {
+            n->events_live = true;
+            for (leasehold_election *e = c->elections; e; e = e->next)
+                if (route_node(c, e->key) == n)
+                    lease_events_resumed(&e->lease);
+        }
+        return;
+    }
+    n->events_live = false;
+    if (strcmp(n->last_sub_error, r->str) == 0)
         return;
     snprintf(n->last_sub_error, sizeof n->last_sub_error, "%s", r->str);
     if (conn_error_code(r) == LEASEHOLD_ENOPERM) {
@@ -67,6 +82,7 @@ static void sub_down(void *arg, conn *cn, int code, bool by_peer, const char *ms
 {
     node *n = arg;
     (void)cn, (void)code, (void)by_peer, (void)now_ms;
+    n->events_live = false;
     client_log(n->client, LEASEHOLD_LOG_DEBUG, "events subscription: %s", msg);
 }
 

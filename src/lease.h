@@ -185,6 +185,7 @@ typedef struct lease {
     char holder[LEASE_HOLDER_MAX]; /* the holder last observed, "" for none */
     bool holder_known;             /* a holder (or its absence) was observed */
     uint64_t holder_epoch;         /* its term's epoch, 0 unknown */
+    bool holder_epoch_fresh;       /* ...learned since the events channel last came up */
     char ended[LEASE_HOLDER_MAX];  /* the holder whose term ended, for LEADER_CHANGED */
 
     /* Per state: cleared by every transition.  IDLE, CLAIMING and READING
@@ -290,10 +291,18 @@ void lease_service_abandoned(lease *l, uint64_t now_ms);
 uint64_t lease_max_epoch_seen(const lease *l);
 
 /* The holder of another campaign whose epoch is known, for a claim to name
- * (the script then need not read the epoch again while it holds); NULL when
- * there is none: no holder seen, its epoch unknown, or our own token, whose
- * epoch a claim must always learn. */
-const char *lease_known_holder(const lease *l);
+ * (the script then need not read the epoch again while it holds), with that
+ * epoch in *epoch; NULL when there is none: no holder seen, its epoch
+ * unknown or learned before the events channel last came up (see
+ * lease_events_resumed), or our own token, whose epoch a claim must always
+ * learn.  A claim may name it only while the events channel carries news:
+ * the same holder's next term is then heard of as an `elected` event. */
+const char *lease_known_holder(const lease *l, uint64_t *epoch);
+
+/* The events channel went down or came back: what was learned of the
+ * holder's epoch before may have been overtaken by news that was missed,
+ * so claims read the epoch again until it is learned anew. */
+void lease_events_resumed(lease *l);
 
 /* The restart guard: no claim goes out before not_before_ms (UINT64_MAX:
  * not until told otherwise; 0: no limit).  Renewals and observers' reads are

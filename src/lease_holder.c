@@ -47,8 +47,10 @@ void lease_note_holder(lease *l, const char *holder, size_t len, uint64_t epoch,
     }
     bool same = l->holder_known && strlen(l->holder) == len && memcmp(l->holder, holder, len) == 0;
     if (same && (epoch == 0 || l->holder_epoch == 0 || epoch == l->holder_epoch)) {
-        if (epoch)
+        if (epoch) {
             l->holder_epoch = epoch;
+            l->holder_epoch_fresh = true;
+        }
         return;
     }
     lease_action a = {.kind = LEASE_LEADER_CHANGED, .change = LEASEHOLD_CHANGE_ELECTED};
@@ -63,25 +65,30 @@ void lease_note_holder(lease *l, const char *holder, size_t len, uint64_t epoch,
     l->holder[len] = '\0';
     l->holder_known = true;
     l->holder_epoch = epoch;
+    l->holder_epoch_fresh = epoch != 0;
     a.holder = len ? l->holder : NULL;
     a.epoch = len ? epoch : 0; /* nobody holds the key: no holder's epoch */
     lease_push(l, a);
 }
 
-const char *lease_known_holder(const lease *l)
+const char *lease_known_holder(const lease *l, uint64_t *epoch)
 {
-    if (!l->holder_known || !l->holder[0] || !l->holder_epoch)
+    *epoch = 0;
+    if (!l->holder_known || !l->holder[0] || !l->holder_epoch || !l->holder_epoch_fresh)
         return NULL;
     if (strlen(l->holder) == l->token_len && memcmp(l->holder, l->token, l->token_len) == 0)
         return NULL;
+    *epoch = l->holder_epoch;
     return l->holder;
 }
 
+void lease_events_resumed(lease *l)
+{
+    l->holder_epoch_fresh = false;
+}
+
 /* The channel's news of a release names the holder it had: news of the
- * holder we know of (or the first holder we hear of) at the same term, or
- * at a later one of the same holder (whose election we did not hear of,
- * and whose epoch a claim's answer does not repeat while the token is the
- * same). */
+ * holder we know of (or the first holder we hear of) at the same term. */
 bool lease_note_release(lease *l, const char *token, size_t token_len, uint64_t epoch)
 {
     size_t cut = token_len < LEASE_HOLDER_MAX ? token_len : LEASE_HOLDER_MAX - 1;
@@ -91,7 +98,7 @@ bool lease_note_release(lease *l, const char *token, size_t token_len, uint64_t 
         l->holder_epoch = epoch;
         l->holder_known = true;
     }
-    bool same_term = !epoch || !l->holder_epoch || epoch >= l->holder_epoch;
+    bool same_term = !epoch || !l->holder_epoch || epoch == l->holder_epoch;
     if (!same_term || strlen(l->holder) != cut || memcmp(l->holder, token, cut) != 0)
         return false;
     lease_note_holder(l, NULL, 0, epoch, LEASEHOLD_CHANGE_RELEASED);

@@ -77,7 +77,8 @@
 /* Acquire.  A key held by another costs two commands, GET and PTTL:
  * {"held", holder, PTTL, epoch or nil}, where the epoch (a third command)
  * is read only when the holder is not the one the caller already knows
- * (ARGV[5], "" for none), the steady state of a follower.  A free key: the
+ * (ARGV[5]: "=" and its token, or "" for none; so an empty value is never
+ * taken for a known holder), the steady state of a follower.  A free key: the
  * quarantine step, then SET NX PX and the next fencing epoch (strictly
  * above the last one, at least Redis's TIME in microseconds and at least
  * the caller's floor, the highest epoch it has seen plus one, so it keeps
@@ -92,7 +93,7 @@ static const char SCRIPT_ACQUIRE_LUA[] =
     "local EPOCH, LEASE, FLOOR = 2, 2, 4\n" GET_LUA "local v = get(KEYS[1])\n"
     "if v then\n"
     "  local ttl = call('PTTL', KEYS[1])\n"
-    "  if v == ARGV[5] then return {'held', v, ttl, false} end\n"
+    "  if '=' .. v == ARGV[5] then return {'held', v, ttl, false} end\n"
     "  return {'held', v, ttl, get(KEYS[2])}\n"
     "end\n" QUARANTINE_STEP_LUA "last = tonumber(last) or 0\n"
     "if call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
@@ -181,6 +182,7 @@ const char *protocol_script_name(enum script_kind kind)
 void protocol_call_init(protocol_call *call, enum script_kind kind, const char *sha,
                         const protocol_key *k, uint32_t ttl_ms, uint64_t epoch)
 {
+    snprintf(call->known, sizeof call->known, "=%s", k->known_holder ? k->known_holder : "");
     snprintf(call->ttl_ms, sizeof call->ttl_ms, "%" PRIu32, ttl_ms);
     snprintf(call->epoch, sizeof call->epoch, "%" PRIu64, epoch);
     const char **argv = call->argv;
@@ -197,7 +199,7 @@ void protocol_call_init(protocol_call *call, enum script_kind kind, const char *
         argv[argc++] = call->ttl_ms;
         argv[argc++] = k->channel;
         argv[argc++] = call->epoch; /* the floor of the next epoch */
-        argv[argc++] = k->known_holder ? k->known_holder : "";
+        argv[argc++] = k->known_holder ? call->known : "";
         break;
     case SCRIPT_ARM:
         argv[argc++] = "2";

@@ -40,6 +40,7 @@ typedef struct protocol_call {
     int argc;
     const char *argv[12];
     char ttl_ms[24], epoch[24];
+    char known[258]; /* acquire: "=" and the known holder (cut: then never matches) */
 } protocol_call;
 
 /* Fills call for script kind on k.  ttl_ms is the TTL the script gives the

@@ -33,8 +33,8 @@ typedef struct sentinel_handler {
      * or _ENOPERM (every Sentinel that answered refused us), otherwise
      * LEASEHOLD_ESENTINEL (none could be reached); msg names each Sentinel's
      * answer. */
-    void (*on_resolved)(void *arg, int code, const char *host, uint16_t port,
-                        uint64_t role_age_ms, const char *msg, uint64_t now_ms);
+    void (*on_resolved)(void *arg, int code, const char *host, uint16_t port, uint64_t role_age_ms,
+                        const char *msg, uint64_t now_ms);
     /* A Sentinel announced +switch-master for our master: host:port is the
      * new master, by its word. */
     void (*on_switch)(void *arg, const char *host, uint16_t port, uint64_t now_ms);
