@@ -420,7 +420,7 @@ static uint32_t overlaps(const key_state *s, int killed, uint64_t kill_ns, uint6
  * judged, the violations, the actions and terms seen.  -1: out of memory. */
 static int check_actions(uint32_t *judged, uint32_t *violations, size_t *actions, size_t *terms)
 {
-    char names[MAX_MEMBERS][8];
+    char names[MAX_MEMBERS][16];
     char *ids[MAX_MEMBERS];
     for (uint32_t m = 0; m < opt.members; m++) {
         snprintf(names[m], sizeof names[m], "m%u", m);
