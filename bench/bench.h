@@ -23,6 +23,10 @@ uint64_t bench_now_ns(void);
 /* Parses a decimal uint32 (digits only); false if it is not one. */
 bool bench_parse_u32(const char *text, uint32_t *out);
 
+/* Writes one whole line to fd with one write(), so that lines written by
+ * several threads never interleave; a line too long is cut. */
+void bench_write_line(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* ------------------------------------------------------------ candidate */
 
 /* How every candidate of one configuration is set up. */

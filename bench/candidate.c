@@ -40,9 +40,7 @@ bool bench_parse_u32(const char *text, uint32_t *out)
     return true;
 }
 
-/* Writes one whole line to fd with one write(); a line too long is cut. */
-static void write_line(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void write_line(int fd, const char *fmt, ...)
+void bench_write_line(int fd, const char *fmt, ...)
 {
     char line[1024];
     va_list ap;
@@ -61,21 +59,22 @@ static void on_elected(leasehold_election *e, uint64_t epoch, void *arg)
 {
     (void)e;
     (void)arg;
-    write_line(STDOUT_FILENO, "elected %" PRIu64 " %" PRIu64, epoch, bench_now_ns());
+    bench_write_line(STDOUT_FILENO, "elected %" PRIu64 " %" PRIu64, epoch, bench_now_ns());
 }
 
 static void on_revoked(leasehold_election *e, leasehold_reason reason, void *arg)
 {
     (void)e;
     (void)arg;
-    write_line(STDOUT_FILENO, "revoked %s %" PRIu64, leasehold_reason_name(reason), bench_now_ns());
+    bench_write_line(STDOUT_FILENO, "revoked %s %" PRIu64, leasehold_reason_name(reason),
+                     bench_now_ns());
 }
 
 static void on_error(leasehold_election *e, const leasehold_error *err, void *arg)
 {
     (void)e;
     (void)arg;
-    write_line(STDOUT_FILENO, "error %s", err->msg);
+    bench_write_line(STDOUT_FILENO, "error %s", err->msg);
 }
 
 /* The library's debug log, on stderr, stamped with CLOCK_BOOTTIME ms. */
@@ -83,9 +82,9 @@ static void on_log(leasehold_log_level level, const char *msg, void *arg)
 {
     static const char *const names[] = {"error", "warn", "info", "debug"};
     uint64_t ns = bench_now_ns();
-    write_line(STDERR_FILENO, "%" PRIu64 ".%03u %s %s: %s", ns / 1000000u,
-               (unsigned)(ns / 1000u % 1000u), (const char *)arg,
-               level <= LEASEHOLD_LOG_DEBUG ? names[level] : "?", msg);
+    bench_write_line(STDERR_FILENO, "%" PRIu64 ".%03u %s %s: %s", ns / 1000000u,
+                     (unsigned)(ns / 1000u % 1000u), (const char *)arg,
+                     level <= LEASEHOLD_LOG_DEBUG ? names[level] : "?", msg);
 }
 
 /* The leader's service: nothing but waiting to be cancelled. */
@@ -115,7 +114,7 @@ int candidate_main(int argc, char **argv)
         !bench_parse_u32(argv[6], &cfg.renew_deadline_ms) ||
         !bench_parse_u32(argv[7], &cfg.command_timeout_ms) ||
         !bench_parse_u32(argv[8], &original) || !bench_parse_u32(argv[9], &debug)) {
-        write_line(STDOUT_FILENO, "error bad candidate arguments");
+        bench_write_line(STDOUT_FILENO, "error bad candidate arguments");
         return 64;
     }
     cfg.url = argv[0];
@@ -129,17 +128,17 @@ int candidate_main(int argc, char **argv)
     leasehold_error err;
     leasehold_client *c = leasehold_client_new(&cfg, &err);
     if (!c) {
-        write_line(STDOUT_FILENO, "error %s", err.msg);
+        bench_write_line(STDOUT_FILENO, "error %s", err.msg);
         return 69;
     }
     const leasehold_callbacks cbs = {
         .elected = on_elected, .revoked = on_revoked, .error = on_error};
     if (!leasehold_serve_cb(c, argv[2], idle_service, NULL, &cbs, &err)) {
-        write_line(STDOUT_FILENO, "error %s", err.msg);
+        bench_write_line(STDOUT_FILENO, "error %s", err.msg);
         leasehold_client_free(c);
         return 69;
     }
-    write_line(STDOUT_FILENO, "ready %" PRIu64, bench_now_ns());
+    bench_write_line(STDOUT_FILENO, "ready %" PRIu64, bench_now_ns());
     int sig;
     sigwait(&stop, &sig);
     leasehold_client_free(c);

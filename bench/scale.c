@@ -37,7 +37,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -72,39 +71,24 @@ typedef struct options {
 static int report_fd = STDOUT_FILENO;
 static atomic_int errors_reported;
 
-static void report(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void report(const char *fmt, ...)
-{
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line - 1, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    size_t len = (size_t)n < sizeof line - 1 ? (size_t)n : sizeof line - 2;
-    line[len++] = '\n';
-    ssize_t w = write(report_fd, line, len);
-    (void)w;
-}
-
 static void member_elected(leasehold_election *e, uint64_t epoch, void *arg)
 {
     (void)e;
-    report("e %lu %" PRIu64 " %" PRIu64, (unsigned long)(uintptr_t)arg, epoch, bench_now_ns());
+    bench_write_line(report_fd, "e %lu %" PRIu64 " %" PRIu64, (unsigned long)(uintptr_t)arg, epoch,
+                     bench_now_ns());
 }
 
 static void member_revoked(leasehold_election *e, leasehold_reason reason, void *arg)
 {
     (void)e, (void)reason;
-    report("r %lu %" PRIu64, (unsigned long)(uintptr_t)arg, bench_now_ns());
+    bench_write_line(report_fd, "r %lu %" PRIu64, (unsigned long)(uintptr_t)arg, bench_now_ns());
 }
 
 static void member_error(leasehold_election *e, const leasehold_error *err, void *arg)
 {
     (void)e, (void)arg;
     if (atomic_fetch_add(&errors_reported, 1) < 5)
-        report("x %s", err->msg);
+        bench_write_line(report_fd, "x %s", err->msg);
 }
 
 static volatile sig_atomic_t member_stop;
@@ -179,7 +163,7 @@ static int member_main(int argc, char **argv)
     leasehold_error err;
     leasehold_client *c = leasehold_client_new(&cfg, &err);
     if (!c) {
-        report("x %s", err.msg);
+        bench_write_line(report_fd, "x %s", err.msg);
         return 69;
     }
     long rss0 = cost_rss_kb(getpid()); /* the client, before any election */
@@ -194,7 +178,7 @@ static int member_main(int argc, char **argv)
         snprintf(key, sizeof key, "lh:scale:%" PRIu32, i);
         leasehold_election *e = leasehold_campaign(c, key, &cb, (void *)(uintptr_t)i, &err);
         if (!e) {
-            report("x %s", err.msg);
+            bench_write_line(report_fd, "x %s", err.msg);
             return 70;
         }
         if (i % every == 0 && s.n < SAMPLED_KEYS) {
@@ -205,7 +189,7 @@ static int member_main(int argc, char **argv)
     pthread_t sampler;
     if (pthread_create(&sampler, NULL, sampler_main, &s) != 0)
         return 71;
-    report("ready %ld", rss0);
+    bench_write_line(report_fd, "ready %ld", rss0);
     sigset_t none;
     sigemptyset(&none);
     while (!member_stop)
@@ -645,8 +629,8 @@ int main(int argc, char **argv)
     size_t actions = 0, checked_terms = 0;
     if (check_actions(&judged, &violations, &actions, &checked_terms) < 0)
         return 70;
-    printf("  the chaos checker's safety rule on the actions of %u sampled keys (every %" PRIu32
-           "th): %u violations (%zu actions in %zu terms)\n",
+    printf("  the chaos checker's safety rule on the actions of %u sampled keys (one in %" PRIu32
+           "): %u violations (%zu actions in %zu terms)\n",
            judged, sample_every(opt.elections), violations, actions, checked_terms);
 
     for (uint32_t m = 0; m < opt.members; m++)
