@@ -97,9 +97,13 @@ typedef struct command_calls {
     int n;
     char name[64][48];
     unsigned long long calls[64];
+    int servers; /* how many servers' INFO commandstats are summed here */
 } command_calls;
 
 void cost_read_commandstats(redis_server *redis, command_calls *out);
+
+/* Adds more's calls to sum's, command by command (a Cluster's masters). */
+void cost_add_calls(command_calls *sum, const command_calls *more);
 
 /* What a stretch of time cost Redis, per second: every command Redis ran
  * (the ones Lua scripts run included), and the requests clients sent (the

@@ -15,8 +15,8 @@
 
 /* The commands leasehold's scripts run (src/protocol.c); the bench and the
  * library never send them directly. */
-static const char *const SCRIPT_COMMANDS[] = {"get", "set",  "pttl",   "pexpire",
-                                              "del", "time", "publish"};
+static const char *const SCRIPT_COMMANDS[] = {"get",  "set",     "pttl",    "pexpire",
+                                              "del",  "time",    "publish", "spublish"};
 
 void cost_read_commandstats(redis_server *redis, command_calls *out)
 {
@@ -37,6 +37,25 @@ void cost_read_commandstats(redis_server *redis, command_calls *out)
         }
     }
     freeReplyObject(r);
+    out->servers = 1;
+}
+
+void cost_add_calls(command_calls *sum, const command_calls *more)
+{
+    for (int i = 0; i < more->n; i++) {
+        int j = 0;
+        while (j < sum->n && strcmp(sum->name[j], more->name[i]) != 0)
+            j++;
+        if (j == sum->n) {
+            if (sum->n == 64)
+                continue;
+            snprintf(sum->name[j], sizeof sum->name[j], "%s", more->name[i]);
+            sum->calls[j] = 0;
+            sum->n++;
+        }
+        sum->calls[j] += more->calls[i];
+    }
+    sum->servers += more->servers;
 }
 
 static unsigned long long calls_of(const command_calls *c, const char *name)
@@ -55,9 +74,9 @@ static bool run_by_scripts(const char *name)
     return false;
 }
 
-/* Of the two INFO commands that frame the window, the one that opened it is
- * counted in `after` (a command's call is counted once it has run); it is the
- * bench's, not a candidate's, and is taken out. */
+/* Of the two INFO commands that frame the window on each server, the one
+ * that opened it is counted in `after` (a command's call is counted once it
+ * has run); it is the bench's, not a candidate's, and is taken out. */
 void cost_rates(const command_calls *before, const command_calls *after, double seconds,
                 command_rates *out)
 {
@@ -65,13 +84,15 @@ void cost_rates(const command_calls *before, const command_calls *after, double 
     size_t used = 0;
     for (int i = 0; i < after->n; i++) {
         unsigned long long d = after->calls[i] - calls_of(before, after->name[i]);
-        if (strcmp(after->name[i], "info") == 0 && d > 0)
-            d--;
+        if (strcmp(after->name[i], "info") == 0)
+            d -= d < (unsigned long long)after->servers ? d : (unsigned long long)after->servers;
         if (d == 0)
             continue;
         double per_s = (double)d / seconds;
         out->commands += per_s;
-        if (!run_by_scripts(after->name[i]))
+        /* REPLCONF is a replica's (its ACKs to the GETACKs that WAIT makes
+         * the master send), not a client's. */
+        if (!run_by_scripts(after->name[i]) && strcmp(after->name[i], "replconf") != 0)
             out->requests += per_s;
         if (used < sizeof out->detail) {
             int n = snprintf(out->detail + used, sizeof out->detail - used, "%s%s %.2f",

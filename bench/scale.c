@@ -17,6 +17,11 @@
  * 10 ms while it leads, and the chaos checker's safety rule judges each
  * sampled key's actions (tests/chaos/checker.h).
  *
+ * With --cluster the members campaign on a private Redis Cluster instead
+ * (3 masters, a replica each, by redis+cluster://; min_replicas is then 1,
+ * so every claim and renewal is followed by WAIT), and Redis's load is the
+ * sum over the masters.
+ *
  *   build/bench/scale --elections 10000 --lease-ms 10000 --renew-ms 1500 --retry-ms 5000
  *   make bench-scale   (the profiles of the README's table)
  *
@@ -28,6 +33,7 @@
  */
 #include "bench.h"
 #include "checker.h"
+#include "redis_cluster.h"
 
 #include <leasehold.h>
 
@@ -64,6 +70,7 @@ static uint64_t monotonic_ns(void)
 typedef struct options {
     uint32_t elections, members, seconds;
     uint32_t lease_ms, renew_ms, retry_ms, renew_deadline_ms, command_timeout_ms;
+    bool cluster; /* --cluster */
 } options;
 
 /* ------------------------------------------------------------- member */
@@ -444,9 +451,10 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: scale [--elections N] [--members P] [--seconds W] [--lease-ms MS]\n"
                "             [--renew-ms MS] [--retry-ms MS] [--renew-deadline-ms MS]\n"
-               "             [--command-timeout-ms MS]\n"
+               "             [--command-timeout-ms MS] [--cluster]\n"
                "P members (default 3) each campaign for the same N keys (default 1000) on a\n"
-               "private redis-server; the cost over W seconds (default 20), then a SIGKILL.\n");
+               "private redis-server (--cluster: a private 3-master Redis Cluster); the cost\n"
+               "over W seconds (default 20), then a SIGKILL.\n");
 }
 
 static bool parse_args(int argc, char **argv)
@@ -464,6 +472,10 @@ static bool parse_args(int argc, char **argv)
         if (strcmp(argv[i], "--help") == 0) {
             usage(stdout);
             exit(0);
+        }
+        if (strcmp(argv[i], "--cluster") == 0) {
+            opt.cluster = true;
+            continue;
         }
         static const char *const names[] = {
             "--elections", "--members",  "--seconds",           "--lease-ms",
@@ -504,20 +516,37 @@ int main(int argc, char **argv)
         return 70;
     for (uint32_t k = 0; k < opt.elections; k++)
         keys[k].leader = -1;
-    redis_server *redis = redis_server_start(NULL);
-    if (!redis)
-        return 69;
+    /* One Redis, or a Cluster's masters (whose commands are summed). */
+    redis_server *redis = NULL;
+    redis_cluster *cl = NULL;
+    redis_server *masters[3];
+    int n_masters = 1;
+    if (opt.cluster) {
+        cl = redis_cluster_start(NULL);
+        if (!cl)
+            return 69;
+        n_masters = 3;
+        for (int i = 0; i < 3; i++)
+            masters[i] = cl->node[i];
+    } else {
+        redis = masters[0] = redis_server_start(NULL);
+        if (!redis)
+            return 69;
+    }
+    const char *url = cl ? cl->url : redis->url;
     printf("leasehold scale benchmark: %" PRIu32 " members x %" PRIu32
-           " elections (the same keys), private redis-server\n"
+           " elections (the same keys), %s\n"
            "  lease %" PRIu32 " ms, renew %" PRIu32 " ms, retry %" PRIu32
            " ms, renew deadline %" PRIu32 " ms, command timeout %" PRIu32 " ms; %ld cores\n",
-           opt.members, opt.elections, opt.lease_ms, opt.renew_ms, opt.retry_ms,
+           opt.members, opt.elections,
+           cl ? "private Redis Cluster (3 masters, 3 replicas)" : "private redis-server",
+           opt.lease_ms, opt.renew_ms, opt.retry_ms,
            opt.renew_deadline_ms, opt.command_timeout_ms, sysconf(_SC_NPROCESSORS_ONLN));
     fflush(stdout);
 
     uint64_t t_start = bench_now_ns();
     for (uint32_t m = 0; m < opt.members; m++)
-        start_member(m, redis->url);
+        start_member(m, url);
     /* Every member campaigning and every key led, within a generous bound. */
     uint64_t limit = t_start + (60000u + 2u * opt.lease_ms + 2u * opt.retry_ms) * 1000000ull;
     for (;;) {
@@ -541,17 +570,25 @@ int main(int argc, char **argv)
     long long cpu0[MAX_MEMBERS];
     for (uint32_t m = 0; m < opt.members; m++)
         cpu0[m] = cost_cpu_ticks(members[m].pid);
-    command_calls before, after;
-    cost_read_commandstats(redis, &before);
+    command_calls before = {0}, after = {0}, one;
+    for (int i = 0; i < n_masters; i++) {
+        cost_read_commandstats(masters[i], &one);
+        cost_add_calls(&before, &one);
+    }
     uint64_t w0 = bench_now_ns();
     pump_for((uint64_t)opt.seconds * 1000u);
-    cost_read_commandstats(redis, &after);
+    for (int i = 0; i < n_masters; i++) {
+        cost_read_commandstats(masters[i], &one);
+        cost_add_calls(&after, &one);
+    }
     double secs = (double)(bench_now_ns() - w0) / 1e9;
     long hz = sysconf(_SC_CLK_TCK);
     command_rates rates;
     cost_rates(&before, &after, secs, &rates);
     double minimum = (double)opt.elections * 1000.0 / opt.renew_ms +
                      (double)opt.elections * (opt.members - 1) * 1000.0 / opt.retry_ms;
+    if (cl) /* min_replicas 1: a WAIT after each claim and renewal */
+        minimum *= 2;
     printf("\ncost over %.1f s:\n", secs);
     printf("  %-8s %10s %10s %14s %8s\n", "member", "CPU %core", "RSS MiB", "bytes/election",
            "leads");
@@ -640,6 +677,7 @@ int main(int argc, char **argv)
                 test_process_kill(members[m].pid);
         }
     redis_server_stop(redis);
+    redis_cluster_stop(cl);
     bool ok = late + (nled - n) == 0 && double_led == 0 && violations == 0 && errors_seen == 0;
     printf("result: %s\n", ok ? "PASS" : "FAIL");
     return ok ? 0 : 1;

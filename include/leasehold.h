@@ -207,7 +207,9 @@ typedef void (*leasehold_log_fn)(leasehold_log_level level, const char *msg, voi
  */
 typedef struct leasehold_config {
     int version;                 /* LEASEHOLD_CONFIG_VERSION, set by init */
-    const char *url;             /* redis://, rediss:// (TLS) or unix://; required */
+    const char *url;             /* redis://, rediss:// (TLS), unix://, redis+sentinel://
+                                    (Sentinels and a master name) or redis+cluster:// (seed
+                                    nodes of a Cluster), see README; required */
     const char *password;        /* NULL: the URL's password, if any; else this one (a
                                     password read from a file or the environment, so it
                                     need not appear in a URL on the command line); the
@@ -261,7 +263,7 @@ typedef struct leasehold_config {
                                       NULL: none */
     int min_replicas;              /* a claim or renewal counts only once WAIT has confirmed
                                       it on this many replicas; -1 (default): 1 for Sentinel
-                                      URLs, 0 (no WAIT) otherwise */
+                                      and Cluster URLs, 0 (no WAIT) otherwise */
     uint32_t replica_timeout_ms;   /* how long WAIT may wait for them; 0 (default): 2/5
                                       of command_timeout_ms (100 ms of the default 250);
                                       else at least 50 ms below command_timeout_ms */
@@ -341,6 +343,10 @@ typedef struct leasehold_token leasehold_token;
  *                           (yet: ROLE says replica)
  *   LEASEHOLD_EAUTH, _ENOPERM  every Sentinel that answered refused
  *                           sentinel_user / sentinel_password
+ * and for redis+cluster:// (each seed node asked in turn until one connects
+ * and gives the slot map; the message names each seed's failure):
+ *   LEASEHOLD_EPROTO        a seed answered CLUSTER SHARDS / SLOTS with
+ *                           something other than a slot map (no Cluster node)
  *   LEASEHOLD_EREDIS        another error reply to the handshake (LOADING,
  *                           MASTERDOWN...); one whose first word is
  *                           READONLY, WRONGTYPE or NOSCRIPT gives
@@ -600,8 +606,11 @@ typedef struct leasehold_holder {
     char maxmemory_policy[32]; /* the Redis server's eviction policy ("noeviction" is the safe
                                   one), "" when Redis would not say */
     char master[272];          /* Sentinel URLs: the master that answered, "host:port" as the
-                                  Sentinels named it; "" for other URLs */
-    unsigned failovers;        /* Sentinel URLs: changes of master this client has followed */
+                                  Sentinels named it; Cluster URLs: the master serving the
+                                  key's slot, as the slot map names it; "" for other URLs */
+    unsigned failovers;        /* Sentinel URLs: changes of master this client has followed;
+                                  Cluster URLs: takeovers of slots by that master (failovers
+                                  or migrations) */
 } leasehold_holder;
 
 /*

@@ -157,12 +157,14 @@ static char *default_identity(void)
 static void fail_queries(leasehold_client *c)
 {
     static const char why[] = "the client is shutting down (leasehold_client_free)";
-    if (c->node)
-        node_drop_pending(c->node, LEASEHOLD_ECLOSED, why);
-    while (c->node && c->node->unsent) {
-        query *q = c->node->unsent;
-        c->node->unsent = q->next;
-        query_finish(c, q, LEASEHOLD_ECLOSED, why, NULL);
+    for (size_t i = 0; i < c->node_count; i++) {
+        node *n = c->nodes[i];
+        node_drop_pending(n, LEASEHOLD_ECLOSED, why);
+        while (n->unsent) {
+            query *q = n->unsent;
+            n->unsent = q->next;
+            query_finish(c, q, LEASEHOLD_ECLOSED, why, NULL);
+        }
     }
     pthread_mutex_lock(&c->mu);
     request *queued = NULL, **rp = &c->req_head, *last = NULL;
@@ -191,7 +193,12 @@ static void fail_queries(leasehold_client *c)
 static void client_destroy(leasehold_client *c)
 {
     fail_queries(c);
-    node_free(c->node);
+    for (size_t i = 0; i < c->node_count; i++)
+        node_free(c->nodes[i]);
+    free(c->nodes);
+    free(c->slot_owner);
+    free(c->pfd);
+    free(c->pfd_conns);
     chanmap_free(&c->chans);
     while (c->req_head) {
         request *r = c->req_head;
@@ -209,14 +216,11 @@ static void client_destroy(leasehold_client *c)
     free(c);
 }
 
-/* Connects on the caller's thread, before the I/O thread exists, so that a
- * wrong URL, password or database is reported by leasehold_client_new(). */
-static int first_connect(leasehold_client *c, leasehold_error *err)
+/* Runs c's connections on the caller's thread until c->first_code is set
+ * (1: ready, < 0: failed). */
+static void first_wait(leasehold_client *c)
 {
-    node *n = c->node;
-    c->first_connect = true;
-    c->first_code = 0;
-    node_connect(n, n->cmd, clock_now_ms());
+    node *n = c->nodes[0];
     while (c->first_code == 0) {
         uint64_t now = clock_now_ms();
         uint64_t at = node_wake_at(n);
@@ -233,10 +237,80 @@ static int first_connect(leasehold_client *c, leasehold_error *err)
                 conn_on_io(cs[i], pfd[i].revents, now);
         node_tick(n, now);
     }
+}
+
+/* A Cluster: the seed nodes in turn, until one connects and gives the slot
+ * map.  A refusal no other seed would answer differently (the password,
+ * the ACL) ends the round. */
+static void first_connect_cluster(leasehold_client *c)
+{
+    node *n = c->nodes[0];
+    char msgs[sizeof c->first_msg] = "";
+    for (int i = 0; i < c->u.host_count; i++) {
+        if (i > 0) {
+            url m;
+            url_cluster_node(&c->u, c->u.hosts[i].host, c->u.hosts[i].port, &m);
+            conn_close(n->cmd);
+            conn_close(n->sub);
+            conn_set_target(n->cmd, &m);
+            conn_set_target(n->sub, &m);
+            explicit_bzero(m.password, sizeof m.password);
+            snprintf(n->host, sizeof n->host, "%s", c->u.hosts[i].host);
+            n->port = c->u.hosts[i].port;
+        }
+        c->first_code = 0;
+        conn_connect(n->cmd, clock_now_ms());
+        first_wait(c);
+        if (c->first_code == 1) { /* connected: now the slot map */
+            c->first_code = 0;
+            c->topology_due_ms = 0;
+            cluster_tick(c, clock_now_ms());
+            first_wait(c);
+        }
+        if (c->first_code == 1)
+            return;
+        size_t used = strlen(msgs);
+        int w = snprintf(msgs + used, sizeof msgs - used, "%s%s", used ? "; " : "", c->first_msg);
+        if (leasehold_error_is_permanent(c->first_code) || w >= (int)(sizeof msgs - used))
+            break; /* hopeless, or no room to say more */
+    }
+    snprintf(c->first_msg, sizeof c->first_msg, "%s", msgs);
+}
+
+/* Connects on the caller's thread, before the I/O thread exists, so that a
+ * wrong URL, password or database is reported by leasehold_client_new()
+ * (for a Cluster, also a seed that gives no slot map). */
+static int first_connect(leasehold_client *c, leasehold_error *err)
+{
+    node *n = c->nodes[0];
+    c->first_connect = true;
+    c->first_code = 0;
+    if (c->u.cluster) {
+        first_connect_cluster(c);
+    } else {
+        node_connect(n, n->cmd, clock_now_ms());
+        first_wait(c);
+    }
     c->first_connect = false;
     if (c->first_code < 0)
         return error_set(err, c->first_code, "%s", c->first_msg);
     return 0;
+}
+
+/* Starts every connection not yet under way: the first node's events
+ * connection (its commands' when lazy), and the nodes the slot map added. */
+static void connect_all(leasehold_client *c)
+{
+    uint64_t now = clock_now_ms();
+    for (size_t i = 0; i < c->node_count; i++) {
+        node *n = c->nodes[i];
+        if (conn_get_state(n->cmd) == CONN_DOWN && conn_wake_at(n->cmd) == UINT64_MAX)
+            node_connect(n, n->cmd, now);
+        if (c->cfg.original_timing)
+            conn_close(n->sub); /* the original module had no events channel */
+        else
+            node_connect(n, n->sub, now);
+    }
 }
 
 leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_error *err)
@@ -293,7 +367,7 @@ leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_er
     uint32_t connect_timeout_ms =
         u.connect_timeout_ms ? u.connect_timeout_ms : cfg->connect_timeout_ms;
     lease_config lc = client_lease_config(cfg);
-    int min_replicas = cfg->min_replicas >= 0 ? cfg->min_replicas : u.sentinel ? 1 : 0;
+    int min_replicas = cfg->min_replicas >= 0 ? cfg->min_replicas : u.sentinel || u.cluster ? 1 : 0;
     bool bad = lease_config_check(&lc, command_timeout_ms, err) < 0;
     uint32_t replica_timeout_ms =
         cfg->replica_timeout_ms ? cfg->replica_timeout_ms : command_timeout_ms * 2 / 5;
@@ -345,10 +419,15 @@ leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_er
     c->cfg.tls_key_file = c->cfg.tls_server_name = NULL;
     c->cfg.sentinel_user = c->cfg.sentinel_password = NULL;
     c->rng = cfg->seed ? cfg->seed : client_random_u64();
-    for (int k = 0; k < SCRIPT_KINDS; k++)
-        sha1_hex(protocol_script(k), strlen(protocol_script(k)), c->sha[k]);
+    for (int sharded = 0; sharded < 2; sharded++)
+        for (int k = 0; k < SCRIPT_KINDS; k++)
+            sha1_hex(protocol_script(k, sharded), strlen(protocol_script(k, sharded)),
+                     c->sha[sharded][k]);
+    c->pfd = calloc(1 + NODE_CONNS, sizeof *c->pfd);
+    c->pfd_conns = calloc(1 + NODE_CONNS, sizeof *c->pfd_conns);
+    c->pfd_cap = c->pfd && c->pfd_conns ? 1 + NODE_CONNS : 0;
     c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (!c->url_copy || !c->identity || c->wake_fd < 0) {
+    if (!c->url_copy || !c->identity || c->wake_fd < 0 || !c->pfd_cap) {
         error_set(err, c->wake_fd < 0 ? -errno : LEASEHOLD_ENOMEM, "cannot set up the client: %s",
                   c->wake_fd < 0 ? strerror(errno) : "out of memory");
         client_destroy(c);
@@ -371,7 +450,8 @@ leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_er
         client_destroy(c);
         return NULL;
     }
-    if (node_create(c, &opt, cfg->sentinel_user, cfg->sentinel_password, err) < 0) {
+    c->node_opt = opt;
+    if (node_create(c, cfg->sentinel_user, cfg->sentinel_password, err) < 0) {
         client_destroy(c);
         return NULL;
     }
@@ -380,16 +460,11 @@ leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_er
             client_destroy(c);
             return NULL;
         }
-        client_log(c, LEASEHOLD_LOG_INFO, "%s: connected", conn_display(c->node->cmd));
-        if (c->node->sen)
-            sentinel_watch(c->node->sen, clock_now_ms());
-    } else {
-        node_connect(c->node, c->node->cmd, clock_now_ms());
+        client_log(c, LEASEHOLD_LOG_INFO, "%s: connected", conn_display(c->nodes[0]->cmd));
+        if (c->nodes[0]->sen)
+            sentinel_watch(c->nodes[0]->sen, clock_now_ms());
     }
-    if (cfg->original_timing)
-        conn_close(c->node->sub); /* the original module had no events channel */
-    else
-        node_connect(c->node, c->node->sub, clock_now_ms());
+    connect_all(c);
 
     rc = pthread_create(&c->thread, NULL, client_loop_main, c);
     if (rc != 0) {

@@ -19,6 +19,8 @@
  *   io_sub.c        the I/O thread: the events subscription
  *   io_node.c       the I/O thread: one Redis server (its connections and the
  *                   commands in flight on it), and the route from a key to it
+ *   io_cluster.c    the I/O thread: a Redis Cluster's slot map, its nodes,
+ *                   MOVED and ASK, and elections moving between nodes
  *
  * Ownership is stated field by field below.  "I/O thread" fields are
  * touched by the I/O thread only, once leasehold_client_new() has started
@@ -34,6 +36,7 @@
 
 #include "leasehold.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -69,6 +72,9 @@ typedef struct pending {
     uint64_t named_epoch, named_hash; /* acquire: the known holder it named (its epoch, the
                                          hash of its token), whose epoch the reply omits */
     bool eval;                        /* sent as EVAL (after NOSCRIPT) */
+    bool topology;                    /* or CLUSTER SHARDS / SLOTS (io_cluster.c) */
+    bool asking;                      /* or the ASKING before a command redirected by ASK */
+    uint8_t redirects;                /* MOVED and ASK followed so far for this command */
     uint32_t hold_ms;                 /* a renew sent as a hold (leasehold_resign_hold): this TTL */
 } pending;
 
@@ -80,6 +86,7 @@ struct query {
     char *key, *epoch_key; /* set by the asker, then read-only */
     char *token;           /* a hold: the term's token (else NULL) */
     uint32_t hold_ms;      /* a hold: its TTL (0: a holder query) */
+    uint8_t redirects;     /* I/O thread: MOVED and ASK followed so far */
     /* mu: */
     bool done;      /* answered: code, msg and holder are set */
     bool abandoned; /* the asker gave up waiting: the I/O thread frees it */
@@ -146,6 +153,7 @@ struct leasehold_election {
     chan_link chan;           /* in client->chans under its channel while linked */
     leasehold_election *touched_next; /* in client->touched */
     bool touched;
+    node *home;                   /* the node its key was last routed to (route_node) */
     leasehold_election *svc_next; /* in client->services while it has a service */
     bool in_services;
     lease lease;
@@ -166,11 +174,16 @@ struct leasehold_election {
 
 /* One Redis server: a connection for scripts, one for the events channels,
  * what the restart guard knows of the server, and the commands in flight.
- * A client has exactly one today; route_node() says which serves a key.
- * Behind a Sentinel URL the server is whichever is master: the node asks
- * the Sentinels before each attempt to connect.  I/O thread only. */
+ * A client has one, or one per master of a Cluster; route_node() says which
+ * serves a key.  Behind a Sentinel URL the server is whichever is master:
+ * the node asks the Sentinels before each attempt to connect.  I/O thread
+ * only. */
 struct node {
     leasehold_client *client;
+    char host[256]; /* a Cluster node's address ("" otherwise) */
+    uint16_t port;
+    unsigned slots;              /* a Cluster node: the slots the map gives it */
+    unsigned sunsubscribes;      /* SUNSUBSCRIBEs sent on sub and not yet answered */
     conn *cmd;                   /* scripts and INFO */
     conn *sub;                   /* SUBSCRIBEd to the events channels of the keys routed here */
     sentinel *sen;               /* redis+sentinel://: finds the master; NULL otherwise */
@@ -206,8 +219,9 @@ struct leasehold_client {
     leasehold_config cfg; /* strings point into the copies below */
     char *url_copy, *identity;
     url u;
-    struct tls_ctx *tls; /* rediss://: every connection's TLS context; NULL otherwise */
-    char sha[SCRIPT_KINDS][41];
+    struct tls_ctx *tls;           /* rediss://: every connection's TLS context; NULL otherwise */
+    char sha[2][SCRIPT_KINDS][41]; /* [sharded][kind] */
+    conn_options node_opt;         /* every node's connection settings (seed aside) */
     int wake_fd;
     pthread_t thread;
     atomic_bool thread_running;
@@ -225,7 +239,17 @@ struct leasehold_client {
     leasehold_election *registry; /* every election not yet unlinked, for EEXIST */
 
     /* I/O thread only. */
-    node *node; /* the one Redis server (see route_node) */
+    node **nodes; /* the Redis servers: one, or a Cluster's (never freed before the client) */
+    size_t node_count, node_cap;
+    node **slot_owner;      /* a Cluster: the node serving each slot, NULL not known */
+    bool sharded;           /* events by SSUBSCRIBE / SPUBLISH (a Redis 7 Cluster) */
+    bool shards_refused;    /* CLUSTER SHARDS is unknown: ask CLUSTER SLOTS */
+    bool topology_known;    /* a slot map has been read */
+    bool topology_inflight; /* CLUSTER SHARDS / SLOTS sent, not answered */
+    uint64_t topology_due_ms, topology_last_ms;
+    struct pollfd *pfd; /* the loop's poll set, grown with the nodes */
+    conn **pfd_conns;
+    size_t pfd_cap;
     leasehold_election *elections;
     timer_heap timers;            /* every election with a timer, earliest first */
     chanmap chans;                /* events channel -> its elections */
@@ -321,6 +345,9 @@ void query_finish(leasehold_client *c, query *q, int code, const char *msg, cons
 /* Sends q now (eval: as EVAL, after a NOSCRIPT), or fails it. */
 void query_send(leasehold_client *c, query *q, bool eval, uint64_t now_ms);
 
+/* Sends q on n (after ASKING when asking): a redirection followed. */
+void query_send_on(leasehold_client *c, query *q, node *n, bool asking, bool eval, uint64_t now_ms);
+
 /* Sends q once its node is connected. */
 void query_start(leasehold_client *c, query *q, uint64_t now_ms);
 
@@ -365,26 +392,33 @@ void guard_log_quarantine(leasehold_election *e, int64_t remaining_ms, bool fres
 
 /* ------------------------------------------------- I/O thread (io_sub.c) */
 
-/* Subscribes to (or, verb "UNSUBSCRIBE", leaves) e's channel on its node. */
-void sub_channel(leasehold_client *c, const leasehold_election *e, const char *verb,
-                 uint64_t now_ms);
+/* Subscribes to (or leaves) e's channel on node n, if n's events
+ * connection is ready (once it is, it subscribes to all). */
+void sub_channel(node *n, const leasehold_election *e, bool subscribe, uint64_t now_ms);
 
 /* The events connection's handler. */
 extern const conn_handler sub_handler;
 
 /* ------------------------------------------------------ I/O thread (io_node.c) */
 
-/* The node that serves key.  The one node today; behind this, a Sentinel
- * name's current master or a Cluster slot's owner. */
+/* The node that serves key: the one node (behind a Sentinel URL, the
+ * current master's), or the owner of the key's Cluster slot as last known
+ * (the first node while the slot map is not). */
 node *route_node(leasehold_client *c, const char *key);
 
-/* Makes c's node for the URL: its two connections, the address resolved
- * (for a Sentinel URL, the Sentinels to ask), not yet connected.
- * sentinel_user and sentinel_password are the Sentinels' own (NULL: none).
- * 0, or the error in err (LEASEHOLD_ENOMEM, or conn_resolve()'s); the
- * caller frees c->node either way. */
-int node_create(leasehold_client *c, const conn_options *opt, const char *sentinel_user,
-                const char *sentinel_password, leasehold_error *err);
+/* Makes c's first node for the URL: its two connections, the address
+ * resolved (for a Sentinel URL, the Sentinels to ask; for a Cluster URL,
+ * the first seed node), not yet connected.  sentinel_user and
+ * sentinel_password are the Sentinels' own (NULL: none).  0, or the error
+ * in err (LEASEHOLD_ENOMEM, or conn_resolve()'s); client_destroy frees the
+ * nodes either way. */
+int node_create(leasehold_client *c, const char *sentinel_user, const char *sentinel_password,
+                leasehold_error *err);
+
+/* A Cluster node at host:port, added to c->nodes, connecting (both
+ * connections) unless c is inside leasehold_client_new()'s first connect;
+ * NULL when out of memory or the address does not resolve (logged). */
+node *node_add(leasehold_client *c, const char *host, uint16_t port, uint64_t now_ms);
 
 /* Starts connecting cn (n's cmd or sub): at once, or for a Sentinel URL
  * once the Sentinels have named the master. */
@@ -407,6 +441,13 @@ bool node_before_attempt(void *arg, conn *cn, uint64_t now_ms);
 /* Frees n and its connections (pending entries are dropped first). */
 void node_free(node *n);
 
+/* The election's names and script flavour on n, and where a script of e
+ * goes: send_script sends kind on n (after ASKING when asking).  The seq,
+ * epoch and eval are as send_for_election's; redirects counts the MOVED
+ * and ASK this command has followed. */
+void send_script(leasehold_election *e, node *n, bool asking, enum script_kind kind, uint32_t seq,
+                 uint64_t epoch, bool eval, uint8_t redirects, uint64_t now_ms);
+
 /* Sends argv on n's command connection with p queued for its reply.  On
  * failure ("<key>: <what> not sent" is logged) p is freed, the connection
  * reset and false returned. */
@@ -426,5 +467,33 @@ void node_drop_pending(node *n, int code, const char *msg);
 
 /* Makes pending entries of e forget it (e is being unlinked). */
 void node_forget(node *n, const leasehold_election *e);
+
+/* ------------------------------------------------ I/O thread (io_cluster.c) */
+
+/* Asks for the slot map soon (a node went down, a redirection was seen):
+ * at once, but at most every 100 ms. */
+void cluster_refresh_soon(leasehold_client *c, uint64_t now_ms);
+
+/* The next instant cluster_tick() has work, UINT64_MAX if none. */
+uint64_t cluster_wake_at(const leasehold_client *c);
+
+/* Asks for the slot map when it is due (on start, periodically, soon after
+ * a redirection or a node going down). */
+void cluster_tick(leasehold_client *c, uint64_t now_ms);
+
+/* CLUSTER SHARDS's or SLOTS's answer on n: the slot map is applied (new
+ * masters connected, elections moved to the node now serving their keys,
+ * the failover guard on a node that took slots over). */
+void cluster_topology_answer(node *n, const conn_reply *r, uint64_t now_ms);
+
+/* A reply that may be a MOVED or ASK for command p (taken off n's FIFO):
+ * true when it was one and p has been sent on (or failed, past the
+ * redirection limit); p is then no longer the caller's. */
+bool cluster_redirect(node *n, pending *p, const conn_reply *r, uint64_t now_ms);
+
+/* Moves e to the node that now serves its key (after the slot map
+ * changed): its channel follows, its state machine learns whether it is
+ * connected there, and its claims wait for that node's guards. */
+void cluster_rehome(leasehold_election *e, uint64_t now_ms);
 
 #endif

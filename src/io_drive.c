@@ -66,7 +66,8 @@ protocol_key election_names(const leasehold_election *e, const node *n)
                           .channel = e->channel,
                           .token = e->token,
                           .user = c->u.user,
-                          .address = conn_display(n->cmd)};
+                          .address = conn_display(n->cmd),
+                          .sharded = c->sharded};
 }
 
 /* Sends WAIT right after the claim or renewal p on the same connection: its
@@ -101,6 +102,20 @@ static uint64_t holder_hash(const char *s, size_t len)
     return h;
 }
 
+/* Sends ASKING on n, the command after it being redirected there by ASK;
+ * false when it could not (the connection is then reset). */
+static bool send_asking(node *n, const char *key, uint64_t now_ms)
+{
+    pending *a = calloc(1, sizeof *a);
+    if (!a) {
+        node_reset_later(n, LEASEHOLD_ENOMEM, "out of memory sending ASKING");
+        return false;
+    }
+    a->asking = true;
+    const char *argv[1] = {"ASKING"};
+    return node_send(n, a, 1, argv, key, "ASKING", now_ms);
+}
+
 /* Sends script `kind` for election e on the node serving its key, as
  * EVALSHA (EVAL after a NOSCRIPT); the reply comes back to
  * election_answer() with seq.  A send that fails resets the connection,
@@ -108,8 +123,15 @@ static uint64_t holder_hash(const char *s, size_t len)
 void send_for_election(leasehold_election *e, enum script_kind kind, uint32_t seq, uint64_t epoch,
                        bool eval, uint64_t now_ms)
 {
+    send_script(e, route_node(e->client, e->key), false, kind, seq, epoch, eval, 0, now_ms);
+}
+
+void send_script(leasehold_election *e, node *n, bool asking, enum script_kind kind, uint32_t seq,
+                 uint64_t epoch, bool eval, uint8_t redirects, uint64_t now_ms)
+{
     leasehold_client *c = e->client;
-    node *n = route_node(c, e->key);
+    if (asking && !send_asking(n, e->key, now_ms))
+        return;
     pending *p = calloc(1, sizeof *p);
     if (!p) {
         client_log(c, LEASEHOLD_LOG_ERROR, "%s: out of memory sending %s", e->key,
@@ -117,7 +139,8 @@ void send_for_election(leasehold_election *e, enum script_kind kind, uint32_t se
         node_reset_later(n, LEASEHOLD_ENOMEM, "out of memory sending a command");
         return;
     }
-    *p = (pending){.e = e, .kind = kind, .seq = seq, .epoch = epoch, .eval = eval};
+    *p = (pending){
+        .e = e, .kind = kind, .seq = seq, .epoch = epoch, .eval = eval, .redirects = redirects};
     protocol_key k = election_names(e, n);
     if (kind == SCRIPT_ACQUIRE && n->events_live) {
         k.known_holder = lease_known_holder(&e->lease, &p->named_epoch);
@@ -125,7 +148,8 @@ void send_for_election(leasehold_election *e, enum script_kind kind, uint32_t se
             p->named_hash = holder_hash(k.known_holder, strlen(k.known_holder));
     }
     protocol_call call;
-    protocol_call_init(&call, kind, eval ? NULL : c->sha[kind], &k, c->cfg.lease_ms, epoch);
+    protocol_call_init(&call, kind, eval ? NULL : c->sha[c->sharded][kind], &k, c->cfg.lease_ms,
+                       epoch);
     if (!node_send(n, p, call.argc, call.argv, e->key, protocol_script_name(kind), now_ms))
         return;
     e->pending_count++;

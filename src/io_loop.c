@@ -53,8 +53,9 @@ void client_unlink_election(leasehold_client *c, leasehold_election *e)
     }
     chanmap_del(&c->chans, &e->chan);
     if (!chanmap_first(&c->chans, e->channel))
-        sub_channel(c, e, "UNSUBSCRIBE", clock_now_ms());
-    node_forget(route_node(c, e->key), e);
+        sub_channel(e->home, e, false, clock_now_ms());
+    for (size_t i = 0; i < c->node_count; i++) /* redirections may have sent some elsewhere */
+        node_forget(c->nodes[i], e);
     leasehold_election **pp = &c->elections;
     while (*pp && *pp != e)
         pp = &(*pp)->next;
@@ -192,7 +193,8 @@ static void handle_requests(leasehold_client *c, uint64_t now_ms)
             c->elections = e;
             e->chan.channel = e->channel;
             chanmap_add(&c->chans, &e->chan);
-            sub_channel(c, e, "SUBSCRIBE", now_ms);
+            e->home = route_node(c, e->key);
+            sub_channel(e->home, e, true, now_ms);
             guard_campaign_started(e, now_ms);
             if (e->observer)
                 lease_observe(&e->lease, now_ms);
@@ -239,7 +241,12 @@ static void handle_requests(leasehold_client *c, uint64_t now_ms)
 /* The earliest instant anything needs the loop; UINT64_MAX for nothing. */
 static uint64_t next_wake(leasehold_client *c)
 {
-    uint64_t at = node_wake_at(c->node);
+    uint64_t at = cluster_wake_at(c);
+    for (size_t i = 0; i < c->node_count; i++) {
+        uint64_t w = node_wake_at(c->nodes[i]);
+        if (w < at)
+            at = w;
+    }
     uint64_t first = timer_heap_next_at(&c->timers);
     if (first < at)
         at = first;
@@ -253,7 +260,9 @@ static uint64_t next_wake(leasehold_client *c)
  * wakes the loop as it returns). */
 static void run_due(leasehold_client *c, uint64_t now_ms)
 {
-    node_tick(c->node, now_ms);
+    for (size_t i = 0; i < c->node_count; i++) /* node_tick may add nodes: counted each time */
+        node_tick(c->nodes[i], now_ms);
+    cluster_tick(c, now_ms);
     timer_node *t;
     while ((t = timer_heap_pop_due(&c->timers, now_ms))) {
         leasehold_election *e =
@@ -276,19 +285,56 @@ static void run_due(leasehold_client *c, uint64_t now_ms)
     }
 }
 
+/* Carries out the connection resets the nodes' handlers asked for. */
+static void apply_resets(leasehold_client *c)
+{
+    for (size_t i = 0; i < c->node_count; i++)
+        node_apply_reset(c->nodes[i]);
+}
+
+/* Fills c->pfd with the wake fd and every node's connections (c->pfd_conns
+ * says whose each is); their number, the wake fd aside.  Should memory run
+ * out, the nodes that fit are polled. */
+static size_t poll_set(leasehold_client *c)
+{
+    size_t want = 1 + c->node_count * NODE_CONNS;
+    if (want > c->pfd_cap) {
+        struct pollfd *pfd = realloc(c->pfd, want * sizeof *pfd);
+        if (pfd)
+            c->pfd = pfd;
+        conn **conns = pfd ? realloc(c->pfd_conns, want * sizeof *conns) : NULL;
+        if (conns)
+            c->pfd_conns = conns;
+        if (pfd && conns)
+            c->pfd_cap = want;
+    }
+    size_t k = 0;
+    c->pfd[0] = (struct pollfd){.fd = c->wake_fd, .events = POLLIN};
+    for (size_t i = 0; i < c->node_count && 1 + k + NODE_CONNS <= c->pfd_cap; i++) {
+        conn *cs[NODE_CONNS];
+        int m = node_conns(c->nodes[i], cs);
+        for (int j = 0; j < m; j++, k++) {
+            c->pfd_conns[k] = cs[j];
+            c->pfd[1 + k] =
+                (struct pollfd){.fd = conn_fd(cs[j]), .events = conn_poll_events(cs[j])};
+        }
+    }
+    return k;
+}
+
 /* Runs until every election has ended after leasehold_client_free() asked
  * (or past the shutdown deadline). */
 void *client_loop_main(void *arg)
 {
     leasehold_client *c = arg;
-    node *n = c->node;
     loop_thread_client = c;
     for (;;) {
         uint64_t now = clock_now_ms();
-        guard_ask(n, now); /* the first connection was made before the loop ran */
+        for (size_t i = 0; i < c->node_count; i++)
+            guard_ask(c->nodes[i], now); /* the first connection was made before the loop ran */
         handle_requests(c, now);
         run_due(c, now);
-        node_apply_reset(n);
+        apply_resets(c);
         settle(c);
         if (c->shutting_down && (!c->elections || now >= c->shutdown_deadline_ms))
             break;
@@ -299,11 +345,8 @@ void *client_loop_main(void *arg)
                       : at <= now        ? 0
                       : at - now > 60000 ? 60000
                                          : (int)(at - now);
-        conn *cs[NODE_CONNS];
-        int k = node_conns(n, cs);
-        struct pollfd pfd[1 + NODE_CONNS] = {{.fd = c->wake_fd, .events = POLLIN}};
-        for (int i = 0; i < k; i++)
-            pfd[1 + i] = (struct pollfd){.fd = conn_fd(cs[i]), .events = conn_poll_events(cs[i])};
+        size_t k = poll_set(c);
+        struct pollfd *pfd = c->pfd;
         int ready = poll(pfd, (nfds_t)(1 + k), timeout); /* a negative fd is skipped */
         if (ready < 0 && errno != EINTR)
             client_log(c, LEASEHOLD_LOG_ERROR, "poll: %s", strerror(errno));
@@ -314,11 +357,13 @@ void *client_loop_main(void *arg)
             (void)rd;
         }
         /* A handler may have closed or replaced a later connection's socket:
-         * only events for the socket it still has are its own. */
-        for (int i = 0; ready > 0 && i < k; i++)
-            if (pfd[1 + i].fd >= 0 && pfd[1 + i].revents && pfd[1 + i].fd == conn_fd(cs[i]))
-                conn_on_io(cs[i], pfd[1 + i].revents, now);
-        node_apply_reset(n);
+         * only events for the socket it still has are its own.  Nodes added
+         * meanwhile are polled next time round (the set is not touched). */
+        for (size_t i = 0; ready > 0 && i < k; i++)
+            if (pfd[1 + i].fd >= 0 && pfd[1 + i].revents &&
+                pfd[1 + i].fd == conn_fd(c->pfd_conns[i]))
+                conn_on_io(c->pfd_conns[i], pfd[1 + i].revents, now);
+        apply_resets(c);
         settle(c);
     }
     /* Anything still here is past every deadline. */

@@ -7,11 +7,11 @@
  * events channels (io_sub.c).  Its connection's events (ready, a reply,
  * down) are handed on to the elections whose keys are routed to it.
  *
- * Today a client has one node: the URL's server, or behind a Sentinel URL
- * whichever server the Sentinels name as master.  Election driving asks
- * route_node() for the node of a key and never keeps it across inputs, so
- * that a Cluster slot's owner can stand behind it too without touching the
- * drive.
+ * A client has one node (the URL's server, or behind a Sentinel URL
+ * whichever server the Sentinels name as master) or, for a Cluster, one per
+ * master (io_cluster.c keeps the slot map).  Election driving asks
+ * route_node() for the node of a key; an election's home is where it was
+ * last routed, and io_cluster.c moves it when the map changes.
  *
  * Behind Sentinel, each attempt to connect first asks the Sentinels
  * (before_attempt parks the connection until they answer) and then checks
@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "cluster.h"
 #include "error.h"
 
 static void handle_ready(void *arg, conn *cn, uint64_t now_ms);
@@ -37,8 +38,12 @@ static void handle_down(void *arg, conn *cn, int code, bool by_peer, const char 
 
 node *route_node(leasehold_client *c, const char *key)
 {
-    (void)key;
-    return c->node;
+    if (c->slot_owner) {
+        node *n = c->slot_owner[cluster_key_slot(key)];
+        if (n)
+            return n;
+    }
+    return c->nodes[0];
 }
 
 /* ------------------------------------------------------------ Sentinel */
@@ -196,33 +201,75 @@ void node_tick(node *n, uint64_t now_ms)
     guard_tick(n, now_ms);
 }
 
-int node_create(leasehold_client *c, const conn_options *opt, const char *sentinel_user,
-                const char *sentinel_password, leasehold_error *err)
+/* Appends n to c's nodes; false when out of memory. */
+static bool nodes_append(leasehold_client *c, node *n)
+{
+    if (c->node_count == c->node_cap) {
+        size_t cap = c->node_cap ? 2 * c->node_cap : 4;
+        node **nodes = realloc(c->nodes, cap * sizeof *nodes);
+        if (!nodes)
+            return false;
+        c->nodes = nodes;
+        c->node_cap = cap;
+    }
+    c->nodes[c->node_count++] = n;
+    return true;
+}
+
+static const conn_handler cmd_handler = {.on_ready = handle_ready,
+                                         .on_reply = handle_reply,
+                                         .on_down = handle_down,
+                                         .before_attempt = node_before_attempt};
+
+/* A node for target (NULL: c's URL) with its two connections, in c->nodes;
+ * NULL when out of memory (then freed). */
+static node *node_new(leasehold_client *c, const url *target)
 {
     node *n = calloc(1, sizeof *n);
     if (!n)
-        return error_set(err, LEASEHOLD_ENOMEM, "out of memory");
+        return NULL;
     n->client = c;
-    c->node = n;
-    conn_handler h = {.on_ready = handle_ready,
-                      .on_reply = handle_reply,
-                      .on_down = handle_down,
-                      .before_attempt = node_before_attempt};
-    conn_options cmd_opt = *opt;
+    const url *u = target ? target : &c->u;
+    conn_options cmd_opt = c->node_opt;
     cmd_opt.require_master = c->u.sentinel;
-    cmd_opt.tls = c->u.tls ? opt->tls : NULL;
-    n->cmd = conn_new(&c->u, &cmd_opt, &h, n);
+    cmd_opt.tls = c->u.tls ? c->node_opt.tls : NULL;
+    cmd_opt.seed = client_next_seed(c);
+    n->cmd = conn_new(u, &cmd_opt, &cmd_handler, n);
     conn_options sub_opt = cmd_opt;
     sub_opt.seed = client_next_seed(c);
-    n->sub = n->cmd ? conn_new(&c->u, &sub_opt, &sub_handler, n) : NULL;
-    if (!n->cmd || !n->sub)
+    n->sub = n->cmd ? conn_new(u, &sub_opt, &sub_handler, n) : NULL;
+    if (!n->cmd || !n->sub || !nodes_append(c, n)) {
+        node_free(n);
+        return NULL;
+    }
+    return n;
+}
+
+int node_create(leasehold_client *c, const char *sentinel_user, const char *sentinel_password,
+                leasehold_error *err)
+{
+    url seed;
+    if (c->u.cluster)
+        url_cluster_node(&c->u, c->u.hosts[0].host, c->u.hosts[0].port, &seed);
+    node *n = node_new(c, c->u.cluster ? &seed : NULL);
+    explicit_bzero(seed.password, sizeof seed.password);
+    if (!n)
         return error_set(err, LEASEHOLD_ENOMEM, "out of memory");
+    if (c->u.cluster) {
+        snprintf(n->host, sizeof n->host, "%s", c->u.hosts[0].host);
+        n->port = c->u.hosts[0].port;
+        c->slot_owner = calloc(CLUSTER_SLOTS, sizeof *c->slot_owner);
+        c->sharded = true; /* until CLUSTER SHARDS is refused (Redis 6) */
+        if (!c->slot_owner)
+            return error_set(err, LEASEHOLD_ENOMEM, "out of memory");
+    }
     if (c->u.sentinel) {
         /* Each Sentinel is given a short time: one that does not answer
          * must not hold up asking the next. */
-        conn_options sen_opt = *opt;
+        conn_options sen_opt = c->node_opt;
         sen_opt.seed = client_next_seed(c);
-        sen_opt.tls = (c->u.sentinel_tls < 0 ? c->u.tls : c->u.sentinel_tls) ? opt->tls : NULL;
+        sen_opt.tls =
+            (c->u.sentinel_tls < 0 ? c->u.tls : c->u.sentinel_tls) ? c->node_opt.tls : NULL;
         if (sen_opt.connect_timeout_ms > 500)
             sen_opt.connect_timeout_ms = 500;
         n->sen = sentinel_new(&c->u, sentinel_user, sentinel_password, &sen_opt, &sentinel_h, n);
@@ -232,6 +279,34 @@ int node_create(leasehold_client *c, const conn_options *opt, const char *sentin
     }
     int rc = conn_resolve(n->cmd, err);
     return rc < 0 ? rc : conn_resolve(n->sub, err);
+}
+
+node *node_add(leasehold_client *c, const char *host, uint16_t port, uint64_t now_ms)
+{
+    url m;
+    url_cluster_node(&c->u, host, port, &m);
+    node *n = node_new(c, &m);
+    explicit_bzero(m.password, sizeof m.password);
+    if (!n) {
+        client_log(c, LEASEHOLD_LOG_ERROR, "%s: out of memory adding the node %s:%u", c->u.display,
+                   host, port);
+        return NULL;
+    }
+    snprintf(n->host, sizeof n->host, "%s", host);
+    n->port = port;
+    leasehold_error err;
+    if (conn_resolve(n->cmd, &err) < 0 || conn_resolve(n->sub, &err) < 0) {
+        client_log(c, LEASEHOLD_LOG_ERROR, "%s: %s", c->u.display, err.msg);
+        c->node_count--; /* the last one: it was just appended */
+        node_free(n);
+        return NULL;
+    }
+    if (!c->first_connect) {
+        conn_connect(n->cmd, now_ms);
+        if (!c->cfg.original_timing)
+            conn_connect(n->sub, now_ms);
+    }
+    return n;
 }
 
 void node_free(node *n)
@@ -297,6 +372,8 @@ void node_drop_pending(node *n, int code, const char *msg)
             p->e->pending_count--;
         if (p->q)
             query_finish(n->client, p->q, code, msg, NULL);
+        if (p->topology)
+            n->client->topology_inflight = false;
         free(p);
     }
     n->pend_tail = NULL;
@@ -355,7 +432,14 @@ static void handle_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r,
     n->pend_head = p->next;
     if (!n->pend_head)
         n->pend_tail = NULL;
-    if (p->info) {
+    if (p->asking || (!p->e && !p->q && !p->info && !p->topology)) {
+        free(p); /* ASKING's +OK, or an election that has gone */
+    } else if (p->topology) {
+        free(p);
+        cluster_topology_answer(n, r, now_ms);
+    } else if (n->client->slot_owner && cluster_redirect(n, p, r, now_ms)) {
+        /* sent on to the node named, or failed */
+    } else if (p->info) {
         free(p);
         guard_answer(n, r, now_ms);
     } else if (p->wait && p->e) {
@@ -366,10 +450,8 @@ static void handle_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r,
         else
             query_finish(n->client, p->q, 0, NULL, r);
         free(p);
-    } else if (p->e) {
-        election_answer(p->e, p, r, now_ms);
     } else {
-        free(p); /* its election has gone */
+        election_answer(p->e, p, r, now_ms);
     }
 }
 
@@ -394,6 +476,8 @@ static void handle_down(void *arg, conn *cn, int code, bool by_peer, const char 
     }
     /* A Redis that stays away fails every reconnect: log each new reason. */
     bool repeat = strcmp(n->last_conn_error, msg) == 0;
+    if (c->slot_owner && !repeat)
+        cluster_refresh_soon(c, now_ms); /* a failover may have moved its slots */
     client_log(c, repeat ? LEASEHOLD_LOG_DEBUG : LEASEHOLD_LOG_WARN, "%s", msg);
     snprintf(n->last_conn_error, sizeof n->last_conn_error, "%s", msg);
     bool permanent = leasehold_error_is_permanent(code);

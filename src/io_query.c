@@ -19,7 +19,8 @@ static protocol_key query_names(leasehold_client *c, const query *q)
                           .epoch_key = q->epoch_key,
                           .token = q->token,
                           .user = c->u.user,
-                          .address = conn_display(route_node(c, q->key)->cmd)};
+                          .address = conn_display(route_node(c, q->key)->cmd),
+                          .sharded = c->sharded};
 }
 
 /* The answer to a hold (the renew script with the hold's TTL) into q: 0
@@ -76,10 +77,11 @@ void query_finish(leasehold_client *c, query *q, int code, const char *msg, cons
             node *n = route_node(c, q->key);
             snprintf(q->holder.maxmemory_policy, sizeof q->holder.maxmemory_policy, "%s",
                      n->policy);
-            if (n->sen) {
-                bool v6 = strchr(n->master_host, ':') != NULL;
+            if (n->sen || n->host[0]) {
+                const char *host = n->sen ? n->master_host : n->host;
+                bool v6 = strchr(host, ':') != NULL;
                 snprintf(q->holder.master, sizeof q->holder.master, "%s%s%s:%u", v6 ? "[" : "",
-                         n->master_host, v6 ? "]" : "", n->master_port);
+                         host, v6 ? "]" : "", n->sen ? n->master_port : n->port);
                 q->holder.failovers = n->failovers;
             }
         }
@@ -95,6 +97,24 @@ void query_finish(leasehold_client *c, query *q, int code, const char *msg, cons
  * hold the renew script with the hold's TTL.  A send that fails fails q. */
 void query_send(leasehold_client *c, query *q, bool eval, uint64_t now_ms)
 {
+    query_send_on(c, q, route_node(c, q->key), false, eval, now_ms);
+}
+
+void query_send_on(leasehold_client *c, query *q, node *n, bool asking, bool eval, uint64_t now_ms)
+{
+    if (asking) {
+        pending *a = calloc(1, sizeof *a);
+        if (!a) {
+            query_finish(c, q, LEASEHOLD_ENOMEM, "out of memory", NULL);
+            return;
+        }
+        a->asking = true;
+        const char *argv[1] = {"ASKING"};
+        if (!node_send(n, a, 1, argv, q->key, "ASKING", now_ms)) {
+            query_finish(c, q, LEASEHOLD_ECONNRESET, "the connection to Redis went down", NULL);
+            return;
+        }
+    }
     pending *p = calloc(1, sizeof *p);
     if (!p) {
         query_finish(c, q, LEASEHOLD_ENOMEM, "out of memory", NULL);
@@ -104,10 +124,10 @@ void query_send(leasehold_client *c, query *q, bool eval, uint64_t now_ms)
                    .kind = q->hold_ms ? SCRIPT_RENEW : SCRIPT_QUERY,
                    .eval = eval,
                    .hold_ms = q->hold_ms};
-    node *n = route_node(c, q->key);
     protocol_key k = query_names(c, q);
     protocol_call call;
-    protocol_call_init(&call, p->kind, eval ? NULL : c->sha[p->kind], &k, q->hold_ms, 0);
+    protocol_call_init(&call, p->kind, eval ? NULL : c->sha[c->sharded][p->kind], &k, q->hold_ms,
+                       0);
     if (!node_send(n, p, call.argc, call.argv, q->key, protocol_script_name(p->kind), now_ms))
         query_finish(c, q, LEASEHOLD_ECONNRESET, "the connection to Redis went down", NULL);
 }

@@ -3,7 +3,11 @@
  * The events channels are news that hastens claims and reports changes;
  * nothing about leadership is ever concluded from them, so losing the
  * subscription costs speed, never safety.  Each node's second connection
- * carries the channels of every election routed to it.
+ * carries the channels of every election routed to it: by SUBSCRIBE, or on
+ * a Redis 7 Cluster by SSUBSCRIBE on the node serving the channel's slot
+ * (the scripts then announce by SPUBLISH), which answers "ssubscribe" and
+ * delivers "smessage" and, when the slot leaves it, an unasked
+ * "sunsubscribe".
  */
 #include "client_internal.h"
 
@@ -13,14 +17,17 @@
 #include <stdio.h>
 #include <string.h>
 
-void sub_channel(leasehold_client *c, const leasehold_election *e, const char *verb,
-                 uint64_t now_ms)
+void sub_channel(node *n, const leasehold_election *e, bool subscribe, uint64_t now_ms)
 {
-    node *n = route_node(c, e->key);
+    bool sharded = n->client->sharded;
     if (conn_get_state(n->sub) != CONN_READY)
         return; /* sub_ready subscribes to everything */
+    const char *verb = subscribe ? (sharded ? "SSUBSCRIBE" : "SUBSCRIBE")
+                                 : (sharded ? "SUNSUBSCRIBE" : "UNSUBSCRIBE");
     const char *argv[2] = {verb, e->channel};
-    conn_send(n->sub, 2, argv, NULL, 0, now_ms);
+    bool sunsubscribe = sharded && !subscribe; /* tagged 1: its answer is told apart */
+    if (conn_send(n->sub, 2, argv, NULL, sunsubscribe, now_ms) == 0 && sunsubscribe)
+        n->sunsubscribes++;
 }
 
 /* The subscription is (again) connected: every live election's channel. */
@@ -30,10 +37,11 @@ static void sub_ready(void *arg, conn *cn, uint64_t now_ms)
     leasehold_client *c = n->client;
     (void)cn;
     n->events_live = false;
+    n->sunsubscribes = 0;
     client_log(c, LEASEHOLD_LOG_DEBUG, "%s: events subscription connected", conn_display(n->sub));
     for (leasehold_election *e = c->elections; e; e = e->next)
-        if (!e->stopped && route_node(c, e->key) == n)
-            sub_channel(c, e, "SUBSCRIBE", now_ms);
+        if (!e->stopped && e->home == n)
+            sub_channel(n, e, true, now_ms);
 }
 
 /* The answers to SUBSCRIBE and UNSUBSCRIBE.  The first confirmation on a
@@ -48,12 +56,23 @@ static void sub_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r, ui
 {
     node *n = arg;
     leasehold_client *c = n->client;
-    (void)cn, (void)tag, (void)now_ms;
+    (void)cn;
+    if (tag == 1 && n->sunsubscribes > 0)
+        n->sunsubscribes--;
+    if (r->type == CONN_REPLY_ERROR && c->slot_owner &&
+        (strncmp(r->str, "MOVED ", 6) == 0 || strncmp(r->str, "ASK ", 4) == 0 ||
+         strncmp(r->str, "TRYAGAIN", 8) == 0)) {
+        /* A channel whose slot is elsewhere now: the slot map will say
+         * where, and the election's channel moves with it. */
+        client_log(c, LEASEHOLD_LOG_DEBUG, "%s: events: %s", conn_display(n->sub), r->str);
+        cluster_refresh_soon(c, now_ms);
+        return;
+    }
     if (r->type != CONN_REPLY_ERROR) {
         if (!n->events_live) {
             n->events_live = true;
             for (leasehold_election *e = c->elections; e; e = e->next)
-                if (route_node(c, e->key) == n)
+                if (e->home == n)
                     lease_events_resumed(&e->lease);
         }
         return;
@@ -86,15 +105,27 @@ static void sub_down(void *arg, conn *cn, int code, bool by_peer, const char *ms
     client_log(n->client, LEASEHOLD_LOG_DEBUG, "events subscription: %s", msg);
 }
 
-/* A published message: ["message", channel, payload].  Handed to every
- * election on that channel (and no other: the channel map finds them). */
+/* A published message: ["message", channel, payload] (or "smessage").
+ * Handed to every election on that channel (and no other: the channel map
+ * finds them).  An "sunsubscribe" nobody asked for (more than the
+ * SUNSUBSCRIBEs in flight) is the slot leaving this node: the slot map is
+ * asked again, which moves the channel with its election. */
 static bool sub_push(void *arg, conn *cn, const conn_reply *r, uint64_t now_ms)
 {
     node *n = arg;
     leasehold_client *c = n->client;
     (void)cn;
-    if (r->type != CONN_REPLY_ARRAY || r->elements != 3 ||
-        r->element[0].type != CONN_REPLY_STRING || strcmp(r->element[0].str, "message") != 0)
+    if (r->type != CONN_REPLY_ARRAY || r->elements != 3 || r->element[0].type != CONN_REPLY_STRING)
+        return false;
+    const char *what = r->element[0].str;
+    if (strcmp(what, "sunsubscribe") == 0 && n->sunsubscribes == 0) {
+        client_log(c, LEASEHOLD_LOG_DEBUG, "%s: events: a channel's slot left this node",
+                   conn_display(n->sub));
+        if (c->slot_owner)
+            cluster_refresh_soon(c, now_ms);
+        return true;
+    }
+    if (strcmp(what, "message") != 0 && strcmp(what, "smessage") != 0)
         return false;
     const conn_reply *ch = &r->element[1], *msg = &r->element[2];
     lease_event_kind kind;
@@ -109,7 +140,7 @@ static bool sub_push(void *arg, conn *cn, const conn_reply *r, uint64_t now_ms)
     for (chan_link *l = chanmap_first(&c->chans, ch->str); l; l = chanmap_next(l)) {
         leasehold_election *e =
             (leasehold_election *)((char *)l - offsetof(leasehold_election, chan));
-        if (route_node(c, e->key) != n)
+        if (e->home != n)
             continue;
         lease_on_event(&e->lease, now_ms, kind, token, token_len, epoch);
         drive(e, now_ms);

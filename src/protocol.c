@@ -7,6 +7,7 @@
  */
 #include "protocol.h"
 
+#include "cluster.h"
 #include "error.h"
 #include "redis_error.h"
 
@@ -83,29 +84,32 @@
  * above the last one, at least Redis's TIME in microseconds and at least
  * the caller's floor, the highest epoch it has seen plus one, so it keeps
  * growing across a restart that lost the epoch key even if Redis's clock
- * went back), stored and announced: {"elected", epoch, TIME}.  The epoch key
+ * went back), stored and announced (PUBLISH, or SPUBLISH on a Redis 7
+ * Cluster: the channel shares K's slot): {"elected", epoch, TIME}.  The epoch key
  * is read before anything is written, so a wrong type there fails the script
  * with nothing changed.  A held key needs no quarantine step: no claim can
  * succeed while it lives, and the first claim that finds it free takes the
  * step.  Lua numbers are doubles: exact up to 2^53, far above microseconds
  * since 1970 (and floors are kept below 2^52). */
-static const char SCRIPT_ACQUIRE_LUA[] =
-    "local EPOCH, LEASE, FLOOR = 2, 2, 4\n" GET_LUA "local v = get(KEYS[1])\n"
-    "if v then\n"
-    "  local ttl = call('PTTL', KEYS[1])\n"
-    "  if '=' .. v == ARGV[5] then return {'held', v, ttl, false} end\n"
-    "  return {'held', v, ttl, get(KEYS[2])}\n"
-    "end\n" QUARANTINE_STEP_LUA "last = tonumber(last) or 0\n"
-    "if call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"
-    "  local epoch = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
-    "  if last + 1 > epoch then epoch = last + 1 end\n"
-    "  if floor > epoch then epoch = floor end\n"
-    "  local s = string.format('%.0f', epoch)\n"
-    "  call('SET', KEYS[2], s)\n"
-    "  call('PUBLISH', ARGV[3], 'elected ' .. s .. ' ' .. ARGV[1])\n"
-    "  return {'elected', s, t[1], t[2]}\n"
-    "end\n"
-    "return redis.error_reply('ERR leasehold: the key was free and SET NX failed')\n";
+#define ACQUIRE_LUA(PUBLISH)                                                                       \
+    "local EPOCH, LEASE, FLOOR = 2, 2, 4\n" GET_LUA "local v = get(KEYS[1])\n"                     \
+    "if v then\n"                                                                                  \
+    "  local ttl = call('PTTL', KEYS[1])\n"                                                        \
+    "  if '=' .. v == ARGV[5] then return {'held', v, ttl, false} end\n"                           \
+    "  return {'held', v, ttl, get(KEYS[2])}\n"                                                    \
+    "end\n" QUARANTINE_STEP_LUA "last = tonumber(last) or 0\n"                                     \
+    "if call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then\n"                                 \
+    "  local epoch = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"                                  \
+    "  if last + 1 > epoch then epoch = last + 1 end\n"                                            \
+    "  if floor > epoch then epoch = floor end\n"                                                  \
+    "  local s = string.format('%.0f', epoch)\n"                                                   \
+    "  call('SET', KEYS[2], s)\n"                                                                  \
+    "  call('" PUBLISH "', ARGV[3], 'elected ' .. s .. ' ' .. ARGV[1])\n"                          \
+    "  return {'elected', s, t[1], t[2]}\n"                                                        \
+    "end\n"                                                                                        \
+    "return redis.error_reply('ERR leasehold: the key was free and SET NX failed')\n"
+static const char SCRIPT_ACQUIRE_LUA[] = ACQUIRE_LUA("PUBLISH");
+static const char SCRIPT_ACQUIRE_SHARDED_LUA[] = ACQUIRE_LUA("SPUBLISH");
 
 /* Arm: the quarantine step alone, run on each new connection so that a
  * quarantine starts when the connection does, not after the restart guard
@@ -127,31 +131,34 @@ static const char SCRIPT_RENEW_LUA[] =
     "if v then return {v, t[1], t[2]} end\n"
     "return {0, t[1], t[2]}\n";
 
-/* Release: compare-and-DEL, then announce it.  1 deleted, 0 not ours.  The
+/* Release: compare-and-DEL, then announce it (as the acquire does).  1
+ * deleted, 0 not ours.  The
  * term is named by token and epoch together: a campaign keeps its token from
  * term to term, and a release sent for an earlier term (held up in a
  * connection that was given up, say) must not delete a later one. */
-static const char SCRIPT_RELEASE_LUA[] =
-    GET_LUA "if get(KEYS[1]) == ARGV[1] and get(KEYS[2]) == ARGV[3] then\n"
-            "  call('DEL', KEYS[1])\n"
-            "  call('PUBLISH', ARGV[2], 'released ' .. ARGV[3] .. ' ' .. ARGV[1])\n"
-            "  return 1\n"
-            "end\n"
-            "return 0\n";
+#define RELEASE_LUA(PUBLISH)                                                                       \
+    GET_LUA "if get(KEYS[1]) == ARGV[1] and get(KEYS[2]) == ARGV[3] then\n"                        \
+            "  call('DEL', KEYS[1])\n"                                                             \
+            "  call('" PUBLISH "', ARGV[2], 'released ' .. ARGV[3] .. ' ' .. ARGV[1])\n"           \
+            "  return 1\n"                                                                         \
+            "end\n"                                                                                \
+            "return 0\n"
+static const char SCRIPT_RELEASE_LUA[] = RELEASE_LUA("PUBLISH");
+static const char SCRIPT_RELEASE_SHARDED_LUA[] = RELEASE_LUA("SPUBLISH");
 
 /* Query: one consistent read of the holder, its PTTL and the epoch. */
 static const char SCRIPT_QUERY_LUA[] =
     GET_LUA "return {get(KEYS[1]), call('PTTL', KEYS[1]), get(KEYS[2])}\n";
 
-const char *protocol_script(enum script_kind kind)
+const char *protocol_script(enum script_kind kind, bool sharded)
 {
     switch (kind) {
     case SCRIPT_ACQUIRE:
-        return SCRIPT_ACQUIRE_LUA;
+        return sharded ? SCRIPT_ACQUIRE_SHARDED_LUA : SCRIPT_ACQUIRE_LUA;
     case SCRIPT_RENEW:
         return SCRIPT_RENEW_LUA;
     case SCRIPT_RELEASE:
-        return SCRIPT_RELEASE_LUA;
+        return sharded ? SCRIPT_RELEASE_SHARDED_LUA : SCRIPT_RELEASE_LUA;
     case SCRIPT_QUERY:
         return SCRIPT_QUERY_LUA;
     case SCRIPT_ARM:
@@ -188,7 +195,7 @@ void protocol_call_init(protocol_call *call, enum script_kind kind, const char *
     const char **argv = call->argv;
     int argc = 0;
     argv[argc++] = sha ? "EVALSHA" : "EVAL";
-    argv[argc++] = sha ? sha : protocol_script(kind);
+    argv[argc++] = sha ? sha : protocol_script(kind, k->sharded);
     switch (kind) {
     case SCRIPT_ACQUIRE:
         argv[argc++] = "3";
@@ -232,23 +239,6 @@ void protocol_call_init(protocol_call *call, enum script_kind kind, const char *
     call->argc = argc;
 }
 
-/* What Redis Cluster hashes of key to find its slot (keyHashSlot in Redis's
- * cluster.c): the bytes between the first '{' and the first '}' after it
- * when there are any; otherwise the whole key.  True when that is a tag. */
-static bool hashed_part(const char *key, const char **part, size_t *len)
-{
-    const char *open = strchr(key, '{');
-    const char *close = open ? strchr(open + 1, '}') : NULL;
-    if (close && close > open + 1) {
-        *part = open + 1;
-        *len = (size_t)(close - open - 1);
-        return true;
-    }
-    *part = key;
-    *len = strlen(key);
-    return false;
-}
-
 /* A key with a {tag} is hashed by it, and so is "K:suffix".  A key without
  * one is hashed whole, and "{K}:suffix" makes K the tag, which is right only
  * when K holds no '}' (protocol_check_key refuses the others). */
@@ -257,8 +247,8 @@ char *protocol_side_key(const char *key, const char *suffix)
     const char *part;
     size_t len;
     char *s = NULL;
-    int n = hashed_part(key, &part, &len) ? asprintf(&s, "%s:%s", key, suffix)
-                                          : asprintf(&s, "{%s}:%s", key, suffix);
+    int n = cluster_hashed_part(key, &part, &len) ? asprintf(&s, "%s:%s", key, suffix)
+                                                  : asprintf(&s, "{%s}:%s", key, suffix);
     return n < 0 ? NULL : s;
 }
 
@@ -277,7 +267,7 @@ int protocol_check_key(const char *key, leasehold_error *err)
                              shown, ch, (size_t)(k - key));
         }
     }
-    if (!hashed_part(key, &part, &len) && strchr(key, '}'))
+    if (!cluster_hashed_part(key, &part, &len) && strchr(key, '}'))
         return error_set(err, LEASEHOLD_EINVAL,
                          "key %s holds a '}' but no valid {hash tag}, so its side keys "
                          "({K}:epoch, {K}:events) could not share its Redis Cluster slot: use a "

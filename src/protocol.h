@@ -4,6 +4,7 @@
 #ifndef LEASEHOLD_PROTOCOL_H
 #define LEASEHOLD_PROTOCOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,7 @@ typedef struct protocol_key {
     const char *known_holder; /* acquire: the holder whose epoch the caller knows, or NULL */
     const char *user;         /* the ACL user, for messages; NULL: "default" */
     const char *address;      /* the server, for messages; may be NULL */
+    bool sharded;             /* events go out by SPUBLISH (a Redis 7 Cluster), not PUBLISH */
 } protocol_key;
 
 /* A script call ready for conn_send(): argv[0..argc) is EVALSHA <sha> (EVAL
@@ -68,8 +70,9 @@ char *protocol_epoch_key(const char *key);
 char *protocol_channel(const char *key);
 char *protocol_quarantine_key(const char *key);
 
-/* The Lua source of a script, and its name for messages. */
-const char *protocol_script(enum script_kind kind);
+/* The Lua source of a script (sharded: announcing by SPUBLISH), and its
+ * name for messages. */
+const char *protocol_script(enum script_kind kind, bool sharded);
 const char *protocol_script_name(enum script_kind kind);
 
 /* The replies of the scripts run on k, as the state machine takes them.

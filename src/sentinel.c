@@ -23,7 +23,7 @@ struct sentinel {
     conn *ask;   /* the round's questions */
     conn *watch; /* the +switch-master subscription, or NULL until sentinel_watch */
     conn_options opt;
-    int order[URL_SENTINELS_MAX]; /* indices into u.sentinels, the one to ask first first */
+    int order[URL_HOSTS_MAX]; /* indices into u.hosts, the one to ask first first */
     int watch_at;                 /* the position in order the subscription tries next */
 
     /* The round under way. */
@@ -59,7 +59,7 @@ static void finish(sentinel *s, int code, const char *host, uint16_t port, uint6
 static void ask_next(sentinel *s, uint64_t now_ms)
 {
     s->advance = false;
-    if (s->pos >= s->u.sentinel_count) {
+    if (s->pos >= s->u.host_count) {
         char msg[sizeof s->why + 200];
         int code;
         int answered = s->unknown + s->refused;
@@ -250,8 +250,8 @@ static bool watch_before_attempt(void *arg, conn *cn, uint64_t now_ms)
     sentinel *s = arg;
     (void)now_ms;
     url one;
-    int i = s->order[s->watch_at % s->u.sentinel_count];
-    s->watch_at = (s->watch_at + 1) % s->u.sentinel_count;
+    int i = s->order[s->watch_at % s->u.host_count];
+    s->watch_at = (s->watch_at + 1) % s->u.host_count;
     url_sentinel_node(&s->u, i, s->user, s->password, &one);
     conn_set_target(cn, &one);
     explicit_bzero(one.password, sizeof one.password);
@@ -278,7 +278,7 @@ sentinel *sentinel_new(const url *u, const char *user, const char *password,
     s->h = *h;
     s->arg = arg;
     s->opt = *opt;
-    for (int i = 0; i < u->sentinel_count; i++)
+    for (int i = 0; i < u->host_count; i++)
         s->order[i] = i;
     url first;
     url_sentinel_node(u, 0, s->user, s->password, &first);

@@ -294,6 +294,8 @@ static int parse_query(const parse *p, const char *q, url *out)
             seen = &seen_db;
             rc = parse_db(p, val, val_len, &out->db);
         } else if (name_len == 2 && memcmp(q, "db", 2) == 0) {
+            if (out->cluster)
+                return fail(p, "unknown query parameter \"db\" (a Cluster has only database 0)");
             return fail(p, out->sentinel ? "unknown query parameter \"db\" (a Sentinel URL gives "
                                            "the database after the master name: "
                                            "redis+sentinel://host/mymaster/N)"
@@ -468,6 +470,34 @@ static int parse_master_name(const parse *p, const char *s, size_t len, url *out
     return 0;
 }
 
+/* The comma-separated host[:port] list s[0..len) into out->hosts; what
+ * names the list's entries in messages. */
+static int parse_hosts(const parse *p, const char *s, size_t len, uint16_t default_port,
+                       const char *what, url *out)
+{
+    const char *host = s, *end = s + len;
+    while (true) {
+        size_t n = (size_t)(end - host);
+        const char *comma = memchr(host, ',', n);
+        if (comma)
+            n = (size_t)(comma - host);
+        if (n == 0)
+            return fail(p, "empty %s address (a stray ',' or nothing before '/')", what);
+        if (out->host_count == URL_HOSTS_MAX)
+            return fail(p, "more than %d %ss", URL_HOSTS_MAX, what);
+        url one = {0};
+        int rc = parse_hostport(p, host, n, default_port, &one);
+        if (rc)
+            return rc;
+        url_endpoint *ep = &out->hosts[out->host_count++];
+        memcpy(ep->host, one.host, sizeof ep->host);
+        ep->port = one.port;
+        if (!comma)
+            return 0;
+        host = comma + 1;
+    }
+}
+
 /* redis[s]+sentinel://[user[:password]@]host[:port],.../name[/db][?query]
  * after "://". */
 static int parse_sentinel(const parse *p, const char *rest, bool tls, url *out)
@@ -485,27 +515,9 @@ static int parse_sentinel(const parse *p, const char *rest, bool tls, url *out)
     const char *slash = memchr(rest, '/', (size_t)(end - rest));
     if (!slash)
         return fail(p, "no master name (expected redis+sentinel://host:26379/mymaster)");
-    const char *host = rest;
-    while (true) {
-        size_t len = (size_t)(slash - host);
-        const char *comma = memchr(host, ',', len);
-        if (comma)
-            len = (size_t)(comma - host);
-        if (len == 0)
-            return fail(p, "empty Sentinel address (a stray ',' or nothing before '/')");
-        if (out->sentinel_count == URL_SENTINELS_MAX)
-            return fail(p, "more than %d Sentinels", URL_SENTINELS_MAX);
-        url one = {0};
-        rc = parse_hostport(p, host, len, 26379, &one);
-        if (rc)
-            return rc;
-        url_endpoint *ep = &out->sentinels[out->sentinel_count++];
-        memcpy(ep->host, one.host, sizeof ep->host);
-        ep->port = one.port;
-        if (!comma)
-            break;
-        host = comma + 1;
-    }
+    rc = parse_hosts(p, rest, (size_t)(slash - rest), 26379, "Sentinel", out);
+    if (rc)
+        return rc;
     const char *name = slash + 1;
     size_t name_len = strcspn(name, "/?");
     if (name + name_len > end)
@@ -530,11 +542,46 @@ static int parse_sentinel(const parse *p, const char *rest, bool tls, url *out)
     return 0;
 }
 
+/* redis[s]+cluster://[user[:password]@]host[:port],...[/][?query] after
+ * "://". */
+static int parse_cluster(const parse *p, const char *rest, bool tls, url *out)
+{
+    out->kind = URL_TCP;
+    out->tls = tls;
+    out->tls_opt.insecure = -1;
+    out->cluster = true;
+    const char *query = strchr(rest, '?');
+    const char *end = query ? query : rest + strlen(rest);
+    int rc = parse_userinfo_before(p, &rest, end, out);
+    if (rc)
+        return rc;
+    const char *slash = memchr(rest, '/', (size_t)(end - rest));
+    if (slash && slash + 1 < end)
+        return fail(p, "a Cluster URL names no database (a Cluster has only database 0): "
+                       "nothing may follow the '/'");
+    rc = parse_hosts(p, rest, (size_t)((slash ? slash : end) - rest), 6379, "seed node", out);
+    if (rc)
+        return rc;
+    return query ? parse_query(p, query + 1, out) : 0;
+}
+
+void url_cluster_node(const url *cluster_url, const char *host, uint16_t port, url *out)
+{
+    *out = *cluster_url;
+    out->cluster = false;
+    out->host_count = 0;
+    snprintf(out->host, sizeof out->host, "%s", host);
+    out->port = port;
+    bool v6 = strchr(out->host, ':') != NULL;
+    snprintf(out->display, sizeof out->display, "%s://%s%s%s:%u (cluster node)",
+             out->tls ? "rediss" : "redis", v6 ? "[" : "", out->host, v6 ? "]" : "", port);
+}
+
 void url_sentinel_master(const url *sentinel_url, const char *host, uint16_t port, url *out)
 {
     *out = *sentinel_url;
     out->sentinel = false;
-    out->sentinel_count = 0;
+    out->host_count = 0;
     snprintf(out->host, sizeof out->host, "%s", host);
     out->port = port;
     bool v6 = strchr(out->host, ':') != NULL;
@@ -546,10 +593,10 @@ void url_sentinel_master(const url *sentinel_url, const char *host, uint16_t por
 void url_sentinel_node(const url *sentinel_url, int i, const char *user, const char *password,
                        url *out)
 {
-    const url_endpoint *ep = &sentinel_url->sentinels[i];
+    const url_endpoint *ep = &sentinel_url->hosts[i];
     *out = *sentinel_url;
     out->sentinel = false;
-    out->sentinel_count = 0;
+    out->host_count = 0;
     out->db = 0;
     out->tls = sentinel_url->sentinel_tls < 0 ? sentinel_url->tls : sentinel_url->sentinel_tls;
     snprintf(out->user, sizeof out->user, "%s", user ? user : "");
@@ -625,11 +672,15 @@ int url_parse(const char *s, url *out, leasehold_error *err)
         rc = parse_sentinel(&p, sep + 3, false, out);
     else if (scheme_len == 15 && strncasecmp(s, "rediss+sentinel", 15) == 0)
         rc = parse_sentinel(&p, sep + 3, true, out);
+    else if (scheme_len == 13 && strncasecmp(s, "redis+cluster", 13) == 0)
+        rc = parse_cluster(&p, sep + 3, false, out);
+    else if (scheme_len == 14 && strncasecmp(s, "rediss+cluster", 14) == 0)
+        rc = parse_cluster(&p, sep + 3, true, out);
     else {
         char q[200];
         rc = fail(&p,
-                  "unknown scheme \"%s\" (expected redis://, rediss://, unix:// or "
-                  "redis+sentinel://)",
+                  "unknown scheme \"%s\" (expected redis://, rediss://, unix://, "
+                  "redis+sentinel:// or redis+cluster://)",
                   quote(s, scheme_len, q, sizeof q));
     }
     if (rc) {

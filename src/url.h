@@ -8,10 +8,11 @@
 
 enum url_kind { URL_TCP, URL_UNIX };
 
-/* At most this many Sentinels in one redis+sentinel:// URL. */
-#define URL_SENTINELS_MAX 16
+/* At most this many Sentinels in a redis+sentinel:// URL, or seed nodes in
+ * a redis+cluster:// URL. */
+#define URL_HOSTS_MAX 16
 
-/* A host and port, as a Sentinel URL lists them. */
+/* A host and port, as a Sentinel or Cluster URL lists them. */
 typedef struct url_endpoint {
     char host[256]; /* name or address, IPv6 without brackets */
     uint16_t port;
@@ -52,8 +53,12 @@ typedef struct url {
      * Sentinel has named the master (url_sentinel_master). */
     bool sentinel;
     char master_name[128];
-    url_endpoint sentinels[URL_SENTINELS_MAX];
-    int sentinel_count;
+    /* redis+cluster:// and rediss+cluster://: the seed nodes to ask for the
+     * slot map.  host and port are empty: each node's URL is made by
+     * url_cluster_node. */
+    bool cluster;
+    url_endpoint hosts[URL_HOSTS_MAX]; /* the Sentinels, or the Cluster's seed nodes */
+    int host_count;
     int sentinel_tls; /* ?sentinel_tls=yes|no; -1: not given (as the master: tls) */
     char display[512];
 } url;
@@ -68,8 +73,12 @@ typedef struct url {
  *   redis+sentinel://[user[:password]@]host[:port][,host[:port]...]/master_name[/db][?query]
  *   rediss+sentinel://... the same, the master over TLS; ?sentinel_tls=yes|no
  *                says whether the Sentinels speak TLS too (default: as the master)
+ *   redis+cluster://[user[:password]@]host[:port][,host[:port]...][/][?query]
+ *   rediss+cluster://... the same, over TLS (every node)
  * A Sentinel's port defaults to 26379; the user and password are the
- * master's (a Sentinel's own come from the configuration).
+ * master's (a Sentinel's own come from the configuration).  A Cluster
+ * seed's port defaults to 6379; a Cluster has no database but 0, so its
+ * URL names none.
  * Userinfo and path may be percent-encoded.  host may be [IPv6].  On error
  * returns LEASEHOLD_EURL with a message naming the URL (password hidden) and
  * what is wrong with it; never reads past the string.  Thread-safe.
@@ -80,6 +89,11 @@ int url_parse(const char *s, url *out, leasehold_error *err);
  * database, timeouts and TLS settings with host and port set, displayed as
  * "redis://host:port (master NAME)".  host is cut to fit. */
 void url_sentinel_master(const url *sentinel_url, const char *host, uint16_t port, url *out);
+
+/* The URL of the Cluster node host:port: cluster_url's user, password,
+ * timeouts and TLS settings, displayed as "redis://host:port (cluster
+ * node)".  host is cut to fit. */
+void url_cluster_node(const url *cluster_url, const char *host, uint16_t port, url *out);
 
 /* The URL of Sentinel i of sentinel_url: its host and port, TLS as
  * sentinel_tls says (with the URL's TLS settings), with user and password

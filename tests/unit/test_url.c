@@ -138,7 +138,15 @@ static const invalid_case invalid[] = {
      NULL},
     {"redis://h?sentinel_tls=yes", "unknown query parameter \"sentinel_tls\"", NULL},
     {"redis+sentinel://a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q/m", "more than 16 Sentinels", NULL},
-    {"redis+cluster://h/m", "unknown scheme \"redis+cluster\"", NULL},
+    {"redis+cluster://h/0", "names no database", NULL},
+    {"redis+cluster://h?db=1", "only database 0", NULL},
+    {"redis+cluster://:s3cr3t@h,,g", "empty seed node address", "s3cr3t"},
+    {"redis+cluster://", "empty seed node address", NULL},
+    {"redis+cluster://h:70000", "out of range", NULL},
+    {"redis+cluster://h?tls_ca_file=/ca.pem", "needs a rediss:// URL", NULL},
+    {"redis+cluster://h?sentinel_tls=yes", "unknown query parameter \"sentinel_tls\"", NULL},
+    {"redis+cluster://a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q", "more than 16 seed nodes", NULL},
+    {"redis+clusters://h", "unknown scheme \"redis+clusters\"", NULL},
 };
 
 /* redis+sentinel:// and rediss+sentinel://: the Sentinels, the master name,
@@ -154,13 +162,13 @@ static void test_sentinel_urls(void **state)
                      0);
     assert_true(u.sentinel);
     assert_false(u.tls);
-    assert_int_equal(u.sentinel_count, 3);
-    assert_string_equal(u.sentinels[0].host, "10.0.0.1");
-    assert_int_equal(u.sentinels[0].port, 26379);
-    assert_string_equal(u.sentinels[1].host, "::1");
-    assert_int_equal(u.sentinels[1].port, 26380);
-    assert_string_equal(u.sentinels[2].host, "s3.lan");
-    assert_int_equal(u.sentinels[2].port, 7);
+    assert_int_equal(u.host_count, 3);
+    assert_string_equal(u.hosts[0].host, "10.0.0.1");
+    assert_int_equal(u.hosts[0].port, 26379);
+    assert_string_equal(u.hosts[1].host, "::1");
+    assert_int_equal(u.hosts[1].port, 26380);
+    assert_string_equal(u.hosts[2].host, "s3.lan");
+    assert_int_equal(u.hosts[2].port, 7);
     assert_string_equal(u.master_name, "my-master");
     assert_int_equal(u.db, 2);
     assert_string_equal(u.password, "pw");
@@ -207,6 +215,49 @@ static void test_sentinel_urls(void **state)
     assert_true(s.tls);
     url_sentinel_master(&u, "h2", 1, &m);
     assert_false(m.tls);
+}
+
+/* redis+cluster:// and rediss+cluster://: the seed nodes, and each node's
+ * URL made from them with the credentials, timeouts and TLS settings. */
+static void test_cluster_urls(void **state)
+{
+    (void)state;
+    url u, n;
+    leasehold_error err = {0};
+    assert_int_equal(url_parse("redis+cluster://u:pw@10.0.0.1:7000,[::1]:7001,c.lan/"
+                               "?connect_timeout_ms=50",
+                               &u, &err),
+                     0);
+    assert_true(u.cluster);
+    assert_false(u.sentinel);
+    assert_false(u.tls);
+    assert_int_equal(u.host_count, 3);
+    assert_string_equal(u.hosts[0].host, "10.0.0.1");
+    assert_int_equal(u.hosts[0].port, 7000);
+    assert_string_equal(u.hosts[1].host, "::1");
+    assert_int_equal(u.hosts[1].port, 7001);
+    assert_string_equal(u.hosts[2].host, "c.lan");
+    assert_int_equal(u.hosts[2].port, 6379);
+    assert_int_equal(u.connect_timeout_ms, 50);
+    assert_string_equal(u.display, "redis+cluster://u:***@10.0.0.1:7000,[::1]:7001,c.lan/");
+
+    url_cluster_node(&u, "10.0.0.9", 7005, &n);
+    assert_false(n.cluster);
+    assert_int_equal(n.host_count, 0);
+    assert_string_equal(n.host, "10.0.0.9");
+    assert_int_equal(n.port, 7005);
+    assert_string_equal(n.user, "u");
+    assert_string_equal(n.password, "pw");
+    assert_int_equal(n.connect_timeout_ms, 50);
+    assert_string_equal(n.display, "redis://10.0.0.9:7005 (cluster node)");
+
+    assert_int_equal(url_parse("rediss+cluster://h1,h2?tls_ca_file=/ca.pem", &u, &err), 0);
+    assert_true(u.cluster);
+    assert_true(u.tls);
+    url_cluster_node(&u, "::1", 7000, &n);
+    assert_true(n.tls);
+    assert_string_equal(n.tls_opt.ca_file, "/ca.pem");
+    assert_string_equal(n.display, "rediss://[::1]:7000 (cluster node)");
 }
 
 /* The TLS half of rediss:// URLs: the scheme, and each query parameter. */
@@ -364,6 +415,7 @@ int main(void)
         cmocka_unit_test(test_valid_urls),
         cmocka_unit_test(test_tls_urls),
         cmocka_unit_test(test_sentinel_urls),
+        cmocka_unit_test(test_cluster_urls),
         cmocka_unit_test(test_invalid_urls),
         cmocka_unit_test(test_null_and_missing_err),
         cmocka_unit_test(test_unix_path_limits),

@@ -1,0 +1,440 @@
+/* test_cluster.c — elections on a Redis Cluster: three masters and three
+ * replicas on loopback (redis_cluster.h), keys on every master, a slot
+ * resharded (MOVED) and caught mid-migration (ASK), CLUSTER FAILOVER and a
+ * SIGKILLed master.
+ *
+ * Three clients in this process campaign for the same keys, each client for
+ * all of them, so one client speaks to every master at once.  While a fault
+ * runs the test samples leasehold_is_leader() of every election every
+ * 5 ms: no sample may show two leaders of one key.  The cluster is shared
+ * by the tests, in order; each starts from one that is ok.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cluster.h"
+#include "redis_cluster.h"
+#include "testutil.h"
+#include "tool_proc.h"
+
+static redis_cluster *topo;
+
+#define CLIENTS 3
+#define KEYS    3
+/* How long a failover may take, end to end, on a busy machine: the
+ * cluster's detection (node timeout 1 s) and election, then the failover
+ * guard's lease and a claim. */
+#define FAILOVER_MS 20000u
+
+typedef struct member {
+    leasehold_client *client;
+    leasehold_election *e[KEYS];
+} member;
+
+static member mem[CLIENTS];
+static char keys[KEYS][64];
+static int nkeys;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    topo = redis_cluster_start(NULL);
+    return topo ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    redis_cluster_stop(topo);
+    topo = NULL;
+    return 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    return redis_cluster_wait_ok(topo, 60000) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    for (int i = 0; i < CLIENTS; i++) {
+        for (int k = 0; k < KEYS; k++)
+            if (mem[i].e[k])
+                leasehold_election_free(mem[i].e[k]);
+        if (mem[i].client)
+            leasehold_client_free(mem[i].client);
+        mem[i] = (member){0};
+    }
+    nkeys = 0;
+    return 0;
+}
+
+/* The clients' log on stderr, marked with the client's number. */
+static void log_line(leasehold_log_level level, const char *msg, void *arg)
+{
+    (void)level;
+    fprintf(stderr, "  client %d: %s\n", (int)(intptr_t)arg, msg);
+}
+
+/* Three clients, each campaigning for keys[0..n). */
+static void start_members(int n)
+{
+    leasehold_config cfg;
+    test_config(&cfg, topo->url);
+    /* LEASEHOLD_TEST_VERBOSE=1: every line of the clients' logs. */
+    cfg.log_level = getenv("LEASEHOLD_TEST_VERBOSE") ? LEASEHOLD_LOG_DEBUG : LEASEHOLD_LOG_WARN;
+    nkeys = n;
+    for (int i = 0; i < CLIENTS; i++) {
+        leasehold_error err;
+        cfg.log = log_line;
+        cfg.log_arg = (void *)(intptr_t)i;
+        mem[i].client = leasehold_client_new(&cfg, &err);
+        if (!mem[i].client)
+            fail_msg("client %d: %s", i, err.msg);
+        for (int k = 0; k < n; k++) {
+            mem[i].e[k] = leasehold_campaign(mem[i].client, keys[k], NULL, NULL, &err);
+            if (!mem[i].e[k])
+                fail_msg("client %d, key %s: %s", i, keys[k], err.msg);
+        }
+    }
+}
+
+/* Who leads key k now (-1: nobody); *count gets how many do. */
+static int leader_of(int k, int *count)
+{
+    int who = -1;
+    *count = 0;
+    for (int i = 0; i < CLIENTS; i++)
+        if (leasehold_is_leader(mem[i].e[k])) {
+            who = i;
+            (*count)++;
+        }
+    return who;
+}
+
+/* What the samples saw, per key. */
+typedef struct watch {
+    int doubles[KEYS];         /* samples with two leaders of the key */
+    int leaderless_ms[KEYS];   /* the longest stretch without a leader */
+    bool leader_changed[KEYS]; /* another client, or another epoch, led at some point */
+    uint64_t epoch_seen[KEYS]; /* the first leader's epoch */
+    int first_leader[KEYS];    /* -1: none at the first sample */
+} watch;
+
+/* Samples every election every 5 ms for ms (lower bound, not scaled). */
+static void sample(watch *w, uint64_t ms)
+{
+    uint64_t end = test_now_ms() + ms, none_since[KEYS];
+    for (int k = 0; k < nkeys; k++) {
+        w->doubles[k] = w->leaderless_ms[k] = 0;
+        w->leader_changed[k] = false;
+        w->first_leader[k] = -2;
+        none_since[k] = 0;
+    }
+    while (test_now_ms() < end) {
+        uint64_t now = test_now_ms();
+        for (int k = 0; k < nkeys; k++) {
+            int count;
+            int who = leader_of(k, &count);
+            if (count > 1)
+                w->doubles[k]++;
+            if (w->first_leader[k] == -2) {
+                w->first_leader[k] = who;
+                w->epoch_seen[k] = who >= 0 ? leasehold_epoch(mem[who].e[k]) : 0;
+            } else if (who >= 0 && (who != w->first_leader[k] ||
+                                    leasehold_epoch(mem[who].e[k]) != w->epoch_seen[k])) {
+                w->leader_changed[k] = true;
+            }
+            if (who < 0 && !none_since[k])
+                none_since[k] = now;
+            if ((who >= 0 || test_now_ms() + 5 >= end) && none_since[k]) {
+                int gap = (int)(now - none_since[k]);
+                if (gap > w->leaderless_ms[k])
+                    w->leaderless_ms[k] = gap;
+                none_since[k] = 0;
+            }
+            if (who < 0 && w->first_leader[k] >= 0)
+                w->leader_changed[k] = true;
+        }
+        test_sleep_ms(5);
+    }
+}
+
+/* Waits until key k has exactly one leader; returns it. */
+static int wait_leader(int k, uint64_t max_ms)
+{
+    uint64_t deadline = test_now_ms() + test_ms(max_ms);
+    for (;;) {
+        int count;
+        int who = leader_of(k, &count);
+        assert_true(count <= 1);
+        if (who >= 0)
+            return who;
+        if (test_now_ms() >= deadline)
+            fail_msg("key %s: no leader within %llu ms", keys[k], (unsigned long long)max_ms);
+        test_sleep_ms(5);
+    }
+}
+
+/* Waits until key k is led by someone other than (who, epoch) or in
+ * another term; returns the new leader and prints how long it took. */
+static int wait_new_term(int k, int who, uint64_t epoch, uint64_t t0, const char *what)
+{
+    uint64_t deadline = test_now_ms() + test_ms(FAILOVER_MS);
+    for (;;) {
+        int count;
+        int now_who = leader_of(k, &count);
+        assert_true(count <= 1);
+        if (now_who >= 0 && (now_who != who || leasehold_epoch(mem[now_who].e[k]) != epoch))
+            break;
+        if (test_now_ms() >= deadline)
+            fail_msg("%s: no new term within %u ms", what, FAILOVER_MS);
+        test_sleep_ms(5);
+    }
+    printf("# %s: new term %llu ms after the fault\n", what,
+           (unsigned long long)(test_now_ms() - t0));
+    return leader_of(k, &(int){0});
+}
+
+/* The value of key on node s, into out ("" when missing). */
+static void get_on(redis_server *s, const char *key, char *out, size_t size)
+{
+    redisReply *r = redis_server_cmd(s, "GET %s", key);
+    assert_non_null(r);
+    snprintf(out, size, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
+}
+
+/* ----------------------------------------------------------------- tests */
+
+/* One key per master, three clients each campaigning for all three: each
+ * key gets one leader, its lease on the master serving its slot, and the
+ * holder query names that master. */
+static void test_keys_on_every_master(void **state)
+{
+    (void)state;
+    for (int k = 0; k < KEYS; k++)
+        redis_cluster_key_on(topo, topo->node[k], "lh:cluster:every:", keys[k], sizeof keys[k]);
+    start_members(KEYS);
+    for (int k = 0; k < KEYS; k++) {
+        int who = wait_leader(k, 10000);
+        char val[300];
+        get_on(topo->node[k], keys[k], val, sizeof val);
+        assert_string_equal(val, leasehold_election_token(mem[who].e[k]));
+        leasehold_holder h;
+        leasehold_error err;
+        assert_int_equal(leasehold_holder_get(mem[(who + 1) % CLIENTS].client, keys[k], &h, &err),
+                         0);
+        assert_string_equal(h.token, val);
+        char addr[64];
+        snprintf(addr, sizeof addr, "127.0.0.1:%d", topo->node[k]->port);
+        assert_string_equal(h.master, addr);
+    }
+    watch w;
+    sample(&w, 1000);
+    for (int k = 0; k < KEYS; k++) {
+        assert_int_equal(w.doubles[k], 0);
+        assert_false(w.leader_changed[k]);
+    }
+}
+
+/* A slot moved to another master while its election runs (the keys
+ * migrated, then the slot handed over): the leader's renewals follow ASK,
+ * then MOVED, and its term goes on unbroken on the new master. */
+static void test_resharding_keeps_the_term(void **state)
+{
+    (void)state;
+    redis_server *from = topo->node[0], *to = topo->node[1];
+    redis_cluster_key_on(topo, from, "lh:cluster:moved:", keys[0], sizeof keys[0]);
+    start_members(1);
+    int who = wait_leader(0, 10000);
+    uint64_t epoch = leasehold_epoch(mem[who].e[0]);
+    unsigned slot = cluster_key_slot(keys[0]);
+
+    uint64_t t0 = test_now_ms();
+    assert_int_equal(redis_cluster_migrate_keys(topo, slot, from, to), 0);
+    printf("# the slot's keys migrated in %llu ms\n", (unsigned long long)(test_now_ms() - t0));
+    watch w;
+    sample(&w, 1500); /* past the renew deadline: renewals must go through ASK */
+    assert_int_equal(w.doubles[0], 0);
+    assert_false(w.leader_changed[0]);
+    assert_int_equal(w.leaderless_ms[0], 0);
+
+    assert_int_equal(redis_cluster_finish_migration(topo, slot, from, to), 0);
+    sample(&w, 1500); /* ...and now through MOVED */
+    assert_int_equal(w.doubles[0], 0);
+    assert_false(w.leader_changed[0]);
+    assert_int_equal(w.leaderless_ms[0], 0);
+    assert_true(leasehold_is_leader(mem[who].e[0]));
+    assert_int_equal(leasehold_epoch(mem[who].e[0]), epoch);
+    char val[300];
+    get_on(to, keys[0], val, sizeof val);
+    assert_string_equal(val, leasehold_election_token(mem[who].e[0]));
+    assert_true(redis_cluster_wait_ok(topo, 30000));
+}
+
+/* The leader's client is told of the slot's new master only by MOVED and
+ * its own map; a client started after the move finds it by the map. */
+static void test_late_client_finds_moved_slot(void **state)
+{
+    (void)state;
+    redis_server *from = topo->node[2], *to = topo->node[0];
+    redis_cluster_key_on(topo, from, "lh:cluster:late:", keys[0], sizeof keys[0]);
+    unsigned slot = cluster_key_slot(keys[0]);
+    assert_int_equal(redis_cluster_migrate_keys(topo, slot, from, to), 0);
+    assert_int_equal(redis_cluster_finish_migration(topo, slot, from, to), 0);
+    assert_true(redis_cluster_wait_ok(topo, 30000));
+    start_members(1);
+    int who = wait_leader(0, 10000);
+    char val[300];
+    get_on(to, keys[0], val, sizeof val);
+    assert_string_equal(val, leasehold_election_token(mem[who].e[0]));
+}
+
+/* CLUSTER FAILOVER on the replica of the master serving the key: the
+ * replica takes over (no write lost: it waits for the master's offset);
+ * whoever leads after, never two at once. */
+static void test_cluster_failover(void **state)
+{
+    (void)state;
+    redis_server *m = topo->node[1];
+    redis_cluster_key_on(topo, m, "lh:cluster:failover:", keys[0], sizeof keys[0]);
+    start_members(1);
+    wait_leader(0, 10000);
+    redis_server *r = redis_cluster_replica_of(topo, m);
+    assert_non_null(r);
+    redisReply *rep = redis_server_cmd(r, "CLUSTER FAILOVER");
+    assert_non_null(rep);
+    assert_int_equal(rep->type, REDIS_REPLY_STATUS);
+    freeReplyObject(rep);
+    watch w;
+    sample(&w, 4000);
+    assert_int_equal(w.doubles[0], 0);
+    wait_leader(0, FAILOVER_MS);
+    printf("# CLUSTER FAILOVER: the term %s; longest without a leader %d ms (of 4000 ms "
+           "watched from the command)\n",
+           w.leader_changed[0] ? "changed" : "went on", w.leaderless_ms[0]);
+    assert_true(redis_cluster_owner(topo, cluster_key_slot(keys[0])) == r);
+}
+
+/* The master serving the key is SIGKILLed: its replica is promoted after
+ * the node timeout and the old leader steps down at its renew deadline.
+ * With one replica per master and min_replicas 1 (the default), no claim
+ * counts until the promoted master has a replica again: the old master
+ * comes back empty and rejoins as one, and a new term begins once the
+ * failover guard allows.  Never two leaders at once. */
+static void test_master_killed(void **state)
+{
+    (void)state;
+    redis_server *m = topo->node[2];
+    if (!redis_cluster_replica_of(topo, m))
+        m = topo->node[0];
+    redis_cluster_key_on(topo, m, "lh:cluster:kill:", keys[0], sizeof keys[0]);
+    unsigned slot = cluster_key_slot(keys[0]);
+    start_members(1);
+    int who = wait_leader(0, 10000);
+    uint64_t epoch = leasehold_epoch(mem[who].e[0]);
+    uint64_t t0 = test_now_ms();
+    redis_server_kill(m);
+    watch w;
+    sample(&w, 1000);
+    assert_int_equal(w.doubles[0], 0);
+    uint64_t deadline = test_now_ms() + test_ms(FAILOVER_MS);
+    redis_server *owner;
+    while ((owner = redis_cluster_owner(topo, slot)) == NULL || owner == m) {
+        if (test_now_ms() >= deadline)
+            fail_msg("the replica was not promoted within %u ms", FAILOVER_MS);
+        test_sleep_ms(20);
+    }
+    printf("# master SIGKILLed: its replica promoted %llu ms after\n",
+           (unsigned long long)(test_now_ms() - t0));
+    assert_int_equal(redis_server_restart(m, false), 0);
+    wait_new_term(0, who, epoch, t0, "master SIGKILLed");
+    sample(&w, 1000);
+    assert_int_equal(w.doubles[0], 0);
+    assert_true(redis_cluster_wait_ok(topo, 60000));
+}
+
+/* Discovery: a seed that is down is passed over for the next; a seed that
+ * is no Cluster node, or none reachable, fails leasehold_client_new() with
+ * a message naming each seed. */
+static void test_discovery_errors(void **state)
+{
+    (void)state;
+    leasehold_config cfg;
+    leasehold_error err;
+    int dead = redis_server_free_port();
+    assert_true(dead > 0);
+    char u[200];
+    snprintf(u, sizeof u, "redis+cluster://127.0.0.1:%d,127.0.0.1:%d", dead,
+             topo->node[1]->port);
+    test_config(&cfg, u);
+    leasehold_client *c = leasehold_client_new(&cfg, &err);
+    if (!c)
+        fail_msg("the second seed should have served: %s", err.msg);
+    leasehold_client_free(c);
+
+    snprintf(u, sizeof u, "redis+cluster://127.0.0.1:%d", dead);
+    test_config(&cfg, u);
+    assert_null(leasehold_client_new(&cfg, &err));
+    assert_int_equal(err.code, LEASEHOLD_ECONNREFUSED);
+    assert_non_null(strstr(err.msg, "refused"));
+
+    redis_server *plain = redis_server_start(NULL);
+    assert_non_null(plain);
+    snprintf(u, sizeof u, "redis+cluster://127.0.0.1:%d", plain->port);
+    test_config(&cfg, u);
+    c = leasehold_client_new(&cfg, &err);
+    redis_server_stop(plain);
+    assert_null(c);
+    assert_int_equal(err.code, LEASEHOLD_EPROTO);
+    assert_non_null(strstr(err.msg, "cluster support disabled"));
+    assert_non_null(strstr(err.msg, "is it a Cluster node?"));
+}
+
+/* The tools on a Cluster URL: `leasehold status` names the slot's master;
+ * `server` is elected through it. */
+static void test_tools(void **state)
+{
+    (void)state;
+    redis_cluster_key_on(topo, topo->node[0], "lh:cluster:tools:", keys[0], sizeof keys[0]);
+    char want[64];
+    snprintf(want, sizeof want, "; master 127.0.0.1:%d", topo->node[0]->port);
+    const char *status[] = {"status", "--url", topo->url, "--key", keys[0], NULL};
+    proc *p = proc_start("leasehold", NULL, status);
+    expect_exit(p, 3, 10000);
+    expect_mentions(p, "status on a Cluster", want);
+    proc_free(p);
+
+    const char *env[] = {"SNAKETRON_REGION=cluster-tools", NULL};
+    const char *args[] = {"--url", topo->url, "--lease", "1s", NULL};
+    p = proc_start("server", env, args);
+    expect_output(p, "This server is now the leader!", 15000);
+    test_process_signal(p->pid, SIGTERM);
+    expect_exit(p, 0, 10000);
+    proc_free(p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_discovery_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tools, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keys_on_every_master, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resharding_keeps_the_term, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_late_client_finds_moved_slot, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_failover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_master_killed, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
