@@ -60,12 +60,20 @@ bench-scale: build
 #                             network namespace (root), and their failovers and
 #                             partitions; MIN_REPLICAS=0 runs it without replica
 #                             acknowledgement (and fails: see README)
+#   make chaos CLUSTER=1      a 3-master Redis Cluster, 3 probes x 8 keys each judged
+#                             alone: migrations, failovers, masters killed and stopped
 SECONDS ?= 90
 SEED    ?= 1
 .PHONY: chaos
+ifdef CLUSTER
+chaos: build
+	@$(BUILD)/tests/chaos_cluster --seconds $(SECONDS) --seed $(SEED) \
+	    $(if $(MIN_REPLICAS),--min-replicas $(MIN_REPLICAS))
+else
 chaos: build
 	@$(BUILD)/tests/chaos_driver --seconds $(SECONDS) --seed $(SEED) $(if $(TLS),--tls) \
 	    $(if $(SENTINEL),--sentinel) $(if $(MIN_REPLICAS),--min-replicas $(MIN_REPLICAS))
+endif
 
 # libFuzzer (clang) on the URL parser, the reply handling and the state
 # machine, FUZZ_SECONDS each; `make test` runs it with the default.

@@ -15,8 +15,8 @@
 
 /* The commands leasehold's scripts run (src/protocol.c); the bench and the
  * library never send them directly. */
-static const char *const SCRIPT_COMMANDS[] = {"get",  "set",     "pttl",    "pexpire",
-                                              "del",  "time",    "publish", "spublish"};
+static const char *const SCRIPT_COMMANDS[] = {"get", "set",  "pttl",    "pexpire",
+                                              "del", "time", "publish", "spublish"};
 
 void cost_read_commandstats(redis_server *redis, command_calls *out)
 {

@@ -540,8 +540,8 @@ int main(int argc, char **argv)
            " ms, renew deadline %" PRIu32 " ms, command timeout %" PRIu32 " ms; %ld cores\n",
            opt.members, opt.elections,
            cl ? "private Redis Cluster (3 masters, 3 replicas)" : "private redis-server",
-           opt.lease_ms, opt.renew_ms, opt.retry_ms,
-           opt.renew_deadline_ms, opt.command_timeout_ms, sysconf(_SC_NPROCESSORS_ONLN));
+           opt.lease_ms, opt.renew_ms, opt.retry_ms, opt.renew_deadline_ms, opt.command_timeout_ms,
+           sysconf(_SC_NPROCESSORS_ONLN));
     fflush(stdout);
 
     uint64_t t_start = bench_now_ns();

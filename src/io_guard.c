@@ -200,8 +200,10 @@ void guard_failover(node *n, const char *why, uint64_t seen_ms, uint64_t now_ms)
     if (until > n->failover_gate_ms)
         n->failover_gate_ms = until;
     if (wait_replicas) {
+        /* INFO counts them: the next connection's, or at once on a
+         * connection that stays (a Cluster slot's new owner). */
         n->replicas_pending = true;
-        n->info_again_ms = 0; /* the next connection's INFO counts them */
+        n->info_again_ms = conn_get_state(n->cmd) == CONN_READY && !n->need_info ? now_ms : 0;
     }
     for (leasehold_election *e = c->elections; e; e = e->next)
         if (route_node(c, e->key) == n)

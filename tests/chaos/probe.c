@@ -14,6 +14,13 @@
  *     action <ns> <epoch> <id>     every ~10 ms while leader (see act())
  *     exit <ns>                    after SIGTERM, once the client is freed
  *
+ *     chaos_probe --url URL --key KEY --keys N --id ID [...]
+ *
+ * --keys campaigns for N keys at once on one client, KEY:0 to KEY:N-1 (on a
+ * Redis Cluster their slots spread over the masters), and starts each of
+ * the lines above but `exit` with the key's number and a space ("3 action
+ * ..."), so that a log can be split into one per key and each judged alone.
+ *
  *     chaos_probe --actor --id ID [--linger-ms N]
  *
  * --actor makes the CMD of a `leasehold run` candidate: it takes its epoch
@@ -44,6 +51,7 @@
 #include "leasehold.h"
 
 #define ACTION_INTERVAL_NS 10000000L
+#define MAX_KEYS           64
 
 static volatile sig_atomic_t terminated;
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -71,12 +79,21 @@ __attribute__((format(printf, 1, 2))) static void emit(const char *fmt, ...)
     va_end(ap);
 }
 
+/* One campaign of this probe: its id, and with --keys the key's number
+ * that starts its lines ("" otherwise). */
+typedef struct campaign {
+    const char *id;
+    char prefix[16];
+    leasehold_election *e;
+} campaign;
+
 static void on_elected(leasehold_election *e, uint64_t epoch, void *arg)
 {
     (void)e;
+    const campaign *k = arg;
     uint64_t none = 0;
     atomic_compare_exchange_strong(&first_epoch, &none, epoch);
-    emit("elected %" PRIu64 " %" PRIu64 " %s\n", now_ns(), epoch, (const char *)arg);
+    emit("%selected %" PRIu64 " %" PRIu64 " %s\n", k->prefix, now_ns(), epoch, k->id);
 }
 
 /* The reason is printed as one word ("renew-deadline-passed"), so that
@@ -84,14 +101,14 @@ static void on_elected(leasehold_election *e, uint64_t epoch, void *arg)
 static void on_revoked(leasehold_election *e, leasehold_reason reason, void *arg)
 {
     (void)e;
-    (void)arg;
+    const campaign *k = arg;
     uint64_t ns = now_ns();
     char word[64];
     snprintf(word, sizeof word, "%s", leasehold_reason_name(reason));
     for (char *p = word; *p; p++)
         if (*p == ' ')
             *p = '-';
-    emit("revoked %" PRIu64 " %s\n", ns, word);
+    emit("%srevoked %" PRIu64 " %s\n", k->prefix, ns, word);
 }
 
 static void on_log(leasehold_log_level level, const char *msg, void *arg)
@@ -132,15 +149,16 @@ static void on_term(int sig)
  * A line held up after the second check is printed late but stamped
  * truthfully; the checker sorts by stamp, not by order of arrival.
  */
-static void act(const leasehold_election *e, const char *id)
+static void act(const campaign *k)
 {
+    const leasehold_election *e = k->e;
     uint64_t epoch = leasehold_epoch(e);
     if (epoch == 0 || !leasehold_is_leader(e))
         return;
     uint64_t ns = now_ns();
     if (!leasehold_is_leader(e) || leasehold_epoch(e) != epoch)
         return;
-    emit("action %" PRIu64 " %" PRIu64 " %s\n", ns, epoch, id);
+    emit("%saction %" PRIu64 " %" PRIu64 " %s\n", k->prefix, ns, epoch, k->id);
 }
 
 /* --broken: once elected, acts for its first term forever. */
@@ -156,6 +174,7 @@ typedef struct probe_opts {
     const char *url, *key, *id;
     uint32_t lease_ms, renew_ms, retry_ms, renew_deadline_ms, command_timeout_ms;
     uint32_t linger_ms;
+    int keys;         /* --keys; 0: just KEY */
     int min_replicas; /* -1: the library's default */
     bool restart_guard, broken, actor;
 } probe_opts;
@@ -207,8 +226,8 @@ static int run_actor(const probe_opts *o)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: chaos_probe --url URL --key KEY --id ID [--lease-ms N --renew-ms N "
-            "--retry-ms N --renew-deadline-ms N --command-timeout-ms N] "
+            "usage: chaos_probe --url URL --key KEY [--keys N] --id ID [--lease-ms N "
+            "--renew-ms N --retry-ms N --renew-deadline-ms N --command-timeout-ms N] "
             "[--no-restart-guard] [--min-replicas N] [--broken]\n"
             "       chaos_probe --actor --id ID [--linger-ms N]   (the CMD of leasehold run)\n");
 }
@@ -246,6 +265,7 @@ static bool parse_args(int argc, char **argv, probe_opts *o)
         {"actor", no_argument, NULL, 'a'},
         {"linger-ms", required_argument, NULL, 'L'},
         {"min-replicas", required_argument, NULL, 'm'},
+        {"keys", required_argument, NULL, 'K'},
         {NULL, 0, NULL, 0},
     };
     *o = (probe_opts){.restart_guard = true, .linger_ms = 3000, .min_replicas = -1};
@@ -289,6 +309,15 @@ static bool parse_args(int argc, char **argv, probe_opts *o)
         case 'L':
             ok = parse_ms("linger-ms", optarg, &o->linger_ms);
             break;
+        case 'K': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            ok = end != optarg && *end == '\0' && v >= 1 && v <= MAX_KEYS;
+            if (!ok)
+                fprintf(stderr, "chaos_probe: --keys wants 1 to %d, not '%s'\n", MAX_KEYS, optarg);
+            o->keys = (int)v;
+            break;
+        }
         case 'm': {
             char *end;
             long v = strtol(optarg, &end, 10);
@@ -362,11 +391,24 @@ int main(int argc, char **argv)
         return 1;
     }
     const leasehold_callbacks cb = {.elected = on_elected, .revoked = on_revoked};
-    leasehold_election *e = leasehold_campaign(c, o.key, &cb, (void *)o.id, &err);
-    if (!e) {
-        fprintf(stderr, "chaos_probe %s: campaign for %s: %s\n", o.id, o.key, err.msg);
-        leasehold_client_free(c);
-        return 1;
+    static campaign campaigns[MAX_KEYS];
+    static char names[MAX_KEYS][300];
+    int n = o.keys ? o.keys : 1;
+    for (int j = 0; j < n; j++) {
+        campaign *k = &campaigns[j];
+        k->id = o.id;
+        const char *key = o.key;
+        if (o.keys) {
+            snprintf(k->prefix, sizeof k->prefix, "%d ", j);
+            snprintf(names[j], sizeof names[j], "%s:%d", o.key, j);
+            key = names[j];
+        }
+        k->e = leasehold_campaign(c, key, &cb, k, &err);
+        if (!k->e) {
+            fprintf(stderr, "chaos_probe %s: campaign for %s: %s\n", o.id, key, err.msg);
+            leasehold_client_free(c);
+            return 1;
+        }
     }
     /* Action lines on a fixed 10 ms beat (absolute ticks, so the pace does
      * not drift with the time each line takes); after a stop (SIGSTOP) the
@@ -377,7 +419,8 @@ int main(int argc, char **argv)
         if (o.broken)
             act_broken(o.id);
         else
-            act(e, o.id);
+            for (int j = 0; j < n; j++)
+                act(&campaigns[j]);
         next_tick(&tick);
     }
     leasehold_client_free(c);

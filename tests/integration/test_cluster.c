@@ -325,6 +325,40 @@ static void test_cluster_failover(void **state)
            "watched from the command)\n",
            w.leader_changed[0] ? "changed" : "went on", w.leaderless_ms[0]);
     assert_true(redis_cluster_owner(topo, cluster_key_slot(keys[0])) == r);
+    /* New claims on the promoted master: the failover guard holds them
+     * until a replica follows it (the old master, at once) and a lease
+     * more, on connections that never went down. */
+    int who = wait_leader(0, FAILOVER_MS);
+    uint64_t epoch = leasehold_epoch(mem[who].e[0]);
+    uint64_t t1 = test_now_ms();
+    assert_int_equal(leasehold_resign(mem[who].e[0]), 0);
+    wait_new_term(0, who, epoch, t1, "resign after CLUSTER FAILOVER");
+    sample(&w, 500);
+    assert_int_equal(w.doubles[0], 0);
+
+    /* And back: the old master, which the clients are still connected to,
+     * takes its slots again; claims there wait for its replica as well
+     * (asked of the connection that stays), then go through. */
+    assert_true(redis_cluster_wait_ok(topo, 30000));
+    rep = redis_server_cmd(m, "CLUSTER FAILOVER");
+    assert_non_null(rep);
+    assert_int_equal(rep->type, REDIS_REPLY_STATUS);
+    freeReplyObject(rep);
+    uint64_t deadline = test_now_ms() + test_ms(FAILOVER_MS);
+    while (redis_cluster_owner(topo, cluster_key_slot(keys[0])) != m) {
+        if (test_now_ms() >= deadline)
+            fail_msg("the old master did not take its slot back");
+        test_sleep_ms(20);
+    }
+    sample(&w, 300);
+    assert_int_equal(w.doubles[0], 0);
+    who = wait_leader(0, FAILOVER_MS);
+    epoch = leasehold_epoch(mem[who].e[0]);
+    t1 = test_now_ms();
+    assert_int_equal(leasehold_resign(mem[who].e[0]), 0);
+    wait_new_term(0, who, epoch, t1, "resign after failing back");
+    sample(&w, 500);
+    assert_int_equal(w.doubles[0], 0);
 }
 
 /* The master serving the key is SIGKILLed: its replica is promoted after
@@ -376,8 +410,7 @@ static void test_discovery_errors(void **state)
     int dead = redis_server_free_port();
     assert_true(dead > 0);
     char u[200];
-    snprintf(u, sizeof u, "redis+cluster://127.0.0.1:%d,127.0.0.1:%d", dead,
-             topo->node[1]->port);
+    snprintf(u, sizeof u, "redis+cluster://127.0.0.1:%d,127.0.0.1:%d", dead, topo->node[1]->port);
     test_config(&cfg, u);
     leasehold_client *c = leasehold_client_new(&cfg, &err);
     if (!c)

@@ -49,7 +49,9 @@ redis_server *redis_cluster_owner(redis_cluster *t, unsigned slot)
         if (t->node[i]->pid <= 0)
             continue;
         long long port = slot_master_port(t->node[i], slot);
-        if (port <= 0 || (agreed && port != agreed))
+        if (port < 0)
+            continue; /* no answer (a node SIGSTOPped): the others decide */
+        if (port == 0 || (agreed && port != agreed))
             return NULL;
         agreed = port;
     }

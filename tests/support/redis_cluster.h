@@ -38,7 +38,7 @@ redis_cluster *redis_cluster_start(const redis_cluster_opts *o);
 void redis_cluster_stop(redis_cluster *t);
 
 /* The running node that the running nodes name as the master of slot (by
- * CLUSTER SLOTS, asked of each: they must agree), or NULL. */
+ * CLUSTER SLOTS, asked of each that answers: they must agree), or NULL. */
 redis_server *redis_cluster_owner(redis_cluster *t, unsigned slot);
 
 /* A replica (running, in sync) of master m, or NULL. */
