@@ -63,8 +63,10 @@ typedef struct pending {
     query *q;                 /* or the leasehold_holder_get() / hold it answers */
     bool info;                /* or the restart guard's INFO server */
     bool wait;                /* or the WAIT after a claim or renewal (see held) */
-    struct pending *wait_for; /* a claim or renewal: the WAIT sent right after it */
-    bool held_set;            /* a WAIT: the claim or renewal it follows succeeded... */
+    node *sent_on;            /* the node it was sent on (node_send) */
+    struct pending *wait_for; /* a renewal: the WAIT sent right after it */
+    bool held_set;            /* a WAIT: the claim or renewal it follows succeeded (a claim's
+                                 WAIT is sent once it has)... */
     lease_reply held;         /* ...and this is its reply, fed to e once WAIT confirms it */
     enum script_kind kind;
     uint32_t seq;

@@ -70,10 +70,15 @@ protocol_key election_names(const leasehold_election *e, const node *n)
                           .sharded = c->sharded};
 }
 
-/* Sends WAIT right after the claim or renewal p on the same connection: its
- * success counts only once enough replicas have it (election_wait_answer).
- * A WAIT that cannot be sent resets the connection, which drops p too. */
-static void send_wait(leasehold_election *e, node *n, pending *p, uint64_t now_ms)
+/* Sends WAIT on n after the claim or renewal p, on the same connection:
+ * its success counts only once enough replicas have it
+ * (election_wait_answer).  A renewal's WAIT goes right after it (p->wait_for
+ * then holds it); a claim's only once the claim has won (held: its reply),
+ * so that the claims that find the key held, a follower's every retry,
+ * cost one request and not two.  A WAIT that cannot be sent resets the
+ * connection, which the state machine learns of as the node going down. */
+static void send_wait(leasehold_election *e, node *n, pending *p, const lease_reply *held,
+                      uint64_t now_ms)
 {
     leasehold_client *c = e->client;
     pending *w = calloc(1, sizeof *w);
@@ -82,6 +87,12 @@ static void send_wait(leasehold_election *e, node *n, pending *p, uint64_t now_m
         return;
     }
     *w = (pending){.e = e, .wait = true, .kind = p->kind, .seq = p->seq};
+    if (held) {
+        w->held = *held;
+        w->held.holder = NULL; /* a success names no holder */
+        w->held.holder_len = 0;
+        w->held_set = true;
+    }
     char replicas[16], timeout[16];
     snprintf(replicas, sizeof replicas, "%d", c->cfg.min_replicas);
     snprintf(timeout, sizeof timeout, "%" PRIu32, c->cfg.replica_timeout_ms);
@@ -89,7 +100,8 @@ static void send_wait(leasehold_election *e, node *n, pending *p, uint64_t now_m
     if (!node_send(n, w, 3, argv, e->key, "WAIT", now_ms))
         return;
     e->pending_count++;
-    p->wait_for = w;
+    if (!held)
+        p->wait_for = w;
 }
 
 /* A token's hash (FNV-1a), to tell whether a claim's answer names the
@@ -153,8 +165,8 @@ void send_script(leasehold_election *e, node *n, bool asking, enum script_kind k
     if (!node_send(n, p, call.argc, call.argv, e->key, protocol_script_name(kind), now_ms))
         return;
     e->pending_count++;
-    if (c->cfg.min_replicas > 0 && (kind == SCRIPT_ACQUIRE || kind == SCRIPT_RENEW))
-        send_wait(e, n, p, now_ms);
+    if (c->cfg.min_replicas > 0 && kind == SCRIPT_RENEW)
+        send_wait(e, n, p, NULL, now_ms);
 }
 
 /* Carries out every action the state machine has queued, in order: sends,
@@ -334,8 +346,11 @@ void election_answer(leasehold_election *e, pending *p, const conn_reply *r, uin
         if (lr.result == LEASE_ACQUIRE_HELD && lr.epoch == 0 && p->named_epoch &&
             holder_hash(lr.holder, lr.holder_len) == p->named_hash)
             lr.epoch = p->named_epoch;
-        if (lr.result == LEASE_ACQUIRED && p->wait_for) {
-            hold_for_wait(p, &lr);
+        if (lr.result == LEASE_ACQUIRED && c->cfg.min_replicas > 0) {
+            /* Won in Redis: it counts once the replicas have it. */
+            if (conn_get_state(p->sent_on->cmd) == CONN_READY)
+                send_wait(e, p->sent_on, p, &lr, now_ms);
+            free(p);
             return;
         }
         if (lr.result == LEASE_ACQUIRE_QUARANTINED)

@@ -334,6 +334,7 @@ bool node_send(node *n, pending *p, int argc, const char **argv, const char *key
         return false;
     }
     p->next = NULL;
+    p->sent_on = n;
     if (n->pend_tail)
         n->pend_tail->next = p;
     else
