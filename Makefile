@@ -6,7 +6,7 @@
 #   make demo     election, crash failover and graceful handover, live
 #   make install  header, libraries, leasehold.pc, tools (PREFIX=/usr/local)
 #   make bench    the failover benchmark (by hand; not part of make test)
-#   make bench-scale  many elections per process: cost and a crash (by hand)
+#   make bench-scale  many elections per process: cost and a crash (by hand; CLUSTER=1)
 #   make fuzz     each libFuzzer target for FUZZ_SECONDS (30)     (build-fuzz/)
 #   make valgrind the integration tests under valgrind memcheck (by hand; slow)
 #   make chaos    a seeded fault schedule and its safety check (SECONDS=90 SEED=1)
@@ -45,10 +45,11 @@ bench: build
 # N keys, the defaults at N = 1000, then the long-lease profile at 1000 and
 # 10000.
 LONG_LEASE = --lease-ms 10000 --renew-ms 1500 --retry-ms 5000
+# CLUSTER=1: the same on a private 3-master Redis Cluster (the README's second table).
 bench-scale: build
-	@$(BUILD)/bench/scale --elections 1000
-	@$(BUILD)/bench/scale --elections 1000 $(LONG_LEASE)
-	@$(BUILD)/bench/scale --elections 10000 $(LONG_LEASE)
+	@$(BUILD)/bench/scale --elections 1000 $(if $(CLUSTER),--cluster)
+	@$(BUILD)/bench/scale --elections 1000 $(LONG_LEASE) $(if $(CLUSTER),--cluster)
+	@$(BUILD)/bench/scale --elections 10000 $(LONG_LEASE) $(if $(CLUSTER),--cluster)
 
 # The chaos schedule of tests/chaos/driver.c against five candidates, then the
 # checker's report; `make test` runs the same for 90 s with seed 1 (the first
