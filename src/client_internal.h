@@ -153,7 +153,9 @@ struct leasehold_election {
     leasehold_election *next; /* in the client's list */
     timer_node timer;         /* in client->timers while anything is due (election_wake_at) */
     chan_link chan;           /* in client->chans under its channel while linked */
-    leasehold_election *touched_next; /* in client->touched */
+    leasehold_election *touched_next;  /* in client->touched */
+    leasehold_election *stranded_next; /* node_drop_pending's list (see there) */
+    bool stranded;
     bool touched;
     node *home;                   /* the node its key was last routed to (route_node) */
     leasehold_election *svc_next; /* in client->services while it has a service */
@@ -248,6 +250,7 @@ struct leasehold_client {
     bool shards_refused;    /* CLUSTER SHARDS is unknown: ask CLUSTER SLOTS */
     bool topology_known;    /* a slot map has been read */
     bool topology_inflight; /* CLUSTER SHARDS / SLOTS sent, not answered */
+    int seed_next;          /* lazy_connect: the seed the first node tries next */
     uint64_t topology_due_ms, topology_last_ms;
     struct pollfd *pfd; /* the loop's poll set, grown with the nodes */
     conn **pfd_conns;
@@ -464,7 +467,9 @@ void node_reset_later(node *n, int code, const char *why);
 void node_apply_reset(node *n);
 
 /* Forgets every command in flight on n (its connection is gone); a query
- * among them fails with code and msg. */
+ * among them fails with code and msg.  An election that had one there but
+ * is routed elsewhere now (a Cluster: an ASK, a slot moved meanwhile) is
+ * told it was lost, as by a disconnection, and goes on on its own node. */
 void node_drop_pending(node *n, int code, const char *msg);
 
 /* Makes pending entries of e forget it (e is being unlinked). */

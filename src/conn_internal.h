@@ -16,10 +16,12 @@
 #include <openssl/ssl.h>
 #include <sys/types.h>
 
-/* No reply of ours has more than a handful of elements: an array header
- * announcing more is a Redis out of step (or not Redis), and allocating what
- * it announces would let one line ask for gigabytes. */
-#define CONN_REPLY_ARRAY_MAX 1024
+/* The longest array we take: a Cluster's slot map (CLUSTER SLOTS has an
+ * entry per run of slots, CLUSTER SHARDS two numbers per run: at most 2 x
+ * 16384).  An array header announcing more is a Redis out of step (or not
+ * Redis), and allocating what it announces would let one line ask for
+ * gigabytes. */
+#define CONN_REPLY_ARRAY_MAX 32768
 
 /* What a pending command is, so its reply goes to the right place. */
 enum pending_kind { PENDING_USER, PENDING_AUTH, PENDING_SELECT, PENDING_PING, PENDING_ROLE };

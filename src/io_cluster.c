@@ -126,8 +126,27 @@ static void rehome_all(leasehold_client *c, uint64_t now_ms)
             cluster_rehome(e, now_ms);
 }
 
+/* Node `to` took slots over from `was` (gained of them): a failover or a
+ * migration, which the failover guard holds claims for. */
+static void took_over(leasehold_client *c, node *to, const node *was, unsigned gained,
+                      uint64_t now_ms)
+{
+    char why[700];
+    snprintf(why, sizeof why,
+             "%s: %u slot%s moved to %s (from %s and maybe others): a failover or a "
+             "migration; the new owner may lack the latest writes",
+             c->u.display, gained, gained == 1 ? "" : "s", conn_display(to->cmd),
+             conn_display(was->cmd));
+    to->failovers++;
+    guard_failover(to, why, now_ms, now_ms);
+}
+
 /* Applies a slot map: its masters become nodes, slots it names change
- * hands, slots it leaves out keep their last owner. */
+ * hands, slots it leaves out keep their last owner.  The first map of a
+ * process holds claims everywhere for a lease too: a Cluster does not say
+ * when a master was promoted, so one promoted just before this process
+ * started (which may lack a leader's last renewal) cannot be told apart
+ * (Sentinel's role-reported-time serves for that behind Sentinel). */
 static void apply_map(leasehold_client *c, const cluster_map *map, uint64_t now_ms)
 {
     bool first = !c->topology_known;
@@ -146,22 +165,24 @@ static void apply_map(leasehold_client *c, const cluster_map *map, uint64_t now_
             }
             c->slot_owner[s] = to;
         }
-        if (gained && !first) {
-            char why[700];
-            snprintf(why, sizeof why,
-                     "%s: %u slot%s moved to %s (from %s and maybe others): a failover or a "
-                     "migration; the new owner may lack the latest writes",
-                     c->u.display, gained, gained == 1 ? "" : "s", conn_display(to->cmd),
-                     conn_display(was->cmd));
-            to->failovers++;
-            guard_failover(to, why, now_ms, now_ms);
-        }
+        if (gained && !first)
+            took_over(c, to, was, gained, now_ms);
     }
     for (size_t i = 0; i < c->node_count; i++)
         c->nodes[i]->slots = 0;
     for (unsigned s = 0; s < CLUSTER_SLOTS; s++)
         if (c->slot_owner[s])
             c->slot_owner[s]->slots++;
+    if (first)
+        for (size_t i = 0; i < c->node_count; i++)
+            if (c->nodes[i]->slots) {
+                char why[600];
+                snprintf(why, sizeof why,
+                         "%s: serves slots as this process starts; a Cluster does not say "
+                         "whether it was promoted within the last lease",
+                         conn_display(c->nodes[i]->cmd));
+                guard_failover(c->nodes[i], why, now_ms, now_ms);
+            }
     c->topology_known = true;
     rehome_all(c, now_ms);
 }
@@ -183,6 +204,7 @@ void cluster_topology_answer(node *n, const conn_reply *r, uint64_t now_ms)
         for (size_t i = 0; i < c->node_count; i++) /* subscribe again, the classic way */
             conn_fail(c->nodes[i]->sub, LEASEHOLD_EIO, "events move to classic pub/sub", now_ms);
         c->topology_due_ms = now_ms;
+        cluster_tick(c, now_ms); /* CLUSTER SLOTS now (leasehold_client_new() waits for it) */
         return;
     }
     cluster_map map;
@@ -237,16 +259,25 @@ bool cluster_redirect(node *n, pending *p, const conn_reply *r, uint64_t now_ms)
     if (!ask) {
         client_log(c, LEASEHOLD_LOG_DEBUG, "%s: %s", conn_display(n->cmd), r->str);
         if (to && c->slot_owner[slot] != to) {
-            if (c->slot_owner[slot])
-                c->slot_owner[slot]->slots--;
+            node *was = c->slot_owner[slot];
+            if (was)
+                was->slots--;
             c->slot_owner[slot] = to;
             to->slots++;
+            if (was)
+                took_over(c, to, was, 1, now_ms);
             rehome_all(c, now_ms);
         }
         cluster_refresh_soon(c, now_ms);
     }
     uint8_t redirects = p->q ? p->q->redirects : p->redirects;
-    if (!to || !ready(to) || redirects >= REDIRECTS_MAX) {
+    /* A claim waits for the target's guards like any claim there; a
+     * renewal of a term ended by a hold must not follow the hold. */
+    bool gated = p->e && p->kind == SCRIPT_ACQUIRE &&
+                 (to == NULL || to->replicas_pending || now_ms < to->claim_gate_ms ||
+                  now_ms < to->failover_gate_ms);
+    bool held = p->e && p->kind == SCRIPT_RENEW && p->e->holding;
+    if (!to || !ready(to) || redirects >= REDIRECTS_MAX || gated || held) {
         /* Failed as it is: the state machine retries, on the node the map
          * names by then. */
         give_up(n, p, r, now_ms);

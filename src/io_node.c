@@ -145,9 +145,32 @@ static void sentinel_switched(void *arg, const char *host, uint16_t port, uint64
 static const sentinel_handler sentinel_h = {.on_resolved = sentinel_resolved,
                                             .on_switch = sentinel_switched};
 
+/* A Cluster client that has no slot map yet (lazy_connect) tries its
+ * seeds in turn: each attempt of the first node's connections goes to the
+ * next seed. */
+static void next_seed(node *n, conn *cn)
+{
+    leasehold_client *c = n->client;
+    if (cn == n->cmd)
+        c->seed_next = (c->seed_next + 1) % c->u.host_count;
+    const url_endpoint *ep = &c->u.hosts[c->seed_next];
+    url m;
+    url_cluster_node(&c->u, ep->host, ep->port, &m);
+    conn_set_target(cn, &m);
+    explicit_bzero(m.password, sizeof m.password);
+    snprintf(n->host, sizeof n->host, "%s", ep->host);
+    n->port = ep->port;
+}
+
 bool node_before_attempt(void *arg, conn *cn, uint64_t now_ms)
 {
     node *n = arg;
+    leasehold_client *c = n->client;
+    if (c->u.cluster && !c->topology_known && !c->first_connect && n == c->nodes[0] &&
+        c->u.host_count > 1 && conn_get_state(cn) == CONN_DOWN) {
+        next_seed(n, cn);
+        return true;
+    }
     if (!n->sen)
         return true;
     if (cn == n->cmd)
@@ -277,6 +300,8 @@ int node_create(leasehold_client *c, const char *sentinel_user, const char *sent
             return error_set(err, LEASEHOLD_ENOMEM, "out of memory");
         return 0;
     }
+    if (c->u.cluster)
+        return 0; /* each seed is resolved as it is tried: one that does not resolve is passed */
     int rc = conn_resolve(n->cmd, err);
     return rc < 0 ? rc : conn_resolve(n->sub, err);
 }
@@ -366,11 +391,17 @@ void node_apply_reset(node *n)
 
 void node_drop_pending(node *n, int code, const char *msg)
 {
+    leasehold_election *stranded = NULL;
     while (n->pend_head) {
         pending *p = n->pend_head;
         n->pend_head = p->next;
         if (p->e)
             p->e->pending_count--;
+        if (p->e && !p->asking && p->e->home != n && !p->e->stranded) {
+            p->e->stranded = true;
+            p->e->stranded_next = stranded;
+            stranded = p->e;
+        }
         if (p->q)
             query_finish(n->client, p->q, code, msg, NULL);
         if (p->topology)
@@ -378,6 +409,20 @@ void node_drop_pending(node *n, int code, const char *msg)
         free(p);
     }
     n->pend_tail = NULL;
+    /* Their state machines still wait for an answer that will not come. */
+    uint64_t now_ms = stranded ? clock_now_ms() : 0;
+    while (stranded) {
+        leasehold_election *e = stranded;
+        stranded = e->stranded_next;
+        e->stranded = false;
+        lease_on_disconnected(&e->lease, now_ms, false);
+        if (e->home && conn_get_state(e->home->cmd) == CONN_READY) {
+            lease_on_connected(&e->lease, now_ms);
+            if (!e->home->need_info)
+                guard_campaign_started(e, now_ms); /* its quarantine check, if that was lost */
+        }
+        drive(e, now_ms);
+    }
 }
 
 void node_forget(node *n, const leasehold_election *e)

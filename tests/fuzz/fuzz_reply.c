@@ -34,6 +34,7 @@
 
 #include "conn.h"
 #include "fuzz.h"
+#include "cluster.h"
 #include "protocol.h"
 
 /* The names the replies are about (error messages name them). */
@@ -112,6 +113,42 @@ static void check_holder(const lease_reply *lr)
     touch(lr->holder, lr->holder_len);
 }
 
+/* A slot map that parsed: every range inside the slots, with an address. */
+static void check_map(const cluster_map *m)
+{
+    for (size_t i = 0; i < m->count; i++) {
+        const cluster_range *r = &m->ranges[i];
+        fuzz_require(r->first <= r->last && r->last < CLUSTER_SLOTS, "a range is inside the slots");
+        fuzz_require(memchr(r->host, '\0', sizeof r->host) && r->port > 0,
+                     "a range has an address");
+    }
+}
+
+/* r read as the Cluster's answers: the slot map (both ways, over TLS or
+ * not) and, for an error, a redirection. */
+static void interpret_cluster(const conn_reply *r)
+{
+    cluster_map m;
+    char why[200];
+    for (int tls = 0; tls < 2; tls++) {
+        if (cluster_parse_shards(r, tls, "asked", &m, why, sizeof why) == 0)
+            check_map(&m);
+        else
+            fuzz_require(m.count == 0 && m.ranges == NULL && why[0], "a failed map says why");
+        cluster_map_free(&m);
+    }
+    if (cluster_parse_slots(r, "asked", &m, why, sizeof why) == 0)
+        check_map(&m);
+    cluster_map_free(&m);
+    bool ask;
+    unsigned slot;
+    char host[256];
+    uint16_t port;
+    if (r->type == CONN_REPLY_ERROR &&
+        cluster_parse_redirect(r->str, "asked", &ask, &slot, host, &port))
+        fuzz_require(slot < CLUSTER_SLOTS && port > 0 && host[0], "a redirection is whole");
+}
+
 /* Interprets r as the reply to the script `kind`, as the client does. */
 static void interpret(int kind, const conn_reply *r)
 {
@@ -149,8 +186,9 @@ static void interpret(int kind, const conn_reply *r)
             fuzz_require(lr.result == 0 || lr.result == 1, "a release result is 0 or 1");
         break;
     default: {
-        /* The arm script's reply shares the query's slot: either reading of
-         * any reply must be sound. */
+        /* The arm script's reply shares the query's slot, and so do the
+         * Cluster's answers: every reading of any reply must be sound. */
+        interpret_cluster(r);
         int64_t remaining = -1;
         bool fresh = true;
         int code = protocol_arm_reply(r, &K, &remaining, &fresh, why, sizeof why);

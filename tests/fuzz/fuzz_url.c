@@ -35,8 +35,7 @@ static void check_parsed(const url *u, const leasehold_error *err)
     fuzz_require(u->db >= 0, "the database index is not negative");
     fuzz_require(u->display[0] != '\0', "the display form is not empty");
     if (u->kind == URL_TCP && u->sentinel) {
-        fuzz_require(u->host[0] == '\0' && u->host_count >= 1 &&
-                         u->host_count <= URL_HOSTS_MAX &&
+        fuzz_require(u->host[0] == '\0' && u->host_count >= 1 && u->host_count <= URL_HOSTS_MAX &&
                          terminated(u->master_name, sizeof u->master_name) &&
                          u->master_name[0] != '\0',
                      "a Sentinel URL has Sentinels and a master name, and no host yet");
@@ -44,6 +43,14 @@ static void check_parsed(const url *u, const leasehold_error *err)
             fuzz_require(terminated(u->hosts[i].host, sizeof u->hosts[i].host) &&
                              u->hosts[i].host[0] != '\0' && u->hosts[i].port != 0,
                          "each Sentinel has a host and a port");
+    } else if (u->kind == URL_TCP && u->cluster) {
+        fuzz_require(u->host[0] == '\0' && u->host_count >= 1 && u->host_count <= URL_HOSTS_MAX &&
+                         u->db == 0,
+                     "a Cluster URL has seed nodes, no host and no database");
+        for (int i = 0; i < u->host_count; i++)
+            fuzz_require(terminated(u->hosts[i].host, sizeof u->hosts[i].host) &&
+                             u->hosts[i].host[0] != '\0' && u->hosts[i].port != 0,
+                         "each seed node has a host and a port");
     } else if (u->kind == URL_TCP) {
         fuzz_require(u->host[0] != '\0' && u->port != 0 && u->host_count == 0,
                      "a TCP URL has a host and a port");

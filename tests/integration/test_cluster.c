@@ -417,6 +417,31 @@ static void test_discovery_errors(void **state)
         fail_msg("the second seed should have served: %s", err.msg);
     leasehold_client_free(c);
 
+    /* lazy_connect: the seeds are tried in turn as the connection retries. */
+    cfg.lazy_connect = true;
+    c = leasehold_client_new(&cfg, &err);
+    assert_non_null(c);
+    snprintf(keys[0], sizeof keys[0], "lh:cluster:lazy");
+    leasehold_election *e = leasehold_campaign(c, keys[0], NULL, NULL, &err);
+    assert_non_null(e);
+    uint64_t deadline = test_now_ms() + test_ms(15000);
+    while (!leasehold_is_leader(e)) {
+        if (test_now_ms() >= deadline)
+            fail_msg("lazy_connect with a dead first seed: never elected");
+        test_sleep_ms(10);
+    }
+    leasehold_election_free(e);
+    leasehold_client_free(c);
+
+    /* A seed name that does not resolve is passed over too. */
+    snprintf(u, sizeof u, "redis+cluster://no-such-host.invalid:7000,127.0.0.1:%d",
+             topo->node[2]->port);
+    test_config(&cfg, u);
+    c = leasehold_client_new(&cfg, &err);
+    if (!c)
+        fail_msg("the second seed should have served: %s", err.msg);
+    leasehold_client_free(c);
+
     snprintf(u, sizeof u, "redis+cluster://127.0.0.1:%d", dead);
     test_config(&cfg, u);
     assert_null(leasehold_client_new(&cfg, &err));
