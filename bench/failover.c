@@ -48,6 +48,7 @@ static const char *const MODE_KEY[MODES] = {"defaults", "original"};
 
 typedef struct options {
     unsigned rounds, stats_seconds, idle_seconds;
+    uint32_t handover; /* --handover N: graceful handovers alone, N candidates */
     uint32_t lease_ms, renew_ms, retry_ms, renew_deadline_ms, command_timeout_ms;
     bool debug;
     char command[512]; /* how the bench was run, for the table */
@@ -156,6 +157,52 @@ static void run_rounds(fleet *f, unsigned count, const options *o, const char *l
         fleet_stop(f, (int)i);
     qsort(res->crash_ns, o->rounds, sizeof(uint64_t), cmp_u64);
     qsort(res->graceful_ns, o->rounds, sizeof(uint64_t), cmp_u64);
+}
+
+/* --handover N: only graceful handovers (SIGTERM to the leader -> the
+ * successor's elected), N candidates, o->rounds of them; prints the
+ * distribution.  A quick way to measure the release path alone. */
+static int run_handovers(redis_server *redis, const options *o)
+{
+    if (o->handover < 2 || o->handover > BENCH_MAX_CANDIDATES) {
+        fprintf(stderr, "failover: --handover takes 2 to %d candidates\n", BENCH_MAX_CANDIDATES);
+        return 64;
+    }
+    candidate_setup setup = {.url = redis->url,
+                             .key = "bench:failover:handover",
+                             .lease_ms = o->lease_ms,
+                             .renew_ms = o->renew_ms,
+                             .retry_ms = o->retry_ms,
+                             .renew_deadline_ms = o->renew_deadline_ms,
+                             .command_timeout_ms = o->command_timeout_ms,
+                             .debug = o->debug};
+    static fleet f;
+    fleet_init(&f, &setup);
+    for (unsigned i = 0; i < o->handover; i++)
+        fleet_start(&f, (int)i);
+    int leader = fleet_wait_elected(&f, 0, -1);
+    uint64_t *ns = calloc(o->rounds, sizeof *ns);
+    if (!ns)
+        return 70;
+    for (unsigned r = 0; r < o->rounds; r++) {
+        random_pause(o);
+        uint64_t t0 = bench_now_ns();
+        test_process_signal(f.cand[leader].pid, SIGTERM);
+        int stopping = leader;
+        leader = fleet_wait_elected(&f, t0, stopping);
+        ns[r] = f.cand[leader].elected_ns - t0;
+        fleet_stop(&f, stopping);
+        fleet_start(&f, stopping);
+    }
+    for (unsigned i = 0; i < o->handover; i++)
+        fleet_stop(&f, (int)i);
+    qsort(ns, o->rounds, sizeof *ns, cmp_u64);
+    printf("graceful handover, %u candidates, %u rounds: median %.1f ms, p90 %.1f ms, p99 %.1f "
+           "ms, max %.1f ms\n",
+           o->handover, o->rounds, pct_ms(ns, o->rounds, 50), pct_ms(ns, o->rounds, 90),
+           pct_ms(ns, o->rounds, 99), (double)ns[o->rounds - 1] / 1e6);
+    free(ns);
+    return 0;
 }
 
 /* The leader alone, then the leader and count-1 idle followers. */
@@ -460,6 +507,7 @@ static void usage(FILE *to)
     unsigned full = estimate_s(&o);
     fprintf(to,
             "Usage: failover [--quick] [--rounds N] [--idle-seconds S] [--stats-seconds S]\n"
+            "                [--handover N]\n"
             "                [--lease-ms MS] [--renew-ms MS] [--retry-ms MS]\n"
             "                [--renew-deadline-ms MS] [--command-timeout-ms MS] [--debug]\n"
             "\n"
@@ -474,6 +522,7 @@ static void usage(FILE *to)
             "  --idle-seconds S        window for the idle followers' cost (60)\n"
             "  --stats-seconds S       window for the leader alone (5)\n"
             "  --quick                 5 rounds, 5 s idle window, 2 s leader window\n"
+            "  --handover N            only graceful handovers, N candidates (2-%d): quick\n"
             "  --lease-ms ...          the timing both configurations use (the library's\n"
             "                          defaults: 2000, 300, 1000, 1500, 250); for a 500 ms\n"
             "                          lease: --lease-ms 500 --renew-ms 100 --retry-ms 250\n"
@@ -483,7 +532,7 @@ static void usage(FILE *to)
             "Progress goes to stderr, results to stdout, ending with a Markdown table.\n"
             "The default run takes about %u minutes (lease 2000 ms; the original timing's\n"
             "rounds wait for the lease to lapse twice each); --quick about 1 minute.\n",
-            (full + 59) / 60);
+            BENCH_MAX_CANDIDATES, (full + 59) / 60);
 }
 
 /* Fills o from the command line (--quick sets the lengths not given);
@@ -506,11 +555,12 @@ static bool parse_args(int argc, char **argv, options *o)
             continue;
         }
         static const char *const names[] = {
-            "--lease-ms",           "--renew-ms", "--retry-ms",      "--renew-deadline-ms",
-            "--command-timeout-ms", "--rounds",   "--stats-seconds", "--idle-seconds"};
+            "--lease-ms",          "--renew-ms",           "--retry-ms",
+            "--renew-deadline-ms", "--command-timeout-ms", "--rounds",
+            "--stats-seconds",     "--idle-seconds",       "--handover"};
         uint32_t *targets[] = {
-            &o->lease_ms,           &o->renew_ms, &o->retry_ms, &o->renew_deadline_ms,
-            &o->command_timeout_ms, &rounds,      &stats,       &idle};
+            &o->lease_ms, &o->renew_ms, &o->retry_ms, &o->renew_deadline_ms, &o->command_timeout_ms,
+            &rounds,      &stats,       &idle,        &o->handover};
         uint32_t *target = NULL;
         for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
             if (strcmp(argv[i], names[k]) == 0)
@@ -587,6 +637,15 @@ int main(int argc, char **argv)
     if (!redis)
         return 69;
     snprintf(tls_url, sizeof tls_url, "%s?tls_ca_file=%s", redis->tls_url, certs.ca);
+    if (o.handover) {
+        int rc = run_handovers(redis, &o);
+        redis_server_stop(redis);
+        char rm[300];
+        snprintf(rm, sizeof rm, "rm -rf '%s'", cert_dir);
+        if (system(rm) != 0)
+            fprintf(stderr, "failover: could not remove %s\n", cert_dir);
+        return rc;
+    }
     double load[3] = {0};
     getloadavg(load, 3);
     printf("leasehold failover benchmark: %s\n"
