@@ -159,6 +159,21 @@ static void run_rounds(fleet *f, unsigned count, const options *o, const char *l
     qsort(res->graceful_ns, o->rounds, sizeof(uint64_t), cmp_u64);
 }
 
+/* The candidates' settings: o's timing, on url and key. */
+static candidate_setup setup_of(const options *o, const char *url, const char *key,
+                                bool original_timing)
+{
+    return (candidate_setup){.url = url,
+                             .key = key,
+                             .lease_ms = o->lease_ms,
+                             .renew_ms = o->renew_ms,
+                             .retry_ms = o->retry_ms,
+                             .renew_deadline_ms = o->renew_deadline_ms,
+                             .command_timeout_ms = o->command_timeout_ms,
+                             .original_timing = original_timing,
+                             .debug = o->debug};
+}
+
 /* --handover N: only graceful handovers (SIGTERM to the leader -> the
  * successor's elected), N candidates, o->rounds of them; prints the
  * distribution.  A quick way to measure the release path alone. */
@@ -168,14 +183,7 @@ static int run_handovers(redis_server *redis, const options *o)
         fprintf(stderr, "failover: --handover takes 2 to %d candidates\n", BENCH_MAX_CANDIDATES);
         return 64;
     }
-    candidate_setup setup = {.url = redis->url,
-                             .key = "bench:failover:handover",
-                             .lease_ms = o->lease_ms,
-                             .renew_ms = o->renew_ms,
-                             .retry_ms = o->retry_ms,
-                             .renew_deadline_ms = o->renew_deadline_ms,
-                             .command_timeout_ms = o->command_timeout_ms,
-                             .debug = o->debug};
+    candidate_setup setup = setup_of(o, redis->url, "bench:failover:handover", false);
     static fleet f;
     fleet_init(&f, &setup);
     for (unsigned i = 0; i < o->handover; i++)
@@ -268,15 +276,7 @@ static void run_configuration(redis_server *redis, const options *o, int mode, u
 {
     char key[64];
     snprintf(key, sizeof key, "bench:failover:%s:%u", MODE_KEY[mode], count);
-    candidate_setup setup = {.url = redis->url,
-                             .key = key,
-                             .lease_ms = o->lease_ms,
-                             .renew_ms = o->renew_ms,
-                             .retry_ms = o->retry_ms,
-                             .renew_deadline_ms = o->renew_deadline_ms,
-                             .command_timeout_ms = o->command_timeout_ms,
-                             .original_timing = mode == MODE_ORIGINAL,
-                             .debug = o->debug};
+    candidate_setup setup = setup_of(o, redis->url, key, mode == MODE_ORIGINAL);
     static fleet f;
     fleet_init(&f, &setup);
     uint64_t t0 = bench_now_ns();
@@ -464,14 +464,7 @@ static void run_tls(const char *url, const options *o, unsigned count, result *r
 {
     char key[64];
     snprintf(key, sizeof key, "bench:failover:tls:%u", count);
-    candidate_setup setup = {.url = url,
-                             .key = key,
-                             .lease_ms = o->lease_ms,
-                             .renew_ms = o->renew_ms,
-                             .retry_ms = o->retry_ms,
-                             .renew_deadline_ms = o->renew_deadline_ms,
-                             .command_timeout_ms = o->command_timeout_ms,
-                             .debug = o->debug};
+    candidate_setup setup = setup_of(o, url, key, false);
     static fleet f;
     fleet_init(&f, &setup);
     uint64_t t0 = bench_now_ns();

@@ -565,29 +565,30 @@ static int parse_cluster(const parse *p, const char *rest, bool tls, url *out)
     return query ? parse_query(p, query + 1, out) : 0;
 }
 
-void url_cluster_node(const url *cluster_url, const char *host, uint16_t port, url *out)
+/* from with host:port as its one server (no Sentinels, no seed nodes),
+ * displayed as "redis[s]://host:port (what)". */
+static void one_server(const url *from, const char *host, uint16_t port, const char *what, url *out)
 {
-    *out = *cluster_url;
-    out->cluster = false;
+    *out = *from;
+    out->sentinel = out->cluster = false;
     out->host_count = 0;
     snprintf(out->host, sizeof out->host, "%s", host);
     out->port = port;
     bool v6 = strchr(out->host, ':') != NULL;
-    snprintf(out->display, sizeof out->display, "%s://%s%s%s:%u (cluster node)",
-             out->tls ? "rediss" : "redis", v6 ? "[" : "", out->host, v6 ? "]" : "", port);
+    snprintf(out->display, sizeof out->display, "%s://%s%s%s:%u (%s)",
+             out->tls ? "rediss" : "redis", v6 ? "[" : "", out->host, v6 ? "]" : "", port, what);
+}
+
+void url_cluster_node(const url *cluster_url, const char *host, uint16_t port, url *out)
+{
+    one_server(cluster_url, host, port, "cluster node", out);
 }
 
 void url_sentinel_master(const url *sentinel_url, const char *host, uint16_t port, url *out)
 {
-    *out = *sentinel_url;
-    out->sentinel = false;
-    out->host_count = 0;
-    snprintf(out->host, sizeof out->host, "%s", host);
-    out->port = port;
-    bool v6 = strchr(out->host, ':') != NULL;
-    snprintf(out->display, sizeof out->display, "%s://%s%s%s:%u (master %s)",
-             out->tls ? "rediss" : "redis", v6 ? "[" : "", out->host, v6 ? "]" : "", port,
-             sentinel_url->master_name);
+    char what[sizeof sentinel_url->master_name + 8];
+    snprintf(what, sizeof what, "master %s", sentinel_url->master_name);
+    one_server(sentinel_url, host, port, what, out);
 }
 
 void url_sentinel_node(const url *sentinel_url, int i, const char *user, const char *password,

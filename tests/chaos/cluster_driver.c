@@ -61,6 +61,7 @@
 #include "checker.h"
 #include "cluster.h"
 #include "redis_cluster.h"
+#include "schedule.h"
 #include "testutil.h"
 
 #define MAX_PROBES  8
@@ -115,43 +116,18 @@ static void on_signal(int sig)
     interrupted = 1;
 }
 
-static uint64_t now_ns(void)
+/* Appends "<kind> <ns> <what>" to the fault log (kind: fault or heal), and
+ * says it on stdout. */
+__attribute__((format(printf, 3, 4))) static void fault_log(run *r, const char *kind,
+                                                            const char *fmt, ...)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t rng_next(run *r)
-{
-    r->rng ^= r->rng << 13;
-    r->rng ^= r->rng >> 7;
-    r->rng ^= r->rng << 17;
-    return r->rng;
-}
-
-static uint32_t rng_range(run *r, uint32_t lo, uint32_t hi)
-{
-    return lo + (uint32_t)(rng_next(r) % (hi - lo + 1));
-}
-
-/* Appends a line to the fault log, stamped now. */
-__attribute__((format(printf, 2, 3))) static void fault_log(run *r, const char *fmt, ...)
-{
-    char line[256];
+    char what[200];
     va_list ap;
     va_start(ap, fmt);
-    int n = snprintf(line, sizeof line, "%" PRIu64 " ", now_ns());
-    vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    /* "fault <ns> <type>": the stamp goes after the word */
-    char word[16], rest[240];
-    uint64_t ns;
-    if (sscanf(line, "%" SCNu64 " %15s %239[^\n]", &ns, word, rest) == 3)
-        dprintf(r->fault_fd, "%s %" PRIu64 " %s\n", word, ns, rest);
-    else if (sscanf(line, "%" SCNu64 " %15s", &ns, word) == 2)
-        dprintf(r->fault_fd, "%s %" PRIu64 "\n", word, ns);
-    printf("  %s\n", line + n);
+    dprintf(r->fault_fd, "%s %" PRIu64 " %s\n", kind, chaos_now_ns(), what);
+    printf("  %s %s\n", kind, what);
     fflush(stdout);
 }
 
@@ -303,7 +279,7 @@ static redis_server *draw_master(run *r)
 {
     redis_server *ms[3];
     int n = key_masters(r, ms);
-    return n ? ms[rng_range(r, 0, (uint32_t)n - 1)] : NULL;
+    return n ? ms[chaos_rng_range(&r->rng, 0, (uint32_t)n - 1)] : NULL;
 }
 
 /* Waits up to max_ms until the slot's owner is another node than old. */
@@ -335,29 +311,29 @@ static unsigned slot_of_master(run *r, const redis_server *m)
 /* One fault: injected, held, healed; false if it could not be. */
 static bool inject(run *r, fault_type t)
 {
-    uint32_t hold = rng_range(r, 1000, 3000);
+    uint32_t hold = chaos_rng_range(&r->rng, 1000, 3000);
     const char *name = fault_names[t];
     switch (t) {
     case FAULT_MIGRATE: {
-        int k = (int)rng_range(r, 0, (uint32_t)r->opt.keys - 1);
+        int k = (int)chaos_rng_range(&r->rng, 0, (uint32_t)r->opt.keys - 1);
         char key[64];
         snprintf(key, sizeof key, "%s:%d", KEY_PREFIX, k);
         unsigned slot = cluster_key_slot(key);
         redis_server *from = redis_cluster_owner(r->cl, slot), *to = NULL;
         for (int tries = 0; from && tries < 10 && (!to || to == from); tries++) {
-            to = r->cl->node[rng_range(r, 0, (uint32_t)r->cl->n - 1)];
+            to = r->cl->node[chaos_rng_range(&r->rng, 0, (uint32_t)r->cl->n - 1)];
             if (to->pid <= 0 || redis_cluster_replica_of(r->cl, to) == NULL)
                 to = NULL; /* a master with a replica */
         }
         if (!from || !to || to == from)
             return false;
-        fault_log(r, "fault migrate slot %u of key %d, port %d to %d", slot, k, from->port,
+        fault_log(r, "fault", "migrate slot %u of key %d, port %d to %d", slot, k, from->port,
                   to->port);
         if (redis_cluster_migrate_keys(r->cl, slot, from, to) < 0)
             return r->broken = true, false;
         pass_time(hold);
         bool ok = redis_cluster_finish_migration(r->cl, slot, from, to) == 0;
-        fault_log(r, "heal migrate");
+        fault_log(r, "heal", "migrate");
         return ok || (r->broken = true, false);
     }
     case FAULT_FAILOVER: {
@@ -365,13 +341,13 @@ static bool inject(run *r, fault_type t)
         redis_server *rep = m ? redis_cluster_replica_of(r->cl, m) : NULL;
         if (!rep)
             return false;
-        fault_log(r, "fault failover port %d takes over from %d", rep->port, m->port);
+        fault_log(r, "fault", "failover port %d takes over from %d", rep->port, m->port);
         redisReply *x = redis_server_cmd(rep, "CLUSTER FAILOVER");
         bool ok = x && x->type == REDIS_REPLY_STATUS;
         if (x)
             freeReplyObject(x);
         ok = ok && wait_owner_changes(r, slot_of_master(r, m), m, 20000);
-        fault_log(r, "heal failover");
+        fault_log(r, "heal", "failover");
         return ok || (r->broken = true, false);
     }
     case FAULT_MASTER_KILL:
@@ -380,7 +356,7 @@ static bool inject(run *r, fault_type t)
         if (!m || !redis_cluster_replica_of(r->cl, m))
             return false;
         unsigned slot = slot_of_master(r, m);
-        fault_log(r, "fault %s port %d", name, m->port);
+        fault_log(r, "fault", "%s port %d", name, m->port);
         if (t == FAULT_MASTER_KILL)
             redis_server_kill(m);
         else
@@ -391,18 +367,18 @@ static bool inject(run *r, fault_type t)
             ok = redis_server_restart(m, false) == 0 && ok;
         else
             redis_server_resume(m);
-        fault_log(r, "heal %s", name);
+        fault_log(r, "heal", "%s", name);
         return ok || (r->broken = true, false);
     }
     case FAULT_KILL:
     case FAULT_STOP:
     case FAULT_TERM: {
-        int i = (int)rng_range(r, 0, (uint32_t)r->opt.probes - 1);
+        int i = (int)chaos_rng_range(&r->rng, 0, (uint32_t)r->opt.probes - 1);
         if (t == FAULT_STOP)
-            hold = rng_range(r, LEASE_MS + 500, LEASE_MS + 3000);
+            hold = chaos_rng_range(&r->rng, LEASE_MS + 500, LEASE_MS + 3000);
         if (r->probe[i] <= 0)
             return false;
-        fault_log(r, "fault %s probe %d", name, i + 1);
+        fault_log(r, "fault", "%s probe %d", name, i + 1);
         if (t == FAULT_KILL) {
             test_process_kill(r->probe[i]);
             r->probe[i] = 0;
@@ -416,7 +392,7 @@ static bool inject(run *r, fault_type t)
             test_process_signal(r->probe[i], SIGCONT);
         else
             start_probe(r, i);
-        fault_log(r, "heal %s", name);
+        fault_log(r, "heal", "%s", name);
         return !r->broken;
     }
     default:
@@ -438,7 +414,7 @@ static void run_schedule(run *r)
             break;
         if (left == 0) {
             for (int i = size - 1; i > 0; i--) {
-                int j = (int)rng_range(r, 0, (uint32_t)i);
+                int j = (int)chaos_rng_range(&r->rng, 0, (uint32_t)i);
                 int x = deck[i];
                 deck[i] = deck[j];
                 deck[j] = x;
@@ -535,7 +511,7 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    r.rng = r.opt.seed * 0x9e3779b97f4a7c15ull + 1;
+    r.rng = r.opt.seed;
     snprintf(r.bindir, sizeof r.bindir, "%s", test_process_self());
     char *slash = strrchr(r.bindir, '/');
     if (slash)
@@ -571,7 +547,7 @@ int main(int argc, char **argv)
     run_schedule(&r);
     for (int i = 0; i < r.opt.probes; i++)
         stop_probe(&r, i);
-    dprintf(r.fault_fd, "end %" PRIu64 "\n", now_ns());
+    dprintf(r.fault_fd, "end %" PRIu64 "\n", chaos_now_ns());
     close(r.fault_fd);
     redis_cluster_stop(r.cl);
     printf("faults injected:");

@@ -92,6 +92,7 @@
 #include "clockshift.h"
 #include "netns.h"
 #include "redis_server.h"
+#include "schedule.h"
 #include "sentinels.h"
 #include "testutil.h"
 #include "tls_certs.h"
@@ -220,28 +221,6 @@ static void on_signal(int sig)
 {
     (void)sig;
     interrupted = 1;
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* splitmix64: the schedule's only source of randomness, so a seed replays. */
-static uint64_t rng_next(chaos *c)
-{
-    uint64_t z = (c->rng += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [lo, hi]. */
-static uint32_t rng_range(chaos *c, uint32_t lo, uint32_t hi)
-{
-    return lo + (uint32_t)(rng_next(c) % ((uint64_t)hi - lo + 1));
 }
 
 static void usage(FILE *f)
@@ -416,7 +395,7 @@ __attribute__((format(printf, 3, 4))) static void log_line(chaos *c, const char 
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    dprintf(c->fault_fd, "%s %" PRIu64 "%s%s\n", kind, now_ns(), what[0] ? " " : "", what);
+    dprintf(c->fault_fd, "%s %" PRIu64 "%s%s\n", kind, chaos_now_ns(), what[0] ? " " : "", what);
 }
 
 /* Applies one complete line of a probe's log to what we know of it. */
@@ -462,7 +441,7 @@ static void probe_read_log(probe *p)
 static probe *current_leader(chaos *c)
 {
     probe *best = NULL;
-    uint64_t now = now_ns();
+    uint64_t now = chaos_now_ns();
     for (int i = 0; i < c->opt.probes; i++) {
         probe *p = &c->probes[i];
         probe_read_log(p);
@@ -884,7 +863,7 @@ __attribute__((format(printf, 3, 4))) static void say(const chaos *c, const char
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    printf("%7.1f s  %-14s %s\n", (double)(now_ns() - c->start_ns) / 1e9, fault, what);
+    printf("%7.1f s  %-14s %s\n", (double)(chaos_now_ns() - c->start_ns) / 1e9, fault, what);
 }
 
 /* Draws the next fault: its type from the deck (reshuffled when empty), and
@@ -898,7 +877,7 @@ static fault_plan draw_fault(chaos *c)
             if (c->opt.fault_on[t])
                 c->deck[c->deck_size++] = t;
         for (int i = c->deck_size - 1; i > 0; i--) {
-            int j = (int)(rng_next(c) % (uint64_t)(i + 1));
+            int j = (int)(chaos_rng_next(&c->rng) % (uint64_t)(i + 1));
             int t = c->deck[i];
             c->deck[i] = c->deck[j];
             c->deck[j] = t;
@@ -907,7 +886,7 @@ static fault_plan draw_fault(chaos *c)
         c->rounds++;
     }
     fault_plan f = {.type = (fault_type)c->deck[--c->deck_left]};
-    uint32_t a = rng_range(c, 0, 1000), b = rng_range(c, 0, 1000);
+    uint32_t a = chaos_rng_range(&c->rng, 0, 1000), b = chaos_rng_range(&c->rng, 0, 1000);
     const options *o = &c->opt;
     switch (f.type) {
     case FAULT_KILL:
@@ -1617,7 +1596,7 @@ int main(int argc, char **argv)
                                      : "; Sentinel, 1 master + 2 replicas, min_replicas 1",
            c.dir);
 
-    c.start_ns = now_ns();
+    c.start_ns = chaos_now_ns();
     bool started = start_all(&c);
     if (started)
         run_schedule(&c);
