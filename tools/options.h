@@ -111,8 +111,9 @@ enum opts_id {
 /* The --help lines of the shared options, so both programs say the same. */
 #define OPTS_HELP_GENERAL                                                                          \
     "  --url URL              Redis URL: redis://[user[:password]@]host[:port][/db],\n"            \
-    "                         rediss://... (TLS), unix:///path/to/redis.sock, or\n"                \
-    "                         redis+sentinel://host:26379,host2:26379/mymaster[/db]\n"             \
+    "                         rediss://... (TLS), unix:///path/to/redis.sock,\n"                   \
+    "                         redis+sentinel://host:26379,host2:26379/mymaster[/db],\n"            \
+    "                         or redis+cluster://host:7000,host2:7001 (Cluster seeds)\n"           \
     "                         (default: $SNAKETRON_REDIS_URL)\n"                                   \
     "  --url-file FILE        the URL from the first line of FILE (not shown by ps)\n"             \
     "  --password-file FILE   the password from the first line of FILE (default:\n"                \
@@ -129,7 +130,7 @@ enum opts_id {
     "                         Sentinel URLs: the Sentinels' own password (default:\n"              \
     "                         $SNAKETRON_SENTINEL_PASSWORD)\n"                                     \
     "  --min-replicas N       a claim or renewal counts once N replicas have it (WAIT)\n"          \
-    "                         (default: 1 behind Sentinel, else 0)\n"                              \
+    "                         (default: 1 behind Sentinel or on a Cluster, else 0)\n"              \
     "  --key KEY              the lease key (default: " OPTS_KEY_PREFIX "<region>)\n"              \
     "  --region NAME          region of the default key (default: $SNAKETRON_REGION,\n"            \
     "                         else " OPTS_DEFAULT_REGION "; set but empty is refused)\n"           \
