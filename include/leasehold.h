@@ -347,6 +347,8 @@ typedef struct leasehold_token leasehold_token;
  * and gives the slot map; the message names each seed's failure):
  *   LEASEHOLD_EPROTO        a seed answered CLUSTER SHARDS / SLOTS with
  *                           something other than a slot map (no Cluster node)
+ *   LEASEHOLD_ENOPERM       the ACL user may not run CLUSTER SHARDS / SLOTS
+ *                           (the message names the grant)
  *   LEASEHOLD_EREDIS        another error reply to the handshake (LOADING,
  *                           MASTERDOWN...); one whose first word is
  *                           READONLY, WRONGTYPE or NOSCRIPT gives

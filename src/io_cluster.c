@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "cluster.h"
+#include "redis_error.h"
 
 /* The map is asked again this often when nothing hastens it... */
 #define TOPOLOGY_EVERY_MS 5000
@@ -187,6 +188,34 @@ static void apply_map(leasehold_client *c, const cluster_map *map, uint64_t now_
     rehome_all(c, now_ms);
 }
 
+/* The code and message (into msg) for a seed that could not give the slot
+ * map (why: its error reply, or what was wrong with its answer): an ACL
+ * refusal names the right to grant, a node without cluster support (or an
+ * answer that is no slot map) asks whether it is a Cluster node. */
+static int topology_refusal(const leasehold_client *c, node *n, const conn_reply *r,
+                            const char *why, char *msg, size_t size)
+{
+    int code = r->type == CONN_REPLY_ERROR ? redis_error_code(r->str) : LEASEHOLD_EPROTO;
+    if (code == LEASEHOLD_ENOPERM) {
+        const char *sub = c->shards_refused ? "slots" : "shards";
+        snprintf(msg, size,
+                 "%.100s: the ACL user may not run CLUSTER %s (the slot map): grant it with ACL "
+                 "SETUSER %.40s +cluster|%s on every node",
+                 conn_display(n->cmd), c->shards_refused ? "SLOTS" : "SHARDS",
+                 c->u.user[0] ? c->u.user : "default", sub);
+    } else if (code == LEASEHOLD_EREDIS && !strstr(why, "cluster support disabled")) {
+        snprintf(msg, size, "%.100s: cannot read the Cluster's slot map: %.80s",
+                 conn_display(n->cmd), why);
+    } else {
+        if (code == LEASEHOLD_EREDIS)
+            code = LEASEHOLD_EPROTO;
+        snprintf(msg, size,
+                 "%.100s: cannot read the Cluster's slot map: %.80s (is it a Cluster node?)",
+                 conn_display(n->cmd), why);
+    }
+    return code;
+}
+
 void cluster_topology_answer(node *n, const conn_reply *r, uint64_t now_ms)
 {
     leasehold_client *c = n->client;
@@ -215,12 +244,8 @@ void cluster_topology_answer(node *n, const conn_reply *r, uint64_t now_ms)
     if (rc < 0) {
         client_log(c, LEASEHOLD_LOG_WARN, "%s: cannot read the slot map: %s", conn_display(n->cmd),
                    why);
-        if (c->first_connect && c->first_code == 0) {
-            c->first_code = LEASEHOLD_EPROTO;
-            snprintf(c->first_msg, sizeof c->first_msg,
-                     "%.100s: cannot read the Cluster's slot map: %.80s (is it a Cluster node?)",
-                     conn_display(n->cmd), why);
-        }
+        if (c->first_connect && c->first_code == 0)
+            c->first_code = topology_refusal(c, n, r, why, c->first_msg, sizeof c->first_msg);
         cluster_refresh_soon(c, now_ms + 1000);
         return;
     }

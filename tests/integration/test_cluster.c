@@ -8,6 +8,11 @@
  * runs the test samples leasehold_is_leader() of every election every
  * 5 ms: no sample may show two leaders of one key.  The cluster is shared
  * by the tests, in order; each starts from one that is ok.
+ *
+ * A second group runs on a cluster of its own over TLS (rediss+cluster://),
+ * as an ACL user with the README's rights: elections, `leasehold status`, a
+ * CLUSTER FAILOVER, and the refusals a wrong password or a missing right
+ * give.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -23,6 +28,7 @@
 #include "cluster.h"
 #include "redis_cluster.h"
 #include "testutil.h"
+#include "tls_certs.h"
 #include "tool_proc.h"
 
 static redis_cluster *topo;
@@ -86,11 +92,11 @@ static void log_line(leasehold_log_level level, const char *msg, void *arg)
     fprintf(stderr, "  client %d: %s\n", (int)(intptr_t)arg, msg);
 }
 
-/* Three clients, each campaigning for keys[0..n). */
-static void start_members(int n)
+/* Three clients on url, each campaigning for keys[0..n). */
+static void start_members_on(const char *url, int n)
 {
     leasehold_config cfg;
-    test_config(&cfg, topo->url);
+    test_config(&cfg, url);
     /* LEASEHOLD_TEST_VERBOSE=1: every line of the clients' logs. */
     cfg.log_level = getenv("LEASEHOLD_TEST_VERBOSE") ? LEASEHOLD_LOG_DEBUG : LEASEHOLD_LOG_WARN;
     nkeys = n;
@@ -107,6 +113,12 @@ static void start_members(int n)
                 fail_msg("client %d, key %s: %s", i, keys[k], err.msg);
         }
     }
+}
+
+/* Three clients on the cluster's URL, each campaigning for keys[0..n). */
+static void start_members(int n)
+{
+    start_members_on(topo->url, n);
 }
 
 /* Who leads key k now (-1: nobody); *count gets how many do. */
@@ -483,6 +495,152 @@ static void test_tools(void **state)
     proc_free(p);
 }
 
+/* ---------------------------------------------------------- over TLS */
+
+/* A second cluster whose clients speak TLS only (rediss+cluster:// on the
+ * nodes' TLS ports; bus and replication over TLS too), with an ACL user on
+ * every node holding exactly the rights the README's "Redis Cluster" adds
+ * to "Least privilege", for keys under one prefix. */
+static char tls_dir[300];
+static tls_certs certs;
+static char acl_url[1200];
+
+#define TLS_PREFIX "lh:tls:"
+#define ACL_RIGHTS                                                                                 \
+    "resetkeys resetchannels -@all +ping +evalsha +eval +get +set +pttl +pexpire +del +publish "   \
+    "+time +info +subscribe +unsubscribe +spublish +ssubscribe +sunsubscribe +asking +wait "       \
+    "~" TLS_PREFIX "* ~{" TLS_PREFIX "*}:* &{" TLS_PREFIX "*}:events"
+
+/* ACL SETUSER user on >password <rights...> on every node; 0 or -1. */
+static int set_user(const char *user, const char *rights)
+{
+    for (int i = 0; i < topo->n; i++) {
+        char line[1024];
+        snprintf(line, sizeof line, "ACL SETUSER %s on >pw-%s %s", user, user, rights);
+        redisReply *r = redis_server_cmd(topo->node[i], line);
+        bool ok = r && r->type == REDIS_REPLY_STATUS;
+        if (!ok)
+            fprintf(stderr, "%s on node %d: %s\n", line, i, r && r->str ? r->str : "no answer");
+        if (r)
+            freeReplyObject(r);
+        if (!ok)
+            return -1;
+    }
+    return 0;
+}
+
+/* The TLS seeds with user's credentials, into out. */
+static void url_as(const char *user, const char *password, char *out, size_t size)
+{
+    snprintf(out, size, "rediss+cluster://%s:%s@127.0.0.1:%d,127.0.0.1:%d?tls_ca_file=%s", user,
+             password, topo->node[0]->tls_port, topo->node[1]->tls_port, certs.ca);
+}
+
+static int tls_group_setup(void **state)
+{
+    (void)state;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(tls_dir, sizeof tls_dir, "%s/leasehold-test_cluster-XXXXXX",
+             tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(tls_dir)) {
+        tls_dir[0] = '\0';
+        return -1;
+    }
+    if (!tls_certs_make(tls_dir, &certs))
+        return -1;
+    redis_cluster_opts o = {.tls = &certs};
+    topo = redis_cluster_start(&o);
+    if (!topo || set_user("lh", ACL_RIGHTS " +cluster|shards") < 0 ||
+        set_user("lhnoshards", ACL_RIGHTS) < 0)
+        return -1;
+    url_as("lh", "pw-lh", acl_url, sizeof acl_url);
+    return 0;
+}
+
+static int tls_group_teardown(void **state)
+{
+    group_teardown(state);
+    if (!tls_dir[0])
+        return 0;
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tls_dir);
+    tls_dir[0] = '\0';
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* Over TLS, as the ACL user: one leader per key on every master, each
+ * lease on the master serving its slot (named by its TLS port, learnt from
+ * CLUSTER SHARDS); `leasehold status` says the same; a CLUSTER FAILOVER
+ * and a resign after it (WAIT and the failover guard's INFO, over TLS and
+ * within the ACL rule) never give a key two leaders. */
+static void test_tls_acl(void **state)
+{
+    (void)state;
+    for (int k = 0; k < KEYS; k++)
+        redis_cluster_key_on(topo, topo->node[k], TLS_PREFIX "every:", keys[k], sizeof keys[k]);
+    start_members_on(acl_url, KEYS);
+    for (int k = 0; k < KEYS; k++) {
+        int who = wait_leader(k, 10000);
+        char val[300];
+        get_on(topo->node[k], keys[k], val, sizeof val);
+        assert_string_equal(val, leasehold_election_token(mem[who].e[k]));
+        leasehold_holder h;
+        leasehold_error err;
+        assert_int_equal(leasehold_holder_get(mem[(who + 1) % CLIENTS].client, keys[k], &h, &err),
+                         0);
+        char addr[64];
+        snprintf(addr, sizeof addr, "127.0.0.1:%d", topo->node[k]->tls_port);
+        assert_string_equal(h.master, addr);
+    }
+    char want[64];
+    snprintf(want, sizeof want, "; master 127.0.0.1:%d", topo->node[0]->tls_port);
+    const char *status[] = {"status", "--url", acl_url, "--key", keys[0], NULL};
+    proc *p = proc_start("leasehold", NULL, status);
+    expect_exit(p, 0, 10000);
+    expect_mentions(p, "status on a Cluster over TLS", want);
+    proc_free(p);
+
+    redis_server *r = redis_cluster_replica_of(topo, topo->node[1]);
+    assert_non_null(r);
+    redisReply *rep = redis_server_cmd(r, "CLUSTER FAILOVER");
+    assert_non_null(rep);
+    assert_int_equal(rep->type, REDIS_REPLY_STATUS);
+    freeReplyObject(rep);
+    watch w;
+    sample(&w, 500); /* the resign below comes while the failover guard holds claims */
+    for (int k = 0; k < KEYS; k++)
+        assert_int_equal(w.doubles[k], 0);
+    int who = wait_leader(1, FAILOVER_MS);
+    uint64_t epoch = leasehold_epoch(mem[who].e[1]);
+    uint64_t t1 = test_now_ms();
+    assert_int_equal(leasehold_resign(mem[who].e[1]), 0);
+    wait_new_term(1, who, epoch, t1, "resign after CLUSTER FAILOVER over TLS");
+    sample(&w, 500);
+    for (int k = 0; k < KEYS; k++)
+        assert_int_equal(w.doubles[k], 0);
+}
+
+/* Refusals name their cause: a wrong password (every seed says so), and a
+ * user without +cluster|shards, whose message names the command. */
+static void test_tls_refusals(void **state)
+{
+    (void)state;
+    leasehold_config cfg;
+    leasehold_error err;
+    char u[1200];
+    url_as("lh", "wrong", u, sizeof u);
+    test_config(&cfg, u);
+    assert_null(leasehold_client_new(&cfg, &err));
+    assert_int_equal(err.code, LEASEHOLD_EAUTH);
+
+    url_as("lhnoshards", "pw-lhnoshards", u, sizeof u);
+    test_config(&cfg, u);
+    assert_null(leasehold_client_new(&cfg, &err));
+    assert_int_equal(err.code, LEASEHOLD_ENOPERM);
+    if (!strstr(err.msg, "ACL SETUSER lhnoshards +cluster|shards"))
+        fail_msg("the refusal does not name the right to grant: %s", err.msg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -494,5 +652,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cluster_failover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_master_killed, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    const struct CMUnitTest tls_tests[] = {
+        cmocka_unit_test_setup_teardown(test_tls_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_acl, setup, teardown),
+    };
+    int failed = cmocka_run_group_tests_name("plain", tests, group_setup, group_teardown);
+    return failed +
+           cmocka_run_group_tests_name("tls", tls_tests, tls_group_setup, tls_group_teardown);
 }

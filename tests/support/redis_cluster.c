@@ -11,11 +11,18 @@
 #include "cluster.h"
 #include "testutil.h"
 
+/* True when port is one of s's (plain, or TLS: a TLS cluster's nodes name
+ * each other by their TLS ports, as replication does). */
+static bool has_port(const redis_server *s, long long port)
+{
+    return s->port == port || (s->tls_port && s->tls_port == port);
+}
+
 /* The node whose port is port, or NULL. */
 static redis_server *by_port(redis_cluster *t, long long port)
 {
     for (int i = 0; i < t->n; i++)
-        if (t->node[i]->port == port)
+        if (has_port(t->node[i], port))
             return t->node[i];
     return NULL;
 }
@@ -87,7 +94,7 @@ static long long master_port_of(redis_server *s)
 redis_server *redis_cluster_replica_of(redis_cluster *t, redis_server *m)
 {
     for (int i = 0; i < t->n; i++)
-        if (t->node[i] != m && t->node[i]->pid > 0 && master_port_of(t->node[i]) == m->port)
+        if (t->node[i] != m && t->node[i]->pid > 0 && has_port(m, master_port_of(t->node[i])))
             return t->node[i];
     return NULL;
 }
@@ -214,8 +221,22 @@ redis_cluster *redis_cluster_start(const redis_cluster_opts *opts)
                           "no",
                           "--repl-diskless-sync-delay",
                           "0",
+                          NULL, /* --tls-cluster yes --tls-replication yes, with TLS */
+                          NULL,
+                          NULL,
+                          NULL,
                           NULL};
     redis_server_opts so = {.args = args};
+    if (o.tls) {
+        static const char *const tls_args[] = {"--tls-cluster", "yes", "--tls-replication", "yes"};
+        size_t at = 0;
+        while (args[at])
+            at++;
+        memcpy(&args[at], tls_args, sizeof tls_args);
+        so.tls_cert = o.tls->server_cert;
+        so.tls_key = o.tls->server_key;
+        so.tls_ca = o.tls->ca;
+    }
     for (int i = 0; i < masters * (1 + replicas); i++) {
         t->node[i] = redis_server_start(&so);
         if (!t->node[i]) {
@@ -229,8 +250,12 @@ redis_cluster *redis_cluster_start(const redis_cluster_opts *opts)
         redis_cluster_stop(t);
         return NULL;
     }
-    snprintf(t->url, sizeof t->url, "redis+cluster://127.0.0.1:%d,127.0.0.1:%d", t->node[0]->port,
-             t->node[1]->port);
+    if (o.tls)
+        snprintf(t->url, sizeof t->url, "rediss+cluster://127.0.0.1:%d,127.0.0.1:%d?tls_ca_file=%s",
+                 t->node[0]->tls_port, t->node[1]->tls_port, o.tls->ca);
+    else
+        snprintf(t->url, sizeof t->url, "redis+cluster://127.0.0.1:%d,127.0.0.1:%d",
+                 t->node[0]->port, t->node[1]->port);
     return t;
 }
 
@@ -288,8 +313,10 @@ int redis_cluster_migrate_keys(redis_cluster *t, unsigned slot, redis_server *fr
         }
         size_t n = r->elements;
         for (size_t i = 0; i < n; i++) {
-            redisReply *m = redis_server_cmd(from, "MIGRATE 127.0.0.1 %d %s 0 5000", to->port,
-                                             r->element[i]->str);
+            redisReply *m =
+                redis_server_cmd(from, "MIGRATE 127.0.0.1 %d %s 0 5000",
+                                 to->tls_port ? to->tls_port : to->port, /* tls-cluster */
+                                 r->element[i]->str);
             bool ok = m && m->type == REDIS_REPLY_STATUS;
             if (!ok)
                 fprintf(stderr, "MIGRATE %s: %s\n", r->element[i]->str,

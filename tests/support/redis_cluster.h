@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "redis_server.h"
+#include "tls_certs.h"
 
 #define REDIS_CLUSTER_MAX 9
 
@@ -19,12 +20,18 @@ typedef struct redis_cluster_opts {
     int masters;         /* 3 when 0 */
     int replicas;        /* per master; 1 when 0, none when -1 */
     int node_timeout_ms; /* cluster-node-timeout: 1000 when 0 */
+    /* TLS: every node also listens on a TLS port with these certificates,
+     * the cluster bus and replication go over TLS, and url names the TLS
+     * ports (rediss+cluster://, tls_ca_file).  The plain ports stay for the
+     * test's own admin connections. */
+    const tls_certs *tls;
 } redis_cluster_opts;
 
 typedef struct redis_cluster {
     redis_server *node[REDIS_CLUSTER_MAX]; /* node[0..masters) are the first masters */
     int n;
-    char url[900]; /* redis+cluster://127.0.0.1:P0,127.0.0.1:P1 (two seeds) */
+    char url[900]; /* redis+cluster://127.0.0.1:P0,127.0.0.1:P1 (two seeds); with TLS
+                      rediss+cluster://127.0.0.1:T0,127.0.0.1:T1?tls_ca_file=CA */
 } redis_cluster;
 
 /* Starts the nodes, creates the cluster (slots spread evenly over the
