@@ -62,7 +62,8 @@ bench-scale: build
 #                             partitions; MIN_REPLICAS=0 runs it without replica
 #                             acknowledgement (and fails: see README)
 #   make chaos CLUSTER=1      a 3-master Redis Cluster, 3 probes x 8 keys each judged
-#                             alone: migrations, failovers, masters killed and stopped
+#                             alone: migrations, failovers, masters killed, stopped
+#                             and cut off (network namespaces: root)
 SECONDS ?= 90
 SEED    ?= 1
 .PHONY: chaos

@@ -6,7 +6,8 @@
  *                   [--faults TYPE,TYPE...] [--min-replicas N]
  *
  * It starts a Redis Cluster of three masters with a replica each on
- * loopback (tests/support/redis_cluster.h: cluster-node-timeout 1000 ms,
+ * loopback, or each node in a network namespace when the partition fault
+ * is on (tests/support/redis_cluster.h: cluster-node-timeout 1000 ms,
  * cluster-require-full-coverage no) and N chaos_probe processes (3 by
  * default), each one client campaigning for the same K keys (8 by default,
  * chaos:cluster:0 to :K-1, spread over the masters) by redis+cluster://,
@@ -25,6 +26,15 @@
  *                  replica)
  *   master-stop    a master serving keys SIGSTOPped past the node timeout
  *                  (its replica is promoted), then SIGCONTed
+ *   partition      a master serving keys and one probe cut off from every
+ *                  other node and probe until the master's replica is
+ *                  promoted, and 1-3 s more: on the small side the probe
+ *                  renews its terms on the old master, which no replica
+ *                  confirms any longer; on the large side the others claim
+ *                  on the promoted one.  Then healed: the old master rejoins
+ *                  as a replica.  With this fault every node and probe runs
+ *                  in a network namespace of its own (tests/chaos/netns.h:
+ *                  root and `ip` needed), a cut being blackhole routes.
  *   kill, stop, term  a probe SIGKILLed, SIGSTOPped past the lease, or
  *                  SIGTERMed (a graceful stop), then started again
  *
@@ -60,25 +70,29 @@
 
 #include "checker.h"
 #include "cluster.h"
+#include "netns.h"
 #include "redis_cluster.h"
 #include "schedule.h"
 #include "testutil.h"
 
-#define MAX_PROBES  8
-#define MAX_KEYS    32
-#define KEY_PREFIX  "chaos:cluster"
-#define SETTLE_MS   10000u /* the checker's extra allowance after a heal */
-#define LEASE_MS    2000u
-#define RENEW_MS    300u
-#define RETRY_MS    1000u
-#define DEADLINE_MS 1500u
-#define TIMEOUT_MS  250u
+#define MAX_PROBES    8
+#define MAX_KEYS      32
+#define KEY_PREFIX    "chaos:cluster"
+#define SETTLE_MS     10000u /* the checker's extra allowance after a heal */
+#define LEASE_MS      2000u
+#define RENEW_MS      300u
+#define RETRY_MS      1000u
+#define DEADLINE_MS   1500u
+#define TIMEOUT_MS    250u
+#define CLUSTER_NODES 6 /* 3 masters, a replica each */
+#define NET_PROBE(i)  (CLUSTER_NODES + (i))
 
 typedef enum fault_type {
     FAULT_MIGRATE,
     FAULT_FAILOVER,
     FAULT_MASTER_KILL,
     FAULT_MASTER_STOP,
+    FAULT_PARTITION,
     FAULT_KILL,
     FAULT_STOP,
     FAULT_TERM,
@@ -86,7 +100,7 @@ typedef enum fault_type {
 } fault_type;
 
 static const char *const fault_names[FAULT_COUNT] = {
-    "migrate", "failover", "master-kill", "master-stop", "kill", "stop", "term"};
+    "migrate", "failover", "master-kill", "master-stop", "partition", "kill", "stop", "term"};
 
 typedef struct options {
     unsigned seconds;
@@ -101,6 +115,8 @@ typedef struct run {
     char dir[PATH_MAX];
     char bindir[PATH_MAX];
     redis_cluster *cl;
+    bool netns;    /* the partition fault is on: nodes and probes in net's namespaces */
+    chaos_net net; /* net node i < CLUSTER_NODES: cluster node i; then the probes */
     pid_t probe[MAX_PROBES];
     int fault_fd;
     uint64_t rng;
@@ -135,7 +151,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: chaos_cluster [--seconds N] [--seed N] [--probes N] [--keys N] "
                "[--out DIR] [--faults TYPE,...] [--min-replicas N]\n"
-               "fault types: migrate, failover, master-kill, master-stop, kill, stop, term\n");
+               "fault types: migrate, failover, master-kill, master-stop, partition, kill, stop, "
+               "term\n");
 }
 
 static bool parse_options(int argc, char **argv, options *o)
@@ -211,18 +228,34 @@ static bool start_probe(run *r, int i)
     snprintf(deadline, sizeof deadline, "%u", DEADLINE_MS);
     snprintf(timeout, sizeof timeout, "%u", TIMEOUT_MS);
     snprintf(minrep, sizeof minrep, "%d", r->opt.min_replicas);
-    char *argv[] = {exe,        "--url",
-                    r->cl->url, "--key",
-                    KEY_PREFIX, "--keys",
-                    keys,       "--id",
-                    id,         "--lease-ms",
-                    lease,      "--renew-ms",
-                    renew,      "--retry-ms",
-                    retry,      "--renew-deadline-ms",
-                    deadline,   "--command-timeout-ms",
-                    timeout,    r->opt.min_replicas >= 0 ? "--min-replicas" : NULL,
-                    minrep,     NULL};
-    r->probe[i] = out >= 0 && err >= 0 ? test_process_spawn_stdio(argv, -1, out, err) : -1;
+    char *argv[] = {r->netns ? "ip" : exe,
+                    "netns",
+                    "exec",
+                    r->net.ns[NET_PROBE(i)],
+                    exe,
+                    "--url",
+                    r->cl->url,
+                    "--key",
+                    KEY_PREFIX,
+                    "--keys",
+                    keys,
+                    "--id",
+                    id,
+                    "--lease-ms",
+                    lease,
+                    "--renew-ms",
+                    renew,
+                    "--retry-ms",
+                    retry,
+                    "--renew-deadline-ms",
+                    deadline,
+                    "--command-timeout-ms",
+                    timeout,
+                    r->opt.min_replicas >= 0 ? "--min-replicas" : NULL,
+                    minrep,
+                    NULL};
+    char **run_argv = r->netns ? argv : argv + 4; /* in the probe's namespace, or here */
+    r->probe[i] = out >= 0 && err >= 0 ? test_process_spawn_stdio(run_argv, -1, out, err) : -1;
     if (out >= 0)
         close(out);
     if (err >= 0)
@@ -308,6 +341,60 @@ static unsigned slot_of_master(run *r, const redis_server *m)
     return 0;
 }
 
+/* The index of cluster node s. */
+static int node_index(run *r, const redis_server *s)
+{
+    for (int i = 0; i < r->cl->n; i++)
+        if (r->cl->node[i] == s)
+            return i;
+    return -1;
+}
+
+/* True when s answers ROLE as a master. */
+static bool says_master(redis_server *s)
+{
+    redisReply *rep = redis_server_cmd(s, "ROLE");
+    bool yes = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements > 0 &&
+               rep->element[0]->type == REDIS_REPLY_STRING &&
+               strcmp(rep->element[0]->str, "master") == 0;
+    if (rep)
+        freeReplyObject(rep);
+    return yes;
+}
+
+/* The partition fault: a master serving keys and a probe on one side, every
+ * other node and probe on the other (the driver, outside every namespace,
+ * still reaches all); held until the master's replica is promoted and
+ * `hold` ms more, then healed. */
+static bool partition(run *r, uint32_t hold)
+{
+    redis_server *m = draw_master(r);
+    redis_server *rep = m ? redis_cluster_replica_of(r->cl, m) : NULL;
+    int p = (int)chaos_rng_range(&r->rng, 0, (uint32_t)r->opt.probes - 1);
+    if (!rep || r->probe[p] <= 0)
+        return false;
+    bool small[CHAOS_NET_MAX] = {false};
+    small[node_index(r, m)] = small[NET_PROBE(p)] = true;
+    fault_log(r, "fault", "partition: master %s:%d and probe %d cut off from the rest", m->host,
+              m->port, p + 1);
+    for (int a = 0; a < r->net.n; a++)
+        for (int b = a + 1; b < r->net.n; b++)
+            if (small[a] != small[b] && !chaos_net_set_cut(&r->net, a, b, true)) {
+                r->broken = true;
+                chaos_net_heal_all(&r->net);
+                return false;
+            }
+    uint64_t t0 = test_now_ms(), deadline = t0 + test_ms(30000);
+    while (!interrupted && !says_master(rep) && test_now_ms() < deadline)
+        test_sleep_ms(50);
+    printf("  (replica %s %s %" PRIu64 " ms after the cut)\n", rep->host,
+           says_master(rep) ? "promoted" : "NOT promoted", test_now_ms() - t0);
+    pass_time(hold);
+    chaos_net_heal_all(&r->net);
+    fault_log(r, "heal", "partition");
+    return true;
+}
+
 /* One fault: injected, held, healed; false if it could not be. */
 static bool inject(run *r, fault_type t)
 {
@@ -327,8 +414,8 @@ static bool inject(run *r, fault_type t)
         }
         if (!from || !to || to == from)
             return false;
-        fault_log(r, "fault", "migrate slot %u of key %d, port %d to %d", slot, k, from->port,
-                  to->port);
+        fault_log(r, "fault", "migrate slot %u of key %d, %s:%d to %s:%d", slot, k, from->host,
+                  from->port, to->host, to->port);
         if (redis_cluster_migrate_keys(r->cl, slot, from, to) < 0)
             return r->broken = true, false;
         pass_time(hold);
@@ -341,7 +428,8 @@ static bool inject(run *r, fault_type t)
         redis_server *rep = m ? redis_cluster_replica_of(r->cl, m) : NULL;
         if (!rep)
             return false;
-        fault_log(r, "fault", "failover port %d takes over from %d", rep->port, m->port);
+        fault_log(r, "fault", "failover %s:%d takes over from %s:%d", rep->host, rep->port, m->host,
+                  m->port);
         redisReply *x = redis_server_cmd(rep, "CLUSTER FAILOVER");
         bool ok = x && x->type == REDIS_REPLY_STATUS;
         if (x)
@@ -356,7 +444,7 @@ static bool inject(run *r, fault_type t)
         if (!m || !redis_cluster_replica_of(r->cl, m))
             return false;
         unsigned slot = slot_of_master(r, m);
-        fault_log(r, "fault", "%s port %d", name, m->port);
+        fault_log(r, "fault", "%s %s:%d", name, m->host, m->port);
         if (t == FAULT_MASTER_KILL)
             redis_server_kill(m);
         else
@@ -370,6 +458,8 @@ static bool inject(run *r, fault_type t)
         fault_log(r, "heal", "%s", name);
         return ok || (r->broken = true, false);
     }
+    case FAULT_PARTITION:
+        return partition(r, hold);
     case FAULT_KILL:
     case FAULT_STOP:
     case FAULT_TERM: {
@@ -538,9 +628,25 @@ int main(int argc, char **argv)
            ", logs in %s\n",
            r.opt.probes, r.opt.keys, r.opt.seconds, r.opt.seed, r.dir);
     fflush(stdout);
-    r.cl = redis_cluster_start(NULL);
-    if (!r.cl)
+    redis_cluster_opts co = {0};
+    const char *ns[CLUSTER_NODES], *hosts[CLUSTER_NODES];
+    r.netns = r.opt.fault_on[FAULT_PARTITION];
+    if (r.netns) {
+        if (!chaos_net_create(&r.net, NET_PROBE(r.opt.probes)))
+            return 1;
+        for (int i = 0; i < CLUSTER_NODES; i++) {
+            ns[i] = r.net.ns[i];
+            hosts[i] = r.net.ip[i];
+        }
+        co.netns = ns;
+        co.host = hosts;
+    }
+    r.cl = redis_cluster_start(&co);
+    if (!r.cl) {
+        if (r.netns)
+            chaos_net_destroy(&r.net);
         return 1;
+    }
     for (int i = 0; i < r.opt.probes; i++)
         start_probe(&r, i);
     pass_time(LEASE_MS + RETRY_MS + 3000); /* the first elections */
@@ -550,6 +656,8 @@ int main(int argc, char **argv)
     dprintf(r.fault_fd, "end %" PRIu64 "\n", chaos_now_ns());
     close(r.fault_fd);
     redis_cluster_stop(r.cl);
+    if (r.netns)
+        chaos_net_destroy(&r.net);
     printf("faults injected:");
     for (int k = 0; k < FAULT_COUNT; k++)
         if (r.opt.fault_on[k])

@@ -18,52 +18,54 @@ static bool has_port(const redis_server *s, long long port)
     return s->port == port || (s->tls_port && s->tls_port == port);
 }
 
-/* The node whose port is port, or NULL. */
-static redis_server *by_port(redis_cluster *t, long long port)
+/* The node at host:port, or NULL (nodes in network namespaces share port
+ * numbers and differ by address). */
+static redis_server *by_addr(redis_cluster *t, const char *host, long long port)
 {
     for (int i = 0; i < t->n; i++)
-        if (has_port(t->node[i], port))
+        if (strcmp(t->node[i]->host, host) == 0 && has_port(t->node[i], port))
             return t->node[i];
     return NULL;
 }
 
-/* What node s's CLUSTER SLOTS says of slot: the master's port, 0 when it
- * names none, -1 when s did not answer. */
-static long long slot_master_port(redis_server *s, unsigned slot)
+/* What node s's CLUSTER SLOTS says of slot, into *master (NULL when it
+ * names none or a node not ours): 1, or 0 when s did not answer. */
+static int slot_master(redis_cluster *t, redis_server *s, unsigned slot, redis_server **master)
 {
+    *master = NULL;
     redisReply *r = redis_server_cmd(s, "CLUSTER SLOTS");
     if (!r || r->type != REDIS_REPLY_ARRAY) {
         if (r)
             freeReplyObject(r);
-        return -1;
+        return 0;
     }
-    long long port = 0;
     for (size_t i = 0; i < r->elements; i++) {
         redisReply *e = r->element[i];
         if (e->type == REDIS_REPLY_ARRAY && e->elements >= 3 && e->element[0]->integer <= slot &&
             slot <= (unsigned long long)e->element[1]->integer &&
-            e->element[2]->type == REDIS_REPLY_ARRAY && e->element[2]->elements >= 2)
-            port = e->element[2]->element[1]->integer;
+            e->element[2]->type == REDIS_REPLY_ARRAY && e->element[2]->elements >= 2 &&
+            e->element[2]->element[0]->type == REDIS_REPLY_STRING)
+            *master =
+                by_addr(t, e->element[2]->element[0]->str, e->element[2]->element[1]->integer);
     }
     freeReplyObject(r);
-    return port;
+    return 1;
 }
 
 redis_server *redis_cluster_owner(redis_cluster *t, unsigned slot)
 {
-    long long agreed = 0;
+    redis_server *agreed = NULL;
     for (int i = 0; i < t->n; i++) {
         if (t->node[i]->pid <= 0)
             continue;
-        long long port = slot_master_port(t->node[i], slot);
-        if (port < 0)
+        redis_server *m;
+        if (!slot_master(t, t->node[i], slot, &m))
             continue; /* no answer (a node SIGSTOPped): the others decide */
-        if (port == 0 || (agreed && port != agreed))
+        if (!m || (agreed && m != agreed))
             return NULL;
-        agreed = port;
+        agreed = m;
     }
-    redis_server *m = by_port(t, agreed);
-    return m && m->pid > 0 ? m : NULL;
+    return agreed && agreed->pid > 0 ? agreed : NULL;
 }
 
 /* True when s's INFO replication says `what` (a substring). */
@@ -76,27 +78,40 @@ static bool info_says(redis_server *s, const char *section, const char *what)
     return yes;
 }
 
-/* The port of the master s replicates from (INFO replication), or 0. */
-static long long master_port_of(redis_server *s)
+/* True when s replicates from m, its link up (INFO replication). */
+static bool follows(redis_server *s, const redis_server *m)
 {
     redisReply *r = redis_server_cmd(s, "INFO replication");
-    long long port = 0;
+    bool yes = false;
     if (r && r->type == REDIS_REPLY_STRING && strstr(r->str, "master_link_status:up")) {
-        const char *p = strstr(r->str, "master_port:");
-        if (p)
-            port = atoll(p + strlen("master_port:"));
+        const char *h = strstr(r->str, "master_host:"), *p = strstr(r->str, "master_port:");
+        size_t len = strlen(m->host);
+        yes =
+            h && p && strncmp(h + strlen("master_host:"), m->host, len) == 0 &&
+            (h[strlen("master_host:") + len] == '\r' || h[strlen("master_host:") + len] == '\n') &&
+            has_port(m, atoll(p + strlen("master_port:")));
     }
     if (r)
         freeReplyObject(r);
-    return port;
+    return yes;
 }
 
 redis_server *redis_cluster_replica_of(redis_cluster *t, redis_server *m)
 {
     for (int i = 0; i < t->n; i++)
-        if (t->node[i] != m && t->node[i]->pid > 0 && has_port(m, master_port_of(t->node[i])))
+        if (t->node[i] != m && t->node[i]->pid > 0 && follows(t->node[i], m))
             return t->node[i];
     return NULL;
+}
+
+/* True when two CLUSTER SLOTS node entries (address, port, ID) name the
+ * same node. */
+static bool same_node(const redisReply *a, const redisReply *b)
+{
+    if (a->elements >= 3 && b->elements >= 3 && a->element[2]->type == REDIS_REPLY_STRING &&
+        b->element[2]->type == REDIS_REPLY_STRING)
+        return strcmp(a->element[2]->str, b->element[2]->str) == 0;
+    return a->elements >= 2 && b->elements >= 2 && a->element[1]->integer == b->element[1]->integer;
 }
 
 /* True when every running node is ok, they agree on every slot's master
@@ -132,8 +147,7 @@ static bool all_ok(redis_cluster *t)
                                 first->element[j]->element[0]->integer &&
                             r->element[k]->element[1]->integer ==
                                 first->element[j]->element[1]->integer &&
-                            r->element[k]->element[2]->element[1]->integer ==
-                                first->element[j]->element[2]->element[1]->integer;
+                            same_node(r->element[k]->element[2], first->element[j]->element[2]);
                 ok = found;
             }
         }
@@ -165,13 +179,13 @@ bool redis_cluster_wait_ok(redis_cluster *t, uint64_t max_ms)
 static int create(redis_cluster *t, int replicas)
 {
     char *argv[REDIS_CLUSTER_MAX + 8];
-    char addr[REDIS_CLUSTER_MAX][32], reps[16];
+    char addr[REDIS_CLUSTER_MAX][80], reps[16];
     int k = 0;
     argv[k++] = "redis-cli";
     argv[k++] = "--cluster";
     argv[k++] = "create";
     for (int i = 0; i < t->n; i++) {
-        snprintf(addr[i], sizeof addr[i], "127.0.0.1:%d", t->node[i]->port);
+        snprintf(addr[i], sizeof addr[i], "%s:%d", t->node[i]->host, t->node[i]->port);
         argv[k++] = addr[i];
     }
     snprintf(reps, sizeof reps, "%d", replicas);
@@ -238,6 +252,11 @@ redis_cluster *redis_cluster_start(const redis_cluster_opts *opts)
         so.tls_ca = o.tls->ca;
     }
     for (int i = 0; i < masters * (1 + replicas); i++) {
+        if (o.netns) {
+            so.netns = o.netns[i];
+            so.host = o.host[i];
+            so.port = 6379;
+        }
         t->node[i] = redis_server_start(&so);
         if (!t->node[i]) {
             redis_cluster_stop(t);
@@ -254,8 +273,8 @@ redis_cluster *redis_cluster_start(const redis_cluster_opts *opts)
         snprintf(t->url, sizeof t->url, "rediss+cluster://127.0.0.1:%d,127.0.0.1:%d?tls_ca_file=%s",
                  t->node[0]->tls_port, t->node[1]->tls_port, o.tls->ca);
     else
-        snprintf(t->url, sizeof t->url, "redis+cluster://127.0.0.1:%d,127.0.0.1:%d",
-                 t->node[0]->port, t->node[1]->port);
+        snprintf(t->url, sizeof t->url, "redis+cluster://%s:%d,%s:%d", t->node[0]->host,
+                 t->node[0]->port, t->node[1]->host, t->node[1]->port);
     return t;
 }
 
@@ -314,7 +333,7 @@ int redis_cluster_migrate_keys(redis_cluster *t, unsigned slot, redis_server *fr
         size_t n = r->elements;
         for (size_t i = 0; i < n; i++) {
             redisReply *m =
-                redis_server_cmd(from, "MIGRATE 127.0.0.1 %d %s 0 5000",
+                redis_server_cmd(from, "MIGRATE %s %d %s 0 5000", to->host,
                                  to->tls_port ? to->tls_port : to->port, /* tls-cluster */
                                  r->element[i]->str);
             bool ok = m && m->type == REDIS_REPLY_STATUS;

@@ -25,12 +25,17 @@ typedef struct redis_cluster_opts {
      * ports (rediss+cluster://, tls_ca_file).  The plain ports stay for the
      * test's own admin connections. */
     const tls_certs *tls;
+    /* Network namespaces (the chaos suite's partitions, tests/chaos/netns.h):
+     * node i runs in netns[i], bound to host[i] on port 6379.  NULL: every
+     * node on 127.0.0.1 and a free port. */
+    const char *const *netns;
+    const char *const *host;
 } redis_cluster_opts;
 
 typedef struct redis_cluster {
     redis_server *node[REDIS_CLUSTER_MAX]; /* node[0..masters) are the first masters */
     int n;
-    char url[900]; /* redis+cluster://127.0.0.1:P0,127.0.0.1:P1 (two seeds); with TLS
+    char url[900]; /* redis+cluster://H0:P0,H1:P1 (two seeds); with TLS
                       rediss+cluster://127.0.0.1:T0,127.0.0.1:T1?tls_ca_file=CA */
 } redis_cluster;
 
