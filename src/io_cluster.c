@@ -197,18 +197,17 @@ static int topology_refusal(const leasehold_client *c, node *n, const conn_reply
 {
     int code = r->type == CONN_REPLY_ERROR ? redis_error_code(r->str) : LEASEHOLD_EPROTO;
     if (code == LEASEHOLD_ENOPERM) {
-        const char *sub = c->shards_refused ? "slots" : "shards";
-        snprintf(msg, size,
-                 "%.100s: the ACL user may not run CLUSTER %s (the slot map): grant it with ACL "
-                 "SETUSER %.40s +cluster|%s on every node",
-                 conn_display(n->cmd), c->shards_refused ? "SLOTS" : "SHARDS",
-                 c->u.user[0] ? c->u.user : "default", sub);
-    } else if (code == LEASEHOLD_EREDIS && !strstr(why, "cluster support disabled")) {
+        snprintf(
+            msg, size,
+            "%.80s: the ACL user may not run CLUSTER %s: grant ACL SETUSER %.32s +cluster|shards "
+            "on every node (+cluster|slots too on Redis 6)",
+            conn_display(n->cmd), c->shards_refused ? "SLOTS" : "SHARDS",
+            c->u.user[0] ? c->u.user : "default");
+    } else if (code != LEASEHOLD_EPROTO && !strstr(why, "cluster support disabled")) {
         snprintf(msg, size, "%.100s: cannot read the Cluster's slot map: %.80s",
                  conn_display(n->cmd), why);
     } else {
-        if (code == LEASEHOLD_EREDIS)
-            code = LEASEHOLD_EPROTO;
+        code = LEASEHOLD_EPROTO;
         snprintf(msg, size,
                  "%.100s: cannot read the Cluster's slot map: %.80s (is it a Cluster node?)",
                  conn_display(n->cmd), why);

@@ -26,12 +26,14 @@
  *                  replica)
  *   master-stop    a master serving keys SIGSTOPped past the node timeout
  *                  (its replica is promoted), then SIGCONTed
- *   partition      a master serving keys and one probe cut off from every
- *                  other node and probe until the master's replica is
- *                  promoted, and 1-3 s more: on the small side the probe
- *                  renews its terms on the old master, which no replica
- *                  confirms any longer; on the large side the others claim
- *                  on the promoted one.  Then healed: the old master rejoins
+ *   partition      a master serving keys and the probe leading one of them
+ *                  cut off from every other node and probe until the
+ *                  master's replica is promoted, and 1-3 s more: on the
+ *                  small side the probe renews its terms on the old master,
+ *                  which no replica confirms any longer, until the master
+ *                  refuses commands (CLUSTERDOWN, a node timeout after the
+ *                  cut); on the large side the others claim on the promoted
+ *                  one.  Then healed: the old master rejoins
  *                  as a replica.  With this fault every node and probe runs
  *                  in a network namespace of its own (tests/chaos/netns.h:
  *                  root and `ip` needed), a cut being blackhole routes.
@@ -362,6 +364,25 @@ static bool says_master(redis_server *s)
     return yes;
 }
 
+/* The probe that leads a key master m serves (its lease's token begins
+ * with the probe's id), or -1 if none does. */
+static int leader_on(run *r, redis_server *m)
+{
+    for (int k = 0; k < r->opt.keys; k++) {
+        char key[64];
+        snprintf(key, sizeof key, "%s:%d", KEY_PREFIX, k);
+        if (redis_cluster_owner(r->cl, cluster_key_slot(key)) != m)
+            continue;
+        redisReply *v = redis_server_cmd(m, "GET %s", key);
+        int id = v && v->type == REDIS_REPLY_STRING ? atoi(v->str) : 0;
+        if (v)
+            freeReplyObject(v);
+        if (id >= 1 && id <= r->opt.probes)
+            return id - 1;
+    }
+    return -1;
+}
+
 /* The partition fault: a master serving keys and a probe on one side, every
  * other node and probe on the other (the driver, outside every namespace,
  * still reaches all); held until the master's replica is promoted and
@@ -370,9 +391,12 @@ static bool partition(run *r, uint32_t hold)
 {
     redis_server *m = draw_master(r);
     redis_server *rep = m ? redis_cluster_replica_of(r->cl, m) : NULL;
-    int p = (int)chaos_rng_range(&r->rng, 0, (uint32_t)r->opt.probes - 1);
+    int p = m ? leader_on(r, m) : -1;
+    if (p < 0)
+        p = (int)chaos_rng_range(&r->rng, 0, (uint32_t)r->opt.probes - 1);
     if (!rep || r->probe[p] <= 0)
         return false;
+    unsigned slot = slot_of_master(r, m);
     bool small[CHAOS_NET_MAX] = {false};
     small[node_index(r, m)] = small[NET_PROBE(p)] = true;
     fault_log(r, "fault", "partition: master %s:%d and probe %d cut off from the rest", m->host,
@@ -387,11 +411,19 @@ static bool partition(run *r, uint32_t hold)
     uint64_t t0 = test_now_ms(), deadline = t0 + test_ms(30000);
     while (!interrupted && !says_master(rep) && test_now_ms() < deadline)
         test_sleep_ms(50);
-    printf("  (replica %s %s %" PRIu64 " ms after the cut)\n", rep->host,
-           says_master(rep) ? "promoted" : "NOT promoted", test_now_ms() - t0);
-    pass_time(hold);
+    bool promoted = says_master(rep);
+    printf("  (replica %s:%d %s %" PRIu64 " ms after the cut)\n", rep->host, rep->port,
+           promoted ? "promoted" : "NOT promoted", test_now_ms() - t0);
+    if (promoted)
+        pass_time(hold);
     chaos_net_heal_all(&r->net);
     fault_log(r, "heal", "partition");
+    /* A cut that cut nothing must not pass for a partition survived. */
+    if (!promoted || !wait_owner_changes(r, slot, m, 30000)) {
+        fprintf(stderr, "chaos_cluster: the partition did not fail the master over\n");
+        r->broken = true;
+        return false;
+    }
     return true;
 }
 

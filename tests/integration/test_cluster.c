@@ -473,7 +473,7 @@ static void test_discovery_errors(void **state)
 }
 
 /* The tools on a Cluster URL: `leasehold status` names the slot's master;
- * `server` is elected through it. */
+ * `leasehold run` and `server` are elected through it. */
 static void test_tools(void **state)
 {
     (void)state;
@@ -484,6 +484,14 @@ static void test_tools(void **state)
     proc *p = proc_start("leasehold", NULL, status);
     expect_exit(p, 3, 10000);
     expect_mentions(p, "status on a Cluster", want);
+    proc_free(p);
+
+    const char *run[] = {
+        "run", "--url", topo->url, "--key", keys[0], "--", "sh", "-c", "echo led on the Cluster",
+        NULL};
+    p = proc_start("leasehold", NULL, run);
+    expect_output(p, "led on the Cluster", 15000);
+    expect_exit(p, 0, 10000);
     proc_free(p);
 
     const char *env[] = {"SNAKETRON_REGION=cluster-tools", NULL};
@@ -606,18 +614,30 @@ static void test_tls_acl(void **state)
     assert_non_null(rep);
     assert_int_equal(rep->type, REDIS_REPLY_STATUS);
     freeReplyObject(rep);
+    uint64_t deadline = test_now_ms() + test_ms(FAILOVER_MS);
+    while (redis_cluster_owner(topo, cluster_key_slot(keys[1])) != r) {
+        if (test_now_ms() >= deadline)
+            fail_msg("CLUSTER FAILOVER over TLS: the replica did not take the slot");
+        test_sleep_ms(20);
+    }
     watch w;
-    sample(&w, 500); /* the resign below comes while the failover guard holds claims */
+    sample(&w, 300); /* the resign below comes while the failover guard holds claims */
     for (int k = 0; k < KEYS; k++)
         assert_int_equal(w.doubles[k], 0);
     int who = wait_leader(1, FAILOVER_MS);
     uint64_t epoch = leasehold_epoch(mem[who].e[1]);
     uint64_t t1 = test_now_ms();
     assert_int_equal(leasehold_resign(mem[who].e[1]), 0);
-    wait_new_term(1, who, epoch, t1, "resign after CLUSTER FAILOVER over TLS");
+    who = wait_new_term(1, who, epoch, t1, "resign after CLUSTER FAILOVER over TLS");
     sample(&w, 500);
     for (int k = 0; k < KEYS; k++)
         assert_int_equal(w.doubles[k], 0);
+    leasehold_holder h;
+    leasehold_error err;
+    assert_int_equal(leasehold_holder_get(mem[who].client, keys[1], &h, &err), 0);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", r->tls_port);
+    assert_string_equal(h.master, addr); /* the new term is on the promoted replica */
 }
 
 /* Refusals name their cause: a wrong password (every seed says so), and a

@@ -104,14 +104,35 @@ redis_server *redis_cluster_replica_of(redis_cluster *t, redis_server *m)
     return NULL;
 }
 
-/* True when two CLUSTER SLOTS node entries (address, port, ID) name the
- * same node. */
+/* True when two CLUSTER SLOTS node entries (address, port, ID; at least
+ * the first two) name the same node. */
 static bool same_node(const redisReply *a, const redisReply *b)
 {
     if (a->elements >= 3 && b->elements >= 3 && a->element[2]->type == REDIS_REPLY_STRING &&
         b->element[2]->type == REDIS_REPLY_STRING)
         return strcmp(a->element[2]->str, b->element[2]->str) == 0;
-    return a->elements >= 2 && b->elements >= 2 && a->element[1]->integer == b->element[1]->integer;
+    return a->element[0]->type == REDIS_REPLY_STRING && b->element[0]->type == REDIS_REPLY_STRING &&
+           strcmp(a->element[0]->str, b->element[0]->str) == 0 &&
+           a->element[1]->integer == b->element[1]->integer;
+}
+
+/* True when e is a CLUSTER SLOTS entry: first, last, then the master's
+ * (address, port, ...). */
+static bool slot_range(const redisReply *e)
+{
+    return e->type == REDIS_REPLY_ARRAY && e->elements >= 3 &&
+           e->element[2]->type == REDIS_REPLY_ARRAY && e->element[2]->elements >= 2;
+}
+
+/* True when every entry of r, a CLUSTER SLOTS answer, is a slot range. */
+static bool slot_ranges(const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ARRAY)
+        return false;
+    for (size_t i = 0; i < r->elements; i++)
+        if (!slot_range(r->element[i]))
+            return false;
+    return true;
 }
 
 /* True when every running node is ok, they agree on every slot's master
@@ -137,7 +158,7 @@ static bool all_ok(redis_cluster *t)
             break;
         /* The same masters for the same ranges everywhere. */
         r = redis_server_cmd(s, "CLUSTER SLOTS");
-        ok = r && r->type == REDIS_REPLY_ARRAY;
+        ok = r && slot_ranges(r);
         if (ok && first) {
             ok = r->elements == first->elements;
             for (size_t k = 0; ok && k < r->elements; k++) {
