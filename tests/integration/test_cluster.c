@@ -227,17 +227,15 @@ static void get_on(redis_server *s, const char *key, char *out, size_t size)
     freeReplyObject(r);
 }
 
-/* ----------------------------------------------------------------- tests */
-
-/* One key per master, three clients each campaigning for all three: each
- * key gets one leader, its lease on the master serving its slot, and the
- * holder query names that master. */
-static void test_keys_on_every_master(void **state)
+/* Keys named prefix<N>, one on each of the first KEYS masters, and three
+ * clients on url campaigning for all of them: each key gets one leader,
+ * its lease on the master serving its slot, and another client's holder
+ * query names that master (by its TLS port when tls). */
+static void lead_on_every_master(const char *prefix, const char *url, bool tls)
 {
-    (void)state;
     for (int k = 0; k < KEYS; k++)
-        redis_cluster_key_on(topo, topo->node[k], "lh:cluster:every:", keys[k], sizeof keys[k]);
-    start_members(KEYS);
+        redis_cluster_key_on(topo, topo->node[k], prefix, keys[k], sizeof keys[k]);
+    start_members_on(url, KEYS);
     for (int k = 0; k < KEYS; k++) {
         int who = wait_leader(k, 10000);
         char val[300];
@@ -249,9 +247,21 @@ static void test_keys_on_every_master(void **state)
                          0);
         assert_string_equal(h.token, val);
         char addr[64];
-        snprintf(addr, sizeof addr, "127.0.0.1:%d", topo->node[k]->port);
+        snprintf(addr, sizeof addr, "127.0.0.1:%d",
+                 tls ? topo->node[k]->tls_port : topo->node[k]->port);
         assert_string_equal(h.master, addr);
     }
+}
+
+/* ----------------------------------------------------------------- tests */
+
+/* One key per master, three clients each campaigning for all three: each
+ * key gets one leader, its lease on the master serving its slot, and the
+ * holder query names that master. */
+static void test_keys_on_every_master(void **state)
+{
+    (void)state;
+    lead_on_every_master("lh:cluster:every:", topo->url, false);
     watch w;
     sample(&w, 1000);
     for (int k = 0; k < KEYS; k++) {
@@ -584,22 +594,7 @@ static int tls_group_teardown(void **state)
 static void test_tls_acl(void **state)
 {
     (void)state;
-    for (int k = 0; k < KEYS; k++)
-        redis_cluster_key_on(topo, topo->node[k], TLS_PREFIX "every:", keys[k], sizeof keys[k]);
-    start_members_on(acl_url, KEYS);
-    for (int k = 0; k < KEYS; k++) {
-        int who = wait_leader(k, 10000);
-        char val[300];
-        get_on(topo->node[k], keys[k], val, sizeof val);
-        assert_string_equal(val, leasehold_election_token(mem[who].e[k]));
-        leasehold_holder h;
-        leasehold_error err;
-        assert_int_equal(leasehold_holder_get(mem[(who + 1) % CLIENTS].client, keys[k], &h, &err),
-                         0);
-        char addr[64];
-        snprintf(addr, sizeof addr, "127.0.0.1:%d", topo->node[k]->tls_port);
-        assert_string_equal(h.master, addr);
-    }
+    lead_on_every_master(TLS_PREFIX "every:", acl_url, true);
     char want[64];
     snprintf(want, sizeof want, "; master 127.0.0.1:%d", topo->node[0]->tls_port);
     const char *status[] = {"status", "--url", acl_url, "--key", keys[0], NULL};
