@@ -253,6 +253,22 @@ static void lead_on_every_master(const char *prefix, const char *url, bool tls)
     }
 }
 
+/* CLUSTER FAILOVER on replica s, then waits until s serves key's slot
+ * (what names the step if it does not). */
+static void fail_over_to(redis_server *s, const char *key, const char *what)
+{
+    redisReply *rep = redis_server_cmd(s, "CLUSTER FAILOVER");
+    assert_non_null(rep);
+    assert_int_equal(rep->type, REDIS_REPLY_STATUS);
+    freeReplyObject(rep);
+    uint64_t deadline = test_now_ms() + test_ms(FAILOVER_MS);
+    while (redis_cluster_owner(topo, cluster_key_slot(key)) != s) {
+        if (test_now_ms() >= deadline)
+            fail_msg("%s: port %d did not take the slot of %s", what, s->port, key);
+        test_sleep_ms(20);
+    }
+}
+
 /* ----------------------------------------------------------------- tests */
 
 /* One key per master, three clients each campaigning for all three: each
@@ -362,16 +378,7 @@ static void test_cluster_failover(void **state)
      * takes its slots again; claims there wait for its replica as well
      * (asked of the connection that stays), then go through. */
     assert_true(redis_cluster_wait_ok(topo, 30000));
-    rep = redis_server_cmd(m, "CLUSTER FAILOVER");
-    assert_non_null(rep);
-    assert_int_equal(rep->type, REDIS_REPLY_STATUS);
-    freeReplyObject(rep);
-    uint64_t deadline = test_now_ms() + test_ms(FAILOVER_MS);
-    while (redis_cluster_owner(topo, cluster_key_slot(keys[0])) != m) {
-        if (test_now_ms() >= deadline)
-            fail_msg("the old master did not take its slot back");
-        test_sleep_ms(20);
-    }
+    fail_over_to(m, keys[0], "failing back");
     sample(&w, 300);
     assert_int_equal(w.doubles[0], 0);
     who = wait_leader(0, FAILOVER_MS);
@@ -605,16 +612,7 @@ static void test_tls_acl(void **state)
 
     redis_server *r = redis_cluster_replica_of(topo, topo->node[1]);
     assert_non_null(r);
-    redisReply *rep = redis_server_cmd(r, "CLUSTER FAILOVER");
-    assert_non_null(rep);
-    assert_int_equal(rep->type, REDIS_REPLY_STATUS);
-    freeReplyObject(rep);
-    uint64_t deadline = test_now_ms() + test_ms(FAILOVER_MS);
-    while (redis_cluster_owner(topo, cluster_key_slot(keys[1])) != r) {
-        if (test_now_ms() >= deadline)
-            fail_msg("CLUSTER FAILOVER over TLS: the replica did not take the slot");
-        test_sleep_ms(20);
-    }
+    fail_over_to(r, keys[1], "CLUSTER FAILOVER over TLS");
     watch w;
     sample(&w, 300); /* the resign below comes while the failover guard holds claims */
     for (int k = 0; k < KEYS; k++)

@@ -81,16 +81,14 @@ static bool info_says(redis_server *s, const char *section, const char *what)
 /* True when s replicates from m, its link up (INFO replication). */
 static bool follows(redis_server *s, const redis_server *m)
 {
+    char host[96], port[40], tls_port[40];
+    snprintf(host, sizeof host, "\nmaster_host:%s\r\n", m->host);
+    snprintf(port, sizeof port, "\nmaster_port:%d\r\n", m->port);
+    snprintf(tls_port, sizeof tls_port, "\nmaster_port:%d\r\n", m->tls_port);
     redisReply *r = redis_server_cmd(s, "INFO replication");
-    bool yes = false;
-    if (r && r->type == REDIS_REPLY_STRING && strstr(r->str, "master_link_status:up")) {
-        const char *h = strstr(r->str, "master_host:"), *p = strstr(r->str, "master_port:");
-        size_t len = strlen(m->host);
-        yes =
-            h && p && strncmp(h + strlen("master_host:"), m->host, len) == 0 &&
-            (h[strlen("master_host:") + len] == '\r' || h[strlen("master_host:") + len] == '\n') &&
-            has_port(m, atoll(p + strlen("master_port:")));
-    }
+    bool yes = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "master_link_status:up") &&
+               strstr(r->str, host) &&
+               (strstr(r->str, port) || (m->tls_port && strstr(r->str, tls_port)));
     if (r)
         freeReplyObject(r);
     return yes;
