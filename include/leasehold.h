@@ -598,6 +598,116 @@ LEASEHOLD_API int leasehold_resign_hold(leasehold_election *e, uint32_t hold_ms,
  */
 LEASEHOLD_API void leasehold_election_free(leasehold_election *e);
 
+/* ------------------------------------------------------------ statistics */
+
+/* What an election is doing, for statistics and tools. */
+typedef enum leasehold_state {
+    LEASEHOLD_STATE_IDLE = 0,          /* not campaigning: not started yet, or ended */
+    LEASEHOLD_STATE_FOLLOWER = 1,      /* waiting for its next claim */
+    LEASEHOLD_STATE_CLAIMING = 2,      /* a claim is in flight */
+    LEASEHOLD_STATE_LEADER = 3,        /* holds the lease and renews it */
+    LEASEHOLD_STATE_STEPPING_DOWN = 4, /* the term has ended; its service is stopping */
+    LEASEHOLD_STATE_RELEASING = 5,     /* the release of the ended term is in flight */
+    LEASEHOLD_STATE_OBSERVING = 6,     /* an observer (leasehold_observe()) */
+    LEASEHOLD_STATE_HALTED = 7,        /* a permanent error halted it (leasehold_resume()) */
+} leasehold_state;
+
+/* "idle", "follower", "claiming", "leader", "stepping_down", "releasing",
+ * "observing", "halted"; never NULL.  Thread-safe. */
+LEASEHOLD_API const char *leasehold_state_name(leasehold_state state);
+
+/* The renewal round-trip histogram's buckets: bucket i counts the round
+ * trips of at most LEASEHOLD_RTT_BOUNDS_US[i] microseconds and more than
+ * bucket i-1's bound; the last bucket has no bound (UINT64_MAX). */
+#define LEASEHOLD_RTT_BUCKETS 12
+#define LEASEHOLD_RTT_BOUNDS_US                                                                    \
+    {                                                                                              \
+        250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000, UINT64_MAX       \
+    }
+
+/*
+ * One election's statistics.  Counters count from the campaign's start and
+ * never go down; times are milliseconds on leasehold_now_ms()'s clock.
+ */
+typedef struct leasehold_election_stats {
+    leasehold_state state;
+    uint64_t state_ms;     /* how long it has been in that state */
+    uint64_t epoch;        /* this term's fencing epoch while leader (leasehold_epoch()), else 0 */
+    uint64_t epoch_seen;   /* the highest epoch seen for the key: the current or the last term's */
+    int64_t lease_left_ms; /* while leader: the time left before valid_until (the safety rule,
+                              moved on by each renewal); else 0 */
+    uint64_t term_overdue_ms;     /* how long the I/O thread has still treated a term as held
+                                     (state leader) past its deadline (leasehold_term_deadline_ms());
+                                     0 when it has not.  More than a few ms: it is wedged, since a
+                                     healthy one ends the term on time (leasehold_is_leader() is
+                                     false past the deadline either way) */
+    uint64_t terms_won;           /* terms this process was elected for */
+    uint64_t terms_lost[8];       /* terms ended, by leasehold_reason ([LEASEHOLD_LOST] ...
+                                     [LEASEHOLD_HALTED]; [0] is unused) */
+    uint64_t leader_changes;      /* new holders seen (this process's own terms included) */
+    uint64_t claims;              /* claims sent (SET NX PX, in the acquire script) */
+    uint64_t renewals;            /* renewals sent */
+    uint64_t renewals_failed;     /* renewals that did not count: refused (the key was gone or
+                                     another's), an error reply, too few replicas (WAIT), or
+                                     no answer (timed out, connection lost) */
+    uint64_t last_renewal_rtt_us; /* the round trip of the last renewal that counted (from
+                                     its send to its answer, WAIT included), 0 before one */
+    uint64_t last_renewal_age_ms; /* how long ago that renewal was sent; UINT64_MAX before one */
+    uint64_t renewal_rtt_count;   /* renewals that counted ... */
+    uint64_t renewal_rtt_sum_us;  /* ... the sum of their round trips ... */
+    uint64_t renewal_rtt_buckets[LEASEHOLD_RTT_BUCKETS]; /* ... and how many fell in each
+                                                            bucket (not cumulative) */
+} leasehold_election_stats;
+
+/*
+ * Fills *out with e's statistics.  Lock-free and cheap (a few dozen atomic
+ * reads): call it as often as needed, from any thread, also while e's I/O
+ * thread is stuck in a callback.  Counters are read one by one, so two of
+ * them may be a moment apart.
+ *
+ * Returns 0, or LEASEHOLD_EINVAL when e or out is NULL.
+ */
+LEASEHOLD_API int leasehold_election_stats_get(const leasehold_election *e,
+                                               leasehold_election_stats *out);
+
+#define LEASEHOLD_STATS_NODES  16 /* nodes listed in leasehold_client_stats */
+#define LEASEHOLD_STATS_ERRORS 16 /* distinct error codes counted there */
+
+/* One Redis server a client talks to. */
+typedef struct leasehold_node_stats {
+    char address[128];     /* "host:port" (a Sentinel URL's: the current master's), or the
+                              URL as shown in messages, password hidden */
+    bool connected;        /* its command connection is ready */
+    bool events_connected; /* its events connection is subscribed */
+} leasehold_node_stats;
+
+/* A client's statistics. */
+typedef struct leasehold_client_stats {
+    unsigned node_count; /* the Redis servers it knows: 1, or a Cluster's masters */
+    leasehold_node_stats nodes[LEASEHOLD_STATS_NODES]; /* the first node_count of them */
+    uint64_t connects;     /* connections made ready (both kinds, first ones included) */
+    uint64_t disconnects;  /* connections lost, or failed while being made */
+    uint64_t loop_busy_ms; /* how long the I/O thread has been busy with what woke it last;
+                              0 while it waits.  A few ms at most when healthy: more means
+                              a callback (or the log callback) blocks it, and nothing is
+                              renewed meanwhile */
+    unsigned error_kinds;  /* distinct error codes met (at most LEASEHOLD_STATS_ERRORS) */
+    struct {
+        int code;       /* a leasehold error code (or a negated errno) */
+        uint64_t count; /* how often it was met: reported to an election's error callback
+                           (repeats included) or ending a connection */
+    } errors[LEASEHOLD_STATS_ERRORS];
+} leasehold_client_stats;
+
+/*
+ * Fills *out with c's statistics.  Takes a lock the I/O thread holds only
+ * to copy a few fields, never across a callback: cheap, callable from any
+ * thread, also while the I/O thread is stuck.
+ *
+ * Returns 0, or LEASEHOLD_EINVAL when c or out is NULL.
+ */
+LEASEHOLD_API int leasehold_client_stats_get(leasehold_client *c, leasehold_client_stats *out);
+
 /* ------------------------------------------------------------ observing */
 
 /* What a key holds at one instant. */

@@ -6,7 +6,7 @@ set -euo pipefail
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 for pkg in build-essential cmake pkg-config libhiredis-dev libssl-dev openssl libcmocka-dev redis-server \
-    redis-tools clang libclang-rt-14-dev valgrind; do
+    redis-tools curl clang libclang-rt-14-dev valgrind; do
     have_pkg "$pkg" || need+=("$pkg")
 done
 if [ ${#need[@]} -eq 0 ]; then

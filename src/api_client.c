@@ -209,6 +209,7 @@ static void client_destroy(leasehold_client *c)
         close(c->wake_fd);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cond);
+    client_counters_destroy(&c->stats);
     tls_ctx_free(c->tls);
     free(c->url_copy);
     free(c->identity);
@@ -396,6 +397,8 @@ leasehold_client *leasehold_client_new(const leasehold_config *cfg, leasehold_er
     }
     c->wake_fd = -1;
     c->tls = tls;
+    client_counters_init(&c->stats);
+    c->stats_nodes_dirty = true;
     pthread_mutex_init(&c->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

@@ -116,6 +116,7 @@ static leasehold_election *campaign(leasehold_client *c, const char *key,
     atomic_init(&e->term_deadline_ms, 0);
     atomic_init(&e->epoch, 0);
     atomic_init(&e->resign_pending, 0);
+    atomic_store(&e->stats.state_since_ms, clock_now_ms());
     if (!e->key || !e->epoch_key || !e->channel || !e->quarantine_key || !e->token || !e->end_req) {
         error_set(err, LEASEHOLD_ENOMEM, "out of memory");
         goto fail;

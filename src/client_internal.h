@@ -49,6 +49,7 @@
 #include "timer_heap.h"
 #include "sentinel.h"
 #include "service.h"
+#include "stats.h"
 #include "url.h"
 
 typedef struct query query;
@@ -78,6 +79,7 @@ typedef struct pending {
     bool asking;                      /* or the ASKING before a command redirected by ASK */
     uint8_t redirects;                /* MOVED and ASK followed so far for this command */
     uint32_t hold_ms;                 /* a renew sent as a hold (leasehold_resign_hold): this TTL */
+    uint64_t sent_ns;                 /* when it was sent (clock_now_ns), for statistics */
 } pending;
 
 /* A leasehold_holder_get() or leasehold_resign_hold() under way.  The asking
@@ -136,6 +138,7 @@ struct leasehold_election {
      * (leasehold_election_free(), or the loop) and each abandoned service
      * thread, which may still call is_leader, epoch or resign on it. */
     atomic_uint refs;
+    election_counters stats; /* leasehold_election_stats_get() */
 
     /* Under e->mu: set when the loop has let go of it.  From then on
      * leasehold_resign() must not touch the client, which may be freed. */
@@ -229,6 +232,7 @@ struct leasehold_client {
     int wake_fd;
     pthread_t thread;
     atomic_bool thread_running;
+    client_counters stats; /* leasehold_client_stats_get(): its own lock, and atomics */
 
     /* mu (cond: CLOCK_MONOTONIC; an election unlinked, a query answered). */
     pthread_mutex_t mu;
@@ -262,6 +266,7 @@ struct leasehold_client {
     leasehold_election *services; /* elections with a running (or stopping) service */
     bool shutting_down;
     uint64_t shutdown_deadline_ms;
+    bool stats_nodes_dirty; /* a node was added or its connections changed (stats.c) */
 
     /* Inside leasehold_client_new()'s first connect (the creating thread). */
     bool first_connect;
@@ -502,5 +507,11 @@ bool cluster_redirect(node *n, pending *p, const conn_reply *r, uint64_t now_ms)
  * changed): its channel follows, its state machine learns whether it is
  * connected there, and its claims wait for that node's guards. */
 void cluster_rehome(leasehold_election *e, uint64_t now_ms);
+
+/* -------------------------------------------------- I/O thread (stats.c) */
+
+/* Copies the nodes' addresses and connection states into c->stats when
+ * stats_nodes_dirty says they may have changed. */
+void stats_refresh_nodes(leasehold_client *c);
 
 #endif

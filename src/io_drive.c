@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "error.h"
 #include "redis_error.h"
 #include "term.h"
@@ -20,14 +21,43 @@
 static void start_service(leasehold_election *e, uint64_t epoch, uint64_t now_ms);
 static void stop_service(leasehold_election *e, uint64_t now_ms);
 
+/* The state machine's state as leasehold_state says it. */
+static leasehold_state public_state(const lease *l)
+{
+    if (lease_halted(l))
+        return LEASEHOLD_STATE_HALTED;
+    switch (lease_get_state(l)) {
+    case LEASE_IDLE:
+        return LEASEHOLD_STATE_IDLE;
+    case LEASE_FOLLOWER:
+        return LEASEHOLD_STATE_FOLLOWER;
+    case LEASE_CLAIMING:
+        return LEASEHOLD_STATE_CLAIMING;
+    case LEASE_LEADER:
+        return LEASEHOLD_STATE_LEADER;
+    case LEASE_DRAINING:
+        return LEASEHOLD_STATE_STEPPING_DOWN;
+    case LEASE_RELEASING:
+        return LEASEHOLD_STATE_RELEASING;
+    case LEASE_OBSERVING:
+    case LEASE_READING:
+        return LEASEHOLD_STATE_OBSERVING;
+    }
+    return LEASEHOLD_STATE_IDLE;
+}
+
 /* Makes what other threads read agree with the state machine.  The epoch
  * and valid_until go through term.h, which orders them so that a reader who
  * finds the term valid never reads epoch 0. */
-static void publish(leasehold_election *e)
+static void publish(leasehold_election *e, uint64_t now_ms)
 {
     uint64_t valid_until = lease_valid_until(&e->lease);
     term_publish(&e->epoch, &e->valid_until_ms, lease_epoch(&e->lease), valid_until);
     atomic_store(&e->term_deadline_ms, lease_hold_until(&e->lease));
+    /* After the deadline: a reader that sees a new term's state sees its deadline. */
+    stats_set_state(&e->stats, public_state(&e->lease), now_ms);
+    atomic_store_explicit(&e->stats.epoch_seen, lease_max_epoch_seen(&e->lease),
+                          memory_order_relaxed);
     if (e->svc && valid_until)
         service_extend(e->svc, valid_until);
 }
@@ -44,6 +74,7 @@ void report_error(leasehold_election *e, int code)
     const char *text = e->why[0] ? e->why : leasehold_strerror(code);
     error_set(&err, code, "key %s: %s", e->key, text);
     e->why[0] = '\0';
+    stats_error(&c->stats, code);
     bool repeat = strcmp(e->last_reported, err.msg) == 0;
     leasehold_log_level level =
         code == LEASEHOLD_EFOREIGN || code == LEASEHOLD_EEVICTION || code == LEASEHOLD_ENOREPLICAS
@@ -162,8 +193,11 @@ void send_script(leasehold_election *e, node *n, bool asking, enum script_kind k
     protocol_call call;
     protocol_call_init(&call, kind, eval ? NULL : c->sha[c->sharded][kind], &k, c->cfg.lease_ms,
                        epoch);
-    if (!node_send(n, p, call.argc, call.argv, e->key, protocol_script_name(kind), now_ms))
+    if (!node_send(n, p, call.argc, call.argv, e->key, protocol_script_name(kind), now_ms)) {
+        if (kind == SCRIPT_RENEW)
+            stats_add(&e->stats.renewals_failed);
         return;
+    }
     e->pending_count++;
     if (c->cfg.min_replicas > 0 && kind == SCRIPT_RENEW)
         send_wait(e, n, p, NULL, now_ms);
@@ -178,14 +212,16 @@ void drive(leasehold_election *e, uint64_t now_ms)
     lease_action a;
     election_touch(e);
     for (;;) {
-        publish(e);
+        publish(e, now_ms);
         if (!lease_next_action(&e->lease, &a))
             break;
         switch (a.kind) {
         case LEASE_SEND_ACQUIRE:
+            stats_add(&e->stats.claims);
             send_for_election(e, SCRIPT_ACQUIRE, a.seq, a.epoch, false, now_ms);
             break;
         case LEASE_SEND_RENEW:
+            stats_add(&e->stats.renewals);
             send_for_election(e, SCRIPT_RENEW, a.seq, 0, false, now_ms);
             break;
         case LEASE_SEND_RELEASE:
@@ -195,6 +231,7 @@ void drive(leasehold_election *e, uint64_t now_ms)
             send_for_election(e, SCRIPT_QUERY, a.seq, 0, false, now_ms);
             break;
         case LEASE_ELECTED:
+            stats_add(&e->stats.terms_won);
             e->last_reported[0] = '\0';
             client_log(c, LEASEHOLD_LOG_INFO, "%s: elected, epoch %" PRIu64 ", token %s", e->key,
                        a.epoch, e->token);
@@ -204,6 +241,8 @@ void drive(leasehold_election *e, uint64_t now_ms)
                 start_service(e, a.epoch, now_ms);
             break;
         case LEASE_REVOKED:
+            if (a.reason >= 1 && a.reason < 8)
+                stats_add(&e->stats.terms_lost[a.reason]);
             client_log(c, LEASEHOLD_LOG_INFO, "%s: leadership ended (%s), token %s", e->key,
                        leasehold_reason_name(a.reason), e->token);
             if (e->svc)
@@ -220,6 +259,8 @@ void drive(leasehold_election *e, uint64_t now_ms)
                 lease_service_abandoned(&e->lease, now_ms);
             break;
         case LEASE_LEADER_CHANGED:
+            if (a.change == LEASEHOLD_CHANGE_ELECTED && a.holder)
+                stats_add(&e->stats.leader_changes);
             if (c->cfg.log && c->cfg.log_level >= LEASEHOLD_LOG_DEBUG) {
                 char holder[160] = "nobody";
                 if (a.holder)
@@ -282,7 +323,11 @@ void election_wait_answer(leasehold_election *e, pending *w, const conn_reply *r
     const char *what = w->kind == SCRIPT_ACQUIRE ? "claim" : "renewal";
     if (r->type == CONN_REPLY_INTEGER && r->integer >= c->cfg.min_replicas) {
         e->why[0] = '\0';
+        if (w->kind == SCRIPT_RENEW && lr.result == LEASE_RENEWED)
+            stats_renewal_counted(&e->stats, w->sent_ns, clock_now_ns());
     } else {
+        if (w->kind == SCRIPT_RENEW)
+            stats_add(&e->stats.renewals_failed);
         lr = (lease_reply){.result = w->kind == SCRIPT_ACQUIRE ? (int)LEASE_ACQUIRE_FAILED
                                                                : (int)LEASE_RENEW_FAILED};
         if (r->type == CONN_REPLY_INTEGER) {
@@ -366,6 +411,10 @@ void election_answer(leasehold_election *e, pending *p, const conn_reply *r, uin
             hold_for_wait(p, &lr);
             return;
         }
+        if (lr.result == LEASE_RENEWED && !p->hold_ms)
+            stats_renewal_counted(&e->stats, p->sent_ns, clock_now_ns());
+        else if (lr.result != LEASE_RENEWED)
+            stats_add(&e->stats.renewals_failed);
         if (lr.result == LEASE_RENEW_MISSING || lr.result == LEASE_RENEW_HELD) {
             protocol_renew_refusal(&lr, refusal, sizeof refusal);
             client_log(c, LEASEHOLD_LOG_WARN, "%s: renewal refused: the key is %s", e->key,

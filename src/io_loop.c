@@ -330,6 +330,7 @@ void *client_loop_main(void *arg)
     loop_thread_client = c;
     for (;;) {
         uint64_t now = clock_now_ms();
+        atomic_store_explicit(&c->stats.busy_since_ms, now ? now : 1, memory_order_relaxed);
         for (size_t i = 0; i < c->node_count; i++)
             guard_ask(c->nodes[i], now); /* the first connection was made before the loop ran */
         handle_requests(c, now);
@@ -339,6 +340,7 @@ void *client_loop_main(void *arg)
         if (c->shutting_down && (!c->elections || now >= c->shutdown_deadline_ms))
             break;
 
+        stats_refresh_nodes(c);
         uint64_t at = next_wake(c);
         now = clock_now_ms();
         int timeout = at == UINT64_MAX   ? -1
@@ -347,10 +349,12 @@ void *client_loop_main(void *arg)
                                          : (int)(at - now);
         size_t k = poll_set(c);
         struct pollfd *pfd = c->pfd;
+        atomic_store_explicit(&c->stats.busy_since_ms, 0, memory_order_relaxed);
         int ready = poll(pfd, (nfds_t)(1 + k), timeout); /* a negative fd is skipped */
         if (ready < 0 && errno != EINTR)
             client_log(c, LEASEHOLD_LOG_ERROR, "poll: %s", strerror(errno));
         now = clock_now_ms();
+        atomic_store_explicit(&c->stats.busy_since_ms, now ? now : 1, memory_order_relaxed);
         if (ready > 0 && (pfd[0].revents & POLLIN)) {
             uint64_t v;
             ssize_t rd = read(c->wake_fd, &v, sizeof v);

@@ -265,6 +265,7 @@ static node *node_new(leasehold_client *c, const url *target)
         node_free(n);
         return NULL;
     }
+    c->stats_nodes_dirty = true;
     return n;
 }
 
@@ -360,6 +361,7 @@ bool node_send(node *n, pending *p, int argc, const char **argv, const char *key
     }
     p->next = NULL;
     p->sent_on = n;
+    p->sent_ns = clock_now_ns();
     if (n->pend_tail)
         n->pend_tail->next = p;
     else
@@ -397,6 +399,10 @@ void node_drop_pending(node *n, int code, const char *msg)
         n->pend_head = p->next;
         if (p->e)
             p->e->pending_count--;
+        /* A renewal never answered, or answered but not yet confirmed by WAIT. */
+        if (p->e && p->kind == SCRIPT_RENEW && !p->asking && !p->topology && !p->info &&
+            (!p->wait || p->held_set) && !p->hold_ms)
+            stats_add(&p->e->stats.renewals_failed);
         if (p->e && !p->asking && p->e->home != n && !p->e->stranded) {
             p->e->stranded = true;
             p->e->stranded_next = stranded;
@@ -440,6 +446,8 @@ static void handle_ready(void *arg, conn *cn, uint64_t now_ms)
     node *n = arg;
     leasehold_client *c = n->client;
     (void)cn;
+    stats_add(&c->stats.connects);
+    c->stats_nodes_dirty = true;
     guard_connected(n, now_ms);
     if (c->first_connect) {
         c->first_code = 1; /* ready */
@@ -512,6 +520,9 @@ static void handle_down(void *arg, conn *cn, int code, bool by_peer, const char 
     node *n = arg;
     leasehold_client *c = n->client;
     (void)cn;
+    stats_add(&c->stats.disconnects);
+    stats_error(&c->stats, code);
+    c->stats_nodes_dirty = true;
     node_drop_pending(n, code, msg);
     if (c->first_connect) {
         if (c->first_code == 0) {

@@ -38,6 +38,7 @@ static void sub_ready(void *arg, conn *cn, uint64_t now_ms)
     (void)cn;
     n->events_live = false;
     n->sunsubscribes = 0;
+    stats_add(&c->stats.connects);
     client_log(c, LEASEHOLD_LOG_DEBUG, "%s: events subscription connected", conn_display(n->sub));
     for (leasehold_election *e = c->elections; e; e = e->next)
         if (!e->stopped && e->home == n)
@@ -71,6 +72,7 @@ static void sub_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r, ui
     if (r->type != CONN_REPLY_ERROR) {
         if (!n->events_live) {
             n->events_live = true;
+            c->stats_nodes_dirty = true;
             for (leasehold_election *e = c->elections; e; e = e->next)
                 if (e->home == n)
                     lease_events_resumed(&e->lease);
@@ -102,6 +104,8 @@ static void sub_down(void *arg, conn *cn, int code, bool by_peer, const char *ms
     node *n = arg;
     (void)cn, (void)code, (void)by_peer, (void)now_ms;
     n->events_live = false;
+    stats_add(&n->client->stats.disconnects);
+    n->client->stats_nodes_dirty = true;
     client_log(n->client, LEASEHOLD_LOG_DEBUG, "events subscription: %s", msg);
 }
 

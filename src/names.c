@@ -34,3 +34,26 @@ const char *leasehold_change_name(leasehold_change change)
     }
     return "unknown";
 }
+
+const char *leasehold_state_name(leasehold_state state)
+{
+    switch (state) {
+    case LEASEHOLD_STATE_IDLE:
+        return "idle";
+    case LEASEHOLD_STATE_FOLLOWER:
+        return "follower";
+    case LEASEHOLD_STATE_CLAIMING:
+        return "claiming";
+    case LEASEHOLD_STATE_LEADER:
+        return "leader";
+    case LEASEHOLD_STATE_STEPPING_DOWN:
+        return "stepping_down";
+    case LEASEHOLD_STATE_RELEASING:
+        return "releasing";
+    case LEASEHOLD_STATE_OBSERVING:
+        return "observing";
+    case LEASEHOLD_STATE_HALTED:
+        return "halted";
+    }
+    return "unknown";
+}

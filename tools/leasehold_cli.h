@@ -70,6 +70,7 @@ typedef struct cli_options {
     bool try_once;                /* run: exit EXIT_NOT_ELECTED once the key is seen held */
     uint64_t hold_after_exit_ms;  /* run: CMD exited on its own: keep the key this long
                                      (leasehold_resign_hold), 0: release it */
+    const char *metrics_listen;   /* run: --metrics-listen's address, or NULL */
     bool json;                    /* status, watch: JSON lines on stdout */
     leasehold_log_level log_level;
     cli_log_format log_format;

@@ -94,6 +94,9 @@ static void print_help(void)
            "                         back-off from 500ms to 30s, keeping the lease\n"
            "  --exit-on-loss         exit 79 when leadership is lost, instead of campaigning\n"
            "                         again\n"
+           "  --metrics-listen ADDR  serve /metrics (Prometheus), /healthz and /readyz over\n"
+           "                         HTTP on ADDR: HOST:PORT, [IPv6]:PORT or :PORT (every\n"
+           "                         interface), e.g. 127.0.0.1:9464\n"
            "\n"
            "Options for status and watch:\n"
            "  --json                 one JSON object per line on stdout\n"
@@ -128,6 +131,7 @@ enum option_id {
     OPT_JSON,
     OPT_TRY_ONCE,
     OPT_HOLD_AFTER_EXIT,
+    OPT_METRICS_LISTEN,
 };
 
 static const struct option run_options[] = {
@@ -139,6 +143,7 @@ static const struct option run_options[] = {
     {"exit-on-loss", no_argument, NULL, OPT_EXIT_ON_LOSS},
     {"try-once", no_argument, NULL, OPT_TRY_ONCE},
     {"hold-after-exit", required_argument, NULL, OPT_HOLD_AFTER_EXIT},
+    {"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
     {NULL, 0, NULL, 0},
 };
 
@@ -173,6 +178,9 @@ static int apply_option(int c, opts *s, cli_options *o)
         return 0;
     case OPT_TRY_ONCE:
         o->try_once = true;
+        return 0;
+    case OPT_METRICS_LISTEN:
+        o->metrics_listen = optarg;
         return 0;
     case OPT_HOLD_AFTER_EXIT:
         if (opts_duration(s, "--hold-after-exit", optarg, UINT32_MAX, &o->hold_after_exit_ms) != 0)

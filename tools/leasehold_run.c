@@ -24,6 +24,7 @@
  */
 #include "exit_codes.h"
 #include "leasehold_cli.h"
+#include "ops.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -59,6 +60,7 @@ typedef struct runner {
     const cli_options *o;
     leasehold_client *client;
     leasehold_election *e;
+    ops *ops;                /* --metrics-listen and systemd's notifications */
     int sig_fd;              /* signalfd */
     int ev_rd, ev_wr;        /* callbacks -> main thread */
     atomic_uint dropped;     /* events lost to a full pipe */
@@ -105,20 +107,25 @@ static void push_event(runner *r, const run_event *ev)
 static void on_elected(leasehold_election *e, uint64_t epoch, void *arg)
 {
     (void)e;
-    push_event(arg, &(run_event){.kind = RUN_ELECTED, .epoch = epoch});
+    runner *r = arg;
+    push_event(r, &(run_event){.kind = RUN_ELECTED, .epoch = epoch});
+    ops_poke(r->ops);
 }
 
 static void on_revoked(leasehold_election *e, leasehold_reason reason, void *arg)
 {
     /* On the I/O thread no new term can start during this call, so the
      * deadline read here is the ended term's. */
-    push_event(arg, &(run_event){.kind = RUN_REVOKED,
-                                 .reason = reason,
-                                 .term_deadline_ms = leasehold_term_deadline_ms(e)});
+    runner *r = arg;
+    push_event(r, &(run_event){.kind = RUN_REVOKED,
+                               .reason = reason,
+                               .term_deadline_ms = leasehold_term_deadline_ms(e)});
+    ops_poke(r->ops);
 }
 
 static void on_leader_changed(leasehold_election *e, const char *holder, uint64_t epoch, void *arg)
 {
+    ops_poke(((runner *)arg)->ops);
     if (!holder) {
         cli_log(LEASEHOLD_LOG_INFO, 0, NULL, "no leader: the key is free");
     } else if (strcmp(holder, leasehold_election_token(e)) != 0) {
@@ -585,6 +592,8 @@ static void on_signal(runner *r, int sig, uint64_t now)
         check_cmd_exit(r, now); /* the guardian is our only child */
         return;
     }
+    if (sig == SIGTERM || sig == SIGINT)
+        ops_stopping(r->ops);
     if (!r->cmd_pid) {
         if (sig == SIGTERM || sig == SIGINT) {
             cli_log(LEASEHOLD_LOG_INFO, 0, NULL, "received SIG%s: exiting", name);
@@ -788,6 +797,25 @@ static int start_campaign(runner *r)
     return 0;
 }
 
+/* Serves --metrics-listen and tells systemd the campaign has started; an
+ * exit status on failure, else 0. */
+static int start_ops(runner *r)
+{
+    const ops_target t = {.client = r->client,
+                          .election = r->e,
+                          .program = "leasehold run",
+                          .version = opts_version()};
+    int rc = ops_start(r->ops, &t);
+    if (rc < 0) {
+        cli_log(LEASEHOLD_LOG_ERROR, 0, NULL, "cannot start the metrics thread: %s", strerror(-rc));
+        return EXIT_OSERR;
+    }
+    if (ops_address(r->ops))
+        cli_log(LEASEHOLD_LOG_INFO, 0, NULL, "serving /metrics, /healthz and /readyz on http://%s",
+                ops_address(r->ops));
+    return 0;
+}
+
 int cli_run(const cli_options *o)
 {
     /* A mistyped CMD is refused now, not after an election it won. */
@@ -828,14 +856,28 @@ int cli_run(const cli_options *o)
         return EXIT_OSERR;
     }
 
+    char why[400];
+    r.ops = ops_open(o->metrics_listen, why, sizeof why);
+    if (!r.ops) {
+        cli_log(LEASEHOLD_LOG_ERROR, 0, NULL, "%s", why);
+        close(r.ev_rd);
+        close(r.ev_wr);
+        close(r.sig_fd);
+        return EXIT_USAGE;
+    }
     int code = start_campaign(&r);
+    if (code == 0)
+        code = start_ops(&r);
     if (code == 0)
         code = loop(&r);
     kill_cmd_now(&r);
+    ops_stopping(r.ops);
+    ops_stop(r.ops); /* before the election it reads is freed */
     if (r.client) {
         leasehold_client_free(r.client); /* ends the campaign, releases the lease */
         cli_log(LEASEHOLD_LOG_DEBUG, 0, NULL, "campaign ended, lease released if held");
     }
+    ops_close(r.ops); /* the callbacks that poke it have ended */
     close(r.ev_rd);
     close(r.ev_wr);
     close(r.sig_fd);

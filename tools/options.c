@@ -56,6 +56,11 @@ void opts_print_version(const char *name)
     printf("%s %s\n", name, LEASEHOLD_TOOL_VERSION);
 }
 
+const char *opts_version(void)
+{
+    return LEASEHOLD_TOOL_VERSION;
+}
+
 /* The first control character of s (a byte below 0x20, or 0x7f), or NULL. */
 static const char *control_char(const char *s)
 {

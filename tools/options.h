@@ -289,4 +289,7 @@ void opts_conn_config(const opts_conn *c, leasehold_config *cfg);
 /* Prints "<name> <version>" (the project's version from CMake) on stdout. */
 void opts_print_version(const char *name);
 
+/* The tools' version ("0.1.0"). */
+const char *opts_version(void);
+
 #endif

@@ -29,6 +29,7 @@
 
 #include "exit_codes.h"
 #include "log_lines.h"
+#include "ops.h"
 #include "options.h"
 
 #include <getopt.h>
@@ -55,6 +56,7 @@ typedef struct server {
     _Atomic uint64_t term_epoch; /* the epoch of the last term won, for revoked's line */
     atomic_int halt_code;        /* the permanent error that halted the election, or 0 */
     pthread_t main_thread;       /* woken with HALT_SIGNAL when it is set */
+    ops *ops;                    /* --metrics-listen and systemd's notifications */
 } server;
 
 /* Wakes the main thread's sigwaitinfo() when the election halts; blocked in
@@ -82,6 +84,7 @@ static void on_elected(leasehold_election *e, uint64_t epoch, void *arg)
     server *s = arg;
     atomic_store(&s->term_epoch, epoch);
     cli_log(LEASEHOLD_LOG_DEBUG, epoch, leasehold_election_token(e), "elected");
+    ops_poke(s->ops);
 }
 
 static void on_revoked(leasehold_election *e, leasehold_reason reason, void *arg)
@@ -91,12 +94,13 @@ static void on_revoked(leasehold_election *e, leasehold_reason reason, void *arg
         reason == LEASEHOLD_RESIGNED ? LEASEHOLD_LOG_INFO : LEASEHOLD_LOG_WARN;
     cli_log(level, atomic_load(&s->term_epoch), leasehold_election_token(e),
             "no longer the leader (%s)", leasehold_reason_name(reason));
+    ops_poke(s->ops);
 }
 
 static void on_leader_changed(leasehold_election *e, const char *holder_token, uint64_t epoch,
                               void *arg)
 {
-    (void)arg;
+    ops_poke(((server *)arg)->ops);
     if (!holder_token)
         cli_log(LEASEHOLD_LOG_INFO, 0, NULL, "no leader: the key is free");
     else if (!leasehold_is_token(holder_token))
@@ -135,6 +139,7 @@ typedef struct options {
     uint32_t command_timeout_ms, connect_timeout_ms, stop_timeout_ms;
     uint32_t clock_drift_ppm;
     uint32_t service_interval_ms;
+    const char *metrics_listen; /* --metrics-listen, or NULL */
     leasehold_log_level log_level;
     cli_log_format log_format;
     const char *prog; /* the name it was called by, for JSON lines and messages */
@@ -146,6 +151,7 @@ enum option_id {
     OPT_STOP_TIMEOUT_MS,
     OPT_SERVICE_INTERVAL,
     OPT_SERVICE_INTERVAL_MS,
+    OPT_METRICS_LISTEN,
 };
 
 static const struct option long_options[] = {
@@ -156,6 +162,7 @@ static const struct option long_options[] = {
     {"stop-timeout-ms", required_argument, NULL, OPT_STOP_TIMEOUT_MS},
     {"service-interval", required_argument, NULL, OPT_SERVICE_INTERVAL},
     {"service-interval-ms", required_argument, NULL, OPT_SERVICE_INTERVAL_MS},
+    {"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
     {NULL, 0, NULL, 0},
 };
 
@@ -186,6 +193,9 @@ static void print_help(const char *prog)
            "                         how long a stopping service is waited for (default: 10s)\n"
            "  --service-interval DURATION\n"
            "                         period of \"Leader service is running...\" (default: 10s)\n"
+           "  --metrics-listen ADDR  serve /metrics (Prometheus), /healthz and /readyz over\n"
+           "                         HTTP on ADDR: HOST:PORT, [IPv6]:PORT or :PORT (every\n"
+           "                         interface), e.g. 127.0.0.1:9464\n"
            "\n"
            "The original spellings in plain milliseconds are still accepted: --lease-ms,\n"
            "--renew-ms, --retry-ms, --renew-deadline-ms, --command-timeout-ms,\n"
@@ -253,6 +263,9 @@ static int parse_options(int argc, char **argv, const char *prog, options *o)
             rc = own_timing(
                 &s, c == OPT_SERVICE_INTERVAL ? "--service-interval" : "--service-interval-ms",
                 c == OPT_SERVICE_INTERVAL_MS, &o->service_interval_ms);
+            break;
+        case OPT_METRICS_LISTEN:
+            o->metrics_listen = optarg;
             break;
         case '?':
         case ':':
@@ -355,6 +368,17 @@ static int run_election(server *s, const options *o, const sigset_t *stop)
     }
     cli_log(LEASEHOLD_LOG_INFO, 0, leasehold_election_token(e),
             "campaigning for leadership (lease %" PRIu32 " ms)", o->lease_ms);
+    const ops_target t = {
+        .client = client, .election = e, .program = "server", .version = opts_version()};
+    int ops_rc = ops_start(s->ops, &t);
+    if (ops_rc < 0) {
+        cli_fatal(false, "cannot start the metrics thread: %s", strerror(-ops_rc));
+        leasehold_client_free(client);
+        return EX_OSERR;
+    }
+    if (ops_address(s->ops))
+        cli_log(LEASEHOLD_LOG_INFO, 0, NULL, "serving /metrics, /healthz and /readyz on http://%s",
+                ops_address(s->ops));
 
     sigset_t wake = *stop;
     sigaddset(&wake, HALT_SIGNAL);
@@ -362,12 +386,16 @@ static int run_election(server *s, const options *o, const sigset_t *stop)
     while ((sig = wait_for_stop_signal(&wake)) == HALT_SIGNAL) {
         int halt = atomic_load(&s->halt_code);
         if (halt != 0) {
+            ops_stopping(s->ops);
+            ops_stop(s->ops);
             leasehold_client_free(client);
             return exit_status_for_error(halt);
         }
     }
     cli_log(LEASEHOLD_LOG_INFO, 0, NULL,
             "received %s: stopping the service and releasing the lease", signal_name(sig));
+    ops_stopping(s->ops);
+    ops_stop(s->ops); /* before the election it reads is freed */
     leasehold_client_free(client);
     cli_log(LEASEHOLD_LOG_INFO, 0, NULL, "stopped");
     return 0;
@@ -382,6 +410,9 @@ int main(int argc, char **argv)
 
     static server s;
     s.service_interval_ms = o.service_interval_ms;
+    /* Before any thread: it takes NOTIFY_SOCKET out of the environment. */
+    char ops_err[400];
+    s.ops = ops_open(o.url ? o.metrics_listen : NULL, ops_err, sizeof ops_err);
     snprintf(s.key, sizeof s.key, "%s", o.key);
 
     /* Blocked before any thread exists, so only sigwaitinfo() sees them. */
@@ -395,6 +426,7 @@ int main(int argc, char **argv)
     int sigmask_rc = pthread_sigmask(SIG_BLOCK, &blocked, NULL);
     if (sigmask_rc != 0) {
         fprintf(stderr, "%s: cannot block SIGINT and SIGTERM: %s\n", o.prog, strerror(sigmask_rc));
+        ops_close(s.ops);
         return EX_OSERR;
     }
     signal(SIGPIPE, SIG_IGN); /* a closed stderr pipe must not kill the leader */
@@ -403,18 +435,31 @@ int main(int argc, char **argv)
     int sink_rc = cli_log_init(o.prog, false, o.log_level, o.log_format, o.key);
     if (sink_rc != 0) {
         fprintf(stderr, "%s: cannot start the log writer thread: %s\n", o.prog, strerror(sink_rc));
+        ops_close(s.ops);
         return EX_OSERR;
     }
 
+    if (!s.ops) {
+        cli_fatal(true, "%s", ops_err);
+        cli_log_flush();
+        return EX_USAGE;
+    }
     if (!o.url) {
         cli_log(LEASEHOLD_LOG_INFO, 0, NULL, "leader election disabled (SNAKETRON_REDIS_URL is %s)",
                 getenv("SNAKETRON_REDIS_URL") ? "empty" : "not set");
+        if (o.metrics_listen)
+            cli_log(LEASEHOLD_LOG_WARN, 0, NULL,
+                    "--metrics-listen ignored: there is no election to report on");
+        ops_start(s.ops, NULL); /* READY=1 only */
         int sig = wait_for_stop_signal(&stop);
+        ops_stopping(s.ops);
+        ops_close(s.ops);
         cli_log(LEASEHOLD_LOG_INFO, 0, NULL, "received %s: exiting", signal_name(sig));
         cli_log_flush();
         return 0;
     }
     rc = run_election(&s, &o, &stop);
+    ops_close(s.ops); /* the election's callbacks, which poke it, have ended */
     cli_log_flush();
     return rc;
 }
