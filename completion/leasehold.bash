@@ -15,11 +15,12 @@ _leasehold_run='--id --lease --renew --retry --renew-deadline --command-timeout
     --connect-timeout --clock-drift-ppm --grace --wait-timeout --restart --exit-on-loss
     --try-once --hold-after-exit --metrics-listen'
 _leasehold_observe='--json'
+_leasehold_resign='--token --wait --wait-timeout'
 _leasehold_valued=' --url --url-file --password-file --tls-ca-file --tls-ca-dir --tls-cert-file
     --tls-key-file --tls-server-name --sentinel-user --sentinel-password-file --min-replicas
     --key --region --log-level --log-format --id --lease --renew --retry
     --renew-deadline --command-timeout --connect-timeout --clock-drift-ppm --grace
-    --wait-timeout --hold-after-exit --metrics-listen '
+    --wait-timeout --hold-after-exit --metrics-listen --token '
 
 # COMPREPLY from compgen's arguments, one word per line (file names with
 # spaces stay whole).
@@ -40,7 +41,7 @@ _leasehold() {
         w=${COMP_WORDS[i]}
         if [[ -z $cmd ]]; then
             case $w in
-            run | status | watch) cmd=$w ;;
+            run | status | watch | resign) cmd=$w ;;
             esac
             continue
         fi
@@ -73,7 +74,7 @@ _leasehold() {
         if [[ $cur == -* ]]; then
             _leasehold_reply -W '--help --version' -- "$cur"
         else
-            _leasehold_reply -W 'run status watch' -- "$cur"
+            _leasehold_reply -W 'run status watch resign' -- "$cur"
         fi
         return 0
     fi
@@ -102,7 +103,7 @@ _leasehold() {
         ;;
     --key | --region | --tls-server-name | --id | --lease | --renew | --retry | --renew-deadline | \
         --command-timeout | --connect-timeout | --clock-drift-ppm | --grace | \
-        --wait-timeout | --hold-after-exit | --metrics-listen)
+        --wait-timeout | --hold-after-exit | --metrics-listen | --token)
         return 0 # a value of the user's own: nothing to guess
         ;;
     esac
@@ -113,6 +114,8 @@ _leasehold() {
         else
             _leasehold_reply -c -- "$cur" # CMD starts here
         fi
+    elif [[ $cur == -* && $cmd == resign ]]; then
+        _leasehold_reply -W "$_leasehold_general $_leasehold_resign" -- "$cur"
     elif [[ $cur == -* ]]; then
         _leasehold_reply -W "$_leasehold_general $_leasehold_observe" -- "$cur"
     fi

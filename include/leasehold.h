@@ -416,6 +416,19 @@ LEASEHOLD_API const char *leasehold_reason_name(leasehold_reason reason);
  * observed:       the same changes as leader_changed, with what ended or began
  *                 a term (see leasehold_observation); for tools that report
  *                 them, such as `leasehold watch`.
+ * resign_requested: leasehold_request_resign() (`leasehold resign`) asked
+ *                 this process to end its term `epoch`, which it still
+ *                 leads.  Stop what the term started, then call
+ *                 leasehold_resign(): the key is released and another
+ *                 candidate takes over at once.  Until then the term goes on.
+ *                 An election that runs a service (leasehold_serve())
+ *                 needs no callback: it resigns by itself (the service is
+ *                 cancelled, the key renewed until it returns, then
+ *                 released), and the callback, if any, is told too.
+ *                 Without a service and without this callback, the term
+ *                 ends at once (revoked with LEASEHOLD_RESIGNED) but its key
+ *                 is left to lapse with its TTL, not released: the library
+ *                 cannot know that the code acting on the term has stopped.
  */
 typedef enum leasehold_change {
     LEASEHOLD_CHANGE_ELECTED = 1,  /* a new holder: .token, .epoch (a previous
@@ -443,6 +456,7 @@ typedef struct leasehold_callbacks {
                            void *arg);
     void (*error)(leasehold_election *e, const leasehold_error *err, void *arg);
     void (*observed)(leasehold_election *e, const leasehold_observation *o, void *arg);
+    void (*resign_requested)(leasehold_election *e, uint64_t epoch, void *arg);
 } leasehold_callbacks;
 
 /*
@@ -762,6 +776,35 @@ typedef struct leasehold_holder {
  */
 LEASEHOLD_API int leasehold_holder_get(leasehold_client *c, const char *key, leasehold_holder *out,
                                        leasehold_error *err);
+
+/*
+ * Asks the leader of `key` to step down, for the term named by epoch and
+ * token (as leasehold_holder_get() reports them): publishes
+ * "resign <epoch> <token>" on the key's events channel.  The process that
+ * leads that very term reacts as to leasehold_resign(): its service is
+ * stopped, the key released, and it waits retry_interval_ms before its next
+ * claim, so another candidate takes over (`leasehold resign`, for
+ * maintenance).  Every other process, and the leader of any other term,
+ * ignores it, so a late request cannot end a later term.  Like every
+ * message on the channel it is news, not proof: anyone allowed to PUBLISH
+ * there can ask (the ACL rule for campaigning allows it; the observing one
+ * does not).  Leaders older than this version, and the original module,
+ * ignore it.  Waits for Redis's answer as leasehold_holder_get() does, not
+ * for the step-down: watch the key for that.  Thread-safe.
+ *
+ * Returns how many clients received the request (0: nobody listened: the
+ * term has ended, or its leader has no live events subscription), or:
+ *   LEASEHOLD_EINVAL      c or key is NULL or refused as by
+ *                         leasehold_campaign(), epoch is 0, or token is not
+ *                         a leasehold token (leasehold_is_token())
+ *   LEASEHOLD_EDEADLK, LEASEHOLD_ENOMEM, LEASEHOLD_ECLOSED,
+ *   LEASEHOLD_ETIMEDOUT, LEASEHOLD_ECONNRESET, LEASEHOLD_EIO,
+ *   LEASEHOLD_EPROTO      as for leasehold_holder_get()
+ *   LEASEHOLD_ENOPERM     the ACL user may not publish on the channel
+ *   LEASEHOLD_EREDIS      another error reply
+ */
+LEASEHOLD_API int leasehold_request_resign(leasehold_client *c, const char *key, uint64_t epoch,
+                                           const char *token, leasehold_error *err);
 
 /*
  * Watches `key` without campaigning: leader_changed and observed fire for

@@ -45,6 +45,8 @@ void query_free(query *q)
     free(q->key);
     free(q->epoch_key);
     free(q->token);
+    free(q->channel);
+    free(q->message);
     free(q);
 }
 
@@ -226,6 +228,40 @@ static int await_query(leasehold_client *c, query *q, leasehold_error *err)
     return code;
 }
 
+/* Hands q (made, when made is true) to the I/O thread and waits for its
+ * answer as await_query() does; q is freed on failure.  0 with q to read
+ * and free, or the error in err. */
+static int run_query(leasehold_client *c, query *q, bool made, leasehold_error *err)
+{
+    request *r = calloc(1, sizeof *r);
+    int code = 0;
+    if (!q || !r || !made) {
+        code = error_set(err, LEASEHOLD_ENOMEM, "out of memory");
+    } else {
+        /* Counted as a waiter, and queued, in one step with the check: a
+         * leasehold_client_free() either sees us (fails the query, waits
+         * for us to leave) or we see it. */
+        *r = (request){.kind = REQ_QUERY, .q = q};
+        pthread_mutex_lock(&c->mu);
+        if (c->closing) {
+            code = error_set(err, LEASEHOLD_ECLOSED,
+                             "key %s: the client is shutting down (leasehold_client_free)", q->key);
+        } else {
+            c->waiters++;
+            push_locked(c, r);
+        }
+        pthread_mutex_unlock(&c->mu);
+    }
+    if (code) {
+        if (q)
+            query_free(q);
+        free(r);
+        return code;
+    }
+    client_wake(c);
+    return await_query(c, q, err);
+}
+
 int leasehold_holder_get(leasehold_client *c, const char *key, leasehold_holder *out,
                          leasehold_error *err)
 {
@@ -243,39 +279,45 @@ int leasehold_holder_get(leasehold_client *c, const char *key, leasehold_holder 
                          "leasehold_holder_get() called from a callback would wait for itself");
     memset(out, 0, sizeof *out);
     query *q = calloc(1, sizeof *q);
-    request *r = calloc(1, sizeof *r);
     if (q) {
         q->key = strdup(key);
         q->epoch_key = protocol_epoch_key(key);
     }
-    int code = 0;
-    if (!q || !r || !q->key || !q->epoch_key) {
-        code = error_set(err, LEASEHOLD_ENOMEM, "out of memory");
-    } else {
-        /* Counted as a waiter, and queued, in one step with the check: a
-         * leasehold_client_free() either sees us (fails the query, waits
-         * for us to leave) or we see it. */
-        *r = (request){.kind = REQ_QUERY, .q = q};
-        pthread_mutex_lock(&c->mu);
-        if (c->closing) {
-            code = error_set(err, LEASEHOLD_ECLOSED,
-                             "key %s: the client is shutting down (leasehold_client_free)", key);
-        } else {
-            c->waiters++;
-            push_locked(c, r);
-        }
-        pthread_mutex_unlock(&c->mu);
-    }
-    if (code) {
-        if (q)
-            query_free(q);
-        free(r);
-        return code;
-    }
-    client_wake(c);
-    code = await_query(c, q, err);
+    int code = run_query(c, q, q && q->key && q->epoch_key, err);
     if (code == 0) {
         *out = q->holder;
+        query_free(q);
+    }
+    return code;
+}
+
+int leasehold_request_resign(leasehold_client *c, const char *key, uint64_t epoch,
+                             const char *token, leasehold_error *err)
+{
+    error_clear(err);
+    if (!c || !key || !key[0] || !token || epoch == 0 || !leasehold_is_token(token))
+        return error_set(err, LEASEHOLD_EINVAL, "%s",
+                         !c                ? "no client given"
+                         : !key || !key[0] ? "no key given"
+                         : epoch == 0      ? "no epoch given: a request names a term"
+                         : !token          ? "no token given: a request names a term"
+                                           : "the token is not a leasehold token");
+    int bad_key = protocol_check_key(key, err);
+    if (bad_key)
+        return bad_key;
+    if (client_on_loop_thread(c))
+        return error_set(err, LEASEHOLD_EDEADLK,
+                         "leasehold_request_resign() called from a callback would wait for itself");
+    query *q = calloc(1, sizeof *q);
+    if (q) {
+        q->key = strdup(key);
+        q->epoch_key = protocol_epoch_key(key);
+        q->channel = protocol_channel(key);
+        q->message = protocol_resign_message(epoch, token);
+    }
+    int code = run_query(c, q, q && q->key && q->epoch_key && q->channel && q->message, err);
+    if (code == 0) {
+        code = q->receivers > INT32_MAX ? INT32_MAX : (int)q->receivers;
         query_free(q);
     }
     return code;

@@ -89,6 +89,8 @@ struct query {
     query *next; /* I/O thread: in the node's list of queries waiting for the connection */
     char *key, *epoch_key; /* set by the asker, then read-only */
     char *token;           /* a hold: the term's token (else NULL) */
+    char *channel;         /* a publish (leasehold_request_resign): the events channel ... */
+    char *message;         /* ... and what is published there (else NULL) */
     uint32_t hold_ms;      /* a hold: its TTL (0: a holder query) */
     uint8_t redirects;     /* I/O thread: MOVED and ASK followed so far */
     /* mu: */
@@ -97,6 +99,7 @@ struct query {
     int code;
     char msg[256];
     leasehold_holder holder;
+    long long receivers; /* a publish: the clients that received it */
 };
 
 typedef enum request_kind {
@@ -171,6 +174,7 @@ struct leasehold_election {
     bool ending;             /* REQ_END or shutdown: lease_stop() called */
     bool end_asked;          /* REQ_END or shutdown came: a held campaign may be let go of */
     bool holding;            /* leasehold_resign_hold(): the term ends without a release */
+    bool lapse_on_resign;    /* a resign request ends the term, its key left to lapse */
     bool stopped;            /* LEASE_STOPPED received */
     char why[256];           /* the text behind the next LEASE_ERROR */
     char last_reported[256]; /* the last error reported; cleared by a reply that is not an

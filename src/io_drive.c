@@ -203,6 +203,30 @@ void send_script(leasehold_election *e, node *n, bool asking, enum script_kind k
         send_wait(e, n, p, NULL, now_ms);
 }
 
+/* A resign request named e's current term (epoch): a service is stopped
+ * and the key released (lease_resign); without one, the user's callback
+ * decides when, and without that the term ends with its key left to lapse,
+ * since code acting on it may still run. */
+static void resign_asked(leasehold_election *e, uint64_t epoch, uint64_t now_ms)
+{
+    leasehold_client *c = e->client;
+    const char *how = e->service               ? "stopping the service, then releasing"
+                      : e->cb.resign_requested ? "told the program (resign_requested)"
+                                               : "the key is left to lapse (no service, no "
+                                                 "resign_requested callback)";
+    client_log(c, LEASEHOLD_LOG_INFO,
+               "%s: asked to step down by a request naming this term (epoch %" PRIu64 "): %s",
+               e->key, epoch, how);
+    if (e->cb.resign_requested)
+        e->cb.resign_requested(e, epoch, e->arg);
+    if (e->service) {
+        lease_resign(&e->lease, now_ms);
+    } else if (!e->cb.resign_requested) {
+        e->lapse_on_resign = true;
+        lease_resign(&e->lease, now_ms);
+    }
+}
+
 /* Carries out every action the state machine has queued, in order: sends,
  * callbacks, service starts and stops.  Runs until the queue is empty,
  * including actions that carrying out earlier ones produced. */
@@ -253,10 +277,11 @@ void drive(leasehold_election *e, uint64_t now_ms)
              * term: after a resign it has stopped, but a term that ended
              * against its will may still be acted on until valid_until, so
              * its key is left to lapse rather than released. */
-            if (!e->svc && a.reason == LEASEHOLD_RESIGNED && !e->holding)
+            if (!e->svc && a.reason == LEASEHOLD_RESIGNED && !e->holding && !e->lapse_on_resign)
                 lease_service_stopped(&e->lease, now_ms);
             else if (!e->svc)
                 lease_service_abandoned(&e->lease, now_ms);
+            e->lapse_on_resign = false;
             break;
         case LEASE_LEADER_CHANGED:
             if (a.change == LEASEHOLD_CHANGE_ELECTED && a.holder)
@@ -293,6 +318,9 @@ void drive(leasehold_election *e, uint64_t now_ms)
             break;
         case LEASE_STOPPED:
             e->stopped = true;
+            break;
+        case LEASE_RESIGN_ASKED:
+            resign_asked(e, a.epoch, now_ms);
             break;
         }
     }

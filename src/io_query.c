@@ -1,5 +1,5 @@
-/* io_query.c — the I/O thread's side of leasehold_holder_get() and
- * leasehold_resign_hold().
+/* io_query.c — the I/O thread's side of leasehold_holder_get(),
+ * leasehold_resign_hold() and leasehold_request_resign().
  *
  * The asking thread waits on the client's condition for q->done (see
  * await_query in api_election.c); this file sends the query on the node
@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "redis_error.h"
 
 /* q's names for a script: no campaign (no quarantine key, no channel), so
  * its errors are not retried. */
@@ -47,6 +49,27 @@ static void hold_answer(leasehold_client *c, query *q, const conn_reply *r)
     }
 }
 
+/* The answer to a publish (leasehold_request_resign) into q: how many
+ * received it, or why it was refused. */
+static void publish_answer(leasehold_client *c, query *q, const conn_reply *r)
+{
+    if (r->type == CONN_REPLY_INTEGER) {
+        q->receivers = r->integer;
+        return;
+    }
+    if (r->type != CONN_REPLY_ERROR) {
+        q->code = LEASEHOLD_EPROTO;
+        snprintf(q->msg, sizeof q->msg, "key %s: unexpected reply to PUBLISH", q->key);
+        return;
+    }
+    q->code = conn_error_code(r);
+    char why[300];
+    redis_error_ctx ctx = {.key = q->key, .channel = q->channel, .user = c->u.user};
+    redis_error_explain(r->str, &ctx, why, sizeof why);
+    snprintf(q->msg, sizeof q->msg, "key %s: publishing the request on %s refused: %.150s", q->key,
+             q->channel, why);
+}
+
 /* Hands a query its answer (code 0 and r) or its failure, and wakes the
  * asker; frees it when the asker has given up. */
 void query_finish(leasehold_client *c, query *q, int code, const char *msg, const conn_reply *r)
@@ -56,7 +79,9 @@ void query_finish(leasehold_client *c, query *q, int code, const char *msg, cons
     if (!abandoned) {
         q->code = code;
         snprintf(q->msg, sizeof q->msg, "%s", msg ? msg : "");
-        if (code == 0 && r && q->hold_ms) {
+        if (code == 0 && r && q->message) {
+            publish_answer(c, q, r);
+        } else if (code == 0 && r && q->hold_ms) {
             hold_answer(c, q, r);
         } else if (code == 0 && r) {
             lease_reply lr;
@@ -118,6 +143,13 @@ void query_send_on(leasehold_client *c, query *q, node *n, bool asking, bool eva
     pending *p = calloc(1, sizeof *p);
     if (!p) {
         query_finish(c, q, LEASEHOLD_ENOMEM, "out of memory", NULL);
+        return;
+    }
+    if (q->message) {
+        *p = (pending){.q = q, .kind = SCRIPT_QUERY, .eval = true}; /* no script: no NOSCRIPT */
+        const char *argv[3] = {c->sharded ? "SPUBLISH" : "PUBLISH", q->channel, q->message};
+        if (!node_send(n, p, 3, argv, q->key, argv[0], now_ms))
+            query_finish(c, q, LEASEHOLD_ECONNRESET, "the connection to Redis went down", NULL);
         return;
     }
     *p = (pending){.q = q,

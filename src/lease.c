@@ -434,6 +434,12 @@ void lease_on_event(lease *l, uint64_t now_ms, lease_event_kind kind, const char
         return;
     }
     bool own = is_own_token(l, token, token_len);
+    if (kind == LEASE_EVENT_RESIGN) {
+        if (l->state == LEASE_LEADER && own && epoch == l->as.leader.epoch)
+            lease_push(l, (lease_action){.kind = LEASE_RESIGN_ASKED, .epoch = epoch});
+        advance(l, now_ms);
+        return;
+    }
     lease_see_epoch(l, epoch);
     if (kind == LEASE_EVENT_ELECTED) {
         lease_note_holder(l, token, token_len, epoch, LEASEHOLD_CHANGE_EXPIRED);

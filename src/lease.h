@@ -70,12 +70,16 @@ typedef enum lease_action_kind {
     LEASE_ERROR,          /* report .error (a leasehold error code) to the user; when
                              leasehold_error_is_permanent(.error) the election has halted */
     LEASE_STOPPED,        /* the campaign has ended (after lease_stop); state is IDLE */
+    LEASE_RESIGN_ASKED,   /* a resign request named this term (.epoch): the caller decides how
+                             to step down (lease_resign once what the term started has
+                             stopped, or at once); the state machine changes nothing */
 } lease_action_kind;
 
 typedef struct lease_action {
     lease_action_kind kind;
     uint32_t seq;            /* SEND_*: pass it back with the reply */
-    uint64_t epoch;          /* ELECTED, LEADER_CHANGED, SEND_RELEASE, SEND_ACQUIRE (floor) */
+    uint64_t epoch;          /* ELECTED, LEADER_CHANGED, SEND_RELEASE, SEND_ACQUIRE (floor),
+                                RESIGN_ASKED */
     leasehold_reason reason; /* REVOKED */
     int error;               /* ERROR */
     const char *holder;      /* LEADER_CHANGED: NUL-terminated, or NULL for "nobody";
@@ -118,6 +122,8 @@ typedef enum lease_query_result {
 typedef enum lease_event_kind {
     LEASE_EVENT_ELECTED,  /* "elected <epoch> <token>" */
     LEASE_EVENT_RELEASED, /* "released <epoch> <token>" */
+    LEASE_EVENT_RESIGN,   /* "resign <epoch> <token>": someone asks the leader of that term to
+                             step down (leasehold_request_resign) */
 } lease_event_kind;
 
 typedef struct lease_reply {
@@ -254,10 +260,11 @@ void lease_on_query(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply *
 /* A message on the key's events channel.  It is news, never proof: it only
  * reports a change and hastens the next claim (after `released`) or renewal
  * (a leader that hears of another's election); only the key decides who
- * leads.  Anyone may publish on the channel, so hastening is rate-limited:
- * a hastened command goes out no sooner than lease_event_floor_ms() after
- * the previous hastened one.  The first event after a quiet period still
- * acts at once. */
+ * leads.  A `resign` naming this process's current term (its epoch and our
+ * token) is announced (LEASE_RESIGN_ASKED) for the caller to act on; any
+ * other is ignored, so a late request cannot end a later term.  Anyone may publish on the channel,
+ * so hastening is rate-limited: a hastened command goes out no sooner than lease_event_floor_ms()
+ * after the previous hastened one.  The first event after a quiet period still acts at once. */
 void lease_on_event(lease *l, uint64_t now_ms, lease_event_kind kind, const char *token,
                     size_t token_len, uint64_t epoch);
 

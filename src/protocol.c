@@ -495,7 +495,9 @@ int protocol_parse_event(const char *payload, size_t len, lease_event_kind *kind
     static const struct {
         const char *word;
         lease_event_kind kind;
-    } words[] = {{"elected ", LEASE_EVENT_ELECTED}, {"released ", LEASE_EVENT_RELEASED}};
+    } words[] = {{"elected ", LEASE_EVENT_ELECTED},
+                 {"released ", LEASE_EVENT_RELEASED},
+                 {"resign ", LEASE_EVENT_RESIGN}};
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
         size_t wl = strlen(words[i].word);
         if (len <= wl || memcmp(payload, words[i].word, wl) != 0)
@@ -514,4 +516,13 @@ int protocol_parse_event(const char *payload, size_t len, lease_event_kind *kind
         return 0;
     }
     return -1;
+}
+
+char *protocol_resign_message(uint64_t epoch, const char *token)
+{
+    size_t size = strlen(token) + 32;
+    char *m = malloc(size);
+    if (m)
+        snprintf(m, size, "resign %" PRIu64 " %s", epoch, token);
+    return m;
 }

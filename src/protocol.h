@@ -107,10 +107,16 @@ void protocol_explain_holder(int code, const char *holder, int64_t pttl_ms, char
  * '<token>'", the token quoted and cut, into out. */
 void protocol_renew_refusal(const lease_reply *r, char *out, size_t out_size);
 
-/* Parses a message of the events channel, "elected <epoch> <token>" or
- * "released <epoch> <token>".  Returns 0, or -1 for anything else (which is
- * ignored: the channel is news, never proof).  *token points into payload. */
+/* Parses a message of the events channel, "elected <epoch> <token>",
+ * "released <epoch> <token>" or "resign <epoch> <token>" (a request that the
+ * leader of that term step down).  Returns 0, or -1 for anything else (which
+ * is ignored: the channel is news, never proof).  *token points into
+ * payload. */
 int protocol_parse_event(const char *payload, size_t len, lease_event_kind *kind, uint64_t *epoch,
                          const char **token, size_t *token_len);
+
+/* The request that the leader of the term (epoch, token) step down, as
+ * protocol_parse_event reads it: malloc'd, NULL when out of memory. */
+char *protocol_resign_message(uint64_t epoch, const char *token);
 
 #endif

@@ -24,7 +24,7 @@ struct sentinel {
     conn *watch; /* the +switch-master subscription, or NULL until sentinel_watch */
     conn_options opt;
     int order[URL_HOSTS_MAX]; /* indices into u.hosts, the one to ask first first */
-    int watch_at;                 /* the position in order the subscription tries next */
+    int watch_at;             /* the position in order the subscription tries next */
 
     /* The round under way. */
     bool resolving;

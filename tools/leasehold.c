@@ -4,6 +4,7 @@
  *   leasehold run [OPTION]... [--] CMD [ARG]...   CMD runs only while leader
  *   leasehold status [--json]                     who holds the key now
  *   leasehold watch [--json]                      every change of leader
+ *   leasehold resign [--token T] [--wait]         ask the leader to step down
  *
  * `leasehold --help` and doc/leasehold.1 document the options and the exit
  * statuses; leasehold_cli.h lists the files the tool is made of.
@@ -33,6 +34,9 @@ int main(int argc, char **argv)
         break;
     case CLI_WATCH:
         rc = cli_watch(&o);
+        break;
+    case CLI_RESIGN:
+        rc = cli_resign(&o);
         break;
     default:
         rc = EXIT_SOFTWARE;

@@ -12,6 +12,7 @@
  *   leasehold_child.c    CMD under its guardian: own process group, deadline, reaping
  *   leasehold_run.c      `leasehold run`: CMD only while leader
  *   leasehold_observe.c  `leasehold status` and `leasehold watch`
+ *   leasehold_resign.c   `leasehold resign`: ask the leader to step down
  */
 #ifndef LEASEHOLD_CLI_H
 #define LEASEHOLD_CLI_H
@@ -47,7 +48,7 @@ enum cli_exit {
 
 /* --------------------------------------------------------------- options */
 
-typedef enum cli_command { CLI_RUN, CLI_STATUS, CLI_WATCH } cli_command;
+typedef enum cli_command { CLI_RUN, CLI_STATUS, CLI_WATCH, CLI_RESIGN } cli_command;
 
 #define CLI_KEY_MAX 512
 
@@ -71,6 +72,8 @@ typedef struct cli_options {
     uint64_t hold_after_exit_ms;  /* run: CMD exited on its own: keep the key this long
                                      (leasehold_resign_hold), 0: release it */
     const char *metrics_listen;   /* run: --metrics-listen's address, or NULL */
+    const char *token;            /* resign: --token, the term to end, or NULL (whoever leads) */
+    bool wait;                    /* resign: --wait for a successor */
     bool json;                    /* status, watch: JSON lines on stdout */
     leasehold_log_level log_level;
     cli_log_format log_format;
@@ -189,5 +192,8 @@ int cli_run(const cli_options *o);
 /* `leasehold status` and `leasehold watch`: return the exit status. */
 int cli_status(const cli_options *o);
 int cli_watch(const cli_options *o);
+
+/* `leasehold resign`: returns the exit status. */
+int cli_resign(const cli_options *o);
 
 #endif

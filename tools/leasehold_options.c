@@ -49,12 +49,15 @@ static void print_help(void)
     printf("Usage: leasehold run [OPTION]... [--] CMD [ARG]...\n"
            "       leasehold status [--json] [OPTION]...\n"
            "       leasehold watch [--json] [OPTION]...\n"
+           "       leasehold resign [--token TOKEN] [--wait] [OPTION]...\n"
            "       leasehold --help | --version\n"
            "\n"
            "Leader election on a Redis key.  `run` campaigns for the key and runs CMD only\n"
            "while this process is the leader; `status` prints who holds the key; `watch`\n"
            "prints who holds it now (or `no leader`), then every change of leader as it\n"
-           "happens, and exits 0 once its stdout is closed.\n"
+           "happens, and exits 0 once its stdout is closed; `resign` asks the leader to\n"
+           "step down (stop CMD, release the key) for the term it holds now, so another\n"
+           "process takes over, e.g. before maintenance.\n"
            "\n"
            "run: CMD gets LEASEHOLD_KEY, LEASEHOLD_EPOCH (the term's fencing epoch) and\n"
            "LEASEHOLD_TOKEN in its environment, runs in a process group of its own and\n"
@@ -101,6 +104,13 @@ static void print_help(void)
            "Options for status and watch:\n"
            "  --json                 one JSON object per line on stdout\n"
            "\n"
+           "Options for resign:\n"
+           "  --token TOKEN          ask only if TOKEN holds the key (else exit 3)\n"
+           "  --wait                 then wait for another process to take over and print\n"
+           "                         its token and epoch\n"
+           "  --wait-timeout DURATION\n"
+           "                         how long --wait waits (default: 10s; implies --wait)\n"
+           "\n"
            "Exit status:\n"
            "  run     CMD's status when it ran (128+N when killed by signal N); 0 when\n"
            "          SIGTERM/SIGINT stopped leasehold and CMD obeyed the forwarded signal\n"
@@ -113,6 +123,9 @@ static void print_help(void)
            "  status  0 a leader holds the key; 3 nobody does; 65 the key is not a lease\n"
            "          (no TTL, or not a leasehold token: the value and TTL are shown)\n"
            "  watch   0 after SIGINT/SIGTERM or when stdout is closed; 74 stdout failed\n"
+           "  resign  0 asked (and, with --wait, taken over); 3 nobody holds the key, or\n"
+           "          not --token; 69 nobody received the request; 75 --wait ran out\n"
+           "          (the leader ignored the request, or nobody took over)\n"
            "  all     64 bad usage; 65 the key holds another type or a value with no TTL;\n"
            "          69 Redis unreachable, or refusing for good: ACL (NOPERM), password,\n"
            "          EVAL/EVALSHA renamed or disabled, a read-only replica (run; status\n"
@@ -132,6 +145,8 @@ enum option_id {
     OPT_TRY_ONCE,
     OPT_HOLD_AFTER_EXIT,
     OPT_METRICS_LISTEN,
+    OPT_TOKEN,
+    OPT_WAIT,
 };
 
 static const struct option run_options[] = {
@@ -144,6 +159,14 @@ static const struct option run_options[] = {
     {"try-once", no_argument, NULL, OPT_TRY_ONCE},
     {"hold-after-exit", required_argument, NULL, OPT_HOLD_AFTER_EXIT},
     {"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
+    {NULL, 0, NULL, 0},
+};
+
+static const struct option resign_options[] = {
+    OPTS_TABLE_GENERAL,
+    {"token", required_argument, NULL, OPT_TOKEN},
+    {"wait", no_argument, NULL, OPT_WAIT},
+    {"wait-timeout", required_argument, NULL, OPT_WAIT_TIMEOUT},
     {NULL, 0, NULL, 0},
 };
 
@@ -166,6 +189,7 @@ static int apply_option(int c, opts *s, cli_options *o)
             return EXIT_USAGE;
         o->try_once |= ms == 0; /* 0s: give up at once, as --try-once */
         o->wait_timeout_ms = ms;
+        o->wait = true; /* resign: --wait-timeout implies --wait */
         return 0;
     case OPT_RESTART:
         o->restart = true;
@@ -181,6 +205,16 @@ static int apply_option(int c, opts *s, cli_options *o)
         return 0;
     case OPT_METRICS_LISTEN:
         o->metrics_listen = optarg;
+        return 0;
+    case OPT_TOKEN:
+        if (!leasehold_is_token(optarg))
+            return usage_error("--token: %s is not a leasehold token (identity/16 hex digits, "
+                               "as `leasehold status` shows it)",
+                               optarg);
+        o->token = optarg;
+        return 0;
+    case OPT_WAIT:
+        o->wait = true;
         return 0;
     case OPT_HOLD_AFTER_EXIT:
         if (opts_duration(s, "--hold-after-exit", optarg, UINT32_MAX, &o->hold_after_exit_ms) != 0)
@@ -243,7 +277,7 @@ int cli_parse_options(int argc, char **argv, cli_options *o)
         .log_format = CLI_LOG_TEXT,
     };
     if (argc < 2)
-        return usage_error("no command: give run, status or watch (see --help)");
+        return usage_error("no command: give run, status, watch or resign (see --help)");
     const char *command = argv[1];
     const struct option *table;
     if (strcmp(command, "-h") == 0 || strcmp(command, "--help") == 0 ||
@@ -262,9 +296,12 @@ int cli_parse_options(int argc, char **argv, cli_options *o)
     } else if (strcmp(command, "watch") == 0) {
         o->command = CLI_WATCH;
         table = observe_options;
+    } else if (strcmp(command, "resign") == 0) {
+        o->command = CLI_RESIGN;
+        table = resign_options;
     } else {
         char q[OPTS_QUOTE_SIZE];
-        return usage_error("unknown command %s: give run, status or watch (see --help)",
+        return usage_error("unknown command %s: give run, status, watch or resign (see --help)",
                            opts_quote(q, command));
     }
 

@@ -50,9 +50,9 @@ extern char **environ;
 typedef struct run_event {
     /* RUN_HALTED: a permanent error halted the campaign; RUN_HELD: the key
      * is held by another token */
-    enum { RUN_ELECTED = 1, RUN_REVOKED, RUN_HALTED, RUN_HELD } kind;
+    enum { RUN_ELECTED = 1, RUN_REVOKED, RUN_HALTED, RUN_HELD, RUN_RESIGN_ASKED } kind;
     leasehold_reason reason;   /* RUN_REVOKED */
-    uint64_t epoch;            /* RUN_ELECTED */
+    uint64_t epoch;            /* RUN_ELECTED, RUN_RESIGN_ASKED */
     uint64_t term_deadline_ms; /* RUN_REVOKED: the ended term's valid_until */
 } run_event;
 
@@ -82,6 +82,8 @@ typedef struct runner {
     int cmd_code;               /* when cmd_exited: its exit status */
     uint64_t reap_retry_at_ms;  /* when cmd_exited: look for the group's survivors then */
     bool resign_when_gone;      /* step down once the group is gone */
+    bool stepping_down;         /* `leasehold resign` asked: release once CMD is gone, then
+                                   campaign again */
     uint64_t kill_at_ms;        /* SIGKILL CMD's group by then (CLI_NEVER: none) */
     uint64_t start_retry_at_ms; /* a term too near its end got no CMD: look again then */
 
@@ -121,6 +123,14 @@ static void on_revoked(leasehold_election *e, leasehold_reason reason, void *arg
                                .reason = reason,
                                .term_deadline_ms = leasehold_term_deadline_ms(e)});
     ops_poke(r->ops);
+}
+
+/* `leasehold resign` named this term: the main thread stops CMD, then
+ * resigns (releasing the key). */
+static void on_resign_requested(leasehold_election *e, uint64_t epoch, void *arg)
+{
+    (void)e;
+    push_event(arg, &(run_event){.kind = RUN_RESIGN_ASKED, .epoch = epoch});
 }
 
 static void on_leader_changed(leasehold_election *e, const char *holder, uint64_t epoch, void *arg)
@@ -367,6 +377,16 @@ static void after_cmd(runner *r, int code, uint64_t now)
         r->resign_when_gone = false;
         leasehold_resign(r->e);
         cli_log(LEASEHOLD_LOG_WARN, epoch, token, "CMD's group is gone: stepped down");
+    }
+    if (r->stepping_down) {
+        r->stepping_down = false;
+        if (!r->stop_signal && !r->cmd_term_over && atomic_load(&r->halt_code) == 0) {
+            leasehold_resign(r->e); /* releases the key: a standby takes over at once */
+            cli_log(LEASEHOLD_LOG_INFO, epoch, token,
+                    "CMD's group is gone: stepped down as asked (leasehold resign); "
+                    "campaigning again");
+            return;
+        }
     }
     int halt = atomic_load(&r->halt_code);
     if (r->stop_signal) {
@@ -617,6 +637,33 @@ static void on_signal(runner *r, int sig, uint64_t now)
     cli_child_signal_group(r->cmd_pid, sig);
 }
 
+/* `leasehold resign` asked the term `epoch` to end: CMD, when it runs for
+ * that term, gets SIGTERM and --grace, and the key is released once its
+ * group is gone (after_cmd); with no CMD running, at once.  Leadership ends
+ * with a release either way, and the campaign goes on. */
+static void step_down(runner *r, uint64_t epoch, uint64_t now)
+{
+    const char *token = leasehold_election_token(r->e);
+    if (r->stop_signal || r->stepping_down)
+        return; /* stopping already */
+    if (r->cmd_pid && r->cmd_epoch == epoch && !r->cmd_term_over && !r->cmd_exited) {
+        r->stepping_down = true;
+        r->grace_at_ms = now + r->o->grace_ms;
+        cli_log(LEASEHOLD_LOG_INFO, epoch, token,
+                "asked to step down (leasehold resign): SIGTERM to CMD's process group %d, "
+                "SIGKILL in %" PRIu64 " ms; the lease is released once it has exited",
+                (int)r->cmd_pid, r->o->grace_ms);
+        cli_child_signal_group(r->cmd_pid, SIGTERM);
+        return;
+    }
+    if (!r->cmd_pid && current_term(r) == epoch) {
+        r->restart_at_ms = 0;
+        leasehold_resign(r->e);
+        cli_log(LEASEHOLD_LOG_INFO, epoch, token,
+                "asked to step down (leasehold resign): no CMD runs; released");
+    }
+}
+
 static void on_event(runner *r, const run_event *ev, uint64_t now)
 {
     const char *token = leasehold_election_token(r->e);
@@ -625,6 +672,10 @@ static void on_event(runner *r, const run_event *ev, uint64_t now)
     if (ev->kind == RUN_ELECTED) {
         r->elected_epoch = ev->epoch;
         cli_log(LEASEHOLD_LOG_DEBUG, ev->epoch, token, "elected");
+        return;
+    }
+    if (ev->kind == RUN_RESIGN_ASKED) {
+        step_down(r, ev->epoch, now);
         return;
     }
     if (ev->reason == LEASEHOLD_HALTED)
@@ -776,6 +827,7 @@ static int start_campaign(runner *r)
         .revoked = on_revoked,
         .leader_changed = on_leader_changed,
         .error = on_error,
+        .resign_requested = on_resign_requested,
     };
     r->e = leasehold_campaign(r->client, r->o->key, &cbs, r, &err);
     if (!r->e) {

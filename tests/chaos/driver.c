@@ -58,7 +58,7 @@
  *
  * The seed fixes the faults, their order and their durations; which probe a
  * fault hits depends on who leads then, which the timing decides.  The
- * schedule deals the fault types (all twelve, or those --faults names) from
+ * schedule deals the fault types (all thirteen, or those --faults names) from
  * a shuffled deck, so every type comes up once in each round; the first
  * round is always dealt whole, however short --seconds is, and the run fails
  * if a type was dealt but never injected (skipped each time for want of a
@@ -120,6 +120,7 @@ typedef enum fault_type {
     FAULT_CLOCK_STEP,
     FAULT_RESTART_KEEP,
     FAULT_GUARDIAN_KILL,
+    FAULT_RESIGN,
     /* --sentinel only: */
     FAULT_FAILOVER,
     FAULT_MASTER_KILL,
@@ -135,9 +136,10 @@ typedef enum fault_type {
 
 /* The names the fault log, --faults and chaos_check use. */
 static const char *const fault_names[FAULT_COUNT] = {
-    "kill",          "stop",        "redis-stop",  "blackhole",  "latency",      "restart-aof",
-    "restart-empty", "client-kill", "term",        "clock-step", "restart-keep", "guardian-kill",
-    "failover",      "master-kill", "master-stop", "partition",  "leader-cut",   "replica-split",
+    "kill",         "stop",          "redis-stop",  "blackhole",     "latency",
+    "restart-aof",  "restart-empty", "client-kill", "term",          "clock-step",
+    "restart-keep", "guardian-kill", "resign",      "failover",      "master-kill",
+    "master-stop",  "partition",     "leader-cut",  "replica-split",
 };
 
 typedef struct options {
@@ -161,6 +163,7 @@ typedef struct fault_plan {
     uint32_t latency_ms; /* FAULT_LATENCY: the delay added to every chunk */
     uint32_t cut_ms;     /* Redis restarts: the leader stays cut off this long after */
     uint32_t step_ms;    /* FAULT_CLOCK_STEP: how far Redis's clock steps forward */
+    bool stale;          /* FAULT_RESIGN: the request names the term before the leader's */
 } fault_plan;
 
 /* A chaos_proxy: its stdin takes commands, its stdout answers. */
@@ -936,6 +939,10 @@ static fault_plan draw_fault(chaos *c)
         break;
     case FAULT_FAILOVER:
     case FAULT_MASTER_KILL:
+    case FAULT_RESIGN: /* a third of them stale: naming the epoch before the leader's */
+        f.stale = a < 333;
+        f.hold_ms = 0;
+        break;
     case FAULT_CLIENT_KILL:
     case FAULT_COUNT:
         f.hold_ms = 0;
@@ -1204,6 +1211,40 @@ static void inject_sentinel(chaos *c, const fault_plan *f, probe *leader)
 /* Injects f, holds it, heals it; the fault log gets `fault` just before
  * the damage and `heal` once it is undone.  An interrupt cuts the hold
  * short; the heal is done anyway. */
+/* resign: `leasehold resign`'s request, published on the key's channel for
+ * the term the key holds now (or, stale, for the one before), as anyone
+ * allowed to publish there could.  The leader of that term steps down
+ * (probes stop acting and release; the CLI candidate stops its CMD first);
+ * a stale request changes nothing. */
+static void request_resign(chaos *c, const fault_plan *f, const probe *leader)
+{
+    const char *name = fault_names[f->type];
+    redisReply *tok = redis_server_cmd(c->redis, "GET %s", PROBE_KEY);
+    redisReply *ep = redis_server_cmd(c->redis, "GET {%s}:epoch", PROBE_KEY);
+    bool held = tok && tok->type == REDIS_REPLY_STRING && ep && ep->type == REDIS_REPLY_STRING;
+    uint64_t epoch = held ? strtoull(ep->str, NULL, 10) : 0;
+    if (!held || epoch < 2) {
+        say(c, name, "skipped: the key holds no term");
+        c->skipped[f->type]++;
+    } else {
+        uint64_t named = f->stale ? epoch - 1 : epoch;
+        char msg[400];
+        snprintf(msg, sizeof msg, "resign %" PRIu64 " %.300s", named, tok->str);
+        redisReply *pub = redis_server_cmd(c->redis, "PUBLISH {%s}:events %s", PROBE_KEY, msg);
+        long long got = pub && pub->type == REDIS_REPLY_INTEGER ? pub->integer : -1;
+        say(c, name, "probe %d (epoch %" PRIu64 ")%s: %lld received", leader ? leader->id : 0,
+            epoch, f->stale ? ", stale (the epoch before)" : "", got);
+        log_line(c, "fault", "resign probe=%d,epoch=%" PRIu64 ",stale=%d", leader ? leader->id : 0,
+                 named, f->stale);
+        if (pub)
+            freeReplyObject(pub);
+    }
+    if (tok)
+        freeReplyObject(tok);
+    if (ep)
+        freeReplyObject(ep);
+}
+
 static void inject(chaos *c, const fault_plan *f, probe *leader)
 {
     if (f->type >= FAULT_SENTINEL_FIRST) {
@@ -1324,6 +1365,9 @@ static void inject(chaos *c, const fault_plan *f, probe *leader)
         proxies_command(c, "keep off");
         break;
     }
+    case FAULT_RESIGN:
+        request_resign(c, f, leader);
+        break;
     case FAULT_GUARDIAN_KILL: {
         pid_t guardian = find_guardian(leader->pid);
         if (guardian <= 0) {

@@ -31,6 +31,9 @@
  * all along, before `exit` and status 0; so on a loss of leadership it acts
  * until the CLI SIGKILLs it, the worst a CMD may do.
  *
+ * A resign request naming its term (leasehold_request_resign) makes it
+ * resign at once, and release: acting stops with leasehold_resign().
+ *
  * --broken makes a probe that believes it leads forever once elected: it
  * prints action lines with its first epoch until killed, whatever
  * leasehold_is_leader() says, so that the checker can be shown to fail.
@@ -109,6 +112,15 @@ static void on_revoked(leasehold_election *e, leasehold_reason reason, void *arg
         if (*p == ' ')
             *p = '-';
     emit("%srevoked %" PRIu64 " %s\n", k->prefix, ns, word);
+}
+
+/* A resign request named this term: act() stops as soon as
+ * leasehold_resign() is called (is_leader() is false from then), so the
+ * term is given up at once, and released. */
+static void on_resign_requested(leasehold_election *e, uint64_t epoch, void *arg)
+{
+    (void)epoch, (void)arg;
+    leasehold_resign(e);
 }
 
 static void on_log(leasehold_log_level level, const char *msg, void *arg)
@@ -390,7 +402,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "chaos_probe %s: %s\n", o.id, err.msg);
         return 1;
     }
-    const leasehold_callbacks cb = {.elected = on_elected, .revoked = on_revoked};
+    const leasehold_callbacks cb = {
+        .elected = on_elected, .revoked = on_revoked, .resign_requested = on_resign_requested};
     static campaign campaigns[MAX_KEYS];
     static char names[MAX_KEYS][300];
     int n = o.keys ? o.keys : 1;

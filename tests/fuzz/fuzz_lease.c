@@ -273,6 +273,10 @@ static void check_action(model *m, const lease_action *a)
         break;
     case LEASE_ERROR:
         break;
+    case LEASE_RESIGN_ASKED:
+        fuzz_require(m->term_open && a->epoch == m->acquired_epoch,
+                     "a resign request is announced only for the term held");
+        break;
     case LEASE_STOPPED:
         fuzz_require(m->stop_called, "STOPPED only after lease_stop");
         fuzz_require(!m->stopped, "STOPPED once per campaign");
@@ -412,7 +416,10 @@ static bool step(input *in, model *m, lease *l)
         size_t len;
         holder_buf = decode_holder(in, &token, &len);
         uint64_t epoch = decode_epoch(in, m->last_seq);
-        lease_on_event(l, now, op & 0x10 ? LEASE_EVENT_RELEASED : LEASE_EVENT_ELECTED,
+        lease_on_event(l, now,
+                       op & 0x20   ? LEASE_EVENT_RESIGN
+                       : op & 0x10 ? LEASE_EVENT_RELEASED
+                                   : LEASE_EVENT_ELECTED,
                        token ? token : "", len, epoch);
         break;
     }

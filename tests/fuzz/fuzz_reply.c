@@ -223,7 +223,8 @@ static void parse_event(const char *payload, size_t len)
     const char *token;
     size_t token_len;
     if (protocol_parse_event(copy, len, &kind, &epoch, &token, &token_len) == 0) {
-        fuzz_require(kind == LEASE_EVENT_ELECTED || kind == LEASE_EVENT_RELEASED,
+        fuzz_require(kind == LEASE_EVENT_ELECTED || kind == LEASE_EVENT_RELEASED ||
+                         kind == LEASE_EVENT_RESIGN,
                      "an event has a known kind");
         fuzz_require(token_len > 0 && token > copy && token + token_len == copy + len,
                      "an event's token is the end of its payload");

@@ -404,6 +404,142 @@ static void test_health_of_a_wedged_io_thread(void **state)
     leasehold_client_free(c);
 }
 
+/* --------------------------------------------------- manual step-down */
+
+/* A resign request naming another term, or another token, is ignored; one
+ * naming the leader's term (from `leasehold resign`) makes it step down
+ * and release, so the other candidate takes over long before the lease
+ * could have run out; with nobody holding the key, nothing is asked. */
+static int hold_service(leasehold_token *t, void *arg)
+{
+    (void)arg;
+    while (leasehold_token_sleep(t, 1000)) {
+    }
+    return 0;
+}
+
+static void test_resign_request(void **state)
+{
+    (void)state;
+    leasehold_config cfg;
+    test_config(&cfg, fx.srv->url);
+    fixture_serve_candidates(&cfg, "ops:resign", 2, hold_service);
+    event first = fixture_first_leader(&cfg, -1);
+    int l = first.who, f = 1 - l;
+    char token_l[300], token_f[300];
+    snprintf(token_l, sizeof token_l, "%s", leasehold_election_token(fx.cand[l].election));
+    snprintf(token_f, sizeof token_f, "%s", leasehold_election_token(fx.cand[f].election));
+    assert_true(wait_until(events_live, fx.cand[f].client, 2000));
+    assert_true(wait_until(events_live, fx.cand[l].client, 2000));
+
+    /* Stale and foreign requests: heard by both, acted on by none. */
+    leasehold_error err;
+    assert_int_equal(
+        leasehold_request_resign(fx.cand[f].client, "ops:resign", first.epoch - 1, token_l, &err),
+        2);
+    assert_int_equal(
+        leasehold_request_resign(fx.cand[f].client, "ops:resign", first.epoch, token_f, &err), 2);
+    assert_int_equal(leasehold_request_resign(fx.cand[f].client, "ops:resign", 0, token_l, &err),
+                     LEASEHOLD_EINVAL);
+    assert_int_equal(
+        leasehold_request_resign(fx.cand[f].client, "ops:resign", first.epoch, "nonsense", &err),
+        LEASEHOLD_EINVAL);
+    const char *wrong[] = {"resign",     "--url",   fx.srv->url, "--key",
+                           "ops:resign", "--token", token_f,     NULL};
+    proc *p = proc_start("leasehold", NULL, wrong);
+    assert_int_equal(proc_exit_code(p, 10000), 3);
+    assert_non_null(strstr(p->out, "nothing asked"));
+    proc_free(p);
+    /* Nothing happened: a lower bound, not scaled. */
+    assert_false(events_wait(fx.q, events_of(EV_REVOKED, -1), 300, NULL));
+    assert_true(leasehold_is_leader(fx.cand[l].election));
+
+    /* The leader's own term, asked by the tool: it steps down and releases. */
+    const char *args[] = {"resign",  "--url", fx.srv->url, "--key", "ops:resign",
+                          "--token", token_l, "--wait",    NULL};
+    p = proc_start("leasehold", NULL, args);
+    assert_int_equal(proc_exit_code(p, 10000), 0);
+    event revoked, next;
+    assert_true(events_wait(fx.q, events_of(EV_REVOKED, l), 2000, &revoked));
+    assert_int_equal(revoked.value, LEASEHOLD_RESIGNED);
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, f), 2000, &next));
+    char expect[700];
+    snprintf(expect, sizeof expect, "ops:resign: asked %s (epoch %llu) to step down", token_l,
+             (unsigned long long)first.epoch);
+    if (!strstr(p->out, expect))
+        fail_msg("expected \"%s\" in:\n%s", expect, p->out);
+    snprintf(expect, sizeof expect, "ops:resign: %s took over, epoch %llu, ", token_f,
+             (unsigned long long)next.epoch);
+    const char *took = strstr(p->out, expect);
+    if (!took)
+        fail_msg("expected \"%s\" in:\n%s", expect, p->out);
+    long ms = strtol(took + strlen(expect), NULL, 10);
+    print_message("resign: the successor took over %ld ms after the request\n", ms);
+    assert_true(ms >= 0 && (uint64_t)ms < test_ms(cfg.lease_ms)); /* released, not expired */
+    proc_free(p);
+
+    /* Nobody holds the key: nothing to ask. */
+    candidate_stop(&fx.cand[0]);
+    candidate_stop(&fx.cand[1]);
+    const char *none[] = {"resign", "--url", fx.srv->url, "--key", "ops:resign", NULL};
+    p = proc_start("leasehold", NULL, none);
+    assert_int_equal(proc_exit_code(p, 10000), 3);
+    assert_non_null(strstr(p->out, "nobody holds the key"));
+    proc_free(p);
+
+    /* A campaign with no service and no resign_requested callback: its
+     * term ends, but its key is left to lapse (its code may still act). */
+    assert_int_equal(candidate_start(&fx.cand[2], &cfg, "ops:resign:lapse", fx.q, 2), 0);
+    event lone;
+    assert_true(events_wait(fx.q, events_of(EV_ELECTED, 2), 3000, &lone));
+    const char *tok = leasehold_election_token(fx.cand[2].election);
+    assert_true(leasehold_request_resign(fx.cand[2].client, "ops:resign:lapse", lone.epoch, tok,
+                                         &err) >= 1);
+    assert_true(events_wait(fx.q, events_of(EV_REVOKED, 2), 2000, &revoked));
+    assert_int_equal(revoked.value, LEASEHOLD_RESIGNED);
+    char held[300];
+    fixture_redis_get("ops:resign:lapse", held, sizeof held);
+    assert_string_equal(held, tok); /* not released */
+    candidate_stop(&fx.cand[2]);
+}
+
+/* `leasehold run` asked to step down: CMD gets SIGTERM, the key is
+ * released once CMD is gone, and (alone) it is elected again. */
+static void test_run_resign(void **state)
+{
+    (void)state;
+    const char *args[] = {"run",
+                          "--url",
+                          fx.srv->url,
+                          "--key",
+                          "ops:resign:run",
+                          "--lease",
+                          "1s",
+                          "--retry",
+                          "300ms",
+                          "--",
+                          "sh",
+                          "-c",
+                          "trap 'echo cmd-got-term; exit 0' TERM; echo cmd-started; "
+                          "while :; do sleep 0.05; done",
+                          NULL};
+    proc *run = proc_start("leasehold", NULL, args);
+    expect_output(run, "cmd-started", 10000);
+    const char *resign[] = {"resign",         "--url",  fx.srv->url, "--key",
+                            "ops:resign:run", "--wait", NULL};
+    proc *r = proc_start("leasehold", NULL, resign);
+    assert_int_equal(proc_exit_code(r, 10000), 0);
+    assert_non_null(strstr(r->out, "took over, epoch"));
+    proc_free(r);
+    expect_output(run, "asked to step down (leasehold resign): SIGTERM", 3000);
+    expect_output(run, "cmd-got-term", 3000);
+    expect_output(run, "stepped down as asked (leasehold resign); campaigning again", 3000);
+    expect_output(run, "lease released", 3000);
+    assert_int_equal(kill(run->pid, SIGTERM), 0);
+    expect_exit(run, 0, 10000);
+    proc_free(run);
+}
+
 /* --------------------------------------------------------- the tools */
 
 /* leasehold run's arguments for key with --metrics-listen, then cmd. */
@@ -524,6 +660,16 @@ static void test_server_listener_and_bad_requests(void **state)
     assert_int_equal(curl(url, "-i", body, sizeof body), 200);
     assert_non_null(strstr(body, "Content-Type: text/plain; version=0.0.4"));
 
+    /* Asked to step down, the host process does, and (alone) leads again. */
+    expect_output(p, "This server is now the leader!", 10000);
+    const char *resign[] = {"resign", "--url", fx.srv->url, "--key", "snaketron:leader:ops",
+                            "--wait", NULL};
+    proc *r = proc_start("leasehold", NULL, resign);
+    assert_int_equal(proc_exit_code(r, 10000), 0);
+    assert_non_null(strstr(r->out, "took over, epoch"));
+    proc_free(r);
+    expect_output(p, "asked to step down by a request naming this term", 3000);
+
     /* Wrong in ways curl can say. */
     snprintf(url, sizeof url, "%s/nope", base);
     assert_int_equal(curl(url, NULL, body, sizeof body), 404);
@@ -634,11 +780,20 @@ static void test_bad_listen_addresses(void **state)
     }
 }
 
+/* Both teardowns: the candidates and the tools. */
+static int resign_teardown(void **state)
+{
+    proc_free_all(state);
+    return fixture_teardown(state);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         FIXTURE_TEST(test_stats_through_a_handover),
         FIXTURE_TEST(test_health_of_a_wedged_io_thread),
+        cmocka_unit_test_setup_teardown(test_resign_request, fixture_setup, resign_teardown),
+        cmocka_unit_test_teardown(test_run_resign, proc_free_all),
         cmocka_unit_test_teardown(test_run_metrics_across_a_handover, proc_free_all),
         cmocka_unit_test_teardown(test_server_listener_and_bad_requests, proc_free_all),
         cmocka_unit_test_teardown(test_bad_listen_addresses, proc_free_all),

@@ -561,6 +561,7 @@ static void drain(sim *s, unsigned i)
             s->stats.errors++;
             break;
         case LEASE_LEADER_CHANGED:
+        case LEASE_RESIGN_ASKED: /* the simulation sends no resign requests */
             break;
         }
     }

@@ -55,8 +55,13 @@ expect_exactly() {
     [[ "${COMPREPLY[*]:-}" == "$2" ]] || fail "$1" "expected exactly '$2'"
 }
 
-expect_exactly "leasehold " "run status watch"
-expect_exactly "leasehold r" "run"
+expect_exactly "leasehold " "run status watch resign"
+expect_exactly "leasehold ru" "run"
+expect_exactly "leasehold res" "resign"
+expect "leasehold resign --" --token --wait --wait-timeout --url --key
+expect_not "leasehold resign --" --json --lease --metrics-listen
+expect "leasehold run --" --metrics-listen
+expect_exactly "leasehold resign --token " ""
 expect_exactly "leasehold --v" "--version"
 expect "leasehold run --" --url --key --region --lease --renew --retry --renew-deadline \
     --command-timeout --connect-timeout --clock-drift-ppm --grace --wait-timeout --restart \

@@ -129,6 +129,9 @@ static void render(lease *l, char *out, size_t size, uint32_t *last_seq)
         case LEASE_STOPPED:
             snprintf(one, sizeof one, "stopped");
             break;
+        case LEASE_RESIGN_ASKED:
+            snprintf(one, sizeof one, "resign_asked(%llu)", (unsigned long long)a.epoch);
+            break;
         }
         len += (size_t)snprintf(out + len, size - len, "%s%s", len ? " " : "", one);
         assert_true(len < size);
@@ -1046,6 +1049,71 @@ static void test_event_flood_bounded(void **state)
     }
 }
 
+/* ----------------------------------------------------- resign requests */
+
+/*
+ * "resign <epoch> <token>" is announced to the caller for the term it
+ * names, and nothing else: another
+ * epoch (a late request), another token, or a follower hearing it changes
+ * nothing, and the epoch it names is not taken as news of a term.
+ */
+static void test_resign_request(void **state)
+{
+    (void)state;
+    static const char me[] = "me/000000000000000a";
+    lease l;
+    lease_init(&l, &cfg, me, 7);
+    uint64_t now = 1000;
+    lease_start(&l, now);
+    lease_on_connected(&l, now);
+    lease_action a;
+    assert_true(lease_next_action(&l, &a));
+    assert_int_equal(a.kind, LEASE_SEND_ACQUIRE);
+    lease_reply won = {.result = LEASE_ACQUIRED, .epoch = 7000};
+    lease_on_acquire(&l, now, a.seq, &won);
+    while (lease_next_action(&l, &a)) {
+    }
+    assert_int_equal(lease_get_state(&l), LEASE_LEADER);
+
+    /* Not this term: ignored. */
+    lease_on_event(&l, now, LEASE_EVENT_RESIGN, me, strlen(me), 6999);
+    lease_on_event(&l, now, LEASE_EVENT_RESIGN, me, strlen(me), 7001);
+    lease_on_event(&l, now, LEASE_EVENT_RESIGN, "other/000000000000000b", 22, 7000);
+    assert_false(lease_next_action(&l, &a));
+    assert_int_equal(lease_get_state(&l), LEASE_LEADER);
+    assert_int_equal(lease_max_epoch_seen(&l), 7000); /* 7001 was no news */
+
+    /* This term: announced, and nothing else; the caller's resign then
+     * steps down, and releases once its service stopped. */
+    lease_on_event(&l, now + 1, LEASE_EVENT_RESIGN, me, strlen(me), 7000);
+    assert_true(lease_next_action(&l, &a));
+    assert_int_equal(a.kind, LEASE_RESIGN_ASKED);
+    assert_int_equal(a.epoch, 7000);
+    assert_false(lease_next_action(&l, &a));
+    assert_true(lease_is_leader(&l, now + 1));
+    lease_resign(&l, now + 1);
+    assert_true(lease_next_action(&l, &a));
+    assert_int_equal(a.kind, LEASE_REVOKED);
+    assert_int_equal(a.reason, LEASEHOLD_RESIGNED);
+    assert_false(lease_is_leader(&l, now + 1));
+    lease_service_stopped(&l, now + 2);
+    bool released = false;
+    while (lease_next_action(&l, &a))
+        released |= a.kind == LEASE_SEND_RELEASE && a.epoch == 7000;
+    assert_true(released);
+
+    /* A follower ignores it too. */
+    lease f;
+    lease_init(&f, &cfg, "you/000000000000000c", 8);
+    lease_start(&f, now);
+    lease_on_connected(&f, now);
+    while (lease_next_action(&f, &a)) {
+    }
+    lease_on_event(&f, now, LEASE_EVENT_RESIGN, "you/000000000000000c", 20, 7000);
+    assert_false(lease_next_action(&f, &a));
+    assert_int_equal(lease_max_epoch_seen(&f), 0);
+}
+
 /* ------------------------------------------------------------------- fuzz */
 
 static uint64_t fuzz_rng;
@@ -1240,7 +1308,7 @@ static void test_known_holder(void **state)
 int main(void)
 {
     enum { N = sizeof scenarios / sizeof scenarios[0] };
-    struct CMUnitTest tests[N + 4];
+    struct CMUnitTest tests[N + 5];
     for (size_t i = 0; i < N; i++)
         tests[i] = (struct CMUnitTest){.name = scenarios[i].name,
                                        .test_func = run_scenario,
@@ -1250,5 +1318,6 @@ int main(void)
     tests[N + 2] =
         (struct CMUnitTest){.name = "event_flood_bounded", .test_func = test_event_flood_bounded};
     tests[N + 3] = (struct CMUnitTest){.name = "known_holder", .test_func = test_known_holder};
-    return _cmocka_run_group_tests("lease", tests, N + 4, NULL, NULL);
+    tests[N + 4] = (struct CMUnitTest){.name = "resign_request", .test_func = test_resign_request};
+    return _cmocka_run_group_tests("lease", tests, N + 5, NULL, NULL);
 }
