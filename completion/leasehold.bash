@@ -13,14 +13,14 @@ _leasehold_general='--url --url-file --password-file --key --region -q --quiet -
     -h --help --version'
 _leasehold_run='--id --lease --renew --retry --renew-deadline --command-timeout
     --connect-timeout --clock-drift-ppm --grace --wait-timeout --restart --exit-on-loss
-    --try-once --hold-after-exit --metrics-listen'
+    --try-once --hold-after-exit --metrics-listen --priority --handover-interval'
 _leasehold_observe='--json'
 _leasehold_resign='--token --wait --wait-timeout'
 _leasehold_valued=' --url --url-file --password-file --tls-ca-file --tls-ca-dir --tls-cert-file
     --tls-key-file --tls-server-name --sentinel-user --sentinel-password-file --min-replicas
     --key --region --log-level --log-format --id --lease --renew --retry
     --renew-deadline --command-timeout --connect-timeout --clock-drift-ppm --grace
-    --wait-timeout --hold-after-exit --metrics-listen --token '
+    --wait-timeout --hold-after-exit --metrics-listen --token --priority --handover-interval '
 
 # COMPREPLY from compgen's arguments, one word per line (file names with
 # spaces stay whole).
@@ -103,7 +103,8 @@ _leasehold() {
         ;;
     --key | --region | --tls-server-name | --id | --lease | --renew | --retry | --renew-deadline | \
         --command-timeout | --connect-timeout | --clock-drift-ppm | --grace | \
-        --wait-timeout | --hold-after-exit | --metrics-listen | --token)
+        --wait-timeout | --hold-after-exit | --metrics-listen | --token | --priority | \
+        --handover-interval)
         return 0 # a value of the user's own: nothing to guess
         ;;
     esac

@@ -1,7 +1,11 @@
 /* examples/stats.c — campaign for a key and print the election's statistics
  * every second, as a monitoring thread of a service would read them.
  *
- *     build/examples/stats redis://127.0.0.1:6379 myapp:leader
+ *     build/examples/stats redis://127.0.0.1:6379 myapp:leader [PRIORITY]
+ *
+ * PRIORITY (default 1) makes it a preferred leader: run two with 1 and 2 and
+ * watch leadership move to the second; `leasehold resign --key myapp:leader`
+ * makes the leader step down (resign_requested below).
  *
  * leasehold_election_stats_get() and leasehold_client_stats_get() are
  * cheap and lock-free for the reader: call them from any thread, as often
@@ -9,20 +13,34 @@
  * Prometheus). */
 #include <leasehold.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
+
+/* Asked to step down (leasehold resign, or a preferred candidate): this
+ * program does nothing on the term that needs stopping, so it resigns at
+ * once, which releases the key. */
+static void resign_requested(leasehold_election *e, uint64_t epoch, void *arg)
+{
+    (void)arg;
+    printf("asked to step down (epoch %llu)\n", (unsigned long long)epoch);
+    leasehold_resign(e);
+}
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s REDIS_URL KEY\n", argv[0]);
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: %s REDIS_URL KEY [PRIORITY]\n", argv[0]);
         return 64;
     }
     leasehold_config cfg;
     leasehold_error err;
     leasehold_config_init(&cfg);
     cfg.url = argv[1];
+    if (argc == 4)
+        cfg.priority = (uint32_t)strtoul(argv[3], NULL, 10);
     leasehold_client *c = leasehold_client_new(&cfg, &err);
-    leasehold_election *e = c ? leasehold_campaign(c, argv[2], NULL, NULL, &err) : NULL;
+    const leasehold_callbacks cb = {.resign_requested = resign_requested};
+    leasehold_election *e = c ? leasehold_campaign(c, argv[2], &cb, NULL, &err) : NULL;
     if (!e) {
         fprintf(stderr, "stats: %s\n", err.msg);
         leasehold_client_free(c);

@@ -194,7 +194,9 @@ typedef enum leasehold_log_level {
  * thread, or on the caller's thread inside leasehold_client_new(). */
 typedef void (*leasehold_log_fn)(leasehold_log_level level, const char *msg, void *arg);
 
-#define LEASEHOLD_CONFIG_VERSION 4
+#define LEASEHOLD_CONFIG_VERSION 5
+
+#define LEASEHOLD_PRIORITY_MAX 1000000 /* the highest leasehold_config.priority */
 
 /*
  * Client configuration.  Always start from leasehold_config_init(): it sets
@@ -267,6 +269,22 @@ typedef struct leasehold_config {
     uint32_t replica_timeout_ms;   /* how long WAIT may wait for them; 0 (default): 2/5
                                       of command_timeout_ms (100 ms of the default 250);
                                       else at least 50 ms below command_timeout_ms */
+    /* The preferred leader: when candidates of different priorities campaign for a key,
+     * the highest that is connected ends up leading.  A follower of higher priority than
+     * the leader asks it (on the key's events channel) to hand over, and the leader does,
+     * gracefully (as leasehold_resign(): its service stopped, the key released, and the
+     * other candidates held back so that the asker wins), once its term has lasted
+     * handover_interval_ms.  Equal priorities never hand over to each other.  Leaders
+     * older than this version ignore the request.  Applies to every campaign of the
+     * client; observers ignore it. */
+    uint32_t priority;             /* 1 (default): no preference; more: preferred; 0: a
+                                      standby, which claims a retry interval after the others
+                                      and hands over at once to any other candidate that asks:
+                                      it leads only while no other candidate is there.  At
+                                      most LEASEHOLD_PRIORITY_MAX */
+    uint32_t handover_interval_ms; /* a leader hands over to a preferred candidate only once
+                                      its term has lasted this long (a standby: at once), so
+                                      leadership moves at most once per interval: 10000 */
     leasehold_log_fn log;          /* NULL: no logging */
     void *log_arg;
     leasehold_log_level log_level; /* lines above this level are not formatted: INFO */

@@ -75,6 +75,8 @@ void leasehold_config_init(leasehold_config *cfg)
     cfg->log_level = LEASEHOLD_LOG_INFO;
     cfg->restart_guard = true;
     cfg->min_replicas = -1;
+    cfg->priority = 1;
+    cfg->handover_interval_ms = 10000;
 }
 
 /* The part of the configuration the state machine takes. */
@@ -86,6 +88,9 @@ lease_config client_lease_config(const leasehold_config *cfg)
                           .renew_deadline_ms = cfg->renew_deadline_ms,
                           .stop_timeout_ms = cfg->stop_timeout_ms,
                           .drift_ppm = cfg->clock_drift_ppm,
+                          .priority = cfg->priority,
+                          .standby = cfg->priority == 0,
+                          .handover_interval_ms = cfg->handover_interval_ms,
                           .original_timing = cfg->original_timing};
 }
 
@@ -103,6 +108,11 @@ static int check_config(const leasehold_config *cfg, leasehold_error *err)
         return error_set(err, LEASEHOLD_ECONFIG, "connect_timeout_ms must be above 0");
     if (cfg->stop_timeout_ms == 0)
         return error_set(err, LEASEHOLD_ECONFIG, "stop_timeout_ms must be above 0");
+    if (cfg->priority > LEASEHOLD_PRIORITY_MAX)
+        return error_set(err, LEASEHOLD_ECONFIG, "priority %" PRIu32 " is above %u", cfg->priority,
+                         LEASEHOLD_PRIORITY_MAX);
+    if (cfg->handover_interval_ms == 0)
+        return error_set(err, LEASEHOLD_ECONFIG, "handover_interval_ms must be above 0");
     if (cfg->min_replicas < -1 || cfg->min_replicas > 100)
         return error_set(err, LEASEHOLD_ECONFIG,
                          "min_replicas %d is out of range (-1 for the default, 0 to 100)",

@@ -203,6 +203,25 @@ void send_script(leasehold_election *e, node *n, bool asking, enum script_kind k
         send_wait(e, n, p, NULL, now_ms);
 }
 
+/* Publishes msg (malloc'd; freed here) on e's events channel, on the node
+ * serving its key, and forgets it: nothing waits for the answer.  Not sent
+ * while that node's command connection is not ready. */
+static void publish_for_election(leasehold_election *e, char *msg, const char *what,
+                                 uint64_t now_ms)
+{
+    leasehold_client *c = e->client;
+    node *n = route_node(c, e->key);
+    pending *p = msg && conn_get_state(n->cmd) == CONN_READY ? calloc(1, sizeof *p) : NULL;
+    if (p) {
+        const char *argv[3] = {c->sharded ? "SPUBLISH" : "PUBLISH", e->channel, msg};
+        node_send(n, p, 3, argv, e->key, what, now_ms); /* p: freed on its answer */
+    } else {
+        client_log(c, LEASEHOLD_LOG_DEBUG, "%s: %s not sent (%s)", e->key, what,
+                   msg ? "not connected" : "out of memory");
+    }
+    free(msg);
+}
+
 /* A resign request named e's current term (epoch): a service is stopped
  * and the key released (lease_resign); without one, the user's callback
  * decides when, and without that the term ends with its key left to lapse,
@@ -222,8 +241,10 @@ static void resign_asked(leasehold_election *e, uint64_t epoch, uint64_t now_ms)
     if (e->service) {
         lease_resign(&e->lease, now_ms);
     } else if (!e->cb.resign_requested) {
+        /* Not claimed back before the key has lapsed and others had their turn. */
         e->lapse_on_resign = true;
         lease_resign(&e->lease, now_ms);
+        lease_hold_claims(&e->lease, now_ms, now_ms + c->cfg.lease_ms + c->cfg.retry_interval_ms);
     }
 }
 
@@ -320,7 +341,25 @@ void drive(leasehold_election *e, uint64_t now_ms)
             e->stopped = true;
             break;
         case LEASE_RESIGN_ASKED:
+            if (a.holder) { /* a preferred candidate asked: the others are to hold back */
+                client_log(c, LEASEHOLD_LOG_INFO,
+                           "%s: %s, of a higher priority than ours (%" PRIu32
+                           "), asked for this term: handing over",
+                           e->key, a.holder, c->cfg.priority);
+                publish_for_election(e, protocol_handover_message(a.epoch, e->token, a.holder),
+                                     "handover", now_ms);
+            }
             resign_asked(e, a.epoch, now_ms);
+            break;
+        case LEASE_SEND_PREFER:
+            if (route_node(c, e->key)->events_live) { /* connected, and hearing the answer */
+                client_log(c, LEASEHOLD_LOG_DEBUG,
+                           "%s: asking %s (epoch %" PRIu64 ") to hand over (priority %" PRIu32 ")",
+                           e->key, a.holder, a.epoch, c->cfg.priority);
+                publish_for_election(
+                    e, protocol_prefer_message(a.epoch, a.holder, c->cfg.priority, e->token),
+                    "prefer", now_ms);
+            }
             break;
         }
     }

@@ -74,8 +74,10 @@ static void sub_reply(void *arg, conn *cn, uint64_t tag, const conn_reply *r, ui
             n->events_live = true;
             c->stats_nodes_dirty = true;
             for (leasehold_election *e = c->elections; e; e = e->next)
-                if (e->home == n)
+                if (e->home == n) {
                     lease_events_resumed(&e->lease);
+                    election_touch(e); /* its timers: a request to hand over may be due */
+                }
         }
         return;
     }
@@ -136,17 +138,22 @@ static bool sub_push(void *arg, conn *cn, const conn_reply *r, uint64_t now_ms)
     uint64_t epoch;
     const char *token;
     size_t token_len;
+    lease_request req;
     if (ch->type != CONN_REPLY_STRING || msg->type != CONN_REPLY_STRING ||
-        protocol_parse_event(msg->str, msg->len, &kind, &epoch, &token, &token_len) < 0)
-        return true; /* not ours to understand: ignored */
-    if (memchr(ch->str, '\0', ch->len))
+        memchr(ch->str, '\0', ch->len))
         return true; /* no channel of ours */
+    bool event = protocol_parse_event(msg->str, msg->len, &kind, &epoch, &token, &token_len) == 0;
+    if (!event && protocol_parse_request(msg->str, msg->len, &req) < 0)
+        return true; /* not ours to understand: ignored */
     for (chan_link *l = chanmap_first(&c->chans, ch->str); l; l = chanmap_next(l)) {
         leasehold_election *e =
             (leasehold_election *)((char *)l - offsetof(leasehold_election, chan));
         if (e->home != n)
             continue;
-        lease_on_event(&e->lease, now_ms, kind, token, token_len, epoch);
+        if (event)
+            lease_on_event(&e->lease, now_ms, kind, token, token_len, epoch);
+        else
+            lease_on_request(&e->lease, now_ms, &req);
         drive(e, now_ms);
     }
     return true;

@@ -191,6 +191,13 @@ static uint64_t *waiting_timer(lease *l)
     return NULL;
 }
 
+/* A standby (priority 0) claims a retry interval after any other
+ * candidate would, so that it leads only when nobody else is there. */
+static uint32_t standby_delay(const lease *l)
+{
+    return l->cfg.standby && !l->observer ? l->cfg.retry_interval_ms : 0;
+}
+
 /* Where every claim, read, drain and release ends: the campaign goes on
  * (FOLLOWER or OBSERVING) or, once lease_stop() was called, ends (IDLE). */
 void lease_become_follower(lease *l, uint64_t now_ms, uint32_t delay_ms)
@@ -205,7 +212,7 @@ void lease_become_follower(lease *l, uint64_t now_ms, uint32_t delay_ms)
     if (l->back_off && delay_ms < l->cfg.retry_interval_ms)
         delay_ms = l->cfg.retry_interval_ms;
     l->back_off = false;
-    wait_until(l, now_ms + delay_ms);
+    wait_until(l, now_ms + delay_ms + standby_delay(l));
 }
 
 /* When a follower claims (or an observer reads the key) again after a reply
@@ -235,9 +242,75 @@ static uint64_t claim_time(const lease *l)
 {
     if (l->halted)
         return UINT64_MAX;
-    if (l->as.follower.next_claim_ms >= l->claim_gate_ms)
-        return l->as.follower.next_claim_ms;
-    return l->claim_gate_ms;
+    uint64_t at = l->as.follower.next_claim_ms;
+    if (at < l->claim_gate_ms)
+        at = l->claim_gate_ms;
+    if (at < l->claim_hold_ms)
+        at = l->claim_hold_ms;
+    return at;
+}
+
+/* When a follower next asks the holder to hand over to it (see
+ * lease_on_request): as soon as it learns of a term, and, when it is
+ * preferred over the default (priority above 1), again every retry
+ * interval (as often as it claims) for as long as the term lasts, since the
+ * leader hands over only once its term has lasted its own interval.  UINT64_MAX when it does not
+ * ask: a standby or a priority-1 candidate that asked this term already, no holder known with its
+ * epoch, our own term, halted, or held back by the restart guard. */
+static uint64_t ask_time(const lease *l)
+{
+    if (l->state != LEASE_FOLLOWER || l->cfg.priority == 0 || l->cfg.original_timing || l->halted ||
+        !l->holder_known || !l->holder[0] || !l->holder_epoch || strcmp(l->holder, l->token) == 0)
+        return UINT64_MAX;
+    uint64_t at = l->holder_epoch != l->asked_epoch ? 0
+                  : l->cfg.priority > 1             ? l->next_ask_ms
+                                                    : UINT64_MAX;
+    return at < l->claim_gate_ms ? l->claim_gate_ms : at;
+}
+
+/* A preferred candidate asked this term to hand over lately enough to be
+ * there still: it asks every retry interval. */
+static bool asker_fresh(const lease *l, uint64_t now_ms)
+{
+    return l->successor_seen_ms &&
+           now_ms <= l->successor_seen_ms + 2 * (uint64_t)l->cfg.retry_interval_ms;
+}
+
+/* When a leader hands over to the best asker: once its term has lasted
+ * the handover interval (a standby: at once); UINT64_MAX when nobody asks,
+ * or the asker will no longer count as there by then (it asks again). */
+static uint64_t handover_time(const lease *l)
+{
+    if (l->state != LEASE_LEADER || l->as.leader.handing_over || !l->successor_seen_ms ||
+        l->successor_seen_ms < l->as.leader.won_ms)
+        return UINT64_MAX;
+    uint64_t at = l->cfg.standby ? 0 : l->as.leader.won_ms + l->cfg.handover_interval_ms;
+    if (at < l->successor_seen_ms)
+        at = l->successor_seen_ms;
+    return asker_fresh(l, at) ? at : UINT64_MAX;
+}
+
+/* Announces the handover (LEASE_RESIGN_ASKED with the successor) once it is
+ * due: the caller steps down. */
+static void hand_over(lease *l, uint64_t now_ms)
+{
+    if (handover_time(l) > now_ms)
+        return;
+    l->as.leader.handing_over = true;
+    lease_push(l, (lease_action){.kind = LEASE_RESIGN_ASKED,
+                                 .epoch = l->as.leader.epoch,
+                                 .holder = l->successor});
+}
+
+/* Sends the request of ask_time() when it is due. */
+static void ask_holder(lease *l, uint64_t now_ms)
+{
+    if (!l->connected || ask_time(l) > now_ms)
+        return;
+    l->asked_epoch = l->holder_epoch;
+    l->next_ask_ms = now_ms + l->cfg.retry_interval_ms;
+    lease_push(l, (lease_action){
+                      .kind = LEASE_SEND_PREFER, .epoch = l->holder_epoch, .holder = l->holder});
 }
 
 /* When an observer's next read may go out. */
@@ -252,6 +325,8 @@ static void advance(lease *l, uint64_t now_ms)
 {
     lease_check_term(l, now_ms);
     lease_term_advance(l, now_ms);
+    ask_holder(l, now_ms);
+    hand_over(l, now_ms);
     if (l->state == LEASE_FOLLOWER && l->connected && now_ms >= claim_time(l)) {
         lease_enter(l, LEASE_CLAIMING);
         uint64_t floor = l->max_epoch_seen ? l->max_epoch_seen + 1 : 0;
@@ -290,7 +365,7 @@ void lease_start(lease *l, uint64_t now_ms)
     }
     l->stopping = false;
     l->stopped = false;
-    wait_until(l, now_ms);
+    wait_until(l, now_ms + standby_delay(l));
     advance(l, now_ms);
 }
 
@@ -450,7 +525,7 @@ void lease_on_event(lease *l, uint64_t now_ms, lease_event_kind kind, const char
     } else {
         /* A release of the holder we know of (a stale one, for an older
          * term, is ignored) ... */
-        if (lease_note_release(l, token, token_len, epoch)) {
+        if (lease_note_release(l, token, token_len, epoch) && (l->observer || !l->cfg.standby)) {
             /* ... and a follower claims (an observer reads) at once.  (A resign's back-off is for
              * the term it gave up, whose release it never hears as news; a later term released by
              * another is everyone's chance, or candidates that all resigned lately would wait out
@@ -458,6 +533,39 @@ void lease_on_event(lease *l, uint64_t now_ms, lease_event_kind kind, const char
             uint64_t *timer = waiting_timer(l);
             if (timer && !own)
                 hasten(l, now_ms, timer);
+        }
+    }
+    advance(l, now_ms);
+}
+
+void lease_on_request(lease *l, uint64_t now_ms, const lease_request *r)
+{
+    lease_check_term(l, now_ms);
+    if (l->cfg.original_timing) {
+        advance(l, now_ms);
+        return;
+    }
+    bool ours = is_own_token(l, r->holder, r->holder_len);
+    bool asker_ok = r->other_len > 0 && r->other_len < sizeof l->successor &&
+                    !is_own_token(l, r->other, r->other_len);
+    if (r->handover) {
+        /* Another candidate is to succeed that term: the key may be
+         * released at once, or (no release) lapse with its lease. */
+        if (!ours && asker_ok && !l->observer) {
+            uint64_t until = now_ms + l->cfg.lease_ms + l->cfg.retry_interval_ms;
+            if (until > l->claim_hold_ms)
+                l->claim_hold_ms = until;
+        }
+    } else if (ours && asker_ok && l->state == LEASE_LEADER && r->epoch == l->as.leader.epoch &&
+               !l->as.leader.handing_over && r->priority > l->cfg.priority) {
+        /* The best of the askers still asking: each asks every retry interval. */
+        bool same = strlen(l->successor) == r->other_len &&
+                    memcmp(l->successor, r->other, r->other_len) == 0;
+        if (!asker_fresh(l, now_ms) || same || r->priority > l->successor_priority) {
+            memcpy(l->successor, r->other, r->other_len);
+            l->successor[r->other_len] = '\0';
+            l->successor_priority = r->priority;
+            l->successor_seen_ms = now_ms;
         }
     }
     advance(l, now_ms);
@@ -556,13 +664,29 @@ uint64_t lease_wake_at(const lease *l)
 {
     bool can_send = l->connected && !l->in_flight;
     switch (l->state) {
-    case LEASE_FOLLOWER:
-        return can_send ? claim_time(l) : UINT64_MAX;
+    case LEASE_FOLLOWER: {
+        if (!can_send)
+            return UINT64_MAX;
+        uint64_t claim = claim_time(l);
+        uint64_t ask = ask_time(l);
+        return ask < claim ? ask : claim;
+    }
     case LEASE_OBSERVING:
         return can_send ? read_time(l) : UINT64_MAX;
-    default:
-        return lease_term_wake_at(l);
+    default: {
+        uint64_t term = lease_term_wake_at(l);
+        uint64_t hand = handover_time(l);
+        return hand < term ? hand : term;
     }
+    }
+}
+
+void lease_hold_claims(lease *l, uint64_t now_ms, uint64_t until_ms)
+{
+    lease_check_term(l, now_ms);
+    if (until_ms > l->claim_hold_ms)
+        l->claim_hold_ms = until_ms;
+    advance(l, now_ms);
 }
 
 void lease_gate_claims(lease *l, uint64_t now_ms, uint64_t not_before_ms)

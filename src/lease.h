@@ -38,11 +38,17 @@ typedef struct lease_config {
     uint32_t renew_interval_ms;
     uint32_t retry_interval_ms;
     uint32_t renew_deadline_ms;
-    uint32_t stop_timeout_ms; /* a resigning term holds its key this long at most */
-    uint32_t drift_ppm;       /* the largest clock-rate difference with Redis's host */
-    bool original_timing;     /* behave as the original module did, for comparison:
-                                 blind claims every retry_interval_ms, events ignored,
-                                 no release */
+    uint32_t stop_timeout_ms;      /* a resigning term holds its key this long at most */
+    uint32_t drift_ppm;            /* the largest clock-rate difference with Redis's host */
+    uint32_t priority;             /* the preferred leader: 1 none, more preferred; 0 (as in a
+                                      zeroed config): it never asks for a handover */
+    bool standby;                  /* leasehold_config.priority 0: claims a retry interval
+                                      late, and hands over at once to any candidate that asks */
+    uint32_t handover_interval_ms; /* a leader hands over for priority only after its term has
+                                      lasted this long (a standby leader: at once) */
+    bool original_timing;          /* behave as the original module did, for comparison:
+                                      blind claims every retry_interval_ms, events ignored,
+                                      no release */
 } lease_config;
 
 typedef enum lease_state {
@@ -70,9 +76,13 @@ typedef enum lease_action_kind {
     LEASE_ERROR,          /* report .error (a leasehold error code) to the user; when
                              leasehold_error_is_permanent(.error) the election has halted */
     LEASE_STOPPED,        /* the campaign has ended (after lease_stop); state is IDLE */
-    LEASE_RESIGN_ASKED,   /* a resign request named this term (.epoch): the caller decides how
-                             to step down (lease_resign once what the term started has
-                             stopped, or at once); the state machine changes nothing */
+    LEASE_RESIGN_ASKED,   /* a resign request named this term (.epoch), or a preferred
+                             candidate asked for it (.holder: that successor, else NULL): the
+                             caller decides how to step down (lease_resign once what the
+                             term started has stopped, or at once), and for a successor
+                             announces the handover first; the state machine changes nothing */
+    LEASE_SEND_PREFER,    /* publish a request that the holder .holder of the term .epoch hand
+                             over to us (we are preferred: cfg.priority); nothing answers it */
 } lease_action_kind;
 
 typedef struct lease_action {
@@ -125,6 +135,20 @@ typedef enum lease_event_kind {
     LEASE_EVENT_RESIGN,   /* "resign <epoch> <token>": someone asks the leader of that term to
                              step down (leasehold_request_resign) */
 } lease_event_kind;
+
+/* The preferred leader's messages on the events channel:
+ *   "prefer <epoch> <holder> <priority> <asker>"  asker, of that priority, asks the
+ *                                                 holder of term epoch to hand over
+ *   "handover <epoch> <holder> <successor>"       that holder steps down for successor */
+typedef struct lease_request {
+    bool handover; /* else prefer */
+    uint64_t epoch;
+    const char *holder; /* not NUL-terminated */
+    size_t holder_len;
+    uint32_t priority; /* prefer */
+    const char *other; /* the asker, or the successor; not NUL-terminated */
+    size_t other_len;
+} lease_request;
 
 typedef struct lease_reply {
     int result; /* lease_acquire_result, lease_renew_result or lease_query_result;
@@ -187,6 +211,14 @@ typedef struct lease {
                                  cleared when the next term ends */
     uint64_t abandoned_epoch; /* ... that term's epoch */
 
+    /* The preferred leader (cfg.priority). */
+    uint64_t next_ask_ms;   /* a follower's next request that the holder hand over to it */
+    uint64_t asked_epoch;   /* ... the holder's term it last asked */
+    uint64_t claim_hold_ms; /* a term handed over to another candidate: no claim before this */
+    char successor[LEASE_HOLDER_MAX]; /* a leader's best asker: the highest priority ... */
+    uint32_t successor_priority;      /* ... its priority ... */
+    uint64_t successor_seen_ms;       /* ... and when it last asked (0: nobody) */
+
     /* What is known of the key's holder, from replies and events. */
     char holder[LEASE_HOLDER_MAX]; /* the holder last observed, "" for none */
     bool holder_known;             /* a holder (or its absence) was observed */
@@ -205,6 +237,8 @@ typedef struct lease {
         } observing;
         struct {
             uint64_t epoch;          /* this term's epoch */
+            uint64_t won_ms;         /* when it was won */
+            bool handing_over;       /* a preferred candidate's request was announced */
             uint64_t valid_until_ms; /* the lease is certainly ours before this */
             lease_renewal renewal;
         } leader;
@@ -268,6 +302,17 @@ void lease_on_query(lease *l, uint64_t now_ms, uint32_t seq, const lease_reply *
 void lease_on_event(lease *l, uint64_t now_ms, lease_event_kind kind, const char *token,
                     size_t token_len, uint64_t epoch);
 
+/* A preferred leader's message (see lease_request).  A "prefer" naming
+ * this process's current term, from a candidate of higher priority, is
+ * remembered (the highest priority among the askers still asking); once
+ * the term has lasted handover_interval_ms (at once for a standby) the
+ * handover to that asker is announced (LEASE_RESIGN_ASKED with .holder =
+ * the asker), once per term.  Equal or lower priorities are ignored, so
+ * equals never hand over to each other.  A "handover" to another candidate
+ * makes this follower hold its claims back for lease_ms + retry_interval_ms,
+ * so that the successor wins the key, released or lapsed. */
+void lease_on_request(lease *l, uint64_t now_ms, const lease_request *r);
+
 /* The least time between two commands hastened by events: lease_ms / 40
  * (50 ms for the default lease), at least 1 ms.  A flood of messages on the
  * events channel costs an election at most 1000 / floor extra commands per
@@ -308,7 +353,8 @@ const char *lease_known_holder(const lease *l, uint64_t *epoch);
 
 /* The events channel went down or came back: what was learned of the
  * holder's epoch before may have been overtaken by news that was missed,
- * so claims read the epoch again until it is learned anew. */
+ * so claims read the epoch again until it is learned anew; and a preferred
+ * follower asks the holder again (its request may not have gone out). */
 void lease_events_resumed(lease *l);
 
 /* The restart guard: no claim goes out before not_before_ms (UINT64_MAX:
@@ -327,6 +373,11 @@ void lease_halt(lease *l, uint64_t now_ms, int code);
 /* Ends a halt: the next claim (or read) is due at once.  Not halted:
  * nothing happens. */
 void lease_resume(lease *l, uint64_t now_ms);
+
+/* No claim before until_ms (kept if already later): a term that resigned
+ * with its key left to lapse is not claimed back by its own process before
+ * the key is gone and another candidate had its chance. */
+void lease_hold_claims(lease *l, uint64_t now_ms, uint64_t until_ms);
 
 /* True while halted. */
 bool lease_halted(const lease *l);

@@ -85,6 +85,7 @@ const char *lease_known_holder(const lease *l, uint64_t *epoch)
 void lease_events_resumed(lease *l)
 {
     l->holder_epoch_fresh = false;
+    l->asked_epoch = 0; /* a request to hand over, sent or not meanwhile, is sent again */
 }
 
 /* The channel's news of a release names the holder it had: news of the

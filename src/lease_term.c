@@ -52,6 +52,7 @@ void lease_won(lease *l, uint64_t now_ms, uint64_t sent_ms, uint64_t epoch, uint
     }
     lease_enter(l, LEASE_LEADER);
     l->as.leader.epoch = epoch;
+    l->as.leader.won_ms = now_ms;
     l->as.leader.valid_until_ms = valid_until;
     l->as.leader.renewal = (lease_renewal){
         .last_renewed_ms = sent_ms,

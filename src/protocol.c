@@ -526,3 +526,80 @@ char *protocol_resign_message(uint64_t epoch, const char *token)
         snprintf(m, size, "resign %" PRIu64 " %s", epoch, token);
     return m;
 }
+
+/* The next space-free word of [*p, end), which must be followed by a space
+ * (last: by the end); false when there is none. */
+static bool next_word(const char **p, const char *end, bool last, const char **word, size_t *len)
+{
+    const char *w = *p;
+    const char *q = w;
+    while (q < end && *q != ' ')
+        q++;
+    if (q == w || (last ? q != end : q == end))
+        return false;
+    *word = w;
+    *len = (size_t)(q - w);
+    *p = last ? q : q + 1;
+    return true;
+}
+
+/* A decimal number of 1 to 19 digits. */
+static bool word_number(const char *w, size_t len, uint64_t *out)
+{
+    if (len == 0 || len > 19)
+        return false;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (w[i] < '0' || w[i] > '9')
+            return false;
+        v = v * 10 + (uint64_t)(w[i] - '0');
+    }
+    *out = v;
+    return true;
+}
+
+int protocol_parse_request(const char *payload, size_t len, lease_request *out)
+{
+    static const char prefer[] = "prefer ", handover[] = "handover ";
+    const char *end = payload + len, *p;
+    memset(out, 0, sizeof *out);
+    if (len > sizeof prefer - 1 && memcmp(payload, prefer, sizeof prefer - 1) == 0)
+        p = payload + sizeof prefer - 1;
+    else if (len > sizeof handover - 1 && memcmp(payload, handover, sizeof handover - 1) == 0) {
+        p = payload + sizeof handover - 1;
+        out->handover = true;
+    } else
+        return -1;
+    const char *w;
+    size_t wl;
+    uint64_t priority = 0;
+    if (!next_word(&p, end, false, &w, &wl) || !word_number(w, wl, &out->epoch) ||
+        !next_word(&p, end, false, &out->holder, &out->holder_len))
+        return -1;
+    if (!out->handover && (!next_word(&p, end, false, &w, &wl) || !word_number(w, wl, &priority) ||
+                           priority > UINT32_MAX))
+        return -1;
+    if (!next_word(&p, end, true, &out->other, &out->other_len))
+        return -1;
+    out->priority = (uint32_t)priority;
+    return 0;
+}
+
+char *protocol_prefer_message(uint64_t epoch, const char *holder, uint32_t priority,
+                              const char *asker)
+{
+    size_t size = strlen(holder) + strlen(asker) + 64;
+    char *m = malloc(size);
+    if (m)
+        snprintf(m, size, "prefer %" PRIu64 " %s %" PRIu32 " %s", epoch, holder, priority, asker);
+    return m;
+}
+
+char *protocol_handover_message(uint64_t epoch, const char *holder, const char *successor)
+{
+    size_t size = strlen(holder) + strlen(successor) + 48;
+    char *m = malloc(size);
+    if (m)
+        snprintf(m, size, "handover %" PRIu64 " %s %s", epoch, holder, successor);
+    return m;
+}

@@ -119,4 +119,14 @@ int protocol_parse_event(const char *payload, size_t len, lease_event_kind *kind
  * protocol_parse_event reads it: malloc'd, NULL when out of memory. */
 char *protocol_resign_message(uint64_t epoch, const char *token);
 
+/* Parses a preferred leader's message, "prefer <epoch> <holder> <priority>
+ * <asker>" or "handover <epoch> <holder> <successor>" (see lease_request):
+ * 0, or -1 for anything else.  Its strings point into payload. */
+int protocol_parse_request(const char *payload, size_t len, lease_request *out);
+
+/* Those two messages: malloc'd, NULL when out of memory. */
+char *protocol_prefer_message(uint64_t epoch, const char *holder, uint32_t priority,
+                              const char *asker);
+char *protocol_handover_message(uint64_t epoch, const char *holder, const char *successor);
+
 #endif

@@ -60,21 +60,23 @@ typedef struct cli_options {
     char key[CLI_KEY_MAX];
     const char *identity; /* NULL: the library's <hostname>:<pid> */
     uint32_t lease_ms, renew_ms, retry_ms, renew_deadline_ms;
-    uint32_t command_timeout_ms;  /* run: the library's command_timeout_ms */
-    bool command_timeout_lowered; /* run: the default, lowered to half the renew deadline */
-    uint32_t clock_drift_ppm;     /* run: the library's clock_drift_ppm */
-    uint32_t connect_timeout_ms;  /* run: the library's connect_timeout_ms */
-    uint64_t grace_ms;            /* run: SIGTERM/SIGINT -> SIGKILL after this */
-    uint64_t wait_timeout_ms;     /* run: 0 = wait for leadership forever */
-    bool restart;                 /* run: CMD exiting while leader is restarted */
-    bool exit_on_loss;            /* run: exit EXIT_LOST instead of campaigning again */
-    bool try_once;                /* run: exit EXIT_NOT_ELECTED once the key is seen held */
-    uint64_t hold_after_exit_ms;  /* run: CMD exited on its own: keep the key this long
-                                     (leasehold_resign_hold), 0: release it */
-    const char *metrics_listen;   /* run: --metrics-listen's address, or NULL */
-    const char *token;            /* resign: --token, the term to end, or NULL (whoever leads) */
-    bool wait;                    /* resign: --wait for a successor */
-    bool json;                    /* status, watch: JSON lines on stdout */
+    uint32_t command_timeout_ms;   /* run: the library's command_timeout_ms */
+    bool command_timeout_lowered;  /* run: the default, lowered to half the renew deadline */
+    uint32_t clock_drift_ppm;      /* run: the library's clock_drift_ppm */
+    uint32_t priority;             /* run: the library's priority (--priority) */
+    uint32_t handover_interval_ms; /* run: the library's handover_interval_ms */
+    uint32_t connect_timeout_ms;   /* run: the library's connect_timeout_ms */
+    uint64_t grace_ms;             /* run: SIGTERM/SIGINT -> SIGKILL after this */
+    uint64_t wait_timeout_ms;      /* run: 0 = wait for leadership forever */
+    bool restart;                  /* run: CMD exiting while leader is restarted */
+    bool exit_on_loss;             /* run: exit EXIT_LOST instead of campaigning again */
+    bool try_once;                 /* run: exit EXIT_NOT_ELECTED once the key is seen held */
+    uint64_t hold_after_exit_ms;   /* run: CMD exited on its own: keep the key this long
+                                      (leasehold_resign_hold), 0: release it */
+    const char *metrics_listen;    /* run: --metrics-listen's address, or NULL */
+    const char *token;             /* resign: --token, the term to end, or NULL (whoever leads) */
+    bool wait;                     /* resign: --wait for a successor */
+    bool json;                     /* status, watch: JSON lines on stdout */
     leasehold_log_level log_level;
     cli_log_format log_format;
     char **cmd; /* run: CMD and its arguments, NULL-terminated */

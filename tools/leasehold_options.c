@@ -259,6 +259,8 @@ static int check_options(opts *s, cli_options *o)
     o->command_timeout_lowered = s->t.command_timeout_lowered;
     o->connect_timeout_ms = s->t.connect_timeout_ms;
     o->clock_drift_ppm = s->t.clock_drift_ppm;
+    o->priority = s->t.priority;
+    o->handover_interval_ms = s->t.handover_interval_ms;
     if (o->restart && o->hold_after_exit_ms)
         return usage_error("--restart and --hold-after-exit contradict each other: --restart "
                            "starts CMD again when it exits, so it never exits for good");
@@ -357,4 +359,6 @@ void cli_config(const cli_options *o, leasehold_config *cfg)
     cfg->command_timeout_ms = o->command_timeout_ms;
     cfg->connect_timeout_ms = o->connect_timeout_ms;
     cfg->clock_drift_ppm = o->clock_drift_ppm;
+    cfg->priority = o->priority;
+    cfg->handover_interval_ms = o->handover_interval_ms;
 }

@@ -110,6 +110,8 @@ void opts_init(opts *o, const char *prog)
                 .command_timeout_ms = d.command_timeout_ms,
                 .connect_timeout_ms = d.connect_timeout_ms,
                 .clock_drift_ppm = d.clock_drift_ppm,
+                .priority = d.priority,
+                .handover_interval_ms = d.handover_interval_ms,
             },
     };
 }
@@ -273,6 +275,10 @@ static const char *name_of(int id)
         return "--connect-timeout";
     case OPTS_CLOCK_DRIFT:
         return "--clock-drift-ppm";
+    case OPTS_PRIORITY:
+        return "--priority";
+    case OPTS_HANDOVER_INTERVAL:
+        return "--handover-interval";
     case OPTS_LEASE_MS:
         return "--lease-ms";
     case OPTS_RENEW_MS:
@@ -395,6 +401,27 @@ int opts_apply(opts *o, int id, const char *arg)
         t->drift_opt = opt;
         t->clock_drift_ppm = (uint32_t)ppm;
         return 0;
+    case OPTS_PRIORITY:
+        ppm = 0;
+        for (const char *d = arg; *d >= '0' && *d <= '9' && ppm <= LEASEHOLD_PRIORITY_MAX; d++)
+            ppm = ppm * 10 + (uint64_t)(*d - '0');
+        if (arg[0] < '0' || arg[0] > '9' || arg[strspn(arg, "0123456789")] != '\0' ||
+            ppm > LEASEHOLD_PRIORITY_MAX) {
+            char q[OPTS_QUOTE_SIZE];
+            return opts_error(o, "%s: %s is not a priority from 0 (standby) to %u", opt,
+                              opts_quote(q, arg), LEASEHOLD_PRIORITY_MAX);
+        }
+        t->priority = (uint32_t)ppm;
+        return 0;
+    case OPTS_HANDOVER_INTERVAL: {
+        uint64_t ms;
+        if (opts_duration(o, opt, arg, UINT32_MAX, &ms) != 0)
+            return OPTS_USAGE;
+        if (ms == 0)
+            return opts_error(o, "%s: must be more than 0ms", opt);
+        t->handover_interval_ms = (uint32_t)ms;
+        return 0;
+    }
     default:
         return opts_conn_apply(o, id, opt, arg);
     }

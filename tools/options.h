@@ -45,6 +45,8 @@ enum opts_id {
     OPTS_COMMAND_TIMEOUT,
     OPTS_CONNECT_TIMEOUT,
     OPTS_CLOCK_DRIFT,
+    OPTS_PRIORITY,
+    OPTS_HANDOVER_INTERVAL,
     /* plain milliseconds: `server`'s original spellings (--lease-ms 2000) */
     OPTS_LEASE_MS,
     OPTS_RENEW_MS,
@@ -95,6 +97,8 @@ enum opts_id {
         {"renew-deadline", required_argument, NULL, OPTS_RENEW_DEADLINE},                          \
         {"command-timeout", required_argument, NULL, OPTS_COMMAND_TIMEOUT},                        \
         {"connect-timeout", required_argument, NULL, OPTS_CONNECT_TIMEOUT},                        \
+        {"priority", required_argument, NULL, OPTS_PRIORITY},                                      \
+        {"handover-interval", required_argument, NULL, OPTS_HANDOVER_INTERVAL},                    \
     {                                                                                              \
         "clock-drift-ppm", required_argument, NULL, OPTS_CLOCK_DRIFT                               \
     }
@@ -159,7 +163,14 @@ enum opts_id {
     "  --connect-timeout DURATION\n"                                                               \
     "                         connecting plus AUTH/SELECT/PING (default: 1s)\n"                    \
     "  --clock-drift-ppm PPM  the largest clock-rate difference between this host and\n"           \
-    "                         Redis's, 1 to 200000 (default: 10000, i.e. 1%%)\n"
+    "                         Redis's, 1 to 200000 (default: 10000, i.e. 1%%)\n"                   \
+    "  --priority N           the preferred leader: a candidate of a higher priority\n"            \
+    "                         than the leader's is handed leadership (default: 1; 0 is\n"          \
+    "                         a standby that leads only while no other candidate is\n"             \
+    "                         there; at most 1000000)\n"                                           \
+    "  --handover-interval DURATION\n"                                                             \
+    "                         a leader hands over to a preferred candidate only once\n"            \
+    "                         its term has lasted this long (default: 10s)\n"
 
 /* The connection's settings beside the URL (options_conn.c). */
 typedef struct opts_conn {
@@ -176,6 +187,7 @@ typedef struct opts_conn {
 typedef struct opts_timing {
     uint32_t lease_ms, renew_ms, retry_ms, renew_deadline_ms, command_timeout_ms;
     uint32_t connect_timeout_ms, clock_drift_ppm;
+    uint32_t priority, handover_interval_ms;
     /* The option each came from as the user spelled it ("--lease",
      * "--lease-ms") and the value as given; NULL when not given. */
     const char *lease_opt, *renew_opt, *retry_opt, *deadline_opt, *timeout_opt, *drift_opt;

@@ -138,6 +138,7 @@ typedef struct options {
     uint32_t lease_ms, renew_ms, retry_ms, renew_deadline_ms;
     uint32_t command_timeout_ms, connect_timeout_ms, stop_timeout_ms;
     uint32_t clock_drift_ppm;
+    uint32_t priority, handover_interval_ms;
     uint32_t service_interval_ms;
     const char *metrics_listen; /* --metrics-listen, or NULL */
     leasehold_log_level log_level;
@@ -297,6 +298,8 @@ static int parse_options(int argc, char **argv, const char *prog, options *o)
     o->command_timeout_ms = s.t.command_timeout_ms;
     o->connect_timeout_ms = s.t.connect_timeout_ms;
     o->clock_drift_ppm = s.t.clock_drift_ppm;
+    o->priority = s.t.priority;
+    o->handover_interval_ms = s.t.handover_interval_ms;
     return 0;
 }
 
@@ -344,6 +347,8 @@ static int run_election(server *s, const options *o, const sigset_t *stop)
     cfg.connect_timeout_ms = o->connect_timeout_ms;
     cfg.stop_timeout_ms = o->stop_timeout_ms;
     cfg.clock_drift_ppm = o->clock_drift_ppm;
+    cfg.priority = o->priority;
+    cfg.handover_interval_ms = o->handover_interval_ms;
     cfg.log = cli_library_log;
     cfg.log_level = o->log_level;
 

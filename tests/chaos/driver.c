@@ -563,6 +563,16 @@ static bool start_proxy(chaos *c, int i)
 
 /* Starts (or restarts) probe p behind its proxy; its lines are appended to
  * DIR/probe-<id>.log. */
+/* The probes' priorities (the preferred leader), mixed so that leadership
+ * moves after faults: probes 1 and 4 share the highest (they never hand
+ * over to each other), 3 is a standby, the rest (the CLI candidate too)
+ * have the default. */
+static const char *probe_priority(const probe *p)
+{
+    static const char *const by_id[] = {"1", "2", "1", "0", "2"};
+    return by_id[p->id % 5];
+}
+
 static bool start_probe(chaos *c, probe *p, bool fresh)
 {
     char log_name[64], err_name[64];
@@ -613,10 +623,27 @@ static bool start_probe(chaos *c, probe *p, bool fresh)
         snprintf(cli_renew, sizeof cli_renew, "%" PRIu32 "ms", c->opt.renew_ms);
         snprintf(cli_retry, sizeof cli_retry, "%" PRIu32 "ms", c->opt.retry_ms);
         snprintf(cli_deadline, sizeof cli_deadline, "%" PRIu32 "ms", c->opt.renew_deadline_ms);
-        char *cli_argv[] = {LEASEHOLD_CLI_PATH, "run",     "--url",   cli_url,   "--key",
-                            PROBE_KEY,          "--id",    id,        "--lease", cli_lease,
-                            "--renew",          cli_renew, "--retry", cli_retry, "--renew-deadline",
-                            cli_deadline,       NULL};
+        char *cli_argv[] = {LEASEHOLD_CLI_PATH,
+                            "run",
+                            "--url",
+                            cli_url,
+                            "--key",
+                            PROBE_KEY,
+                            "--id",
+                            id,
+                            "--lease",
+                            cli_lease,
+                            "--renew",
+                            cli_renew,
+                            "--retry",
+                            cli_retry,
+                            "--renew-deadline",
+                            cli_deadline,
+                            "--priority",
+                            (char *)probe_priority(p),
+                            "--handover-interval",
+                            "2s",
+                            NULL};
         for (int k = 0; cli_argv[k]; k++)
             argv[n++] = cli_argv[k];
         if (c->opt.min_replicas >= 0) {
@@ -647,6 +674,8 @@ static bool start_probe(chaos *c, probe *p, bool fresh)
         argv[n++] = timeout;
         if (!c->opt.restart_guard)
             argv[n++] = "--no-restart-guard";
+        argv[n++] = "--priority";
+        argv[n++] = (char *)probe_priority(p);
         if (c->opt.min_replicas >= 0) {
             argv[n++] = "--min-replicas";
             argv[n++] = min_replicas;

@@ -3,7 +3,7 @@
  *
  *     chaos_probe --url URL --key KEY --id ID [--lease-ms N --renew-ms N
  *                 --retry-ms N --renew-deadline-ms N --command-timeout-ms N]
- *                 [--no-restart-guard] [--min-replicas N] [--broken]
+ *                 [--no-restart-guard] [--min-replicas N] [--priority N] [--broken]
  *
  * Campaigns for KEY with identity ID and prints, one line each, flushed,
  * stamped with CLOCK_MONOTONIC nanoseconds:
@@ -30,6 +30,9 @@
  * that takes --linger-ms (default 3000, more than the chaos lease), acting
  * all along, before `exit` and status 0; so on a loss of leadership it acts
  * until the CLI SIGKILLs it, the worst a CMD may do.
+ *
+ * --priority N makes it a preferred leader of that priority (handover
+ * interval 2 s); the chaos driver mixes priorities among its probes.
  *
  * A resign request naming its term (leasehold_request_resign) makes it
  * resign at once, and release: acting stops with leasehold_resign().
@@ -188,6 +191,7 @@ typedef struct probe_opts {
     uint32_t linger_ms;
     int keys;         /* --keys; 0: just KEY */
     int min_replicas; /* -1: the library's default */
+    int priority;     /* -1: the library's default */
     bool restart_guard, broken, actor;
 } probe_opts;
 
@@ -240,7 +244,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: chaos_probe --url URL --key KEY [--keys N] --id ID [--lease-ms N "
             "--renew-ms N --retry-ms N --renew-deadline-ms N --command-timeout-ms N] "
-            "[--no-restart-guard] [--min-replicas N] [--broken]\n"
+            "[--no-restart-guard] [--min-replicas N] [--priority N] [--broken]\n"
             "       chaos_probe --actor --id ID [--linger-ms N]   (the CMD of leasehold run)\n");
 }
 
@@ -278,9 +282,10 @@ static bool parse_args(int argc, char **argv, probe_opts *o)
         {"linger-ms", required_argument, NULL, 'L'},
         {"min-replicas", required_argument, NULL, 'm'},
         {"keys", required_argument, NULL, 'K'},
+        {"priority", required_argument, NULL, 'p'},
         {NULL, 0, NULL, 0},
     };
-    *o = (probe_opts){.restart_guard = true, .linger_ms = 3000, .min_replicas = -1};
+    *o = (probe_opts){.restart_guard = true, .linger_ms = 3000, .min_replicas = -1, .priority = -1};
     int ch;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         bool ok = true;
@@ -330,6 +335,16 @@ static bool parse_args(int argc, char **argv, probe_opts *o)
             o->keys = (int)v;
             break;
         }
+        case 'p': {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            ok = end != optarg && *end == '\0' && v >= 0 && v <= LEASEHOLD_PRIORITY_MAX;
+            if (!ok)
+                fprintf(stderr, "chaos_probe: --priority wants 0 to %d, not '%s'\n",
+                        LEASEHOLD_PRIORITY_MAX, optarg);
+            o->priority = (int)v;
+            break;
+        }
         case 'm': {
             char *end;
             long v = strtol(optarg, &end, 10);
@@ -367,6 +382,10 @@ static void configure(const probe_opts *o, leasehold_config *cfg)
     cfg->lazy_connect = true;
     cfg->restart_guard = o->restart_guard;
     cfg->min_replicas = o->min_replicas;
+    if (o->priority >= 0) {
+        cfg->priority = (uint32_t)o->priority;
+        cfg->handover_interval_ms = 2000;
+    }
     if (o->lease_ms)
         cfg->lease_ms = o->lease_ms;
     if (o->renew_ms)

@@ -130,6 +130,10 @@ static lease_config decode_config(input *in)
             cfg = own;
     }
     cfg.original_timing = u8(in) == 0xee;
+    uint8_t prio = u8(in);
+    cfg.priority = prio % 4; /* the preferred leader */
+    cfg.standby = cfg.priority == 0 && (prio & 0x80);
+    cfg.handover_interval_ms = (uint32_t)(prio >> 2) * 100;
     return cfg;
 }
 
@@ -277,6 +281,10 @@ static void check_action(model *m, const lease_action *a)
         fuzz_require(m->term_open && a->epoch == m->acquired_epoch,
                      "a resign request is announced only for the term held");
         break;
+    case LEASE_SEND_PREFER:
+        fuzz_require(!m->term_open && !m->observer, "only a follower asks for a handover");
+        fuzz_require(a->holder && a->holder[0] && a->epoch, "a request names a term");
+        break;
     case LEASE_STOPPED:
         fuzz_require(m->stop_called, "STOPPED only after lease_stop");
         fuzz_require(!m->stopped, "STOPPED once per campaign");
@@ -416,6 +424,21 @@ static bool step(input *in, model *m, lease *l)
         size_t len;
         holder_buf = decode_holder(in, &token, &len);
         uint64_t epoch = decode_epoch(in, m->last_seq);
+        if (op & 0x40) { /* a preferred leader's request: prefer or handover */
+            const char *other;
+            size_t other_len;
+            char *other_buf = decode_holder(in, &other, &other_len);
+            lease_request req = {.handover = op & 0x10,
+                                 .epoch = epoch,
+                                 .holder = token ? token : "",
+                                 .holder_len = len,
+                                 .priority = u8(in) % 4,
+                                 .other = other ? other : "",
+                                 .other_len = other_len};
+            lease_on_request(l, now, &req);
+            free(other_buf);
+            break;
+        }
         lease_on_event(l, now,
                        op & 0x20   ? LEASE_EVENT_RESIGN
                        : op & 0x10 ? LEASE_EVENT_RELEASED

@@ -540,6 +540,92 @@ static void test_run_resign(void **state)
     proc_free(run);
 }
 
+/* ---------------------------------------------------- preferred leader */
+
+/* Starts candidate who for key with priority. */
+static void start_with_priority(int who, const char *key, uint32_t priority)
+{
+    leasehold_config cfg;
+    test_config(&cfg, fx.srv->url);
+    cfg.priority = priority;
+    cfg.handover_interval_ms = 500;
+    cfg.log_level = LEASEHOLD_LOG_DEBUG;
+    assert_int_equal(candidate_start(&fx.cand[who], &cfg, key, fx.q, who), 0);
+}
+
+/* Fails the test, showing the events queued, if an event of kind comes
+ * within ms (a lower bound). */
+static void expect_none(event_kind kind, uint64_t ms)
+{
+    event got;
+    if (!events_wait(fx.q, events_of(kind, -1), ms, &got))
+        return;
+    event ev;
+    while (events_wait(fx.q, events_of(EV_ANY, -1), 0, &ev))
+        print_message("  candidate %d: event %d %s\n", ev.who, (int)ev.kind, ev.text);
+    fail_msg("candidate %d: event %d within %llu ms", got.who, (int)got.kind,
+             (unsigned long long)ms);
+}
+
+/* Waits for candidate who to be elected (fails the test if not). */
+static void expect_elected(int who, uint64_t max_ms)
+{
+    if (!events_wait(fx.q, events_of(EV_ELECTED, who), max_ms, NULL)) {
+        event ev;
+        while (events_wait(fx.q, events_of(EV_ANY, -1), 0, &ev))
+            print_message("  candidate %d: event %d %s\n", ev.who, (int)ev.kind, ev.text);
+        fail_msg("candidate %d was not elected within %llu ms", who, (unsigned long long)max_ms);
+    }
+}
+
+/* Priorities 1, 2, 3 started one after the other in the order 1, 3, 2: the
+ * priority-3 candidate ends up leading and stays; restarted, it takes
+ * leadership back once; equal priorities never hand over; a standby leads
+ * only until another candidate comes. */
+static void test_preferred_leader(void **state)
+{
+    (void)state;
+    start_with_priority(1, "ops:prio", 1);
+    expect_elected(1, 1000 + 300 + 1000 + fixture_fresh_ms());
+    start_with_priority(3, "ops:prio", 3);
+    expect_elected(3, 5000); /* 1 handed over once its term had lasted 500 ms */
+    events_clear(fx.q);
+    start_with_priority(2, "ops:prio", 2);
+    /* Nothing changes any more (lower bounds: not scaled). */
+    assert_false(events_wait(fx.q, events_of(EV_REVOKED, -1), 1500, NULL));
+    assert_true(leasehold_is_leader(fx.cand[3].election));
+
+    /* 3 leaves (released: 1 or 2 wins, and 2 takes it from 1), then comes
+     * back and takes it back, once. */
+    candidate_stop(&fx.cand[3]);
+    expect_elected(2, 5000);
+    events_clear(fx.q);
+    start_with_priority(3, "ops:prio", 3);
+    expect_elected(3, 5000);
+    expect_none(EV_ELECTED, 1500);
+    assert_true(leasehold_is_leader(fx.cand[3].election));
+    assert_int_equal(events_count(fx.q, events_of(EV_ELECTED, 3)), 0); /* taken */
+    for (int i = 1; i <= 3; i++)
+        candidate_stop(&fx.cand[i]);
+
+    /* Equal priorities: whoever leads keeps it. */
+    events_clear(fx.q);
+    start_with_priority(4, "ops:prio:equal", 2);
+    expect_elected(4, 3000);
+    start_with_priority(5, "ops:prio:equal", 2);
+    assert_false(events_wait(fx.q, events_of(EV_REVOKED, -1), 2000, NULL));
+    assert_true(leasehold_is_leader(fx.cand[4].election));
+
+    /* A standby alone leads; a default candidate that comes takes over. */
+    start_with_priority(6, "ops:prio:standby", 0);
+    expect_elected(6, 3000);
+    start_with_priority(7, "ops:prio:standby", 1);
+    expect_elected(7, 3000);
+    event revoked;
+    assert_true(events_wait(fx.q, events_of(EV_REVOKED, 6), 1000, &revoked));
+    assert_int_equal(revoked.value, LEASEHOLD_RESIGNED);
+}
+
 /* --------------------------------------------------------- the tools */
 
 /* leasehold run's arguments for key with --metrics-listen, then cmd. */
@@ -724,6 +810,42 @@ static void test_server_listener_and_bad_requests(void **state)
     proc_free(p);
 }
 
+/* --priority in both programs: `leasehold run --priority 5` takes the key
+ * from a default `server`, which hands over gracefully; a priority out of
+ * range is a usage error. */
+static void test_tools_priority(void **state)
+{
+    (void)state;
+    char env_url[700];
+    snprintf(env_url, sizeof env_url, "SNAKETRON_REDIS_URL=%s", fx.srv->url);
+    const char *env[] = {env_url, "SNAKETRON_REGION=prio", NULL};
+    const char *sargs[] = {"--lease", "1s", "--retry", "300ms", "--handover-interval",
+                           "500ms",   NULL};
+    proc *srv = proc_start("server", env, sargs);
+    expect_output(srv, "This server is now the leader!", 10000);
+    const char *rargs[] = {
+        "run",     "--url", fx.srv->url, "--key", "snaketron:leader:prio",
+        "--lease", "1s",    "--retry",   "300ms", "--priority",
+        "5",       "--",    "sh",        "-c",    "echo cmd-started; exec sleep 600",
+        NULL};
+    proc *run = proc_start("leasehold", NULL, rargs);
+    expect_output(run, "cmd-started", 5000);
+    expect_output(srv, "asked for this term: handing over", 3000);
+    expect_output(srv, "leader service stopped", 3000);
+    assert_int_equal(kill(run->pid, SIGTERM), 0);
+    expect_exit(run, 0, 10000);
+    proc_free(run);
+    assert_int_equal(kill(srv->pid, SIGTERM), 0);
+    expect_exit(srv, 0, 10000);
+    proc_free(srv);
+
+    const char *bad[] = {"run", "--url", fx.srv->url, "--priority", "1000001", "--", "true", NULL};
+    proc *p = proc_start("leasehold", NULL, bad);
+    assert_int_equal(proc_exit_code(p, 10000), 64);
+    assert_non_null(strstr(p->out, "--priority: '1000001' is not a priority"));
+    proc_free(p);
+}
+
 /* A --metrics-listen that cannot be served is a usage error (64) at start,
  * naming the cause, in both programs. */
 static void test_bad_listen_addresses(void **state)
@@ -794,9 +916,11 @@ int main(void)
         FIXTURE_TEST(test_health_of_a_wedged_io_thread),
         cmocka_unit_test_setup_teardown(test_resign_request, fixture_setup, resign_teardown),
         cmocka_unit_test_teardown(test_run_resign, proc_free_all),
+        FIXTURE_TEST(test_preferred_leader),
         cmocka_unit_test_teardown(test_run_metrics_across_a_handover, proc_free_all),
         cmocka_unit_test_teardown(test_server_listener_and_bad_requests, proc_free_all),
         cmocka_unit_test_teardown(test_bad_listen_addresses, proc_free_all),
+        cmocka_unit_test_teardown(test_tools_priority, proc_free_all),
     };
     return cmocka_run_group_tests(tests, fixture_group_setup_tmpdir, fixture_group_teardown);
 }

@@ -562,6 +562,7 @@ static void drain(sim *s, unsigned i)
             break;
         case LEASE_LEADER_CHANGED:
         case LEASE_RESIGN_ASKED: /* the simulation sends no resign requests */
+        case LEASE_SEND_PREFER:  /* nor priorities */
             break;
         }
     }

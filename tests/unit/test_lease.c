@@ -132,6 +132,9 @@ static void render(lease *l, char *out, size_t size, uint32_t *last_seq)
         case LEASE_RESIGN_ASKED:
             snprintf(one, sizeof one, "resign_asked(%llu)", (unsigned long long)a.epoch);
             break;
+        case LEASE_SEND_PREFER:
+            snprintf(one, sizeof one, "prefer(%s,%llu)", a.holder, (unsigned long long)a.epoch);
+            break;
         }
         len += (size_t)snprintf(out + len, size - len, "%s%s", len ? " " : "", one);
         assert_true(len < size);
@@ -1114,6 +1117,144 @@ static void test_resign_request(void **state)
     assert_int_equal(lease_max_epoch_seen(&f), 0);
 }
 
+/* --------------------------------------------------- the preferred leader */
+
+/* A lease of priority prio (a standby when standby) leading the term 7000,
+ * won at now (a standby: claimed a retry interval later). */
+static void lead_with_priority(lease *l, uint32_t prio, bool standby, uint64_t now)
+{
+    lease_config c = cfg;
+    c.priority = prio;
+    c.standby = standby;
+    c.handover_interval_ms = 1000;
+    lease_init(l, &c, "me/000000000000000a", 7);
+    lease_start(l, now);
+    lease_on_connected(l, now);
+    if (standby) { /* a standby claims a retry interval late */
+        now = lease_wake_at(l);
+        lease_tick(l, now);
+    }
+    lease_action a;
+    while (lease_next_action(l, &a))
+        if (a.kind == LEASE_SEND_ACQUIRE) {
+            lease_reply won = {.result = LEASE_ACQUIRED, .epoch = 7000};
+            lease_on_acquire(l, now, a.seq, &won);
+        }
+    assert_int_equal(lease_get_state(l), LEASE_LEADER);
+}
+
+/* The actions queued now, rendered, and the queue emptied. */
+static void drain_into(lease *l, char *out, size_t size)
+{
+    uint32_t seq = 0;
+    render(l, out, size, &seq);
+}
+
+/*
+ * A leader hands over to a candidate of higher priority once its term has
+ * lasted the handover interval (a standby at once), once per term; equal
+ * or lower priorities, other terms and other holders are ignored.  A
+ * follower asks a holder it learns of, again every retry interval when its
+ * priority is above 1, never when it is a standby; hearing of a handover to
+ * another, it holds its claims back after that term's release.
+ */
+static void test_preferred_leader(void **state)
+{
+    (void)state;
+    static const char me[] = "me/000000000000000a", asker[] = "hi/000000000000000b";
+    char out[512];
+    lease l;
+    lead_with_priority(&l, 2, false, 1000);
+    lease_request ask = {.epoch = 7000,
+                         .holder = me,
+                         .holder_len = strlen(me),
+                         .priority = 3,
+                         .other = asker,
+                         .other_len = strlen(asker)};
+    ask.priority = 2;
+    lease_on_request(&l, 1500, &ask); /* not higher */
+    ask.priority = 3;
+    ask.epoch = 6999;
+    lease_on_request(&l, 1500, &ask); /* another term */
+    ask.epoch = 7000;
+    lease_on_request(&l, 1600, &ask); /* too early in the term: remembered */
+    static const char best[] = "top/000000000000000d";
+    lease_request top = ask;
+    top.priority = 4;
+    top.other = best;
+    top.other_len = strlen(best);
+    lease_on_request(&l, 1700, &top); /* a higher one: the one handed to */
+    lease_on_request(&l, 1800, &ask);
+    drain_into(&l, out, sizeof out);
+    assert_null(strstr(out, "resign_asked"));
+    assert_int_equal(lease_wake_at(&l) <= 2000, true);
+    lease_tick(&l, 2000); /* the term has lasted the interval */
+    lease_action a;
+    bool handed = false;
+    while (lease_next_action(&l, &a))
+        if (a.kind == LEASE_RESIGN_ASKED) {
+            assert_string_equal(a.holder, best);
+            handed = true;
+        }
+    assert_true(handed);
+    assert_true(lease_is_leader(&l, 2000)); /* the caller steps down, not the machine */
+    lease_on_request(&l, 2100, &top);
+    lease_tick(&l, 2200);
+    drain_into(&l, out, sizeof out);
+    assert_null(strstr(out, "resign_asked")); /* once per term */
+
+    /* A standby hands over at once, to any priority above its own. */
+    lead_with_priority(&l, 0, true, 1000);
+    ask.priority = 1;
+    lease_on_request(&l, 2001, &ask);
+    drain_into(&l, out, sizeof out);
+    assert_non_null(strstr(out, "resign_asked"));
+
+    /* Followers: priority 2 asks at once and again; 1 once; a standby never. */
+    for (uint32_t prio = 0; prio <= 2; prio++) {
+        lease_config c = cfg;
+        c.priority = prio;
+        c.standby = prio == 0;
+        c.handover_interval_ms = 4000;
+        lease f;
+        lease_init(&f, &c, "you/000000000000000c", 8);
+        lease_start(&f, 1000);
+        lease_on_connected(&f, 1000);
+        uint64_t now = 1000;
+        int asked = 0;
+        for (; now<8000; now = lease_wake_at(&f)> now ? lease_wake_at(&f) : now + 1) {
+            lease_tick(&f, now);
+            while (lease_next_action(&f, &a)) {
+                if (a.kind == LEASE_SEND_ACQUIRE) {
+                    lease_reply held = {.result = LEASE_ACQUIRE_HELD,
+                                        .holder = me,
+                                        .holder_len = strlen(me),
+                                        .epoch = 7000,
+                                        .pttl_ms = 1900};
+                    lease_on_acquire(&f, now, a.seq, &held);
+                } else if (a.kind == LEASE_SEND_PREFER) {
+                    assert_string_equal(a.holder, me);
+                    assert_int_equal(a.epoch, 7000);
+                    asked++;
+                }
+            }
+        }
+        /* 2: at once, then every retry interval (1000 ms) */
+        assert_int_equal(asked, prio == 2 ? 7 : prio == 1 ? 1 : 0);
+
+        /* A handover to another: no claim for a retry interval after the release. */
+        lease_request hand = {.handover = true,
+                              .epoch = 7000,
+                              .holder = me,
+                              .holder_len = strlen(me),
+                              .other = asker,
+                              .other_len = strlen(asker)};
+        lease_on_request(&f, now, &hand);
+        lease_on_event(&f, now, LEASE_EVENT_RELEASED, me, strlen(me), 7000);
+        assert_true(lease_wake_at(&f) >= now + cfg.retry_interval_ms);
+    }
+}
+
 /* ------------------------------------------------------------------- fuzz */
 
 static uint64_t fuzz_rng;
@@ -1308,7 +1449,7 @@ static void test_known_holder(void **state)
 int main(void)
 {
     enum { N = sizeof scenarios / sizeof scenarios[0] };
-    struct CMUnitTest tests[N + 5];
+    struct CMUnitTest tests[N + 6];
     for (size_t i = 0; i < N; i++)
         tests[i] = (struct CMUnitTest){.name = scenarios[i].name,
                                        .test_func = run_scenario,
@@ -1319,5 +1460,7 @@ int main(void)
         (struct CMUnitTest){.name = "event_flood_bounded", .test_func = test_event_flood_bounded};
     tests[N + 3] = (struct CMUnitTest){.name = "known_holder", .test_func = test_known_holder};
     tests[N + 4] = (struct CMUnitTest){.name = "resign_request", .test_func = test_resign_request};
-    return _cmocka_run_group_tests("lease", tests, N + 5, NULL, NULL);
+    tests[N + 5] =
+        (struct CMUnitTest){.name = "preferred_leader", .test_func = test_preferred_leader};
+    return _cmocka_run_group_tests("lease", tests, N + 6, NULL, NULL);
 }

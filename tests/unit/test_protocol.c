@@ -159,12 +159,65 @@ static void test_all_short_keys(void **state)
     assert_true(accepted > 0 && refused > 0);
 }
 
+/* The events channel's messages: leasehold's own, as written and read. */
+static void test_channel_messages(void **state)
+{
+    (void)state;
+    lease_event_kind kind;
+    uint64_t epoch;
+    const char *token;
+    size_t len;
+    char *m = protocol_resign_message(77, "a:1/000000000000000a");
+    assert_int_equal(protocol_parse_event(m, strlen(m), &kind, &epoch, &token, &len), 0);
+    assert_int_equal(kind, LEASE_EVENT_RESIGN);
+    assert_int_equal(epoch, 77);
+    assert_int_equal(len, 20);
+    free(m);
+
+    lease_request r;
+    m = protocol_prefer_message(77, "a:1/000000000000000a", 3, "b:2/000000000000000b");
+    assert_string_equal(m, "prefer 77 a:1/000000000000000a 3 b:2/000000000000000b");
+    assert_int_equal(protocol_parse_request(m, strlen(m), &r), 0);
+    assert_false(r.handover);
+    assert_int_equal(r.epoch, 77);
+    assert_int_equal(r.priority, 3);
+    assert_int_equal(r.holder_len, 20);
+    assert_memory_equal(r.other, "b:2/000000000000000b", 20);
+    assert_int_equal(r.other_len, 20);
+    assert_int_equal(protocol_parse_event(m, strlen(m), &kind, &epoch, &token, &len), -1);
+    free(m);
+    m = protocol_handover_message(78, "a:1/000000000000000a", "b:2/000000000000000b");
+    assert_int_equal(protocol_parse_request(m, strlen(m), &r), 0);
+    assert_true(r.handover);
+    assert_int_equal(r.epoch, 78);
+    assert_memory_equal(r.other, "b:2/000000000000000b", 20);
+    free(m);
+
+    static const char *const bad[] = {"prefer",
+                                      "prefer ",
+                                      "prefer 1 a 2",
+                                      "prefer x a 2 b",
+                                      "prefer 1 a x b",
+                                      "prefer 1 a 2 b c",
+                                      "prefer 1  a 2 b",
+                                      "prefer 1 a 2 b ",
+                                      "handover 1 a",
+                                      "handover 1 a b c",
+                                      "prefer 1 a 99999999999 b",
+                                      "elected 1 a",
+                                      "prefer 12345678901234567890 a 1 b"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (protocol_parse_request(bad[i], strlen(bad[i]), &r) == 0)
+            fail_msg("'%s' was taken for a request", bad[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc16_and_slots),
         cmocka_unit_test(test_awkward_keys),
         cmocka_unit_test(test_all_short_keys),
+        cmocka_unit_test(test_channel_messages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
