@@ -191,6 +191,10 @@ uint64_t cli_now_ms(void);
 /* `leasehold run`: returns the exit status. */
 int cli_run(const cli_options *o);
 
+/* A client for status, watch and resign (leasehold_observe.c); prints why
+ * and returns NULL on failure, with the exit status in *code. */
+leasehold_client *cli_connect(const cli_options *o, int *code);
+
 /* `leasehold status` and `leasehold watch`: return the exit status. */
 int cli_status(const cli_options *o);
 int cli_watch(const cli_options *o);

@@ -26,9 +26,7 @@
 
 #define OUT_LINE_MAX 1024
 
-/* Creates a client for o; prints why and returns NULL on failure, with the
- * exit status in *code. */
-static leasehold_client *connect_client(const cli_options *o, int *code)
+leasehold_client *cli_connect(const cli_options *o, int *code)
 {
     leasehold_config cfg;
     cli_config(o, &cfg);
@@ -79,7 +77,7 @@ static int print_line(char *line, size_t len, size_t size)
 int cli_status(const cli_options *o)
 {
     int code;
-    leasehold_client *c = connect_client(o, &code);
+    leasehold_client *c = cli_connect(o, &code);
     if (!c)
         return code;
     leasehold_holder h;
@@ -391,7 +389,7 @@ int cli_watch(const cli_options *o)
     w.ev_wr = fds[1];
 
     int code = 0;
-    leasehold_client *c = connect_client(o, &code);
+    leasehold_client *c = cli_connect(o, &code);
     if (c) {
         const leasehold_callbacks cbs = {.observed = on_observed, .error = on_watch_error};
         leasehold_error err;

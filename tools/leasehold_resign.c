@@ -79,17 +79,13 @@ static int wait_for_successor(leasehold_client *c, const cli_options *o, uint64_
 
 int cli_resign(const cli_options *o)
 {
-    leasehold_config cfg;
-    cli_config(o, &cfg);
+    int code;
+    leasehold_client *c = cli_connect(o, &code);
+    if (!c)
+        return code;
     leasehold_error err;
-    leasehold_client *c = leasehold_client_new(&cfg, &err);
-    if (!c) {
-        bool usage = err.code == LEASEHOLD_ECONFIG || err.code == LEASEHOLD_EURL;
-        cli_fatal(usage, "cannot connect to Redis (%s): %s", o->url_source, err.msg);
-        return usage ? EXIT_USAGE : EXIT_UNAVAILABLE;
-    }
     leasehold_holder h;
-    int code = read_holder(c, o, &h);
+    code = read_holder(c, o, &h);
     if (code == 0 && !h.token[0]) {
         cli_log(LEASEHOLD_LOG_ERROR, 0, NULL, "%s: nobody holds the key: nothing to ask", o->key);
         code = EXIT_NO_LEADER;

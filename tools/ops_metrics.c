@@ -32,6 +32,15 @@ static void series(FILE *out, const char *name, const char *key, const char *ext
     fprintf(out, "\"%s}", extra ? extra : "");
 }
 
+/* A metric of the key with one series: its HELP, TYPE and value. */
+static void key_metric(FILE *out, const char *name, const char *type, const char *help,
+                       const char *key, uint64_t value)
+{
+    describe(out, name, type, help);
+    series(out, name, key, NULL);
+    fprintf(out, " %" PRIu64 "\n", value);
+}
+
 /* A term's end as a label value. */
 static const char *reason_label(int reason)
 {
@@ -58,19 +67,16 @@ static void write_election(const ops_target *t, const leasehold_election_stats *
         fprintf(out, " %d\n", (int)s->state == st);
     }
 
-    describe(out, "leasehold_epoch", "gauge",
-             "The highest fencing epoch seen for the key: the current or the last term's.");
-    series(out, "leasehold_epoch", key, NULL);
-    fprintf(out, " %" PRIu64 "\n", s->epoch_seen);
+    key_metric(out, "leasehold_epoch", "gauge",
+               "The highest fencing epoch seen for the key: the current or the last term's.", key,
+               s->epoch_seen);
 
-    describe(out, "leasehold_leader_changes_total", "counter",
-             "New holders of the key seen by this process (its own terms included).");
-    series(out, "leasehold_leader_changes_total", key, NULL);
-    fprintf(out, " %" PRIu64 "\n", s->leader_changes);
+    key_metric(out, "leasehold_leader_changes_total", "counter",
+               "New holders of the key seen by this process (its own terms included).", key,
+               s->leader_changes);
 
-    describe(out, "leasehold_terms_won_total", "counter", "Terms this process was elected for.");
-    series(out, "leasehold_terms_won_total", key, NULL);
-    fprintf(out, " %" PRIu64 "\n", s->terms_won);
+    key_metric(out, "leasehold_terms_won_total", "counter", "Terms this process was elected for.",
+               key, s->terms_won);
 
     describe(out, "leasehold_terms_lost_total", "counter",
              "Terms of this process that ended, by reason.");
@@ -80,18 +86,14 @@ static void write_election(const ops_target *t, const leasehold_election_stats *
         fprintf(out, " %" PRIu64 "\n", s->terms_lost[r]);
     }
 
-    describe(out, "leasehold_claims_total", "counter", "Claims of the key sent.");
-    series(out, "leasehold_claims_total", key, NULL);
-    fprintf(out, " %" PRIu64 "\n", s->claims);
+    key_metric(out, "leasehold_claims_total", "counter", "Claims of the key sent.", key, s->claims);
 
-    describe(out, "leasehold_renewals_total", "counter", "Renewals of the lease sent.");
-    series(out, "leasehold_renewals_total", key, NULL);
-    fprintf(out, " %" PRIu64 "\n", s->renewals);
+    key_metric(out, "leasehold_renewals_total", "counter", "Renewals of the lease sent.", key,
+               s->renewals);
 
-    describe(out, "leasehold_renewal_failures_total", "counter",
-             "Renewals that did not count: refused, an error, too few replicas, no answer.");
-    series(out, "leasehold_renewal_failures_total", key, NULL);
-    fprintf(out, " %" PRIu64 "\n", s->renewals_failed);
+    key_metric(out, "leasehold_renewal_failures_total", "counter",
+               "Renewals that did not count: refused, an error, too few replicas, no answer.", key,
+               s->renewals_failed);
 
     describe(out, "leasehold_renewal_duration_seconds", "histogram",
              "Round trip of the renewals that counted, from send to answer (WAIT included).");
