@@ -436,7 +436,8 @@ LEASEHOLD_API const char *leasehold_reason_name(leasehold_reason reason);
  *                 them, such as `leasehold watch`.
  * resign_requested: leasehold_request_resign() (`leasehold resign`) asked
  *                 this process to end its term `epoch`, which it still
- *                 leads.  Stop what the term started, then call
+ *                 leads, or a candidate of higher priority did (see
+ *                 leasehold_config.priority).  Stop what the term started, then call
  *                 leasehold_resign(): the key is released and another
  *                 candidate takes over at once.  Until then the term goes on.
  *                 An election that runs a service (leasehold_serve())
@@ -716,7 +717,8 @@ typedef struct leasehold_node_stats {
 /* A client's statistics. */
 typedef struct leasehold_client_stats {
     unsigned node_count; /* the Redis servers it knows: 1, or a Cluster's masters */
-    leasehold_node_stats nodes[LEASEHOLD_STATS_NODES]; /* the first node_count of them */
+    leasehold_node_stats nodes[LEASEHOLD_STATS_NODES]; /* the first of them: min(node_count,
+                                                          LEASEHOLD_STATS_NODES) */
     uint64_t connects;     /* connections made ready (both kinds, first ones included) */
     uint64_t disconnects;  /* connections lost, or failed while being made */
     uint64_t loop_busy_ms; /* how long the I/O thread has been busy with what woke it last;

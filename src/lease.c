@@ -251,10 +251,11 @@ static uint64_t claim_time(const lease *l)
 }
 
 /* When a follower next asks the holder to hand over to it (see
- * lease_on_request): as soon as it learns of a term, and, when it is
- * preferred over the default (priority above 1), again every retry
- * interval (as often as it claims) for as long as the term lasts, since the
- * leader hands over only once its term has lasted its own interval.  UINT64_MAX when it does not
+ * lease_on_request): as soon as it learns of a term and again every retry
+ * interval (as often as it claims): three times in all at priority 1 (a
+ * request that reached a leader still confirming its claim is not lost), for
+ * as long as the term lasts above 1, since the leader hands over only once
+ * its term has lasted its own interval.  UINT64_MAX when it does not
  * ask: a standby or a priority-1 candidate that asked this term already, no holder known with its
  * epoch, our own term, halted, or held back by the restart guard. */
 static uint64_t ask_time(const lease *l)
@@ -262,9 +263,9 @@ static uint64_t ask_time(const lease *l)
     if (l->state != LEASE_FOLLOWER || l->cfg.priority == 0 || l->cfg.original_timing || l->halted ||
         !l->holder_known || !l->holder[0] || !l->holder_epoch || strcmp(l->holder, l->token) == 0)
         return UINT64_MAX;
-    uint64_t at = l->holder_epoch != l->asked_epoch ? 0
-                  : l->cfg.priority > 1             ? l->next_ask_ms
-                                                    : UINT64_MAX;
+    uint64_t at = l->holder_epoch != l->asked_epoch              ? 0
+                  : l->cfg.priority > 1 || l->asks_this_term < 3 ? l->next_ask_ms
+                                                                 : UINT64_MAX;
     return at < l->claim_gate_ms ? l->claim_gate_ms : at;
 }
 
@@ -307,6 +308,7 @@ static void ask_holder(lease *l, uint64_t now_ms)
 {
     if (!l->connected || ask_time(l) > now_ms)
         return;
+    l->asks_this_term = l->asked_epoch == l->holder_epoch ? l->asks_this_term + 1 : 1;
     l->asked_epoch = l->holder_epoch;
     l->next_ask_ms = now_ms + l->cfg.retry_interval_ms;
     lease_push(l, (lease_action){
@@ -525,6 +527,10 @@ void lease_on_event(lease *l, uint64_t now_ms, lease_event_kind kind, const char
     } else {
         /* A release of the holder we know of (a stale one, for an older
          * term, is ignored) ... */
+        /* The release of a term handed over to another: it claims first. */
+        if (l->handover_epoch && epoch == l->handover_epoch && !own &&
+            now_ms + l->cfg.retry_interval_ms > l->claim_hold_ms)
+            l->claim_hold_ms = now_ms + l->cfg.retry_interval_ms;
         if (lease_note_release(l, token, token_len, epoch) && (l->observer || !l->cfg.standby)) {
             /* ... and a follower claims (an observer reads) at once.  (A resign's back-off is for
              * the term it gave up, whose release it never hears as news; a later term released by
@@ -549,9 +555,16 @@ void lease_on_request(lease *l, uint64_t now_ms, const lease_request *r)
     bool asker_ok = r->other_len > 0 && r->other_len < sizeof l->successor &&
                     !is_own_token(l, r->other, r->other_len);
     if (r->handover) {
-        /* Another candidate is to succeed that term: the key may be
-         * released at once, or (no release) lapse with its lease. */
-        if (!ours && asker_ok && !l->observer) {
+        /* Another candidate is to succeed the term we know of: its key
+         * may lapse (no release) within a lease, or be released once what
+         * the term started has stopped (see the release in lease_on_event).
+         * Only the holder we know, at its epoch, and once per term: a
+         * forged or repeated message cannot hold claims back for longer. */
+        bool known = l->holder_known && r->epoch && r->epoch == l->holder_epoch &&
+                     strlen(l->holder) == r->holder_len &&
+                     memcmp(l->holder, r->holder, r->holder_len) == 0;
+        if (!ours && asker_ok && known && !l->observer && r->epoch != l->handover_epoch) {
+            l->handover_epoch = r->epoch;
             uint64_t until = now_ms + l->cfg.lease_ms + l->cfg.retry_interval_ms;
             if (until > l->claim_hold_ms)
                 l->claim_hold_ms = until;

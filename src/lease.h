@@ -212,9 +212,11 @@ typedef struct lease {
     uint64_t abandoned_epoch; /* ... that term's epoch */
 
     /* The preferred leader (cfg.priority). */
-    uint64_t next_ask_ms;   /* a follower's next request that the holder hand over to it */
-    uint64_t asked_epoch;   /* ... the holder's term it last asked */
-    uint64_t claim_hold_ms; /* a term handed over to another candidate: no claim before this */
+    uint64_t next_ask_ms;    /* a follower's next request that the holder hand over to it */
+    uint64_t asked_epoch;    /* ... the holder's term it last asked */
+    uint64_t claim_hold_ms;  /* a term handed over to another candidate: no claim before this */
+    uint64_t handover_epoch; /* ... that term (a handover is honoured once per term) */
+    unsigned asks_this_term; /* requests sent for asked_epoch */
     char successor[LEASE_HOLDER_MAX]; /* a leader's best asker: the highest priority ... */
     uint32_t successor_priority;      /* ... its priority ... */
     uint64_t successor_seen_ms;       /* ... and when it last asked (0: nobody) */
@@ -310,7 +312,9 @@ void lease_on_event(lease *l, uint64_t now_ms, lease_event_kind kind, const char
  * the asker), once per term.  Equal or lower priorities are ignored, so
  * equals never hand over to each other.  A "handover" to another candidate
  * makes this follower hold its claims back for lease_ms + retry_interval_ms,
- * so that the successor wins the key, released or lapsed. */
+ * and for retry_interval_ms after that term's release, so that the
+ * successor wins the key, released or lapsed; only for the holder and
+ * epoch it knows, once per term. */
 void lease_on_request(lease *l, uint64_t now_ms, const lease_request *r);
 
 /* The least time between two commands hastened by events: lease_ms / 40

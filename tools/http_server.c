@@ -29,6 +29,7 @@ typedef struct slot {
 
 struct http_server {
     int listen_fd;
+    uint64_t accept_paused_until_ms; /* out of descriptors: the listener rests until then */
     http_handler fn;
     void *arg;
     char address[96];
@@ -323,8 +324,10 @@ static void accept_all(http_server *s, uint64_t now_ms)
 {
     for (;;) {
         int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM))
+            s->accept_paused_until_ms = now_ms + 100; /* it stays queued: no busy loop */
         if (fd < 0)
-            return; /* EAGAIN, or a connection gone already, or out of descriptors */
+            return; /* EAGAIN, a connection gone already, or out of descriptors */
         slot *c = NULL;
         for (int i = 0; i < HTTP_CONNS_MAX && !c; i++)
             if (s->slots[i].state == SLOT_FREE)
@@ -344,7 +347,8 @@ static void accept_all(http_server *s, uint64_t now_ms)
 int http_server_poll(const http_server *s, struct pollfd *pfd)
 {
     int n = 0;
-    pfd[n++] = (struct pollfd){.fd = s->listen_fd, .events = POLLIN};
+    bool paused = http_now_ms() < s->accept_paused_until_ms;
+    pfd[n++] = (struct pollfd){.fd = paused ? -1 : s->listen_fd, .events = POLLIN};
     for (int i = 0; i < HTTP_CONNS_MAX; i++) {
         const slot *c = &s->slots[i];
         if (c->state != SLOT_FREE)
@@ -392,7 +396,8 @@ void http_server_run(http_server *s, const struct pollfd *pfd, int n, uint64_t n
 
 uint64_t http_server_wake_at(const http_server *s)
 {
-    uint64_t at = UINT64_MAX;
+    uint64_t at =
+        s->accept_paused_until_ms > http_now_ms() ? s->accept_paused_until_ms : UINT64_MAX;
     for (int i = 0; i < HTTP_CONNS_MAX; i++)
         if (s->slots[i].state != SLOT_FREE && s->slots[i].deadline_ms < at)
             at = s->slots[i].deadline_ms;

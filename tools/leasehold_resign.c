@@ -38,7 +38,8 @@ static int read_holder(leasehold_client *c, const cli_options *o, leasehold_hold
     return exit_status_for_error(rc);
 }
 
-/* --wait: reads the key until a term other than (epoch, token) holds it. */
+/* --wait: reads the key until another process holds it (a new term of the
+ * same token is the one that stepped down elected again: not a takeover). */
 static int wait_for_successor(leasehold_client *c, const cli_options *o, uint64_t epoch,
                               const char *token, uint64_t t0)
 {
@@ -50,7 +51,7 @@ static int wait_for_successor(leasehold_client *c, const cli_options *o, uint64_
         if (code)
             return code;
         uint64_t now = cli_now_ms();
-        if (h.token[0] && (h.epoch != epoch || strcmp(h.token, token) != 0)) {
+        if (h.token[0] && strcmp(h.token, token) != 0) {
             printf("%s: %s took over, epoch %" PRIu64 ", %" PRIu64 " ms after the request\n",
                    o->key, h.token, h.epoch, now - t0);
             return 0;
@@ -61,7 +62,12 @@ static int wait_for_successor(leasehold_client *c, const cli_options *o, uint64_
                     "released %" PRIu64 " ms after the request; waiting for a successor", now - t0);
         }
         if (now - t0 >= wait_ms) {
-            if (released)
+            if (h.token[0] && h.epoch != epoch)
+                cli_log(LEASEHOLD_LOG_ERROR, h.epoch, token,
+                        "%s: the same process was elected again within %" PRIu64
+                        " ms: no other candidate took over (only standbys, or none?)",
+                        o->key, wait_ms);
+            else if (released)
                 cli_log(LEASEHOLD_LOG_ERROR, 0, NULL,
                         "%s: released, but no other process took over within %" PRIu64 " ms",
                         o->key, wait_ms);

@@ -112,12 +112,13 @@ static void *ops_main(void *arg)
     while (!atomic_load(&o->quit)) {
         uint64_t now = http_now_ms();
         if (now >= next_status) {
-            send_status(o);
+            if (o->target.election) /* else no election runs: nothing to say */
+                send_status(o);
             next_status = now + STATUS_CHECK_MS;
         }
         if (o->notifier.watchdog_ms && now >= next_dog) {
             char why[256];
-            if (ops_healthy(&o->target, why, sizeof why))
+            if (!o->target.election || ops_healthy(&o->target, why, sizeof why))
                 sd_notify_send(&o->notifier, "WATCHDOG=1");
             next_dog = now + (o->notifier.watchdog_ms / 2 ? o->notifier.watchdog_ms / 2 : 1);
         }
@@ -153,9 +154,14 @@ static void *ops_main(void *arg)
 int ops_start(ops *o, const ops_target *t)
 {
     sd_notify_send(&o->notifier, "READY=1");
-    if (!t || (!o->http && !sd_notifier_active(&o->notifier)))
+    if (t)
+        o->target = *t;
+    else { /* no election to report on */
+        http_server_close(o->http);
+        o->http = NULL;
+    }
+    if (!o->http && !o->notifier.watchdog_ms && (!t || !sd_notifier_active(&o->notifier)))
         return 0; /* nothing to serve */
-    o->target = *t;
     int rc = pthread_create(&o->thread, NULL, ops_main, o);
     if (rc)
         return -rc;

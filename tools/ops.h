@@ -35,8 +35,8 @@ ops *ops_open(const char *listen, char *err, size_t err_size);
 const char *ops_address(const ops *o);
 
 /* Sends READY=1 and starts serving t (copied; its strings must outlive o);
- * t NULL: READY=1 only (no election runs).  0, or -errno when the thread
- * cannot start. */
+ * t NULL (no election runs): READY=1, and WATCHDOG=1 if systemd asks for it.
+ * 0, or -errno when the thread cannot start. */
 int ops_start(ops *o, const ops_target *t);
 
 /* The election's state may have changed: STATUS= is sent again soon.

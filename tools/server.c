@@ -455,7 +455,7 @@ int main(int argc, char **argv)
         if (o.metrics_listen)
             cli_log(LEASEHOLD_LOG_WARN, 0, NULL,
                     "--metrics-listen ignored: there is no election to report on");
-        ops_start(s.ops, NULL); /* READY=1 only */
+        ops_start(s.ops, NULL); /* READY=1, and the watchdog's keep-alives */
         int sig = wait_for_stop_signal(&stop);
         ops_stopping(s.ops);
         ops_close(s.ops);

@@ -525,16 +525,45 @@ static void test_run_resign(void **state)
                           NULL};
     proc *run = proc_start("leasehold", NULL, args);
     expect_output(run, "cmd-started", 10000);
-    const char *resign[] = {"resign",         "--url",  fx.srv->url, "--key",
-                            "ops:resign:run", "--wait", NULL};
-    proc *r = proc_start("leasehold", NULL, resign);
-    assert_int_equal(proc_exit_code(r, 10000), 0);
-    assert_non_null(strstr(r->out, "took over, epoch"));
+    /* Alone, it is elected again: --wait says no other process took over. */
+    const char *lone[] = {"resign",         "--url",          fx.srv->url, "--key",
+                          "ops:resign:run", "--wait-timeout", "2s",        NULL};
+    proc *r = proc_start("leasehold", NULL, lone);
+    assert_int_equal(proc_exit_code(r, 10000), 75);
+    assert_non_null(strstr(r->out, "the same process was elected again"));
     proc_free(r);
     expect_output(run, "asked to step down (leasehold resign): SIGTERM", 3000);
     expect_output(run, "cmd-got-term", 3000);
     expect_output(run, "stepped down as asked (leasehold resign); campaigning again", 3000);
     expect_output(run, "lease released", 3000);
+
+    /* With another candidate: it takes over. */
+    const char *other_args[] = {"run",
+                                "--url",
+                                fx.srv->url,
+                                "--key",
+                                "ops:resign:run",
+                                "--lease",
+                                "1s",
+                                "--retry",
+                                "300ms",
+                                "--",
+                                "sh",
+                                "-c",
+                                "echo other-started; exec sleep 600",
+                                NULL};
+    proc *other = proc_start("leasehold", NULL, other_args);
+    expect_output(other, "campaigning to run", 5000);
+    const char *resign[] = {"resign",         "--url",  fx.srv->url, "--key",
+                            "ops:resign:run", "--wait", NULL};
+    r = proc_start("leasehold", NULL, resign);
+    assert_int_equal(proc_exit_code(r, 10000), 0);
+    assert_non_null(strstr(r->out, "took over, epoch"));
+    proc_free(r);
+    expect_output(other, "other-started", 3000);
+    assert_int_equal(kill(other->pid, SIGTERM), 0);
+    expect_exit(other, 0, 10000);
+    proc_free(other);
     assert_int_equal(kill(run->pid, SIGTERM), 0);
     expect_exit(run, 0, 10000);
     proc_free(run);
@@ -746,13 +775,12 @@ static void test_server_listener_and_bad_requests(void **state)
     assert_int_equal(curl(url, "-i", body, sizeof body), 200);
     assert_non_null(strstr(body, "Content-Type: text/plain; version=0.0.4"));
 
-    /* Asked to step down, the host process does, and (alone) leads again. */
+    /* Asked to step down, the host process does. */
     expect_output(p, "This server is now the leader!", 10000);
-    const char *resign[] = {"resign", "--url", fx.srv->url, "--key", "snaketron:leader:ops",
-                            "--wait", NULL};
+    const char *resign[] = {"resign", "--url", fx.srv->url, "--key", "snaketron:leader:ops", NULL};
     proc *r = proc_start("leasehold", NULL, resign);
     assert_int_equal(proc_exit_code(r, 10000), 0);
-    assert_non_null(strstr(r->out, "took over, epoch"));
+    assert_non_null(strstr(r->out, "to step down"));
     proc_free(r);
     expect_output(p, "asked to step down by a request naming this term", 3000);
 

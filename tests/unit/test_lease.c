@@ -1239,8 +1239,8 @@ static void test_preferred_leader(void **state)
                 }
             }
         }
-        /* 2: at once, then every retry interval (1000 ms) */
-        assert_int_equal(asked, prio == 2 ? 7 : prio == 1 ? 1 : 0);
+        /* 2: at once, then every retry interval (1000 ms); 1: three times */
+        assert_int_equal(asked, prio == 2 ? 7 : prio == 1 ? 3 : 0);
 
         /* A handover to another: no claim for a retry interval after the release. */
         lease_request hand = {.handover = true,
@@ -1249,9 +1249,17 @@ static void test_preferred_leader(void **state)
                               .holder_len = strlen(me),
                               .other = asker,
                               .other_len = strlen(asker)};
+        lease_request forged = hand;
+        forged.epoch = 9999; /* not the term it knows: no hold */
+        lease_on_request(&f, now, &forged);
+        assert_int_equal(f.claim_hold_ms, 0);
         lease_on_request(&f, now, &hand);
-        lease_on_event(&f, now, LEASE_EVENT_RELEASED, me, strlen(me), 7000);
-        assert_true(lease_wake_at(&f) >= now + cfg.retry_interval_ms);
+        uint64_t held = f.claim_hold_ms;
+        assert_true(held >= now + cfg.lease_ms);
+        lease_on_request(&f, now + 500, &hand); /* a repeat does not extend it */
+        assert_int_equal(f.claim_hold_ms, held);
+        lease_on_event(&f, now + 3500, LEASE_EVENT_RELEASED, me, strlen(me), 7000);
+        assert_true(f.claim_hold_ms >= now + 3500 + cfg.retry_interval_ms); /* from the release */
     }
 }
 
